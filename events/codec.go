@@ -1,0 +1,260 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// MaxEventSize bounds one encoded event. The stream's MaxMsgSize is set to it,
+// and the decoder refuses anything larger before parsing it.
+const MaxEventSize = 64 << 10
+
+// Decoding errors. A *DecodeError wraps one of them.
+var (
+	// ErrUnknownType: the event names a type this build does not know.
+	ErrUnknownType = errors.New("unknown event type")
+	// ErrUnknownVersion: the type is known but not at this version, and no
+	// upcaster leads from it to the current one.
+	ErrUnknownVersion = errors.New("unknown event version")
+	// ErrTooLarge: the encoded event exceeds MaxEventSize.
+	ErrTooLarge = errors.New("event too large")
+	// ErrMalformed: not JSON, unknown or missing fields, or invalid values.
+	ErrMalformed = errors.New("malformed event")
+)
+
+// DecodeError explains why bytes are not an event.
+type DecodeError struct {
+	Kind   error // one of the Err* sentinels above
+	Detail string
+}
+
+func (e *DecodeError) Error() string { return fmt.Sprintf("events: %v: %s", e.Kind, e.Detail) }
+
+// Unwrap lets errors.Is match the sentinel.
+func (e *DecodeError) Unwrap() error { return e.Kind }
+
+// TypeVersion names one version of one event type.
+type TypeVersion struct {
+	Type    Type
+	Version int
+}
+
+// Upcaster rewrites the payload of an old version into the next version's
+// JSON. Stored events are never rewritten: old versions are upcast on read.
+type Upcaster func(data json.RawMessage) (json.RawMessage, error)
+
+// Codec encodes and decodes events. The zero Codec knows every current
+// version and has no upcasters.
+type Codec struct {
+	// Upcasters maps a type at version v to a function producing version v+1.
+	Upcasters map[TypeVersion]Upcaster
+
+	// versions overrides the current version of a type; tests use it to
+	// exercise upcasting before a real second version exists.
+	versions map[Type]int
+}
+
+func (c Codec) current(t Type, s schema) int {
+	if v, ok := c.versions[t]; ok {
+		return v
+	}
+	return s.version
+}
+
+// wire is the JSON shape of an event. Field names are stable wire data.
+type wire struct {
+	ID            string          `json:"id"`
+	Type          Type            `json:"type"`
+	Version       int             `json:"v"`
+	Tenant        string          `json:"tenant"`
+	Aggregate     Aggregate       `json:"aggregate"`
+	Actor         string          `json:"actor"`
+	Reason        string          `json:"reason,omitempty"`
+	OccurredAt    time.Time       `json:"occurred_at"`
+	CommandID     string          `json:"command_id"`
+	CorrelationID string          `json:"correlation_id,omitempty"`
+	PrevHash      *Hash           `json:"prev_hash,omitempty"`
+	Data          json.RawMessage `json:"data"`
+}
+
+// Encode validates e and returns its wire form at the current version of its
+// type. Times are written in UTC.
+func (c Codec) Encode(e *Event) ([]byte, error) {
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("events: encode %s: %w", e.Type, err)
+	}
+	s, _ := schemaOf(e.Type)
+	data, err := json.Marshal(normalizeTimes(e.Data))
+	if err != nil {
+		return nil, fmt.Errorf("events: encode %s payload: %w", e.Type, err)
+	}
+	w := wire{
+		ID: e.ID, Type: e.Type, Version: s.version, Tenant: e.Tenant, Aggregate: e.Aggregate,
+		Actor: e.Actor, Reason: e.Reason, OccurredAt: e.OccurredAt.UTC(), CommandID: e.CommandID,
+		CorrelationID: e.CorrelationID, Data: data,
+	}
+	if !e.PrevHash.IsZero() {
+		h := e.PrevHash
+		w.PrevHash = &h
+	}
+	b, err := json.Marshal(&w)
+	if err != nil {
+		return nil, fmt.Errorf("events: encode %s: %w", e.Type, err)
+	}
+	if len(b) > MaxEventSize {
+		return nil, fmt.Errorf("events: encode %s: %w (%d bytes)", e.Type, ErrTooLarge, len(b))
+	}
+	return b, nil
+}
+
+// Decode parses and validates an encoded event, upcasting old versions. It
+// never panics; any failure is a *DecodeError.
+func (c Codec) Decode(b []byte) (Event, error) {
+	if len(b) > MaxEventSize {
+		return Event{}, &DecodeError{ErrTooLarge, fmt.Sprintf("%d bytes, limit %d", len(b), MaxEventSize)}
+	}
+	var w wire
+	if err := strictUnmarshal(b, &w); err != nil {
+		return Event{}, &DecodeError{ErrMalformed, err.Error()}
+	}
+	s, ok := schemaOf(w.Type)
+	if !ok {
+		return Event{}, &DecodeError{ErrUnknownType, fmt.Sprintf("%q", w.Type)}
+	}
+	data := w.Data
+	if len(data) == 0 || data[0] != '{' {
+		return Event{}, &DecodeError{ErrMalformed, "data must be an object"}
+	}
+	cur := c.current(w.Type, s)
+	if w.Version < 1 || w.Version > cur {
+		return Event{}, &DecodeError{ErrUnknownVersion, fmt.Sprintf("%s v%d (current v%d)", w.Type, w.Version, cur)}
+	}
+	for v := w.Version; v < cur; v++ {
+		up, ok := c.Upcasters[TypeVersion{w.Type, v}]
+		if !ok {
+			return Event{}, &DecodeError{ErrUnknownVersion, fmt.Sprintf("%s v%d: no upcaster to v%d", w.Type, v, v+1)}
+		}
+		next, err := up(data)
+		if err != nil {
+			return Event{}, &DecodeError{ErrMalformed, fmt.Sprintf("upcast %s v%d: %v", w.Type, v, err)}
+		}
+		data = next
+	}
+	p := s.new()
+	if err := strictUnmarshal(data, p); err != nil {
+		return Event{}, &DecodeError{ErrMalformed, fmt.Sprintf("%s data: %v", w.Type, err)}
+	}
+	e := Event{
+		ID: w.ID, Type: w.Type, Version: w.Version, Tenant: w.Tenant, Aggregate: w.Aggregate,
+		Actor: w.Actor, Reason: w.Reason, OccurredAt: w.OccurredAt, CommandID: w.CommandID,
+		CorrelationID: w.CorrelationID, Data: deref(p),
+	}
+	if w.PrevHash != nil {
+		if w.PrevHash.IsZero() {
+			return Event{}, &DecodeError{ErrMalformed, "prev_hash must be omitted, not zero"}
+		}
+		e.PrevHash = *w.PrevHash
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, &DecodeError{ErrMalformed, err.Error()}
+	}
+	return e, nil
+}
+
+// Encode encodes with the zero Codec.
+func Encode(e *Event) ([]byte, error) { return Codec{}.Encode(e) }
+
+// Decode decodes with the zero Codec.
+func Decode(b []byte) (Event, error) { return Codec{}.Decode(b) }
+
+// strictUnmarshal decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data.
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// deref turns the *T the decoder filled into the T value the rest of the code
+// passes around, so that payloads are values and folds cannot alias them.
+func deref(p Payload) Payload {
+	switch v := p.(type) {
+	case *TenantCreatedV1:
+		return *v
+	case *TenantSuspendedV1:
+		return *v
+	case *TenantResumedV1:
+		return *v
+	case *UserCreatedV1:
+		return *v
+	case *UserDisabledV1:
+		return *v
+	case *UserEnabledV1:
+		return *v
+	case *UserDeletedV1:
+		return *v
+	case *UserKeysRevokedBeforeV1:
+		return *v
+	case *KeyIssuedV1:
+		return *v
+	case *KeyUpdatedV1:
+		return *v
+	case *KeySuspendedV1:
+		return *v
+	case *KeyResumedV1:
+		return *v
+	case *KeyRevokedV1:
+		return *v
+	case *KeyRotatedV1:
+		return *v
+	case *APICreatedV1:
+		return *v
+	case *APIUpdatedV1:
+		return *v
+	case *APIDeprecatedV1:
+		return *v
+	case *APIRetiredV1:
+		return *v
+	}
+	return p
+}
+
+// normalizeTimes returns the payload with every time in UTC, so that the same
+// event always encodes to the same bytes whatever zone the caller used.
+func normalizeTimes(p Payload) Payload {
+	utc := func(t *time.Time) *time.Time {
+		if t == nil {
+			return nil
+		}
+		u := t.UTC()
+		return &u
+	}
+	switch v := p.(type) {
+	case UserKeysRevokedBeforeV1:
+		v.Before = v.Before.UTC()
+		return v
+	case KeyIssuedV1:
+		v.NotBefore, v.ExpiresAt = utc(v.NotBefore), utc(v.ExpiresAt)
+		return v
+	case KeyUpdatedV1:
+		v.ExpiresAt = utc(v.ExpiresAt)
+		return v
+	case KeyRotatedV1:
+		v.GraceUntil = v.GraceUntil.UTC()
+		return v
+	case APIDeprecatedV1:
+		v.Sunset = v.Sunset.UTC()
+		return v
+	}
+	return p
+}

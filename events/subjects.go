@@ -1,0 +1,139 @@
+package events
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Stream and subject layout. One subject per aggregate, tenant first, so that
+// a gateway serving some tenants subscribes to keytrail.evt.<tenant>.> only,
+// and a user's own events and their keys' share the prefix
+// keytrail.evt.<tenant>.u.<user>.> (a boundary for cross-aggregate checks).
+//
+//	keytrail.evt.<tenant>.t                  the tenant
+//	keytrail.evt.<tenant>.u.<user>.u         a user
+//	keytrail.evt.<tenant>.u.<user>.k.<key>   a key of that user
+//	keytrail.evt.<tenant>.a.<api>            an API
+const (
+	StreamName  = "KEYTRAIL_EVENTS"
+	SubjectRoot = "keytrail.evt"
+	AllSubjects = SubjectRoot + ".>"
+)
+
+// Headers every event message carries besides its JSON body, so that readers
+// (including the nats CLI) can filter without decoding.
+const (
+	HeaderType      = "Keytrail-Type"
+	HeaderVersion   = "Keytrail-Version"
+	HeaderCommandID = "Keytrail-Command-Id"
+)
+
+// ValidToken reports whether s can stand as one NATS subject token: not empty,
+// no '.', '*', '>', whitespace or control characters. The id validators are
+// stricter; this is the last line of defence before a subject is built.
+func ValidToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c <= ' ', c == 0x7f, c == '.', c == '*', c == '>':
+			return false
+		}
+	}
+	return true
+}
+
+// Subject returns the subject of an aggregate of a tenant, validating every
+// id that goes into it.
+func Subject(tenant string, a Aggregate) (string, error) {
+	if !ValidTenantID(tenant) {
+		return "", fmt.Errorf("events: invalid tenant id %q", tenant)
+	}
+	if err := a.validate(tenant); err != nil {
+		return "", fmt.Errorf("events: %w", err)
+	}
+	for _, tok := range []string{tenant, a.ID, a.User} {
+		if tok != "" && !ValidToken(tok) {
+			return "", fmt.Errorf("events: %q is not a subject token", tok)
+		}
+	}
+	var b strings.Builder
+	b.Grow(len(SubjectRoot) + len(tenant) + len(a.User) + len(a.ID) + 12)
+	b.WriteString(SubjectRoot)
+	b.WriteByte('.')
+	b.WriteString(tenant)
+	switch a.Kind {
+	case KindTenant:
+		b.WriteString(".t")
+	case KindUser:
+		b.WriteString(".u.")
+		b.WriteString(a.ID)
+		b.WriteString(".u")
+	case KindKey:
+		b.WriteString(".u.")
+		b.WriteString(a.User)
+		b.WriteString(".k.")
+		b.WriteString(a.ID)
+	case KindAPI:
+		b.WriteString(".a.")
+		b.WriteString(a.ID)
+	}
+	return b.String(), nil
+}
+
+// SubjectOf returns the subject an event must be stored under.
+func SubjectOf(e *Event) (string, error) { return Subject(e.Tenant, e.Aggregate) }
+
+// ParseSubject is the inverse of Subject.
+func ParseSubject(subj string) (tenant string, a Aggregate, err error) {
+	rest, ok := strings.CutPrefix(subj, SubjectRoot+".")
+	if !ok {
+		return "", Aggregate{}, fmt.Errorf("events: subject %q is not under %s", subj, SubjectRoot)
+	}
+	tok := strings.Split(rest, ".")
+	switch {
+	case len(tok) == 2 && tok[1] == "t":
+		a = TenantAggregate(tok[0])
+	case len(tok) == 4 && tok[1] == "u" && tok[3] == "u":
+		a = UserAggregate(tok[2])
+	case len(tok) == 5 && tok[1] == "u" && tok[3] == "k":
+		a = KeyAggregate(tok[2], tok[4])
+	case len(tok) == 3 && tok[1] == "a":
+		a = APIAggregate(tok[2])
+	default:
+		return "", Aggregate{}, fmt.Errorf("events: subject %q has no aggregate layout", subj)
+	}
+	tenant = tok[0]
+	if _, err := Subject(tenant, a); err != nil {
+		return "", Aggregate{}, err
+	}
+	return tenant, a, nil
+}
+
+// TenantFilter is the subject filter for every event of one tenant.
+func TenantFilter(tenant string) (string, error) {
+	if !ValidTenantID(tenant) {
+		return "", fmt.Errorf("events: invalid tenant id %q", tenant)
+	}
+	return SubjectRoot + "." + tenant + ".>", nil
+}
+
+// UserScopeFilter is the subject filter for a user's own events and all
+// their keys' events.
+func UserScopeFilter(tenant, user string) (string, error) {
+	if !ValidTenantID(tenant) || !ValidUserID(user) {
+		return "", fmt.Errorf("events: invalid tenant or user id")
+	}
+	return SubjectRoot + "." + tenant + ".u." + user + ".>", nil
+}
+
+// MsgID is the Nats-Msg-Id of the i-th event of a command on a subject. It is
+// scoped by subject so that two tenants' equal idempotency keys never collide.
+func MsgID(subject, commandID string, i int) string {
+	if i == 0 {
+		return subject + "#" + commandID
+	}
+	return subject + "#" + commandID + "#" + strconv.Itoa(i)
+}

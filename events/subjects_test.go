@@ -1,0 +1,97 @@
+package events
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSubjects(t *testing.T) {
+	cases := []struct {
+		tenant string
+		agg    Aggregate
+		want   string
+	}{
+		{"acme", TenantAggregate("acme"), "keytrail.evt.acme.t"},
+		{"acme", UserAggregate("Bob_1"), "keytrail.evt.acme.u.Bob_1.u"},
+		{"acme", KeyAggregate("Bob_1", keyID), "keytrail.evt.acme.u.Bob_1.k." + keyID},
+		{"acme", APIAggregate("orders"), "keytrail.evt.acme.a.orders"},
+	}
+	for _, c := range cases {
+		got, err := Subject(c.tenant, c.agg)
+		if err != nil || got != c.want {
+			t.Fatalf("Subject(%q, %v) = %q, %v; want %q", c.tenant, c.agg, got, err, c.want)
+		}
+		tenant, agg, err := ParseSubject(got)
+		if err != nil || tenant != c.tenant || agg != c.agg {
+			t.Fatalf("ParseSubject(%q) = %q, %v, %v", got, tenant, agg, err)
+		}
+		scope, _ := UserScopeFilter("acme", "Bob_1")
+		if c.agg.Kind == KindKey || c.agg.Kind == KindUser {
+			if !strings.HasPrefix(got, strings.TrimSuffix(scope, ">")) {
+				t.Fatalf("%s is outside the user scope %s", got, scope)
+			}
+		}
+	}
+}
+
+func TestSubjectRejectsUnsafeIDs(t *testing.T) {
+	bad := []struct {
+		tenant string
+		agg    Aggregate
+	}{
+		{"", TenantAggregate("")},
+		{"ac.me", TenantAggregate("ac.me")},
+		{"acme", TenantAggregate("other")},
+		{"ac*", TenantAggregate("ac*")},
+		{"Acme", TenantAggregate("Acme")},
+		{"-acme", TenantAggregate("-acme")},
+		{"acme", UserAggregate("bo.b")},
+		{"acme", UserAggregate("bo b")},
+		{"acme", UserAggregate(">")},
+		{"acme", UserAggregate("")},
+		{"acme", UserAggregate(strings.Repeat("a", 65))},
+		{"acme", UserAggregate("bob\n")},
+		{"acme", KeyAggregate("bob", "key_*")},
+		{"acme", KeyAggregate("bob", "key_01jdq8z6w4m2n9v3x5c7b1a0zy")},
+		{"acme", KeyAggregate("", keyID)},
+		{"acme", APIAggregate("or.ders")},
+		{"acme", Aggregate{Kind: "widget", ID: "x"}},
+	}
+	for _, b := range bad {
+		if s, err := Subject(b.tenant, b.agg); err == nil {
+			t.Errorf("Subject(%q, %v) = %q, want an error", b.tenant, b.agg, s)
+		}
+	}
+	for _, s := range []string{"keytrail.evt.acme", "keytrail.evt.acme.x", "keytrail.evt.acme.u.bob", "other.evt.acme.t", "keytrail.evt.acme.u.bob.k.key_bad", "keytrail.evt.ac.me.t"} {
+		if _, _, err := ParseSubject(s); err == nil {
+			t.Errorf("ParseSubject(%q) accepted", s)
+		}
+	}
+}
+
+func TestValidators(t *testing.T) {
+	for s, want := range map[string]bool{"orders:read": true, "a": true, "a/b.c_d-e:f": true, ":x": false, "": false, "a b": false, "a*": false} {
+		if ValidScope(s) != want {
+			t.Errorf("ValidScope(%q) != %v", s, want)
+		}
+	}
+	for s, want := range map[string]bool{"/orders": true, "/v1/orders": true, "/": true, "orders": false, "/a//b": false, "/_keytrail": false, "/_keytrail/x": false, "/a?b": false, "/a b": false} {
+		if ValidPathPrefix(s) != want {
+			t.Errorf("ValidPathPrefix(%q) != %v", s, want)
+		}
+	}
+	for s, want := range map[string]bool{"http://127.0.0.1:80": true, "https://x.example/base": true, "ftp://x": false, "http://u:p@x": false, "http://x/?q": false, "/rel": false} {
+		if ValidUpstream(s) != want {
+			t.Errorf("ValidUpstream(%q) != %v", s, want)
+		}
+	}
+	if id, err := NewKeyID(t0); err != nil || !ValidKeyID(id) {
+		t.Fatalf("NewKeyID = %q, %v", id, err)
+	}
+	if id, err := NewEventID(t0); err != nil || !ValidEventID(id) {
+		t.Fatalf("NewEventID = %q, %v", id, err)
+	}
+	if MsgID("s", "c", 0) == MsgID("s", "c", 1) || MsgID("a.t", "c", 0) == MsgID("b.t", "c", 0) {
+		t.Fatal("MsgID collides")
+	}
+}

@@ -1,0 +1,531 @@
+package events
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Type names an event: "<aggregate>.<past-tense verb>". Types are stable wire
+// data: never rename one, add a new type instead.
+type Type string
+
+// Every event type Keytrail records.
+const (
+	TenantCreated   Type = "tenant.created"
+	TenantSuspended Type = "tenant.suspended"
+	TenantResumed   Type = "tenant.resumed"
+
+	UserCreated           Type = "user.created"
+	UserDisabled          Type = "user.disabled"
+	UserEnabled           Type = "user.enabled"
+	UserDeleted           Type = "user.deleted"
+	UserKeysRevokedBefore Type = "user.keys-revoked-before"
+	KeyIssued             Type = "key.issued"
+	KeyUpdated            Type = "key.updated"
+	KeySuspended          Type = "key.suspended"
+	KeyResumed            Type = "key.resumed"
+	KeyRevoked            Type = "key.revoked"
+	KeyRotated            Type = "key.rotated"
+	APICreated            Type = "api.created"
+	APIUpdated            Type = "api.updated"
+	APIDeprecated         Type = "api.deprecated"
+	APIRetired            Type = "api.retired"
+)
+
+// Kind is the kind of aggregate an event belongs to.
+type Kind string
+
+// The aggregate kinds.
+const (
+	KindTenant Kind = "tenant"
+	KindUser   Kind = "user"
+	KindKey    Kind = "key"
+	KindAPI    Kind = "api"
+)
+
+// Payload is the typed body of an event. Each implementation is one event type
+// at its current schema version.
+type Payload interface {
+	EventType() Type
+	validate() error
+}
+
+// schema describes the current version of an event type.
+type schema struct {
+	kind    Kind
+	version int
+	new     func() Payload
+}
+
+// schemaOf is the catalogue: every type, its aggregate kind, its current
+// version and a constructor for its payload. Adding a type means a case here,
+// a golden file and a line in docs/events.md.
+func schemaOf(t Type) (schema, bool) {
+	switch t {
+	case TenantCreated:
+		return schema{KindTenant, 1, func() Payload { return new(TenantCreatedV1) }}, true
+	case TenantSuspended:
+		return schema{KindTenant, 1, func() Payload { return new(TenantSuspendedV1) }}, true
+	case TenantResumed:
+		return schema{KindTenant, 1, func() Payload { return new(TenantResumedV1) }}, true
+	case UserCreated:
+		return schema{KindUser, 1, func() Payload { return new(UserCreatedV1) }}, true
+	case UserDisabled:
+		return schema{KindUser, 1, func() Payload { return new(UserDisabledV1) }}, true
+	case UserEnabled:
+		return schema{KindUser, 1, func() Payload { return new(UserEnabledV1) }}, true
+	case UserDeleted:
+		return schema{KindUser, 1, func() Payload { return new(UserDeletedV1) }}, true
+	case UserKeysRevokedBefore:
+		return schema{KindUser, 1, func() Payload { return new(UserKeysRevokedBeforeV1) }}, true
+	case KeyIssued:
+		return schema{KindKey, 1, func() Payload { return new(KeyIssuedV1) }}, true
+	case KeyUpdated:
+		return schema{KindKey, 1, func() Payload { return new(KeyUpdatedV1) }}, true
+	case KeySuspended:
+		return schema{KindKey, 1, func() Payload { return new(KeySuspendedV1) }}, true
+	case KeyResumed:
+		return schema{KindKey, 1, func() Payload { return new(KeyResumedV1) }}, true
+	case KeyRevoked:
+		return schema{KindKey, 1, func() Payload { return new(KeyRevokedV1) }}, true
+	case KeyRotated:
+		return schema{KindKey, 1, func() Payload { return new(KeyRotatedV1) }}, true
+	case APICreated:
+		return schema{KindAPI, 1, func() Payload { return new(APICreatedV1) }}, true
+	case APIUpdated:
+		return schema{KindAPI, 1, func() Payload { return new(APIUpdatedV1) }}, true
+	case APIDeprecated:
+		return schema{KindAPI, 1, func() Payload { return new(APIDeprecatedV1) }}, true
+	case APIRetired:
+		return schema{KindAPI, 1, func() Payload { return new(APIRetiredV1) }}, true
+	}
+	return schema{}, false
+}
+
+// Types lists every event type, in catalogue order.
+func Types() []Type {
+	return []Type{
+		TenantCreated, TenantSuspended, TenantResumed,
+		UserCreated, UserDisabled, UserEnabled, UserDeleted, UserKeysRevokedBefore,
+		KeyIssued, KeyUpdated, KeySuspended, KeyResumed, KeyRevoked, KeyRotated,
+		APICreated, APIUpdated, APIDeprecated, APIRetired,
+	}
+}
+
+// KindOf returns the aggregate kind of an event type and its current schema
+// version; ok is false for an unknown type.
+func KindOf(t Type) (kind Kind, version int, ok bool) {
+	s, ok := schemaOf(t)
+	return s.kind, s.version, ok
+}
+
+// Limits on payload contents. They bound what one event can hold so that a
+// decoder of the stream never allocates without bound.
+const (
+	MaxNameLen       = 200
+	MaxScopes        = 64
+	MaxScopeLen      = 128
+	MaxMetadata      = 32
+	MaxMetadataKey   = 64
+	MaxMetadataValue = 512
+	MaxUpstreams     = 16
+	MaxURLLen        = 2048
+	MaxPathPrefixLen = 256
+	MaxHintLen       = 40
+)
+
+// SecretHash is the SHA-256 of a key's secret: the only form in which a secret
+// is ever stored. It encodes as 64 lower-case hex characters.
+type SecretHash [32]byte
+
+// MarshalText implements encoding.TextMarshaler.
+func (h SecretHash) MarshalText() ([]byte, error) { return hexText(h[:]), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *SecretHash) UnmarshalText(b []byte) error { return unhexText(h[:], b, "secret hash") }
+
+// String prints the hash; it is not secret, but it is not the secret either.
+func (h SecretHash) String() string { return string(hexText(h[:])) }
+
+// Hash is the SHA-256 of an event's encoded bytes; events carry the hash of
+// the previous event of their aggregate to form a chain.
+type Hash [32]byte
+
+// MarshalText implements encoding.TextMarshaler.
+func (h Hash) MarshalText() ([]byte, error) { return hexText(h[:]), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (h *Hash) UnmarshalText(b []byte) error { return unhexText(h[:], b, "hash") }
+
+// String returns the hash in hex.
+func (h Hash) String() string { return string(hexText(h[:])) }
+
+// IsZero reports whether h is the zero hash (no previous event).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+func hexText(b []byte) []byte {
+	out := make([]byte, hex.EncodedLen(len(b)))
+	hex.Encode(out, b)
+	return out
+}
+
+func unhexText(dst, src []byte, what string) error {
+	if len(src) != hex.EncodedLen(len(dst)) {
+		return fmt.Errorf("%s: want %d hex characters", what, hex.EncodedLen(len(dst)))
+	}
+	for _, c := range src {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("%s: not lower-case hex", what)
+		}
+	}
+	_, err := hex.Decode(dst, src)
+	return err
+}
+
+// RateLimit is a token bucket: a sustained rate and a burst.
+type RateLimit struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// MaxRate bounds PerSecond and Burst.
+const MaxRate = 1_000_000
+
+func (r *RateLimit) validate() error {
+	if r == nil {
+		return nil
+	}
+	// PerSecond is a float so that "1 request a minute" can be said; NaN and
+	// infinities are refused by the JSON decoder and by this range check.
+	if !(r.PerSecond > 0 && r.PerSecond <= MaxRate) {
+		return fmt.Errorf("rate_limit.per_second must be in (0, %d]", MaxRate)
+	}
+	if r.Burst < 1 || r.Burst > MaxRate {
+		return fmt.Errorf("rate_limit.burst must be in [1, %d]", MaxRate)
+	}
+	return nil
+}
+
+// ValidScope reports whether s is a scope: 1..128 of [A-Za-z0-9:._/-], starting
+// with a letter or digit (e.g. "orders:read").
+func ValidScope(s string) bool {
+	if len(s) == 0 || len(s) > MaxScopeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || (c != ':' && c != '.' && c != '_' && c != '/' && c != '-')) {
+			return false
+		}
+	}
+	return true
+}
+
+func validateScopes(scopes []string) error {
+	if len(scopes) > MaxScopes {
+		return fmt.Errorf("at most %d scopes", MaxScopes)
+	}
+	seen := make(map[string]struct{}, len(scopes))
+	for _, s := range scopes {
+		if !ValidScope(s) {
+			return fmt.Errorf("invalid scope %q", s)
+		}
+		if _, dup := seen[s]; dup {
+			return fmt.Errorf("duplicate scope %q", s)
+		}
+		seen[s] = struct{}{}
+	}
+	return nil
+}
+
+func validateMetadata(md map[string]string) error {
+	if len(md) > MaxMetadata {
+		return fmt.Errorf("at most %d metadata entries", MaxMetadata)
+	}
+	for k, v := range md {
+		if k == "" || !validText(k, MaxMetadataKey) {
+			return fmt.Errorf("invalid metadata key %q", k)
+		}
+		if !validText(v, MaxMetadataValue) {
+			return fmt.Errorf("invalid metadata value for %q", k)
+		}
+	}
+	return nil
+}
+
+func validateName(name string, required bool) error {
+	if required && name == "" {
+		return fmt.Errorf("name is required")
+	}
+	if !validText(name, MaxNameLen) {
+		return fmt.Errorf("name must be at most %d printable characters", MaxNameLen)
+	}
+	return nil
+}
+
+// ValidPathPrefix reports whether p can be an API's path prefix: it starts
+// with '/', is not under the gateway's reserved "/_keytrail/", and holds only
+// unreserved URL path characters.
+func ValidPathPrefix(p string) bool {
+	if len(p) == 0 || len(p) > MaxPathPrefixLen || p[0] != '/' {
+		return false
+	}
+	if p == "/_keytrail" || len(p) >= 10 && p[:10] == "/_keytrail" {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		c := p[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '/' || c == '-' || c == '_' || c == '.' || c == '~'
+		if !ok || (c == '/' && p[i-1] == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidUpstream reports whether u is an absolute http(s) URL with a host and
+// no user info, query or fragment.
+func ValidUpstream(u string) bool {
+	if len(u) == 0 || len(u) > MaxURLLen {
+		return false
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	return (p.Scheme == "http" || p.Scheme == "https") && p.Host != "" && p.User == nil &&
+		p.RawQuery == "" && p.Fragment == "" && !p.ForceQuery
+}
+
+func validateUpstreams(us []string) error {
+	if len(us) == 0 || len(us) > MaxUpstreams {
+		return fmt.Errorf("between 1 and %d upstreams", MaxUpstreams)
+	}
+	for _, u := range us {
+		if !ValidUpstream(u) {
+			return fmt.Errorf("invalid upstream %q", u)
+		}
+	}
+	return nil
+}
+
+func requireTime(name string, t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("%s is required", name)
+	}
+	return nil
+}
+
+// Tenant events.
+
+// TenantCreatedV1: a tenant came into being.
+type TenantCreatedV1 struct {
+	Name string `json:"name"`
+}
+
+// TenantSuspendedV1: every key of the tenant stops verifying (TENANT_SUSPENDED)
+// until it is resumed. The reason is the envelope's.
+type TenantSuspendedV1 struct{}
+
+// TenantResumedV1: a suspended tenant is active again.
+type TenantResumedV1 struct{}
+
+// User events.
+
+// UserCreatedV1: a user of a tenant came into being.
+type UserCreatedV1 struct {
+	Name string `json:"name"`
+}
+
+// UserDisabledV1: the user's keys stop verifying (USER_DISABLED) until enabled.
+type UserDisabledV1 struct{}
+
+// UserEnabledV1: a disabled user is active again.
+type UserEnabledV1 struct{}
+
+// UserDeletedV1: the user is gone for good (USER_DELETED); final.
+type UserDeletedV1 struct{}
+
+// UserKeysRevokedBeforeV1: every key of the user issued before Before is
+// revoked (REVOKED), whatever its own state.
+type UserKeysRevokedBeforeV1 struct {
+	Before time.Time `json:"before"`
+}
+
+// Key events.
+
+// KeyIssuedV1: a key was issued. Only the SHA-256 of its secret is recorded;
+// Hint is the secret's prefix and last four characters, all of them public
+// (the last four belong to the checksum), so a person can tell keys apart.
+type KeyIssuedV1 struct {
+	Name        string            `json:"name"`
+	SecretHash  SecretHash        `json:"secret_sha256"`
+	Hint        string            `json:"hint"`
+	Scopes      []string          `json:"scopes"`
+	NotBefore   *time.Time        `json:"not_before,omitempty"`
+	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`
+	RateLimit   *RateLimit        `json:"rate_limit,omitempty"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	RotatedFrom string            `json:"rotated_from,omitempty"`
+}
+
+// KeyUpdatedV1: the key's mutable attributes after the update, all of them,
+// so that a fold never has to merge partial changes or guess what null meant.
+type KeyUpdatedV1 struct {
+	Name      string            `json:"name"`
+	Scopes    []string          `json:"scopes"`
+	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
+	RateLimit *RateLimit        `json:"rate_limit,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+}
+
+// KeySuspendedV1: the key stops verifying (SUSPENDED) until resumed.
+type KeySuspendedV1 struct{}
+
+// KeyResumedV1: a suspended key verifies again.
+type KeyResumedV1 struct{}
+
+// KeyRevokedV1: the key is revoked for good (REVOKED); final.
+type KeyRevokedV1 struct{}
+
+// KeyRotatedV1: the key was replaced by Successor; it keeps verifying until
+// GraceUntil, then it is EXPIRED. GraceUntil never extends its expiry.
+type KeyRotatedV1 struct {
+	Successor  string    `json:"successor"`
+	GraceUntil time.Time `json:"grace_until"`
+}
+
+// API events.
+
+// APICreatedV1: a tenant published an API under PathPrefix.
+type APICreatedV1 struct {
+	Name       string     `json:"name,omitempty"`
+	PathPrefix string     `json:"path_prefix"`
+	Upstreams  []string   `json:"upstreams"`
+	Scopes     []string   `json:"scopes"`
+	RateLimit  *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// APIUpdatedV1: the API's attributes after the update, all of them.
+type APIUpdatedV1 struct {
+	Name       string     `json:"name,omitempty"`
+	PathPrefix string     `json:"path_prefix"`
+	Upstreams  []string   `json:"upstreams"`
+	Scopes     []string   `json:"scopes"`
+	RateLimit  *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// APIDeprecatedV1: the API is deprecated and will be retired at Sunset.
+type APIDeprecatedV1 struct {
+	Sunset time.Time `json:"sunset"`
+}
+
+// APIRetiredV1: the API answers 410 from now on; final.
+type APIRetiredV1 struct{}
+
+func (TenantCreatedV1) EventType() Type         { return TenantCreated }
+func (TenantSuspendedV1) EventType() Type       { return TenantSuspended }
+func (TenantResumedV1) EventType() Type         { return TenantResumed }
+func (UserCreatedV1) EventType() Type           { return UserCreated }
+func (UserDisabledV1) EventType() Type          { return UserDisabled }
+func (UserEnabledV1) EventType() Type           { return UserEnabled }
+func (UserDeletedV1) EventType() Type           { return UserDeleted }
+func (UserKeysRevokedBeforeV1) EventType() Type { return UserKeysRevokedBefore }
+func (KeyIssuedV1) EventType() Type             { return KeyIssued }
+func (KeyUpdatedV1) EventType() Type            { return KeyUpdated }
+func (KeySuspendedV1) EventType() Type          { return KeySuspended }
+func (KeyResumedV1) EventType() Type            { return KeyResumed }
+func (KeyRevokedV1) EventType() Type            { return KeyRevoked }
+func (KeyRotatedV1) EventType() Type            { return KeyRotated }
+func (APICreatedV1) EventType() Type            { return APICreated }
+func (APIUpdatedV1) EventType() Type            { return APIUpdated }
+func (APIDeprecatedV1) EventType() Type         { return APIDeprecated }
+func (APIRetiredV1) EventType() Type            { return APIRetired }
+
+func (p TenantCreatedV1) validate() error { return validateName(p.Name, true) }
+func (TenantSuspendedV1) validate() error { return nil }
+func (TenantResumedV1) validate() error   { return nil }
+func (p UserCreatedV1) validate() error   { return validateName(p.Name, false) }
+func (UserDisabledV1) validate() error    { return nil }
+func (UserEnabledV1) validate() error     { return nil }
+func (UserDeletedV1) validate() error     { return nil }
+func (p UserKeysRevokedBeforeV1) validate() error {
+	return requireTime("before", p.Before)
+}
+
+func (p KeyIssuedV1) validate() error {
+	if err := validateName(p.Name, false); err != nil {
+		return err
+	}
+	if p.SecretHash == (SecretHash{}) {
+		return fmt.Errorf("secret_sha256 is required")
+	}
+	if p.Hint == "" || !validText(p.Hint, MaxHintLen) {
+		return fmt.Errorf("hint is required, at most %d characters", MaxHintLen)
+	}
+	if p.RotatedFrom != "" && !ValidKeyID(p.RotatedFrom) {
+		return fmt.Errorf("invalid rotated_from")
+	}
+	if p.NotBefore != nil && p.ExpiresAt != nil && !p.ExpiresAt.After(*p.NotBefore) {
+		return fmt.Errorf("expires_at must be after not_before")
+	}
+	return validateKeyAttrs(p.Scopes, p.RateLimit, p.Metadata)
+}
+
+func (p KeyUpdatedV1) validate() error {
+	if err := validateName(p.Name, false); err != nil {
+		return err
+	}
+	return validateKeyAttrs(p.Scopes, p.RateLimit, p.Metadata)
+}
+
+func validateKeyAttrs(scopes []string, rl *RateLimit, md map[string]string) error {
+	if err := validateScopes(scopes); err != nil {
+		return err
+	}
+	if err := rl.validate(); err != nil {
+		return err
+	}
+	return validateMetadata(md)
+}
+
+func (KeySuspendedV1) validate() error { return nil }
+func (KeyResumedV1) validate() error   { return nil }
+func (KeyRevokedV1) validate() error   { return nil }
+func (p KeyRotatedV1) validate() error {
+	if !ValidKeyID(p.Successor) {
+		return fmt.Errorf("invalid successor")
+	}
+	return requireTime("grace_until", p.GraceUntil)
+}
+
+func (p APICreatedV1) validate() error {
+	return validateAPIAttrs(p.Name, p.PathPrefix, p.Upstreams, p.Scopes, p.RateLimit)
+}
+
+func (p APIUpdatedV1) validate() error {
+	return validateAPIAttrs(p.Name, p.PathPrefix, p.Upstreams, p.Scopes, p.RateLimit)
+}
+
+func validateAPIAttrs(name, prefix string, upstreams, scopes []string, rl *RateLimit) error {
+	if err := validateName(name, false); err != nil {
+		return err
+	}
+	if !ValidPathPrefix(prefix) {
+		return fmt.Errorf("invalid path_prefix")
+	}
+	if err := validateUpstreams(upstreams); err != nil {
+		return err
+	}
+	if err := validateScopes(scopes); err != nil {
+		return err
+	}
+	return rl.validate()
+}
+
+func (p APIDeprecatedV1) validate() error { return requireTime("sunset", p.Sunset) }
+func (APIRetiredV1) validate() error      { return nil }
