@@ -1,0 +1,430 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// Config is how the JetStream store sets up the event stream.
+type Config struct {
+	// Replicas of the stream when this store creates it (1 embedded, 3 in a
+	// cluster). An existing stream with fewer is refused.
+	Replicas int
+	// Duplicates is the window within which a retried command id is
+	// recognised by the server (Nats-Msg-Id). Past it, Append still finds a
+	// retried command in the aggregate's history when the retry conflicts.
+	Duplicates time.Duration
+	// CreateIfMissing lets Open create the stream. Gateways and auditors
+	// leave it false: only a control node owns the stream's settings.
+	CreateIfMissing bool
+}
+
+// DefaultDuplicates is the default idempotency window.
+const DefaultDuplicates = 10 * time.Minute
+
+// loadBatch is how many messages one direct-get round trip asks for.
+const loadBatch = 256
+
+// JetStream is the event store on a NATS JetStream stream.
+type JetStream struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+}
+
+var _ Store = (*JetStream)(nil)
+
+// StreamConfig returns the stream settings Keytrail requires.
+func StreamConfig(cfg Config) jetstream.StreamConfig {
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	if cfg.Duplicates <= 0 {
+		cfg.Duplicates = DefaultDuplicates
+	}
+	return jetstream.StreamConfig{
+		Name:               events.StreamName,
+		Description:        "Keytrail event log: append-only, one subject per aggregate",
+		Subjects:           []string{events.AllSubjects},
+		Retention:          jetstream.LimitsPolicy,
+		Storage:            jetstream.FileStorage,
+		Discard:            jetstream.DiscardNew,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		MaxAge:             0,
+		MaxMsgsPerSubject:  -1,
+		MaxMsgSize:         events.MaxEventSize + 4096, // room for headers
+		MaxConsumers:       -1,
+		Replicas:           cfg.Replicas,
+		Duplicates:         cfg.Duplicates,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+	}
+}
+
+// Weaknesses lists how an existing stream's settings fall short of what
+// Keytrail requires; empty means it is safe to run on.
+func Weaknesses(have jetstream.StreamConfig, cfg Config) []string {
+	want := StreamConfig(cfg)
+	var w []string
+	add := func(cond bool, format string, args ...any) {
+		if cond {
+			w = append(w, fmt.Sprintf(format, args...))
+		}
+	}
+	covers := false
+	for _, s := range have.Subjects {
+		covers = covers || s == events.AllSubjects
+	}
+	add(!covers, "subjects %v do not include %s", have.Subjects, events.AllSubjects)
+	add(have.Storage != jetstream.FileStorage, "storage is %s, want file", have.Storage)
+	add(have.Retention != jetstream.LimitsPolicy, "retention is %s, want limits (no consumer may remove events)", have.Retention)
+	add(have.Discard != jetstream.DiscardNew, "discard policy is %s, want new (old events must never be dropped)", have.Discard)
+	add(have.MaxMsgs > 0, "max_msgs is %d, want no limit", have.MaxMsgs)
+	add(have.MaxBytes > 0, "max_bytes is %d, want no limit", have.MaxBytes)
+	add(have.MaxAge > 0, "max_age is %s, want no limit", have.MaxAge)
+	add(have.MaxMsgsPerSubject > 0, "max_msgs_per_subject is %d, want no limit", have.MaxMsgsPerSubject)
+	add(have.MaxMsgSize > 0 && have.MaxMsgSize < events.MaxEventSize, "max_msg_size %d is below the largest event (%d)", have.MaxMsgSize, events.MaxEventSize)
+	add(!have.DenyDelete, "deny_delete is off: events could be deleted")
+	add(!have.DenyPurge, "deny_purge is off: events could be purged")
+	add(have.AllowRollup, "allow_rollup_hdrs is on: a message could erase an aggregate's history")
+	add(have.AllowMsgTTL, "allow_msg_ttl is on: a message could expire")
+	add(have.Sealed, "the stream is sealed: nothing can be appended")
+	add(have.NoAck, "no_ack is on: appends would not be acknowledged")
+	add(have.PersistMode == jetstream.AsyncPersistMode, "persist_mode is async: acknowledged events could be lost")
+	add(!have.AllowDirect, "allow_direct is off (loads need direct get)")
+	add(!have.AllowAtomicPublish, "allow_atomic is off (multi-event appends need atomic batches)")
+	add(have.Duplicates < want.Duplicates, "duplicate window is %s, want at least %s", have.Duplicates, want.Duplicates)
+	add(have.Replicas < want.Replicas, "replicas is %d, want at least %d", have.Replicas, want.Replicas)
+	add(have.Mirror != nil || len(have.Sources) > 0, "the stream mirrors or sources another stream")
+	return w
+}
+
+// WeakStreamError is returned by Open for an existing stream that is not safe.
+type WeakStreamError struct{ Weaknesses []string }
+
+func (e *WeakStreamError) Error() string {
+	return fmt.Sprintf("store: stream %s exists with weaker settings than Keytrail requires: %s",
+		events.StreamName, strings.Join(e.Weaknesses, "; "))
+}
+
+// OpenJetStream ensures the event stream (creating it if cfg allows and it is
+// missing) and refuses to run on one with weaker settings.
+func OpenJetStream(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStream, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	var stream jetstream.Stream
+	// The first JetStream request after a server starts (or a cluster forms)
+	// can go unanswered: retry with short attempts until ctx ends.
+	err = retry(ctx, func(ctx context.Context) error {
+		s, err := js.Stream(ctx, events.StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) && cfg.CreateIfMissing {
+			s, err = js.CreateStream(ctx, StreamConfig(cfg))
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				s, err = js.Stream(ctx, events.StreamName) // another node won the race
+			}
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return permanent{fmt.Errorf("store: stream %s does not exist (a control node creates it)", events.StreamName)}
+		}
+		stream = s
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if w := Weaknesses(stream.CachedInfo().Config, cfg); len(w) > 0 {
+		return nil, &WeakStreamError{Weaknesses: w}
+	}
+	return &JetStream{nc: nc, js: js, stream: stream}, nil
+}
+
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+func retry(ctx context.Context, attempt func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := attempt(actx)
+		cancel()
+		var p permanent
+		if err == nil || errors.As(err, &p) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("store: open: %w (last error: %v)", ctx.Err(), err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// Append implements Store. One event is one publish with per-subject
+// compare-and-set and a Nats-Msg-Id; several are one atomic batch.
+func (s *JetStream) Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error) {
+	subject, recs, data, err := prepare(expect, evs)
+	if err != nil {
+		return nil, err
+	}
+	cmd := evs[0].CommandID
+	msgs := make([]*nats.Msg, len(recs))
+	for i, r := range recs {
+		m := nats.NewMsg(subject)
+		m.Data = data[i]
+		m.Header.Set(events.HeaderType, string(r.Type))
+		m.Header.Set(events.HeaderVersion, strconv.Itoa(r.Version))
+		m.Header.Set(events.HeaderCommandID, cmd)
+		m.Header.Set(jetstream.MsgIDHeader, events.MsgID(subject, cmd, i))
+		msgs[i] = m
+	}
+	var ack *jetstream.PubAck
+	if len(msgs) == 1 {
+		ack, err = s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectStream(events.StreamName),
+			jetstream.WithExpectLastSequencePerSubject(expect.Seq))
+	} else {
+		ack, err = s.publishBatch(ctx, msgs, expect.Seq)
+	}
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && isConflict(apiErr.ErrorCode) {
+			return s.resolveConflict(ctx, evs[0], subject, expect, recs)
+		}
+		return nil, fmt.Errorf("store: append to %s: %w", subject, err)
+	}
+	if ack.Duplicate {
+		// R3 answers a retried Msg-Id with the original sequence.
+		return s.resolveConflict(ctx, evs[0], subject, expect, recs)
+	}
+	first := ack.Sequence - uint64(len(recs)) + 1
+	for i := range recs {
+		recs[i].Seq = first + uint64(i)
+	}
+	return recs, nil
+}
+
+// isConflict: the compare-and-set failed (10071 on R1, 10164 on R>1), or an
+// atomic batch held a Msg-Id the stream already has (10201).
+func isConflict(code jetstream.ErrorCode) bool {
+	return code == jetstream.JSErrCodeStreamWrongLastSequence ||
+		code == jetstream.JSErrCodeStreamWrongLastSequenceConstant || code == 10201
+}
+
+// resolveConflict tells a retry of an already appended command (answer with
+// what was recorded then) from a real conflict. R1 answers a retried CAS
+// publish with a conflict and R3 with a duplicate ack, so both paths look.
+func (s *JetStream) resolveConflict(ctx context.Context, first events.Event, subject string, expect Head, want []events.Recorded) ([]events.Recorded, error) {
+	h, err := s.Load(ctx, first.Tenant, first.Aggregate)
+	if err != nil {
+		return nil, fmt.Errorf("store: append to %s conflicted; reload: %w", subject, err)
+	}
+	if got, ok := findCommand(h, first.CommandID, want); ok {
+		return got, nil
+	}
+	return nil, &ConflictError{Subject: subject, Expected: expect.Seq}
+}
+
+// batchAck is the server's answer to the commit of an atomic batch.
+type batchAck struct {
+	Error *jetstream.APIError `json:"error,omitempty"`
+	jetstream.PubAck
+	BatchID string `json:"batch,omitempty"`
+	Count   int    `json:"count,omitempty"`
+}
+
+// publishBatch publishes msgs as one atomic batch (ADR-50): all or none. The
+// compare-and-set rides on the first message; only the commit is acked.
+func (s *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg, expectSeq uint64) (*jetstream.PubAck, error) {
+	id := uuid.NewString()
+	for i, m := range msgs {
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectSeq, 10))
+			m.Header.Set(jetstream.ExpectedStreamHeader, events.StreamName)
+		}
+		if i < len(msgs)-1 {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return nil, err
+			}
+		}
+	}
+	last := msgs[len(msgs)-1]
+	last.Header.Set("Nats-Batch-Commit", "1")
+	resp, err := s.nc.RequestMsgWithContext(ctx, last)
+	if err != nil {
+		return nil, err
+	}
+	var ack batchAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return nil, fmt.Errorf("batch ack: %w", err)
+	}
+	if ack.Error != nil {
+		return nil, fmt.Errorf("batch: %w", ack.Error)
+	}
+	if ack.Count != len(msgs) || ack.Sequence < uint64(len(msgs)) {
+		return nil, fmt.Errorf("batch ack for %d messages, sent %d", ack.Count, len(msgs))
+	}
+	return &ack.PubAck, nil
+}
+
+// directGetRequest is the body of a JetStream direct get.
+type directGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	Batch   int    `json:"batch,omitempty"`
+}
+
+// Load implements Store with batched direct gets. Any replica may answer a
+// direct get, so on a cluster the history can lag the leader by a moment;
+// an Append against it then conflicts rather than writing on a stale head.
+func (s *JetStream) Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error) {
+	subject, err := events.Subject(tenant, agg)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Subject: subject}
+	err = s.directGet(ctx, subject, 1, func(seq uint64, subj string, data []byte) {
+		h.add(seq, subj, data)
+	})
+	return h, err
+}
+
+// directGet calls fn for every message matching filter from sequence from on.
+func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, fn func(seq uint64, subject string, data []byte)) error {
+	inbox := s.nc.NewRespInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	api := "$JS.API.DIRECT.GET." + events.StreamName
+	for {
+		body, _ := json.Marshal(directGetRequest{Seq: from, NextFor: filter, Batch: loadBatch})
+		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
+			return fmt.Errorf("store: direct get: %w", err)
+		}
+		var last uint64
+	batch:
+		for {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return fmt.Errorf("store: direct get %s: %w", filter, err)
+			}
+			switch status := m.Header.Get("Status"); status {
+			case "":
+			case "404": // nothing (more) matches
+				return nil
+			case "204": // end of batch: go on if the server says more match
+				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				if pending == 0 || last == 0 {
+					return nil
+				}
+				from = last + 1
+				break batch
+			default:
+				return fmt.Errorf("store: direct get %s: status %s %s", filter, status, m.Header.Get("Description"))
+			}
+			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil || seq < from {
+				return fmt.Errorf("store: direct get %s: bad sequence header %q", filter, m.Header.Get(jetstream.SequenceHeader))
+			}
+			last = seq
+			fn(seq, m.Header.Get(jetstream.SubjectHeader), m.Data)
+		}
+	}
+}
+
+// LastSeq implements Store.
+func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) {
+	if filter == "" || filter == events.AllSubjects {
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("store: stream info: %w", err)
+		}
+		return info.State.LastSeq, nil
+	}
+	m, err := s.stream.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: last message of %s: %w", filter, err)
+	}
+	return m.Sequence, nil
+}
+
+// Subscribe implements Store with an ordered consumer, which recovers from
+// gaps and reconnects by itself and never holds server-side state that could
+// be replayed under a wrong name.
+func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if len(cfg.FilterSubjects) == 0 {
+		cfg.FilterSubjects = []string{events.AllSubjects}
+	}
+	if opts.From > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.From
+	}
+	cons, err := s.js.OrderedConsumer(ctx, events.StreamName, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: ordered consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return nil, fmt.Errorf("store: ordered consumer: %w", err)
+	}
+	return &jsSub{it: it}, nil
+}
+
+type jsSub struct{ it jetstream.MessagesContext }
+
+func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
+	for {
+		m, err := s.it.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return Delivery{}, ErrClosed
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return Delivery{}, ctx.Err()
+			}
+			// Missed heartbeats and resets are recovered by the ordered
+			// consumer itself; anything else is the caller's to see.
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				continue
+			}
+			return Delivery{}, fmt.Errorf("store: next: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return Delivery{}, fmt.Errorf("store: message metadata: %w", err)
+		}
+		d := Delivery{Seq: md.Sequence.Stream, Subject: m.Subject(), Pending: md.NumPending}
+		d.Event, d.Err = decodeAt(d.Seq, d.Subject, m.Data())
+		return d, nil
+	}
+}
+
+func (s *jsSub) Close() error {
+	s.it.Stop()
+	return nil
+}

@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// Memory is an in-process Store for tests of code above the store. It keeps
+// the contract of the JetStream store (the conformance suite checks both),
+// with an unbounded duplicate window.
+type Memory struct {
+	mu      sync.Mutex
+	msgs    []memMsg // msgs[i] has sequence i+1
+	last    map[string]uint64
+	msgIDs  map[string]uint64
+	changed chan struct{} // closed and replaced on every append
+}
+
+type memMsg struct {
+	subject string
+	data    []byte
+}
+
+// NewMemory returns an empty Memory store.
+func NewMemory() *Memory {
+	return &Memory{last: map[string]uint64{}, msgIDs: map[string]uint64{}, changed: make(chan struct{})}
+}
+
+var _ Store = (*Memory)(nil)
+
+// Append implements Store.
+func (m *Memory) Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error) {
+	subject, recs, data, err := prepare(expect, evs)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if seq, dup := m.msgIDs[events.MsgID(subject, evs[0].CommandID, 0)]; dup {
+		m.mu.Unlock()
+		return m.replay(ctx, evs[0].Tenant, evs[0].Aggregate, evs[0].CommandID, recs, seq)
+	}
+	if m.last[subject] != expect.Seq {
+		m.mu.Unlock()
+		return m.replay(ctx, evs[0].Tenant, evs[0].Aggregate, evs[0].CommandID, recs, 0)
+	}
+	for i := range recs {
+		m.msgs = append(m.msgs, memMsg{subject: subject, data: data[i]})
+		seq := uint64(len(m.msgs))
+		recs[i].Seq = seq
+		m.msgIDs[events.MsgID(subject, evs[0].CommandID, i)] = seq
+	}
+	m.last[subject] = recs[len(recs)-1].Seq
+	m.notifyLocked()
+	m.mu.Unlock()
+	return recs, nil
+}
+
+// replay answers a retried command from history, or reports the conflict.
+func (m *Memory) replay(ctx context.Context, tenant string, agg events.Aggregate, cmd string, want []events.Recorded, _ uint64) ([]events.Recorded, error) {
+	h, err := m.Load(ctx, tenant, agg)
+	if err != nil {
+		return nil, err
+	}
+	if got, ok := findCommand(h, cmd, want); ok {
+		return got, nil
+	}
+	return nil, &ConflictError{Subject: h.Subject, Expected: h.Head.Seq}
+}
+
+func (m *Memory) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// PublishRaw stores arbitrary bytes on a subject, as a misbehaving publisher
+// could on a real stream. Tests use it to feed readers garbage.
+func (m *Memory) PublishRaw(subject string, data []byte) uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.msgs = append(m.msgs, memMsg{subject: subject, data: append([]byte(nil), data...)})
+	seq := uint64(len(m.msgs))
+	m.last[subject] = seq
+	m.notifyLocked()
+	return seq
+}
+
+// Load implements Store.
+func (m *Memory) Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error) {
+	subject, err := events.Subject(tenant, agg)
+	if err != nil {
+		return History{}, err
+	}
+	m.mu.Lock()
+	msgs := m.msgs
+	m.mu.Unlock()
+	h := History{Subject: subject}
+	for i, msg := range msgs {
+		if msg.subject == subject {
+			h.add(uint64(i+1), subject, msg.data)
+		}
+	}
+	return h, ctx.Err()
+}
+
+// LastSeq implements Store.
+func (m *Memory) LastSeq(ctx context.Context, filter string) (uint64, error) {
+	if filter == "" {
+		filter = events.AllSubjects
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := len(m.msgs) - 1; i >= 0; i-- {
+		if subjectMatches(filter, m.msgs[i].subject) {
+			return uint64(i + 1), nil
+		}
+	}
+	return 0, ctx.Err()
+}
+
+// Subscribe implements Store.
+func (m *Memory) Subscribe(_ context.Context, opts SubscribeOptions) (Subscription, error) {
+	filters := opts.Filters
+	if len(filters) == 0 {
+		filters = []string{events.AllSubjects}
+	}
+	next := opts.From
+	if next == 0 {
+		next = 1
+	}
+	return &memSub{m: m, next: next, filters: filters, done: make(chan struct{})}, nil
+}
+
+type memSub struct {
+	m       *Memory
+	next    uint64
+	filters []string
+	once    sync.Once
+	done    chan struct{}
+}
+
+func (s *memSub) matches(subject string) bool {
+	for _, f := range s.filters {
+		if subjectMatches(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *memSub) Next(ctx context.Context) (Delivery, error) {
+	for {
+		s.m.mu.Lock()
+		msgs, changed := s.m.msgs, s.m.changed
+		s.m.mu.Unlock()
+		for ; s.next <= uint64(len(msgs)); s.next++ {
+			msg := msgs[s.next-1]
+			if !s.matches(msg.subject) {
+				continue
+			}
+			seq := s.next
+			s.next++
+			var pending uint64
+			for _, later := range msgs[seq:] {
+				if s.matches(later.subject) {
+					pending++
+				}
+			}
+			d := Delivery{Seq: seq, Subject: msg.subject, Pending: pending}
+			d.Event, d.Err = decodeAt(seq, msg.subject, msg.data)
+			return d, nil
+		}
+		select {
+		case <-changed:
+		case <-s.done:
+			return Delivery{}, ErrClosed
+		case <-ctx.Done():
+			return Delivery{}, ctx.Err()
+		}
+	}
+}
+
+func (s *memSub) Close() error {
+	s.once.Do(func() { close(s.done) })
+	return nil
+}
+
+// subjectMatches implements NATS subject matching of a filter with '*' and
+// '>' wildcards against a literal subject.
+func subjectMatches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (f != "*" && f != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}

@@ -1,0 +1,213 @@
+// Package store is Keytrail's event store: append events to an aggregate with
+// optimistic concurrency and idempotency, load an aggregate, and read or tail
+// the whole log in order. The contract is the Store interface; JetStream is
+// the implementation Keytrail runs on and Memory is a fake for fast tests.
+// Both must pass the conformance suite in store/storetest.
+//
+// The store computes the hash chain: every appended event carries the hash of
+// the previous event of its aggregate.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// MaxAppend bounds how many events one Append may write atomically.
+const MaxAppend = 100
+
+// Errors of the store.
+var (
+	// ErrConflict: the aggregate's last event is no longer the one the
+	// appender expected. Reload and decide again. A *ConflictError wraps it.
+	ErrConflict = errors.New("store: conflict")
+	// ErrInvalid: the events given to Append cannot be appended as given
+	// (none, too many, several aggregates, or an event that does not encode).
+	ErrInvalid = errors.New("store: invalid append")
+	// ErrClosed: the subscription was closed.
+	ErrClosed = errors.New("store: subscription closed")
+)
+
+// ConflictError says which aggregate conflicted and what was expected.
+type ConflictError struct {
+	Subject  string
+	Expected uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("store: conflict on %s: expected last sequence %d", e.Subject, e.Expected)
+}
+
+// Unwrap lets errors.Is(err, ErrConflict) match.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// Head is the position of an aggregate's last event. The zero Head means the
+// aggregate has no events yet.
+type Head struct {
+	Seq  uint64
+	Hash events.Hash
+}
+
+// History is an aggregate's events in order and its head.
+type History struct {
+	Subject string
+	Events  []events.Recorded
+	// Head is what the next Append must expect: the sequence of the last
+	// message on the subject (valid or not, as the server checks it) and the
+	// hash of the last valid event (the chain skips what did not decode).
+	Head Head
+	// Quarantined lists messages on the subject that are not valid events.
+	// They are never applied; the rest of the history loads around them.
+	Quarantined []Quarantined
+}
+
+// Quarantined is a message that is not a valid event.
+type Quarantined struct {
+	Seq uint64
+	Err error
+}
+
+// SubscribeOptions choose where a subscription starts and what it sees.
+type SubscribeOptions struct {
+	// From is the first stream sequence to deliver; 0 and 1 both mean the
+	// beginning of the stream.
+	From uint64
+	// Filters are subject filters (events.AllSubjects when empty), e.g. one
+	// events.TenantFilter per tenant a gateway serves.
+	Filters []string
+}
+
+// Delivery is one message read from the log, in stream order.
+type Delivery struct {
+	// Seq is the stream sequence: the checkpoint to resume after.
+	Seq uint64
+	// Subject is where the message was stored.
+	Subject string
+	// Event is the decoded event, valid when Err is nil.
+	Event events.Recorded
+	// Err is non-nil when the message is not a valid event: it did not decode
+	// (*events.DecodeError) or it sits on a subject that is not its
+	// aggregate's. The reader reports it and goes on with the next message.
+	Err error
+	// Pending is how many messages matching the filters follow this one, as
+	// the server last said; 0 means the reader has caught up.
+	Pending uint64
+}
+
+// CaughtUp reports whether nothing was pending after this delivery.
+func (d Delivery) CaughtUp() bool { return d.Pending == 0 }
+
+// Subscription reads the log in order, then tails it.
+type Subscription interface {
+	// Next blocks until the next message or until ctx ends.
+	Next(ctx context.Context) (Delivery, error)
+	// Close stops the subscription; Next then returns ErrClosed.
+	Close() error
+}
+
+// Store is the event store contract.
+type Store interface {
+	// Append atomically appends evs, which must all belong to one aggregate,
+	// if that aggregate's last event is still expect. It fills in each
+	// event's PrevHash and returns the events as recorded. If the command id
+	// of evs was already appended to the aggregate (a retry), it appends
+	// nothing and returns the events recorded the first time. Otherwise a
+	// stale expect fails with a *ConflictError and appends nothing.
+	Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error)
+	// Load returns every event of one aggregate, in order. Messages that are
+	// not valid events are reported in History.Quarantined.
+	Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error)
+	// Subscribe starts an ordered reader of the log.
+	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
+	// LastSeq returns the sequence of the last message matching filter
+	// (events.AllSubjects when empty), 0 if none.
+	LastSeq(ctx context.Context, filter string) (uint64, error)
+}
+
+// prepare validates an append and encodes it: every event of one aggregate
+// and one command, chained to expect. It is shared by the implementations so
+// that they agree on what is valid.
+func prepare(expect Head, evs []events.Event) (subject string, recs []events.Recorded, data [][]byte, err error) {
+	if len(evs) == 0 || len(evs) > MaxAppend {
+		return "", nil, nil, fmt.Errorf("%w: %d events (1 to %d)", ErrInvalid, len(evs), MaxAppend)
+	}
+	first := &evs[0]
+	subject, err = events.SubjectOf(first)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	prev := expect.Hash
+	recs = make([]events.Recorded, len(evs))
+	data = make([][]byte, len(evs))
+	for i := range evs {
+		e := evs[i]
+		if e.Tenant != first.Tenant || e.Aggregate != first.Aggregate {
+			return "", nil, nil, fmt.Errorf("%w: events of several aggregates in one append", ErrInvalid)
+		}
+		if e.CommandID != first.CommandID {
+			return "", nil, nil, fmt.Errorf("%w: events of several commands in one append", ErrInvalid)
+		}
+		e.PrevHash = prev
+		b, err := events.Encode(&e)
+		if err != nil {
+			return "", nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		prev = events.HashOf(b)
+		recs[i] = events.Recorded{Subject: subject, Hash: prev, Event: e}
+		data[i] = b
+	}
+	return subject, recs, data, nil
+}
+
+// decodeAt decodes a stored message and checks it sits on its aggregate's
+// subject: an event copied onto another aggregate's subject is refused.
+func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) {
+	e, err := events.Decode(data)
+	if err != nil {
+		return events.Recorded{}, err
+	}
+	want, err := events.SubjectOf(&e)
+	if err != nil {
+		return events.Recorded{}, err
+	}
+	if want != subject {
+		return events.Recorded{}, &events.DecodeError{Kind: events.ErrMalformed,
+			Detail: fmt.Sprintf("event of %s stored on subject %s", want, subject)}
+	}
+	return events.Recorded{Seq: seq, Subject: subject, Hash: events.HashOf(data), Event: e}, nil
+}
+
+// add records one stored message of the aggregate's subject.
+func (h *History) add(seq uint64, subject string, data []byte) {
+	h.Head.Seq = seq
+	r, err := decodeAt(seq, subject, data)
+	if err != nil {
+		h.Quarantined = append(h.Quarantined, Quarantined{Seq: seq, Err: err})
+		return
+	}
+	h.Events = append(h.Events, r)
+	h.Head.Hash = r.Hash
+}
+
+// findCommand returns the events of a history that carry commandID, if they
+// match what the retry tries to append (same count and types).
+func findCommand(h History, commandID string, want []events.Recorded) ([]events.Recorded, bool) {
+	var got []events.Recorded
+	for _, r := range h.Events {
+		if r.CommandID == commandID {
+			got = append(got, r)
+		}
+	}
+	if len(got) != len(want) {
+		return nil, false
+	}
+	for i := range got {
+		if got[i].Type != want[i].Type {
+			return nil, false
+		}
+	}
+	return got, true
+}

@@ -1,0 +1,204 @@
+// Package natstest starts real embedded NATS servers for tests: one node, or
+// a three-node JetStream cluster in one process, on loopback ports with
+// temporary store directories, stopped when the test ends.
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/keytrail/keytrail/services/natsnode"
+)
+
+// RunServer starts a single JetStream node for the test.
+func RunServer(tb testing.TB) *natsnode.Node {
+	tb.Helper()
+	return start(tb, natsnode.Config{Name: "single", StoreDir: tb.TempDir(), Listen: "127.0.0.1:0"})
+}
+
+func start(tb testing.TB, cfg natsnode.Config) *natsnode.Node {
+	tb.Helper()
+	n, err := natsnode.Start(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(n.Shutdown)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if cfg.Cluster == nil {
+		if err := n.WaitJetStream(ctx); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return n
+}
+
+// Connect opens a client connection to urls and closes it when the test ends.
+func Connect(tb testing.TB, urls string, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// Cluster is a JetStream cluster of embedded nodes.
+type Cluster struct {
+	tb    testing.TB
+	Nodes []*natsnode.Node // nil while a node is stopped
+	cfgs  []natsnode.Config
+}
+
+// RunCluster starts an n-node JetStream cluster (n ≥ 3 for R3) and waits
+// until it has a meta leader, every peer, and every node current.
+func RunCluster(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	clientPorts, routePorts := freePorts(tb, n), freePorts(tb, n)
+	var routes []string
+	for _, p := range routePorts {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	c := &Cluster{tb: tb, Nodes: make([]*natsnode.Node, n)}
+	for i := range n {
+		c.cfgs = append(c.cfgs, natsnode.Config{
+			Name:     fmt.Sprintf("n%d", i+1),
+			StoreDir: tb.TempDir(),
+			Listen:   fmt.Sprintf("127.0.0.1:%d", clientPorts[i]),
+			Cluster: &natsnode.ClusterConfig{
+				Name: "keytrail-test", Listen: fmt.Sprintf("127.0.0.1:%d", routePorts[i]), Routes: routes,
+			},
+		})
+	}
+	for i := range n {
+		c.Nodes[i] = start(tb, c.cfgs[i])
+	}
+	c.WaitReady()
+	return c
+}
+
+// freePorts asks the kernel for n free loopback ports. Another process could
+// take one before the server binds it; on loopback in a test that is rare.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// URLs is a comma-separated list of every running node's client URL.
+func (c *Cluster) URLs() string {
+	var us []string
+	for _, n := range c.Nodes {
+		if n != nil {
+			us = append(us, n.ClientURL())
+		}
+	}
+	return strings.Join(us, ",")
+}
+
+// AllURLs lists every node's client URL, stopped ones included, as a client
+// configured for the whole cluster would.
+func (c *Cluster) AllURLs() string {
+	var us []string
+	for _, cfg := range c.cfgs {
+		us = append(us, "nats://"+cfg.Listen)
+	}
+	return strings.Join(us, ",")
+}
+
+// WaitReady waits until the running nodes agree on a meta leader that sees
+// every peer and each running node is current.
+func (c *Cluster) WaitReady() {
+	c.tb.Helper()
+	Eventually(c.tb, 30*time.Second, func() error {
+		leaders := 0
+		for _, n := range c.Nodes {
+			if n == nil {
+				continue
+			}
+			s := n.Server()
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("%s is not current", n.Name())
+			}
+			if s.JetStreamIsLeader() {
+				leaders++
+				if got := len(s.JetStreamClusterPeers()); got != len(c.Nodes) {
+					return fmt.Errorf("leader sees %d peers, want %d", got, len(c.Nodes))
+				}
+			}
+		}
+		if leaders != 1 {
+			return fmt.Errorf("%d meta leaders", leaders)
+		}
+		return nil
+	})
+}
+
+// StreamLeader returns the index of the node leading stream, waiting for one.
+func (c *Cluster) StreamLeader(stream string) int {
+	c.tb.Helper()
+	idx := -1
+	Eventually(c.tb, 30*time.Second, func() error {
+		for i, n := range c.Nodes {
+			if n != nil && n.Server().JetStreamIsStreamLeader("$G", stream) {
+				idx = i
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader for stream %s", stream)
+	})
+	return idx
+}
+
+// Stop shuts node i down.
+func (c *Cluster) Stop(i int) {
+	c.Nodes[i].Shutdown()
+	c.Nodes[i] = nil
+}
+
+// Restart starts node i again on its old addresses and store.
+func (c *Cluster) Restart(i int) {
+	c.tb.Helper()
+	c.Nodes[i] = start(c.tb, c.cfgs[i])
+}
+
+// Eventually polls fn every 10 ms until it returns nil, failing the test with
+// fn's last error after total. Tests wait with it instead of sleeping.
+func Eventually(tb testing.TB, total time.Duration, fn func() error) {
+	tb.Helper()
+	deadline := time.NewTimer(total)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		select {
+		case <-deadline.C:
+			tb.Fatalf("after %s: %v", total, err)
+		case <-tick.C:
+		}
+	}
+}
