@@ -212,8 +212,9 @@ func (s *JetStream) Append(ctx context.Context, expect Head, evs ...events.Event
 		return nil, fmt.Errorf("store: append to %s: %w", subject, err)
 	}
 	if ack.Duplicate {
-		// R3 answers a retried Msg-Id with the original sequence.
-		return s.resolveConflict(ctx, evs[0], subject, expect, recs)
+		// R3 answers a retried Msg-Id with the original's sequence. Read it
+		// from the leader: a replica answering a direct get may lag.
+		return s.originalOf(ctx, ack.Sequence, subject, cmd, recs)
 	}
 	first := ack.Sequence - uint64(len(recs)) + 1
 	for i := range recs {
@@ -241,6 +242,50 @@ func (s *JetStream) resolveConflict(ctx context.Context, first events.Event, sub
 		return got, nil
 	}
 	return nil, &ConflictError{Subject: subject, Expected: expect.Seq}
+}
+
+// originalOf returns the event a duplicate ack points at, checking it is the
+// first event of this command on this subject.
+func (s *JetStream) originalOf(ctx context.Context, seq uint64, subject, cmd string, want []events.Recorded) ([]events.Recorded, error) {
+	subj, data, err := s.leaderGet(ctx, seq)
+	if err != nil {
+		return nil, fmt.Errorf("store: append to %s was a duplicate of seq %d; read it: %w", subject, seq, err)
+	}
+	r, err := decodeAt(seq, subj, data)
+	if err != nil || subj != subject || r.CommandID != cmd || len(want) != 1 || r.Type != want[0].Type {
+		return nil, fmt.Errorf("store: append to %s: duplicate ack points at seq %d, which is not this command", subject, seq)
+	}
+	return []events.Recorded{r}, nil
+}
+
+// leaderGet reads one message by sequence from the stream leader (not by
+// direct get, which any replica may answer).
+func (s *JetStream) leaderGet(ctx context.Context, seq uint64) (subject string, data []byte, err error) {
+	body, _ := json.Marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{seq})
+	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+events.StreamName, body)
+	if err != nil {
+		return "", nil, err
+	}
+	var r struct {
+		Error   *jetstream.APIError `json:"error,omitempty"`
+		Message *struct {
+			Subject string `json:"subject"`
+			Seq     uint64 `json:"seq"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return "", nil, err
+	}
+	if r.Error != nil {
+		return "", nil, r.Error
+	}
+	if r.Message == nil || r.Message.Seq != seq {
+		return "", nil, fmt.Errorf("no message at seq %d", seq)
+	}
+	return r.Message.Subject, r.Message.Data, nil
 }
 
 // batchAck is the server's answer to the commit of an atomic batch.

@@ -1,0 +1,43 @@
+# Keytrail. The README's set-up is `make run` and `make test`; nothing else is
+# needed on a machine with Go 1.26.
+
+GO      ?= go
+BENCH   ?= .
+BENCHTIME ?= 2s
+FUZZTIME ?= 30s
+
+.PHONY: run test lint build bench soak fuzz clean
+
+## run: start `keytrail dev` (embedded NATS + control + gateway on loopback)
+run:
+	$(GO) run ./cmd/keytrail dev
+
+## test: formatting, vet, then every test with the race detector
+test: lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+## lint: gofmt and go vet
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## build: the binary in bin/
+build:
+	$(GO) build -o bin/keytrail ./cmd/keytrail
+
+## bench: benchmarks against their baselines (figures go to docs/benchmarks.md)
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...
+
+## soak: long reliability runs (repeated kill -9 and leader loss), not in CI
+soak:
+	KEYTRAIL_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'KillNine|LeaderLoss' -v ./integration/
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./events/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSubject$$' -fuzztime $(FUZZTIME) ./events/
+
+clean:
+	rm -rf bin keytrail-data

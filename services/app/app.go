@@ -1,0 +1,102 @@
+// Package app wires Keytrail's roles into runnable modes: `dev` (embedded
+// NATS and every role in one process), `serve` (a control node) and
+// `gateway`. cmd/keytrail only calls Main; integration tests start the same
+// modes in-process. It is the one package that may import every other.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Exit codes of Main.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// usageError marks an error in the command line: exit status 2.
+type usageError struct{ error }
+
+const usage = `keytrail — event-sourced API key lifecycle service
+
+Usage:
+  keytrail dev      [flags]   embedded NATS + control + gateway on loopback
+  keytrail serve    [flags]   control node against a NATS cluster
+  keytrail gateway  [flags]   gateway node against a NATS cluster
+
+Run 'keytrail <mode> -h' for a mode's flags.
+`
+
+// Main runs the command line args (without the program name) until ctx ends
+// and returns the process exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	var run func(context.Context, []string, io.Writer, io.Writer) error
+	switch args[0] {
+	case "dev":
+		run = runDev
+	case "serve":
+		run = runServe
+	case "gateway":
+		run = runGateway
+	default:
+		fmt.Fprintf(stderr, "keytrail: unknown command %q\n\n%s", args[0], usage)
+		return ExitUsage
+	}
+	err := run(ctx, args[1:], stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "keytrail %s: %v\n", args[0], err)
+		return ExitUsage
+	default:
+		fmt.Fprintf(stderr, "keytrail %s: %v\n", args[0], err)
+		return ExitError
+	}
+}
+
+// parse parses a mode's flags, reporting errors as usage errors.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	return nil
+}
+
+// logFlags are the logging flags every mode has.
+type logFlags struct{ level string }
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// logger returns a JSON logger writing to w.
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, usageError{fmt.Errorf("-log-level: %w", err)}
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}

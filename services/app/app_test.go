@@ -1,0 +1,207 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+)
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestMainUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, ExitUsage, "Usage"},
+		{[]string{"help"}, ExitOK, "Usage"},
+		{[]string{"launch"}, ExitUsage, `unknown command "launch"`},
+		{[]string{"dev", "--no-such-flag"}, ExitUsage, "no-such-flag"},
+		{[]string{"dev", "extra"}, ExitUsage, "unexpected arguments"},
+		{[]string{"dev", "-h"}, ExitOK, "-nats-listen"},
+		{[]string{"dev", "--nats-listen", "nocolon", "--data", "DIR"}, ExitUsage, "nats-listen"},
+		{[]string{"dev", "--log-level", "loud"}, ExitUsage, "log-level"},
+		{[]string{"serve", "--replicas", "0"}, ExitUsage, "replicas"},
+		{[]string{"serve", "--nats", " "}, ExitUsage, "-nats"},
+		{[]string{"serve", "--nats-tls-cert", "c.pem"}, ExitUsage, "go together"},
+		{[]string{"gateway", "--tenants", "acme,Bad.Tenant"}, ExitUsage, "not a tenant id"},
+		{[]string{"gateway", "--max-staleness", "0s"}, ExitUsage, "max-staleness"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		for i, a := range c.args {
+			if a == "DIR" {
+				c.args[i] = t.TempDir()
+			}
+		}
+		code := Main(ctxFor(t), c.args, &out, &errb)
+		if code != c.code || !strings.Contains(errb.String()+out.String(), c.want) {
+			t.Errorf("Main(%q) = %d, output %q; want %d and %q", c.args, code, errb.String(), c.code, c.want)
+		}
+	}
+}
+
+func startDev(t *testing.T, dir string) *Dev {
+	t.Helper()
+	d, err := StartDev(ctxFor(t), DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestDevKeepsEventsAcrossRestartsAndPublishesItsAddresses(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	d := startDev(t, dir)
+	var addrs Addresses
+	b, err := os.ReadFile(filepath.Join(dir, "addresses.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &addrs); err != nil || addrs != d.Addresses() || !strings.HasPrefix(addrs.NATS, "nats://127.0.0.1:") {
+		t.Fatalf("addresses.json = %s (%v), want %+v", b, err, d.Addresses())
+	}
+	// Another node joins over the client listener and sees a safe stream.
+	nc := natstest.Connect(t, addrs.NATS)
+	if _, err := store.OpenJetStream(ctxFor(t), nc, store.Config{}); err != nil {
+		t.Fatalf("joining node: %v", err)
+	}
+	e := events.Event{ID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZZ", Type: events.TenantCreated, Tenant: "acme",
+		Aggregate: events.TenantAggregate("acme"), Actor: "test", OccurredAt: time.Now(), CommandID: "c1",
+		Data: events.TenantCreatedV1{Name: "Acme"}}
+	if _, err := d.Store().Append(ctxFor(t), store.Head{}, e); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	d.Close()
+
+	d = startDev(t, dir)
+	defer d.Close()
+	h, err := d.Store().Load(ctxFor(t), "acme", events.TenantAggregate("acme"))
+	if err != nil || len(h.Events) != 1 || h.Events[0].ID != e.ID {
+		t.Fatalf("after restart: %+v, %v", h, err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data directory mode %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
+}
+
+func TestDevRefusesADataDirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	d := startDev(t, dir)
+	defer d.Close()
+	_, err := StartDev(ctxFor(t), DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second dev on one directory: %v", err)
+	}
+}
+
+func TestDevRunsUntilCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	dir := t.TempDir()
+	done := make(chan int)
+	var out, errb bytes.Buffer
+	go func() {
+		done <- Main(ctx, []string{"dev", "--data", dir, "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"}, &out, &errb)
+	}()
+	natstest.Eventually(t, 20*time.Second, func() error {
+		_, err := os.Stat(filepath.Join(dir, "addresses.json"))
+		return err
+	})
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "nats://127.0.0.1:") {
+		t.Fatalf("dev did not print its addresses: %q", out.String())
+	}
+}
+
+func TestServeRefusesAWeakStreamAndGatewayAMissingOne(t *testing.T) {
+	node := natstest.RunServer(t)
+	var out, errb bytes.Buffer
+	if code := Main(ctxFor(t), []string{"gateway", "--nats", node.ClientURL()}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "does not exist") {
+		t.Fatalf("gateway without a stream: exit %d, %q", code, errb.String())
+	}
+	js, err := jetstream.New(natstest.Connect(t, node.ClientURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctxFor(t), jetstream.StreamConfig{Name: events.StreamName, Subjects: []string{events.AllSubjects}, Storage: jetstream.MemoryStorage, MaxAge: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	errb.Reset()
+	code := Main(ctxFor(t), []string{"serve", "--nats", node.ClientURL()}, &out, &errb)
+	for _, want := range []string{"weaker settings", "storage is Memory", "discard policy", "max_age", "deny_delete", "deny_purge"} {
+		if code != ExitError || !strings.Contains(errb.String(), want) {
+			t.Fatalf("serve on a weak stream: exit %d, %q lacks %q", code, errb.String(), want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from Main's goroutine while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
+	node := natstest.RunServer(t)
+	run := func(ready string, args ...string) {
+		ctx, cancel := context.WithCancel(ctxFor(t))
+		done := make(chan int)
+		var errb syncBuffer
+		go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
+		natstest.Eventually(t, 20*time.Second, func() error {
+			if !strings.Contains(errb.String(), ready) {
+				return fmt.Errorf("%v has not logged %q: %s", args, ready, errb.String())
+			}
+			return nil
+		})
+		cancel()
+		if code := <-done; code != ExitOK {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+	}
+	run("event stream ensured", "serve", "--nats", node.ClientURL(), "--admin-listen", "127.0.0.1:0")
+	run("event stream verified", "gateway", "--nats", node.ClientURL(), "--tenants", "acme,beta", "--gateway-listen", "127.0.0.1:0")
+	js, _ := jetstream.New(natstest.Connect(t, node.ClientURL()))
+	s, err := js.Stream(ctxFor(t), events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := store.Weaknesses(s.CachedInfo().Config, store.Config{}); len(w) != 0 {
+		t.Fatalf("serve created a weak stream: %v", w)
+	}
+}

@@ -1,0 +1,200 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/natsnode"
+)
+
+// Defaults of the embedded mode; all on loopback.
+const (
+	DefaultDataDir       = "./keytrail-data"
+	DefaultAdminListen   = "127.0.0.1:7400"
+	DefaultGatewayListen = "127.0.0.1:7480"
+	DefaultNATSListen    = "127.0.0.1:4222"
+)
+
+// DevConfig configures the embedded mode.
+type DevConfig struct {
+	DataDir       string
+	AdminListen   string
+	GatewayListen string
+	NATSListen    string
+	// Duplicates is the event stream's idempotency window.
+	Duplicates time.Duration
+	Logger     *slog.Logger
+}
+
+// Addresses are where a dev process listens; written to <data>/addresses.json.
+type Addresses struct {
+	NATS    string `json:"nats"`
+	Admin   string `json:"admin,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// Dev is a running embedded deployment.
+type Dev struct {
+	cfg   DevConfig
+	lock  *os.File
+	node  *natsnode.Node
+	nc    *nats.Conn
+	store *store.JetStream
+	addrs Addresses
+}
+
+// StartDev starts the embedded NATS node on cfg.DataDir, ensures the event
+// stream and writes addresses.json. The caller must Close it.
+func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	for name, addr := range map[string]string{"admin": cfg.AdminListen, "gateway": cfg.GatewayListen, "nats": cfg.NATSListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, usageError{fmt.Errorf("-%s-listen %q: %w", name, addr, err)}
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	d := &Dev{cfg: cfg}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if d.lock, err = lockDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	d.node, err = natsnode.Start(natsnode.Config{
+		Name:     "keytrail-dev",
+		StoreDir: filepath.Join(cfg.DataDir, "nats"),
+		Listen:   cfg.NATSListen,
+		Logger:   cfg.Logger.With("component", "nats-server"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if d.nc, err = d.node.Connect(); err != nil {
+		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	d.store, err = store.OpenJetStream(ctx, d.nc, store.Config{Replicas: 1, Duplicates: cfg.Duplicates, CreateIfMissing: true})
+	if err != nil {
+		return nil, err
+	}
+	d.addrs = Addresses{NATS: d.node.ClientURL()}
+	if err := writeJSONFile(filepath.Join(cfg.DataDir, "addresses.json"), d.addrs, 0o644); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("keytrail dev started", "data", cfg.DataDir, "nats", d.addrs.NATS)
+	return d, nil
+}
+
+// Addresses returns where the deployment listens.
+func (d *Dev) Addresses() Addresses { return d.addrs }
+
+// Store is the event store of the deployment.
+func (d *Dev) Store() *store.JetStream { return d.store }
+
+// Close stops everything in reverse order of starting; safe on a partial Dev.
+func (d *Dev) Close() error {
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	if d.node != nil {
+		d.node.Shutdown()
+	}
+	if d.lock != nil {
+		d.lock.Close() // releases the flock
+	}
+	return nil
+}
+
+// lockDir takes an exclusive lock on dir so that two processes never share
+// one JetStream store.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("data directory %s is in use by another keytrail process", dir)
+		}
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	return f, nil
+}
+
+// writeJSONFile writes v to path atomically (temp file, fsync, rename).
+func writeJSONFile(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var cfg DevConfig
+	var lf logFlags
+	fs.StringVar(&cfg.DataDir, "data", DefaultDataDir, "data directory (JetStream store, root key, addresses.json)")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", DefaultAdminListen, "admin API address (port 0 picks a free port)")
+	fs.StringVar(&cfg.GatewayListen, "gateway-listen", DefaultGatewayListen, "gateway address (port 0 picks a free port)")
+	fs.StringVar(&cfg.NATSListen, "nats-listen", DefaultNATSListen, "embedded NATS client address other nodes join (port 0 picks a free port)")
+	fs.DurationVar(&cfg.Duplicates, "dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	lf.register(fs)
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	d, err := StartDev(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	a := d.Addresses()
+	fmt.Fprintf(stdout, "keytrail dev\n  data:  %s\n  nats:  %s\n", cfg.DataDir, a.NATS)
+	<-ctx.Done()
+	log.Info("keytrail dev stopping")
+	return nil
+}

@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var nf natsFlags
+	var lf logFlags
+	nf.register(fs, "control")
+	admin := fs.String("admin-listen", DefaultAdminListen, "admin API address")
+	replicas := fs.Int("replicas", 1, "replicas of the streams this node creates (3 on a cluster)")
+	dup := fs.Duration("dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	lf.register(fs)
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := nf.validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(*admin); err != nil {
+		return usageError{fmt.Errorf("-admin-listen %q: %w", *admin, err)}
+	}
+	if *replicas < 1 || *replicas > 5 {
+		return usageError{fmt.Errorf("-replicas must be 1 to 5")}
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	nc, err := nf.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	if _, err := store.OpenJetStream(ctx, nc, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true}); err != nil {
+		return err
+	}
+	log.Info("control node connected; event stream ensured", "nats", nc.ConnectedUrlRedacted(), "replicas", *replicas)
+	<-ctx.Done()
+	return nil
+}
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var nf natsFlags
+	var lf logFlags
+	nf.register(fs, "gateway")
+	listen := fs.String("gateway-listen", DefaultGatewayListen, "gateway address")
+	tenants := fs.String("tenants", "", "serve only these tenants, comma-separated (default: all)")
+	staleness := fs.Duration("max-staleness", 30*time.Second, "deny with STALE once the read model cannot be confirmed current for this long")
+	lf.register(fs)
+	if err := parse(fs, args, stderr); err != nil {
+		return err
+	}
+	if err := nf.validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(*listen); err != nil {
+		return usageError{fmt.Errorf("-gateway-listen %q: %w", *listen, err)}
+	}
+	filters, err := tenantFilters(*tenants)
+	if err != nil {
+		return err
+	}
+	if *staleness <= 0 {
+		return usageError{fmt.Errorf("-max-staleness must be positive")}
+	}
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	nc, err := nf.connect(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	// A gateway never creates the stream; it refuses to run on a weak one.
+	if _, err := store.OpenJetStream(ctx, nc, store.Config{}); err != nil {
+		return err
+	}
+	log.Info("gateway connected; event stream verified", "nats", nc.ConnectedUrlRedacted(), "filters", filters)
+	<-ctx.Done()
+	return nil
+}
+
+// tenantFilters turns -tenants a,b into subject filters, validating each id.
+func tenantFilters(list string) ([]string, error) {
+	if strings.TrimSpace(list) == "" {
+		return []string{events.AllSubjects}, nil
+	}
+	var fs []string
+	for _, t := range strings.Split(list, ",") {
+		f, err := events.TenantFilter(strings.TrimSpace(t))
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-tenants: %q is not a tenant id", t)}
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
