@@ -1,11 +1,9 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 )
 
@@ -81,6 +79,9 @@ type wire struct {
 	Data          json.RawMessage `json:"data"`
 }
 
+// The wire struct is what Encode writes; Decode reads the same shape with the
+// strict decoder of jsondec.go.
+
 // Encode validates e and returns its wire form at the current version of its
 // type. Times are written in UTC.
 func (c Codec) Encode(e *Event) ([]byte, error) {
@@ -111,25 +112,54 @@ func (c Codec) Encode(e *Event) ([]byte, error) {
 	return b, nil
 }
 
+// wireFast is what decodeEnvelope fills: the envelope with data still raw.
+type wireFast struct {
+	ID            string
+	Type          Type
+	Version       int
+	Tenant        string
+	Aggregate     Aggregate
+	Actor         string
+	Reason        string
+	OccurredAt    time.Time
+	CommandID     string
+	CorrelationID string
+	HasPrev       bool
+	PrevHash      Hash
+	Data          []byte  // raw payload, when it was not decoded in place
+	Payload       Payload // the payload decoded in place
+}
+
 // Decode parses and validates an encoded event, upcasting old versions. It
 // never panics; any failure is a *DecodeError.
 func (c Codec) Decode(b []byte) (Event, error) {
 	if len(b) > MaxEventSize {
 		return Event{}, &DecodeError{ErrTooLarge, fmt.Sprintf("%d bytes, limit %d", len(b), MaxEventSize)}
 	}
-	var w wire
-	if err := strictUnmarshal(b, &w); err != nil {
+	var w wireFast
+	inPlace := func(t Type) (Payload, int) {
+		s, ok := schemaOf(t)
+		if !ok {
+			return nil, 0
+		}
+		return s.new(), c.current(t, s)
+	}
+	if err := decodeEnvelope(b, &w, inPlace); err != nil {
 		return Event{}, &DecodeError{ErrMalformed, err.Error()}
 	}
 	s, ok := schemaOf(w.Type)
 	if !ok {
 		return Event{}, &DecodeError{ErrUnknownType, fmt.Sprintf("%q", w.Type)}
 	}
-	data := w.Data
-	if len(data) == 0 || data[0] != '{' {
-		return Event{}, &DecodeError{ErrMalformed, "data must be an object"}
-	}
 	cur := c.current(w.Type, s)
+	p := w.Payload
+	if p != nil {
+		return c.finish(&w, p)
+	}
+	data := w.Data
+	if len(data) == 0 {
+		return Event{}, &DecodeError{ErrMalformed, "data is required"}
+	}
 	if w.Version < 1 || w.Version > cur {
 		return Event{}, &DecodeError{ErrUnknownVersion, fmt.Sprintf("%s v%d (current v%d)", w.Type, w.Version, cur)}
 	}
@@ -144,20 +174,25 @@ func (c Codec) Decode(b []byte) (Event, error) {
 		}
 		data = next
 	}
-	p := s.new()
-	if err := strictUnmarshal(data, p); err != nil {
+	p = s.new()
+	if err := decodePayload(data, p); err != nil {
 		return Event{}, &DecodeError{ErrMalformed, fmt.Sprintf("%s data: %v", w.Type, err)}
 	}
+	return c.finish(&w, p)
+}
+
+// finish assembles and validates the decoded event.
+func (c Codec) finish(w *wireFast, p Payload) (Event, error) {
 	e := Event{
 		ID: w.ID, Type: w.Type, Version: w.Version, Tenant: w.Tenant, Aggregate: w.Aggregate,
 		Actor: w.Actor, Reason: w.Reason, OccurredAt: w.OccurredAt, CommandID: w.CommandID,
 		CorrelationID: w.CorrelationID, Data: deref(p),
 	}
-	if w.PrevHash != nil {
+	if w.HasPrev {
 		if w.PrevHash.IsZero() {
 			return Event{}, &DecodeError{ErrMalformed, "prev_hash must be omitted, not zero"}
 		}
-		e.PrevHash = *w.PrevHash
+		e.PrevHash = w.PrevHash
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, &DecodeError{ErrMalformed, err.Error()}
@@ -170,20 +205,6 @@ func Encode(e *Event) ([]byte, error) { return Codec{}.Encode(e) }
 
 // Decode decodes with the zero Codec.
 func Decode(b []byte) (Event, error) { return Codec{}.Decode(b) }
-
-// strictUnmarshal decodes exactly one JSON value into v, refusing unknown
-// fields and trailing data.
-func strictUnmarshal(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
-}
 
 // deref turns the *T the decoder filled into the T value the rest of the code
 // passes around, so that payloads are values and folds cannot alias them.

@@ -73,9 +73,19 @@ func ValidKeyID(s string) bool {
 // ValidEventID reports whether s is a canonical ULID.
 func ValidEventID(s string) bool { return len(s) == ulid.EncodedSize && validULID(s) }
 
+// validULID checks the canonical form without allocating: 26 characters of
+// upper-case Crockford base32, the first at most '7' (128 bits).
 func validULID(s string) bool {
-	id, err := ulid.ParseStrict(s)
-	return err == nil && id.String() == s
+	if len(s) != ulid.EncodedSize || s[0] > '7' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') || c == 'I' || c == 'L' || c == 'O' || c == 'U' {
+			return false
+		}
+	}
+	return true
 }
 
 // NewEventID returns a new ULID for an event occurring at t, with randomness

@@ -83,6 +83,32 @@ func Subject(tenant string, a Aggregate) (string, error) {
 	return b.String(), nil
 }
 
+// IsSubjectOf reports, without allocating, whether subject is the one the
+// event's aggregate is stored under. The event must be valid.
+func IsSubjectOf(e *Event, subject string) bool {
+	rest, ok := strings.CutPrefix(subject, SubjectRoot+".")
+	if !ok {
+		return false
+	}
+	if rest, ok = strings.CutPrefix(rest, e.Tenant); !ok {
+		return false
+	}
+	a := e.Aggregate
+	switch a.Kind {
+	case KindTenant:
+		return rest == ".t"
+	case KindUser:
+		return len(rest) == len(a.ID)+5 && rest[:3] == ".u." && rest[3:3+len(a.ID)] == a.ID && rest[3+len(a.ID):] == ".u"
+	case KindKey:
+		n := len(a.User)
+		return len(rest) == n+len(a.ID)+6 && rest[:3] == ".u." && rest[3:3+n] == a.User &&
+			rest[3+n:6+n] == ".k." && rest[6+n:] == a.ID
+	case KindAPI:
+		return len(rest) == len(a.ID)+3 && rest[:3] == ".a." && rest[3:] == a.ID
+	}
+	return false
+}
+
 // SubjectOf returns the subject an event must be stored under.
 func SubjectOf(e *Event) (string, error) { return Subject(e.Tenant, e.Aggregate) }
 

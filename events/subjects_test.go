@@ -95,3 +95,18 @@ func TestValidators(t *testing.T) {
 		t.Fatal("MsgID collides")
 	}
 }
+
+func TestIsSubjectOfAgreesWithSubjectOf(t *testing.T) {
+	subjects := []string{"keytrail.evt.acme.t", "keytrail.evt.acme.u.alice_01.u", "keytrail.evt.acme.u.alice_01.k." + keyID,
+		"keytrail.evt.acme.a.orders", "keytrail.evt.acme.u.alice_0.k." + keyID, "keytrail.evt.acm.t", "keytrail.evt.acme.a.order",
+		"keytrail.evt.acme.u.alice_01.uu", "keytrail.evt.acme.u.alice_01.k." + keyID2, "x.evt.acme.t"}
+	for _, typ := range Types() {
+		e := sample(typ)
+		want, _ := SubjectOf(&e)
+		for _, s := range subjects {
+			if got := IsSubjectOf(&e, s); got != (s == want) {
+				t.Errorf("IsSubjectOf(%s, %q) = %v; SubjectOf = %q", typ, s, got, want)
+			}
+		}
+	}
+}

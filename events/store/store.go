@@ -169,13 +169,9 @@ func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) 
 	if err != nil {
 		return events.Recorded{}, err
 	}
-	want, err := events.SubjectOf(&e)
-	if err != nil {
-		return events.Recorded{}, err
-	}
-	if want != subject {
+	if !events.IsSubjectOf(&e, subject) {
 		return events.Recorded{}, &events.DecodeError{Kind: events.ErrMalformed,
-			Detail: fmt.Sprintf("event of %s stored on subject %s", want, subject)}
+			Detail: fmt.Sprintf("event of %s %s stored on subject %s", e.Tenant, e.Aggregate, subject)}
 	}
 	return events.Recorded{Seq: seq, Subject: subject, Hash: events.HashOf(data), Event: e}, nil
 }

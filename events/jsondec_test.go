@@ -1,0 +1,102 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// referenceDecode is the obvious decoder, built on encoding/json, that the
+// hand-written one must agree with.
+func referenceDecode(b []byte) (Event, error) {
+	strict := func(b []byte, v any) error {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return err
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return errors.New("trailing data")
+		}
+		return nil
+	}
+	var w wire
+	if err := strict(b, &w); err != nil {
+		return Event{}, err
+	}
+	s, ok := schemaOf(w.Type)
+	if !ok || w.Version != s.version || len(w.Data) == 0 || w.Data[0] != '{' {
+		return Event{}, errors.New("bad type, version or data")
+	}
+	p := s.new()
+	if err := strict(w.Data, p); err != nil {
+		return Event{}, err
+	}
+	e := Event{ID: w.ID, Type: w.Type, Version: w.Version, Tenant: w.Tenant, Aggregate: w.Aggregate,
+		Actor: w.Actor, Reason: w.Reason, OccurredAt: w.OccurredAt, CommandID: w.CommandID,
+		CorrelationID: w.CorrelationID, Data: deref(p)}
+	if w.PrevHash != nil {
+		e.PrevHash = *w.PrevHash
+	}
+	return e, e.Validate()
+}
+
+// FuzzDecoderAgreesWithEncodingJSON: whatever the strict decoder accepts,
+// encoding/json accepts too and reads as the same event.
+func FuzzDecoderAgreesWithEncodingJSON(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.json"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(bytes.TrimSpace(b))
+		// Variants: reordered, spaced, escaped.
+		f.Add(bytes.ReplaceAll(b, []byte(`,"`), []byte(` , "`)))
+		f.Add(bytes.Replace(b, []byte(`"actor":"`), []byte(`"actor":"\u00e9\n`), 1))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := Decode(b)
+		if err != nil {
+			return
+		}
+		want, err := referenceDecode(b)
+		if err != nil {
+			t.Fatalf("strict decoder accepted what encoding/json refuses (%v): %q", err, b)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("decoders disagree on %q:\n%+v\n%+v", b, got, want)
+		}
+	})
+}
+
+func TestDecoderIsStricterThanEncodingJSON(t *testing.T) {
+	e := sample(UserKeysRevokedBefore)
+	good, _ := Encode(&e)
+	for name, in := range map[string][]byte{
+		"duplicate member":     bytes.Replace(good, []byte(`"v":1,`), []byte(`"v":1,"v":1,`), 1),
+		"case-folded member":   bytes.Replace(good, []byte(`"tenant"`), []byte(`"Tenant"`), 1),
+		"invalid utf-8":        bytes.Replace(good, []byte(`quarterly`), []byte("quart\xffrly"), 1),
+		"escaped id":           bytes.Replace(good, []byte(`"tenant":"acme"`), []byte(`"tenant":"acm\u0065"`), 1),
+		"null string":          bytes.Replace(good, []byte(`"reason":"quarterly review"`), []byte(`"reason":null`), 1),
+		"deep nesting in data": bytes.Replace(good, []byte(`"data":{`), []byte(`"data":{"x":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`,`), 1),
+		"fraction as version":  bytes.Replace(good, []byte(`"v":1`), []byte(`"v":1.0`), 1),
+		"lone surrogate":       bytes.Replace(good, []byte(`quarterly`), []byte(`\ud800`), 1),
+	} {
+		if _, err := Decode(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Escapes in free text are fine and read as encoding/json reads them.
+	esc := bytes.Replace(good, []byte(`quarterly review`), []byte(`quarterly \"review\" \u00e9\ud83d\ude00 \/`), 1)
+	got, err := Decode(esc)
+	if err != nil || got.Reason != `quarterly "review" é😀 /` {
+		t.Fatalf("escaped reason = %q, %v", got.Reason, err)
+	}
+}

@@ -1,0 +1,353 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Hand-written decoders of every payload, for decoder (jsondec.go). Each
+// mirrors its struct's json tags exactly; FuzzDecoderAgreesWithEncodingJSON
+// holds them to encoding/json's reading of the same bytes.
+
+// payloadDecoder is implemented by a pointer to every payload type.
+type payloadDecoder interface {
+	decodeFrom(d *decoder) error
+}
+
+// decodeEmpty reads the {} of a payload without fields.
+func decodeEmpty(d *decoder) error {
+	return d.object(func(name []byte) error { return unknown(name) })
+}
+
+func (*TenantSuspendedV1) decodeFrom(d *decoder) error { return decodeEmpty(d) }
+func (*TenantResumedV1) decodeFrom(d *decoder) error   { return decodeEmpty(d) }
+func (*UserDisabledV1) decodeFrom(d *decoder) error    { return decodeEmpty(d) }
+func (*UserEnabledV1) decodeFrom(d *decoder) error     { return decodeEmpty(d) }
+func (*UserDeletedV1) decodeFrom(d *decoder) error     { return decodeEmpty(d) }
+func (*KeySuspendedV1) decodeFrom(d *decoder) error    { return decodeEmpty(d) }
+func (*KeyResumedV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
+func (*KeyRevokedV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
+func (*APIRetiredV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
+
+// decodeName reads a payload whose only member is "name".
+func decodeName(d *decoder, into *string) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		if string(name) != "name" {
+			return unknown(name)
+		}
+		if err = once(&seen, 0, name); err == nil {
+			*into, err = d.str()
+		}
+		return err
+	})
+}
+
+func (p *TenantCreatedV1) decodeFrom(d *decoder) error { return decodeName(d, &p.Name) }
+func (p *UserCreatedV1) decodeFrom(d *decoder) error   { return decodeName(d, &p.Name) }
+
+func (p *UserKeysRevokedBeforeV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		if string(name) != "before" {
+			return unknown(name)
+		}
+		if err = once(&seen, 0, name); err == nil {
+			p.Before, err = d.time()
+		}
+		return err
+	})
+}
+
+func (p *KeyIssuedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "name":
+			if err = once(&seen, 0, name); err == nil {
+				p.Name, err = d.str()
+			}
+		case "secret_sha256":
+			if err = once(&seen, 1, name); err == nil {
+				err = d.text(&p.SecretHash)
+			}
+		case "hint":
+			if err = once(&seen, 2, name); err == nil {
+				p.Hint, err = d.str()
+			}
+		case "scopes":
+			if err = once(&seen, 3, name); err == nil {
+				p.Scopes, err = d.strings()
+			}
+		case "not_before":
+			if err = once(&seen, 4, name); err == nil {
+				p.NotBefore, err = d.timePtr()
+			}
+		case "expires_at":
+			if err = once(&seen, 5, name); err == nil {
+				p.ExpiresAt, err = d.timePtr()
+			}
+		case "rate_limit":
+			if err = once(&seen, 6, name); err == nil {
+				p.RateLimit, err = d.rateLimit()
+			}
+		case "metadata":
+			if err = once(&seen, 7, name); err == nil {
+				p.Metadata, err = d.stringMap()
+			}
+		case "rotated_from":
+			if err = once(&seen, 8, name); err == nil {
+				p.RotatedFrom, err = d.str()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
+func (p *KeyUpdatedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "name":
+			if err = once(&seen, 0, name); err == nil {
+				p.Name, err = d.str()
+			}
+		case "scopes":
+			if err = once(&seen, 1, name); err == nil {
+				p.Scopes, err = d.strings()
+			}
+		case "expires_at":
+			if err = once(&seen, 2, name); err == nil {
+				p.ExpiresAt, err = d.timePtr()
+			}
+		case "rate_limit":
+			if err = once(&seen, 3, name); err == nil {
+				p.RateLimit, err = d.rateLimit()
+			}
+		case "metadata":
+			if err = once(&seen, 4, name); err == nil {
+				p.Metadata, err = d.stringMap()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
+func (p *KeyRotatedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "successor":
+			if err = once(&seen, 0, name); err == nil {
+				p.Successor, err = d.str()
+			}
+		case "grace_until":
+			if err = once(&seen, 1, name); err == nil {
+				p.GraceUntil, err = d.time()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
+// decodeAPI reads the members APICreatedV1 and APIUpdatedV1 share.
+func decodeAPI(d *decoder, name *string, prefix *string, upstreams, scopes *[]string, rl **RateLimit) error {
+	var seen uint32
+	return d.object(func(member []byte) (err error) {
+		switch string(member) {
+		case "name":
+			if err = once(&seen, 0, member); err == nil {
+				*name, err = d.str()
+			}
+		case "path_prefix":
+			if err = once(&seen, 1, member); err == nil {
+				*prefix, err = d.str()
+			}
+		case "upstreams":
+			if err = once(&seen, 2, member); err == nil {
+				*upstreams, err = d.strings()
+			}
+		case "scopes":
+			if err = once(&seen, 3, member); err == nil {
+				*scopes, err = d.strings()
+			}
+		case "rate_limit":
+			if err = once(&seen, 4, member); err == nil {
+				*rl, err = d.rateLimit()
+			}
+		default:
+			err = unknown(member)
+		}
+		return err
+	})
+}
+
+func (p *APICreatedV1) decodeFrom(d *decoder) error {
+	return decodeAPI(d, &p.Name, &p.PathPrefix, &p.Upstreams, &p.Scopes, &p.RateLimit)
+}
+
+func (p *APIUpdatedV1) decodeFrom(d *decoder) error {
+	return decodeAPI(d, &p.Name, &p.PathPrefix, &p.Upstreams, &p.Scopes, &p.RateLimit)
+}
+
+func (p *APIDeprecatedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		if string(name) != "sunset" {
+			return unknown(name)
+		}
+		if err = once(&seen, 0, name); err == nil {
+			p.Sunset, err = d.time()
+		}
+		return err
+	})
+}
+
+// decodeEnvelope reads the envelope into w. When type and version precede
+// data (as Encode writes them) and current says the version needs no
+// upcasting, the payload is decoded in place into w.Payload; otherwise data
+// is kept raw in w.Data for Decode to upcast and decode.
+func decodeEnvelope(b []byte, w *wireFast, current func(Type) (Payload, int)) error {
+	d := decoder{b: b}
+	var seen uint32
+	err := d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "id":
+			if err = once(&seen, 0, name); err == nil {
+				w.ID, err = d.idString()
+			}
+		case "type":
+			if err = once(&seen, 1, name); err == nil {
+				var t []byte
+				if t, err = d.rawString(); err == nil {
+					w.Type = internType(t)
+				}
+			}
+		case "v":
+			if err = once(&seen, 2, name); err == nil {
+				w.Version, err = d.int()
+			}
+		case "tenant":
+			if err = once(&seen, 3, name); err == nil {
+				w.Tenant, err = d.idString()
+			}
+		case "aggregate":
+			if err = once(&seen, 4, name); err == nil {
+				err = d.aggregate(&w.Aggregate)
+			}
+		case "actor":
+			if err = once(&seen, 5, name); err == nil {
+				w.Actor, err = d.str()
+			}
+		case "reason":
+			if err = once(&seen, 6, name); err == nil {
+				w.Reason, err = d.str()
+			}
+		case "occurred_at":
+			if err = once(&seen, 7, name); err == nil {
+				w.OccurredAt, err = d.time()
+			}
+		case "command_id":
+			if err = once(&seen, 8, name); err == nil {
+				w.CommandID, err = d.idString()
+			}
+		case "correlation_id":
+			if err = once(&seen, 9, name); err == nil {
+				w.CorrelationID, err = d.idString()
+			}
+		case "prev_hash":
+			if err = once(&seen, 10, name); err == nil {
+				w.HasPrev = true
+				err = d.text(&w.PrevHash)
+			}
+		case "data":
+			if err = once(&seen, 11, name); err == nil {
+				if d.peek() != '{' {
+					return errors.New("data must be an object")
+				}
+				if seen&0b110 == 0b110 { // type and version known
+					if p, v := current(w.Type); p != nil && v == w.Version {
+						if err = p.(payloadDecoder).decodeFrom(&d); err != nil {
+							return fmt.Errorf("%s data: %w", w.Type, err)
+						}
+						w.Payload = p
+						return nil
+					}
+				}
+				w.Data, err = d.skip()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return d.end()
+}
+
+func (d *decoder) aggregate(a *Aggregate) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "kind":
+			if err = once(&seen, 0, name); err == nil {
+				var k []byte
+				if k, err = d.rawString(); err == nil {
+					a.Kind = internKind(k)
+				}
+			}
+		case "id":
+			if err = once(&seen, 1, name); err == nil {
+				a.ID, err = d.idString()
+			}
+		case "user":
+			if err = once(&seen, 2, name); err == nil {
+				a.User, err = d.idString()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
+// decodePayload reads data into the payload p.
+func decodePayload(data []byte, p Payload) error {
+	pd, ok := p.(payloadDecoder)
+	if !ok {
+		return errors.New("payload has no decoder")
+	}
+	d := decoder{b: data}
+	if err := pd.decodeFrom(&d); err != nil {
+		return err
+	}
+	return d.end()
+}
+
+// internType returns the constant for a known type name without allocating;
+// an unknown name is copied (and refused later).
+func internType(b []byte) Type {
+	for _, t := range Types() {
+		if string(t) == string(b) {
+			return t
+		}
+	}
+	return Type(b)
+}
+
+func internKind(b []byte) Kind {
+	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI} {
+		if string(k) == string(b) {
+			return k
+		}
+	}
+	return Kind(b)
+}

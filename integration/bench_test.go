@@ -1,0 +1,191 @@
+package integration
+
+import (
+	"fmt"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+)
+
+// benchConcurrency is how many appenders run at once in both halves of the
+// append benchmark.
+const benchConcurrency = 8
+
+// issued is a realistic key.issued payload (~700 bytes encoded).
+func issued() events.KeyIssuedV1 {
+	exp := storetest.Now.Add(90 * 24 * time.Hour)
+	return events.KeyIssuedV1{
+		Name: "ci deploy key", SecretHash: events.SecretHash{1, 2, 3}, Hint: "kt_…a9Qz",
+		Scopes: []string{"orders:read", "orders:write", "billing:read"}, ExpiresAt: &exp,
+		RateLimit: &events.RateLimit{PerSecond: 50, Burst: 100}, Metadata: map[string]string{"team": "platform", "env": "prod"},
+	}
+}
+
+func benchKey(i int) events.Aggregate {
+	id := fmt.Sprintf("key_01JDQ8Z6W4M2N9V3X5C%07d", i)
+	return events.KeyAggregate(fmt.Sprintf("u%d", i%100), id)
+}
+
+// runConcurrently splits n operations over benchConcurrency goroutines.
+func runConcurrently(b *testing.B, n int, op func(worker, i int) error) time.Duration {
+	var wg sync.WaitGroup
+	errs := make(chan error, benchConcurrency)
+	start := time.Now()
+	for w := range benchConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += benchConcurrency {
+				if err := op(w, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkAppend measures Store.Append (encode, hash chain, per-aggregate
+// CAS, Nats-Msg-Id) against a raw js.Publish of the same bytes with the same
+// durability (SyncAlways; R3 on the cluster) and concurrency, in one run.
+// The ratio metric is appends/s over raw publishes/s (target ≥ 0.8).
+func BenchmarkAppend(b *testing.B) {
+	b.Run("R1", func(b *testing.B) {
+		node := natstest.RunServer(b)
+		benchAppend(b, natstest.Connect(b, node.ClientURL()), 1)
+	})
+	b.Run("R3", func(b *testing.B) {
+		c := natstest.RunCluster(b, 3)
+		benchAppend(b, natstest.Connect(b, c.URLs()), 3)
+	})
+}
+
+func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
+	s := openStore(b, nc, store.Config{Replicas: replicas})
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := testCtx(b, 10*time.Minute)
+	sample := storetest.Event("bench", benchKey(0), issued(), "c")
+	data, err := events.Encode(&sample)
+	if err != nil {
+		b.Fatal(err)
+	}
+	round := 0
+	b.ResetTimer()
+	for b.Loop() {
+		round++
+		const n = 3000
+		raw := runConcurrently(b, n, func(_, i int) error {
+			_, err := js.Publish(ctx, fmt.Sprintf("keytrail.evt.raw%d.u.u.k.%d", round, i), data)
+			return err
+		})
+		// Each append issues a new key: a CAS on a new aggregate (expect 0),
+		// a Nats-Msg-Id, the encode and the hash chain.
+		tenant := fmt.Sprintf("bench%d", round)
+		ours := runConcurrently(b, n, func(_, i int) error {
+			_, err := s.Append(ctx, store.Head{}, storetest.Event(tenant, benchKey(i), issued(), fmt.Sprintf("c%d", i)))
+			return err
+		})
+		b.ReportMetric(float64(n)/raw.Seconds(), "raw-publish/s")
+		b.ReportMetric(float64(n)/ours.Seconds(), "append/s")
+		b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
+	}
+}
+
+// BenchmarkReplay measures reading and decoding the log with Subscribe
+// against a raw ordered consumer reading the same messages, in one run. The
+// ratio metric is events/s over raw messages/s (target ≥ 0.8).
+func BenchmarkReplay(b *testing.B) {
+	node := natstest.RunServer(b)
+	nc := natstest.Connect(b, node.ClientURL())
+	s := openStore(b, nc, store.Config{})
+	ctx := testCtx(b, 10*time.Minute)
+	const aggregates, perAggregate = 500, store.MaxAppend
+	for a := range aggregates {
+		evs := make([]events.Event, perAggregate)
+		for i := range evs {
+			var p events.Payload = issued()
+			if i > 0 {
+				p = events.KeyUpdatedV1{Name: "renamed", Scopes: []string{"orders:read"}}
+			}
+			evs[i] = storetest.Event("replay", benchKey(a), p, fmt.Sprintf("c%d", a))
+		}
+		if _, err := s.Append(ctx, store.Head{}, evs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	total := aggregates * perAggregate
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		cpu0 := cpuTime()
+		start := time.Now()
+		cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AllSubjects}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range total {
+			m, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := m.Metadata(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		it.Stop()
+		raw := time.Since(start)
+		cpu1 := cpuTime()
+
+		start = time.Now()
+		sub, err := s.Subscribe(ctx, store.SubscribeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range total {
+			d, err := sub.Next(ctx)
+			if err != nil || d.Err != nil {
+				b.Fatal(err, d.Err)
+			}
+		}
+		sub.Close()
+		ours := time.Since(start)
+		cpu2 := cpuTime()
+		b.ReportMetric((cpu1-cpu0).Seconds()/raw.Seconds(), "raw-cores")
+		b.ReportMetric((cpu2-cpu1).Seconds()/ours.Seconds(), "cores")
+		b.ReportMetric(float64(total)/raw.Seconds(), "raw-msgs/s")
+		b.ReportMetric(float64(total)/ours.Seconds(), "events/s")
+		b.ReportMetric(raw.Seconds()/ours.Seconds(), "ratio")
+	}
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
