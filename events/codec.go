@@ -112,22 +112,12 @@ func (c Codec) Encode(e *Event) ([]byte, error) {
 	return b, nil
 }
 
-// wireFast is what decodeEnvelope fills: the envelope with data still raw.
-type wireFast struct {
-	ID            string
-	Type          Type
-	Version       int
-	Tenant        string
-	Aggregate     Aggregate
-	Actor         string
-	Reason        string
-	OccurredAt    time.Time
-	CommandID     string
-	CorrelationID string
-	HasPrev       bool
-	PrevHash      Hash
-	Data          []byte  // raw payload, when it was not decoded in place
-	Payload       Payload // the payload decoded in place
+// envelope is what decodeEnvelope fills: the event as read so far, with
+// Data set when the payload was decoded in place, rawData otherwise.
+type envelope struct {
+	Event
+	hasPrev bool
+	rawData []byte
 }
 
 // Decode parses and validates an encoded event, upcasting old versions. It
@@ -136,7 +126,7 @@ func (c Codec) Decode(b []byte) (Event, error) {
 	if len(b) > MaxEventSize {
 		return Event{}, &DecodeError{ErrTooLarge, fmt.Sprintf("%d bytes, limit %d", len(b), MaxEventSize)}
 	}
-	var w wireFast
+	var w envelope
 	inPlace := func(t Type) (Payload, int) {
 		s, ok := schemaOf(t)
 		if !ok {
@@ -152,11 +142,10 @@ func (c Codec) Decode(b []byte) (Event, error) {
 		return Event{}, &DecodeError{ErrUnknownType, fmt.Sprintf("%q", w.Type)}
 	}
 	cur := c.current(w.Type, s)
-	p := w.Payload
-	if p != nil {
-		return c.finish(&w, p)
+	if w.Data != nil {
+		return c.finish(&w)
 	}
-	data := w.Data
+	data := w.rawData
 	if len(data) == 0 {
 		return Event{}, &DecodeError{ErrMalformed, "data is required"}
 	}
@@ -174,25 +163,20 @@ func (c Codec) Decode(b []byte) (Event, error) {
 		}
 		data = next
 	}
-	p = s.new()
+	p := s.new()
 	if err := decodePayload(data, p); err != nil {
 		return Event{}, &DecodeError{ErrMalformed, fmt.Sprintf("%s data: %v", w.Type, err)}
 	}
-	return c.finish(&w, p)
+	w.Data = p
+	return c.finish(&w)
 }
 
-// finish assembles and validates the decoded event.
-func (c Codec) finish(w *wireFast, p Payload) (Event, error) {
-	e := Event{
-		ID: w.ID, Type: w.Type, Version: w.Version, Tenant: w.Tenant, Aggregate: w.Aggregate,
-		Actor: w.Actor, Reason: w.Reason, OccurredAt: w.OccurredAt, CommandID: w.CommandID,
-		CorrelationID: w.CorrelationID, Data: deref(p),
-	}
-	if w.HasPrev {
-		if w.PrevHash.IsZero() {
-			return Event{}, &DecodeError{ErrMalformed, "prev_hash must be omitted, not zero"}
-		}
-		e.PrevHash = w.PrevHash
+// finish checks and returns the decoded event.
+func (c Codec) finish(w *envelope) (Event, error) {
+	e := w.Event
+	e.Data = deref(e.Data)
+	if w.hasPrev && e.PrevHash.IsZero() {
+		return Event{}, &DecodeError{ErrMalformed, "prev_hash must be omitted, not zero"}
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, &DecodeError{ErrMalformed, err.Error()}

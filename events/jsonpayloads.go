@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Hand-written decoders of every payload, for decoder (jsondec.go). Each
@@ -59,41 +60,64 @@ func (p *UserKeysRevokedBeforeV1) decodeFrom(d *decoder) error {
 	})
 }
 
+// keyAttrs points at the members key.issued and key.updated share.
+type keyAttrs struct {
+	name      *string
+	scopes    *[]string
+	expiresAt **time.Time
+	rateLimit **RateLimit
+	metadata  *map[string]string
+}
+
+// member decodes one shared member, using bits 0-4 of seen; ok is false for
+// a member that is not shared.
+func (k keyAttrs) member(d *decoder, name []byte, seen *uint32) (ok bool, err error) {
+	switch string(name) {
+	case "name":
+		if err = once(seen, 0, name); err == nil {
+			*k.name, err = d.str()
+		}
+	case "scopes":
+		if err = once(seen, 1, name); err == nil {
+			*k.scopes, err = d.strings()
+		}
+	case "expires_at":
+		if err = once(seen, 2, name); err == nil {
+			*k.expiresAt, err = d.timePtr()
+		}
+	case "rate_limit":
+		if err = once(seen, 3, name); err == nil {
+			*k.rateLimit, err = d.rateLimit()
+		}
+	case "metadata":
+		if err = once(seen, 4, name); err == nil {
+			*k.metadata, err = d.stringMap()
+		}
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
 func (p *KeyIssuedV1) decodeFrom(d *decoder) error {
 	var seen uint32
+	shared := keyAttrs{&p.Name, &p.Scopes, &p.ExpiresAt, &p.RateLimit, &p.Metadata}
 	return d.object(func(name []byte) (err error) {
+		if ok, err := shared.member(d, name, &seen); ok {
+			return err
+		}
 		switch string(name) {
-		case "name":
-			if err = once(&seen, 0, name); err == nil {
-				p.Name, err = d.str()
-			}
 		case "secret_sha256":
-			if err = once(&seen, 1, name); err == nil {
+			if err = once(&seen, 5, name); err == nil {
 				err = d.text(&p.SecretHash)
 			}
 		case "hint":
-			if err = once(&seen, 2, name); err == nil {
+			if err = once(&seen, 6, name); err == nil {
 				p.Hint, err = d.str()
 			}
-		case "scopes":
-			if err = once(&seen, 3, name); err == nil {
-				p.Scopes, err = d.strings()
-			}
 		case "not_before":
-			if err = once(&seen, 4, name); err == nil {
-				p.NotBefore, err = d.timePtr()
-			}
-		case "expires_at":
-			if err = once(&seen, 5, name); err == nil {
-				p.ExpiresAt, err = d.timePtr()
-			}
-		case "rate_limit":
-			if err = once(&seen, 6, name); err == nil {
-				p.RateLimit, err = d.rateLimit()
-			}
-		case "metadata":
 			if err = once(&seen, 7, name); err == nil {
-				p.Metadata, err = d.stringMap()
+				p.NotBefore, err = d.timePtr()
 			}
 		case "rotated_from":
 			if err = once(&seen, 8, name); err == nil {
@@ -108,32 +132,12 @@ func (p *KeyIssuedV1) decodeFrom(d *decoder) error {
 
 func (p *KeyUpdatedV1) decodeFrom(d *decoder) error {
 	var seen uint32
-	return d.object(func(name []byte) (err error) {
-		switch string(name) {
-		case "name":
-			if err = once(&seen, 0, name); err == nil {
-				p.Name, err = d.str()
-			}
-		case "scopes":
-			if err = once(&seen, 1, name); err == nil {
-				p.Scopes, err = d.strings()
-			}
-		case "expires_at":
-			if err = once(&seen, 2, name); err == nil {
-				p.ExpiresAt, err = d.timePtr()
-			}
-		case "rate_limit":
-			if err = once(&seen, 3, name); err == nil {
-				p.RateLimit, err = d.rateLimit()
-			}
-		case "metadata":
-			if err = once(&seen, 4, name); err == nil {
-				p.Metadata, err = d.stringMap()
-			}
-		default:
-			err = unknown(name)
+	shared := keyAttrs{&p.Name, &p.Scopes, &p.ExpiresAt, &p.RateLimit, &p.Metadata}
+	return d.object(func(name []byte) error {
+		if ok, err := shared.member(d, name, &seen); ok {
+			return err
 		}
-		return err
+		return unknown(name)
 	})
 }
 
@@ -211,9 +215,9 @@ func (p *APIDeprecatedV1) decodeFrom(d *decoder) error {
 
 // decodeEnvelope reads the envelope into w. When type and version precede
 // data (as Encode writes them) and current says the version needs no
-// upcasting, the payload is decoded in place into w.Payload; otherwise data
-// is kept raw in w.Data for Decode to upcast and decode.
-func decodeEnvelope(b []byte, w *wireFast, current func(Type) (Payload, int)) error {
+// upcasting, the payload is decoded in place into w.Data; otherwise it is
+// kept raw in w.rawData for Decode to upcast and decode.
+func decodeEnvelope(b []byte, w *envelope, current func(Type) (Payload, int)) error {
 	d := decoder{b: b}
 	var seen uint32
 	err := d.object(func(name []byte) (err error) {
@@ -263,7 +267,7 @@ func decodeEnvelope(b []byte, w *wireFast, current func(Type) (Payload, int)) er
 			}
 		case "prev_hash":
 			if err = once(&seen, 10, name); err == nil {
-				w.HasPrev = true
+				w.hasPrev = true
 				err = d.text(&w.PrevHash)
 			}
 		case "data":
@@ -276,11 +280,11 @@ func decodeEnvelope(b []byte, w *wireFast, current func(Type) (Payload, int)) er
 						if err = p.(payloadDecoder).decodeFrom(&d); err != nil {
 							return fmt.Errorf("%s data: %w", w.Type, err)
 						}
-						w.Payload = p
+						w.Data = p
 						return nil
 					}
 				}
-				w.Data, err = d.skip()
+				w.rawData, err = d.skip()
 			}
 		default:
 			err = unknown(name)

@@ -5,9 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
@@ -34,18 +37,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *replicas < 1 || *replicas > 5 {
 		return usageError{fmt.Errorf("-replicas must be 1 to 5")}
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	nc, err := nf.connect(ctx, log)
+	log, nc, err := connectRole(ctx, &nf, &lf, stderr, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
-	if _, err := store.OpenJetStream(ctx, nc, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true}); err != nil {
-		return err
-	}
 	log.Info("control node connected; event stream ensured", "nats", nc.ConnectedUrlRedacted(), "replicas", *replicas)
 	<-ctx.Done()
 	return nil
@@ -76,22 +72,33 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *staleness <= 0 {
 		return usageError{fmt.Errorf("-max-staleness must be positive")}
 	}
-	log, err := lf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	nc, err := nf.connect(ctx, log)
+	// A gateway never creates the stream; it refuses to run on a weak one.
+	log, nc, err := connectRole(ctx, &nf, &lf, stderr, store.Config{})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
-	// A gateway never creates the stream; it refuses to run on a weak one.
-	if _, err := store.OpenJetStream(ctx, nc, store.Config{}); err != nil {
-		return err
-	}
 	log.Info("gateway connected; event stream verified", "nats", nc.ConnectedUrlRedacted(), "filters", filters)
 	<-ctx.Done()
 	return nil
+}
+
+// connectRole starts a role that reaches NATS over the network: its logger,
+// its connection, and the event store opened (and checked) with cfg.
+func connectRole(ctx context.Context, nf *natsFlags, lf *logFlags, stderr io.Writer, cfg store.Config) (*slog.Logger, *nats.Conn, error) {
+	log, err := lf.logger(stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nf.connect(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := store.OpenJetStream(ctx, nc, cfg); err != nil {
+		closeConn(nc)
+		return nil, nil, err
+	}
+	return log, nc, nil
 }
 
 // tenantFilters turns -tenants a,b into subject filters, validating each id.
