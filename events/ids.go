@@ -22,6 +22,49 @@ const (
 	KeyIDPrefix    = "key_"
 )
 
+// Byte classes, so that validating an id is one table lookup a byte: the
+// decoder validates every id of every event it reads.
+const (
+	clsLower   = 1 << iota // a-z 0-9
+	clsID                  // A-Z a-z 0-9 _ -
+	clsULID                // Crockford base32, upper case
+	clsCommand             // clsID and ':'
+	clsPrint               // printable ASCII, 0x20-0x7e
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		lower := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		alnum := lower || c >= 'A' && c <= 'Z'
+		if lower {
+			t[c] |= clsLower
+		}
+		if alnum || c == '_' || c == '-' {
+			t[c] |= clsID | clsCommand
+		}
+		if c == ':' {
+			t[c] |= clsCommand
+		}
+		if (c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') && c != 'I' && c != 'L' && c != 'O' && c != 'U' {
+			t[c] |= clsULID
+		}
+		if c >= 0x20 && c < 0x7f {
+			t[c] |= clsPrint
+		}
+	}
+	return t
+}()
+
+// allIn reports whether every byte of s is in class cls.
+func allIn(s string, cls uint8) bool {
+	for i := 0; i < len(s); i++ {
+		if byteClass[s[i]]&cls == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // ValidTenantID reports whether s matches ^[a-z0-9][a-z0-9-]{0,62}$.
 func ValidTenantID(s string) bool { return validLowerID(s, MaxTenantIDLen) }
 
@@ -29,15 +72,11 @@ func ValidTenantID(s string) bool { return validLowerID(s, MaxTenantIDLen) }
 func ValidAPIID(s string) bool { return validLowerID(s, MaxAPIIDLen) }
 
 func validLowerID(s string, max int) bool {
-	if len(s) == 0 || len(s) > max {
+	if len(s) == 0 || len(s) > max || byteClass[s[0]]&clsLower == 0 {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case c == '-' && i > 0:
-		default:
+	for i := 1; i < len(s); i++ {
+		if byteClass[s[i]]&clsLower == 0 && s[i] != '-' {
 			return false
 		}
 	}
@@ -46,19 +85,7 @@ func validLowerID(s string, max int) bool {
 
 // ValidUserID reports whether s matches ^[A-Za-z0-9_-]{1,64}$.
 func ValidUserID(s string) bool {
-	if len(s) == 0 || len(s) > MaxUserIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isIDChar(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isIDChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+	return len(s) > 0 && len(s) <= MaxUserIDLen && allIn(s, clsID)
 }
 
 // ValidKeyID reports whether s is a public key id: "key_" followed by a
@@ -76,16 +103,7 @@ func ValidEventID(s string) bool { return len(s) == ulid.EncodedSize && validULI
 // validULID checks the canonical form without allocating: 26 characters of
 // upper-case Crockford base32, the first at most '7' (128 bits).
 func validULID(s string) bool {
-	if len(s) != ulid.EncodedSize || s[0] > '7' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') || c == 'I' || c == 'L' || c == 'O' || c == 'U' {
-			return false
-		}
-	}
-	return true
+	return len(s) == ulid.EncodedSize && s[0] <= '7' && allIn(s, clsULID)
 }
 
 // NewEventID returns a new ULID for an event occurring at t, with randomness
@@ -116,6 +134,9 @@ func validText(s string, max int) bool {
 	if len(s) > max {
 		return false
 	}
+	if allIn(s, clsPrint) {
+		return true
+	}
 	for _, r := range s {
 		if r == 0xFFFD || r < 0x20 || r == 0x7F || (r >= 0x80 && r < 0xA0) {
 			return false
@@ -133,13 +154,5 @@ func ValidReason(s string) bool { return validText(s, MaxReasonLen) }
 // ValidCommandID reports whether s can be a command id: it becomes part of a
 // Nats-Msg-Id header, so it is restricted to [A-Za-z0-9_-:] and 1..128 bytes.
 func ValidCommandID(s string) bool {
-	if len(s) == 0 || len(s) > MaxCommandLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isIDChar(s[i]) && s[i] != ':' {
-			return false
-		}
-	}
-	return true
+	return len(s) > 0 && len(s) <= MaxCommandLen && allIn(s, clsCommand)
 }

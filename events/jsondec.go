@@ -1,6 +1,8 @@
 package events
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"time"
@@ -24,23 +26,31 @@ type decoder struct {
 
 const maxDepth = 32
 
-// plain marks the bytes a string can hold without ending or escaping: not
-// '"', not '\\', not a control character. Bytes ≥ 0x80 are plain here and
-// checked as UTF-8 (or refused, in ids) afterwards.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\'
+// special reports whether s holds a byte that ends the fast path of a string:
+// a backslash, a control character, or (when asciiOnly) a byte ≥ 0x80. It
+// looks at eight bytes at a time.
+func special(s []byte, asciiOnly bool) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	high := uint64(0)
+	if asciiOnly {
+		high = hi
 	}
-	return t
-}()
-
-func ascii(b []byte) bool {
-	for _, c := range b {
-		if c >= 0x80 {
-			return false
+	for len(s) >= 8 {
+		w := binary.LittleEndian.Uint64(s)
+		ctl := (w - lo*0x20) &^ w & hi // some byte < 0x20
+		bs := w ^ (lo * '\\')
+		esc := (bs - lo) &^ bs & hi // some byte == '\\'
+		if ctl|esc|(w&high) != 0 {
+			return true
+		}
+		s = s[8:]
+	}
+	for _, c := range s {
+		if c < 0x20 || c == '\\' || asciiOnly && c >= 0x80 {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func (d *decoder) fail(format string, args ...any) error {
@@ -143,20 +153,18 @@ func (d *decoder) rawString() ([]byte, error) {
 	if err := d.consume('"'); err != nil {
 		return nil, err
 	}
-	start, b := d.i, d.b
-	i := start
-	for i < len(b) && plain[b[i]] {
-		i++
-	}
-	d.i = i
-	if i == len(b) {
+	start := d.i
+	end := bytes.IndexByte(d.b[start:], '"')
+	if end < 0 {
+		d.i = len(d.b)
 		return nil, d.fail("unterminated string")
 	}
-	if b[i] != '"' || !ascii(b[start:i]) {
+	s := d.b[start : start+end]
+	if special(s, true) {
 		return nil, d.fail("unexpected character in a name or id")
 	}
-	d.i++
-	return b[start:i], nil
+	d.i = start + end + 1
+	return s, nil
 }
 
 // str reads any JSON string, unescaping it and checking it is valid UTF-8.
@@ -164,20 +172,18 @@ func (d *decoder) str() (string, error) {
 	if err := d.consume('"'); err != nil {
 		return "", err
 	}
-	start, b := d.i, d.b
-	i := start
-	for i < len(b) && plain[b[i]] {
-		i++
-	}
-	if i < len(b) && b[i] == '"' {
-		s := b[start:i]
-		d.i = i + 1
-		if !utf8.Valid(s) {
-			return "", d.fail("invalid UTF-8")
+	start := d.i
+	end := bytes.IndexByte(d.b[start:], '"')
+	if end >= 0 {
+		s := d.b[start : start+end]
+		if !special(s, false) {
+			if !utf8.Valid(s) {
+				return "", d.fail("invalid UTF-8")
+			}
+			d.i = start + end + 1
+			return string(s), nil
 		}
-		return string(s), nil
 	}
-	d.i = start
 	return d.slowStr()
 }
 
@@ -330,14 +336,73 @@ func (d *decoder) null() bool {
 
 func (d *decoder) time() (time.Time, error) {
 	start := d.i
-	if _, err := d.rawString(); err != nil {
+	s, err := d.rawString()
+	if err != nil {
 		return time.Time{}, err
+	}
+	if t, ok := parseUTC(s); ok {
+		return t, nil
 	}
 	var t time.Time
 	if err := t.UnmarshalJSON(d.b[start:d.i]); err != nil {
 		return time.Time{}, d.fail("%v", err)
 	}
 	return t, nil
+}
+
+// parseUTC parses the one shape Encode writes, "2006-01-02T15:04:05Z" with
+// an optional fraction of 1 to 9 digits, and reports false for anything else
+// (which time's own RFC 3339 parser then reads or refuses). Out-of-range
+// fields are refused here as they are there, never normalised.
+func parseUTC(s []byte) (time.Time, bool) {
+	if len(s) < 20 || s[len(s)-1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(b []byte) (int, bool) {
+		n := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(s[0:4])
+	month, ok2 := num(s[5:7])
+	day, ok3 := num(s[8:10])
+	hour, ok4 := num(s[11:13])
+	minute, ok5 := num(s[14:16])
+	sec, ok6 := num(s[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
+		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := s[19 : len(s)-1]; len(frac) > 0 {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return time.Time{}, false
+		}
+		n, ok := num(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 10 - len(frac) {
+			n *= 10
+		}
+		nsec = n
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
+}
+
+func daysIn(m time.Month, year int) int {
+	if m == time.February {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	return 31 - int(m-1)%7%2
 }
 
 func (d *decoder) timePtr() (*time.Time, error) {

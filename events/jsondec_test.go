@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // referenceDecode is the obvious decoder, built on encoding/json, that the
@@ -91,5 +92,25 @@ func TestDecoderIsStricterThanEncodingJSON(t *testing.T) {
 	got, err := Decode(esc)
 	if err != nil || got.Reason != `quarterly "review" é😀 /` {
 		t.Fatalf("escaped reason = %q, %v", got.Reason, err)
+	}
+}
+
+// TestParseUTCAgreesWithTime: the fast path of time parsing reads exactly
+// what time's RFC 3339 parser reads, and leaves the rest to it.
+func TestParseUTCAgreesWithTime(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-29T14:03:00Z", "2026-11-29T14:03:00.1Z", "2026-11-29T14:03:00.123456789Z", "2024-02-29T00:00:00Z",
+		"2023-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-31T23:59:59.999999999Z", "2026-13-01T00:00:00Z",
+		"2026-00-10T00:00:00Z", "2026-01-00T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:60:00Z", "2026-01-01T00:00:60Z",
+		"2026-01-01T00:00:00.Z", "2026-01-01T00:00:00.1234567890Z", "2026-01-01T00:00:00+01:00", "2026-1-01T00:00:00Z",
+		"0000-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1900-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2026-06-31T00:00:00Z",
+		"2026-07-31T00:00:00Z", "2026-08-31T00:00:00Z", "2026-09-31T00:00:00Z", "2026-11-31T00:00:00Z", "2026-01-01t00:00:00z",
+	} {
+		var want time.Time
+		werr := want.UnmarshalJSON([]byte(`"` + s + `"`))
+		got, ok := parseUTC([]byte(s))
+		if ok && (werr != nil || !got.Equal(want) || got != want) {
+			t.Errorf("parseUTC(%q) = %v; time says %v, %v", s, got, want, werr)
+		}
 	}
 }

@@ -171,17 +171,32 @@ func hexText(b []byte) []byte {
 	return out
 }
 
+// unhex maps a lower-case hex digit to its value and anything else to 0xff.
+var unhex = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
+
 func unhexText(dst, src []byte, what string) error {
 	if len(src) != hex.EncodedLen(len(dst)) {
 		return fmt.Errorf("%s: want %d hex characters", what, hex.EncodedLen(len(dst)))
 	}
-	for _, c := range src {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+	for i := range dst {
+		hi, lo := unhex[src[2*i]], unhex[src[2*i+1]]
+		if hi > 15 || lo > 15 {
 			return fmt.Errorf("%s: not lower-case hex", what)
 		}
+		dst[i] = hi<<4 | lo
 	}
-	_, err := hex.Decode(dst, src)
-	return err
+	return nil
 }
 
 // RateLimit is a token bucket: a sustained rate and a burst.

@@ -242,7 +242,7 @@ func (s *JetStream) resolveConflict(ctx context.Context, first events.Event, sub
 	if got, ok := findCommand(h, first.CommandID, want); ok {
 		return got, nil
 	}
-	return nil, &ConflictError{Subject: subject, Expected: expect.Seq}
+	return nil, &ConflictError{Subject: subject, Expected: expect.Seq, Actual: h.Head.Seq}
 }
 
 // originalOf returns the event a duplicate ack points at, checking it is the

@@ -38,13 +38,10 @@ func (m *Memory) Append(ctx context.Context, expect Head, evs ...events.Event) (
 		return nil, err
 	}
 	m.mu.Lock()
-	if seq, dup := m.msgIDs[events.MsgID(subject, evs[0].CommandID, 0)]; dup {
+	_, dup := m.msgIDs[events.MsgID(subject, evs[0].CommandID, 0)]
+	if dup || m.last[subject] != expect.Seq {
 		m.mu.Unlock()
-		return m.replay(ctx, evs[0].Tenant, evs[0].Aggregate, evs[0].CommandID, recs, seq)
-	}
-	if m.last[subject] != expect.Seq {
-		m.mu.Unlock()
-		return m.replay(ctx, evs[0].Tenant, evs[0].Aggregate, evs[0].CommandID, recs, 0)
+		return m.replay(ctx, expect, evs[0], recs)
 	}
 	for i := range recs {
 		m.msgs = append(m.msgs, memMsg{subject: subject, data: data[i]})
@@ -59,15 +56,15 @@ func (m *Memory) Append(ctx context.Context, expect Head, evs ...events.Event) (
 }
 
 // replay answers a retried command from history, or reports the conflict.
-func (m *Memory) replay(ctx context.Context, tenant string, agg events.Aggregate, cmd string, want []events.Recorded, _ uint64) ([]events.Recorded, error) {
-	h, err := m.Load(ctx, tenant, agg)
+func (m *Memory) replay(ctx context.Context, expect Head, first events.Event, want []events.Recorded) ([]events.Recorded, error) {
+	h, err := m.Load(ctx, first.Tenant, first.Aggregate)
 	if err != nil {
 		return nil, err
 	}
-	if got, ok := findCommand(h, cmd, want); ok {
+	if got, ok := findCommand(h, first.CommandID, want); ok {
 		return got, nil
 	}
-	return nil, &ConflictError{Subject: h.Subject, Expected: h.Head.Seq}
+	return nil, &ConflictError{Subject: h.Subject, Expected: expect.Seq, Actual: h.Head.Seq}
 }
 
 func (m *Memory) notifyLocked() {

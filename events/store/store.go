@@ -31,14 +31,17 @@ var (
 	ErrClosed = errors.New("store: subscription closed")
 )
 
-// ConflictError says which aggregate conflicted and what was expected.
+// ConflictError says which aggregate conflicted, what the appender expected
+// and what the store found when it looked (on a cluster, possibly a moment
+// behind the leader).
 type ConflictError struct {
 	Subject  string
 	Expected uint64
+	Actual   uint64
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("store: conflict on %s: expected last sequence %d", e.Subject, e.Expected)
+	return fmt.Sprintf("store: conflict on %s: expected last sequence %d, found %d", e.Subject, e.Expected, e.Actual)
 }
 
 // Unwrap lets errors.Is(err, ErrConflict) match.

@@ -160,6 +160,9 @@ func testNewAggregate(t *testing.T, h Harness) {
 	if !errors.Is(err, store.ErrConflict) || !errors.As(err, &ce) {
 		t.Fatalf("second create: %v, want a conflict", err)
 	}
+	if ce.Expected != 0 || ce.Actual != before {
+		t.Fatalf("conflict says expected %d found %d; want 0 and %d", ce.Expected, ce.Actual, before)
+	}
 	if after := lastSeq(t, s, tenant); after != before {
 		t.Fatalf("a conflicting append moved the log from %d to %d", before, after)
 	}
