@@ -134,8 +134,11 @@ func (c Codec) Decode(b []byte) (Event, error) {
 		}
 		return s.new(), c.current(t, s)
 	}
-	if err := decodeEnvelope(b, &w, inPlace); err != nil {
-		return Event{}, &DecodeError{ErrMalformed, err.Error()}
+	if !decodeCanonical(b, &w, inPlace) {
+		w = envelope{}
+		if err := decodeEnvelope(b, &w, inPlace); err != nil {
+			return Event{}, &DecodeError{ErrMalformed, err.Error()}
+		}
 	}
 	s, ok := schemaOf(w.Type)
 	if !ok {

@@ -114,3 +114,49 @@ func TestParseUTCAgreesWithTime(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCanonicalAgreesWithGeneral: the fast path accepts only what the
+// general decoder accepts, and reads it the same.
+func FuzzCanonicalAgreesWithGeneral(f *testing.F) {
+	for _, b := range goldenSeeds(f) {
+		f.Add(b)
+	}
+	inPlace := func(t Type) (Payload, int) {
+		s, ok := schemaOf(t)
+		if !ok {
+			return nil, 0
+		}
+		return s.new(), s.version
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var fast envelope
+		if !decodeCanonical(b, &fast, inPlace) {
+			return
+		}
+		var general envelope
+		if err := decodeEnvelope(b, &general, inPlace); err != nil {
+			t.Fatalf("fast path accepted what the general decoder refuses (%v): %q", err, b)
+		}
+		if !reflect.DeepEqual(fast, general) {
+			t.Fatalf("paths disagree on %q:\n%+v\n%+v", b, fast, general)
+		}
+	})
+}
+
+func TestCanonicalPathTakesWhatEncodeWrites(t *testing.T) {
+	inPlace := func(t Type) (Payload, int) { s, _ := schemaOf(t); return s.new(), s.version }
+	for _, typ := range Types() {
+		e := sample(typ)
+		for _, mutate := range []func(*Event){func(*Event) {}, func(e *Event) { e.Reason, e.CorrelationID, e.PrevHash = "", "", Hash{} }} {
+			mutate(&e)
+			b, err := Encode(&e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w envelope
+			if !decodeCanonical(b, &w, inPlace) {
+				t.Errorf("%s: the fast path refused Encode's output %s", typ, b)
+			}
+		}
+	}
+}

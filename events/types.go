@@ -243,15 +243,17 @@ func validateScopes(scopes []string) error {
 	if len(scopes) > MaxScopes {
 		return fmt.Errorf("at most %d scopes", MaxScopes)
 	}
-	seen := make(map[string]struct{}, len(scopes))
-	for _, s := range scopes {
+	for i, s := range scopes {
 		if !ValidScope(s) {
 			return fmt.Errorf("invalid scope %q", s)
 		}
-		if _, dup := seen[s]; dup {
-			return fmt.Errorf("duplicate scope %q", s)
+		// Quadratic, but over at most MaxScopes short strings and without
+		// the allocation of a set: every decoded key event runs this.
+		for _, earlier := range scopes[:i] {
+			if earlier == s {
+				return fmt.Errorf("duplicate scope %q", s)
+			}
 		}
-		seen[s] = struct{}{}
 	}
 	return nil
 }

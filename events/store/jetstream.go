@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -438,86 +437,41 @@ func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subsc
 	if err != nil {
 		return nil, fmt.Errorf("store: ordered consumer: %w", err)
 	}
-	sub := &jsSub{it: it, out: make(chan item, decodeAhead), done: make(chan struct{})}
-	go sub.decodeLoop()
-	return sub, nil
+	return &jsSub{it: it}, nil
 }
 
-// decodeAhead is how many decoded deliveries a subscription buffers. Decoding
-// runs on its own goroutine, ahead of the reader, so that a projection folds
-// one event while the next is being decoded.
-const decodeAhead = 256
-
-type item struct {
-	d   Delivery
-	err error
-}
-
-type jsSub struct {
-	it       jetstream.MessagesContext
-	out      chan item
-	done     chan struct{}
-	stopOnce sync.Once
-}
-
-// decodeLoop reads and decodes messages until the subscription is closed or
-// the iterator fails; a failure is handed to the reader, then the loop ends.
-func (s *jsSub) decodeLoop() {
-	defer close(s.out)
-	for {
-		m, err := s.it.Next()
-		if errors.Is(err, jetstream.ErrNoHeartbeat) {
-			continue // the ordered consumer recovers by itself
-		}
-		var it item
-		switch {
-		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
-			return
-		case err != nil:
-			it.err = fmt.Errorf("store: next: %w", err)
-		default:
-			md, merr := m.Metadata()
-			if merr != nil {
-				it.err = fmt.Errorf("store: message metadata: %w", merr)
-				break
-			}
-			it.d = Delivery{Seq: md.Sequence.Stream, Subject: m.Subject(), Pending: md.NumPending}
-			it.d.Event, it.d.Err = decodeAt(it.d.Seq, it.d.Subject, m.Data())
-		}
-		select {
-		case s.out <- it:
-		case <-s.done:
-			return
-		}
-		if it.err != nil {
-			return
-		}
-	}
-}
+// jsSub decodes on the reader's goroutine: on a machine whose cores are busy
+// with the server and the client's read loop, handing decoding to another
+// goroutine measured slower, not faster (docs/benchmarks.md).
+type jsSub struct{ it jetstream.MessagesContext }
 
 func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
-	select {
-	case <-s.done:
-		return Delivery{}, ErrClosed
-	default:
-	}
-	select {
-	case it, ok := <-s.out:
-		if !ok {
+	for {
+		m, err := s.it.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 			return Delivery{}, ErrClosed
 		}
-		return it.d, it.err
-	case <-s.done:
-		return Delivery{}, ErrClosed
-	case <-ctx.Done():
-		return Delivery{}, ctx.Err()
+		if err != nil {
+			if ctx.Err() != nil {
+				return Delivery{}, ctx.Err()
+			}
+			// The ordered consumer recovers from missed heartbeats itself.
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				continue
+			}
+			return Delivery{}, fmt.Errorf("store: next: %w", err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return Delivery{}, fmt.Errorf("store: message metadata: %w", err)
+		}
+		d := Delivery{Seq: md.Sequence.Stream, Subject: m.Subject(), Pending: md.NumPending}
+		d.Event, d.Err = decodeAt(d.Seq, d.Subject, m.Data())
+		return d, nil
 	}
 }
 
 func (s *jsSub) Close() error {
-	s.stopOnce.Do(func() {
-		close(s.done)
-		s.it.Stop()
-	})
+	s.it.Stop()
 	return nil
 }
