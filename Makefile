@@ -5,6 +5,7 @@ GO      ?= go
 BENCH   ?= .
 BENCHTIME ?= 2s
 FUZZTIME ?= 30s
+COUNT   ?= 1
 
 .PHONY: run test lint build bench soak fuzz clean
 
@@ -28,7 +29,7 @@ build:
 
 ## bench: benchmarks against their baselines (figures go to docs/benchmarks.md)
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(COUNT) -timeout 30m ./...
 
 ## soak: long reliability runs (repeated kill -9 and leader loss), not in CI
 soak:

@@ -127,8 +127,7 @@ func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
 // against a raw ordered consumer reading the same messages, in one run. The
 // ratio metric is events/s over raw messages/s (target ≥ 0.8).
 func BenchmarkReplay(b *testing.B) {
-	node := natstest.RunServer(b)
-	nc := natstest.Connect(b, node.ClientURL())
+	nc := natstest.Connect(b, startServerProcess(b))
 	s := openStore(b, nc, store.Config{})
 	ctx := testCtx(b, 10*time.Minute)
 	const aggregates, perAggregate = 500, store.MaxAppend

@@ -19,10 +19,8 @@ import (
 )
 
 const (
-	appenderEnv      = "KEYTRAIL_TEST_APPENDER"
-	appenderRoundEnv = "KEYTRAIL_TEST_APPENDER_ROUND"
-	killTenant       = "kill"
-	killUsers        = 8
+	killTenant = "kill"
+	killUsers  = 8
 )
 
 // runAppender is the child: it opens the store in dir with an embedded node
