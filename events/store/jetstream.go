@@ -19,11 +19,14 @@ import (
 // Config is how the JetStream store sets up the event stream.
 type Config struct {
 	// Replicas of the stream when this store creates it (1 embedded, 3 in a
-	// cluster). An existing stream with fewer is refused.
+	// cluster). An existing stream with fewer is refused; 0 accepts any
+	// (readers such as gateways leave it 0).
 	Replicas int
 	// Duplicates is the window within which a retried command id is
 	// recognised by the server (Nats-Msg-Id). Past it, Append still finds a
 	// retried command in the aggregate's history when the retry conflicts.
+	// An existing stream with a shorter window is refused; 0 accepts any,
+	// and creates the stream with DefaultDuplicates.
 	Duplicates time.Duration
 	// CreateIfMissing lets Open create the stream. Gateways and auditors
 	// leave it false: only a control node owns the stream's settings.
@@ -76,9 +79,9 @@ func StreamConfig(cfg Config) jetstream.StreamConfig {
 }
 
 // Weaknesses lists how an existing stream's settings fall short of what
-// Keytrail requires; empty means it is safe to run on.
+// Keytrail requires, and of the replicas and duplicate window cfg asks for;
+// empty means it is safe to run on.
 func Weaknesses(have jetstream.StreamConfig, cfg Config) []string {
-	want := StreamConfig(cfg)
 	var w []string
 	add := func(cond bool, format string, args ...any) {
 		if cond {
@@ -107,8 +110,8 @@ func Weaknesses(have jetstream.StreamConfig, cfg Config) []string {
 	add(have.PersistMode == jetstream.AsyncPersistMode, "persist_mode is async: acknowledged events could be lost")
 	add(!have.AllowDirect, "allow_direct is off (loads need direct get)")
 	add(!have.AllowAtomicPublish, "allow_atomic is off (multi-event appends need atomic batches)")
-	add(have.Duplicates < want.Duplicates, "duplicate window is %s, want at least %s", have.Duplicates, want.Duplicates)
-	add(have.Replicas < want.Replicas, "replicas is %d, want at least %d", have.Replicas, want.Replicas)
+	add(have.Duplicates < cfg.Duplicates, "duplicate window is %s, want at least %s", have.Duplicates, cfg.Duplicates)
+	add(have.Replicas < cfg.Replicas, "replicas is %d, want at least %d", have.Replicas, cfg.Replicas)
 	add(have.Mirror != nil || len(have.Sources) > 0, "the stream mirrors or sources another stream")
 	return w
 }

@@ -9,11 +9,18 @@ import (
 )
 
 func TestRequiredStreamConfigHasNoWeakness(t *testing.T) {
-	for _, r := range []int{1, 3} {
-		cfg := Config{Replicas: r}
+	for _, cfg := range []Config{{}, {Replicas: 1}, {Replicas: 3, Duplicates: time.Hour}} {
 		if w := Weaknesses(StreamConfig(cfg), cfg); len(w) != 0 {
-			t.Fatalf("R%d: the required config is weak: %v", r, w)
+			t.Fatalf("%+v: the required config is weak: %v", cfg, w)
 		}
+	}
+	// A reader (zero Config) accepts the replicas and window a control node chose.
+	made := StreamConfig(Config{Replicas: 3, Duplicates: time.Minute})
+	if w := Weaknesses(made, Config{}); len(w) != 0 {
+		t.Fatalf("a reader refuses a safe stream: %v", w)
+	}
+	if w := Weaknesses(made, Config{Duplicates: DefaultDuplicates}); len(w) != 1 {
+		t.Fatalf("a control node asking for a longer window: %v", w)
 	}
 }
 
