@@ -29,6 +29,10 @@ var (
 	ErrInvalid = errors.New("store: invalid append")
 	// ErrClosed: the subscription was closed.
 	ErrClosed = errors.New("store: subscription closed")
+	// ErrUnlinked: a well-formed event whose prev_hash is not the hash of its
+	// aggregate's previous valid event, e.g. one published to an event
+	// subject by something other than a control node.
+	ErrUnlinked = errors.New("store: event does not link to its aggregate's previous event")
 )
 
 // ConflictError says which aggregate conflicted, what the appender expected
@@ -120,8 +124,9 @@ type Store interface {
 	// nothing and returns the events recorded the first time. Otherwise a
 	// stale expect fails with a *ConflictError and appends nothing.
 	Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error)
-	// Load returns every event of one aggregate, in order. Messages that are
-	// not valid events are reported in History.Quarantined.
+	// Load returns every event of one aggregate, in order, checking the hash
+	// chain. Messages that are not valid events or do not link are reported
+	// in History.Quarantined and left out of the chain.
 	Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error)
 	// Subscribe starts an ordered reader of the log.
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
@@ -179,10 +184,14 @@ func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) 
 	return events.Recorded{Seq: seq, Subject: subject, Hash: events.HashOf(data), Event: e}, nil
 }
 
-// add records one stored message of the aggregate's subject.
+// add records one stored message of the aggregate's subject. A message that
+// does not decode, or does not link to the last valid event, is quarantined.
 func (h *History) add(seq uint64, subject string, data []byte) {
 	h.Head.Seq = seq
 	r, err := decodeAt(seq, subject, data)
+	if err == nil && r.PrevHash != h.Head.Hash {
+		err = fmt.Errorf("%w: seq %d carries prev_hash %s, the previous event's hash is %s", ErrUnlinked, seq, r.PrevHash, h.Head.Hash)
+	}
 	if err != nil {
 		h.Quarantined = append(h.Quarantined, Quarantined{Seq: seq, Err: err})
 		return
