@@ -1,6 +1,7 @@
 package events
 
 import (
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -546,3 +547,6 @@ func validateAPIAttrs(name, prefix string, upstreams, scopes []string, rl *RateL
 
 func (p APIDeprecatedV1) validate() error { return requireTime("sunset", p.Sunset) }
 func (APIRetiredV1) validate() error      { return nil }
+
+// Equal compares two secret hashes in constant time.
+func (h SecretHash) Equal(o SecretHash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }

@@ -1,0 +1,177 @@
+// Package secret is the format of Keytrail's API key secrets:
+// <prefix><random><checksum>, the random part at least 30 base62 characters
+// from a CSPRNG (≥ 178 bits), the checksum the CRC32 of everything before it
+// in 6 base62 characters, so that typos and look-alikes are refused offline.
+//
+// A Secret never prints: it formats, logs and marshals as its redacted hint.
+// Only its SHA-256 (events.SecretHash) is ever stored. The package is pure
+// (no I/O besides the randomness source it is given) so that verification in
+// projections can parse secrets.
+package secret
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// Sizes of the format.
+const (
+	DefaultPrefix = "kt_"
+	RandomLen     = 30 // generated; ≥ 178 bits
+	MaxRandomLen  = 64 // accepted, for longer secrets issued by a later version
+	ChecksumLen   = 6  // base62 of a CRC32, zero-padded
+	MaxPrefixLen  = 16
+	hintTail      = 4
+)
+
+const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// Errors of Parse. Each wraps ErrMalformed.
+var (
+	// ErrMalformed: not a secret of this deployment (verification: MALFORMED).
+	ErrMalformed = errors.New("secret: malformed")
+	errPrefix    = fmt.Errorf("%w: wrong prefix", ErrMalformed)
+	errLength    = fmt.Errorf("%w: wrong length", ErrMalformed)
+	errAlphabet  = fmt.Errorf("%w: character outside base62", ErrMalformed)
+	errChecksum  = fmt.Errorf("%w: checksum mismatch", ErrMalformed)
+)
+
+// Secret is a parsed or generated API key secret.
+type Secret struct{ s string }
+
+// ValidPrefix reports whether p can prefix secrets: 1 to 15 lower-case
+// letters or digits, starting with a letter, then '_'.
+func ValidPrefix(p string) bool {
+	if len(p) < 2 || len(p) > MaxPrefixLen || p[len(p)-1] != '_' || p[0] < 'a' || p[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(p)-1; i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Generate makes a new secret with prefix from the randomness in rand
+// (crypto/rand.Reader in production).
+func Generate(prefix string, rand io.Reader) (Secret, error) {
+	if !ValidPrefix(prefix) {
+		return Secret{}, fmt.Errorf("secret: invalid prefix %q", prefix)
+	}
+	b := make([]byte, 0, len(prefix)+RandomLen+ChecksumLen)
+	b = append(b, prefix...)
+	// Rejection sampling: only bytes below 248 (= 4 × 62) are used, so every
+	// character is uniform over the alphabet.
+	var buf [64]byte
+	for len(b) < len(prefix)+RandomLen {
+		if _, err := io.ReadFull(rand, buf[:]); err != nil {
+			return Secret{}, fmt.Errorf("secret: randomness: %w", err)
+		}
+		for _, r := range buf {
+			if r < 248 && len(b) < len(prefix)+RandomLen {
+				b = append(b, alphabet[r%62])
+			}
+		}
+	}
+	b = appendChecksum(b)
+	return Secret{s: string(b)}, nil
+}
+
+func appendChecksum(b []byte) []byte {
+	c := checksum(string(b))
+	return append(b, c[:]...)
+}
+
+// checksum is the CRC32 (IEEE) of s in six base62 digits, computed over the
+// string in place so that parsing a secret allocates nothing.
+func checksum(s string) (c [ChecksumLen]byte) {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+	}
+	sum := uint64(^crc)
+	for i := ChecksumLen - 1; i >= 0; i-- {
+		c[i] = alphabet[sum%62]
+		sum /= 62
+	}
+	return c
+}
+
+// Parse checks s offline: prefix, length, alphabet and checksum. It never
+// echoes s in its errors.
+func Parse(s, prefix string) (Secret, error) {
+	if len(s) < len(prefix) || s[:len(prefix)] != prefix {
+		return Secret{}, errPrefix
+	}
+	n := len(s) - len(prefix) - ChecksumLen
+	if n < RandomLen || n > MaxRandomLen {
+		return Secret{}, errLength
+	}
+	for i := len(prefix); i < len(s); i++ {
+		if !isBase62(s[i]) {
+			return Secret{}, errAlphabet
+		}
+	}
+	if want := checksum(s[:len(s)-ChecksumLen]); string(want[:]) != s[len(s)-ChecksumLen:] {
+		return Secret{}, errChecksum
+	}
+	return Secret{s: s}, nil
+}
+
+func isBase62(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+}
+
+// Hash is the SHA-256 of the secret: the only form ever stored.
+func (s Secret) Hash() events.SecretHash {
+	// A copy on the stack: converting the string would allocate, and
+	// verification hashes a secret per request.
+	var buf [MaxPrefixLen + MaxRandomLen + ChecksumLen]byte
+	if len(s.s) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], s.s...))
+	}
+	return sha256.Sum256([]byte(s.s))
+}
+
+// Hint is the prefix and the last four characters (of the checksum), safe to
+// show: "kt_…x9Qz".
+func (s Secret) Hint() string {
+	if len(s.s) < hintTail {
+		return ""
+	}
+	i := 0
+	for i < len(s.s) && s.s[i] != '_' {
+		i++
+	}
+	return s.s[:i+1] + "…" + s.s[len(s.s)-hintTail:]
+}
+
+// Reveal returns the secret itself. Call it once: to answer the request that
+// issued or rotated the key.
+func (s Secret) Reveal() string { return s.s }
+
+// IsZero reports whether s holds no secret.
+func (s Secret) IsZero() bool { return s.s == "" }
+
+// String redacts: secrets never reach logs through fmt.
+func (s Secret) String() string { return s.Hint() + " (redacted)" }
+
+// GoString redacts for %#v too.
+func (s Secret) GoString() string { return s.String() }
+
+// Format redacts for every verb.
+func (s Secret) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
+
+// LogValue redacts in slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText redacts in JSON and any text encoding; Reveal is the only way
+// to the secret.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
