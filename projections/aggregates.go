@@ -1,0 +1,294 @@
+package projections
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// ErrTransition: an event that cannot apply to its aggregate's state (an
+// event before its aggregate's creation, a change after a final state). The
+// fold leaves the state as it was and reports the event.
+var ErrTransition = errors.New("projections: impossible transition")
+
+func impossible(r events.Recorded, why string) error {
+	return fmt.Errorf("%w: seq %d %s: %s", ErrTransition, r.Seq, r.Type, why)
+}
+
+// TenantStatus is a tenant's lifecycle state.
+type TenantStatus string
+
+// Tenant states.
+const (
+	TenantActive    TenantStatus = "active"
+	TenantSuspended TenantStatus = "suspended"
+)
+
+// Tenant is the state of a tenant aggregate.
+type Tenant struct {
+	ID        string
+	Name      string
+	Status    TenantStatus
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// Version is the stream sequence of the last event applied.
+	Version uint64
+}
+
+// Exists reports whether the tenant was created.
+func (t Tenant) Exists() bool { return t.Version != 0 }
+
+// Apply returns the tenant after r, or the tenant unchanged and an error
+// wrapping ErrTransition.
+func (t Tenant) Apply(r events.Recorded) (Tenant, error) {
+	if r.Aggregate.Kind != events.KindTenant {
+		return t, impossible(r, "not a tenant event")
+	}
+	switch p := r.Data.(type) {
+	case events.TenantCreatedV1:
+		if t.Exists() {
+			return t, impossible(r, "tenant exists")
+		}
+		t = Tenant{ID: r.Tenant, Name: p.Name, Status: TenantActive, CreatedAt: r.OccurredAt}
+	case events.TenantSuspendedV1:
+		if !t.Exists() {
+			return t, impossible(r, "no such tenant")
+		}
+		t.Status = TenantSuspended
+	case events.TenantResumedV1:
+		if !t.Exists() {
+			return t, impossible(r, "no such tenant")
+		}
+		t.Status = TenantActive
+	default:
+		return t, impossible(r, "unknown tenant event")
+	}
+	t.UpdatedAt, t.Version = r.OccurredAt, r.Seq
+	return t, nil
+}
+
+// UserStatus is a user's lifecycle state.
+type UserStatus string
+
+// User states. Deleted is final.
+const (
+	UserActive   UserStatus = "active"
+	UserDisabled UserStatus = "disabled"
+	UserDeleted  UserStatus = "deleted"
+)
+
+// User is the state of a user aggregate.
+type User struct {
+	Tenant string
+	ID     string
+	Name   string
+	Status UserStatus
+	// KeysRevokedBefore: every key of the user issued before it is revoked.
+	KeysRevokedBefore time.Time
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	Version           uint64
+}
+
+// Exists reports whether the user was created (deleted users exist).
+func (u User) Exists() bool { return u.Version != 0 }
+
+// Apply returns the user after r, or the user unchanged and an error
+// wrapping ErrTransition.
+func (u User) Apply(r events.Recorded) (User, error) {
+	if r.Aggregate.Kind != events.KindUser {
+		return u, impossible(r, "not a user event")
+	}
+	if _, created := r.Data.(events.UserCreatedV1); !created {
+		if !u.Exists() {
+			return u, impossible(r, "no such user")
+		}
+		if u.Status == UserDeleted {
+			return u, impossible(r, "the user is deleted")
+		}
+	}
+	switch p := r.Data.(type) {
+	case events.UserCreatedV1:
+		if u.Exists() {
+			return u, impossible(r, "user exists")
+		}
+		u = User{Tenant: r.Tenant, ID: r.Aggregate.ID, Name: p.Name, Status: UserActive, CreatedAt: r.OccurredAt}
+	case events.UserDisabledV1:
+		u.Status = UserDisabled
+	case events.UserEnabledV1:
+		u.Status = UserActive
+	case events.UserDeletedV1:
+		u.Status = UserDeleted
+	case events.UserKeysRevokedBeforeV1:
+		if p.Before.After(u.KeysRevokedBefore) {
+			u.KeysRevokedBefore = p.Before
+		}
+	default:
+		return u, impossible(r, "unknown user event")
+	}
+	u.UpdatedAt, u.Version = r.OccurredAt, r.Seq
+	return u, nil
+}
+
+// KeyStatus is a key's own lifecycle state (expiry, rotation and its user's
+// and tenant's states are separate: verification combines them).
+type KeyStatus string
+
+// Key states. Revoked is final.
+const (
+	KeyActive    KeyStatus = "active"
+	KeySuspended KeyStatus = "suspended"
+	KeyRevoked   KeyStatus = "revoked"
+)
+
+// Key is the state of a key aggregate. It holds the SHA-256 of the secret,
+// never the secret.
+type Key struct {
+	Tenant      string
+	User        string
+	ID          string
+	Name        string
+	Scopes      []string
+	Status      KeyStatus
+	SecretHash  events.SecretHash
+	Hint        string
+	NotBefore   *time.Time
+	ExpiresAt   *time.Time
+	RateLimit   *events.RateLimit
+	Metadata    map[string]string
+	RotatedFrom string
+	RotatedTo   string
+	// GraceUntil is set once the key was rotated: it is EXPIRED after it.
+	GraceUntil *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	Version    uint64
+}
+
+// Exists reports whether the key was issued.
+func (k Key) Exists() bool { return k.Version != 0 }
+
+// Apply returns the key after r, or the key unchanged and an error wrapping
+// ErrTransition.
+func (k Key) Apply(r events.Recorded) (Key, error) {
+	if r.Aggregate.Kind != events.KindKey {
+		return k, impossible(r, "not a key event")
+	}
+	if _, issued := r.Data.(events.KeyIssuedV1); !issued {
+		if !k.Exists() {
+			return k, impossible(r, "no such key")
+		}
+		if k.Status == KeyRevoked {
+			return k, impossible(r, "the key is revoked")
+		}
+	}
+	switch p := r.Data.(type) {
+	case events.KeyIssuedV1:
+		if k.Exists() {
+			return k, impossible(r, "key exists")
+		}
+		k = Key{Tenant: r.Tenant, User: r.Aggregate.User, ID: r.Aggregate.ID, Name: p.Name, Scopes: p.Scopes,
+			Status: KeyActive, SecretHash: p.SecretHash, Hint: p.Hint, NotBefore: p.NotBefore, ExpiresAt: p.ExpiresAt,
+			RateLimit: p.RateLimit, Metadata: p.Metadata, RotatedFrom: p.RotatedFrom, CreatedAt: r.OccurredAt}
+	case events.KeyUpdatedV1:
+		k.Name, k.Scopes, k.ExpiresAt, k.RateLimit, k.Metadata = p.Name, p.Scopes, p.ExpiresAt, p.RateLimit, p.Metadata
+	case events.KeySuspendedV1:
+		k.Status = KeySuspended
+	case events.KeyResumedV1:
+		k.Status = KeyActive
+	case events.KeyRevokedV1:
+		k.Status = KeyRevoked
+	case events.KeyRotatedV1:
+		if k.RotatedTo != "" {
+			return k, impossible(r, "the key was rotated already")
+		}
+		grace := p.GraceUntil
+		k.RotatedTo, k.GraceUntil = p.Successor, &grace
+	default:
+		return k, impossible(r, "unknown key event")
+	}
+	k.UpdatedAt, k.Version = r.OccurredAt, r.Seq
+	return k, nil
+}
+
+// APIStatus is an API's lifecycle state.
+type APIStatus string
+
+// API states. Retired is final.
+const (
+	APIPublished  APIStatus = "published"
+	APIDeprecated APIStatus = "deprecated"
+	APIRetired    APIStatus = "retired"
+)
+
+// API is the state of an API aggregate.
+type API struct {
+	Tenant     string
+	ID         string
+	Name       string
+	PathPrefix string
+	Upstreams  []string
+	Scopes     []string
+	RateLimit  *events.RateLimit
+	Status     APIStatus
+	Sunset     *time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	Version    uint64
+}
+
+// Exists reports whether the API was created.
+func (a API) Exists() bool { return a.Version != 0 }
+
+// Apply returns the API after r, or the API unchanged and an error wrapping
+// ErrTransition.
+func (a API) Apply(r events.Recorded) (API, error) {
+	if r.Aggregate.Kind != events.KindAPI {
+		return a, impossible(r, "not an API event")
+	}
+	if _, created := r.Data.(events.APICreatedV1); !created {
+		if !a.Exists() {
+			return a, impossible(r, "no such API")
+		}
+		if a.Status == APIRetired {
+			return a, impossible(r, "the API is retired")
+		}
+	}
+	switch p := r.Data.(type) {
+	case events.APICreatedV1:
+		if a.Exists() {
+			return a, impossible(r, "API exists")
+		}
+		a = API{Tenant: r.Tenant, ID: r.Aggregate.ID, Name: p.Name, PathPrefix: p.PathPrefix, Upstreams: p.Upstreams,
+			Scopes: p.Scopes, RateLimit: p.RateLimit, Status: APIPublished, CreatedAt: r.OccurredAt}
+	case events.APIUpdatedV1:
+		a.Name, a.PathPrefix, a.Upstreams, a.Scopes, a.RateLimit = p.Name, p.PathPrefix, p.Upstreams, p.Scopes, p.RateLimit
+	case events.APIDeprecatedV1:
+		sunset := p.Sunset
+		a.Status, a.Sunset = APIDeprecated, &sunset
+	case events.APIRetiredV1:
+		a.Status = APIRetired
+	default:
+		return a, impossible(r, "unknown API event")
+	}
+	a.UpdatedAt, a.Version = r.OccurredAt, r.Seq
+	return a, nil
+}
+
+// Fold applies a history to the zero state of its aggregate, skipping (and
+// returning) the events that cannot apply.
+func Fold[T interface {
+	Apply(events.Recorded) (T, error)
+}](history []events.Recorded) (state T, skipped []error) {
+	for _, r := range history {
+		next, err := state.Apply(r)
+		if err != nil {
+			skipped = append(skipped, err)
+			continue
+		}
+		state = next
+	}
+	return state, skipped
+}
