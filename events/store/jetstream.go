@@ -182,48 +182,61 @@ func retry(ctx context.Context, attempt func(context.Context) error) error {
 	}
 }
 
-// Append implements Store. One event is one publish with per-subject
-// compare-and-set and a Nats-Msg-Id; several are one atomic batch.
+// Append implements Store.
 func (s *JetStream) Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error) {
-	subject, recs, data, err := prepare(expect, evs)
+	return s.AppendAtomic(ctx, nil, Write{Expect: expect, Events: evs})
+}
+
+// AppendAtomic implements Store. One event is one publish with a
+// compare-and-set (on its subject, or on the scope) and a Nats-Msg-Id;
+// several are one atomic batch (ADR-50) with the compare-and-set on the first
+// message of each subject.
+func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Write) ([]events.Recorded, error) {
+	p, err := prepare(scope, writes)
 	if err != nil {
 		return nil, err
 	}
-	cmd := evs[0].CommandID
-	msgs := make([]*nats.Msg, len(recs))
-	for i, r := range recs {
-		m := nats.NewMsg(subject)
-		m.Data = data[i]
+	msgs := make([]*nats.Msg, len(p.recs))
+	for i, r := range p.recs {
+		m := nats.NewMsg(r.Subject)
+		m.Data = p.data[i]
 		m.Header.Set(events.HeaderType, string(r.Type))
 		m.Header.Set(events.HeaderVersion, strconv.Itoa(r.Version))
-		m.Header.Set(events.HeaderCommandID, cmd)
-		m.Header.Set(jetstream.MsgIDHeader, events.MsgID(subject, cmd, i))
+		m.Header.Set(events.HeaderCommandID, p.cmd)
+		m.Header.Set(jetstream.MsgIDHeader, p.msgID(i))
+		switch {
+		case i == 0 && scope != nil:
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(scope.Seq, 10))
+			m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, scope.Filter)
+		case p.first[i]:
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(p.expect[i], 10))
+		}
 		msgs[i] = m
 	}
+	msgs[0].Header.Set(jetstream.ExpectedStreamHeader, events.StreamName)
 	var ack *jetstream.PubAck
 	if len(msgs) == 1 {
-		ack, err = s.js.PublishMsg(ctx, msgs[0], jetstream.WithExpectStream(events.StreamName),
-			jetstream.WithExpectLastSequencePerSubject(expect.Seq))
+		ack, err = s.js.PublishMsg(ctx, msgs[0])
 	} else {
-		ack, err = s.publishBatch(ctx, msgs, expect.Seq)
+		ack, err = s.publishBatch(ctx, msgs)
 	}
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && isConflict(apiErr.ErrorCode) {
-			return s.resolveConflict(ctx, evs[0], subject, expect, recs)
+			return p.resolve(ctx, s.Load, scope)
 		}
-		return nil, fmt.Errorf("store: append to %s: %w", subject, err)
+		return nil, fmt.Errorf("store: append to %s: %w", p.recs[0].Subject, err)
 	}
 	if ack.Duplicate {
 		// R3 answers a retried Msg-Id with the original's sequence. Read it
 		// from the leader: a replica answering a direct get may lag.
-		return s.originalOf(ctx, ack.Sequence, subject, cmd, recs)
+		return s.originalOf(ctx, ack.Sequence, p)
 	}
-	first := ack.Sequence - uint64(len(recs)) + 1
-	for i := range recs {
-		recs[i].Seq = first + uint64(i)
+	first := ack.Sequence - uint64(len(p.recs)) + 1
+	for i := range p.recs {
+		p.recs[i].Seq = first + uint64(i)
 	}
-	return recs, nil
+	return p.recs, nil
 }
 
 // isConflict: the compare-and-set failed (10071 on R1, 10164 on R>1), or an
@@ -233,30 +246,17 @@ func isConflict(code jetstream.ErrorCode) bool {
 		code == jetstream.JSErrCodeStreamWrongLastSequenceConstant || code == 10201
 }
 
-// resolveConflict tells a retry of an already appended command (answer with
-// what was recorded then) from a real conflict. R1 answers a retried CAS
-// publish with a conflict and R3 with a duplicate ack, so both paths look.
-func (s *JetStream) resolveConflict(ctx context.Context, first events.Event, subject string, expect Head, want []events.Recorded) ([]events.Recorded, error) {
-	h, err := s.Load(ctx, first.Tenant, first.Aggregate)
-	if err != nil {
-		return nil, fmt.Errorf("store: append to %s conflicted; reload: %w", subject, err)
-	}
-	if got, ok := findCommand(h, first.CommandID, want); ok {
-		return got, nil
-	}
-	return nil, &ConflictError{Subject: subject, Expected: expect.Seq, Actual: h.Head.Seq}
-}
-
-// originalOf returns the event a duplicate ack points at, checking it is the
-// first event of this command on this subject.
-func (s *JetStream) originalOf(ctx context.Context, seq uint64, subject, cmd string, want []events.Recorded) ([]events.Recorded, error) {
+// originalOf returns the event a duplicate ack points at, checking it is
+// this command's single event.
+func (s *JetStream) originalOf(ctx context.Context, seq uint64, p *prepared) ([]events.Recorded, error) {
+	want := p.recs[0]
 	subj, data, err := s.leaderGet(ctx, seq)
 	if err != nil {
-		return nil, fmt.Errorf("store: append to %s was a duplicate of seq %d; read it: %w", subject, seq, err)
+		return nil, fmt.Errorf("store: append to %s was a duplicate of seq %d; read it: %w", want.Subject, seq, err)
 	}
 	r, err := decodeAt(seq, subj, data)
-	if err != nil || subj != subject || r.CommandID != cmd || len(want) != 1 || r.Type != want[0].Type {
-		return nil, fmt.Errorf("store: append to %s: duplicate ack points at seq %d, which is not this command", subject, seq)
+	if err != nil || subj != want.Subject || r.CommandID != p.cmd || len(p.recs) != 1 || r.Type != want.Type {
+		return nil, fmt.Errorf("store: append to %s: duplicate ack points at seq %d, which is not this command", want.Subject, seq)
 	}
 	return []events.Recorded{r}, nil
 }
@@ -299,17 +299,13 @@ type batchAck struct {
 	Count   int    `json:"count,omitempty"`
 }
 
-// publishBatch publishes msgs as one atomic batch (ADR-50): all or none. The
-// compare-and-set rides on the first message; only the commit is acked.
-func (s *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg, expectSeq uint64) (*jetstream.PubAck, error) {
+// publishBatch publishes msgs as one atomic batch (ADR-50): all or none.
+// Only the commit is acknowledged.
+func (s *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) (*jetstream.PubAck, error) {
 	id := uuid.NewString()
 	for i, m := range msgs {
 		m.Header.Set("Nats-Batch-Id", id)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		if i == 0 {
-			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expectSeq, 10))
-			m.Header.Set(jetstream.ExpectedStreamHeader, events.StreamName)
-		}
 		if i < len(msgs)-1 {
 			if err := s.nc.PublishMsg(m); err != nil {
 				return nil, err

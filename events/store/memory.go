@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"strings"
 	"sync"
 
 	"github.com/keytrail/keytrail/events"
@@ -33,38 +32,54 @@ var _ Store = (*Memory)(nil)
 
 // Append implements Store.
 func (m *Memory) Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error) {
-	subject, recs, data, err := prepare(expect, evs)
+	return m.AppendAtomic(ctx, nil, Write{Expect: expect, Events: evs})
+}
+
+// AppendAtomic implements Store.
+func (m *Memory) AppendAtomic(ctx context.Context, scope *Scope, writes ...Write) ([]events.Recorded, error) {
+	p, err := prepare(scope, writes)
 	if err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
-	_, dup := m.msgIDs[events.MsgID(subject, evs[0].CommandID, 0)]
-	if dup || m.last[subject] != expect.Seq {
+	ok := !m.duplicateLocked(p) && (scope == nil || m.lastMatchingLocked(scope.Filter) == scope.Seq)
+	for i := range p.recs {
+		if ok && p.first[i] && (scope == nil || i > 0) && m.last[p.recs[i].Subject] != p.expect[i] {
+			ok = false
+		}
+	}
+	if !ok {
 		m.mu.Unlock()
-		return m.replay(ctx, expect, evs[0], recs)
+		return p.resolve(ctx, m.Load, scope)
 	}
-	for i := range recs {
-		m.msgs = append(m.msgs, memMsg{subject: subject, data: data[i]})
+	for i := range p.recs {
+		m.msgs = append(m.msgs, memMsg{subject: p.recs[i].Subject, data: p.data[i]})
 		seq := uint64(len(m.msgs))
-		recs[i].Seq = seq
-		m.msgIDs[events.MsgID(subject, evs[0].CommandID, i)] = seq
+		p.recs[i].Seq = seq
+		m.msgIDs[p.msgID(i)] = seq
+		m.last[p.recs[i].Subject] = seq
 	}
-	m.last[subject] = recs[len(recs)-1].Seq
 	m.notifyLocked()
 	m.mu.Unlock()
-	return recs, nil
+	return p.recs, nil
 }
 
-// replay answers a retried command from history, or reports the conflict.
-func (m *Memory) replay(ctx context.Context, expect Head, first events.Event, want []events.Recorded) ([]events.Recorded, error) {
-	h, err := m.Load(ctx, first.Tenant, first.Aggregate)
-	if err != nil {
-		return nil, err
+func (m *Memory) duplicateLocked(p *prepared) bool {
+	for i := range p.recs {
+		if _, dup := m.msgIDs[p.msgID(i)]; dup {
+			return true
+		}
 	}
-	if got, ok := findCommand(h, first.CommandID, want); ok {
-		return got, nil
+	return false
+}
+
+func (m *Memory) lastMatchingLocked(filter string) uint64 {
+	for i := len(m.msgs) - 1; i >= 0; i-- {
+		if subjectMatches(filter, m.msgs[i].subject) {
+			return uint64(i + 1)
+		}
 	}
-	return nil, &ConflictError{Subject: h.Subject, Expected: expect.Seq, Actual: h.Head.Seq}
+	return 0
 }
 
 func (m *Memory) notifyLocked() {
@@ -109,12 +124,7 @@ func (m *Memory) LastSeq(ctx context.Context, filter string) (uint64, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for i := len(m.msgs) - 1; i >= 0; i-- {
-		if subjectMatches(filter, m.msgs[i].subject) {
-			return uint64(i + 1), nil
-		}
-	}
-	return 0, ctx.Err()
+	return m.lastMatchingLocked(filter), ctx.Err()
 }
 
 // Subscribe implements Store.
@@ -184,17 +194,3 @@ func (s *memSub) Close() error {
 	return nil
 }
 
-// subjectMatches implements NATS subject matching of a filter with '*' and
-// '>' wildcards against a literal subject.
-func subjectMatches(filter, subject string) bool {
-	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, f := range ft {
-		if f == ">" {
-			return len(st) > i
-		}
-		if i >= len(st) || (f != "*" && f != st[i]) {
-			return false
-		}
-	}
-	return len(ft) == len(st)
-}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/keytrail/keytrail/events"
 )
@@ -77,6 +78,22 @@ type Quarantined struct {
 	Err error
 }
 
+// Write is one aggregate's part of an atomic append.
+type Write struct {
+	Expect Head
+	Events []events.Event
+}
+
+// Scope is an optimistic expectation over a subject filter, such as
+// events.UserScopeFilter (a user and all their keys): a check made on one
+// aggregate stays true while another is appended to.
+type Scope struct {
+	Filter string
+	// Seq is the filter's last sequence (LastSeq), read before the
+	// aggregates the decision rests on were loaded.
+	Seq uint64
+}
+
 // SubscribeOptions choose where a subscription starts and what it sees.
 type SubscribeOptions struct {
 	// From is the first stream sequence to deliver; 0 and 1 both mean the
@@ -124,6 +141,13 @@ type Store interface {
 	// nothing and returns the events recorded the first time. Otherwise a
 	// stale expect fails with a *ConflictError and appends nothing.
 	Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error)
+	// AppendAtomic appends the events of one command to several aggregates,
+	// all or none: each Write's aggregate must still be at its Expect head,
+	// and, with a scope, nothing may have been appended under the scope's
+	// filter since its Seq (the first write's own head is then vouched for by
+	// the scope, so read the scope before loading the aggregates). Retries
+	// of the command return what was recorded the first time.
+	AppendAtomic(ctx context.Context, scope *Scope, writes ...Write) ([]events.Recorded, error)
 	// Load returns every event of one aggregate, in order, checking the hash
 	// chain. Messages that are not valid events or do not link are reported
 	// in History.Quarantined and left out of the chain.
@@ -135,39 +159,115 @@ type Store interface {
 	LastSeq(ctx context.Context, filter string) (uint64, error)
 }
 
-// prepare validates an append and encodes it: every event of one aggregate
-// and one command, chained to expect. It is shared by the implementations so
-// that they agree on what is valid.
-func prepare(expect Head, evs []events.Event) (subject string, recs []events.Recorded, data [][]byte, err error) {
-	if len(evs) == 0 || len(evs) > MaxAppend {
-		return "", nil, nil, fmt.Errorf("%w: %d events (1 to %d)", ErrInvalid, len(evs), MaxAppend)
+// prepared is an atomic append, validated and encoded.
+type prepared struct {
+	cmd      string
+	recs     []events.Recorded // every event, in append order
+	data     [][]byte          // their encodings
+	expect   []uint64          // per event: the subject's expected last sequence, on the first event of each write
+	first    []bool            // per event: first of its write
+	msgIndex []int             // per event: index within its write (for the Msg-Id)
+	writes   []Write
+}
+
+// prepare validates an atomic append and encodes it: one command, distinct
+// aggregates, each write chained to its expected head, every subject inside
+// the scope. The implementations share it so that they agree on what is valid.
+func prepare(scope *Scope, writes []Write) (*prepared, error) {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 	}
-	first := &evs[0]
-	subject, err = events.SubjectOf(first)
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if len(writes) == 0 {
+		return nil, invalid("nothing to append")
 	}
-	prev := expect.Hash
-	recs = make([]events.Recorded, len(evs))
-	data = make([][]byte, len(evs))
-	for i := range evs {
-		e := evs[i]
-		if e.Tenant != first.Tenant || e.Aggregate != first.Aggregate {
-			return "", nil, nil, fmt.Errorf("%w: events of several aggregates in one append", ErrInvalid)
+	p := &prepared{writes: writes}
+	subjects := map[string]bool{}
+	for w, wr := range writes {
+		if len(wr.Events) == 0 {
+			return nil, invalid("write %d has no events", w)
 		}
-		if e.CommandID != first.CommandID {
-			return "", nil, nil, fmt.Errorf("%w: events of several commands in one append", ErrInvalid)
+		first := &wr.Events[0]
+		if w == 0 {
+			p.cmd = first.CommandID
 		}
-		e.PrevHash = prev
-		b, err := events.Encode(&e)
+		subject, err := events.SubjectOf(first)
 		if err != nil {
-			return "", nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, invalid("%v", err)
 		}
-		prev = events.HashOf(b)
-		recs[i] = events.Recorded{Subject: subject, Hash: prev, Event: e}
-		data[i] = b
+		if subjects[subject] {
+			return nil, invalid("two writes to %s", subject)
+		}
+		subjects[subject] = true
+		if scope != nil && !subjectMatches(scope.Filter, subject) {
+			return nil, invalid("%s is outside the scope %s", subject, scope.Filter)
+		}
+		if scope != nil && w == 0 && wr.Expect.Seq > scope.Seq {
+			return nil, invalid("head %d is past the scope's %d: read the scope first", wr.Expect.Seq, scope.Seq)
+		}
+		prev := wr.Expect.Hash
+		for i := range wr.Events {
+			e := wr.Events[i]
+			if e.Tenant != first.Tenant || e.Aggregate != first.Aggregate {
+				return nil, invalid("events of several aggregates in one write")
+			}
+			if e.CommandID != p.cmd {
+				return nil, invalid("events of several commands in one append")
+			}
+			e.PrevHash = prev
+			b, err := events.Encode(&e)
+			if err != nil {
+				return nil, invalid("%v", err)
+			}
+			prev = events.HashOf(b)
+			p.recs = append(p.recs, events.Recorded{Subject: subject, Hash: prev, Event: e})
+			p.data = append(p.data, b)
+			p.expect = append(p.expect, wr.Expect.Seq)
+			p.first = append(p.first, i == 0)
+			p.msgIndex = append(p.msgIndex, i)
+		}
 	}
-	return subject, recs, data, nil
+	if len(p.recs) > MaxAppend {
+		return nil, invalid("%d events (at most %d)", len(p.recs), MaxAppend)
+	}
+	return p, nil
+}
+
+// msgID is the Nats-Msg-Id of event i.
+func (p *prepared) msgID(i int) string { return events.MsgID(p.recs[i].Subject, p.cmd, p.msgIndex[i]) }
+
+// resolve tells a retry of a command that was appended already (answer with
+// what was recorded then) from a real conflict, given a way to load each
+// aggregate's history.
+func (p *prepared) resolve(ctx context.Context, load func(context.Context, string, events.Aggregate) (History, error), scope *Scope) ([]events.Recorded, error) {
+	var out []events.Recorded
+	found := 0
+	var conflict *ConflictError
+	for _, wr := range p.writes {
+		first := wr.Events[0]
+		h, err := load(ctx, first.Tenant, first.Aggregate)
+		if err != nil {
+			return nil, fmt.Errorf("store: append conflicted; reload %s: %w", first.Aggregate, err)
+		}
+		want := p.recs[len(out) : len(out)+len(wr.Events)]
+		if got, ok := findCommand(h, p.cmd, want); ok {
+			found++
+			out = append(out, got...)
+			continue
+		}
+		out = append(out, want...)
+		if conflict == nil {
+			conflict = &ConflictError{Subject: h.Subject, Expected: wr.Expect.Seq, Actual: h.Head.Seq}
+		}
+	}
+	switch {
+	case found == len(p.writes):
+		return out, nil
+	case found > 0:
+		return nil, fmt.Errorf("store: command %s is recorded on %d of its %d aggregates", p.cmd, found, len(p.writes))
+	case scope != nil && conflict.Actual == conflict.Expected:
+		conflict.Subject, conflict.Expected, conflict.Actual = scope.Filter, scope.Seq, 0
+	}
+	return nil, conflict
 }
 
 // decodeAt decodes a stored message and checks it sits on its aggregate's
@@ -218,4 +318,19 @@ func findCommand(h History, commandID string, want []events.Recorded) ([]events.
 		}
 	}
 	return got, true
+}
+
+// subjectMatches implements NATS subject matching of a filter with '*' and
+// '>' wildcards against a literal subject.
+func subjectMatches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (f != "*" && f != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
 }

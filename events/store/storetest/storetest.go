@@ -109,6 +109,8 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeFromSequenceAndFilter", testSubscribeFrom},
 		{"UndecodableMessagesAreReportedNotApplied", testGarbage},
 		{"SubscriptionStops", testSubscriptionStops},
+		{"AtomicAppendToSeveralAggregates", testAtomic},
+		{"ScopeClosesCrossAggregateRaces", testScope},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
@@ -470,5 +472,96 @@ func testSubscriptionStops(t *testing.T, h Harness) {
 	sub.Close()
 	if _, err := sub.Next(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Next after Close: %v, want ErrClosed", err)
+	}
+}
+
+func issuedKey(hash byte) events.KeyIssuedV1 {
+	return events.KeyIssuedV1{SecretHash: events.SecretHash{hash}, Hint: "kt_…abcd", Scopes: []string{"a"}}
+}
+
+const (
+	keyOld = "key_01JDQ8Z6W4M2N9V3X5C7B1A0ZY"
+	keyNew = "key_01JDQ8ZB0000000000000000AB"
+)
+
+// testAtomic: a rotation writes the successor and marks the old key in one
+// atomic append; a stale expectation on either appends nothing.
+func testAtomic(t *testing.T, h Harness) {
+	s, tenant := h.Store(t), newTenant()
+	oldKey, newKey := events.KeyAggregate("bob", keyOld), events.KeyAggregate("bob", keyNew)
+	r := mustAppend(t, s, store.Head{}, Event(tenant, oldKey, issuedKey(1), "issue"))
+	rotate := func(cmd string, oldHead store.Head) []store.Write {
+		return []store.Write{
+			{Expect: store.Head{}, Events: []events.Event{Event(tenant, newKey, events.KeyIssuedV1{SecretHash: events.SecretHash{2}, Hint: "h", RotatedFrom: keyOld}, cmd)}},
+			{Expect: oldHead, Events: []events.Event{Event(tenant, oldKey, events.KeyRotatedV1{Successor: keyNew, GraceUntil: Now}, cmd)}},
+		}
+	}
+	before := lastSeq(t, s, tenant)
+	if _, err := s.AppendAtomic(ctxFor(t), nil, rotate("stale", store.Head{Seq: r[0].Seq + 1000, Hash: r[0].Hash})...); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("stale second write: %v", err)
+	}
+	if after := lastSeq(t, s, tenant); after != before {
+		t.Fatalf("a failed atomic append wrote %d messages", after-before)
+	}
+	recs, err := s.AppendAtomic(ctxFor(t), nil, rotate("rotate", headOf(r))...)
+	if err != nil || len(recs) != 2 || recs[1].Seq != recs[0].Seq+1 || recs[1].PrevHash != r[0].Hash || !recs[0].PrevHash.IsZero() {
+		t.Fatalf("rotation: %+v, %v", recs, err)
+	}
+	again, err := s.AppendAtomic(ctxFor(t), nil, rotate("rotate", headOf(r))...)
+	if err != nil || again[0].Seq != recs[0].Seq || again[1].Seq != recs[1].Seq {
+		t.Fatalf("retried rotation: %+v, %v", again, err)
+	}
+	if n := len(load(t, s, tenant, newKey).Events) + len(load(t, s, tenant, oldKey).Events); n != 3 {
+		t.Fatalf("%d events, want 3", n)
+	}
+	same := store.Write{Expect: store.Head{}, Events: []events.Event{Event(tenant, newKey, events.KeyRevokedV1{}, "x")}}
+	if _, err := s.AppendAtomic(ctxFor(t), nil, same, same); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("two writes to one aggregate: %v", err)
+	}
+}
+
+// testScope: issuing a key checks its user; a scope over the user's subjects
+// makes the append fail if the user changed in between.
+func testScope(t *testing.T, h Harness) {
+	s, tenant := h.Store(t), newTenant()
+	user := events.UserAggregate("bob")
+	filter, _ := events.UserScopeFilter(tenant, "bob")
+	u := mustAppend(t, s, store.Head{}, Event(tenant, user, events.UserCreatedV1{}, "create"))
+	scopeSeq, err := s.LastSeq(ctxFor(t), filter)
+	if err != nil || scopeSeq != u[0].Seq {
+		t.Fatalf("scope last seq %d, %v; want %d", scopeSeq, err, u[0].Seq)
+	}
+	// Meanwhile the user is disabled.
+	mustAppend(t, s, headOf(u), Event(tenant, user, events.UserDisabledV1{}, "disable"))
+	before := lastSeq(t, s, tenant)
+	issue := func(cmd string) store.Write {
+		return store.Write{Events: []events.Event{Event(tenant, events.KeyAggregate("bob", keyOld), issuedKey(3), cmd)}}
+	}
+	_, err = s.AppendAtomic(ctxFor(t), &store.Scope{Filter: filter, Seq: scopeSeq}, issue("issue"))
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("issue after the user changed: %v, want a conflict", err)
+	}
+	if after := lastSeq(t, s, tenant); after != before {
+		t.Fatal("the conflicting issue was appended")
+	}
+	// Decided again on fresh state, the append goes through; a retry after
+	// the scope moved on returns the same event.
+	fresh, _ := s.LastSeq(ctxFor(t), filter)
+	recs, err := s.AppendAtomic(ctxFor(t), &store.Scope{Filter: filter, Seq: fresh}, issue("issue2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.AppendAtomic(ctxFor(t), &store.Scope{Filter: filter, Seq: fresh}, issue("issue2"))
+	if err != nil || again[0].Seq != recs[0].Seq {
+		t.Fatalf("retry: %v", err)
+	}
+	other := store.Write{Events: []events.Event{Event(tenant, events.UserAggregate("eve"), events.UserCreatedV1{}, "x")}}
+	if _, err := s.AppendAtomic(ctxFor(t), &store.Scope{Filter: filter, Seq: fresh}, other); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a write outside the scope: %v", err)
+	}
+	past := issue("x")
+	past.Expect = store.Head{Seq: fresh + 10, Hash: events.Hash{1}}
+	if _, err := s.AppendAtomic(ctxFor(t), &store.Scope{Filter: filter, Seq: fresh}, past); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("a head past the scope: %v", err)
 	}
 }
