@@ -417,6 +417,24 @@ func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) 
 	return m.Sequence, nil
 }
 
+// FindKey implements Store: the last message on any user's subject for the
+// key, by direct get.
+func (s *JetStream) FindKey(ctx context.Context, tenant, keyID string) (string, bool, error) {
+	filter, err := keyFilter(tenant, keyID)
+	if err != nil {
+		return "", false, err
+	}
+	m, err := s.stream.GetLastMsgForSubject(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("store: find key: %w", err)
+	}
+	user, ok := userOfKey(m.Subject)
+	return user, ok, nil
+}
+
 // Subscribe implements Store with an ordered consumer, which recovers from
 // gaps and reconnects by itself and never holds server-side state that could
 // be replayed under a wrong name.

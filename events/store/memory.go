@@ -127,6 +127,23 @@ func (m *Memory) LastSeq(ctx context.Context, filter string) (uint64, error) {
 	return m.lastMatchingLocked(filter), ctx.Err()
 }
 
+// FindKey implements Store.
+func (m *Memory) FindKey(ctx context.Context, tenant, keyID string) (string, bool, error) {
+	filter, err := keyFilter(tenant, keyID)
+	if err != nil {
+		return "", false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, msg := range m.msgs {
+		if subjectMatches(filter, msg.subject) {
+			user, ok := userOfKey(msg.subject)
+			return user, ok, nil
+		}
+	}
+	return "", false, ctx.Err()
+}
+
 // Subscribe implements Store.
 func (m *Memory) Subscribe(_ context.Context, opts SubscribeOptions) (Subscription, error) {
 	filters := opts.Filters

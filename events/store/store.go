@@ -154,6 +154,9 @@ type Store interface {
 	Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error)
 	// Subscribe starts an ordered reader of the log.
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
+	// FindKey returns the user a key belongs to (part of its subject), or
+	// found false if the tenant has no such key.
+	FindKey(ctx context.Context, tenant, keyID string) (user string, found bool, err error)
 	// LastSeq returns the sequence of the last message matching filter
 	// (events.AllSubjects when empty), 0 if none.
 	LastSeq(ctx context.Context, filter string) (uint64, error)
@@ -333,4 +336,21 @@ func subjectMatches(filter, subject string) bool {
 		}
 	}
 	return len(ft) == len(st)
+}
+
+// keyFilter is the subject filter that finds a key whatever its user.
+func keyFilter(tenant, keyID string) (string, error) {
+	if !events.ValidTenantID(tenant) || !events.ValidKeyID(keyID) {
+		return "", fmt.Errorf("%w: invalid tenant or key id", ErrInvalid)
+	}
+	return events.SubjectRoot + "." + tenant + ".u.*.k." + keyID, nil
+}
+
+// userOfKey reads the user out of a key's subject.
+func userOfKey(subject string) (string, bool) {
+	_, agg, err := events.ParseSubject(subject)
+	if err != nil || agg.Kind != events.KindKey {
+		return "", false
+	}
+	return agg.User, true
 }

@@ -514,6 +514,15 @@ func testAtomic(t *testing.T, h Harness) {
 	if n := len(load(t, s, tenant, newKey).Events) + len(load(t, s, tenant, oldKey).Events); n != 3 {
 		t.Fatalf("%d events, want 3", n)
 	}
+	if user, found, err := s.FindKey(ctxFor(t), tenant, keyNew); err != nil || !found || user != "bob" {
+		t.Fatalf("FindKey = %q, %v, %v", user, found, err)
+	}
+	if _, found, err := s.FindKey(ctxFor(t), newTenant(), keyNew); err != nil || found {
+		t.Fatalf("FindKey in another tenant = %v, %v", found, err)
+	}
+	if _, _, err := s.FindKey(ctxFor(t), tenant, "key_*"); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("FindKey with a wildcard id: %v", err)
+	}
 	same := store.Write{Expect: store.Head{}, Events: []events.Event{Event(tenant, newKey, events.KeyRevokedV1{}, "x")}}
 	if _, err := s.AppendAtomic(ctxFor(t), nil, same, same); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("two writes to one aggregate: %v", err)
