@@ -550,3 +550,7 @@ func (APIRetiredV1) validate() error      { return nil }
 
 // Equal compares two secret hashes in constant time.
 func (h SecretHash) Equal(o SecretHash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }
+
+// ValidatePayload checks a payload against the same rules Encode and Decode
+// apply, so that commands can refuse bad input with the codec's own words.
+func ValidatePayload(p Payload) error { return p.validate() }

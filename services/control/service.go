@@ -1,0 +1,241 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/projections"
+)
+
+// Config holds a Service's dependencies.
+type Config struct {
+	Store store.Store
+	// Now is the clock; events carry its time. Defaults to time.Now.
+	Now func() time.Time
+	// Rand is the randomness for secrets and ids. Defaults to crypto/rand.
+	Rand io.Reader
+	// SecretPrefix prefixes issued secrets. Defaults to secret.DefaultPrefix.
+	SecretPrefix string
+	// Attempts bounds how often a command decides again after a conflict it
+	// did not ask for (no If-Match), backing off between attempts. Defaults
+	// to 8 (about a quarter of a second in all).
+	Attempts int
+}
+
+// Service runs commands.
+type Service struct{ cfg Config }
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("control: a store is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.SecretPrefix == "" {
+		cfg.SecretPrefix = secret.DefaultPrefix
+	}
+	if !secret.ValidPrefix(cfg.SecretPrefix) {
+		return nil, fmt.Errorf("control: invalid secret prefix %q", cfg.SecretPrefix)
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 8
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// Meta says who asks, why, and which request this is.
+type Meta struct {
+	// Actor is recorded on every event: "root" or the admin key's id.
+	Actor string
+	// Reason is the caller's why, recorded on every event.
+	Reason string
+	// CommandID makes the command idempotent (from Idempotency-Key); a
+	// random one is used when it is empty.
+	CommandID string
+	// CorrelationID ties the events to a request.
+	CorrelationID string
+}
+
+// Result is what a command did: the sequence of the last event it appended
+// (or, when it changed nothing, the aggregate's version), and whether it was
+// a retry answered from what an earlier identical request recorded.
+type Result struct {
+	Seq      uint64
+	Replayed bool
+}
+
+// run executes one command: prepare it (once: ids and secrets must not
+// change between attempts), then decide and append until the append goes
+// through, the decision fails, or the attempts run out. pinned commands
+// (If-Match) get a conflict at once.
+func (s *Service) run(ctx context.Context, meta *Meta, pinned bool, attempt func(ctx context.Context, now time.Time) error) error {
+	now := s.cfg.Now().UTC()
+	for i := 0; ; i++ {
+		err := attempt(ctx, now)
+		if !errors.Is(err, store.ErrConflict) {
+			return mapStoreError(err)
+		}
+		if pinned || i+1 >= s.cfg.Attempts {
+			return errorf(CodeConflict, "the object changed while the request was decided; reload and retry")
+		}
+		// Back off: on a cluster the competing append may still be in flight
+		// (the server refuses a second one on the same scope until it lands),
+		// and a replica answering our reads may lag a moment.
+		wait := time.NewTimer(backoff(i))
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return mapStoreError(ctx.Err())
+		case <-wait.C:
+		}
+	}
+}
+
+// backoff is 1, 2, 4 … 64 ms, with up to half again of jitter so that two
+// retrying commands do not keep meeting.
+func backoff(attempt int) time.Duration {
+	d := time.Millisecond << min(attempt, 6)
+	var b [1]byte
+	rand.Read(b[:])
+	return d + d*time.Duration(b[0])/512
+}
+
+// normalize checks meta and gives it a command id if it has none. It reports
+// whether the caller supplied the id (an idempotent request, whose retries
+// must land on the same aggregates).
+func (s *Service) normalize(meta *Meta) (idempotent bool, err error) {
+	if !events.ValidActor(meta.Actor) {
+		return false, errorf(CodeInvalidArgument, "invalid actor")
+	}
+	if !events.ValidReason(meta.Reason) {
+		return false, errorf(CodeInvalidArgument, "reason must be at most %d printable characters", events.MaxReasonLen)
+	}
+	if meta.CorrelationID != "" && !events.ValidCommandID(meta.CorrelationID) {
+		return false, errorf(CodeInvalidArgument, "invalid correlation id")
+	}
+	if meta.CommandID != "" {
+		if !events.ValidCommandID(meta.CommandID) {
+			return false, errorf(CodeInvalidArgument, "invalid idempotency key: 1 to %d of A-Z a-z 0-9 _ - :", events.MaxCommandLen)
+		}
+		return true, nil
+	}
+	id, err := ulid.New(ulid.Timestamp(s.cfg.Now()), s.cfg.Rand)
+	if err != nil {
+		return false, fmt.Errorf("control: command id: %w", err)
+	}
+	meta.CommandID = id.String()
+	return false, nil
+}
+
+// newID returns a ULID for a new aggregate. For an idempotent request it is
+// derived from the tenant, the command id and what the id is for, so that a
+// retry lands on the same aggregate (and the store answers it with what was
+// recorded); otherwise it is random and time-ordered.
+func (s *Service) newID(idempotent bool, tenant, cmd, purpose string, now time.Time) (string, error) {
+	if idempotent {
+		sum := sha256.Sum256([]byte("keytrail/id/v1\x00" + purpose + "\x00" + tenant + "\x00" + cmd))
+		var id ulid.ULID
+		copy(id[:], sum[:16])
+		return id.String(), nil
+	}
+	id, err := ulid.New(ulid.Timestamp(now), s.cfg.Rand)
+	if err != nil {
+		return "", fmt.Errorf("control: id: %w", err)
+	}
+	return id.String(), nil
+}
+
+// mapStoreError keeps domain errors and turns the rest into internal or
+// unavailable ones, whose text does not reach the caller.
+func mapStoreError(err error) error {
+	var de *Error
+	switch {
+	case err == nil, errors.As(err, &de):
+		return err
+	case errors.Is(err, store.ErrInvalid):
+		return &Error{Code: CodeInvalidArgument, Message: strings.TrimPrefix(err.Error(), "store: invalid append: ")}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &Error{Code: CodeUnavailable, Message: "the event log did not answer in time"}
+	}
+	return fmt.Errorf("control: %w", err)
+}
+
+// event builds an event of meta's command at now.
+func (s *Service) event(meta *Meta, now time.Time, tenant string, agg events.Aggregate, p events.Payload) (events.Event, error) {
+	id, err := ulid.New(ulid.Timestamp(now), s.cfg.Rand)
+	if err != nil {
+		return events.Event{}, fmt.Errorf("control: event id: %w", err)
+	}
+	return events.Event{
+		ID: id.String(), Type: p.EventType(), Tenant: tenant, Aggregate: agg, Actor: meta.Actor, Reason: meta.Reason,
+		OccurredAt: now, CommandID: meta.CommandID, CorrelationID: meta.CorrelationID, Data: p,
+	}, nil
+}
+
+// checkPayload refuses a payload the codec would refuse, in its words.
+func checkPayload(p events.Payload) error {
+	if err := events.ValidatePayload(p); err != nil {
+		return errorf(CodeInvalidArgument, "%v", err)
+	}
+	return nil
+}
+
+// loaded is an aggregate's state, its history and the head to append after.
+type loaded[T any] struct {
+	State   T
+	Head    store.Head
+	History []events.Recorded
+}
+
+// recorded returns the events of the history that command cmd appended: a
+// retry of an earlier request, answered without deciding again.
+func (l loaded[T]) recorded(cmd string) []events.Recorded {
+	var out []events.Recorded
+	for _, r := range l.History {
+		if r.CommandID == cmd {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func load[T interface {
+	Apply(events.Recorded) (T, error)
+}](ctx context.Context, st store.Store, tenant string, agg events.Aggregate) (loaded[T], error) {
+	h, err := st.Load(ctx, tenant, agg)
+	if err != nil {
+		return loaded[T]{}, err
+	}
+	state, _ := projections.Fold[T](h.Events)
+	return loaded[T]{State: state, Head: h.Head, History: h.Events}, nil
+}
+
+// applied folds what an append recorded into the state it started from.
+func applied[T interface {
+	Apply(events.Recorded) (T, error)
+}](state T, recs []events.Recorded, subject string) T {
+	for _, r := range recs {
+		if r.Subject == subject {
+			state, _ = state.Apply(r)
+		}
+	}
+	return state
+}
+
+func lastSeq(recs []events.Recorded) uint64 { return recs[len(recs)-1].Seq }
