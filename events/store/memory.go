@@ -210,4 +210,3 @@ func (s *memSub) Close() error {
 	s.once.Do(func() { close(s.done) })
 	return nil
 }
-

@@ -241,7 +241,10 @@ func TestKeyLifecycle(t *testing.T) {
 			_, _, err := f.svc.UpdateKey(f.ctx(), meta(""), "acme", k.ID, KeyPatch{Name: &name}, nil)
 			return err
 		},
-		"rotate": func() error { _, _, err := f.svc.RotateKey(f.ctx(), meta(""), "acme", k.ID, time.Hour, nil); return err },
+		"rotate": func() error {
+			_, _, err := f.svc.RotateKey(f.ctx(), meta(""), "acme", k.ID, time.Hour, nil)
+			return err
+		},
 	} {
 		if CodeOf(op()) != CodeFailedPrecondition {
 			t.Errorf("%s on a revoked key", name)
