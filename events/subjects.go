@@ -155,6 +155,11 @@ func UserScopeFilter(tenant, user string) (string, error) {
 	return SubjectRoot + "." + tenant + ".u." + user + ".>", nil
 }
 
+// AllAPIsFilter matches the events of every API of every tenant: path
+// prefixes are unique across tenants, so creating or moving one checks them
+// all.
+const AllAPIsFilter = SubjectRoot + ".*.a.*"
+
 // MsgID is the Nats-Msg-Id of the i-th event of a command on a subject. It is
 // scoped by subject so that two tenants' equal idempotency keys never collide.
 func MsgID(subject, commandID string, i int) string {

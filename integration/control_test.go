@@ -134,3 +134,60 @@ func TestIfMatchLetsOneOfManyWin(t *testing.T) {
 		t.Fatalf("outcomes %v: want one success and 7 conflicts", codes)
 	}
 }
+
+// TestPrefixesStayUniqueUnderRaces: two tenants claim overlapping path
+// prefixes at the same moment, on a real stream; exactly one succeeds.
+func TestPrefixesStayUniqueUnderRaces(t *testing.T) {
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
+			var url string
+			if replicas == 1 {
+				url = natstest.RunServer(t).ClientURL()
+			} else {
+				url = natstest.RunCluster(t, 3).URLs()
+			}
+			st := openStore(t, natstest.Connect(t, url), store.Config{Replicas: replicas})
+			svc, err := control.New(control.Config{Store: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := testCtx(t, time.Minute)
+			for _, ten := range []string{"acme", "globex"} {
+				if _, _, err := svc.CreateTenant(ctx, control.Meta{Actor: "root"}, ten, ten); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 10 {
+				prefixes := map[string]string{"acme": fmt.Sprintf("/p%d", i), "globex": fmt.Sprintf("/p%d/sub", i)}
+				var wg sync.WaitGroup
+				errs := map[string]error{}
+				var mu sync.Mutex
+				for ten, prefix := range prefixes {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, _, err := svc.CreateAPI(ctx, control.Meta{Actor: "root"}, ten, control.APISpec{
+							ID: fmt.Sprintf("api%d", i), PathPrefix: prefix, Upstreams: []string{"http://127.0.0.1:9"}})
+						mu.Lock()
+						errs[ten] = err
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+				ok := 0
+				for ten, err := range errs {
+					switch control.CodeOf(err) {
+					case "":
+						ok++
+					case control.CodeConflict:
+					default:
+						t.Fatalf("%s: %v", ten, err)
+					}
+				}
+				if ok != 1 {
+					t.Fatalf("round %d: %d tenants got overlapping prefixes (%v)", i, ok, errs)
+				}
+			}
+		})
+	}
+}

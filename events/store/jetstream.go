@@ -417,6 +417,17 @@ func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) 
 	return m.Sequence, nil
 }
 
+// LoadAll implements Store with batched direct gets.
+func (s *JetStream) LoadAll(ctx context.Context, filter string) ([]events.Recorded, error) {
+	var out []events.Recorded
+	err := s.directGet(ctx, filter, 1, func(seq uint64, subject string, data []byte) {
+		if r, err := decodeAt(seq, subject, data); err == nil {
+			out = append(out, r)
+		}
+	})
+	return out, err
+}
+
 // FindKey implements Store: the last message on any user's subject for the
 // key, by direct get.
 func (s *JetStream) FindKey(ctx context.Context, tenant, keyID string) (string, bool, error) {

@@ -127,6 +127,22 @@ func (m *Memory) LastSeq(ctx context.Context, filter string) (uint64, error) {
 	return m.lastMatchingLocked(filter), ctx.Err()
 }
 
+// LoadAll implements Store.
+func (m *Memory) LoadAll(ctx context.Context, filter string) ([]events.Recorded, error) {
+	m.mu.Lock()
+	msgs := m.msgs
+	m.mu.Unlock()
+	var out []events.Recorded
+	for i, msg := range msgs {
+		if subjectMatches(filter, msg.subject) {
+			if r, err := decodeAt(uint64(i+1), msg.subject, msg.data); err == nil {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, ctx.Err()
+}
+
 // FindKey implements Store.
 func (m *Memory) FindKey(ctx context.Context, tenant, keyID string) (string, bool, error) {
 	filter, err := keyFilter(tenant, keyID)

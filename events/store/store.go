@@ -154,6 +154,9 @@ type Store interface {
 	Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error)
 	// Subscribe starts an ordered reader of the log.
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
+	// LoadAll returns every valid event under a subject filter, in order (for
+	// small, cross-aggregate sets such as every API of every tenant).
+	LoadAll(ctx context.Context, filter string) ([]events.Recorded, error)
 	// FindKey returns the user a key belongs to (part of its subject), or
 	// found false if the tenant has no such key.
 	FindKey(ctx context.Context, tenant, keyID string) (user string, found bool, err error)

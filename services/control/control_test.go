@@ -339,3 +339,65 @@ func TestMetaIsChecked(t *testing.T) {
 		t.Fatal("a plain error is not internal")
 	}
 }
+
+func TestAPIs(t *testing.T) {
+	f := newFixture(t)
+	f.givenUser()
+	must[projections.Tenant](t)(f.svc.CreateTenant(f.ctx(), meta(""), "globex", "Globex"))
+	spec := func(id, prefix string) APISpec {
+		return APISpec{ID: id, PathPrefix: prefix, Upstreams: []string{"http://127.0.0.1:9001"}, Scopes: []string{"orders:read"}}
+	}
+	a := must[projections.API](t)(f.svc.CreateAPI(f.ctx(), meta(""), "acme", spec("orders", "/orders")))
+	if a.Status != projections.APIPublished || a.PathPrefix != "/orders" {
+		t.Fatalf("%+v", a)
+	}
+	must[projections.API](t)(f.svc.CreateAPI(f.ctx(), meta(""), "acme", spec("orders-v2", "/orders/v2")))
+	must[projections.API](t)(f.svc.CreateAPI(f.ctx(), meta(""), "globex", spec("ordersx", "/ordersx")))
+	for name, c := range map[string]struct {
+		tenant string
+		spec   APISpec
+		code   Code
+	}{
+		"same prefix, same tenant":  {"acme", spec("dup", "/orders"), CodeConflict},
+		"same prefix, other tenant": {"globex", spec("dup", "/orders"), CodeConflict},
+		"below another tenant's":    {"globex", spec("dup", "/orders/admin"), CodeConflict},
+		"above another tenant's":    {"globex", spec("dup", "/"), CodeConflict},
+		"existing id":               {"acme", spec("orders", "/other"), CodeConflict},
+		"reserved prefix":           {"acme", spec("x", "/_keytrail/x"), CodeInvalidArgument},
+		"relative prefix":           {"acme", spec("x", "orders"), CodeInvalidArgument},
+		"bad upstream":              {"acme", APISpec{ID: "x", PathPrefix: "/x", Upstreams: []string{"ftp://x"}}, CodeInvalidArgument},
+		"no upstream":               {"acme", APISpec{ID: "x", PathPrefix: "/x"}, CodeInvalidArgument},
+		"bad id":                    {"acme", spec("a.b", "/ab"), CodeInvalidArgument},
+		"unknown tenant":            {"nope", spec("x", "/x"), CodeNotFound},
+	} {
+		_, _, err := f.svc.CreateAPI(f.ctx(), meta(""), c.tenant, c.spec)
+		if CodeOf(err) != c.code {
+			t.Errorf("%s: %v, want %s", name, err, c.code)
+		}
+	}
+	moved := "/shop"
+	a = must[projections.API](t)(f.svc.UpdateAPI(f.ctx(), meta(""), "acme", "orders", APIPatch{PathPrefix: &moved}, nil))
+	if a.PathPrefix != "/shop" || len(a.Upstreams) != 1 {
+		t.Fatalf("%+v", a)
+	}
+	taken := "/ordersx"
+	_, _, err := f.svc.UpdateAPI(f.ctx(), meta(""), "acme", "orders", APIPatch{PathPrefix: &taken}, nil)
+	wantCode(t, err, CodeConflict)
+	_, _, err = f.svc.DeprecateAPI(f.ctx(), meta(""), "acme", "orders", t0.Add(-time.Hour))
+	wantCode(t, err, CodeInvalidArgument)
+	a = must[projections.API](t)(f.svc.DeprecateAPI(f.ctx(), meta(""), "acme", "orders", t0.Add(30*24*time.Hour)))
+	if a.Status != projections.APIDeprecated || !a.Sunset.Equal(t0.Add(30*24*time.Hour)) {
+		t.Fatalf("%+v", a)
+	}
+	must[projections.API](t)(f.svc.RetireAPI(f.ctx(), meta(""), "acme", "orders"))
+	_, _, err = f.svc.UpdateAPI(f.ctx(), meta(""), "acme", "orders", APIPatch{Name: &moved}, nil)
+	wantCode(t, err, CodeFailedPrecondition)
+	// A retired API keeps its prefix.
+	_, _, err = f.svc.CreateAPI(f.ctx(), meta(""), "globex", spec("shop", "/shop"))
+	wantCode(t, err, CodeConflict)
+	if got, err := f.svc.API(f.ctx(), "acme", "orders"); err != nil || got.Status != projections.APIRetired {
+		t.Fatalf("%+v %v", got, err)
+	}
+	_, err = f.svc.API(f.ctx(), "globex", "orders")
+	wantCode(t, err, CodeNotFound)
+}

@@ -396,6 +396,10 @@ func testSubscribeFrom(t *testing.T, h Harness) {
 			t.Fatalf("got seq %d of %s, want seq %d of %s", d.Seq, d.Event.Tenant, want.Seq, a)
 		}
 	}
+	fu, _ := events.UserScopeFilter(a, "u1")
+	if all, err := s.LoadAll(ctxFor(t), fu); err != nil || len(all) != 1 || all[0].Seq != mine[1].Seq {
+		t.Fatalf("LoadAll(%s) = %d events, %v", fu, len(all), err)
+	}
 	// Several filters (a gateway serving several tenants): one ordered feed.
 	fb, _ := events.TenantFilter(b)
 	two := subscribe(t, s, store.SubscribeOptions{From: both[0].Seq, Filters: []string{fa, fb}})
