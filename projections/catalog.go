@@ -1,0 +1,250 @@
+package projections
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// Catalog is the whole log folded: every tenant, user, key and API, with the
+// indexes the admin API lists by and verification looks keys up by. It is
+// not safe for concurrent use: one applier owns it; readers go through
+// whoever wraps it.
+type Catalog struct {
+	// Seq is the stream sequence of the last message applied or skipped.
+	Seq     uint64
+	tenants map[string]*tenantEntry
+	byHash  map[events.SecretHash]*Key
+	prefix  map[string]*API
+	// heads holds each aggregate's last valid event hash, to check links.
+	heads map[string]events.Hash
+	// Skipped counts messages that did not apply (undecodable, unlinked,
+	// impossible transitions); Problems keeps the latest of them.
+	Skipped  uint64
+	Problems []Problem
+}
+
+// Problem is a message the catalog did not apply, and why.
+type Problem struct {
+	Seq uint64
+	Err error
+}
+
+const maxProblems = 100
+
+type tenantEntry struct {
+	Tenant
+	users map[string]*User
+	keys  map[string]*Key
+	apis  map[string]*API
+}
+
+// NewCatalog returns an empty catalog.
+func NewCatalog() *Catalog {
+	return &Catalog{tenants: map[string]*tenantEntry{}, byHash: map[events.SecretHash]*Key{},
+		prefix: map[string]*API{}, heads: map[string]events.Hash{}}
+}
+
+// ErrUnlinked: an event whose prev_hash is not its aggregate's last hash.
+var ErrUnlinked = errors.New("projections: event does not link to its aggregate's previous event")
+
+// Skip records a message at seq that is not a valid event (decodeErr).
+func (c *Catalog) Skip(seq uint64, err error) {
+	c.Seq = max(c.Seq, seq)
+	c.problem(seq, err)
+}
+
+func (c *Catalog) problem(seq uint64, err error) {
+	c.Skipped++
+	c.Problems = append(c.Problems, Problem{Seq: seq, Err: err})
+	if len(c.Problems) > maxProblems {
+		c.Problems = slices.Delete(c.Problems, 0, len(c.Problems)-maxProblems)
+	}
+}
+
+// Apply folds one recorded event. An event that does not link to its
+// aggregate's previous valid event, or cannot apply, is skipped and reported
+// (the error is returned too); the catalog stays as it was.
+func (c *Catalog) Apply(r events.Recorded) error {
+	c.Seq = max(c.Seq, r.Seq)
+	if r.PrevHash != c.heads[r.Subject] {
+		err := fmt.Errorf("%w: seq %d on %s", ErrUnlinked, r.Seq, r.Subject)
+		c.problem(r.Seq, err)
+		return err
+	}
+	if err := c.apply(r); err != nil {
+		c.problem(r.Seq, err)
+		return err
+	}
+	c.heads[r.Subject] = r.Hash
+	return nil
+}
+
+func (c *Catalog) tenant(id string) *tenantEntry {
+	t := c.tenants[id]
+	if t == nil {
+		t = &tenantEntry{users: map[string]*User{}, keys: map[string]*Key{}, apis: map[string]*API{}}
+		c.tenants[id] = t
+	}
+	return t
+}
+
+func (c *Catalog) apply(r events.Recorded) error {
+	t := c.tenant(r.Tenant)
+	switch r.Aggregate.Kind {
+	case events.KindTenant:
+		next, err := t.Tenant.Apply(r)
+		if err == nil {
+			t.Tenant = next
+		}
+		return err
+	case events.KindUser:
+		u := t.users[r.Aggregate.ID]
+		if u == nil {
+			u = &User{}
+		}
+		next, err := u.Apply(r)
+		if err == nil {
+			*u = next
+			t.users[r.Aggregate.ID] = u
+		}
+		return err
+	case events.KindKey:
+		k := t.keys[r.Aggregate.ID]
+		if k == nil {
+			k = &Key{}
+		}
+		next, err := k.Apply(r)
+		if err != nil {
+			return err
+		}
+		if _, issued := r.Data.(events.KeyIssuedV1); issued {
+			if _, dup := c.byHash[next.SecretHash]; dup {
+				return impossible(r, "another key has this secret hash")
+			}
+			c.byHash[next.SecretHash] = k
+		}
+		*k = next
+		t.keys[r.Aggregate.ID] = k
+		return nil
+	case events.KindAPI:
+		a := t.apis[r.Aggregate.ID]
+		if a == nil {
+			a = &API{}
+		}
+		old := a.PathPrefix
+		next, err := a.Apply(r)
+		if err != nil {
+			return err
+		}
+		if next.PathPrefix != old {
+			if other, taken := c.prefix[next.PathPrefix]; taken && other != a {
+				return impossible(r, "another API holds this path prefix")
+			}
+			delete(c.prefix, old)
+			c.prefix[next.PathPrefix] = a
+		}
+		*a = next
+		t.apis[r.Aggregate.ID] = a
+		return nil
+	}
+	return impossible(r, "unknown aggregate kind")
+}
+
+// Tenant returns a tenant.
+func (c *Catalog) Tenant(id string) (Tenant, bool) {
+	t, ok := c.tenants[id]
+	if !ok || !t.Exists() {
+		return Tenant{}, false
+	}
+	return t.Tenant, true
+}
+
+// User returns a user of a tenant.
+func (c *Catalog) User(tenant, id string) (User, bool) {
+	if t, ok := c.tenants[tenant]; ok {
+		if u, ok := t.users[id]; ok {
+			return *u, true
+		}
+	}
+	return User{}, false
+}
+
+// Key returns a key of a tenant.
+func (c *Catalog) Key(tenant, id string) (Key, bool) {
+	if t, ok := c.tenants[tenant]; ok {
+		if k, ok := t.keys[id]; ok {
+			return *k, true
+		}
+	}
+	return Key{}, false
+}
+
+// KeyByHash returns the key whose secret has this SHA-256.
+func (c *Catalog) KeyByHash(h events.SecretHash) (Key, bool) {
+	if k, ok := c.byHash[h]; ok && k.SecretHash.Equal(h) {
+		return *k, true
+	}
+	return Key{}, false
+}
+
+// API returns an API of a tenant.
+func (c *Catalog) API(tenant, id string) (API, bool) {
+	if t, ok := c.tenants[tenant]; ok {
+		if a, ok := t.apis[id]; ok {
+			return *a, true
+		}
+	}
+	return API{}, false
+}
+
+// KeyFilter selects keys of one tenant for a list.
+type KeyFilter struct {
+	User   string
+	Status KeyStatus
+	// ExpiringWithin selects keys whose expiry (or end of rotation grace)
+	// falls between Now and Now+ExpiringWithin.
+	ExpiringWithin time.Duration
+	Now            time.Time
+	// After is the cursor: the last key id of the previous page.
+	After string
+	Limit int
+}
+
+// Keys lists a tenant's keys in key id order (the order they were issued),
+// returning the page and whether more follow.
+func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return nil, false
+	}
+	var all []*Key
+	for _, k := range t.keys {
+		if k.ID <= f.After || (f.User != "" && k.User != f.User) || (f.Status != "" && k.Status != f.Status) {
+			continue
+		}
+		if f.ExpiringWithin > 0 {
+			end := k.ExpiresAt
+			if k.GraceUntil != nil && (end == nil || k.GraceUntil.Before(*end)) {
+				end = k.GraceUntil
+			}
+			if end == nil || end.Before(f.Now) || end.After(f.Now.Add(f.ExpiringWithin)) {
+				continue
+			}
+		}
+		all = append(all, k)
+	}
+	slices.SortFunc(all, func(a, b *Key) int { return cmp.Compare(a.ID, b.ID) })
+	if f.Limit > 0 && len(all) > f.Limit {
+		all, more = all[:f.Limit], true
+	}
+	page = make([]Key, len(all))
+	for i, k := range all {
+		page[i] = *k
+	}
+	return page, more
+}
