@@ -109,3 +109,71 @@ func TestCatalog(t *testing.T) {
 		t.Fatalf("duplicate hash: %v", err)
 	}
 }
+
+func TestCheckPrecedence(t *testing.T) {
+	exp := t0.Add(time.Hour)
+	nb := t0.Add(-time.Hour)
+	base := func(h *chain) {
+		h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+		h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{})
+		h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{1}, Hint: "h",
+			Scopes: []string{"a"}, ExpiresAt: &exp, NotBefore: &nb})
+	}
+	key := events.KeyAggregate("bob", keyID(1))
+	user := events.UserAggregate("bob")
+	cases := []struct {
+		name  string
+		then  func(h *chain)
+		check KeyCheck
+		want  Code
+	}{
+		{"valid", func(*chain) {}, KeyCheck{Now: t0, Scopes: []string{"a"}}, CodeValid},
+		{"scope", func(*chain) {}, KeyCheck{Now: t0, Scopes: []string{"b"}}, CodeInsufficientScope},
+		{"tenant mismatch", func(*chain) {}, KeyCheck{Now: t0, Tenant: "globex"}, CodeTenantMismatch},
+		{"not yet valid", func(*chain) {}, KeyCheck{Now: t0.Add(-2 * time.Hour)}, CodeNotYetValid},
+		{"expired", func(*chain) {}, KeyCheck{Now: exp}, CodeExpired},
+		{"suspended", func(h *chain) { h.add("acme", key, t0, events.KeySuspendedV1{}) }, KeyCheck{Now: t0}, CodeSuspended},
+		{"user disabled beats suspended", func(h *chain) {
+			h.add("acme", key, t0, events.KeySuspendedV1{})
+			h.add("acme", user, t0, events.UserDisabledV1{})
+		}, KeyCheck{Now: t0}, CodeUserDisabled},
+		{"tenant suspended beats user disabled", func(h *chain) {
+			h.add("acme", user, t0, events.UserDisabledV1{})
+			h.add("acme", events.TenantAggregate("acme"), t0, events.TenantSuspendedV1{})
+		}, KeyCheck{Now: t0}, CodeTenantSuspended},
+		{"user deleted", func(h *chain) { h.add("acme", user, t0, events.UserDeletedV1{}) }, KeyCheck{Now: t0}, CodeUserDeleted},
+		{"expired beats deleted", func(h *chain) { h.add("acme", user, t0, events.UserDeletedV1{}) }, KeyCheck{Now: exp}, CodeExpired},
+		{"revoked beats expired", func(h *chain) { h.add("acme", key, t0, events.KeyRevokedV1{}) }, KeyCheck{Now: exp}, CodeRevoked},
+		{"revoked before", func(h *chain) {
+			h.add("acme", user, t0, events.UserKeysRevokedBeforeV1{Before: t0.Add(time.Second)})
+		}, KeyCheck{Now: t0}, CodeRevoked},
+		{"grace over", func(h *chain) {
+			h.add("acme", key, t0, events.KeyRotatedV1{Successor: keyID(2), GraceUntil: t0.Add(time.Minute)})
+		}, KeyCheck{Now: t0.Add(time.Minute)}, CodeExpired},
+	}
+	for _, c := range cases {
+		var h chain
+		base(&h)
+		c.then(&h)
+		cat := NewCatalog()
+		for _, r := range h.out {
+			cat.Apply(r)
+		}
+		if _, got := cat.Check(events.SecretHash{1}, c.check); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+	if _, got := NewCatalog().Check(events.SecretHash{1}, KeyCheck{Now: t0}); got != CodeNotFound {
+		t.Fatal(got)
+	}
+	var h chain
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+	h.add("acme", events.KeyAggregate("ghost", keyID(1)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{1}, Hint: "h"})
+	cat := NewCatalog()
+	for _, r := range h.out {
+		cat.Apply(r)
+	}
+	if _, got := cat.Check(events.SecretHash{1}, KeyCheck{Now: t0}); got != CodeUserUnknown {
+		t.Fatal(got)
+	}
+}
