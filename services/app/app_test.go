@@ -149,7 +149,7 @@ func TestServeRefusesAWeakStreamAndGatewayAMissingOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	errb.Reset()
-	code := Main(ctxFor(t), []string{"serve", "--nats", node.ClientURL()}, &out, &errb)
+	code := Main(ctxFor(t), []string{"serve", "--nats", node.ClientURL(), "--root-key", filepath.Join(t.TempDir(), "root.key")}, &out, &errb)
 	for _, want := range []string{"weaker settings", "storage is Memory", "discard policy", "max_age", "deny_delete", "deny_purge"} {
 		if code != ExitError || !strings.Contains(errb.String(), want) {
 			t.Fatalf("serve on a weak stream: exit %d, %q lacks %q", code, errb.String(), want)
@@ -194,7 +194,7 @@ func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
 		}
 	}
-	run("event stream ensured", "serve", "--nats", node.ClientURL(), "--admin-listen", "127.0.0.1:0")
+	run("event stream ensured", "serve", "--nats", node.ClientURL(), "--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
 	run("event stream verified", "gateway", "--nats", node.ClientURL(), "--tenants", "acme,beta", "--gateway-listen", "127.0.0.1:0")
 	js, _ := jetstream.New(natstest.Connect(t, node.ClientURL()))
 	s, err := js.Stream(ctxFor(t), events.StreamName)

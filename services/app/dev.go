@@ -53,6 +53,7 @@ type Dev struct {
 	node  *natsnode.Node
 	nc    *nats.Conn
 	store *store.JetStream
+	admin *adminRole
 	addrs Addresses
 }
 
@@ -95,11 +96,21 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d.addrs = Addresses{NATS: d.node.ClientURL()}
+	rootHash, created, err := loadOrCreateRootKey(filepath.Join(cfg.DataDir, RootKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		cfg.Logger.Info("root key written", "file", filepath.Join(cfg.DataDir, RootKeyFile))
+	}
+	if d.admin, err = startAdmin(ctx, d.store, cfg.AdminListen, rootHash, cfg.Logger); err != nil {
+		return nil, err
+	}
+	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL()}
 	if err := writeJSONFile(filepath.Join(cfg.DataDir, "addresses.json"), d.addrs, 0o644); err != nil {
 		return nil, err
 	}
-	cfg.Logger.Info("keytrail dev started", "data", cfg.DataDir, "nats", d.addrs.NATS)
+	cfg.Logger.Info("keytrail dev started", "data", cfg.DataDir, "nats", d.addrs.NATS, "admin", d.addrs.Admin)
 	return d, nil
 }
 
@@ -111,6 +122,9 @@ func (d *Dev) Store() *store.JetStream { return d.store }
 
 // Close stops everything in reverse order of starting; safe on a partial Dev.
 func (d *Dev) Close() error {
+	if d.admin != nil {
+		d.admin.Close()
+	}
 	if d.nc != nil {
 		d.nc.Close()
 	}
@@ -193,8 +207,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer d.Close()
 	a := d.Addresses()
-	fmt.Fprintf(stdout, "keytrail dev\n  data:  %s\n  nats:  %s\n", cfg.DataDir, a.NATS)
-	<-ctx.Done()
+	fmt.Fprintf(stdout, "keytrail dev\n  data:   %s\n  nats:   %s\n  admin:  %s\n  root key: %s\n", cfg.DataDir, a.NATS, a.Admin,
+		filepath.Join(cfg.DataDir, RootKeyFile))
+	select {
+	case <-ctx.Done():
+	case err := <-d.admin.errc:
+		return err
+	}
 	log.Info("keytrail dev stopping")
 	return nil
 }

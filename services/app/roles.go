@@ -21,8 +21,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var nf natsFlags
 	var lf logFlags
 	nf.register(fs, "control")
-	admin := fs.String("admin-listen", DefaultAdminListen, "admin API address")
+	adminListen := fs.String("admin-listen", DefaultAdminListen, "admin API address")
 	replicas := fs.Int("replicas", 1, "replicas of the streams this node creates (3 on a cluster)")
+	rootKey := fs.String("root-key", "./root.key", "file holding the root key (created, mode 0600, if missing; give every control node the same)")
 	dup := fs.Duration("dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
@@ -31,20 +32,33 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := nf.validate(); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(*admin); err != nil {
-		return usageError{fmt.Errorf("-admin-listen %q: %w", *admin, err)}
+	if _, _, err := net.SplitHostPort(*adminListen); err != nil {
+		return usageError{fmt.Errorf("-admin-listen %q: %w", *adminListen, err)}
 	}
 	if *replicas < 1 || *replicas > 5 {
 		return usageError{fmt.Errorf("-replicas must be 1 to 5")}
 	}
-	log, nc, err := connectRole(ctx, &nf, &lf, stderr, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true})
+	rootHash, _, err := loadOrCreateRootKey(*rootKey)
+	if err != nil {
+		return err
+	}
+	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
-	log.Info("control node connected; event stream ensured", "nats", nc.ConnectedUrlRedacted(), "replicas", *replicas)
-	<-ctx.Done()
-	return nil
+	admin, err := startAdmin(ctx, st, *adminListen, rootHash, log)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	log.Info("control node connected; event stream ensured", "nats", nc.ConnectedUrlRedacted(), "replicas", *replicas, "admin", admin.URL())
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-admin.errc:
+		return err
+	}
 }
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,7 +87,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageError{fmt.Errorf("-max-staleness must be positive")}
 	}
 	// A gateway never creates the stream; it refuses to run on a weak one.
-	log, nc, err := connectRole(ctx, &nf, &lf, stderr, store.Config{})
+	log, nc, _, err := connectRole(ctx, &nf, &lf, stderr, store.Config{})
 	if err != nil {
 		return err
 	}
@@ -85,20 +99,21 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // connectRole starts a role that reaches NATS over the network: its logger,
 // its connection, and the event store opened (and checked) with cfg.
-func connectRole(ctx context.Context, nf *natsFlags, lf *logFlags, stderr io.Writer, cfg store.Config) (*slog.Logger, *nats.Conn, error) {
+func connectRole(ctx context.Context, nf *natsFlags, lf *logFlags, stderr io.Writer, cfg store.Config) (*slog.Logger, *nats.Conn, *store.JetStream, error) {
 	log, err := lf.logger(stderr)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	nc, err := nf.connect(ctx, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if _, err := store.OpenJetStream(ctx, nc, cfg); err != nil {
+	st, err := store.OpenJetStream(ctx, nc, cfg)
+	if err != nil {
 		closeConn(nc)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return log, nc, nil
+	return log, nc, st, nil
 }
 
 // tenantFilters turns -tenants a,b into subject filters, validating each id.

@@ -11,8 +11,11 @@ type Code string
 
 // The codes of the public contract.
 const (
-	CodeInvalidArgument    Code = "invalid_argument"
-	CodeUnauthenticated    Code = "unauthenticated"
+	CodeInvalidArgument Code = "invalid_argument"
+	CodeUnauthenticated Code = "unauthenticated"
+	// CodePermissionDenied extends the brief's codes: a valid admin key that
+	// may not do this (a root-only operation, a key without keytrail:admin).
+	CodePermissionDenied   Code = "permission_denied"
 	CodeNotFound           Code = "not_found"
 	CodeConflict           Code = "conflict"
 	CodeFailedPrecondition Code = "failed_precondition"

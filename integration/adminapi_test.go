@@ -1,0 +1,247 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/app"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+)
+
+// lockedBuffer collects log output from the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// adminEnv is a running `keytrail dev` and a client of its admin API.
+type adminEnv struct {
+	t     *testing.T
+	dev   *app.Dev
+	dir   string
+	root  string
+	base  string
+	logs  *lockedBuffer
+	seen  []string // every response body, to look for secrets
+	store store.Store
+}
+
+func startAdmin(t *testing.T) *adminEnv {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	logs := &lockedBuffer{}
+	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
+		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	root, err := os.ReadFile(filepath.Join(dir, app.RootKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, app.RootKeyFile)); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("root.key mode %v", fi.Mode().Perm())
+	}
+	e := &adminEnv{t: t, dev: d, dir: dir, root: strings.TrimSpace(string(root)), base: d.Addresses().Admin, logs: logs, store: d.Store()}
+	e.waitReady()
+	return e
+}
+
+func (e *adminEnv) waitReady() {
+	natstest.Eventually(e.t, 20*time.Second, func() error {
+		resp, err := http.Get(e.base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+// call sends a request with token (none when empty) and headers.
+func (e *adminEnv) call(method, path, token string, body any, headers ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.base+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	e.seen = append(e.seen, string(raw))
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	json.Unmarshal(raw, &r.body)
+	return r
+}
+
+func (e *adminEnv) must(r response, status int) response {
+	e.t.Helper()
+	if r.status != status {
+		e.t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
+	}
+	return r
+}
+
+func (e *adminEnv) last() uint64 {
+	seq, err := e.store.LastSeq(testCtx(e.t, 10*time.Second), "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return seq
+}
+
+func field(r response, path ...string) any {
+	var v any = r.body
+	for _, p := range path {
+		m, _ := v.(map[string]any)
+		v = m[p]
+	}
+	return v
+}
+
+func TestAdminAPIEveryRoute(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	r := e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	if r.header.Get("Keytrail-Seq") == "" || field(r, "seq") == nil || field(r, "tenant", "status") != "active" {
+		t.Fatalf("create tenant: %s", r.raw)
+	}
+	e.must(e.call("GET", "/v1/tenants/acme", root, nil), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/suspend", root, map[string]any{"reason": "billing"}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/resume", root, nil), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/users", root, map[string]any{"id": "bob", "name": "Bob"}), 201)
+	e.must(e.call("GET", "/v1/tenants/acme/users/bob", root, nil), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/users/bob/disable", root, map[string]any{"reason": "leave"}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/users/bob/enable", root, nil), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/users/bob/revoke-keys", root, map[string]any{"reason": "rotation"}), 200)
+	issued := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{
+		"user": "bob", "name": "ci", "scopes": []string{"orders:read"}, "ttl": "24h",
+		"rate_limit": map[string]any{"per_second": 5, "burst": 10}, "metadata": map[string]string{"team": "a"}}), 201)
+	keyID, _ := field(issued, "key", "id").(string)
+	sec, _ := field(issued, "secret").(string)
+	if !strings.HasPrefix(sec, "kt_") || keyID == "" || strings.Contains(issued.raw, "secret_sha256") {
+		t.Fatalf("issue: %s", issued.raw)
+	}
+	seq := issued.header.Get("Keytrail-Seq")
+	list := e.must(e.call("GET", "/v1/tenants/acme/keys?user=bob&status=active&expiring_within=48h", root, nil, "Keytrail-Min-Seq", seq), 200)
+	if keys, _ := field(list, "keys").([]any); len(keys) != 1 {
+		t.Fatalf("list: %s", list.raw)
+	}
+	k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID, root, nil), 200)
+	version := fmt.Sprint(field(k, "key", "version"))
+	e.must(e.call("PATCH", "/v1/tenants/acme/keys/"+keyID, root, map[string]any{"name": "renamed"}, "If-Match", version), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", root, map[string]any{"reason": "check"}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/resume", root, nil), 200)
+	rot := e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/rotate", root, map[string]any{"grace": "1h"}), 201)
+	newID, _ := field(rot, "key", "id").(string)
+	if field(rot, "previous", "rotated_to") != newID || !strings.HasPrefix(fmt.Sprint(field(rot, "secret")), "kt_") {
+		t.Fatalf("rotate: %s", rot.raw)
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+newID+"/revoke", root, map[string]any{"reason": "leaked"}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", root, map[string]any{"id": "orders", "path_prefix": "/orders",
+		"upstreams": []string{"http://127.0.0.1:9001"}, "scopes": []string{"orders:read"}}), 201)
+	e.must(e.call("GET", "/v1/tenants/acme/apis/orders", root, nil), 200)
+	e.must(e.call("PATCH", "/v1/tenants/acme/apis/orders", root, map[string]any{"upstreams": []string{"http://127.0.0.1:9002"}}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/apis/orders/deprecate", root, map[string]any{"sunset": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/apis/orders/retire", root, nil), 200)
+	e.must(e.call("DELETE", "/v1/tenants/acme/users/bob", root, nil), 200)
+	e.must(e.call("GET", "/healthz", "", nil), 200)
+	e.must(e.call("GET", "/readyz", "", nil), 200)
+	e.checkSecretsStayPut(sec, issued.raw)
+}
+
+// checkSecretsStayPut: a secret appears in the response that issued it and
+// nowhere else: no event, log line, file under the data directory, or other
+// response.
+func (e *adminEnv) checkSecretsStayPut(sec, issuing string) {
+	e.t.Helper()
+	needles := []string{sec, sec[3:20]}
+	for _, r := range readAll(e.t, e.store) {
+		b, _ := json.Marshal(r.Event)
+		for _, n := range needles {
+			if strings.Contains(string(b), n) {
+				e.t.Fatalf("event %d holds the secret", r.Seq)
+			}
+		}
+	}
+	for _, n := range needles {
+		if strings.Contains(e.logs.String(), n) {
+			e.t.Fatal("a log line holds the secret")
+		}
+	}
+	filepath.WalkDir(e.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(path)
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				e.t.Fatalf("%s holds the secret", path)
+			}
+		}
+		return nil
+	})
+	for _, body := range e.seen {
+		if body != issuing && strings.Contains(body, sec[3:20]) {
+			e.t.Fatalf("a response other than the issuing one holds the secret: %s", body)
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package adminhttp
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/control"
+)
+
+func (s *Server) keyRoutes() {
+	c := s.cfg.Control
+	s.handle("POST /v1/tenants/{tenant}/keys", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		var body struct {
+			User      string            `json:"user"`
+			Name      string            `json:"name"`
+			Scopes    []string          `json:"scopes"`
+			ExpiresAt *time.Time        `json:"expires_at"`
+			TTL       *duration         `json:"ttl"`
+			NotBefore *time.Time        `json:"not_before"`
+			RateLimit *events.RateLimit `json:"rate_limit"`
+			Metadata  map[string]string `json:"metadata"`
+		}
+		if err := decode(r, &body, false); err != nil {
+			return err
+		}
+		m, err := meta(r, p, "")
+		if err != nil {
+			return err
+		}
+		spec := control.KeySpec{User: body.User, Name: body.Name, Scopes: body.Scopes, ExpiresAt: body.ExpiresAt,
+			NotBefore: body.NotBefore, RateLimit: body.RateLimit, Metadata: body.Metadata}
+		if body.TTL != nil {
+			if spec.TTL = time.Duration(*body.TTL); spec.TTL <= 0 {
+				return &control.Error{Code: control.CodeInvalidArgument, Message: "ttl must be positive"}
+			}
+		}
+		k, sec, res, err := c.IssueKey(r.Context(), m, r.PathValue("tenant"), spec)
+		if err != nil {
+			return err
+		}
+		if res.Replayed {
+			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already issued a key; its secret was returned to that request and is never returned again", k.ID)
+			return nil
+		}
+		return written(w, http.StatusCreated, res, map[string]any{"key": keyOf(k), "secret": sec.Reveal()})
+	})
+	s.handle("GET /v1/tenants/{tenant}/keys", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if err := s.minSeq(r); err != nil {
+			return err
+		}
+		q := r.URL.Query()
+		limit, err := pageSize(r)
+		if err != nil {
+			return err
+		}
+		f := projections.KeyFilter{User: q.Get("user"), Status: projections.KeyStatus(q.Get("status")), After: q.Get("cursor"),
+			Limit: limit, Now: s.cfg.Now()}
+		switch f.Status {
+		case "", projections.KeyActive, projections.KeySuspended, projections.KeyRevoked:
+		default:
+			return &control.Error{Code: control.CodeInvalidArgument, Message: "status must be active, suspended or revoked"}
+		}
+		if f.User != "" && !events.ValidUserID(f.User) {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid user id"}
+		}
+		if f.After != "" && !events.ValidKeyID(f.After) {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid cursor"}
+		}
+		if v := q.Get("expiring_within"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return &control.Error{Code: control.CodeInvalidArgument, Message: "expiring_within must be a positive duration such as 72h"}
+			}
+			f.ExpiringWithin = d
+		}
+		var page []projections.Key
+		var more bool
+		s.cfg.Model.Read(func(c *projections.Catalog) { page, more = c.Keys(r.PathValue("tenant"), f) })
+		views := make([]keyView, len(page))
+		for i, k := range page {
+			views[i] = keyOf(k)
+		}
+		body := map[string]any{"keys": views}
+		if more {
+			body["next_cursor"] = page[len(page)-1].ID
+		}
+		writeJSON(w, http.StatusOK, body)
+		return nil
+	})
+	s.handle("GET /v1/tenants/{tenant}/keys/{key}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if err := s.minSeq(r); err != nil {
+			return err
+		}
+		k, err := c.Key(r.Context(), r.PathValue("tenant"), r.PathValue("key"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"key": keyOf(k)})
+		return nil
+	})
+	s.handle("PATCH /v1/tenants/{tenant}/keys/{key}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		var body struct {
+			Name      *string            `json:"name"`
+			Scopes    *[]string          `json:"scopes"`
+			ExpiresAt *time.Time         `json:"expires_at"`
+			RateLimit *events.RateLimit  `json:"rate_limit"`
+			Metadata  *map[string]string `json:"metadata"`
+		}
+		if err := decode(r, &body, false); err != nil {
+			return err
+		}
+		return s.keyWrite(w, r, p, "", func(ctx context.Context, m control.Meta, tenant, key string, v *uint64) (projections.Key, control.Result, error) {
+			return c.UpdateKey(ctx, m, tenant, key, control.KeyPatch{Name: body.Name, Scopes: body.Scopes,
+				ExpiresAt: body.ExpiresAt, RateLimit: body.RateLimit, Metadata: body.Metadata}, v)
+		})
+	})
+	for verb, op := range map[string]func(context.Context, control.Meta, string, string, *uint64) (projections.Key, control.Result, error){
+		"suspend": c.SuspendKey, "resume": c.ResumeKey, "revoke": c.RevokeKey,
+	} {
+		s.handle("POST /v1/tenants/{tenant}/keys/{key}/"+verb, tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
+			var body reasonBody
+			if err := decode(r, &body, true); err != nil {
+				return err
+			}
+			return s.keyWrite(w, r, p, body.Reason, op)
+		})
+	}
+	s.handle("POST /v1/tenants/{tenant}/keys/{key}/rotate", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		var body struct {
+			Grace  *duration `json:"grace"`
+			Reason string    `json:"reason"`
+		}
+		if err := decode(r, &body, true); err != nil {
+			return err
+		}
+		grace := 24 * time.Hour
+		if body.Grace != nil {
+			grace = time.Duration(*body.Grace)
+		}
+		m, err := meta(r, p, body.Reason)
+		if err != nil {
+			return err
+		}
+		v, err := ifMatch(r)
+		if err != nil {
+			return err
+		}
+		rot, res, err := c.RotateKey(r.Context(), m, r.PathValue("tenant"), r.PathValue("key"), grace, v)
+		if err != nil {
+			return err
+		}
+		if res.Replayed {
+			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already rotated the key; the new secret was returned to that request and is never returned again", rot.New.ID)
+			return nil
+		}
+		return written(w, http.StatusCreated, res, map[string]any{"key": keyOf(rot.New), "secret": rot.Secret.Reveal(), "previous": keyOf(rot.Previous)})
+	})
+}
+
+// keyWrite runs a key command with the request's meta and If-Match.
+func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, reason string,
+	op func(context.Context, control.Meta, string, string, *uint64) (projections.Key, control.Result, error)) error {
+	m, err := meta(r, p, reason)
+	if err != nil {
+		return err
+	}
+	v, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	k, res, err := op(r.Context(), m, r.PathValue("tenant"), r.PathValue("key"), v)
+	if err != nil {
+		return err
+	}
+	return written(w, http.StatusOK, res, map[string]any{"key": keyOf(k)})
+}

@@ -1,0 +1,302 @@
+// Package adminhttp is the admin HTTP API of the product brief: bearer
+// authentication (the root key, or admin keys confined to their tenant),
+// problem+json errors with stable codes, Idempotency-Key, If-Match,
+// Keytrail-Seq and Keytrail-Min-Seq, strict JSON bodies of bounded size,
+// cursor pagination. It translates HTTP to control commands and read-model
+// queries and nothing else.
+package adminhttp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// AdminScope is the scope of keys that administer their own tenant.
+const AdminScope = "keytrail:admin"
+
+// Config is what the API needs.
+type Config struct {
+	Control *control.Service
+	Model   *readmodel.Model
+	// RootKeyHash is the SHA-256 of the root key.
+	RootKeyHash  events.SecretHash
+	SecretPrefix string
+	Now          func() time.Time
+	Log          *slog.Logger
+	// MaxBody bounds request bodies (default 64 KiB).
+	MaxBody int64
+	// MinSeqWait bounds the wait for Keytrail-Min-Seq (default 5 s).
+	MinSeqWait time.Duration
+}
+
+// Server serves the admin API.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the API's handler.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SecretPrefix == "" {
+		cfg.SecretPrefix = secret.DefaultPrefix
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 64 << 10
+	}
+	if cfg.MinSeqWait <= 0 {
+		cfg.MinSeqWait = 5 * time.Second
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+type ctxKey struct{}
+
+// reqInfo travels in a request's context: its id, and who it authenticated
+// as once it has (for the access log).
+type reqInfo struct {
+	id string
+	p  *principal
+}
+
+func info(r *http.Request) *reqInfo {
+	ri, _ := r.Context().Value(ctxKey{}).(*reqInfo)
+	if ri == nil {
+		return &reqInfo{}
+	}
+	return ri
+}
+
+func requestID(r *http.Request) string { return info(r).id }
+
+// ServeHTTP adds a request id and an access log line to every request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var b [8]byte
+	rand.Read(b[:])
+	ri := &reqInfo{id: hex.EncodeToString(b[:])}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
+	w.Header().Set("X-Request-Id", ri.id)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.mux.ServeHTTP(rec, r)
+	s.cfg.Log.Info("http", "request_id", ri.id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
+		"duration_ms", float64(time.Since(start).Microseconds())/1000, "actor", ri.p.actor())
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// principal is who a request authenticated as.
+type principal struct {
+	root   bool
+	tenant string // for admin keys
+	keyID  string
+}
+
+func (p *principal) actor() string {
+	switch {
+	case p == nil:
+		return ""
+	case p.root:
+		return "root"
+	}
+	return p.keyID
+}
+
+// authenticate resolves the bearer key. Every failure is the same 401, so
+// that nothing is learnt about keys by probing.
+func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	auth := r.Header.Get("Authorization")
+	token, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || token == "" {
+		return nil, &control.Error{Code: control.CodeUnauthenticated, Message: "an admin key is required: Authorization: Bearer <key>"}
+	}
+	sec, err := secret.Parse(strings.TrimSpace(token), s.cfg.SecretPrefix)
+	if err != nil {
+		return nil, &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
+	}
+	h := sec.Hash()
+	if h.Equal(s.cfg.RootKeyHash) {
+		return &principal{root: true}, nil
+	}
+	var key projections.Key
+	var code projections.Code
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		key, code = c.Check(h, projections.KeyCheck{Now: s.cfg.Now(), Scopes: []string{AdminScope}})
+	})
+	switch code {
+	case projections.CodeValid:
+		return &principal{tenant: key.Tenant, keyID: key.ID}, nil
+	case projections.CodeInsufficientScope:
+		return nil, &control.Error{Code: control.CodePermissionDenied, Message: "this key lacks the " + AdminScope + " scope"}
+	}
+	return nil, &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
+}
+
+// handler is an authenticated endpoint.
+type handler func(w http.ResponseWriter, r *http.Request, p *principal) error
+
+// access says who may call an endpoint.
+type access int
+
+const (
+	rootOnly    access = iota // operations on tenants themselves
+	tenantAdmin               // the root key, or an admin key of the {tenant} in the path
+)
+
+func (s *Server) handle(pattern string, who access, h handler) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			writeError(w, r, s.cfg.Log, err)
+			return
+		}
+		info(r).p = p
+		if !p.root {
+			tenant := r.PathValue("tenant")
+			switch {
+			case tenant != "" && tenant != p.tenant:
+				// Another tenant's objects: as if they did not exist.
+				writeProblem(w, r, control.CodeNotFound, "not found", "")
+				return
+			case who == rootOnly:
+				writeProblem(w, r, control.CodePermissionDenied, "only the root key may do this", "")
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		if err := h(w, r, p); err != nil {
+			writeError(w, r, s.cfg.Log, err)
+		}
+	})
+}
+
+// decode reads a strict JSON body into v: one object, no unknown fields, no
+// trailing data. An empty body is an empty object when empty is allowed.
+func decode(r *http.Request, v any, emptyOK bool) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("the body is over %d bytes", tooBig.Limit)}
+		}
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "the body could not be read"}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if emptyOK {
+			return nil
+		}
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "a JSON body is required"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "the body must be application/json"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: " + jsonProblem(err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: data after the object"}
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding error without echoing the input.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of input"
+	}
+	return "not a JSON object of the expected shape"
+}
+
+// meta builds a command's meta from the request: the actor, the reason, and
+// a command id from Idempotency-Key (scoped by who asks and where, so that
+// two callers' keys never collide).
+func meta(r *http.Request, p *principal, reason string) (control.Meta, error) {
+	m := control.Meta{Actor: p.actor(), Reason: reason, CorrelationID: requestID(r)}
+	if k := r.Header.Get("Idempotency-Key"); k != "" {
+		if len(k) > 255 {
+			return m, &control.Error{Code: control.CodeInvalidArgument, Message: "Idempotency-Key is over 255 characters"}
+		}
+		sum := sha256.Sum256([]byte(p.actor() + "\x00" + r.Method + "\x00" + r.URL.Path + "\x00" + k))
+		m.CommandID = "idem-" + hex.EncodeToString(sum[:20])
+	}
+	return m, nil
+}
+
+// ifMatch reads If-Match: a version number (quotes allowed, as an ETag).
+func ifMatch(r *http.Request) (*uint64, error) {
+	v := strings.Trim(strings.TrimSpace(r.Header.Get("If-Match")), `"`)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return nil, &control.Error{Code: control.CodeInvalidArgument, Message: "If-Match must be a version number"}
+	}
+	return &n, nil
+}
+
+// minSeq honours Keytrail-Min-Seq: wait until the read model applied it.
+func (s *Server) minSeq(r *http.Request) error {
+	v := r.Header.Get("Keytrail-Min-Seq")
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "Keytrail-Min-Seq must be a sequence number"}
+	}
+	if err := s.cfg.Model.WaitFor(r.Context(), n, s.cfg.MinSeqWait); err != nil {
+		return &control.Error{Code: control.CodeUnavailable, Message: fmt.Sprintf("not caught up with sequence %d yet", n)}
+	}
+	return nil
+}
+
+// written answers a write with the sequence it produced in Keytrail-Seq and
+// in the body's "seq".
+func written(w http.ResponseWriter, status int, res control.Result, body map[string]any) error {
+	w.Header().Set("Keytrail-Seq", strconv.FormatUint(res.Seq, 10))
+	body["seq"] = res.Seq
+	writeJSON(w, status, body)
+	return nil
+}

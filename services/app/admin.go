@@ -1,0 +1,113 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/adminhttp"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// RootKeyFile is the root key's file name in a dev data directory.
+const RootKeyFile = "root.key"
+
+// loadOrCreateRootKey reads the root key from path, creating it (mode 0600)
+// on first start. Only its hash is kept; the file is the one place the
+// secret lives.
+func loadOrCreateRootKey(path string) (events.SecretHash, bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		sec, err := secret.Generate(secret.DefaultPrefix, rand.Reader)
+		if err != nil {
+			return events.SecretHash{}, false, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return events.SecretHash{}, false, fmt.Errorf("root key: %w", err)
+		}
+		_, werr := f.WriteString(sec.Reveal() + "\n")
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return events.SecretHash{}, false, fmt.Errorf("root key: %w", err)
+		}
+		return sec.Hash(), true, nil
+	}
+	if err != nil {
+		return events.SecretHash{}, false, fmt.Errorf("root key: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return events.SecretHash{}, false, fmt.Errorf("root key %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+	}
+	sec, err := secret.Parse(strings.TrimSpace(string(b)), secret.DefaultPrefix)
+	if err != nil {
+		return events.SecretHash{}, false, fmt.Errorf("root key %s: %w", path, err)
+	}
+	return sec.Hash(), false, nil
+}
+
+// adminRole is a running control plane: the read model and the admin API.
+type adminRole struct {
+	srv    *http.Server
+	addr   string
+	model  *readmodel.Model
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+}
+
+// startAdmin starts the read model and serves the admin API on listen.
+func startAdmin(ctx context.Context, st store.Store, listen string, rootHash events.SecretHash, log *slog.Logger) (*adminRole, error) {
+	svc, err := control.New(control.Config{Store: st})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %s: %w", listen, err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
+		addr: ln.Addr().String()}
+	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: rootHash, Log: log.With("component", "admin")})
+	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := a.model.Run(runCtx, st, nil); err != nil {
+			a.errc <- err
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			a.errc <- err
+		}
+	}()
+	return a, nil
+}
+
+// Close stops serving (letting requests in flight finish) and the read model.
+func (a *adminRole) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.srv.Shutdown(ctx)
+	a.cancel()
+	a.wg.Wait()
+}
+
+// URL is the admin API's base URL.
+func (a *adminRole) URL() string { return "http://" + a.addr }
