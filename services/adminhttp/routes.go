@@ -40,6 +40,7 @@ var Routes = []string{
 	"POST /v1/tenants/{tenant}/apis/{api}/retire",
 	"GET /healthz",
 	"GET /readyz",
+	"GET /openapi.json",
 }
 
 func (s *Server) routes() {
@@ -171,6 +172,10 @@ func (s *Server) routes() {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "seq": s.cfg.Model.Applied()})
+	})
+	doc := OpenAPI()
+	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, doc)
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, control.CodeNotFound, "no such route", "")

@@ -1,0 +1,182 @@
+package adminhttp
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// op documents one route for the OpenAPI document.
+type op struct {
+	summary  string
+	request  string // schema of the body, "" for none
+	status   int    // success status
+	response string // schema of the success body
+}
+
+// ops documents every route of Routes; TestOpenAPIMatchesTheRouter fails
+// when the two disagree.
+var ops = map[string]op{
+	"POST /v1/tenants":                                   {"Create a tenant (root key only)", "CreateTenant", 201, "TenantResult"},
+	"GET /v1/tenants/{tenant}":                           {"Get a tenant", "", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/suspend":                  {"Suspend a tenant: its keys fail with TENANT_SUSPENDED (root key only)", "Reason", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/resume":                   {"Resume a tenant (root key only)", "Reason", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/users":                    {"Create a user (an id is generated when none is given)", "CreateUser", 201, "UserResult"},
+	"GET /v1/tenants/{tenant}/users/{user}":              {"Get a user", "", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/users/{user}/disable":     {"Disable a user: their keys fail with USER_DISABLED", "Reason", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/users/{user}/enable":      {"Enable a disabled user", "Reason", 200, "UserResult"},
+	"DELETE /v1/tenants/{tenant}/users/{user}":           {"Delete a user, for good", "Reason", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/users/{user}/revoke-keys": {"Revoke every key of a user issued before a time (now by default)", "RevokeKeys", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/keys":                     {"Issue a key; the secret is in this answer and never again", "IssueKey", 201, "IssuedKey"},
+	"GET /v1/tenants/{tenant}/keys":                      {"List keys (?user=&status=&expiring_within=&cursor=&limit=)", "", 200, "KeyList"},
+	"GET /v1/tenants/{tenant}/keys/{key}":                {"Get a key (never its secret)", "", 200, "KeyResult"},
+	"PATCH /v1/tenants/{tenant}/keys/{key}":              {"Update a key's name, scopes, expiry, rate limit or metadata (If-Match)", "PatchKey", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/suspend":       {"Suspend a key (If-Match)", "Reason", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/resume":        {"Resume a suspended key (If-Match)", "Reason", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/revoke":        {"Revoke a key, for good (If-Match)", "Reason", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/rotate":        {"Rotate a key: a new key and secret; the old one works for the grace period", "Rotate", 201, "Rotation"},
+	"POST /v1/tenants/{tenant}/apis":                     {"Publish an API under a path prefix no other tenant holds", "CreateAPI", 201, "APIResult"},
+	"GET /v1/tenants/{tenant}/apis/{api}":                {"Get an API", "", 200, "APIResult"},
+	"PATCH /v1/tenants/{tenant}/apis/{api}":              {"Update an API (If-Match)", "PatchAPI", 200, "APIResult"},
+	"POST /v1/tenants/{tenant}/apis/{api}/deprecate":     {"Deprecate an API until a sunset time", "Deprecate", 200, "APIResult"},
+	"POST /v1/tenants/{tenant}/apis/{api}/retire":        {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
+	"GET /healthz":      {"Liveness", "", 200, "Status"},
+	"GET /readyz":       {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
+	"GET /openapi.json": {"This document", "", 200, "Status"},
+}
+
+type obj = map[string]any
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func object(required []string, props obj) obj {
+	o := obj{"type": "object", "additionalProperties": false, "properties": props}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+var (
+	str      = obj{"type": "string"}
+	integer  = obj{"type": "integer", "minimum": 0}
+	dateTime = obj{"type": "string", "format": "date-time"}
+	nullTime = obj{"type": []string{"string", "null"}, "format": "date-time"}
+	strs     = obj{"type": "array", "items": str}
+	strMap   = obj{"type": "object", "additionalProperties": str}
+	dur      = obj{"type": "string", "description": "a Go duration: 90m, 24h", "pattern": "^[0-9.]+(ns|us|ms|s|m|h)([0-9.]+(ns|us|ms|s|m|h))*$"}
+)
+
+// schemas are the components of the document.
+func schemas() obj {
+	rate := object([]string{"per_second", "burst"}, obj{"per_second": obj{"type": "number", "exclusiveMinimum": 0}, "burst": obj{"type": "integer", "minimum": 1}})
+	nullRate := obj{"oneOf": []any{ref("RateLimit"), obj{"type": "null"}}}
+	withSeq := func(name, schema string) obj {
+		return object([]string{name, "seq"}, obj{name: ref(schema), "seq": integer})
+	}
+	return obj{
+		"RateLimit": rate,
+		"Problem": object([]string{"type", "title", "status", "code"}, obj{"type": str, "title": str, "status": integer, "detail": str,
+			"code": obj{"type": "string", "enum": []string{"invalid_argument", "unauthenticated", "permission_denied", "not_found", "conflict",
+				"failed_precondition", "rate_limited", "unavailable", "internal"}}, "request_id": str, "key_id": str}),
+		"Status": obj{"type": "object"},
+		"Tenant": object(nil, obj{"id": str, "name": str, "status": obj{"enum": []string{"active", "suspended"}}, "created_at": dateTime, "version": integer}),
+		"User": object(nil, obj{"id": str, "tenant": str, "name": str, "status": obj{"enum": []string{"active", "disabled", "deleted"}},
+			"keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
+		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,
+			"status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
+			"expires_at": nullTime, "rate_limit": nullRate, "metadata": strMap, "rotated_from": str, "rotated_to": str,
+			"grace_until": dateTime, "version": integer}),
+		"API": object(nil, obj{"id": str, "tenant": str, "name": str, "path_prefix": str, "upstreams": strs, "scopes": strs,
+			"rate_limit": nullRate, "status": obj{"enum": []string{"published", "deprecated", "retired"}}, "sunset": dateTime,
+			"created_at": dateTime, "version": integer}),
+		"TenantResult": withSeq("tenant", "Tenant"),
+		"UserResult":   withSeq("user", "User"),
+		"KeyResult":    withSeq("key", "Key"),
+		"APIResult":    withSeq("api", "API"),
+		"IssuedKey":    object([]string{"key", "secret", "seq"}, obj{"key": ref("Key"), "secret": str, "seq": integer}),
+		"Rotation":     object([]string{"key", "secret", "previous", "seq"}, obj{"key": ref("Key"), "secret": str, "previous": ref("Key"), "seq": integer}),
+		"KeyList":      object([]string{"keys"}, obj{"keys": obj{"type": "array", "items": ref("Key")}, "next_cursor": str}),
+		"CreateTenant": object([]string{"id"}, obj{"id": obj{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}, "name": str}),
+		"CreateUser":   object(nil, obj{"id": obj{"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "name": str}),
+		"Reason":       object(nil, obj{"reason": str}),
+		"RevokeKeys":   object(nil, obj{"before": dateTime, "reason": str}),
+		"IssueKey": object([]string{"user"}, obj{"user": str, "name": str, "scopes": strs, "expires_at": dateTime, "ttl": dur,
+			"not_before": dateTime, "rate_limit": ref("RateLimit"), "metadata": strMap}),
+		"PatchKey": object(nil, obj{"name": str, "scopes": strs, "expires_at": dateTime, "rate_limit": ref("RateLimit"), "metadata": strMap}),
+		"Rotate":   object(nil, obj{"grace": dur, "reason": str}),
+		"CreateAPI": object([]string{"id", "path_prefix", "upstreams"}, obj{"id": str, "name": str, "path_prefix": str, "upstreams": strs,
+			"scopes": strs, "rate_limit": ref("RateLimit")}),
+		"PatchAPI":  object(nil, obj{"name": str, "path_prefix": str, "upstreams": strs, "scopes": strs, "rate_limit": ref("RateLimit")}),
+		"Deprecate": object([]string{"sunset"}, obj{"sunset": dateTime, "reason": str}),
+	}
+}
+
+// OpenAPI returns the OpenAPI 3.1 document of the API.
+func OpenAPI() obj {
+	problem := obj{"description": "a problem", "content": obj{"application/problem+json": obj{"schema": ref("Problem")}}}
+	paths := obj{}
+	for _, route := range Routes {
+		method, path, _ := strings.Cut(route, " ")
+		o := ops[route]
+		operation := obj{"summary": o.summary, "operationId": operationID(method, path), "responses": obj{
+			strconv.Itoa(o.status): obj{"description": http.StatusText(o.status), "content": obj{"application/json": obj{"schema": ref(o.response)}}},
+			"4XX":                  problem, "5XX": problem}}
+		if strings.HasPrefix(path, "/v1/") {
+			operation["security"] = []any{obj{"bearer": []string{}}}
+		}
+		if o.request != "" {
+			operation["requestBody"] = obj{"required": method != "POST" || o.request != "Reason",
+				"content": obj{"application/json": obj{"schema": ref(o.request)}}}
+		}
+		var params []any
+		for _, name := range []string{"tenant", "user", "key", "api"} {
+			if strings.Contains(path, "{"+name+"}") {
+				params = append(params, obj{"name": name, "in": "path", "required": true, "schema": str})
+			}
+		}
+		for _, h := range headersOf(method, path) {
+			params = append(params, obj{"name": h, "in": "header", "required": false, "schema": str})
+		}
+		if len(params) > 0 {
+			operation["parameters"] = params
+		}
+		item, _ := paths[path].(obj)
+		if item == nil {
+			item = obj{}
+			paths[path] = item
+		}
+		item[strings.ToLower(method)] = operation
+	}
+	return obj{
+		"openapi": "3.1.0",
+		"info": obj{"title": "Keytrail admin API", "version": "1",
+			"description": "Event-sourced API key lifecycle. Errors are RFC 9457 problems with a stable code."},
+		"paths": paths,
+		"components": obj{"schemas": schemas(),
+			"securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer", "description": "the root key or an admin key (scope keytrail:admin)"}}},
+	}
+}
+
+func headersOf(method, path string) []string {
+	switch {
+	case method == "GET" && strings.HasPrefix(path, "/v1/"):
+		return []string{"Keytrail-Min-Seq"}
+	case method != "GET":
+		return []string{"Idempotency-Key", "If-Match"}
+	}
+	return nil
+}
+
+func operationID(method, path string) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(method))
+	for _, part := range strings.Split(path, "/") {
+		part = strings.Trim(part, "{}")
+		if part == "" || part == "v1" {
+			continue
+		}
+		b.WriteString(strings.ToUpper(part[:1]) + strings.ReplaceAll(part[1:], "-", ""))
+	}
+	return b.String()
+}
