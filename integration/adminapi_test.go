@@ -205,6 +205,15 @@ func TestAdminAPIEveryRoute(t *testing.T) {
 	e.must(e.call("DELETE", "/v1/tenants/acme/users/bob", root, nil), 200)
 	e.must(e.call("GET", "/healthz", "", nil), 200)
 	e.must(e.call("GET", "/readyz", "", nil), 200)
+	if doc := e.must(e.call("GET", "/openapi.json", "", nil), 200); field(doc, "openapi") != "3.1.0" {
+		t.Fatalf("openapi: %.200s", doc.raw)
+	}
+	m := e.must(e.call("GET", "/metrics", "", nil), 200)
+	for _, want := range []string{`keytrail_admin_requests_total{route="POST /v1/tenants/{tenant}/keys",status="201"} 1`, "keytrail_readmodel_applied_sequence", "keytrail_readmodel_ready 1"} {
+		if !strings.Contains(m.raw, want) {
+			t.Fatalf("metrics lack %q", want)
+		}
+	}
 	e.checkSecretsStayPut(sec, issued.raw)
 }
 

@@ -43,6 +43,7 @@ var ops = map[string]op{
 	"GET /healthz":      {"Liveness", "", 200, "Status"},
 	"GET /readyz":       {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
 	"GET /openapi.json": {"This document", "", 200, "Status"},
+	"GET /metrics":      {"Prometheus metrics (text exposition format)", "", 200, "Status"},
 }
 
 type obj = map[string]any

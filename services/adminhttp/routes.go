@@ -41,6 +41,7 @@ var Routes = []string{
 	"GET /healthz",
 	"GET /readyz",
 	"GET /openapi.json",
+	"GET /metrics",
 }
 
 func (s *Server) routes() {
@@ -173,6 +174,7 @@ func (s *Server) routes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "seq": s.cfg.Model.Applied()})
 	})
+	s.mux.Handle("GET /metrics", s.metrics.handler())
 	doc := OpenAPI()
 	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, doc)

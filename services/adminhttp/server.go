@@ -49,8 +49,9 @@ type Config struct {
 
 // Server serves the admin API.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg     Config
+	mux     *http.ServeMux
+	metrics *metrics
 }
 
 // New returns the API's handler.
@@ -68,6 +69,7 @@ func New(cfg Config) *Server {
 		cfg.MinSeqWait = 5 * time.Second
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s.metrics = newMetrics(s)
 	s.routes()
 	return s
 }
@@ -101,6 +103,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Request-Id", ri.id)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	s.mux.ServeHTTP(rec, r)
+	s.metrics.observe(r.Pattern, rec.status, time.Since(start).Seconds())
 	s.cfg.Log.Info("http", "request_id", ri.id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
 		"duration_ms", float64(time.Since(start).Microseconds())/1000, "actor", ri.p.actor())
 }
