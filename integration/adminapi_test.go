@@ -55,7 +55,8 @@ func startAdmin(t *testing.T) *adminEnv {
 	dir := filepath.Join(t.TempDir(), "data")
 	logs := &lockedBuffer{}
 	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
-		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		MinSeqWait: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ type adminRole struct {
 }
 
 // startAdmin starts the read model and serves the admin API on listen.
-func startAdmin(ctx context.Context, st store.Store, listen string, rootHash events.SecretHash, log *slog.Logger) (*adminRole, error) {
+func startAdmin(ctx context.Context, st store.Store, listen string, rootHash events.SecretHash, minSeqWait time.Duration, log *slog.Logger) (*adminRole, error) {
 	svc, err := control.New(control.Config{Store: st})
 	if err != nil {
 		return nil, err
@@ -81,7 +81,8 @@ func startAdmin(ctx context.Context, st store.Store, listen string, rootHash eve
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String()}
-	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: rootHash, Log: log.With("component", "admin")})
+	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: rootHash, Log: log.With("component", "admin"),
+		MinSeqWait: minSeqWait})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	a.wg.Add(2)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 )
 
@@ -31,12 +32,22 @@ Usage:
   keytrail serve    [flags]   control node against a NATS cluster
   keytrail gateway  [flags]   gateway node against a NATS cluster
 
+  keytrail tenant   create|get|suspend|resume
+  keytrail user     create|get|disable|enable|delete|revoke-keys   --tenant T
+  keytrail key      issue|list|get|update|suspend|resume|revoke|rotate   --tenant T
+  keytrail api      create|get|update|deprecate|retire   --tenant T
+
 Run 'keytrail <mode> -h' for a mode's flags.
 `
 
 // Main runs the command line args (without the program name) until ctx ends
 // and returns the process exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return MainEnv(ctx, args, stdout, stderr, os.Getenv)
+}
+
+// MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
+func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -45,6 +56,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	var run func(context.Context, []string, io.Writer, io.Writer) error
+	client := func(noun func(context.Context, []string, io.Writer, io.Writer, func(string) string) error) func(context.Context, []string, io.Writer, io.Writer) error {
+		return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			return noun(ctx, args, stdout, stderr, getenv)
+		}
+	}
 	switch args[0] {
 	case "dev":
 		run = runDev
@@ -52,6 +68,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		run = runServe
 	case "gateway":
 		run = runGateway
+	case "tenant":
+		run = client(tenantCmd)
+	case "user":
+		run = client(userCmd)
+	case "key":
+		run = client(keyCmd)
+	case "api":
+		run = client(apiCmd)
 	default:
 		fmt.Fprintf(stderr, "keytrail: unknown command %q\n\n%s", args[0], usage)
 		return ExitUsage

@@ -1,0 +1,98 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/services/app"
+)
+
+// TestCLIDrivesTheAdminAPI runs the CLI in-process against a keytrail dev:
+// the token comes from <data>/root.key, KEYTRAIL_TOKEN or --token, tables
+// for people and -o json for machines.
+func TestCLIDrivesTheAdminAPI(t *testing.T) {
+	e := startAdmin(t)
+	env := map[string]string{}
+	run := func(args ...string) (string, int) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := app.MainEnv(testCtx(t, 30*time.Second), args, &out, &errb, func(k string) string { return env[k] })
+		return out.String() + errb.String(), code
+	}
+	ok := func(args ...string) string {
+		t.Helper()
+		out, code := run(args...)
+		if code != 0 {
+			t.Fatalf("keytrail %s: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		return out
+	}
+	data := []string{"--data", e.dir}
+	out := ok(append([]string{"tenant", "create", "acme", "--name", "Acme"}, data...)...)
+	if !strings.Contains(out, "status:") || !strings.Contains(out, "active") {
+		t.Fatalf("table output: %s", out)
+	}
+	ok(append([]string{"user", "create", "--tenant", "acme", "bob", "--name", "Bob"}, data...)...)
+	out = ok(append([]string{"key", "issue", "--tenant", "acme", "--user", "bob", "--scope", "orders:read", "--scope", "keytrail:admin",
+		"--ttl", "24h", "--rate", "5/10", "--meta", "team=a", "-o", "json"}, data...)...)
+	var issued struct {
+		Key    struct{ ID string }
+		Secret string
+		Seq    uint64
+	}
+	if err := json.Unmarshal([]byte(out), &issued); err != nil || !strings.HasPrefix(issued.Secret, "kt_") {
+		t.Fatalf("json output: %v %s", err, out)
+	}
+	// The new admin key works through KEYTRAIL_TOKEN, confined to acme.
+	env["KEYTRAIL_TOKEN"] = issued.Secret
+	server := []string{"--server", e.base, "--min-seq", "999999999"}
+	if out, code := run(append([]string{"tenant", "get", "acme"}, server...)...); code == 0 || !strings.Contains(out, "unavailable") {
+		t.Fatalf("a future min-seq: exit %d %s", code, out)
+	}
+	server = []string{"--server", e.base}
+	out = ok(append([]string{"key", "list", "--tenant", "acme", "--min-seq", "0"}, server...)...)
+	if !strings.Contains(out, issued.Key.ID) || !strings.Contains(out, "HINT") {
+		t.Fatalf("list: %s", out)
+	}
+	ok(append([]string{"key", "update", "--tenant", "acme", issued.Key.ID, "--name", "ci"}, server...)...)
+	// Back to the root key from the data directory: the admin key is about
+	// to be suspended.
+	delete(env, "KEYTRAIL_TOKEN")
+	ok(append([]string{"key", "suspend", "--tenant", "acme", issued.Key.ID, "--reason", "check"}, data...)...)
+	ok(append([]string{"key", "resume", "--tenant", "acme", issued.Key.ID}, data...)...)
+	out = ok(append([]string{"key", "rotate", "--tenant", "acme", issued.Key.ID, "--grace", "1h"}, data...)...)
+	if !strings.Contains(out, "[previous]") || !strings.Contains(out, "kt_") {
+		t.Fatalf("rotate: %s", out)
+	}
+	ok(append([]string{"api", "create", "--tenant", "acme", "orders", "--prefix", "/orders", "--upstream", "http://127.0.0.1:9001"}, data...)...)
+	ok(append([]string{"api", "update", "--tenant", "acme", "orders", "--scope", "orders:read"}, data...)...)
+	ok(append([]string{"api", "deprecate", "--tenant", "acme", "orders", "--sunset", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, data...)...)
+	ok(append([]string{"api", "retire", "--tenant", "acme", "orders"}, data...)...)
+	ok(append([]string{"user", "disable", "--tenant", "acme", "bob"}, data...)...)
+	ok(append([]string{"user", "revoke-keys", "--tenant", "acme", "bob"}, data...)...)
+	ok(append([]string{"user", "delete", "--tenant", "acme", "bob"}, data...)...)
+	ok(append([]string{"tenant", "suspend", "acme", "--reason", "billing"}, data...)...)
+
+	// Errors: usage (2) and problems (1), with the problem's code.
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"key", "list"}, 2, "--tenant is required"},
+		{[]string{"key", "issue", "--tenant", "acme", "--data", e.dir}, 2, "--user"},
+		{[]string{"key", "explode", "--tenant", "acme"}, 2, "usage"},
+		{[]string{"tenant", "create", "Bad.Id", "--data", e.dir}, 1, "invalid_argument"},
+		{[]string{"tenant", "get", "nope", "--data", e.dir}, 1, "not_found"},
+		{[]string{"tenant", "get", "acme", "--server", e.base, "--token", "kt_wrong"}, 1, "unauthenticated"},
+		{[]string{"key", "issue", "--tenant", "acme", "--user", "bob", "--rate", "fast", "--data", e.dir}, 2, "--rate"},
+	} {
+		out, code := run(c.args...)
+		if code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("keytrail %s: exit %d %q, want %d and %q", strings.Join(c.args, " "), code, out, c.code, c.want)
+		}
+	}
+}

@@ -1,0 +1,284 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// clientFlags are the flags every admin command has.
+type clientFlags struct {
+	server   string
+	token    string
+	data     string
+	output   string
+	idemKey  string
+	ifMatch  string
+	minSeq   string
+	getenv   func(string) string
+	tenantID string
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet, tenant bool) {
+	fs.StringVar(&c.server, "server", "", "admin API URL (default: <data>/addresses.json, else http://"+DefaultAdminListen+")")
+	fs.StringVar(&c.token, "token", "", "admin key (default: $KEYTRAIL_TOKEN, else <data>/root.key)")
+	fs.StringVar(&c.data, "data", DefaultDataDir, "data directory of a local keytrail dev")
+	fs.StringVar(&c.output, "o", "table", "output: table or json")
+	fs.StringVar(&c.idemKey, "idempotency-key", "", "Idempotency-Key for a write")
+	fs.StringVar(&c.ifMatch, "if-match", "", "expected version (If-Match) for a write")
+	fs.StringVar(&c.minSeq, "min-seq", "", "Keytrail-Min-Seq for a read")
+	if tenant {
+		fs.StringVar(&c.tenantID, "tenant", "", "tenant id (required)")
+	}
+}
+
+func (c *clientFlags) resolve() error {
+	if c.output != "table" && c.output != "json" {
+		return usageError{errors.New("-o must be table or json")}
+	}
+	if c.server == "" {
+		var a Addresses
+		if b, err := os.ReadFile(filepath.Join(c.data, "addresses.json")); err == nil && json.Unmarshal(b, &a) == nil && a.Admin != "" {
+			c.server = a.Admin
+		} else {
+			c.server = "http://" + DefaultAdminListen
+		}
+	}
+	if c.token == "" {
+		c.token = c.getenv("KEYTRAIL_TOKEN")
+	}
+	if c.token == "" {
+		if b, err := os.ReadFile(filepath.Join(c.data, RootKeyFile)); err == nil {
+			c.token = strings.TrimSpace(string(b))
+		}
+	}
+	if c.token == "" {
+		return usageError{errors.New("no admin key: give --token, set KEYTRAIL_TOKEN, or run next to a keytrail dev data directory")}
+	}
+	return nil
+}
+
+// call sends one request and prints the answer; a problem is an error.
+func (c *clientFlags) call(ctx context.Context, stdout io.Writer, method, path string, body any, view func(io.Writer, map[string]any)) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.server, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for h, v := range map[string]string{"Idempotency-Key": c.idemKey, "If-Match": c.ifMatch, "Keytrail-Min-Seq": c.minSeq} {
+		if v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return fmt.Errorf("%s %s: %d, not JSON", method, path, resp.StatusCode)
+	}
+	if resp.StatusCode >= 400 {
+		detail, _ := out["detail"].(string)
+		code, _ := out["code"].(string)
+		if keyID, _ := out["key_id"].(string); keyID != "" {
+			detail += " (" + keyID + ")"
+		}
+		return fmt.Errorf("%d %s: %s", resp.StatusCode, code, detail)
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	view(stdout, out)
+	return nil
+}
+
+// showObject prints each object of the answer as aligned name: value lines.
+func showObject(names ...string) func(io.Writer, map[string]any) {
+	return func(w io.Writer, out map[string]any) {
+		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+		for _, n := range names {
+			obj, ok := out[n].(map[string]any)
+			if !ok {
+				if v, ok := out[n]; ok {
+					fmt.Fprintf(tw, "%s:\t%s\n", n, cell(v))
+				}
+				continue
+			}
+			if len(names) > 1 {
+				fmt.Fprintf(tw, "[%s]\t\n", n)
+			}
+			keys := make([]string, 0, len(obj))
+			for k := range obj {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				fmt.Fprintf(tw, "%s:\t%s\n", k, cell(obj[k]))
+			}
+		}
+		if seq, ok := out["seq"]; ok {
+			fmt.Fprintf(tw, "seq:\t%s\n", cell(seq))
+		}
+		tw.Flush()
+	}
+}
+
+// showKeys prints a key list as a table.
+func showKeys(w io.Writer, out map[string]any) {
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tNAME\tSTATUS\tSCOPES\tEXPIRES\tHINT")
+	keys, _ := out["keys"].([]any)
+	for _, k := range keys {
+		m, _ := k.(map[string]any)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(m["id"]), cell(m["user"]), cell(m["name"]), cell(m["status"]),
+			cell(m["scopes"]), cell(m["expires_at"]), cell(m["hint"]))
+	}
+	tw.Flush()
+	if next, ok := out["next_cursor"].(string); ok {
+		fmt.Fprintf(w, "more: --cursor %s\n", next)
+	}
+}
+
+func cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "-"
+	case string:
+		if x == "" {
+			return "-"
+		}
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case []any:
+		parts := make([]string, len(x))
+		for i, p := range x {
+			parts[i] = cell(p)
+		}
+		return strings.Join(parts, ",")
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// timeFlag is an optional RFC 3339 time.
+type timeFlag struct{ t *time.Time }
+
+func (f *timeFlag) String() string {
+	if f.t == nil {
+		return ""
+	}
+	return f.t.Format(time.RFC3339)
+}
+
+func (f *timeFlag) Set(v string) error {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return errors.New("want an RFC 3339 time such as 2026-12-31T00:00:00Z")
+	}
+	f.t = &t
+	return nil
+}
+
+// subcommand is one verb of a noun.
+type subcommand struct {
+	usage string
+	run   func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, stdout io.Writer) error
+	flags func(fs *flag.FlagSet) // extra flags
+}
+
+// runNoun dispatches `keytrail <noun> <verb> [flags] [args]`.
+func runNoun(noun string, verbs map[string]subcommand, tenantScoped bool) func(context.Context, []string, io.Writer, io.Writer, func(string) string) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+		if len(args) == 0 || verbs[args[0]].run == nil {
+			var names []string
+			for v := range verbs {
+				names = append(names, v)
+			}
+			sort.Strings(names)
+			return usageError{fmt.Errorf("usage: keytrail %s <%s> [flags]", noun, strings.Join(names, "|"))}
+		}
+		sc := verbs[args[0]]
+		fs := flag.NewFlagSet(noun+" "+args[0], flag.ContinueOnError)
+		c := &clientFlags{getenv: getenv}
+		c.register(fs, tenantScoped)
+		if sc.flags != nil {
+			sc.flags(fs)
+		}
+		fs.SetOutput(stderr)
+		fs.Usage = func() {
+			fmt.Fprintf(stderr, "usage: keytrail %s %s %s\n", noun, args[0], sc.usage)
+			fs.PrintDefaults()
+		}
+		// Flags may come before or after the positional arguments.
+		var positional []string
+		rest := args[1:]
+		for {
+			if err := fs.Parse(rest); err != nil {
+				if errors.Is(err, flag.ErrHelp) {
+					return err
+				}
+				return usageError{err}
+			}
+			if fs.NArg() == 0 {
+				break
+			}
+			positional = append(positional, fs.Arg(0))
+			rest = fs.Args()[1:]
+		}
+		if tenantScoped && c.tenantID == "" {
+			return usageError{errors.New("--tenant is required")}
+		}
+		if err := c.resolve(); err != nil {
+			return err
+		}
+		return sc.run(ctx, c, fs, positional, stdout)
+	}
+}
+
+// one requires exactly one positional argument.
+func one(args []string, what string) (string, error) {
+	if len(args) != 1 {
+		return "", usageError{fmt.Errorf("want one %s", what)}
+	}
+	return url.PathEscape(args[0]), nil
+}

@@ -1,0 +1,360 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// reasonFlag adds --reason and returns where it lands.
+func reasonFlag(fs *flag.FlagSet) *string {
+	return fs.String("reason", "", "why (recorded on the event)")
+}
+
+// stateChange is a verb that POSTs {"reason"} to <object>/<verb>.
+func stateChange(objectPath func(c *clientFlags, id string) string, verb, what, view string) subcommand {
+	var reason *string
+	return subcommand{
+		usage: what,
+		flags: func(fs *flag.FlagSet) { reason = reasonFlag(fs) },
+		run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+			id, err := one(args, what)
+			if err != nil {
+				return err
+			}
+			return c.call(ctx, out, "POST", objectPath(c, id)+"/"+verb, map[string]any{"reason": *reason}, showObject(view))
+		},
+	}
+}
+
+func tenantPath(c *clientFlags, id string) string { return "/v1/tenants/" + id }
+func userPath(c *clientFlags, id string) string {
+	return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users/" + id
+}
+func keyPath(c *clientFlags, id string) string {
+	return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/keys/" + id
+}
+func apiPath(c *clientFlags, id string) string {
+	return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis/" + id
+}
+
+func get(path func(*clientFlags, string) string, what, view string) subcommand {
+	return subcommand{usage: what, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+		id, err := one(args, what)
+		if err != nil {
+			return err
+		}
+		return c.call(ctx, out, "GET", path(c, id), nil, showObject(view))
+	}}
+}
+
+var tenantCmd = runNoun("tenant", map[string]subcommand{
+	"create": func() subcommand {
+		var name *string
+		return subcommand{usage: "ID [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
+			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+				if len(args) != 1 {
+					return usageError{errors.New("want one tenant id")}
+				}
+				return c.call(ctx, out, "POST", "/v1/tenants", map[string]any{"id": args[0], "name": *name}, showObject("tenant"))
+			}}
+	}(),
+	"get":     get(tenantPath, "TENANT", "tenant"),
+	"suspend": stateChange(tenantPath, "suspend", "TENANT", "tenant"),
+	"resume":  stateChange(tenantPath, "resume", "TENANT", "tenant"),
+}, false)
+
+var userCmd = runNoun("user", map[string]subcommand{
+	"create": func() subcommand {
+		var name *string
+		return subcommand{usage: "--tenant T [ID] [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
+			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+				if len(args) > 1 {
+					return usageError{errors.New("want at most one user id")}
+				}
+				body := map[string]any{"name": *name}
+				if len(args) == 1 {
+					body["id"] = args[0]
+				}
+				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/users", body, showObject("user"))
+			}}
+	}(),
+	"get":     get(userPath, "--tenant T USER", "user"),
+	"disable": stateChange(userPath, "disable", "--tenant T USER", "user"),
+	"enable":  stateChange(userPath, "enable", "--tenant T USER", "user"),
+	"delete": func() subcommand {
+		var reason *string
+		return subcommand{usage: "--tenant T USER", flags: func(fs *flag.FlagSet) { reason = reasonFlag(fs) },
+			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+				id, err := one(args, "user id")
+				if err != nil {
+					return err
+				}
+				return c.call(ctx, out, "DELETE", userPath(c, id), map[string]any{"reason": *reason}, showObject("user"))
+			}}
+	}(),
+	"revoke-keys": func() subcommand {
+		var reason *string
+		var before timeFlag
+		return subcommand{usage: "--tenant T USER [--before RFC3339]", flags: func(fs *flag.FlagSet) {
+			reason = reasonFlag(fs)
+			fs.Var(&before, "before", "revoke keys issued before this time (default now)")
+		}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+			id, err := one(args, "user id")
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"reason": *reason}
+			if before.t != nil {
+				body["before"] = before.t
+			}
+			return c.call(ctx, out, "POST", userPath(c, id)+"/revoke-keys", body, showObject("user"))
+		}}
+	}(),
+}, true)
+
+// rateLimit parses --rate PER_SECOND/BURST into b["rate_limit"].
+func rateLimit(rate string, b map[string]any) error {
+	if rate == "" {
+		return nil
+	}
+	ps, burst, ok := strings.Cut(rate, "/")
+	p, err1 := strconv.ParseFloat(ps, 64)
+	n, err2 := strconv.Atoi(burst)
+	if !ok || err1 != nil || err2 != nil {
+		return usageError{errors.New("--rate wants PER_SECOND/BURST, such as 5/10")}
+	}
+	b["rate_limit"] = map[string]any{"per_second": p, "burst": n}
+	return nil
+}
+
+// keyAttrFlags are the flags shared by key issue and key update.
+type keyAttrFlags struct {
+	name      *string
+	scopes    listFlag
+	expiresAt timeFlag
+	rate      *string
+	meta      listFlag
+}
+
+func (k *keyAttrFlags) register(fs *flag.FlagSet) {
+	k.name = fs.String("name", "", "key name")
+	fs.Var(&k.scopes, "scope", "a scope, such as orders:read (repeat for more)")
+	fs.Var(&k.expiresAt, "expires-at", "expiry, RFC 3339")
+	k.rate = fs.String("rate", "", "rate limit PER_SECOND/BURST, such as 5/10")
+	fs.Var(&k.meta, "meta", "metadata KEY=VALUE (repeat for more)")
+}
+
+// body adds the flags that were set to b.
+func (k *keyAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["name"] {
+		b["name"] = *k.name
+	}
+	if set["scope"] {
+		b["scopes"] = []string(k.scopes)
+	}
+	if k.expiresAt.t != nil {
+		b["expires_at"] = k.expiresAt.t
+	}
+	if err := rateLimit(*k.rate, b); err != nil {
+		return err
+	}
+	if set["meta"] {
+		md := map[string]string{}
+		for _, kv := range k.meta {
+			key, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return usageError{fmt.Errorf("--meta %q wants KEY=VALUE", kv)}
+			}
+			md[key] = v
+		}
+		b["metadata"] = md
+	}
+	return nil
+}
+
+var keyCmd = runNoun("key", map[string]subcommand{
+	"issue": func() subcommand {
+		var attrs keyAttrFlags
+		var user, ttl *string
+		var notBefore timeFlag
+		return subcommand{usage: "--tenant T --user U [--name N] [--scope S]... [--ttl 24h | --expires-at T] [--rate 5/10] [--meta k=v]...",
+			flags: func(fs *flag.FlagSet) {
+				attrs.register(fs)
+				user = fs.String("user", "", "the key's user (required)")
+				ttl = fs.String("ttl", "", "lifetime from now, such as 720h")
+				fs.Var(&notBefore, "not-before", "not valid before, RFC 3339")
+			},
+			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+				if len(args) != 0 || *user == "" {
+					return usageError{errors.New("want --user and no arguments")}
+				}
+				body := map[string]any{"user": *user}
+				if err := attrs.body(fs, body); err != nil {
+					return err
+				}
+				if *ttl != "" {
+					if _, err := time.ParseDuration(*ttl); err != nil {
+						return usageError{fmt.Errorf("--ttl: %w", err)}
+					}
+					body["ttl"] = *ttl
+				}
+				if notBefore.t != nil {
+					body["not_before"] = notBefore.t
+				}
+				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/keys", body, showObject("key", "secret"))
+			}}
+	}(),
+	"list": func() subcommand {
+		var user, status, expiring, cursor, limit *string
+		return subcommand{usage: "--tenant T [--user U] [--status S] [--expiring-within 72h] [--cursor C] [--limit N]",
+			flags: func(fs *flag.FlagSet) {
+				user = fs.String("user", "", "only this user's keys")
+				status = fs.String("status", "", "active, suspended or revoked")
+				expiring = fs.String("expiring-within", "", "only keys expiring within this duration")
+				cursor = fs.String("cursor", "", "next page after this key id")
+				limit = fs.String("limit", "", "page size (default 100)")
+			},
+			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+				if len(args) != 0 {
+					return usageError{errors.New("no arguments")}
+				}
+				q := url.Values{}
+				for k, v := range map[string]string{"user": *user, "status": *status, "expiring_within": *expiring, "cursor": *cursor, "limit": *limit} {
+					if v != "" {
+						q.Set(k, v)
+					}
+				}
+				path := "/v1/tenants/" + url.PathEscape(c.tenantID) + "/keys"
+				if len(q) > 0 {
+					path += "?" + q.Encode()
+				}
+				return c.call(ctx, out, "GET", path, nil, showKeys)
+			}}
+	}(),
+	"get": get(keyPath, "--tenant T KEY", "key"),
+	"update": func() subcommand {
+		var attrs keyAttrFlags
+		return subcommand{usage: "--tenant T KEY [--name N] [--scope S]... [--expires-at T] [--rate 5/10] [--meta k=v]... [--if-match V]",
+			flags: attrs.register,
+			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+				id, err := one(args, "key id")
+				if err != nil {
+					return err
+				}
+				body := map[string]any{}
+				if err := attrs.body(fs, body); err != nil {
+					return err
+				}
+				return c.call(ctx, out, "PATCH", keyPath(c, id), body, showObject("key"))
+			}}
+	}(),
+	"suspend": stateChange(keyPath, "suspend", "--tenant T KEY", "key"),
+	"resume":  stateChange(keyPath, "resume", "--tenant T KEY", "key"),
+	"revoke":  stateChange(keyPath, "revoke", "--tenant T KEY", "key"),
+	"rotate": func() subcommand {
+		var grace, reason *string
+		return subcommand{usage: "--tenant T KEY [--grace 24h]", flags: func(fs *flag.FlagSet) {
+			grace = fs.String("grace", "24h", "how long the old key keeps working")
+			reason = reasonFlag(fs)
+		}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+			id, err := one(args, "key id")
+			if err != nil {
+				return err
+			}
+			return c.call(ctx, out, "POST", keyPath(c, id)+"/rotate", map[string]any{"grace": *grace, "reason": *reason},
+				showObject("key", "secret", "previous"))
+		}}
+	}(),
+}, true)
+
+// apiAttrFlags are the flags shared by api create and api update.
+type apiAttrFlags struct {
+	name, prefix, rate *string
+	upstreams, scopes  listFlag
+}
+
+func (a *apiAttrFlags) register(fs *flag.FlagSet) {
+	a.name = fs.String("name", "", "display name")
+	a.prefix = fs.String("prefix", "", "path prefix, such as /orders")
+	fs.Var(&a.upstreams, "upstream", "upstream URL (repeat for more)")
+	fs.Var(&a.scopes, "scope", "scope every request needs (repeat for more)")
+	a.rate = fs.String("rate", "", "rate limit PER_SECOND/BURST")
+}
+
+func (a *apiAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["name"] {
+		b["name"] = *a.name
+	}
+	if set["prefix"] {
+		b["path_prefix"] = *a.prefix
+	}
+	if set["upstream"] {
+		b["upstreams"] = []string(a.upstreams)
+	}
+	if set["scope"] {
+		b["scopes"] = []string(a.scopes)
+	}
+	return rateLimit(*a.rate, b)
+}
+
+var apiCmd = runNoun("api", map[string]subcommand{
+	"create": func() subcommand {
+		var attrs apiAttrFlags
+		return subcommand{usage: "--tenant T ID --prefix /p --upstream URL... [--scope S]...", flags: attrs.register,
+			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+				if len(args) != 1 {
+					return usageError{errors.New("want one API id")}
+				}
+				body := map[string]any{"id": args[0]}
+				if err := attrs.body(fs, body); err != nil {
+					return err
+				}
+				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/apis", body, showObject("api"))
+			}}
+	}(),
+	"get": get(apiPath, "--tenant T API", "api"),
+	"update": func() subcommand {
+		var attrs apiAttrFlags
+		return subcommand{usage: "--tenant T API [--prefix /p] [--upstream URL]... [--scope S]...", flags: attrs.register,
+			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+				id, err := one(args, "API id")
+				if err != nil {
+					return err
+				}
+				body := map[string]any{}
+				if err := attrs.body(fs, body); err != nil {
+					return err
+				}
+				return c.call(ctx, out, "PATCH", apiPath(c, id), body, showObject("api"))
+			}}
+	}(),
+	"deprecate": func() subcommand {
+		var sunset timeFlag
+		var reason *string
+		return subcommand{usage: "--tenant T API --sunset RFC3339", flags: func(fs *flag.FlagSet) {
+			fs.Var(&sunset, "sunset", "when the API will be retired (required)")
+			reason = reasonFlag(fs)
+		}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+			id, err := one(args, "API id")
+			if err != nil {
+				return err
+			}
+			if sunset.t == nil {
+				return usageError{errors.New("--sunset is required")}
+			}
+			return c.call(ctx, out, "POST", apiPath(c, id)+"/deprecate", map[string]any{"sunset": sunset.t, "reason": *reason}, showObject("api"))
+		}}
+	}(),
+	"retire": stateChange(apiPath, "retire", "--tenant T API", "api"),
+}, true)
