@@ -36,9 +36,14 @@ soak:
 	KEYTRAIL_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'KillNine|LeaderLoss' -v ./integration/
 
 ## fuzz: each fuzz target for FUZZTIME
+FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecoderAgreesWithEncodingJSON \
+	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./events/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseSubject$$' -fuzztime $(FUZZTIME) ./events/
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "$$pkg $$fn"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf bin keytrail-data
