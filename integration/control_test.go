@@ -22,17 +22,7 @@ import (
 func TestNoKeyIsIssuedToADisabledUser(t *testing.T) {
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
-			var url string
-			if replicas == 1 {
-				url = natstest.RunServer(t).ClientURL()
-			} else {
-				url = natstest.RunCluster(t, 3).URLs()
-			}
-			st := openStore(t, natstest.Connect(t, url), store.Config{Replicas: replicas})
-			svc, err := control.New(control.Config{Store: st})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st, svc := controlOn(t, replicas)
 			ctx := testCtx(t, 2*time.Minute)
 			m := func() control.Meta { return control.Meta{Actor: "root"} }
 			if _, _, err := svc.CreateTenant(ctx, m(), "race", "Race"); err != nil {
@@ -82,6 +72,24 @@ func TestNoKeyIsIssuedToADisabledUser(t *testing.T) {
 	}
 }
 
+// controlOn starts a single node (replicas 1) or a three-node cluster and
+// a control service on its stream.
+func controlOn(t *testing.T, replicas int) (store.Store, *control.Service) {
+	t.Helper()
+	var url string
+	if replicas == 1 {
+		url = natstest.RunServer(t).ClientURL()
+	} else {
+		url = natstest.RunCluster(t, 3).URLs()
+	}
+	st := openStore(t, natstest.Connect(t, url), store.Config{Replicas: replicas})
+	svc, err := control.New(control.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, svc
+}
+
 // checkNoKeyForInactiveUser folds the tenant's log and fails on a key.issued
 // whose user was not active at that point.
 func checkNoKeyForInactiveUser(t *testing.T, ctx context.Context, st store.Store) {
@@ -102,11 +110,7 @@ func checkNoKeyForInactiveUser(t *testing.T, ctx context.Context, st store.Store
 // TestIfMatchLetsOneOfManyWin: concurrent suspensions pinned to one version:
 // one wins, the rest get a conflict.
 func TestIfMatchLetsOneOfManyWin(t *testing.T) {
-	st := openStore(t, natstest.Connect(t, natstest.RunServer(t).ClientURL()), store.Config{})
-	svc, err := control.New(control.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, svc := controlOn(t, 1)
 	ctx := testCtx(t, time.Minute)
 	m := control.Meta{Actor: "root"}
 	svc.CreateTenant(ctx, m, "acme", "A")
@@ -140,17 +144,7 @@ func TestIfMatchLetsOneOfManyWin(t *testing.T) {
 func TestPrefixesStayUniqueUnderRaces(t *testing.T) {
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
-			var url string
-			if replicas == 1 {
-				url = natstest.RunServer(t).ClientURL()
-			} else {
-				url = natstest.RunCluster(t, 3).URLs()
-			}
-			st := openStore(t, natstest.Connect(t, url), store.Config{Replicas: replicas})
-			svc, err := control.New(control.Config{Store: st})
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, svc := controlOn(t, replicas)
 			ctx := testCtx(t, time.Minute)
 			for _, ten := range []string{"acme", "globex"} {
 				if _, _, err := svc.CreateTenant(ctx, control.Meta{Actor: "root"}, ten, ten); err != nil {

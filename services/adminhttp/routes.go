@@ -44,26 +44,30 @@ var Routes = []string{
 	"GET /metrics",
 }
 
+// Request bodies of the tenant and user routes.
+type (
+	createBody struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	revokeKeysBody struct {
+		Before *time.Time `json:"before"`
+		Reason string     `json:"reason"`
+	}
+)
+
+func (createBody) reason() string       { return "" }
+func (b revokeKeysBody) reason() string { return b.Reason }
+
+func tenantAny(t projections.Tenant) any { return tenantOf(t) }
+func userAny(u projections.User) any     { return userOf(u) }
+
 func (s *Server) routes() {
 	c := s.cfg.Control
-	s.handle("POST /v1/tenants", rootOnly, func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		var body struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		}
-		if err := decode(r, &body, false); err != nil {
-			return err
-		}
-		m, err := meta(r, p, "")
-		if err != nil {
-			return err
-		}
-		t, res, err := c.CreateTenant(r.Context(), m, body.ID, body.Name)
-		if err != nil {
-			return err
-		}
-		return written(w, created(res), res, map[string]any{"tenant": tenantOf(t)})
-	})
+	command(s, "POST /v1/tenants", rootOnly, true,
+		func(ctx context.Context, _ *http.Request, m control.Meta, b createBody, _ *uint64) (projections.Tenant, control.Result, error) {
+			return c.CreateTenant(ctx, m, b.ID, b.Name)
+		}, created, "tenant", tenantAny)
 	s.handle("GET /v1/tenants/{tenant}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		if err := s.minSeq(r); err != nil {
 			return err
@@ -75,44 +79,19 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"tenant": tenantOf(t)})
 		return nil
 	})
-	tenantOp := func(op func(ctx context.Context, m control.Meta, id string) (projections.Tenant, control.Result, error), reasonRequired bool) handler {
-		return func(w http.ResponseWriter, r *http.Request, p *principal) error {
-			var body reasonBody
-			if err := decode(r, &body, !reasonRequired); err != nil {
-				return err
-			}
-			m, err := meta(r, p, body.Reason)
-			if err != nil {
-				return err
-			}
-			t, res, err := op(r.Context(), m, r.PathValue("tenant"))
-			if err != nil {
-				return err
-			}
-			return written(w, http.StatusOK, res, map[string]any{"tenant": tenantOf(t)})
-		}
+	for verb, op := range map[string]func(context.Context, control.Meta, string) (projections.Tenant, control.Result, error){
+		"suspend": c.SuspendTenant, "resume": c.ResumeTenant,
+	} {
+		command(s, "POST /v1/tenants/{tenant}/"+verb, rootOnly, false,
+			func(ctx context.Context, r *http.Request, m control.Meta, _ reasonBody, _ *uint64) (projections.Tenant, control.Result, error) {
+				return op(ctx, m, r.PathValue("tenant"))
+			}, ok, "tenant", tenantAny)
 	}
-	s.handle("POST /v1/tenants/{tenant}/suspend", rootOnly, tenantOp(c.SuspendTenant, false))
-	s.handle("POST /v1/tenants/{tenant}/resume", rootOnly, tenantOp(c.ResumeTenant, false))
 
-	s.handle("POST /v1/tenants/{tenant}/users", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		var body struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		}
-		if err := decode(r, &body, false); err != nil {
-			return err
-		}
-		m, err := meta(r, p, "")
-		if err != nil {
-			return err
-		}
-		u, res, err := c.CreateUser(r.Context(), m, r.PathValue("tenant"), body.ID, body.Name)
-		if err != nil {
-			return err
-		}
-		return written(w, created(res), res, map[string]any{"user": userOf(u)})
-	})
+	command(s, "POST /v1/tenants/{tenant}/users", tenantAdmin, true,
+		func(ctx context.Context, r *http.Request, m control.Meta, b createBody, _ *uint64) (projections.User, control.Result, error) {
+			return c.CreateUser(ctx, m, r.PathValue("tenant"), b.ID, b.Name)
+		}, created, "user", userAny)
 	s.handle("GET /v1/tenants/{tenant}/users/{user}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		if err := s.minSeq(r); err != nil {
 			return err
@@ -124,44 +103,20 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"user": userOf(u)})
 		return nil
 	})
-	userOp := func(op func(ctx context.Context, m control.Meta, tenant, id string) (projections.User, control.Result, error)) handler {
-		return func(w http.ResponseWriter, r *http.Request, p *principal) error {
-			var body reasonBody
-			if err := decode(r, &body, true); err != nil {
-				return err
-			}
-			m, err := meta(r, p, body.Reason)
-			if err != nil {
-				return err
-			}
-			u, res, err := op(r.Context(), m, r.PathValue("tenant"), r.PathValue("user"))
-			if err != nil {
-				return err
-			}
-			return written(w, http.StatusOK, res, map[string]any{"user": userOf(u)})
-		}
+	for pattern, op := range map[string]func(context.Context, control.Meta, string, string) (projections.User, control.Result, error){
+		"POST /v1/tenants/{tenant}/users/{user}/disable": c.DisableUser,
+		"POST /v1/tenants/{tenant}/users/{user}/enable":  c.EnableUser,
+		"DELETE /v1/tenants/{tenant}/users/{user}":       c.DeleteUser,
+	} {
+		command(s, pattern, tenantAdmin, false,
+			func(ctx context.Context, r *http.Request, m control.Meta, _ reasonBody, _ *uint64) (projections.User, control.Result, error) {
+				return op(ctx, m, r.PathValue("tenant"), r.PathValue("user"))
+			}, ok, "user", userAny)
 	}
-	s.handle("POST /v1/tenants/{tenant}/users/{user}/disable", tenantAdmin, userOp(c.DisableUser))
-	s.handle("POST /v1/tenants/{tenant}/users/{user}/enable", tenantAdmin, userOp(c.EnableUser))
-	s.handle("DELETE /v1/tenants/{tenant}/users/{user}", tenantAdmin, userOp(c.DeleteUser))
-	s.handle("POST /v1/tenants/{tenant}/users/{user}/revoke-keys", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		var body struct {
-			Before *time.Time `json:"before"`
-			Reason string     `json:"reason"`
-		}
-		if err := decode(r, &body, true); err != nil {
-			return err
-		}
-		m, err := meta(r, p, body.Reason)
-		if err != nil {
-			return err
-		}
-		u, res, err := c.RevokeUserKeys(r.Context(), m, r.PathValue("tenant"), r.PathValue("user"), body.Before)
-		if err != nil {
-			return err
-		}
-		return written(w, http.StatusOK, res, map[string]any{"user": userOf(u)})
-	})
+	command(s, "POST /v1/tenants/{tenant}/users/{user}/revoke-keys", tenantAdmin, false,
+		func(ctx context.Context, r *http.Request, m control.Meta, b revokeKeysBody, _ *uint64) (projections.User, control.Result, error) {
+			return c.RevokeUserKeys(ctx, m, r.PathValue("tenant"), r.PathValue("user"), b.Before)
+		}, ok, "user", userAny)
 	s.keyRoutes()
 	s.apiRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

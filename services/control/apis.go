@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/events"
-	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 )
 
@@ -71,63 +70,37 @@ func checkPrefix(all []events.Recorded, tenant, id, prefix string) error {
 	return nil
 }
 
-// prefixChange runs a command that sets an API's prefix: it reads every API
-// of every tenant under one scope, so that two tenants cannot take
-// overlapping prefixes at the same moment.
-func (s *Service) prefixChange(ctx context.Context, meta Meta, tenant, id string, version *uint64,
-	decide func(a projections.API, now time.Time) (events.Payload, string, error)) (projections.API, Result, error) {
-	var (
-		out projections.API
-		res Result
-	)
-	if _, err := s.normalize(&meta); err != nil {
-		return out, res, err
-	}
-	agg := events.APIAggregate(id)
-	subject, _ := events.Subject(tenant, agg)
-	err := s.run(ctx, &meta, version != nil, func(ctx context.Context, now time.Time) error {
-		seq, err := s.cfg.Store.LastSeq(ctx, events.AllAPIsFilter)
-		if err != nil {
-			return err
-		}
-		scope := &store.Scope{Filter: events.AllAPIsFilter, Seq: seq}
-		l, err := load[projections.API](ctx, s.cfg.Store, tenant, agg)
-		if err != nil {
-			return err
-		}
-		if recs := l.recorded(meta.CommandID); len(recs) > 0 {
-			out, res = l.State, Result{Seq: lastSeq(recs), Replayed: true}
-			return nil
-		}
-		if err := ifMatch(version, l.State.Version); err != nil {
-			return err
-		}
-		p, prefix, err := decide(l.State, now)
-		if err != nil {
-			return err
-		}
-		if err := checkPayload(p); err != nil {
-			return err
-		}
-		all, err := s.cfg.Store.LoadAll(ctx, events.AllAPIsFilter)
-		if err != nil {
-			return err
-		}
-		if err := checkPrefix(all, tenant, id, prefix); err != nil {
-			return err
-		}
-		e, err := s.event(&meta, now, tenant, agg, p)
-		if err != nil {
-			return err
-		}
-		recs, err := s.cfg.Store.AppendAtomic(ctx, scope, store.Write{Expect: l.Head, Events: []events.Event{e}})
-		if err != nil {
-			return err
-		}
-		out, res = applied(l.State, recs, subject), Result{Seq: lastSeq(recs), Replayed: recs[0].ID != e.ID}
-		return nil
-	})
-	return out, res, err
+// apiStep is a step on an API. Every API command appends under the scope of
+// all APIs of all tenants, so that two tenants cannot take overlapping
+// prefixes at the same moment, and a command that sets a prefix reads every
+// API's events to check it.
+func (s *Service) apiStep(tenant, id string, version *uint64, decide func(a projections.API, now time.Time) (events.Payload, error)) step[projections.API] {
+	return step[projections.API]{tenant: tenant, agg: events.APIAggregate(id), scope: events.AllAPIsFilter,
+		pinned: version != nil, version: apiVersion,
+		decide: func(a projections.API, now time.Time) (events.Payload, error) {
+			if a.Exists() {
+				if err := ifMatch(version, a.Version); err != nil {
+					return nil, err
+				}
+			}
+			return decide(a, now)
+		},
+		check: func(ctx context.Context, p events.Payload) error {
+			var prefix string
+			switch p := p.(type) {
+			case events.APICreatedV1:
+				prefix = p.PathPrefix
+			case events.APIUpdatedV1:
+				prefix = p.PathPrefix
+			default:
+				return nil
+			}
+			all, err := s.cfg.Store.LoadAll(ctx, events.AllAPIsFilter)
+			if err != nil {
+				return err
+			}
+			return checkPrefix(all, tenant, id, prefix)
+		}}
 }
 
 // CreateAPI publishes an API of tenant under a path prefix no other API holds.
@@ -138,13 +111,13 @@ func (s *Service) CreateAPI(ctx context.Context, meta Meta, tenant string, spec 
 	if _, err := s.Tenant(ctx, tenant); err != nil {
 		return projections.API{}, Result{}, err
 	}
-	return s.prefixChange(ctx, meta, tenant, spec.ID, nil, func(a projections.API, _ time.Time) (events.Payload, string, error) {
+	return transition(ctx, s, meta, s.apiStep(tenant, spec.ID, nil, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if a.Exists() {
-			return nil, "", errorf(CodeConflict, "API %s exists", spec.ID)
+			return nil, errorf(CodeConflict, "API %s exists", spec.ID)
 		}
 		return events.APICreatedV1{Name: spec.Name, PathPrefix: spec.PathPrefix, Upstreams: spec.Upstreams,
-			Scopes: spec.Scopes, RateLimit: spec.RateLimit}, spec.PathPrefix, nil
-	})
+			Scopes: spec.Scopes, RateLimit: spec.RateLimit}, nil
+	}))
 }
 
 // UpdateAPI changes an API's name, prefix, upstreams, scopes or rate limit.
@@ -155,9 +128,9 @@ func (s *Service) UpdateAPI(ctx context.Context, meta Meta, tenant, id string, p
 	if patch == (APIPatch{}) {
 		return projections.API{}, Result{}, errorf(CodeInvalidArgument, "nothing to update")
 	}
-	return s.prefixChange(ctx, meta, tenant, id, version, func(a projections.API, _ time.Time) (events.Payload, string, error) {
+	return transition(ctx, s, meta, s.apiStep(tenant, id, version, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if err := apiUsable(a, id); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		p := events.APIUpdatedV1{Name: a.Name, PathPrefix: a.PathPrefix, Upstreams: a.Upstreams, Scopes: a.Scopes, RateLimit: a.RateLimit}
 		if patch.Name != nil {
@@ -175,8 +148,8 @@ func (s *Service) UpdateAPI(ctx context.Context, meta Meta, tenant, id string, p
 		if patch.RateLimit != nil {
 			p.RateLimit = patch.RateLimit
 		}
-		return p, p.PathPrefix, nil
-	})
+		return p, nil
+	}))
 }
 
 func apiUsable(a projections.API, id string) error {
@@ -196,19 +169,18 @@ func (s *Service) DeprecateAPI(ctx context.Context, meta Meta, tenant, id string
 	if err := checkAPIID(tenant, id); err != nil {
 		return projections.API{}, Result{}, err
 	}
-	return transition(ctx, s, meta, tenant, events.APIAggregate(id), events.AllAPIsFilter, false, apiVersion,
-		func(a projections.API, now time.Time) (events.Payload, error) {
-			if err := apiUsable(a, id); err != nil {
-				return nil, err
-			}
-			if !sunset.After(now) {
-				return nil, errorf(CodeInvalidArgument, "sunset must be in the future")
-			}
-			if a.Sunset != nil && a.Sunset.Equal(sunset) {
-				return nil, nil
-			}
-			return events.APIDeprecatedV1{Sunset: sunset.UTC()}, nil
-		})
+	return transition(ctx, s, meta, s.apiStep(tenant, id, nil, func(a projections.API, now time.Time) (events.Payload, error) {
+		if err := apiUsable(a, id); err != nil {
+			return nil, err
+		}
+		if !sunset.After(now) {
+			return nil, errorf(CodeInvalidArgument, "sunset must be in the future")
+		}
+		if a.Sunset != nil && a.Sunset.Equal(sunset) {
+			return nil, nil
+		}
+		return events.APIDeprecatedV1{Sunset: sunset.UTC()}, nil
+	}))
 }
 
 // RetireAPI retires an API for good: the gateway answers 410. Retiring a
@@ -217,16 +189,15 @@ func (s *Service) RetireAPI(ctx context.Context, meta Meta, tenant, id string) (
 	if err := checkAPIID(tenant, id); err != nil {
 		return projections.API{}, Result{}, err
 	}
-	return transition(ctx, s, meta, tenant, events.APIAggregate(id), events.AllAPIsFilter, false, apiVersion,
-		func(a projections.API, _ time.Time) (events.Payload, error) {
-			if !a.Exists() {
-				return nil, errorf(CodeNotFound, "no API %s", id)
-			}
-			if a.Status == projections.APIRetired {
-				return nil, nil
-			}
-			return events.APIRetiredV1{}, nil
-		})
+	return transition(ctx, s, meta, s.apiStep(tenant, id, nil, func(a projections.API, _ time.Time) (events.Payload, error) {
+		if !a.Exists() {
+			return nil, errorf(CodeNotFound, "no API %s", id)
+		}
+		if a.Status == projections.APIRetired {
+			return nil, nil
+		}
+		return events.APIRetiredV1{}, nil
+	}))
 }
 
 // API returns an API's current state.

@@ -200,8 +200,8 @@ func (s *Service) keyCommand(ctx context.Context, meta Meta, tenant, keyID strin
 	if !found {
 		return projections.Key{}, Result{}, errorf(CodeNotFound, "no key %s", keyID)
 	}
-	return transition(ctx, s, meta, tenant, events.KeyAggregate(user, keyID), "", version != nil, keyVersion,
-		func(k projections.Key, now time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, step[projections.Key]{tenant: tenant, agg: events.KeyAggregate(user, keyID),
+		pinned: version != nil, version: keyVersion, decide: func(k projections.Key, now time.Time) (events.Payload, error) {
 			if !k.Exists() {
 				return nil, errorf(CodeNotFound, "no key %s", keyID)
 			}
@@ -209,7 +209,7 @@ func (s *Service) keyCommand(ctx context.Context, meta Meta, tenant, keyID strin
 				return nil, err
 			}
 			return decide(k, now)
-		})
+		}})
 }
 
 func notRevoked(k projections.Key) error {

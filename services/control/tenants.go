@@ -22,13 +22,13 @@ func (s *Service) CreateTenant(ctx context.Context, meta Meta, id, name string) 
 	if err := checkTenantID(id); err != nil {
 		return projections.Tenant{}, Result{}, err
 	}
-	return transition(ctx, s, meta, id, events.TenantAggregate(id), "", false, tenantVersion,
-		func(t projections.Tenant, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, step[projections.Tenant]{tenant: id, agg: events.TenantAggregate(id), version: tenantVersion,
+		decide: func(t projections.Tenant, _ time.Time) (events.Payload, error) {
 			if t.Exists() {
 				return nil, errorf(CodeConflict, "tenant %s exists", id)
 			}
 			return events.TenantCreatedV1{Name: name}, nil
-		})
+		}})
 }
 
 // SuspendTenant suspends tenant id: every one of its keys fails with
@@ -47,8 +47,8 @@ func (s *Service) tenantStatus(ctx context.Context, meta Meta, id string, to pro
 	if err := checkTenantID(id); err != nil {
 		return projections.Tenant{}, Result{}, err
 	}
-	return transition(ctx, s, meta, id, events.TenantAggregate(id), "", false, tenantVersion,
-		func(t projections.Tenant, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, step[projections.Tenant]{tenant: id, agg: events.TenantAggregate(id), version: tenantVersion,
+		decide: func(t projections.Tenant, _ time.Time) (events.Payload, error) {
 			switch {
 			case !t.Exists():
 				return nil, errorf(CodeNotFound, "no tenant %s", id)
@@ -56,7 +56,7 @@ func (s *Service) tenantStatus(ctx context.Context, meta Meta, id string, to pro
 				return nil, nil
 			}
 			return p, nil
-		})
+		}})
 }
 
 // Tenant returns tenant id's current state.

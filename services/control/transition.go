@@ -12,17 +12,33 @@ type stateful[T any] interface {
 	Apply(events.Recorded) (T, error)
 }
 
-// transition runs a command that appends (at most) one event to one
-// aggregate. decide returns the payload to append, nil when the aggregate is
-// already as asked (nothing is appended), or a domain error. With a scope
-// filter the append expects nothing to have changed under it since before
-// the aggregate was loaded (see userScope).
-func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, tenant string, agg events.Aggregate, scopeFilter string,
-	pinned bool, version func(T) uint64, decide func(state T, now time.Time) (events.Payload, error)) (T, Result, error) {
+// step describes a command that appends (at most) one event to one
+// aggregate.
+type step[T any] struct {
+	tenant string
+	agg    events.Aggregate
+	// scope, when set, is a filter the append expects nothing to have
+	// changed under since before the aggregate was loaded (see userScope).
+	scope string
+	// pinned: the caller gave If-Match, so a conflict is not retried.
+	pinned  bool
+	version func(T) uint64
+	// decide returns the payload to append, nil when the aggregate is
+	// already as asked (nothing is appended), or a domain error.
+	decide func(state T, now time.Time) (events.Payload, error)
+	// check, when set, vets the payload against more of the log before it
+	// is appended (unique path prefixes).
+	check func(ctx context.Context, p events.Payload) error
+}
+
+// transition runs a step: load, replay or decide, check, append; again on
+// a conflict.
+func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, st step[T]) (T, Result, error) {
 	var (
 		out T
 		res Result
 	)
+	tenant, agg, scopeFilter, decide := st.tenant, st.agg, st.scope, st.decide
 	if _, err := s.normalize(&meta); err != nil {
 		return out, res, err
 	}
@@ -30,7 +46,7 @@ func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, tenan
 	if err != nil {
 		return out, res, errorf(CodeInvalidArgument, "%v", err)
 	}
-	err = s.run(ctx, &meta, pinned, func(ctx context.Context, now time.Time) error {
+	err = s.run(ctx, &meta, st.pinned, func(ctx context.Context, now time.Time) error {
 		var scope *store.Scope
 		if scopeFilter != "" {
 			seq, err := s.cfg.Store.LastSeq(ctx, scopeFilter)
@@ -49,11 +65,16 @@ func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, tenan
 		}
 		p, err := decide(l.State, now)
 		if err != nil || p == nil {
-			out, res = l.State, Result{Seq: version(l.State)}
+			out, res = l.State, Result{Seq: st.version(l.State)}
 			return err
 		}
 		if err := checkPayload(p); err != nil {
 			return err
+		}
+		if st.check != nil {
+			if err := st.check(ctx, p); err != nil {
+				return err
+			}
 		}
 		e, err := s.event(&meta, now, tenant, agg, p)
 		if err != nil {

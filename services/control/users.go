@@ -46,13 +46,13 @@ func (s *Service) CreateUser(ctx context.Context, meta Meta, tenant, id, name st
 	if _, err := s.Tenant(ctx, tenant); err != nil {
 		return projections.User{}, Result{}, err
 	}
-	return transition(ctx, s, meta, tenant, events.UserAggregate(id), userScopeFilter(tenant, id), false, userVersion,
-		func(u projections.User, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, step[projections.User]{tenant: tenant, agg: events.UserAggregate(id),
+		scope: userScopeFilter(tenant, id), version: userVersion, decide: func(u projections.User, _ time.Time) (events.Payload, error) {
 			if u.Exists() {
 				return nil, errorf(CodeConflict, "user %s exists", id)
 			}
 			return events.UserCreatedV1{Name: name}, nil
-		})
+		}})
 }
 
 // DisableUser disables a user: their keys fail with USER_DISABLED.
@@ -74,8 +74,8 @@ func (s *Service) userStatus(ctx context.Context, meta Meta, tenant, id string, 
 	if err := checkUserID(tenant, id); err != nil {
 		return projections.User{}, Result{}, err
 	}
-	return transition(ctx, s, meta, tenant, events.UserAggregate(id), userScopeFilter(tenant, id), false, userVersion,
-		func(u projections.User, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, step[projections.User]{tenant: tenant, agg: events.UserAggregate(id),
+		scope: userScopeFilter(tenant, id), version: userVersion, decide: func(u projections.User, _ time.Time) (events.Payload, error) {
 			switch {
 			case !u.Exists():
 				return nil, errorf(CodeNotFound, "no user %s", id)
@@ -85,7 +85,7 @@ func (s *Service) userStatus(ctx context.Context, meta Meta, tenant, id string, 
 				return nil, errorf(CodeFailedPrecondition, "user %s is deleted, which is final", id)
 			}
 			return p, nil
-		})
+		}})
 }
 
 // RevokeUserKeys revokes every key of a user issued before before (now when
@@ -94,8 +94,8 @@ func (s *Service) RevokeUserKeys(ctx context.Context, meta Meta, tenant, id stri
 	if err := checkUserID(tenant, id); err != nil {
 		return projections.User{}, Result{}, err
 	}
-	return transition(ctx, s, meta, tenant, events.UserAggregate(id), userScopeFilter(tenant, id), false, userVersion,
-		func(u projections.User, now time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, step[projections.User]{tenant: tenant, agg: events.UserAggregate(id),
+		scope: userScopeFilter(tenant, id), version: userVersion, decide: func(u projections.User, now time.Time) (events.Payload, error) {
 			t := now
 			if before != nil {
 				t = before.UTC()
@@ -109,7 +109,7 @@ func (s *Service) RevokeUserKeys(ctx context.Context, meta Meta, tenant, id stri
 				return nil, nil // an earlier revocation covers it
 			}
 			return events.UserKeysRevokedBeforeV1{Before: t}, nil
-		})
+		}})
 }
 
 // User returns a user's current state.

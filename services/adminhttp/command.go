@@ -1,0 +1,44 @@
+package adminhttp
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/keytrail/keytrail/services/control"
+)
+
+// reasoned is a request body that may carry a reason.
+type reasoned interface{ reason() string }
+
+func (b reasonBody) reason() string { return b.Reason }
+
+// command registers a write route of the common shape: decode the body (an
+// empty one allowed unless bodyRequired), build the meta with the body's
+// reason and the request's Idempotency-Key and If-Match, run the command,
+// and answer {name: view, seq} with status.
+func command[B reasoned, T any](s *Server, pattern string, who access, bodyRequired bool,
+	run func(ctx context.Context, r *http.Request, m control.Meta, body B, version *uint64) (T, control.Result, error),
+	status func(control.Result) int, name string, view func(T) any) {
+	s.handle(pattern, who, func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		var body B
+		if err := decode(r, &body, !bodyRequired); err != nil {
+			return err
+		}
+		m, err := meta(r, p, body.reason())
+		if err != nil {
+			return err
+		}
+		v, err := ifMatch(r)
+		if err != nil {
+			return err
+		}
+		out, res, err := run(r.Context(), r, m, body, v)
+		if err != nil {
+			return err
+		}
+		return written(w, status(res), res, map[string]any{name: view(out)})
+	})
+}
+
+// ok is the status of a write that changes an existing object.
+func ok(control.Result) int { return http.StatusOK }
