@@ -362,6 +362,7 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 	}
 	defer sub.Unsubscribe()
 	api := "$JS.API.DIRECT.GET." + events.StreamName
+	noResponders := 0
 	for {
 		body, _ := json.Marshal(directGetRequest{Seq: from, NextFor: filter, Batch: loadBatch})
 		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
@@ -371,6 +372,17 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 	batch:
 		for {
 			m, err := sub.NextMsgWithContext(ctx)
+			if errors.Is(err, nats.ErrNoResponders) {
+				// No replica answers direct gets yet (just after the stream
+				// was created, or during a leader change): ask again.
+				if err := pause(ctx, &noResponders); err != nil {
+					return fmt.Errorf("store: direct get %s: %w", filter, nats.ErrNoResponders)
+				}
+				if last > 0 {
+					from = last + 1
+				}
+				break batch
+			}
 			if err != nil {
 				return fmt.Errorf("store: direct get %s: %w", filter, err)
 			}
@@ -398,6 +410,35 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 	}
 }
 
+// pause waits a little longer each time it is called (5 ms doubling to 320
+// ms), or until ctx ends.
+func pause(ctx context.Context, attempt *int) error {
+	d := 5 * time.Millisecond << min(*attempt, 6)
+	*attempt++
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// lastMsg is the stream's last message under filter, asking again while no
+// replica answers direct gets (see directGet).
+func (s *JetStream) lastMsg(ctx context.Context, filter string) (*jetstream.RawStreamMsg, error) {
+	for attempt := 0; ; {
+		m, err := s.stream.GetLastMsgForSubject(ctx, filter)
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return m, err
+		}
+		if perr := pause(ctx, &attempt); perr != nil {
+			return nil, err
+		}
+	}
+}
+
 // LastSeq implements Store.
 func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) {
 	if filter == "" || filter == events.AllSubjects {
@@ -407,7 +448,7 @@ func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) 
 		}
 		return info.State.LastSeq, nil
 	}
-	m, err := s.stream.GetLastMsgForSubject(ctx, filter)
+	m, err := s.lastMsg(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, nil
 	}
@@ -435,7 +476,7 @@ func (s *JetStream) FindKey(ctx context.Context, tenant, keyID string) (string, 
 	if err != nil {
 		return "", false, err
 	}
-	m, err := s.stream.GetLastMsgForSubject(ctx, filter)
+	m, err := s.lastMsg(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return "", false, nil
 	}

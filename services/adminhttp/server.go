@@ -153,9 +153,20 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	}
 	var key projections.Key
 	var code projections.Code
-	s.cfg.Model.Read(func(c *projections.Catalog) {
-		key, code = c.Check(h, projections.KeyCheck{Now: s.cfg.Now(), Scopes: []string{AdminScope}})
-	})
+	check := func() {
+		s.cfg.Model.Read(func(c *projections.Catalog) {
+			key, code = c.Check(h, projections.KeyCheck{Now: s.cfg.Now(), Scopes: []string{AdminScope}})
+		})
+	}
+	check()
+	if code != projections.CodeValid && r.Header.Get("Keytrail-Min-Seq") != "" {
+		// A key issued a moment ago: wait until the read model has what the
+		// caller says it saw, then look again.
+		if err := s.minSeq(r); err != nil {
+			return nil, err
+		}
+		check()
+	}
 	switch code {
 	case projections.CodeValid:
 		return &principal{tenant: key.Tenant, keyID: key.ID}, nil
