@@ -17,6 +17,16 @@ func impossible(r events.Recorded, why string) error {
 	return fmt.Errorf("%w: seq %d %s: %s", ErrTransition, r.Seq, r.Type, why)
 }
 
+// Evidence points at the event that set part of a state: the sequence and
+// type of the event, which explain decisions made on it. Times, actors and
+// reasons are read from the log by sequence when someone asks.
+type Evidence struct {
+	Seq  uint64      `json:"seq"`
+	Type events.Type `json:"type"`
+}
+
+func evidence(r events.Recorded) Evidence { return Evidence{Seq: r.Seq, Type: r.Type} }
+
 // TenantStatus is a tenant's lifecycle state.
 type TenantStatus string
 
@@ -35,6 +45,9 @@ type Tenant struct {
 	UpdatedAt time.Time
 	// Version is the stream sequence of the last event applied.
 	Version uint64
+	// Created and StatusBy are the events that created the tenant and last
+	// changed its status.
+	Created, StatusBy Evidence
 }
 
 // Exists reports whether the tenant was created.
@@ -51,17 +64,17 @@ func (t Tenant) Apply(r events.Recorded) (Tenant, error) {
 		if t.Exists() {
 			return t, impossible(r, "tenant exists")
 		}
-		t = Tenant{ID: r.Tenant, Name: p.Name, Status: TenantActive, CreatedAt: r.OccurredAt}
+		t = Tenant{ID: r.Tenant, Name: p.Name, Status: TenantActive, CreatedAt: r.OccurredAt, Created: evidence(r)}
 	case events.TenantSuspendedV1:
 		if !t.Exists() {
 			return t, impossible(r, "no such tenant")
 		}
-		t.Status = TenantSuspended
+		t.Status, t.StatusBy = TenantSuspended, evidence(r)
 	case events.TenantResumedV1:
 		if !t.Exists() {
 			return t, impossible(r, "no such tenant")
 		}
-		t.Status = TenantActive
+		t.Status, t.StatusBy = TenantActive, evidence(r)
 	default:
 		return t, impossible(r, "unknown tenant event")
 	}
@@ -90,6 +103,9 @@ type User struct {
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	Version           uint64
+	// The events that created the user, last changed its status, and last
+	// revoked its keys issued before a time.
+	Created, StatusBy, RevokedBy Evidence
 }
 
 // Exists reports whether the user was created (deleted users exist).
@@ -114,16 +130,16 @@ func (u User) Apply(r events.Recorded) (User, error) {
 		if u.Exists() {
 			return u, impossible(r, "user exists")
 		}
-		u = User{Tenant: r.Tenant, ID: r.Aggregate.ID, Name: p.Name, Status: UserActive, CreatedAt: r.OccurredAt}
+		u = User{Tenant: r.Tenant, ID: r.Aggregate.ID, Name: p.Name, Status: UserActive, CreatedAt: r.OccurredAt, Created: evidence(r)}
 	case events.UserDisabledV1:
-		u.Status = UserDisabled
+		u.Status, u.StatusBy = UserDisabled, evidence(r)
 	case events.UserEnabledV1:
-		u.Status = UserActive
+		u.Status, u.StatusBy = UserActive, evidence(r)
 	case events.UserDeletedV1:
-		u.Status = UserDeleted
+		u.Status, u.StatusBy = UserDeleted, evidence(r)
 	case events.UserKeysRevokedBeforeV1:
 		if p.Before.After(u.KeysRevokedBefore) {
-			u.KeysRevokedBefore = p.Before
+			u.KeysRevokedBefore, u.RevokedBy = p.Before, evidence(r)
 		}
 	default:
 		return u, impossible(r, "unknown user event")
@@ -165,6 +181,10 @@ type Key struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	Version    uint64
+	// The events that issued the key, last set its attributes (scopes,
+	// expiry: the issue or the last update), last changed its status, and
+	// rotated it.
+	Issued, AttrsBy, StatusBy, RotatedBy Evidence
 }
 
 // Exists reports whether the key was issued.
@@ -191,21 +211,23 @@ func (k Key) Apply(r events.Recorded) (Key, error) {
 		}
 		k = Key{Tenant: r.Tenant, User: r.Aggregate.User, ID: r.Aggregate.ID, Name: p.Name, Scopes: p.Scopes,
 			Status: KeyActive, SecretHash: p.SecretHash, Hint: p.Hint, NotBefore: p.NotBefore, ExpiresAt: p.ExpiresAt,
-			RateLimit: p.RateLimit, Metadata: p.Metadata, RotatedFrom: p.RotatedFrom, CreatedAt: r.OccurredAt}
+			RateLimit: p.RateLimit, Metadata: p.Metadata, RotatedFrom: p.RotatedFrom, CreatedAt: r.OccurredAt,
+			Issued: evidence(r), AttrsBy: evidence(r)}
 	case events.KeyUpdatedV1:
 		k.Name, k.Scopes, k.ExpiresAt, k.RateLimit, k.Metadata = p.Name, p.Scopes, p.ExpiresAt, p.RateLimit, p.Metadata
+		k.AttrsBy = evidence(r)
 	case events.KeySuspendedV1:
-		k.Status = KeySuspended
+		k.Status, k.StatusBy = KeySuspended, evidence(r)
 	case events.KeyResumedV1:
-		k.Status = KeyActive
+		k.Status, k.StatusBy = KeyActive, evidence(r)
 	case events.KeyRevokedV1:
-		k.Status = KeyRevoked
+		k.Status, k.StatusBy = KeyRevoked, evidence(r)
 	case events.KeyRotatedV1:
 		if k.RotatedTo != "" {
 			return k, impossible(r, "the key was rotated already")
 		}
 		grace := p.GraceUntil
-		k.RotatedTo, k.GraceUntil = p.Successor, &grace
+		k.RotatedTo, k.GraceUntil, k.RotatedBy = p.Successor, &grace, evidence(r)
 	default:
 		return k, impossible(r, "unknown key event")
 	}
@@ -237,6 +259,8 @@ type API struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	Version    uint64
+	// The events that last set the API's attributes (its scopes) and status.
+	AttrsBy, StatusBy Evidence
 }
 
 // Exists reports whether the API was created.
@@ -262,14 +286,15 @@ func (a API) Apply(r events.Recorded) (API, error) {
 			return a, impossible(r, "API exists")
 		}
 		a = API{Tenant: r.Tenant, ID: r.Aggregate.ID, Name: p.Name, PathPrefix: p.PathPrefix, Upstreams: p.Upstreams,
-			Scopes: p.Scopes, RateLimit: p.RateLimit, Status: APIPublished, CreatedAt: r.OccurredAt}
+			Scopes: p.Scopes, RateLimit: p.RateLimit, Status: APIPublished, CreatedAt: r.OccurredAt, AttrsBy: evidence(r)}
 	case events.APIUpdatedV1:
 		a.Name, a.PathPrefix, a.Upstreams, a.Scopes, a.RateLimit = p.Name, p.PathPrefix, p.Upstreams, p.Scopes, p.RateLimit
+		a.AttrsBy = evidence(r)
 	case events.APIDeprecatedV1:
 		sunset := p.Sunset
-		a.Status, a.Sunset = APIDeprecated, &sunset
+		a.Status, a.Sunset, a.StatusBy = APIDeprecated, &sunset, evidence(r)
 	case events.APIRetiredV1:
-		a.Status = APIRetired
+		a.Status, a.StatusBy = APIRetired, evidence(r)
 	default:
 		return a, impossible(r, "unknown API event")
 	}

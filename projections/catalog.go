@@ -18,7 +18,7 @@ type Catalog struct {
 	// Seq is the stream sequence of the last message applied or skipped.
 	Seq     uint64
 	tenants map[string]*tenantEntry
-	byHash  map[events.SecretHash]*Key
+	byHash  map[events.SecretHash]keyRef
 	prefix  map[string]*API
 	// heads holds each aggregate's last valid event hash, to check links.
 	heads map[string]events.Hash
@@ -36,6 +36,15 @@ type Problem struct {
 
 const maxProblems = 100
 
+// keyRef is what a lookup by secret hash finds: the key, and its tenant's
+// and user's states, so that verifying looks nothing else up. The user is
+// nil when the key names a user that did not exist when it was issued.
+type keyRef struct {
+	key    *Key
+	tenant *tenantEntry
+	user   *User
+}
+
 type tenantEntry struct {
 	Tenant
 	users map[string]*User
@@ -45,7 +54,7 @@ type tenantEntry struct {
 
 // NewCatalog returns an empty catalog.
 func NewCatalog() *Catalog {
-	return &Catalog{tenants: map[string]*tenantEntry{}, byHash: map[events.SecretHash]*Key{},
+	return &Catalog{tenants: map[string]*tenantEntry{}, byHash: map[events.SecretHash]keyRef{},
 		prefix: map[string]*API{}, heads: map[string]events.Hash{}}
 }
 
@@ -126,7 +135,7 @@ func (c *Catalog) apply(r events.Recorded) error {
 			if _, dup := c.byHash[next.SecretHash]; dup {
 				return impossible(r, "another key has this secret hash")
 			}
-			c.byHash[next.SecretHash] = k
+			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: t.users[r.Aggregate.User]}
 		}
 		*k = next
 		t.keys[r.Aggregate.ID] = k
@@ -186,8 +195,8 @@ func (c *Catalog) Key(tenant, id string) (Key, bool) {
 
 // KeyByHash returns the key whose secret has this SHA-256.
 func (c *Catalog) KeyByHash(h events.SecretHash) (Key, bool) {
-	if k, ok := c.byHash[h]; ok && k.SecretHash.Equal(h) {
-		return *k, true
+	if ref, ok := c.byHash[h]; ok && ref.key.SecretHash.Equal(h) {
+		return *ref.key, true
 	}
 	return Key{}, false
 }

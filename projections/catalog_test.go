@@ -1,12 +1,15 @@
 package projections
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
 )
 
 // chain gives a history of events proper seqs, hashes and links, as the
@@ -110,70 +113,119 @@ func TestCatalog(t *testing.T) {
 	}
 }
 
-func TestCheckPrecedence(t *testing.T) {
+// TestVerify is the Given/When/Then table of every code: given these
+// events, when this request arrives at this time, then this code, these
+// also-failing checks and this evidence.
+func TestVerify(t *testing.T) {
+	sec, err := secret.Generate(secret.DefaultPrefix, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	exp := t0.Add(time.Hour)
 	nb := t0.Add(-time.Hour)
-	base := func(h *chain) {
-		h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
-		h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{})
-		h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{1}, Hint: "h",
-			Scopes: []string{"a"}, ExpiresAt: &exp, NotBefore: &nb})
-	}
 	key := events.KeyAggregate("bob", keyID(1))
 	user := events.UserAggregate("bob")
+	tenant := events.TenantAggregate("acme")
+	// given: seq 1 tenant, 2 user, 3 key, 4 API; then the case's events from 5.
+	given := func(h *chain) {
+		h.add("acme", tenant, t0, events.TenantCreatedV1{Name: "A"})
+		h.add("acme", user, t0, events.UserCreatedV1{})
+		h.add("acme", key, t0, events.KeyIssuedV1{SecretHash: sec.Hash(), Hint: sec.Hint(),
+			Scopes: []string{"a"}, ExpiresAt: &exp, NotBefore: &nb})
+		h.add("acme", events.APIAggregate("orders"), t0, events.APICreatedV1{PathPrefix: "/orders",
+			Upstreams: []string{"http://127.0.0.1:1"}, Scopes: []string{"orders:read"}})
+	}
+	ev := func(seq uint64, typ events.Type) Evidence { return Evidence{Seq: seq, Type: typ} }
+	ask := Request{Secret: sec.Reveal(), Prefix: secret.DefaultPrefix}
+	with := func(f func(*Request)) Request { q := ask; f(&q); return q }
 	cases := []struct {
-		name  string
-		then  func(h *chain)
-		check KeyCheck
-		want  Code
+		name     string
+		then     []func(h *chain)
+		req      Request
+		at       time.Time
+		want     Code
+		also     []Code
+		evidence []Evidence
 	}{
-		{"valid", func(*chain) {}, KeyCheck{Now: t0, Scopes: []string{"a"}}, CodeValid},
-		{"scope", func(*chain) {}, KeyCheck{Now: t0, Scopes: []string{"b"}}, CodeInsufficientScope},
-		{"tenant mismatch", func(*chain) {}, KeyCheck{Now: t0, Tenant: "globex"}, CodeTenantMismatch},
-		{"not yet valid", func(*chain) {}, KeyCheck{Now: t0.Add(-2 * time.Hour)}, CodeNotYetValid},
-		{"expired", func(*chain) {}, KeyCheck{Now: exp}, CodeExpired},
-		{"suspended", func(h *chain) { h.add("acme", key, t0, events.KeySuspendedV1{}) }, KeyCheck{Now: t0}, CodeSuspended},
-		{"user disabled beats suspended", func(h *chain) {
-			h.add("acme", key, t0, events.KeySuspendedV1{})
-			h.add("acme", user, t0, events.UserDisabledV1{})
-		}, KeyCheck{Now: t0}, CodeUserDisabled},
-		{"tenant suspended beats user disabled", func(h *chain) {
-			h.add("acme", user, t0, events.UserDisabledV1{})
-			h.add("acme", events.TenantAggregate("acme"), t0, events.TenantSuspendedV1{})
-		}, KeyCheck{Now: t0}, CodeTenantSuspended},
-		{"user deleted", func(h *chain) { h.add("acme", user, t0, events.UserDeletedV1{}) }, KeyCheck{Now: t0}, CodeUserDeleted},
-		{"expired beats deleted", func(h *chain) { h.add("acme", user, t0, events.UserDeletedV1{}) }, KeyCheck{Now: exp}, CodeExpired},
-		{"revoked beats expired", func(h *chain) { h.add("acme", key, t0, events.KeyRevokedV1{}) }, KeyCheck{Now: exp}, CodeRevoked},
-		{"revoked before", func(h *chain) {
+		{"valid", nil, ask, t0, CodeValid, nil, []Evidence{ev(3, events.KeyIssued)}},
+		{"missing", nil, Request{Prefix: secret.DefaultPrefix}, t0, CodeMissing, nil, nil},
+		{"malformed", nil, with(func(q *Request) { q.Secret = sec.Reveal()[:20] }), t0, CodeMalformed, nil, nil},
+		{"other prefix", nil, with(func(q *Request) { q.Prefix = "sk_" }), t0, CodeMalformed, nil, nil},
+		{"not found", nil, Request{Secret: mustSecret(t).Reveal(), Prefix: secret.DefaultPrefix}, t0, CodeNotFound, nil, nil},
+		{"request scope", nil, with(func(q *Request) { q.Scopes = []string{"b"} }), t0, CodeInsufficientScope, nil, []Evidence{ev(3, events.KeyIssued)}},
+		{"API scope", nil, with(func(q *Request) { q.APITenant, q.API = "acme", "orders" }), t0, CodeInsufficientScope, nil,
+			[]Evidence{ev(3, events.KeyIssued), ev(4, events.APICreated)}},
+		{"tenant mismatch", nil, with(func(q *Request) { q.Tenant = "globex" }), t0, CodeTenantMismatch, nil, []Evidence{ev(3, events.KeyIssued)}},
+		{"not yet valid", nil, ask, t0.Add(-2 * time.Hour), CodeNotYetValid, nil, []Evidence{ev(3, events.KeyIssued)}},
+		{"expired", nil, ask, exp, CodeExpired, nil, []Evidence{ev(3, events.KeyIssued)}},
+		{"suspended", []func(*chain){func(h *chain) { h.add("acme", key, t0, events.KeySuspendedV1{}) }}, ask, t0, CodeSuspended, nil,
+			[]Evidence{ev(5, events.KeySuspended)}},
+		{"user disabled, key suspended", []func(*chain){
+			func(h *chain) { h.add("acme", key, t0, events.KeySuspendedV1{}) },
+			func(h *chain) { h.add("acme", user, t0, events.UserDisabledV1{}) },
+		}, ask, t0, CodeUserDisabled, []Code{CodeSuspended}, []Evidence{ev(6, events.UserDisabled)}},
+		{"tenant suspended, user disabled", []func(*chain){
+			func(h *chain) { h.add("acme", user, t0, events.UserDisabledV1{}) },
+			func(h *chain) { h.add("acme", tenant, t0, events.TenantSuspendedV1{}) },
+		}, ask, t0, CodeTenantSuspended, []Code{CodeUserDisabled}, []Evidence{ev(6, events.TenantSuspended)}},
+		{"user deleted", []func(*chain){func(h *chain) { h.add("acme", user, t0, events.UserDeletedV1{}) }}, ask, t0, CodeUserDeleted, nil,
+			[]Evidence{ev(5, events.UserDeleted)}},
+		{"expired and deleted", []func(*chain){func(h *chain) { h.add("acme", user, t0, events.UserDeletedV1{}) }}, ask, exp, CodeExpired,
+			[]Code{CodeUserDeleted}, []Evidence{ev(3, events.KeyIssued)}},
+		{"revoked, expired, scope", []func(*chain){func(h *chain) { h.add("acme", key, t0, events.KeyRevokedV1{}) }},
+			with(func(q *Request) { q.Scopes = []string{"b"} }), exp, CodeRevoked, []Code{CodeExpired, CodeInsufficientScope},
+			[]Evidence{ev(5, events.KeyRevoked)}},
+		{"revoked before", []func(*chain){func(h *chain) {
 			h.add("acme", user, t0, events.UserKeysRevokedBeforeV1{Before: t0.Add(time.Second)})
-		}, KeyCheck{Now: t0}, CodeRevoked},
-		{"grace over", func(h *chain) {
+		}}, ask, t0, CodeRevoked, nil, []Evidence{ev(5, events.UserKeysRevokedBefore)}},
+		{"updated expiry", []func(*chain){func(h *chain) {
+			short := t0.Add(time.Minute)
+			h.add("acme", key, t0, events.KeyUpdatedV1{Scopes: []string{"a"}, ExpiresAt: &short})
+		}}, ask, t0.Add(time.Minute), CodeExpired, nil, []Evidence{ev(5, events.KeyUpdated)}},
+		{"grace over", []func(*chain){func(h *chain) {
 			h.add("acme", key, t0, events.KeyRotatedV1{Successor: keyID(2), GraceUntil: t0.Add(time.Minute)})
-		}, KeyCheck{Now: t0.Add(time.Minute)}, CodeExpired},
+		}}, ask, t0.Add(time.Minute), CodeExpired, nil, []Evidence{ev(5, events.KeyRotated)}},
 	}
 	for _, c := range cases {
-		var h chain
-		base(&h)
-		c.then(&h)
-		cat := NewCatalog()
-		for _, r := range h.out {
-			cat.Apply(r)
-		}
-		if _, got := cat.Check(events.SecretHash{1}, c.check); got != c.want {
-			t.Errorf("%s: %s, want %s", c.name, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			var h chain
+			given(&h)
+			for _, f := range c.then {
+				f(&h)
+			}
+			cat := NewCatalog()
+			for _, r := range h.out {
+				cat.Apply(r)
+			}
+			d := cat.Verify(c.req, c.at)
+			if d.Code != c.want || !slices.Equal(d.Also(), c.also) || !slices.Equal(d.Evidence(), c.evidence) {
+				t.Fatalf("got %s also %v evidence %v; want %s also %v evidence %v", d.Code, d.Also(), d.Evidence(), c.want, c.also, c.evidence)
+			}
+			if d.Seq != h.seq || !d.Now.Equal(c.at) {
+				t.Fatalf("seq %d now %v", d.Seq, d.Now)
+			}
+			if c.want != CodeMissing && c.want != CodeMalformed && c.want != CodeNotFound && (d.KeyID != keyID(1) || d.User != "bob" || d.Tenant != "acme") {
+				t.Fatalf("decision does not name the key: %+v", d)
+			}
+		})
 	}
-	if _, got := NewCatalog().Check(events.SecretHash{1}, KeyCheck{Now: t0}); got != CodeNotFound {
-		t.Fatal(got)
-	}
+	// A key whose user has no events.
 	var h chain
-	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
-	h.add("acme", events.KeyAggregate("ghost", keyID(1)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{1}, Hint: "h"})
+	h.add("acme", tenant, t0, events.TenantCreatedV1{Name: "A"})
+	h.add("acme", events.KeyAggregate("ghost", keyID(1)), t0, events.KeyIssuedV1{SecretHash: sec.Hash(), Hint: "h"})
 	cat := NewCatalog()
 	for _, r := range h.out {
 		cat.Apply(r)
 	}
-	if _, got := cat.Check(events.SecretHash{1}, KeyCheck{Now: t0}); got != CodeUserUnknown {
-		t.Fatal(got)
+	if d := cat.Verify(ask, t0); d.Code != CodeUserUnknown {
+		t.Fatal(d.Code)
 	}
+}
+
+func mustSecret(t testing.TB) secret.Secret {
+	s, err := secret.Generate(secret.DefaultPrefix, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -151,15 +151,14 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if h.Equal(s.cfg.RootKeyHash) {
 		return &principal{root: true}, nil
 	}
-	var key projections.Key
-	var code projections.Code
+	var d projections.Decision
 	check := func() {
 		s.cfg.Model.Read(func(c *projections.Catalog) {
-			key, code = c.Check(h, projections.KeyCheck{Now: s.cfg.Now(), Scopes: []string{AdminScope}})
+			d = c.Verify(projections.Request{Secret: sec.Reveal(), Prefix: s.cfg.SecretPrefix, Scopes: []string{AdminScope}}, s.cfg.Now())
 		})
 	}
 	check()
-	if code != projections.CodeValid && r.Header.Get("Keytrail-Min-Seq") != "" {
+	if d.Code != projections.CodeValid && r.Header.Get("Keytrail-Min-Seq") != "" {
 		// A key issued a moment ago: wait until the read model has what the
 		// caller says it saw, then look again.
 		if err := s.minSeq(r); err != nil {
@@ -167,9 +166,9 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		}
 		check()
 	}
-	switch code {
+	switch d.Code {
 	case projections.CodeValid:
-		return &principal{tenant: key.Tenant, keyID: key.ID}, nil
+		return &principal{tenant: d.Tenant, keyID: d.KeyID}, nil
 	case projections.CodeInsufficientScope:
 		return nil, &control.Error{Code: control.CodePermissionDenied, Message: "this key lacks the " + AdminScope + " scope"}
 	}

@@ -1,0 +1,73 @@
+package projections
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+)
+
+// catalogWith returns a catalog of n keys of one user and the secret of one.
+func catalogWith(tb testing.TB, n int) (*Catalog, string) {
+	var h chain
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+	h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{})
+	var probe secret.Secret
+	for i := range n {
+		sec := mustSecret(tb)
+		if i == n/2 {
+			probe = sec
+		}
+		h.add("acme", events.KeyAggregate("bob", fmt.Sprintf("key_01JDQ8Z6W4M2N9V3X5%08d", i)), t0,
+			events.KeyIssuedV1{SecretHash: sec.Hash(), Hint: "h", Scopes: []string{"orders:read"}})
+	}
+	c := NewCatalog()
+	for _, r := range h.out {
+		if err := c.Apply(r); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return c, probe.Reveal()
+}
+
+func TestVerifyValidAllocatesNothing(t *testing.T) {
+	c, sec := catalogWith(t, 10)
+	q := Request{Secret: sec, Prefix: secret.DefaultPrefix, Scopes: []string{"orders:read"}}
+	now := t0.Add(time.Minute)
+	if d := c.Verify(q, now); d.Code != CodeValid {
+		t.Fatal(d.Code)
+	}
+	if n := testing.AllocsPerRun(200, func() { c.Verify(q, now) }); n != 0 {
+		t.Fatalf("VALID allocates %v times", n)
+	}
+}
+
+// BenchmarkVerify: one verification of a VALID key against one SHA-256 of
+// the same secret, measured in the same run (ratio = verify / sha256; the
+// goal is at most 2).
+func BenchmarkVerify(b *testing.B) {
+	c, sec := catalogWith(b, 1000)
+	q := Request{Secret: sec, Prefix: secret.DefaultPrefix, Scopes: []string{"orders:read"}}
+	now := t0.Add(time.Minute)
+	raw := []byte(sec)
+	const n = 200_000
+	start := time.Now()
+	for range n {
+		sha256.Sum256(raw)
+	}
+	shaNs := float64(time.Since(start).Nanoseconds()) / n
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if d := c.Verify(q, now); d.Code != CodeValid {
+			b.Fatal(d.Code)
+		}
+	}
+	b.StopTimer()
+	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(shaNs, "sha256-ns")
+	b.ReportMetric(perOp/shaNs, "ratio")
+}
