@@ -255,3 +255,56 @@ func (e *adminEnv) checkSecretsStayPut(sec, issuing string) {
 		}
 	}
 }
+
+// TestVerifyHistoryAndExplain: a key verifies VALID, then is suspended;
+// verify says SUSPENDED with the event as evidence (time, actor, reason);
+// history lists its events without the secret's hash; explain as of the
+// issue's sequence re-derives VALID.
+func TestVerifyHistoryAndExplain(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/users", root, map[string]any{"id": "bob"}), 201)
+	issued := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
+	sec, keyID := fmt.Sprint(field(issued, "secret")), fmt.Sprint(field(issued, "key", "id"))
+	issueSeq := issued.header.Get("Keytrail-Seq")
+	v := e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": sec, "scopes": []string{"orders:read"}}, "Keytrail-Min-Seq", issueSeq), 200)
+	if field(v, "code") != "VALID" || field(v, "key_id") != keyID {
+		t.Fatalf("verify: %s", v.raw)
+	}
+	s := e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", root, map[string]any{"reason": "investigating"}), 200)
+	v = e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": sec, "scopes": []string{"billing"}}, "Keytrail-Min-Seq", s.header.Get("Keytrail-Seq")), 200)
+	ev, _ := field(v, "evidence").([]any)
+	if field(v, "code") != "SUSPENDED" || len(ev) != 1 || fmt.Sprint(field(v, "also")) != "[INSUFFICIENT_SCOPE]" {
+		t.Fatalf("verify after suspend: %s", v.raw)
+	}
+	first, _ := ev[0].(map[string]any)
+	if first["type"] != "key.suspended" || first["actor"] != "root" || first["reason"] != "investigating" || fmt.Sprint(first["seq"]) != s.header.Get("Keytrail-Seq") {
+		t.Fatalf("evidence: %v", first)
+	}
+	h := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/history", root, nil), 200)
+	events, _ := field(h, "events").([]any)
+	if len(events) != 4 || strings.Contains(h.raw, "secret_sha256") || strings.Contains(h.raw, sec[3:20]) {
+		t.Fatalf("history: %s", h.raw)
+	}
+	x := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/explain?seq="+issueSeq+"&scope=orders:read", root, nil), 200)
+	if field(x, "code") != "VALID" || fmt.Sprint(field(x, "seq")) != issueSeq {
+		t.Fatalf("explain: %s", x.raw)
+	}
+	x = e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/explain?at="+time.Now().UTC().Format(time.RFC3339Nano), root, nil), 200)
+	if field(x, "code") != "SUSPENDED" {
+		t.Fatalf("explain now: %s", x.raw)
+	}
+	e.problem(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/explain", root, nil), 400, "invalid_argument")
+	// A verify-only key of another tenant learns nothing about acme's key.
+	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "globex", "name": "G"}), 201)
+	e.must(e.call("POST", "/v1/tenants/globex/users", root, map[string]any{"id": "svc"}), 201)
+	g := e.must(e.call("POST", "/v1/tenants/globex/keys", root, map[string]any{"user": "svc", "scopes": []string{"keytrail:verify"}}), 201)
+	gv := e.must(e.call("POST", "/v1/verify", fmt.Sprint(field(g, "secret")), map[string]any{"key": sec}, "Keytrail-Min-Seq", g.header.Get("Keytrail-Seq")), 200)
+	if field(gv, "code") != "NOT_FOUND" || field(gv, "key_id") != nil {
+		t.Fatalf("cross-tenant verify: %s", gv.raw)
+	}
+	// ...and may not administer anything.
+	e.problem(e.call("GET", "/v1/tenants/globex/keys", fmt.Sprint(field(g, "secret")), nil), 403, "permission_denied")
+	e.checkSecretsStayPut(sec, issued.raw)
+}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 )
 
@@ -116,7 +117,16 @@ func (c *Catalog) Verify(q Request, now time.Time) Decision {
 		d.Code = CodeMalformed
 		return d
 	}
-	h := sec.Hash()
+	return c.verifyHash(d, sec.Hash(), q, now)
+}
+
+// VerifyHash is Verify for a key known by its secret's hash (explain: the
+// decision a key would have received, without its secret).
+func (c *Catalog) VerifyHash(h events.SecretHash, q Request, now time.Time) Decision {
+	return c.verifyHash(Decision{Now: now, Seq: c.Seq, API: q.API}, h, q, now)
+}
+
+func (c *Catalog) verifyHash(d Decision, h events.SecretHash, q Request, now time.Time) Decision {
 	ref, ok := c.byHash[h]
 	if !ok || !ref.key.SecretHash.Equal(h) {
 		d.Code = CodeNotFound

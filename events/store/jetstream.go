@@ -215,16 +215,30 @@ func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Wr
 	}
 	msgs[0].Header.Set(jetstream.ExpectedStreamHeader, events.StreamName)
 	var ack *jetstream.PubAck
-	if len(msgs) == 1 {
-		ack, err = s.js.PublishMsg(ctx, msgs[0])
-	} else {
-		ack, err = s.publishBatch(ctx, msgs)
+	for inFlight := 0; ; {
+		if len(msgs) == 1 {
+			ack, err = s.js.PublishMsg(ctx, msgs[0])
+		} else {
+			ack, err = s.publishBatch(ctx, msgs)
+		}
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || !isConflict(apiErr.ErrorCode) {
+			break
+		}
+		recs, err := p.resolve(ctx, s.Load, scope)
+		var ce *ConflictError
+		if scope == nil && errors.As(err, &ce) && ce.Actual == ce.Expected && inFlight < 8 {
+			// The server refused the compare-and-set, yet the aggregate is
+			// where we expected: an append to it is still in flight (on R3,
+			// often our own earlier attempt, timed out at the client). Ask
+			// again once it has landed or failed.
+			if pause(ctx, &inFlight) == nil {
+				continue
+			}
+		}
+		return recs, err
 	}
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && isConflict(apiErr.ErrorCode) {
-			return p.resolve(ctx, s.Load, scope)
-		}
 		return nil, fmt.Errorf("store: append to %s: %w", p.recs[0].Subject, err)
 	}
 	if ack.Duplicate {
@@ -456,6 +470,15 @@ func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) 
 		return 0, fmt.Errorf("store: last message of %s: %w", filter, err)
 	}
 	return m.Sequence, nil
+}
+
+// Get implements Store.
+func (s *JetStream) Get(ctx context.Context, seq uint64) (events.Recorded, error) {
+	subj, data, err := s.leaderGet(ctx, seq)
+	if err != nil {
+		return events.Recorded{}, fmt.Errorf("store: get %d: %w", seq, err)
+	}
+	return decodeAt(seq, subj, data)
 }
 
 // LoadAll implements Store with batched direct gets.

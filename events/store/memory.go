@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/keytrail/keytrail/events"
@@ -125,6 +126,18 @@ func (m *Memory) LastSeq(ctx context.Context, filter string) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.lastMatchingLocked(filter), ctx.Err()
+}
+
+// Get implements Store.
+func (m *Memory) Get(ctx context.Context, seq uint64) (events.Recorded, error) {
+	m.mu.Lock()
+	msgs := m.msgs
+	m.mu.Unlock()
+	if seq == 0 || seq > uint64(len(msgs)) {
+		return events.Recorded{}, fmt.Errorf("store: no message at seq %d", seq)
+	}
+	msg := msgs[seq-1]
+	return decodeAt(seq, msg.subject, msg.data)
 }
 
 // LoadAll implements Store.

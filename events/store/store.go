@@ -154,6 +154,9 @@ type Store interface {
 	Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error)
 	// Subscribe starts an ordered reader of the log.
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error)
+	// Get returns the event at a stream sequence (read from the stream
+	// leader: current), or an error if that message is not a valid event.
+	Get(ctx context.Context, seq uint64) (events.Recorded, error)
 	// LoadAll returns every valid event under a subject filter, in order (for
 	// small, cross-aggregate sets such as every API of every tenant).
 	LoadAll(ctx context.Context, filter string) ([]events.Recorded, error)

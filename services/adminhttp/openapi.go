@@ -40,10 +40,13 @@ var ops = map[string]op{
 	"PATCH /v1/tenants/{tenant}/apis/{api}":              {"Update an API (If-Match)", "PatchAPI", 200, "APIResult"},
 	"POST /v1/tenants/{tenant}/apis/{api}/deprecate":     {"Deprecate an API until a sunset time", "Deprecate", 200, "APIResult"},
 	"POST /v1/tenants/{tenant}/apis/{api}/retire":        {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
-	"GET /healthz":      {"Liveness", "", 200, "Status"},
-	"GET /readyz":       {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
-	"GET /openapi.json": {"This document", "", 200, "Status"},
-	"GET /metrics":      {"Prometheus metrics (text exposition format)", "", 200, "Status"},
+	"GET /v1/tenants/{tenant}/keys/{key}/history":        {"Every event that bears on a key: its own, its user's, its tenant's", "", 200, "History"},
+	"GET /v1/tenants/{tenant}/keys/{key}/explain":        {"The decision a key would have received as of a time (at=) or sequence (seq=), with its evidence", "", 200, "Decision"},
+	"POST /v1/verify":                                    {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
+	"GET /healthz":                                       {"Liveness", "", 200, "Status"},
+	"GET /readyz":                                        {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
+	"GET /openapi.json":                                  {"This document", "", 200, "Status"},
+	"GET /metrics":                                       {"Prometheus metrics (text exposition format)", "", 200, "Status"},
 }
 
 type obj = map[string]any
@@ -110,6 +113,15 @@ func schemas() obj {
 			"scopes": strs, "rate_limit": ref("RateLimit")}),
 		"PatchAPI":  object(nil, obj{"name": str, "path_prefix": str, "upstreams": strs, "scopes": strs, "rate_limit": ref("RateLimit")}),
 		"Deprecate": object([]string{"sunset"}, obj{"sunset": dateTime, "reason": str}),
+		"Verify":    object([]string{"key"}, obj{"key": str, "tenant": str, "scopes": strs}),
+		"Evidence":  object(nil, obj{"seq": integer, "type": str, "at": dateTime, "actor": str, "reason": str}),
+		"Decision": object([]string{"code", "also", "now", "seq", "evidence"}, obj{"code": obj{"type": "string", "enum": []string{
+			"MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "USER_DELETED", "USER_UNKNOWN", "TENANT_SUSPENDED", "USER_DISABLED",
+			"SUSPENDED", "NOT_YET_VALID", "TENANT_MISMATCH", "INSUFFICIENT_SCOPE", "RATE_LIMITED", "STALE", "VALID"}},
+			"also": strs, "key_id": str, "tenant": str, "user": str, "api": str, "now": dateTime, "seq": integer,
+			"evidence": obj{"type": "array", "items": ref("Evidence")}}),
+		"History": object([]string{"events"}, obj{"events": obj{"type": "array", "items": object(nil, obj{"seq": integer, "type": str,
+			"at": dateTime, "actor": str, "reason": str, "data": obj{"type": "object"}})}}),
 	}
 }
 
@@ -126,6 +138,10 @@ func OpenAPI() obj {
 		if strings.HasPrefix(path, "/v1/") {
 			operation["security"] = []any{obj{"bearer": []string{}}}
 		}
+		if strings.HasSuffix(path, "/explain") {
+			operation["parameters"] = []any{obj{"name": "at", "in": "query", "schema": dateTime},
+				obj{"name": "seq", "in": "query", "schema": integer}, obj{"name": "scope", "in": "query", "schema": strs}}
+		}
 		if o.request != "" {
 			operation["requestBody"] = obj{"required": method != "POST" || o.request != "Reason",
 				"content": obj{"application/json": obj{"schema": ref(o.request)}}}
@@ -140,7 +156,8 @@ func OpenAPI() obj {
 			params = append(params, obj{"name": h, "in": "header", "required": false, "schema": str})
 		}
 		if len(params) > 0 {
-			operation["parameters"] = params
+			existing, _ := operation["parameters"].([]any)
+			operation["parameters"] = append(existing, params...)
 		}
 		item, _ := paths[path].(obj)
 		if item == nil {

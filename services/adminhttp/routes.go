@@ -33,11 +33,14 @@ var Routes = []string{
 	"POST /v1/tenants/{tenant}/keys/{key}/resume",
 	"POST /v1/tenants/{tenant}/keys/{key}/revoke",
 	"POST /v1/tenants/{tenant}/keys/{key}/rotate",
+	"GET /v1/tenants/{tenant}/keys/{key}/history",
+	"GET /v1/tenants/{tenant}/keys/{key}/explain",
 	"POST /v1/tenants/{tenant}/apis",
 	"GET /v1/tenants/{tenant}/apis/{api}",
 	"PATCH /v1/tenants/{tenant}/apis/{api}",
 	"POST /v1/tenants/{tenant}/apis/{api}/deprecate",
 	"POST /v1/tenants/{tenant}/apis/{api}/retire",
+	"POST /v1/verify",
 	"GET /healthz",
 	"GET /readyz",
 	"GET /openapi.json",
@@ -119,6 +122,7 @@ func (s *Server) routes() {
 		}, ok, "user", userAny)
 	s.keyRoutes()
 	s.apiRoutes()
+	s.verifyRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

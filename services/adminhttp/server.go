@@ -135,9 +135,13 @@ func (p *principal) actor() string {
 	return p.keyID
 }
 
-// authenticate resolves the bearer key. Every failure is the same 401, so
-// that nothing is learnt about keys by probing.
-func (s *Server) authenticate(r *http.Request) (*principal, error) {
+// authenticate resolves the bearer key, which must hold one of scopes (the
+// admin scope by default). Every failure is the same 401, so that nothing is
+// learnt about keys by probing.
+func (s *Server) authenticate(r *http.Request, scopes ...string) (*principal, error) {
+	if len(scopes) == 0 {
+		scopes = []string{AdminScope}
+	}
 	auth := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || token == "" {
@@ -154,7 +158,11 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	var d projections.Decision
 	check := func() {
 		s.cfg.Model.Read(func(c *projections.Catalog) {
-			d = c.Verify(projections.Request{Secret: sec.Reveal(), Prefix: s.cfg.SecretPrefix, Scopes: []string{AdminScope}}, s.cfg.Now())
+			for _, scope := range scopes {
+				if d = c.Verify(projections.Request{Secret: sec.Reveal(), Prefix: s.cfg.SecretPrefix, Scopes: []string{scope}}, s.cfg.Now()); d.Code == projections.CodeValid {
+					return
+				}
+			}
 		})
 	}
 	check()
@@ -170,7 +178,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	case projections.CodeValid:
 		return &principal{tenant: d.Tenant, keyID: d.KeyID}, nil
 	case projections.CodeInsufficientScope:
-		return nil, &control.Error{Code: control.CodePermissionDenied, Message: "this key lacks the " + AdminScope + " scope"}
+		return nil, &control.Error{Code: control.CodePermissionDenied, Message: "this key lacks the " + strings.Join(scopes, " or ") + " scope"}
 	}
 	return nil, &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
 }
@@ -187,8 +195,13 @@ const (
 )
 
 func (s *Server) handle(pattern string, who access, h handler) {
+	s.handleScoped(pattern, who, nil, h)
+}
+
+// handleScoped is handle for keys holding one of scopes.
+func (s *Server) handleScoped(pattern string, who access, scopes []string, h handler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r)
+		p, err := s.authenticate(r, scopes...)
 		if err != nil {
 			writeError(w, r, s.cfg.Log, err)
 			return

@@ -144,6 +144,12 @@ func testAppendLoadAndChain(t *testing.T, h Harness) {
 		}
 		prev = got.Hash
 	}
+	if got, err := s.Get(ctxFor(t), r2[0].Seq); err != nil || got.ID != r2[0].ID || got.Hash != r2[0].Hash {
+		t.Fatalf("Get(%d) = %v, %v", r2[0].Seq, got.ID, err)
+	}
+	if _, err := s.Get(ctxFor(t), 1<<40); err == nil {
+		t.Fatal("Get of a sequence past the end succeeded")
+	}
 	if hist.Head != headOf(r3) {
 		t.Fatalf("head %+v, want %+v", hist.Head, headOf(r3))
 	}

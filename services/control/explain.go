@@ -1,0 +1,88 @@
+package control
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/projections"
+)
+
+// KeyHistory returns every event that bears on a key, in stream order: its
+// own, its user's and its tenant's.
+func (s *Service) KeyHistory(ctx context.Context, tenant, keyID string) ([]events.Recorded, error) {
+	if err := checkKeyID(tenant, keyID); err != nil {
+		return nil, err
+	}
+	user, found, err := s.cfg.Store.FindKey(ctx, tenant, keyID)
+	if err != nil {
+		return nil, mapStoreError(err)
+	}
+	if !found {
+		return nil, errorf(CodeNotFound, "no key %s", keyID)
+	}
+	var all []events.Recorded
+	for _, agg := range []events.Aggregate{events.TenantAggregate(tenant), events.UserAggregate(user), events.KeyAggregate(user, keyID)} {
+		h, err := s.cfg.Store.Load(ctx, tenant, agg)
+		if err != nil {
+			return nil, mapStoreError(err)
+		}
+		all = append(all, h.Events...)
+	}
+	slices.SortFunc(all, func(a, b events.Recorded) int { return cmp.Compare(a.Seq, b.Seq) })
+	return all, nil
+}
+
+// ExplainAt says which state of the log to explain a key against: the
+// events up to Seq (all when 0) and those that occurred at or before At
+// (all when zero), verified at At (or, without At, at the time of the last
+// of those events).
+type ExplainAt struct {
+	At     time.Time
+	Seq    uint64
+	Scopes []string
+}
+
+// Explain re-derives the decision a key would have received: the events
+// that bear on it, folded as of then, verified as of then.
+func (s *Service) Explain(ctx context.Context, tenant, keyID string, as ExplainAt) (projections.Decision, error) {
+	history, err := s.KeyHistory(ctx, tenant, keyID)
+	if err != nil {
+		return projections.Decision{}, err
+	}
+	c := projections.NewCatalog()
+	var last time.Time
+	for _, r := range history {
+		if (as.Seq != 0 && r.Seq > as.Seq) || (!as.At.IsZero() && r.OccurredAt.After(as.At)) {
+			continue
+		}
+		if c.Apply(r) == nil {
+			last = r.OccurredAt
+		}
+	}
+	now := as.At
+	if now.IsZero() {
+		now = last
+	}
+	k, ok := c.Key(tenant, keyID)
+	if !ok {
+		return projections.Decision{}, errorf(CodeNotFound, "key %s did not exist then", keyID)
+	}
+	return c.VerifyHash(k.SecretHash, projections.Request{Scopes: as.Scopes}, now), nil
+}
+
+// Evidence reads the events a decision rests on, for their times, actors
+// and reasons.
+func (s *Service) Evidence(ctx context.Context, d *projections.Decision) ([]events.Recorded, error) {
+	var out []events.Recorded
+	for _, e := range d.Evidence() {
+		r, err := s.cfg.Store.Get(ctx, e.Seq)
+		if err != nil {
+			return nil, mapStoreError(err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
