@@ -97,3 +97,28 @@ func TestCLIDrivesTheAdminAPI(t *testing.T) {
 		}
 	}
 }
+
+func TestCLIVerify(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/users", root, map[string]any{"id": "bob"}), 201)
+	issued := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
+	sec := fmt.Sprint(field(issued, "secret"))
+	run := func(env map[string]string, args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := app.MainEnv(testCtx(t, 30*time.Second), args, &out, &errb, func(k string) string { return env[k] })
+		return out.String() + errb.String(), code
+	}
+	seq := issued.header.Get("Keytrail-Seq")
+	if out, code := run(nil, "verify", sec, "--scope", "orders:read", "--data", e.dir, "--min-seq", seq); code != 0 || !strings.HasPrefix(out, "VALID") {
+		t.Fatalf("valid: %d %s", code, out)
+	}
+	if out, code := run(map[string]string{"KEYTRAIL_VERIFY_KEY": sec}, "verify", "--scope", "billing", "--data", e.dir); code != app.ExitNotValid ||
+		!strings.HasPrefix(out, "INSUFFICIENT_SCOPE") || !strings.Contains(out, "key.issued at seq") {
+		t.Fatalf("insufficient scope: %d %s", code, out)
+	}
+	if out, code := run(nil, "verify", "kt_typo", "--data", e.dir); code != app.ExitNotValid || !strings.HasPrefix(out, "MALFORMED") {
+		t.Fatalf("malformed: %d %s", code, out)
+	}
+}

@@ -20,6 +20,8 @@ const (
 	ExitOK    = 0
 	ExitError = 1
 	ExitUsage = 2
+	// ExitNotValid: keytrail verify got a decision other than VALID.
+	ExitNotValid = 3
 )
 
 // usageError marks an error in the command line: exit status 2.
@@ -36,6 +38,7 @@ Usage:
   keytrail user     create|get|disable|enable|delete|revoke-keys   --tenant T
   keytrail key      issue|list|get|update|suspend|resume|revoke|rotate   --tenant T
   keytrail api      create|get|update|deprecate|retire   --tenant T
+  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise
 
 Run 'keytrail <mode> -h' for a mode's flags.
 `
@@ -76,6 +79,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = client(keyCmd)
 	case "api":
 		run = client(apiCmd)
+	case "verify":
+		run = client(verifyCmd)
 	default:
 		fmt.Fprintf(stderr, "keytrail: unknown command %q\n\n%s", args[0], usage)
 		return ExitUsage
@@ -88,6 +93,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "keytrail %s: %v\n", args[0], err)
 		return ExitUsage
+	case errors.Is(err, errNotValid):
+		return ExitNotValid
 	default:
 		fmt.Fprintf(stderr, "keytrail %s: %v\n", args[0], err)
 		return ExitError

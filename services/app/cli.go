@@ -30,6 +30,8 @@ type clientFlags struct {
 	minSeq   string
 	getenv   func(string) string
 	tenantID string
+	// onBody, when set, sees every successful answer (verify's exit status).
+	onBody func(map[string]any)
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, tenant bool) {
@@ -115,6 +117,9 @@ func (c *clientFlags) call(ctx context.Context, stdout io.Writer, method, path s
 			detail += " (" + keyID + ")"
 		}
 		return fmt.Errorf("%d %s: %s", resp.StatusCode, code, detail)
+	}
+	if c.onBody != nil {
+		c.onBody(out)
 	}
 	if c.output == "json" {
 		enc := json.NewEncoder(stdout)

@@ -358,3 +358,75 @@ var apiCmd = runNoun("api", map[string]subcommand{
 	}(),
 	"retire": stateChange(apiPath, "retire", "--tenant T API", "api"),
 }, true)
+
+// errNotValid is a decision other than VALID: exit status 3.
+var errNotValid = errors.New("not valid")
+
+// verifyCmd is `keytrail verify KEY`: the decision, its also-failing checks
+// and its evidence. The exit status is 0 for VALID and 3 for any other code.
+func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	c := &clientFlags{getenv: getenv}
+	c.register(fs, false)
+	tenant := fs.String("tenant", "", "the tenant the request is for (TENANT_MISMATCH otherwise)")
+	var scopes listFlag
+	fs.Var(&scopes, "scope", "a scope the request needs (repeat for more)")
+	fs.SetOutput(stderr)
+	var positional []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	key := ""
+	switch len(positional) {
+	case 1:
+		key = positional[0]
+	case 0:
+		key = getenv("KEYTRAIL_VERIFY_KEY")
+	}
+	if key == "" || len(positional) > 1 {
+		return usageError{errors.New("usage: keytrail verify KEY [--tenant T] [--scope S]... (or KEYTRAIL_VERIFY_KEY, which keeps it out of the process list)")}
+	}
+	if err := c.resolve(); err != nil {
+		return err
+	}
+	var code string
+	c.onBody = func(out map[string]any) { code, _ = out["code"].(string) }
+	if err := c.call(ctx, stdout, "POST", "/v1/verify", map[string]any{"key": key, "tenant": *tenant, "scopes": []string(scopes)},
+		showDecision); err != nil {
+		return err
+	}
+	if code != "VALID" {
+		return errNotValid
+	}
+	return nil
+}
+
+// showDecision prints a decision for people.
+func showDecision(w io.Writer, out map[string]any) {
+	fmt.Fprintf(w, "%s", cell(out["code"]))
+	if also, _ := out["also"].([]any); len(also) > 0 {
+		fmt.Fprintf(w, " (also %s)", cell(also))
+	}
+	fmt.Fprintf(w, "\nkey: %s  tenant: %s  user: %s  seq: %s  now: %s\n", cell(out["key_id"]), cell(out["tenant"]), cell(out["user"]),
+		cell(out["seq"]), cell(out["now"]))
+	evidence, _ := out["evidence"].([]any)
+	for _, e := range evidence {
+		m, _ := e.(map[string]any)
+		fmt.Fprintf(w, "  %s at seq %s, %s, by %s", cell(m["type"]), cell(m["seq"]), cell(m["at"]), cell(m["actor"]))
+		if r, _ := m["reason"].(string); r != "" {
+			fmt.Fprintf(w, ": %s", r)
+		}
+		fmt.Fprintln(w)
+	}
+}
