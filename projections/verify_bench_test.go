@@ -3,6 +3,7 @@ package projections
 import (
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -70,4 +71,76 @@ func BenchmarkVerify(b *testing.B) {
 	perOp := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	b.ReportMetric(shaNs, "sha256-ns")
 	b.ReportMetric(perOp/shaNs, "ratio")
+}
+
+// catalogOfSize builds n keys quickly: secrets are not needed for all of
+// them, only hashes; the probe key has a real secret.
+func catalogOfSize(tb testing.TB, n int) (*Catalog, string) {
+	tb.Helper()
+	c := NewCatalog()
+	var h chain
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+	for u := range 100 {
+		h.add("acme", events.UserAggregate(fmt.Sprintf("user%d", u)), t0, events.UserCreatedV1{})
+	}
+	for _, r := range h.out {
+		c.Apply(r)
+	}
+	probe := mustSecret(tb)
+	for i := range n {
+		hash := sha256.Sum256([]byte(fmt.Sprint(i)))
+		if i == n/2 {
+			hash = probe.Hash()
+		}
+		r := h.add("acme", events.KeyAggregate(fmt.Sprintf("user%d", i%100), fmt.Sprintf("key_01JDQ8Z6W4M2N9V3X5%08d", i)), t0,
+			events.KeyIssuedV1{SecretHash: hash, Hint: "kt_…abcd", Scopes: []string{"orders:read"}})
+		if err := c.Apply(r); err != nil {
+			tb.Fatal(err)
+		}
+		h.out = h.out[:0]
+	}
+	return c, probe.Reveal()
+}
+
+// BenchmarkVerifyKeys: verify at 1K and 1M keys (goal: at most 0.3 µs
+// apart), and the catalog's heap bytes per key at each size (goal: at most
+// 300 at 1M).
+func BenchmarkVerifyKeys(b *testing.B) {
+	for _, n := range []int{1_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			c, sec := catalogOfSize(b, n)
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			q := Request{Secret: sec, Prefix: secret.DefaultPrefix, Scopes: []string{"orders:read"}}
+			now := t0.Add(time.Minute)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if d := c.Verify(q, now); d.Code != CodeValid {
+					b.Fatal(d.Code)
+				}
+			}
+			b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "bytes/key")
+			runtime.KeepAlive(c)
+		})
+	}
+}
+
+// BenchmarkVerifyParallel: verify on every core at once.
+func BenchmarkVerifyParallel(b *testing.B) {
+	c, sec := catalogWith(b, 1000)
+	q := Request{Secret: sec, Prefix: secret.DefaultPrefix, Scopes: []string{"orders:read"}}
+	now := t0.Add(time.Minute)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if d := c.Verify(q, now); d.Code != CodeValid {
+				b.Error(d.Code)
+				return
+			}
+		}
+	})
 }
