@@ -38,6 +38,19 @@ func newMetrics(s *Server) *metrics {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_readmodel_lag",
+			Help: "Messages in the log beyond the read model's applied sequence, when last asked."}, func() float64 {
+			_, lag, _ := model.Freshness()
+			return float64(lag)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_readmodel_staleness_seconds",
+			Help: "Seconds since the read model last confirmed it was current."}, func() float64 {
+			_, _, confirmed := model.Freshness()
+			if confirmed.IsZero() {
+				return -1
+			}
+			return s.cfg.Now().Sub(confirmed).Seconds()
+		}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_readmodel_skipped_total",
 			Help: "Messages the read model did not apply: undecodable, unlinked or impossible."}, func() float64 {
 			var n uint64

@@ -2,7 +2,8 @@
 // the event log with an ordered subscription and applies every event; any
 // number of readers look at the catalog under a read lock. It reports the
 // applied sequence, whether it has caught up with the log as it was at start
-// (readiness), and lets a reader wait until a sequence is applied
+// (readiness), its lag, the last time it confirmed it was current (for
+// STALE), and lets a reader wait until a sequence is applied
 // (Keytrail-Min-Seq).
 package readmodel
 
@@ -20,18 +21,36 @@ import (
 
 // Model is a catalog kept current from the log.
 type Model struct {
-	log *slog.Logger
+	log          *slog.Logger
+	now          func() time.Time
+	confirmEvery time.Duration
 
-	mu      sync.RWMutex
-	cat     *projections.Catalog
-	applied uint64
-	changed chan struct{} // closed and replaced whenever applied moves
-	ready   bool
+	mu        sync.RWMutex
+	cat       *projections.Catalog
+	applied   uint64
+	changed   chan struct{} // closed and replaced whenever applied moves
+	ready     bool
+	lag       uint64
+	confirmed time.Time // when applied was last seen to be the log's last sequence
 }
 
+// Option configures a Model.
+type Option func(*Model)
+
+// WithClock injects the clock freshness is measured with.
+func WithClock(now func() time.Time) Option { return func(m *Model) { m.now = now } }
+
+// ConfirmEvery sets how often the model asks the log for its last sequence
+// to confirm it is current (default 1 s).
+func ConfirmEvery(d time.Duration) Option { return func(m *Model) { m.confirmEvery = d } }
+
 // New returns an empty model; Run fills it.
-func New(log *slog.Logger) *Model {
-	return &Model{log: log, cat: projections.NewCatalog(), changed: make(chan struct{})}
+func New(log *slog.Logger, opts ...Option) *Model {
+	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{})}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // Run tails st (events under filters, all when empty) until ctx ends or the
@@ -49,6 +68,17 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 		return fmt.Errorf("readmodel: subscribe: %w", err)
 	}
 	defer sub.Close()
+	confirmCtx, stopConfirm := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.confirmLoop(confirmCtx, st, filters)
+	}()
+	defer func() {
+		stopConfirm()
+		wg.Wait()
+	}()
 	for {
 		d, err := sub.Next(ctx)
 		if errors.Is(err, context.Canceled) || errors.Is(err, store.ErrClosed) {
@@ -64,6 +94,9 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 			m.log.Warn("event not applied", "seq", d.Seq, "err", err)
 		}
 		m.applied = d.Seq
+		if d.CaughtUp() {
+			m.confirmed, m.lag = m.now(), 0
+		}
 		close(m.changed)
 		m.changed = make(chan struct{})
 		if !m.ready && (d.Seq >= target || d.CaughtUp()) {
@@ -92,9 +125,56 @@ func lastOf(ctx context.Context, st store.Store, filters []string) (uint64, erro
 	return last, nil
 }
 
+// confirmLoop asks the log for its last sequence every confirmEvery: when
+// the model has applied it, the model is confirmed current now; otherwise
+// the difference is its lag. When the log cannot be asked (NATS is gone),
+// nothing is confirmed and staleness grows.
+func (m *Model) confirmLoop(ctx context.Context, st store.Store, filters []string) {
+	t := time.NewTicker(m.confirmEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		actx, cancel := context.WithTimeout(ctx, m.confirmEvery)
+		last, err := lastOf(actx, st, filters)
+		cancel()
+		if err != nil {
+			continue
+		}
+		m.mu.Lock()
+		if m.applied >= last {
+			m.confirmed, m.lag = m.now(), 0
+		} else {
+			m.lag = last - m.applied
+		}
+		m.mu.Unlock()
+	}
+}
+
+// Freshness reports the applied sequence, how many messages the log had
+// beyond it when last asked, and when the model last confirmed it was
+// current (zero before the first confirmation).
+func (m *Model) Freshness() (applied, lag uint64, confirmed time.Time) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.applied, m.lag, m.confirmed
+}
+
+// Stale reports whether the model has not confirmed it was current for
+// longer than max: a gateway then answers STALE rather than trust it.
+func (m *Model) Stale(max time.Duration) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.confirmed.IsZero() || m.now().Sub(m.confirmed) > max
+}
+
 func (m *Model) markReady(seq uint64) {
 	m.mu.Lock()
 	m.ready = true
+	m.confirmed = m.now()
 	m.mu.Unlock()
 	m.log.Info("read model caught up", "seq", seq)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,4 +75,71 @@ func TestEmptyLogIsReadyAtOnce(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// flakyStore fails LastSeq while down is set, as a store whose NATS is gone.
+type flakyStore struct {
+	store.Store
+	mu   sync.Mutex
+	down bool
+}
+
+func (f *flakyStore) set(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
+
+func (f *flakyStore) LastSeq(ctx context.Context, filter string) (uint64, error) {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return 0, errors.New("nats: connection closed")
+	}
+	return f.Store.LastSeq(ctx, filter)
+}
+
+func TestFreshnessAndStaleness(t *testing.T) {
+	mem := store.NewMemory()
+	st := &flakyStore{Store: mem}
+	var clockMu sync.Mutex
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m := New(slog.New(slog.NewTextHandler(io.Discard, nil)), WithClock(clock), ConfirmEvery(5*time.Millisecond))
+	go m.Run(ctx, st, nil)
+	r, err := mem.Append(ctx, store.Head{}, storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "A"}, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitFor(ctx, r[0].Seq, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.NewTimer(5 * time.Second)
+		defer deadline.Stop()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for !cond() {
+			select {
+			case <-deadline.C:
+				t.Fatalf("never %s", what)
+			case <-tick.C:
+			}
+		}
+	}
+	waitUntil("confirmed current", func() bool { _, _, c := m.Freshness(); return c.Equal(clock()) })
+	if m.Stale(30 * time.Second) {
+		t.Fatal("stale right after confirming")
+	}
+	// NATS goes away: nothing is confirmed while the clock runs on.
+	st.set(true)
+	advance(31 * time.Second)
+	waitUntil("stale", func() bool { return m.Stale(30 * time.Second) })
+	// It comes back: the next confirmation makes the model fresh again.
+	st.set(false)
+	waitUntil("fresh again", func() bool { return !m.Stale(30 * time.Second) })
+	if applied, lag, _ := m.Freshness(); applied != r[0].Seq || lag != 0 {
+		t.Fatalf("applied %d lag %d", applied, lag)
+	}
 }
