@@ -37,7 +37,7 @@ soak:
 
 ## fuzz: each fuzz target for FUZZTIME
 FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecoderAgreesWithEncodingJSON \
-	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies
+	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies ./projections:FuzzReadSnapshot
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
