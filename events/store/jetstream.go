@@ -182,6 +182,10 @@ func retry(ctx context.Context, attempt func(context.Context) error) error {
 	}
 }
 
+// JetStream is the JetStream context the store uses, for the other buckets
+// a node keeps next to the log (snapshots).
+func (s *JetStream) JetStream() jetstream.JetStream { return s.js }
+
 // Append implements Store.
 func (s *JetStream) Append(ctx context.Context, expect Head, evs ...events.Event) ([]events.Recorded, error) {
 	return s.AppendAtomic(ctx, nil, Write{Expect: expect, Events: evs})

@@ -68,8 +68,13 @@ type adminRole struct {
 	errc   chan error
 }
 
-// startAdmin starts the read model and serves the admin API on listen.
-func startAdmin(ctx context.Context, st store.Store, listen string, rootHash events.SecretHash, minSeqWait time.Duration, log *slog.Logger) (*adminRole, error) {
+// snapshotEvery is how often a control node writes a snapshot of its read
+// model when it has applied anything since the last one.
+const snapshotEvery = time.Minute
+
+// startAdmin starts the read model (from the latest snapshot when there is
+// one) and serves the admin API on listen.
+func startAdmin(ctx context.Context, st *store.JetStream, listen string, replicas int, rootHash events.SecretHash, minSeqWait time.Duration, log *slog.Logger) (*adminRole, error) {
 	svc, err := control.New(control.Config{Store: st})
 	if err != nil {
 		return nil, err
@@ -85,7 +90,26 @@ func startAdmin(ctx context.Context, st store.Store, listen string, rootHash eve
 		MinSeqWait: minSeqWait})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
-	a.wg.Add(2)
+	host, _ := os.Hostname()
+	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), replicas, fmt.Sprintf("%s-%d", host, os.Getpid()), nil)
+	if err != nil {
+		ln.Close()
+		cancel()
+		return nil, err
+	}
+	switch cat, err := snaps.Load(ctx); {
+	case err != nil:
+		// A bad snapshot costs a full replay, not the node.
+		log.Warn("snapshot not usable; folding the log from the start", "err", err)
+	case cat != nil:
+		a.model.Restore(cat)
+		log.Info("read model restored from snapshot", "seq", cat.Seq)
+	}
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		a.saveSnapshots(runCtx, snaps, log)
+	}()
 	go func() {
 		defer a.wg.Done()
 		if err := a.model.Run(runCtx, st, nil); err != nil {
@@ -99,6 +123,33 @@ func startAdmin(ctx context.Context, st store.Store, listen string, rootHash eve
 		}
 	}()
 	return a, nil
+}
+
+// saveSnapshots writes a snapshot every snapshotEvery when the model moved
+// and this node holds the writer lease.
+func (a *adminRole) saveSnapshots(ctx context.Context, snaps *readmodel.Snapshots, log *slog.Logger) {
+	t := time.NewTicker(snapshotEvery)
+	defer t.Stop()
+	var saved uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !a.model.Ready() || a.model.Applied() == saved {
+			continue
+		}
+		seq, err := snaps.Save(ctx, a.model)
+		switch {
+		case errors.Is(err, readmodel.ErrNotWriter):
+		case err != nil:
+			log.Warn("snapshot not written", "err", err)
+		default:
+			saved = seq
+			log.Debug("snapshot written", "seq", seq)
+		}
+	}
 }
 
 // Close stops serving (letting requests in flight finish) and the read model.

@@ -106,7 +106,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if created {
 		cfg.Logger.Info("root key written", "file", filepath.Join(cfg.DataDir, RootKeyFile))
 	}
-	if d.admin, err = startAdmin(ctx, d.store, cfg.AdminListen, rootHash, cfg.MinSeqWait, cfg.Logger); err != nil {
+	if d.admin, err = startAdmin(ctx, d.store, cfg.AdminListen, 1, rootHash, cfg.MinSeqWait, cfg.Logger); err != nil {
 		return nil, err
 	}
 	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL()}

@@ -47,7 +47,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeConn(nc)
-	admin, err := startAdmin(ctx, st, *adminListen, rootHash, 0, log)
+	admin, err := startAdmin(ctx, st, *adminListen, *replicas, rootHash, 0, log)
 	if err != nil {
 		return err
 	}

@@ -60,10 +60,13 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 	if err != nil {
 		return fmt.Errorf("readmodel: last sequence: %w", err)
 	}
-	if target == 0 {
-		m.markReady(0)
+	m.mu.RLock()
+	from := m.applied + 1 // after a restored snapshot, or 1
+	m.mu.RUnlock()
+	if target < from {
+		m.markReady(from - 1)
 	}
-	sub, err := st.Subscribe(ctx, store.SubscribeOptions{From: 1, Filters: filters})
+	sub, err := st.Subscribe(ctx, store.SubscribeOptions{From: from, Filters: filters})
 	if err != nil {
 		return fmt.Errorf("readmodel: subscribe: %w", err)
 	}
@@ -100,6 +103,7 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 		close(m.changed)
 		m.changed = make(chan struct{})
 		if !m.ready && (d.Seq >= target || d.CaughtUp()) {
+			m.confirmed = m.now()
 			m.ready = true
 			m.log.Info("read model caught up", "seq", d.Seq)
 		}
