@@ -48,10 +48,7 @@ type Request struct {
 	Scopes []string
 }
 
-const (
-	maxAlso     = 12
-	maxEvidence = 4
-)
+const maxEvidence = 4
 
 // Decision is the outcome of a verification and what it rests on. It is a
 // value with fixed-size arrays inside, so that deciding VALID allocates
@@ -66,14 +63,28 @@ type Decision struct {
 	// the catalog had applied.
 	Now       time.Time
 	Seq       uint64
-	also      [maxAlso]Code
-	nAlso     int
+	also      uint16 // bit i: precedence[i] failed too
 	evidence  [maxEvidence]Evidence
 	nEvidence int
 }
 
+// precedence is the order of the checks the catalog makes.
+var precedence = [...]Code{CodeRevoked, CodeExpired, CodeUserDeleted, CodeUserUnknown, CodeTenantSuspended,
+	CodeUserDisabled, CodeSuspended, CodeNotYetValid, CodeTenantMismatch, CodeInsufficientScope}
+
 // Also lists every failing check after the first, in precedence order.
-func (d *Decision) Also() []Code { return d.also[:d.nAlso] }
+func (d *Decision) Also() []Code {
+	if d.also == 0 {
+		return nil
+	}
+	var out []Code
+	for i, c := range precedence {
+		if d.also&(1<<i) != 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
 
 // Evidence lists the events that determined the code.
 func (d *Decision) Evidence() []Evidence { return d.evidence[:d.nEvidence] }
@@ -88,9 +99,12 @@ func (d *Decision) fail(code Code, ev ...Evidence) {
 		}
 		return
 	}
-	if code != d.Code && d.nAlso < maxAlso && !slices.Contains(d.also[:d.nAlso], code) {
-		d.also[d.nAlso] = code
-		d.nAlso++
+	if code != d.Code {
+		for i, c := range precedence {
+			if c == code {
+				d.also |= 1 << i
+			}
+		}
 	}
 }
 

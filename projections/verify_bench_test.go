@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"runtime"
@@ -143,4 +144,27 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkSnapshotRestore: write a snapshot of a catalog of 1M keys and
+// restore it (the restore bounds a node's ready time from a snapshot; goal
+// 2 s at 1M keys).
+func BenchmarkSnapshotRestore(b *testing.B) {
+	c, _ := catalogOfSize(b, 1_000_000)
+	var buf bytes.Buffer
+	start := time.Now()
+	if err := c.WriteSnapshot(&buf); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(time.Since(start).Seconds(), "write-s")
+	b.ReportMetric(float64(buf.Len())/1e6, "MB")
+	data := buf.Bytes()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ReadSnapshot(bytes.NewReader(data)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "restore-s")
 }
