@@ -56,7 +56,7 @@ func startAdmin(t *testing.T) *adminEnv {
 	logs := &lockedBuffer{}
 	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
 		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		MinSeqWait: 200 * time.Millisecond})
+		MinSeqWait: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,8 +76,10 @@ func (c *Catalog) problem(seq uint64, err error) {
 }
 
 // Apply folds one recorded event. An event that does not link to its
-// aggregate's previous valid event, or cannot apply, is skipped and reported
-// (the error is returned too); the catalog stays as it was.
+// aggregate's previous event is skipped and reported (the error is returned
+// too). An event that links but cannot apply (an impossible transition) is
+// reported and not applied, yet it is part of the chain, as the store sees
+// it: the next event links to it.
 func (c *Catalog) Apply(r events.Recorded) error {
 	c.Seq = max(c.Seq, r.Seq)
 	if r.PrevHash != c.heads[r.Subject] {
@@ -85,11 +87,11 @@ func (c *Catalog) Apply(r events.Recorded) error {
 		c.problem(r.Seq, err)
 		return err
 	}
+	c.heads[r.Subject] = r.Hash
 	if err := c.apply(r); err != nil {
 		c.problem(r.Seq, err)
 		return err
 	}
-	c.heads[r.Subject] = r.Hash
 	return nil
 }
 

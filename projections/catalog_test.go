@@ -252,3 +252,24 @@ func FuzzReadSnapshot(f *testing.F) {
 		}
 	})
 }
+
+// TestImpossibleEventsStayInTheChain: an event that links but cannot apply
+// is reported and not applied, and the next event, which links to it as the
+// store chained it, applies.
+func TestImpossibleEventsStayInTheChain(t *testing.T) {
+	var h chain
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "again"})
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantSuspendedV1{})
+	c := NewCatalog()
+	var errs []error
+	for _, r := range h.out {
+		errs = append(errs, c.Apply(r))
+	}
+	if errs[0] != nil || !errors.Is(errs[1], ErrTransition) || errs[2] != nil {
+		t.Fatalf("errors %v", errs)
+	}
+	if ten, _ := c.Tenant("acme"); ten.Status != TenantSuspended || ten.Name != "A" {
+		t.Fatalf("%+v", ten)
+	}
+}
