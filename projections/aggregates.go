@@ -3,6 +3,7 @@ package projections
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -19,13 +20,36 @@ func impossible(r events.Recorded, why string) error {
 
 // Evidence points at the event that set part of a state: the sequence and
 // type of the event, which explain decisions made on it. Times, actors and
-// reasons are read from the log by sequence when someone asks.
-type Evidence struct {
-	Seq  uint64      `json:"seq"`
-	Type events.Type `json:"type"`
+// reasons are read from the log by sequence when someone asks. It packs
+// both into one word (a state holds several, for every key).
+type Evidence uint64
+
+const evidenceSeqBits = 56 // sequences below 2^56; the type's index above
+
+// eventTypes is the catalogue's order of types, which Evidence indexes.
+var eventTypes = events.Types()
+
+// NewEvidence points at the event at seq of type t.
+func NewEvidence(seq uint64, t events.Type) Evidence {
+	i := slices.Index(eventTypes, t) + 1 // 0: none
+	return Evidence(seq&(1<<evidenceSeqBits-1) | uint64(i)<<evidenceSeqBits)
 }
 
-func evidence(r events.Recorded) Evidence { return Evidence{Seq: r.Seq, Type: r.Type} }
+func evidence(r events.Recorded) Evidence { return NewEvidence(r.Seq, r.Type) }
+
+// Seq is the event's stream sequence (0: no event).
+func (e Evidence) Seq() uint64 { return uint64(e) & (1<<evidenceSeqBits - 1) }
+
+// Type is the event's type.
+func (e Evidence) Type() events.Type {
+	if i := int(uint64(e) >> evidenceSeqBits); i > 0 && i <= len(eventTypes) {
+		return eventTypes[i-1]
+	}
+	return ""
+}
+
+// String prints seq/type.
+func (e Evidence) String() string { return fmt.Sprintf("%d/%s", e.Seq(), e.Type()) }
 
 // TenantStatus is a tenant's lifecycle state.
 type TenantStatus string
@@ -42,7 +66,6 @@ type Tenant struct {
 	Name      string
 	Status    TenantStatus
 	CreatedAt time.Time
-	UpdatedAt time.Time
 	// Version is the stream sequence of the last event applied.
 	Version uint64
 	// Created and StatusBy are the events that created the tenant and last
@@ -78,7 +101,7 @@ func (t Tenant) Apply(r events.Recorded) (Tenant, error) {
 	default:
 		return t, impossible(r, "unknown tenant event")
 	}
-	t.UpdatedAt, t.Version = r.OccurredAt, r.Seq
+	t.Version = r.Seq
 	return t, nil
 }
 
@@ -101,7 +124,6 @@ type User struct {
 	// KeysRevokedBefore: every key of the user issued before it is revoked.
 	KeysRevokedBefore time.Time
 	CreatedAt         time.Time
-	UpdatedAt         time.Time
 	Version           uint64
 	// The events that created the user, last changed its status, and last
 	// revoked its keys issued before a time.
@@ -144,7 +166,7 @@ func (u User) Apply(r events.Recorded) (User, error) {
 	default:
 		return u, impossible(r, "unknown user event")
 	}
-	u.UpdatedAt, u.Version = r.OccurredAt, r.Seq
+	u.Version = r.Seq
 	return u, nil
 }
 
@@ -179,7 +201,6 @@ type Key struct {
 	// GraceUntil is set once the key was rotated: it is EXPIRED after it.
 	GraceUntil *time.Time
 	CreatedAt  time.Time
-	UpdatedAt  time.Time
 	Version    uint64
 	// The events that issued the key, last set its attributes (scopes,
 	// expiry: the issue or the last update), last changed its status, and
@@ -231,7 +252,7 @@ func (k Key) Apply(r events.Recorded) (Key, error) {
 	default:
 		return k, impossible(r, "unknown key event")
 	}
-	k.UpdatedAt, k.Version = r.OccurredAt, r.Seq
+	k.Version = r.Seq
 	return k, nil
 }
 
@@ -257,7 +278,6 @@ type API struct {
 	Status     APIStatus
 	Sunset     *time.Time
 	CreatedAt  time.Time
-	UpdatedAt  time.Time
 	Version    uint64
 	// The events that last set the API's attributes (its scopes) and status.
 	AttrsBy, StatusBy Evidence
@@ -298,7 +318,7 @@ func (a API) Apply(r events.Recorded) (API, error) {
 	default:
 		return a, impossible(r, "unknown API event")
 	}
-	a.UpdatedAt, a.Version = r.OccurredAt, r.Seq
+	a.Version = r.Seq
 	return a, nil
 }
 

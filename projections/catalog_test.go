@@ -136,7 +136,7 @@ func TestVerify(t *testing.T) {
 		h.add("acme", events.APIAggregate("orders"), t0, events.APICreatedV1{PathPrefix: "/orders",
 			Upstreams: []string{"http://127.0.0.1:1"}, Scopes: []string{"orders:read"}})
 	}
-	ev := func(seq uint64, typ events.Type) Evidence { return Evidence{Seq: seq, Type: typ} }
+	ev := NewEvidence
 	ask := Request{Secret: sec.Reveal(), Prefix: secret.DefaultPrefix}
 	with := func(f func(*Request)) Request { q := ask; f(&q); return q }
 	cases := []struct {

@@ -16,7 +16,7 @@ import (
 
 // snapshotFormat is the version of the snapshot encoding; a reader refuses
 // another (and the node folds the log from the start instead).
-const snapshotFormat = 1
+const snapshotFormat = 2
 
 // catalogSnapshot is a Catalog in a deterministic shape: everything sorted,
 // so that equal catalogs encode to equal bytes (Digest).

@@ -109,7 +109,7 @@ func (d *Decision) fail(code Code, ev ...Evidence) {
 }
 
 func (d *Decision) addEvidence(e Evidence) {
-	if e.Seq == 0 || d.nEvidence == maxEvidence || slices.Contains(d.evidence[:d.nEvidence], e) {
+	if e.Seq() == 0 || d.nEvidence == maxEvidence || slices.Contains(d.evidence[:d.nEvidence], e) {
 		return
 	}
 	d.evidence[d.nEvidence] = e

@@ -78,7 +78,7 @@ func (s *Service) Explain(ctx context.Context, tenant, keyID string, as ExplainA
 func (s *Service) Evidence(ctx context.Context, d *projections.Decision) ([]events.Recorded, error) {
 	var out []events.Recorded
 	for _, e := range d.Evidence() {
-		r, err := s.cfg.Store.Get(ctx, e.Seq)
+		r, err := s.cfg.Store.Get(ctx, e.Seq())
 		if err != nil {
 			return nil, mapStoreError(err)
 		}
