@@ -71,6 +71,9 @@ type Tenant struct {
 	// Created and StatusBy are the events that created the tenant and last
 	// changed its status.
 	Created, StatusBy Evidence
+	// Head is the hash of the aggregate's last event in the chain, kept by
+	// the Catalog (which checks that the next event links to it).
+	Head events.Hash
 }
 
 // Exists reports whether the tenant was created.
@@ -128,6 +131,8 @@ type User struct {
 	// The events that created the user, last changed its status, and last
 	// revoked its keys issued before a time.
 	Created, StatusBy, RevokedBy Evidence
+	// Head: see Tenant.Head.
+	Head events.Hash
 }
 
 // Exists reports whether the user was created (deleted users exist).
@@ -206,6 +211,8 @@ type Key struct {
 	// expiry: the issue or the last update), last changed its status, and
 	// rotated it.
 	Issued, AttrsBy, StatusBy, RotatedBy Evidence
+	// Head: see Tenant.Head.
+	Head events.Hash
 }
 
 // Exists reports whether the key was issued.
@@ -281,6 +288,8 @@ type API struct {
 	Version    uint64
 	// The events that last set the API's attributes (its scopes) and status.
 	AttrsBy, StatusBy Evidence
+	// Head: see Tenant.Head.
+	Head events.Hash
 }
 
 // Exists reports whether the API was created.

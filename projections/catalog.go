@@ -20,8 +20,6 @@ type Catalog struct {
 	tenants map[string]*tenantEntry
 	byHash  map[events.SecretHash]keyRef
 	prefix  map[string]*API
-	// heads holds each aggregate's last valid event hash, to check links.
-	heads map[string]events.Hash
 	// Skipped counts messages that did not apply (undecodable, unlinked,
 	// impossible transitions); Problems keeps the latest of them.
 	Skipped  uint64
@@ -55,7 +53,7 @@ type tenantEntry struct {
 // NewCatalog returns an empty catalog.
 func NewCatalog() *Catalog {
 	return &Catalog{tenants: map[string]*tenantEntry{}, byHash: map[events.SecretHash]keyRef{},
-		prefix: map[string]*API{}, heads: map[string]events.Hash{}}
+		prefix: map[string]*API{}}
 }
 
 // ErrUnlinked: an event whose prev_hash is not its aggregate's last hash.
@@ -82,17 +80,51 @@ func (c *Catalog) problem(seq uint64, err error) {
 // it: the next event links to it.
 func (c *Catalog) Apply(r events.Recorded) error {
 	c.Seq = max(c.Seq, r.Seq)
-	if r.PrevHash != c.heads[r.Subject] {
+	t := c.tenant(r.Tenant)
+	head := c.head(t, r.Aggregate)
+	if r.PrevHash != *head {
 		err := fmt.Errorf("%w: seq %d on %s", ErrUnlinked, r.Seq, r.Subject)
 		c.problem(r.Seq, err)
 		return err
 	}
-	c.heads[r.Subject] = r.Hash
-	if err := c.apply(r); err != nil {
+	*head = r.Hash
+	if err := c.apply(t, r); err != nil {
 		c.problem(r.Seq, err)
 		return err
 	}
 	return nil
+}
+
+// head is where the chain head of an aggregate is kept: in its state, which
+// is created empty (Exists false) by the aggregate's first event, even one
+// that does not apply, so that the chain can go on from it.
+func (c *Catalog) head(t *tenantEntry, a events.Aggregate) *events.Hash {
+	switch a.Kind {
+	case events.KindTenant:
+		return &t.Head
+	case events.KindUser:
+		u := t.users[a.ID]
+		if u == nil {
+			u = &User{}
+			t.users[a.ID] = u
+		}
+		return &u.Head
+	case events.KindKey:
+		k := t.keys[a.ID]
+		if k == nil {
+			k = &Key{}
+			t.keys[a.ID] = k
+		}
+		return &k.Head
+	case events.KindAPI:
+		x := t.apis[a.ID]
+		if x == nil {
+			x = &API{}
+			t.apis[a.ID] = x
+		}
+		return &x.Head
+	}
+	return new(events.Hash)
 }
 
 func (c *Catalog) tenant(id string) *tenantEntry {
@@ -104,31 +136,27 @@ func (c *Catalog) tenant(id string) *tenantEntry {
 	return t
 }
 
-func (c *Catalog) apply(r events.Recorded) error {
-	t := c.tenant(r.Tenant)
+// apply applies r to the state head found (which exists by now), keeping
+// the chain head, which Apply of a creation event would reset.
+func (c *Catalog) apply(t *tenantEntry, r events.Recorded) error {
 	switch r.Aggregate.Kind {
 	case events.KindTenant:
 		next, err := t.Tenant.Apply(r)
 		if err == nil {
+			next.Head = r.Hash
 			t.Tenant = next
 		}
 		return err
 	case events.KindUser:
 		u := t.users[r.Aggregate.ID]
-		if u == nil {
-			u = &User{}
-		}
 		next, err := u.Apply(r)
 		if err == nil {
+			next.Head = r.Hash
 			*u = next
-			t.users[r.Aggregate.ID] = u
 		}
 		return err
 	case events.KindKey:
 		k := t.keys[r.Aggregate.ID]
-		if k == nil {
-			k = &Key{}
-		}
 		next, err := k.Apply(r)
 		if err != nil {
 			return err
@@ -137,16 +165,13 @@ func (c *Catalog) apply(r events.Recorded) error {
 			if _, dup := c.byHash[next.SecretHash]; dup {
 				return impossible(r, "another key has this secret hash")
 			}
-			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: t.users[r.Aggregate.User]}
+			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: c.userRef(t, r.Aggregate.User)}
 		}
+		next.Head = r.Hash
 		*k = next
-		t.keys[r.Aggregate.ID] = k
 		return nil
 	case events.KindAPI:
 		a := t.apis[r.Aggregate.ID]
-		if a == nil {
-			a = &API{}
-		}
 		old := a.PathPrefix
 		next, err := a.Apply(r)
 		if err != nil {
@@ -156,14 +181,27 @@ func (c *Catalog) apply(r events.Recorded) error {
 			if other, taken := c.prefix[next.PathPrefix]; taken && other != a {
 				return impossible(r, "another API holds this path prefix")
 			}
-			delete(c.prefix, old)
+			if old != "" {
+				delete(c.prefix, old)
+			}
 			c.prefix[next.PathPrefix] = a
 		}
+		next.Head = r.Hash
 		*a = next
-		t.apis[r.Aggregate.ID] = a
 		return nil
 	}
 	return impossible(r, "unknown aggregate kind")
+}
+
+// userRef is the user a key points at, creating its (empty) state if the
+// user has no events yet, so that the key sees the user once it has.
+func (c *Catalog) userRef(t *tenantEntry, id string) *User {
+	u := t.users[id]
+	if u == nil {
+		u = &User{}
+		t.users[id] = u
+	}
+	return u
 }
 
 // Tenant returns a tenant.
@@ -178,7 +216,7 @@ func (c *Catalog) Tenant(id string) (Tenant, bool) {
 // User returns a user of a tenant.
 func (c *Catalog) User(tenant, id string) (User, bool) {
 	if t, ok := c.tenants[tenant]; ok {
-		if u, ok := t.users[id]; ok {
+		if u, ok := t.users[id]; ok && u.Exists() {
 			return *u, true
 		}
 	}
@@ -188,7 +226,7 @@ func (c *Catalog) User(tenant, id string) (User, bool) {
 // Key returns a key of a tenant.
 func (c *Catalog) Key(tenant, id string) (Key, bool) {
 	if t, ok := c.tenants[tenant]; ok {
-		if k, ok := t.keys[id]; ok {
+		if k, ok := t.keys[id]; ok && k.Exists() {
 			return *k, true
 		}
 	}
@@ -206,7 +244,7 @@ func (c *Catalog) KeyByHash(h events.SecretHash) (Key, bool) {
 // API returns an API of a tenant.
 func (c *Catalog) API(tenant, id string) (API, bool) {
 	if t, ok := c.tenants[tenant]; ok {
-		if a, ok := t.apis[id]; ok {
+		if a, ok := t.apis[id]; ok && a.Exists() {
 			return *a, true
 		}
 	}
@@ -235,7 +273,7 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 	}
 	var all []*Key
 	for _, k := range t.keys {
-		if k.ID <= f.After || (f.User != "" && k.User != f.User) || (f.Status != "" && k.Status != f.Status) {
+		if !k.Exists() || k.ID <= f.After || (f.User != "" && k.User != f.User) || (f.Status != "" && k.Status != f.Status) {
 			continue
 		}
 		if f.ExpiringWithin > 0 {

@@ -10,13 +10,11 @@ import (
 	"io"
 	"maps"
 	"slices"
-
-	"github.com/keytrail/keytrail/events"
 )
 
 // snapshotFormat is the version of the snapshot encoding; a reader refuses
 // another (and the node folds the log from the start instead).
-const snapshotFormat = 2
+const snapshotFormat = 3
 
 // catalogSnapshot is a Catalog in a deterministic shape: everything sorted,
 // so that equal catalogs encode to equal bytes (Digest).
@@ -26,7 +24,6 @@ type catalogSnapshot struct {
 	Skipped  uint64
 	Problems []problemSnapshot
 	Tenants  []tenantSnapshot
-	Heads    []headSnapshot
 }
 
 type problemSnapshot struct {
@@ -40,11 +37,6 @@ type tenantSnapshot struct {
 	Users  []User
 	Keys   []Key
 	APIs   []API
-}
-
-type headSnapshot struct {
-	Subject string
-	Hash    events.Hash
 }
 
 func sortedValues[K cmp.Ordered, V any](m map[K]*V) []V {
@@ -64,9 +56,6 @@ func (c *Catalog) snapshot() catalogSnapshot {
 		t := c.tenants[id]
 		s.Tenants = append(s.Tenants, tenantSnapshot{ID: id, Tenant: t.Tenant,
 			Users: sortedValues(t.users), Keys: sortedValues(t.keys), APIs: sortedValues(t.apis)})
-	}
-	for _, subj := range slices.Sorted(maps.Keys(c.heads)) {
-		s.Heads = append(s.Heads, headSnapshot{Subject: subj, Hash: c.heads[subj]})
 	}
 	return s
 }
@@ -120,22 +109,25 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 		for i := range ts.APIs {
 			a := ts.APIs[i]
 			t.apis[a.ID] = &a
-			if other, taken := c.prefix[a.PathPrefix]; taken && other != &a {
+			if !a.Exists() {
+				continue
+			}
+			if _, taken := c.prefix[a.PathPrefix]; taken {
 				return nil, fmt.Errorf("projections: snapshot: two APIs hold %s", a.PathPrefix)
 			}
 			c.prefix[a.PathPrefix] = &a
 		}
 		for i := range ts.Keys {
 			k := ts.Keys[i]
+			t.keys[k.ID] = &k
+			if !k.Exists() {
+				continue
+			}
 			if _, dup := c.byHash[k.SecretHash]; dup {
 				return nil, errors.New("projections: snapshot: two keys share a secret hash")
 			}
-			t.keys[k.ID] = &k
-			c.byHash[k.SecretHash] = keyRef{key: &k, tenant: t, user: t.users[k.User]}
+			c.byHash[k.SecretHash] = keyRef{key: &k, tenant: t, user: c.userRef(t, k.User)}
 		}
-	}
-	for _, h := range s.Heads {
-		c.heads[h.Subject] = h.Hash
 	}
 	return c, nil
 }

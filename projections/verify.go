@@ -148,8 +148,8 @@ func (c *Catalog) verifyHash(d Decision, h events.SecretHash, q Request, now tim
 	}
 	k, te, u := ref.key, ref.tenant, ref.user
 	d.KeyID, d.Tenant, d.User = k.ID, k.Tenant, k.User
-	if u == nil {
-		u = te.users[k.User] // created after the key
+	if !u.Exists() {
+		u = nil // the key names a user with no events (yet)
 	}
 	switch {
 	case k.Status == KeyRevoked:
