@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -20,6 +21,9 @@ type Catalog struct {
 	tenants map[string]*tenantEntry
 	byHash  map[events.SecretHash]keyRef
 	prefix  map[string]*API
+	// scopes interns scope lists: most keys share a few, and a key's scopes
+	// are never changed in place (an update replaces the list).
+	scopes map[string][]string
 	// Skipped counts messages that did not apply (undecodable, unlinked,
 	// impossible transitions); Problems keeps the latest of them.
 	Skipped  uint64
@@ -53,7 +57,7 @@ type tenantEntry struct {
 // NewCatalog returns an empty catalog.
 func NewCatalog() *Catalog {
 	return &Catalog{tenants: map[string]*tenantEntry{}, byHash: map[events.SecretHash]keyRef{},
-		prefix: map[string]*API{}}
+		prefix: map[string]*API{}, scopes: map[string][]string{}}
 }
 
 // ErrUnlinked: an event whose prev_hash is not its aggregate's last hash.
@@ -168,6 +172,7 @@ func (c *Catalog) apply(t *tenantEntry, r events.Recorded) error {
 			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: c.userRef(t, r.Aggregate.User)}
 		}
 		next.Head = r.Hash
+		c.share(t, &next)
 		*k = next
 		return nil
 	case events.KindAPI:
@@ -191,6 +196,25 @@ func (c *Catalog) apply(t *tenantEntry, r events.Recorded) error {
 		return nil
 	}
 	return impossible(r, "unknown aggregate kind")
+}
+
+// share makes a key's tenant, user and scopes point at strings the catalog
+// already holds, so that a million keys do not hold a million copies.
+func (c *Catalog) share(t *tenantEntry, k *Key) {
+	if t.Exists() && t.ID == k.Tenant {
+		k.Tenant = t.ID
+	}
+	if u := t.users[k.User]; u != nil && u.Exists() && u.ID == k.User {
+		k.User = u.ID
+	}
+	if len(k.Scopes) > 0 {
+		id := strings.Join(k.Scopes, "\x00")
+		if s, ok := c.scopes[id]; ok {
+			k.Scopes = s
+		} else {
+			c.scopes[id] = k.Scopes
+		}
+	}
 }
 
 // userRef is the user a key points at, creating its (empty) state if the

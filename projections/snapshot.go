@@ -123,6 +123,7 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 			if !k.Exists() {
 				continue
 			}
+			c.share(t, &k)
 			if _, dup := c.byHash[k.SecretHash]; dup {
 				return nil, errors.New("projections: snapshot: two keys share a secret hash")
 			}
