@@ -46,17 +46,9 @@ func (s *Server) apiRoutes() {
 			return c.CreateAPI(ctx, m, r.PathValue("tenant"), control.APISpec{ID: b.ID, Name: b.Name,
 				PathPrefix: b.PathPrefix, Upstreams: b.Upstreams, Scopes: b.Scopes, RateLimit: b.RateLimit})
 		}, created, "api", apiAny)
-	s.handle("GET /v1/tenants/{tenant}/apis/{api}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
-		if err := s.minSeq(r); err != nil {
-			return err
-		}
-		a, err := c.API(r.Context(), r.PathValue("tenant"), r.PathValue("api"))
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"api": apiOf(a)})
-		return nil
-	})
+	readRoute(s, "GET /v1/tenants/{tenant}/apis/{api}", "api", func(ctx context.Context, r *http.Request) (projections.API, error) {
+		return c.API(ctx, r.PathValue("tenant"), r.PathValue("api"))
+	}, apiAny)
 	command(s, "PATCH /v1/tenants/{tenant}/apis/{api}", tenantAdmin, true,
 		func(ctx context.Context, r *http.Request, m control.Meta, b patchAPIBody, v *uint64) (projections.API, control.Result, error) {
 			return c.UpdateAPI(ctx, m, r.PathValue("tenant"), r.PathValue("api"), control.APIPatch{Name: b.Name,

@@ -40,5 +40,21 @@ func command[B reasoned, T any](s *Server, pattern string, who access, bodyRequi
 	})
 }
 
+// readRoute registers a read of one object: wait for Keytrail-Min-Seq, get it,
+// answer {name: view}.
+func readRoute[T any](s *Server, pattern, name string, get func(ctx context.Context, r *http.Request) (T, error), view func(T) any) {
+	s.handle(pattern, tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if err := s.minSeq(r); err != nil {
+			return err
+		}
+		v, err := get(r.Context(), r)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{name: view(v)})
+		return nil
+	})
+}
+
 // ok is the status of a write that changes an existing object.
 func ok(control.Result) int { return http.StatusOK }

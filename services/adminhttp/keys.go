@@ -90,17 +90,9 @@ func (s *Server) keyRoutes() {
 		writeJSON(w, http.StatusOK, body)
 		return nil
 	})
-	s.handle("GET /v1/tenants/{tenant}/keys/{key}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
-		if err := s.minSeq(r); err != nil {
-			return err
-		}
-		k, err := c.Key(r.Context(), r.PathValue("tenant"), r.PathValue("key"))
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"key": keyOf(k)})
-		return nil
-	})
+	readRoute(s, "GET /v1/tenants/{tenant}/keys/{key}", "key", func(ctx context.Context, r *http.Request) (projections.Key, error) {
+		return c.Key(ctx, r.PathValue("tenant"), r.PathValue("key"))
+	}, func(k projections.Key) any { return keyOf(k) })
 	s.handle("PATCH /v1/tenants/{tenant}/keys/{key}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		var body struct {
 			Name      *string            `json:"name"`

@@ -71,17 +71,9 @@ func (s *Server) routes() {
 		func(ctx context.Context, _ *http.Request, m control.Meta, b createBody, _ *uint64) (projections.Tenant, control.Result, error) {
 			return c.CreateTenant(ctx, m, b.ID, b.Name)
 		}, created, "tenant", tenantAny)
-	s.handle("GET /v1/tenants/{tenant}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
-		if err := s.minSeq(r); err != nil {
-			return err
-		}
-		t, err := c.Tenant(r.Context(), r.PathValue("tenant"))
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"tenant": tenantOf(t)})
-		return nil
-	})
+	readRoute(s, "GET /v1/tenants/{tenant}", "tenant", func(ctx context.Context, r *http.Request) (projections.Tenant, error) {
+		return c.Tenant(ctx, r.PathValue("tenant"))
+	}, tenantAny)
 	for verb, op := range map[string]func(context.Context, control.Meta, string) (projections.Tenant, control.Result, error){
 		"suspend": c.SuspendTenant, "resume": c.ResumeTenant,
 	} {
@@ -95,17 +87,9 @@ func (s *Server) routes() {
 		func(ctx context.Context, r *http.Request, m control.Meta, b createBody, _ *uint64) (projections.User, control.Result, error) {
 			return c.CreateUser(ctx, m, r.PathValue("tenant"), b.ID, b.Name)
 		}, created, "user", userAny)
-	s.handle("GET /v1/tenants/{tenant}/users/{user}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
-		if err := s.minSeq(r); err != nil {
-			return err
-		}
-		u, err := c.User(r.Context(), r.PathValue("tenant"), r.PathValue("user"))
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"user": userOf(u)})
-		return nil
-	})
+	readRoute(s, "GET /v1/tenants/{tenant}/users/{user}", "user", func(ctx context.Context, r *http.Request) (projections.User, error) {
+		return c.User(ctx, r.PathValue("tenant"), r.PathValue("user"))
+	}, userAny)
 	for pattern, op := range map[string]func(context.Context, control.Meta, string, string) (projections.User, control.Result, error){
 		"POST /v1/tenants/{tenant}/users/{user}/disable": c.DisableUser,
 		"POST /v1/tenants/{tenant}/users/{user}/enable":  c.EnableUser,

@@ -254,21 +254,9 @@ func runNoun(noun string, verbs map[string]subcommand, tenantScoped bool) func(c
 			fmt.Fprintf(stderr, "usage: keytrail %s %s %s\n", noun, args[0], sc.usage)
 			fs.PrintDefaults()
 		}
-		// Flags may come before or after the positional arguments.
-		var positional []string
-		rest := args[1:]
-		for {
-			if err := fs.Parse(rest); err != nil {
-				if errors.Is(err, flag.ErrHelp) {
-					return err
-				}
-				return usageError{err}
-			}
-			if fs.NArg() == 0 {
-				break
-			}
-			positional = append(positional, fs.Arg(0))
-			rest = fs.Args()[1:]
+		positional, err := parseInterleaved(fs, args[1:])
+		if err != nil {
+			return err
 		}
 		if tenantScoped && c.tenantID == "" {
 			return usageError{errors.New("--tenant is required")}
@@ -277,6 +265,25 @@ func runNoun(noun string, verbs map[string]subcommand, tenantScoped bool) func(c
 			return err
 		}
 		return sc.run(ctx, c, fs, positional, stdout)
+	}
+}
+
+// parseInterleaved parses flags that may come before or after the
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 }
 

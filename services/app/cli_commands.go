@@ -372,20 +372,9 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	var scopes listFlag
 	fs.Var(&scopes, "scope", "a scope the request needs (repeat for more)")
 	fs.SetOutput(stderr)
-	var positional []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	key := ""
 	switch len(positional) {
