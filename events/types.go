@@ -2,6 +2,7 @@ package events
 
 import (
 	"crypto/subtle"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"net/url"
@@ -548,8 +549,15 @@ func validateAPIAttrs(name, prefix string, upstreams, scopes []string, rl *RateL
 func (p APIDeprecatedV1) validate() error { return requireTime("sunset", p.Sunset) }
 func (APIRetiredV1) validate() error      { return nil }
 
-// Equal compares two secret hashes in constant time.
-func (h SecretHash) Equal(o SecretHash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }
+// Equal compares two secret hashes in constant time: the differences of the
+// four words are OR-ed together, with no early exit, then tested once.
+func (h SecretHash) Equal(o SecretHash) bool {
+	le := binary.LittleEndian
+	// In Go ^ and | bind alike, left to right: the parentheses matter.
+	x := (le.Uint64(h[0:]) ^ le.Uint64(o[0:])) | (le.Uint64(h[8:]) ^ le.Uint64(o[8:])) |
+		(le.Uint64(h[16:]) ^ le.Uint64(o[16:])) | (le.Uint64(h[24:]) ^ le.Uint64(o[24:]))
+	return subtle.ConstantTimeEq(int32(uint32(x>>32)|uint32(x)), 0) == 1
+}
 
 // ValidatePayload checks a payload against the same rules Encode and Decode
 // apply, so that commands can refuse bad input with the codec's own words.

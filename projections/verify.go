@@ -131,20 +131,24 @@ func (c *Catalog) Verify(q Request, now time.Time) Decision {
 		d.Code = CodeMalformed
 		return d
 	}
-	return c.verifyHash(d, sec.Hash(), q, now)
+	c.verifyHash(&d, sec.Hash(), &q, now)
+	return d
 }
 
 // VerifyHash is Verify for a key known by its secret's hash (explain: the
 // decision a key would have received, without its secret).
 func (c *Catalog) VerifyHash(h events.SecretHash, q Request, now time.Time) Decision {
-	return c.verifyHash(Decision{Now: now, Seq: c.Seq, API: q.API}, h, q, now)
+	d := Decision{Now: now, Seq: c.Seq, API: q.API}
+	c.verifyHash(&d, h, &q, now)
+	return d
 }
 
-func (c *Catalog) verifyHash(d Decision, h events.SecretHash, q Request, now time.Time) Decision {
+// verifyHash fills d; pointers, not copies, on the verify path.
+func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now time.Time) {
 	ref, ok := c.byHash[h]
 	if !ok || !ref.key.SecretHash.Equal(h) {
 		d.Code = CodeNotFound
-		return d
+		return
 	}
 	k, te, u := ref.key, ref.tenant, ref.user
 	d.KeyID, d.Tenant, d.User = k.ID, k.Tenant, k.User
@@ -205,7 +209,6 @@ func (c *Catalog) verifyHash(d Decision, h events.SecretHash, q Request, now tim
 		d.addEvidence(k.Issued)
 		d.addEvidence(k.AttrsBy)
 	}
-	return d
 }
 
 // missing reports whether have lacks one of need.

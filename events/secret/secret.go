@@ -102,21 +102,26 @@ var slicing8 = func() (t [8][256]uint32) {
 	return t
 }()
 
-// checksum is the CRC32 (IEEE) of s in six base62 digits, computed over the
-// string in place (the standard library's would copy it to the heap), eight
-// bytes at a time: verification parses a secret per request.
-func checksum(s string) (c [ChecksumLen]byte) {
-	crc := ^uint32(0)
+// crc is the CRC32 (IEEE) of s, computed over the string in place (the
+// standard library's would copy it to the heap), eight bytes at a time:
+// verification parses a secret per request.
+func crc(s string) uint32 {
+	c := ^uint32(0)
 	for len(s) >= 8 {
-		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
-		crc = slicing8[7][crc&0xff] ^ slicing8[6][crc>>8&0xff] ^ slicing8[5][crc>>16&0xff] ^ slicing8[4][crc>>24] ^
+		c ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		c = slicing8[7][c&0xff] ^ slicing8[6][c>>8&0xff] ^ slicing8[5][c>>16&0xff] ^ slicing8[4][c>>24] ^
 			slicing8[3][s[4]] ^ slicing8[2][s[5]] ^ slicing8[1][s[6]] ^ slicing8[0][s[7]]
 		s = s[8:]
 	}
 	for i := 0; i < len(s); i++ {
-		crc = crc32.IEEETable[byte(crc)^s[i]] ^ crc>>8
+		c = crc32.IEEETable[byte(c)^s[i]] ^ c>>8
 	}
-	sum := uint64(^crc)
+	return ^c
+}
+
+// checksum is the CRC32 of s in six base62 digits.
+func checksum(s string) (c [ChecksumLen]byte) {
+	sum := uint64(crc(s))
 	for i := ChecksumLen - 1; i >= 0; i-- {
 		c[i] = alphabet[sum%62]
 		sum /= 62
@@ -139,11 +144,25 @@ func Parse(s, prefix string) (Secret, error) {
 			return Secret{}, errAlphabet
 		}
 	}
-	if want := checksum(s[:len(s)-ChecksumLen]); string(want[:]) != s[len(s)-ChecksumLen:] {
+	// Read the presented checksum as a number rather than spell out the
+	// computed one: six multiply-adds instead of six divisions.
+	var presented uint64
+	for _, ch := range []byte(s[len(s)-ChecksumLen:]) {
+		presented = presented*62 + uint64(digit[ch])
+	}
+	if presented != uint64(crc(s[:len(s)-ChecksumLen])) {
 		return Secret{}, errChecksum
 	}
 	return Secret{s: s}, nil
 }
+
+// digit maps a base62 character to its value.
+var digit = func() (t [256]uint8) {
+	for i := range len(alphabet) {
+		t[alphabet[i]] = uint8(i)
+	}
+	return t
+}()
 
 // base62 marks the bytes of the alphabet.
 var base62 = func() (t [256]bool) {

@@ -211,3 +211,19 @@ func TestParseAndHashDoNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+func TestHashEqual(t *testing.T) {
+	a := gen(t).Hash()
+	if !a.Equal(a) {
+		t.Fatal("a hash differs from itself")
+	}
+	for i := range 32 {
+		for _, bit := range []byte{1, 0x80} {
+			b := a
+			b[i] ^= bit
+			if a.Equal(b) || b.Equal(a) {
+				t.Fatalf("hashes differing in byte %d compare equal", i)
+			}
+		}
+	}
+}
