@@ -31,9 +31,9 @@ build:
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(COUNT) -timeout 30m ./...
 
-## soak: long reliability runs (repeated kill -9 and leader loss), not in CI
+## soak: long reliability runs (repeated kill -9, leader loss, issue-vs-disable races), not in CI
 soak:
-	KEYTRAIL_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'KillNine|LeaderLoss' -v ./integration/
+	KEYTRAIL_SOAK=1 $(GO) test -count=1 -timeout 60m -run 'KillNine|LeaderLoss|NoKeyIsIssued' -v ./integration/
 
 ## fuzz: each fuzz target for FUZZTIME
 FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecoderAgreesWithEncodingJSON \
