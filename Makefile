@@ -9,7 +9,7 @@ COUNT   ?= 1
 
 .PHONY: run test lint build bench soak fuzz clean
 
-## run: start `keytrail dev` (embedded NATS + control + gateway on loopback)
+## run: start `keytrail dev` (embedded NATS + control plane and admin API on loopback)
 run:
 	$(GO) run ./cmd/keytrail dev
 
