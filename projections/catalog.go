@@ -39,8 +39,9 @@ type Problem struct {
 const maxProblems = 100
 
 // keyRef is what a lookup by secret hash finds: the key, and its tenant's
-// and user's states, so that verifying looks nothing else up. The user is
-// nil when the key names a user that did not exist when it was issued.
+// and user's states, so that verifying looks nothing else up. The user's
+// state exists from the key's issue on, empty (Exists false) while the user
+// has no events.
 type keyRef struct {
 	key    *Key
 	tenant *tenantEntry
@@ -107,28 +108,23 @@ func (c *Catalog) head(t *tenantEntry, a events.Aggregate) *events.Hash {
 	case events.KindTenant:
 		return &t.Head
 	case events.KindUser:
-		u := t.users[a.ID]
-		if u == nil {
-			u = &User{}
-			t.users[a.ID] = u
-		}
-		return &u.Head
+		return &entry(t.users, a.ID).Head
 	case events.KindKey:
-		k := t.keys[a.ID]
-		if k == nil {
-			k = &Key{}
-			t.keys[a.ID] = k
-		}
-		return &k.Head
+		return &entry(t.keys, a.ID).Head
 	case events.KindAPI:
-		x := t.apis[a.ID]
-		if x == nil {
-			x = &API{}
-			t.apis[a.ID] = x
-		}
-		return &x.Head
+		return &entry(t.apis, a.ID).Head
 	}
 	return new(events.Hash)
+}
+
+// entry returns m[id], creating it empty (Exists false) if it is missing.
+func entry[T any](m map[string]*T, id string) *T {
+	v := m[id]
+	if v == nil {
+		v = new(T)
+		m[id] = v
+	}
+	return v
 }
 
 func (c *Catalog) tenant(id string) *tenantEntry {
@@ -169,7 +165,7 @@ func (c *Catalog) apply(t *tenantEntry, r events.Recorded) error {
 			if _, dup := c.byHash[next.SecretHash]; dup {
 				return impossible(r, "another key has this secret hash")
 			}
-			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: c.userRef(t, r.Aggregate.User)}
+			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: entry(t.users, r.Aggregate.User)}
 		}
 		next.Head = r.Hash
 		c.share(t, &next)
@@ -217,17 +213,6 @@ func (c *Catalog) share(t *tenantEntry, k *Key) {
 	}
 }
 
-// userRef is the user a key points at, creating its (empty) state if the
-// user has no events yet, so that the key sees the user once it has.
-func (c *Catalog) userRef(t *tenantEntry, id string) *User {
-	u := t.users[id]
-	if u == nil {
-		u = &User{}
-		t.users[id] = u
-	}
-	return u
-}
-
 // Tenant returns a tenant.
 func (c *Catalog) Tenant(id string) (Tenant, bool) {
 	t, ok := c.tenants[id]
@@ -253,14 +238,6 @@ func (c *Catalog) Key(tenant, id string) (Key, bool) {
 		if k, ok := t.keys[id]; ok && k.Exists() {
 			return *k, true
 		}
-	}
-	return Key{}, false
-}
-
-// KeyByHash returns the key whose secret has this SHA-256.
-func (c *Catalog) KeyByHash(h events.SecretHash) (Key, bool) {
-	if ref, ok := c.byHash[h]; ok && ref.key.SecretHash.Equal(h) {
-		return *ref.key, true
 	}
 	return Key{}, false
 }

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"bytes"
-	"cmp"
 	"crypto/sha256"
 	"encoding/gob"
 	"errors"
@@ -14,7 +13,7 @@ import (
 
 // snapshotFormat is the version of the snapshot encoding; a reader refuses
 // another (and the node folds the log from the start instead).
-const snapshotFormat = 3
+const snapshotFormat = 4
 
 // catalogSnapshot is a Catalog in a deterministic shape: everything sorted,
 // so that equal catalogs encode to equal bytes (Digest).
@@ -34,15 +33,23 @@ type problemSnapshot struct {
 type tenantSnapshot struct {
 	ID     string
 	Tenant Tenant
-	Users  []User
-	Keys   []Key
-	APIs   []API
+	Users  []entrySnapshot[User]
+	Keys   []entrySnapshot[Key]
+	APIs   []entrySnapshot[API]
 }
 
-func sortedValues[K cmp.Ordered, V any](m map[K]*V) []V {
-	out := make([]V, 0, len(m))
+// entrySnapshot keeps a state with the id it is filed under: a state that
+// holds only a chain head (its aggregate's first event did not apply) or a
+// user a key points at before the user exists has no id of its own.
+type entrySnapshot[T any] struct {
+	ID    string
+	State T
+}
+
+func sortedEntries[V any](m map[string]*V) []entrySnapshot[V] {
+	out := make([]entrySnapshot[V], 0, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, *m[k])
+		out = append(out, entrySnapshot[V]{ID: k, State: *m[k]})
 	}
 	return out
 }
@@ -55,7 +62,7 @@ func (c *Catalog) snapshot() catalogSnapshot {
 	for _, id := range slices.Sorted(maps.Keys(c.tenants)) {
 		t := c.tenants[id]
 		s.Tenants = append(s.Tenants, tenantSnapshot{ID: id, Tenant: t.Tenant,
-			Users: sortedValues(t.users), Keys: sortedValues(t.keys), APIs: sortedValues(t.apis)})
+			Users: sortedEntries(t.users), Keys: sortedEntries(t.keys), APIs: sortedEntries(t.apis)})
 	}
 	return s
 }
@@ -102,13 +109,13 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 	for _, ts := range s.Tenants {
 		t := c.tenant(ts.ID)
 		t.Tenant = ts.Tenant
-		for i := range ts.Users {
-			u := ts.Users[i]
-			t.users[u.ID] = &u
+		for _, e := range ts.Users {
+			u := e.State
+			t.users[e.ID] = &u
 		}
-		for i := range ts.APIs {
-			a := ts.APIs[i]
-			t.apis[a.ID] = &a
+		for _, e := range ts.APIs {
+			a := e.State
+			t.apis[e.ID] = &a
 			if !a.Exists() {
 				continue
 			}
@@ -117,9 +124,9 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 			}
 			c.prefix[a.PathPrefix] = &a
 		}
-		for i := range ts.Keys {
-			k := ts.Keys[i]
-			t.keys[k.ID] = &k
+		for _, e := range ts.Keys {
+			k := e.State
+			t.keys[e.ID] = &k
 			if !k.Exists() {
 				continue
 			}
@@ -127,7 +134,7 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 			if _, dup := c.byHash[k.SecretHash]; dup {
 				return nil, errors.New("projections: snapshot: two keys share a secret hash")
 			}
-			c.byHash[k.SecretHash] = keyRef{key: &k, tenant: t, user: c.userRef(t, k.User)}
+			c.byHash[k.SecretHash] = keyRef{key: &k, tenant: t, user: entry(t.users, k.User)}
 		}
 	}
 	return c, nil

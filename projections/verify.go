@@ -191,7 +191,9 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	var api *API
 	if q.API != "" {
 		if at := c.tenants[q.APITenant]; at != nil {
-			api = at.apis[q.API]
+			if a := at.apis[q.API]; a != nil && a.Exists() {
+				api = a
+			}
 		}
 	}
 	if (q.Tenant != "" && q.Tenant != k.Tenant) || (q.APITenant != "" && q.APITenant != k.Tenant) {
