@@ -149,6 +149,15 @@ func (e *adminEnv) last() uint64 {
 	return seq
 }
 
+// givenKey creates tenant acme and its user bob with the root key, issues
+// bob a key with scopes, and returns the issuing answer.
+func (e *adminEnv) givenKey(scopes ...string) response {
+	e.t.Helper()
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "bob"}), 201)
+	return e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": scopes}), 201)
+}
+
 func field(r response, path ...string) any {
 	var v any = r.body
 	for _, p := range path {
@@ -263,9 +272,7 @@ func (e *adminEnv) checkSecretsStayPut(sec, issuing string) {
 func TestVerifyHistoryAndExplain(t *testing.T) {
 	e := startAdmin(t)
 	root := e.root
-	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "acme", "name": "Acme"}), 201)
-	e.must(e.call("POST", "/v1/tenants/acme/users", root, map[string]any{"id": "bob"}), 201)
-	issued := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
+	issued := e.givenKey("orders:read")
 	sec, keyID := fmt.Sprint(field(issued, "secret")), fmt.Sprint(field(issued, "key", "id"))
 	issueSeq := issued.header.Get("Keytrail-Seq")
 	v := e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": sec, "scopes": []string{"orders:read"}}, "Keytrail-Min-Seq", issueSeq), 200)

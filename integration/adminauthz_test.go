@@ -22,9 +22,7 @@ func (e *adminEnv) problem(r response, status int, code string) {
 func TestAdminAPIRefusesBadInputAndChangesNothing(t *testing.T) {
 	e := startAdmin(t)
 	root := e.root
-	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "acme", "name": "Acme"}), 201)
-	e.must(e.call("POST", "/v1/tenants/acme/users", root, map[string]any{"id": "bob"}), 201)
-	k := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob"}), 201)
+	k := e.givenKey()
 	keyID := fmt.Sprint(field(k, "key", "id"))
 	before := e.last()
 	big := `{"id":"x","name":"` + strings.Repeat("a", 70<<10) + `"}`

@@ -100,10 +100,7 @@ func TestCLIDrivesTheAdminAPI(t *testing.T) {
 
 func TestCLIVerify(t *testing.T) {
 	e := startAdmin(t)
-	root := e.root
-	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "acme", "name": "Acme"}), 201)
-	e.must(e.call("POST", "/v1/tenants/acme/users", root, map[string]any{"id": "bob"}), 201)
-	issued := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
+	issued := e.givenKey("orders:read")
 	sec := fmt.Sprint(field(issued, "secret"))
 	run := func(env map[string]string, args ...string) (string, int) {
 		var out, errb bytes.Buffer

@@ -264,7 +264,8 @@ func (p *prepared) resolve(ctx context.Context, load func(context.Context, strin
 			continue
 		}
 		out = append(out, want...)
-		if conflict == nil {
+		// Name the aggregate that moved, if one did.
+		if conflict == nil || (conflict.Actual == conflict.Expected && h.Head.Seq != wr.Expect.Seq) {
 			conflict = &ConflictError{Subject: h.Subject, Expected: wr.Expect.Seq, Actual: h.Head.Seq}
 		}
 	}
@@ -274,6 +275,8 @@ func (p *prepared) resolve(ctx context.Context, load func(context.Context, strin
 	case found > 0:
 		return nil, fmt.Errorf("store: command %s is recorded on %d of its %d aggregates", p.cmd, found, len(p.writes))
 	case scope != nil && conflict.Actual == conflict.Expected:
+		// No aggregate moved: something else under the scope did. Its last
+		// sequence is not known here (Actual 0).
 		conflict.Subject, conflict.Expected, conflict.Actual = scope.Filter, scope.Seq, 0
 	}
 	return nil, conflict
