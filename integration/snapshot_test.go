@@ -37,11 +37,11 @@ func TestSnapshotsInTheObjectStore(t *testing.T) {
 	if err := writer.WaitFor(ctx, last, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	a, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "node-a", nil)
+	a, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "node-a", writer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "node-b", nil)
+	b, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "node-b", writer, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,5 +85,31 @@ func TestSnapshotsInTheObjectStore(t *testing.T) {
 	}
 	if !reader.Ready() {
 		t.Fatal("the restored model is not ready")
+	}
+
+	// A gateway's verification-only model has snapshots of its own kind.
+	gw := readmodel.New(discard, readmodel.VerificationOnly())
+	go gw.Run(ctx, st, nil)
+	if err := gw.WaitFor(ctx, last, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "node-c", gw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Load(ctx); err != nil || got != nil {
+		t.Fatalf("a full catalog's snapshot offered to a gateway: %v %v", got, err)
+	}
+	if _, err := c.Save(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	gsnap, err := c.Load(ctx)
+	if err != nil || gsnap == nil || !gsnap.VerifyOnly() {
+		t.Fatalf("gateway snapshot: %v %v", gsnap, err)
+	}
+	var dg [32]byte
+	gw.Read(func(c *projections.Catalog) { dg = c.Digest() })
+	if gsnap.Digest() != dg {
+		t.Fatal("the gateway's snapshot differs from its catalog")
 	}
 }

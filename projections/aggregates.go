@@ -251,7 +251,7 @@ func (k Key) Apply(r events.Recorded) (Key, error) {
 	case events.KeyRevokedV1:
 		k.Status, k.StatusBy = KeyRevoked, evidence(r)
 	case events.KeyRotatedV1:
-		if k.RotatedTo != "" {
+		if k.GraceUntil != nil {
 			return k, impossible(r, "the key was rotated already")
 		}
 		grace := p.GraceUntil

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -19,11 +18,15 @@ type Catalog struct {
 	// Seq is the stream sequence of the last message applied or skipped.
 	Seq     uint64
 	tenants map[string]*tenantEntry
-	byHash  map[events.SecretHash]keyRef
+	byHash  keyTable
 	prefix  map[string]*API
-	// scopes interns scope lists: most keys share a few, and a key's scopes
-	// are never changed in place (an update replaces the list).
-	scopes map[string][]string
+	scopes  map[string]*[]string // interned scope lists, by their joined form
+	rates   map[events.RateLimit]*events.RateLimit
+	// keyBlock is where newKey takes key states from.
+	keyBlock []keyState
+	// verifyOnly: keep what verification reads, not the keys' admin-only
+	// attributes (NewVerificationCatalog).
+	verifyOnly bool
 	// Skipped counts messages that did not apply (undecodable, unlinked,
 	// impossible transitions); Problems keeps the latest of them.
 	Skipped  uint64
@@ -38,28 +41,33 @@ type Problem struct {
 
 const maxProblems = 100
 
-// keyRef is what a lookup by secret hash finds: the key, and its tenant's
-// and user's states, so that verifying looks nothing else up. The user's
-// state exists from the key's issue on, empty (Exists false) while the user
-// has no events.
-type keyRef struct {
-	key    *Key
-	tenant *tenantEntry
-	user   *User
-}
-
 type tenantEntry struct {
 	Tenant
+	id    string
 	users map[string]*User
-	keys  map[string]*Key
+	keys  map[string]*keyState
 	apis  map[string]*API
 }
 
-// NewCatalog returns an empty catalog.
+// NewCatalog returns an empty catalog that keeps everything: the admin
+// side's.
 func NewCatalog() *Catalog {
-	return &Catalog{tenants: map[string]*tenantEntry{}, byHash: map[events.SecretHash]keyRef{},
-		prefix: map[string]*API{}, scopes: map[string][]string{}}
+	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, scopes: map[string]*[]string{},
+		rates: map[events.RateLimit]*events.RateLimit{}}
 }
+
+// NewVerificationCatalog returns an empty catalog that keeps what
+// verification reads and drops the keys' names, hints, metadata, rotation
+// links and exact times (Key returns them empty, its times to the
+// nanosecond within years 1678–2262): a gateway's.
+func NewVerificationCatalog() *Catalog {
+	c := NewCatalog()
+	c.verifyOnly = true
+	return c
+}
+
+// VerifyOnly reports whether the catalog is a verification-only one.
+func (c *Catalog) VerifyOnly() bool { return c.verifyOnly }
 
 // ErrUnlinked: an event whose prev_hash is not its aggregate's last hash.
 var ErrUnlinked = errors.New("projections: event does not link to its aggregate's previous event")
@@ -83,38 +91,121 @@ func (c *Catalog) problem(seq uint64, err error) {
 // too). An event that links but cannot apply (an impossible transition) is
 // reported and not applied, yet it is part of the chain, as the store sees
 // it: the next event links to it.
+//
+// The chain head of an aggregate is kept in its state, which is created
+// empty (Exists false) by the aggregate's first event, even one that does
+// not apply, so that the chain can go on from it.
 func (c *Catalog) Apply(r events.Recorded) error {
 	c.Seq = max(c.Seq, r.Seq)
 	t := c.tenant(r.Tenant)
-	head := c.head(t, r.Aggregate)
-	if r.PrevHash != *head {
-		err := fmt.Errorf("%w: seq %d on %s", ErrUnlinked, r.Seq, r.Subject)
+	var err error
+	switch id := r.Aggregate.ID; r.Aggregate.Kind {
+	case events.KindTenant:
+		if err = link(&r, &t.Head); err == nil {
+			err = applyState(&t.Tenant, &r, func(s *Tenant) { s.Head = r.Hash })
+		}
+	case events.KindUser:
+		u := userEntry(t, id)
+		if err = link(&r, &u.Head); err == nil {
+			err = applyState(u, &r, func(s *User) { s.Head = r.Hash })
+		}
+	case events.KindKey:
+		k := t.keys[id]
+		if k == nil {
+			k = c.newKey()
+			t.keys[id] = k
+		}
+		if err = link(&r, &k.head); err == nil {
+			err = c.applyKey(t, k, &r)
+		}
+	case events.KindAPI:
+		a := entry(t.apis, id)
+		if err = link(&r, &a.Head); err == nil {
+			err = c.applyAPI(a, &r)
+		}
+	default:
+		err = impossible(r, "unknown aggregate kind")
+	}
+	if err != nil {
 		c.problem(r.Seq, err)
-		return err
+	}
+	return err
+}
+
+// link checks that r links to its aggregate's chain head and moves the head
+// to r.
+func link(r *events.Recorded, head *events.Hash) error {
+	if r.PrevHash != *head {
+		return fmt.Errorf("%w: seq %d on %s", ErrUnlinked, r.Seq, r.Subject)
 	}
 	*head = r.Hash
-	if err := c.apply(t, r); err != nil {
-		c.problem(r.Seq, err)
-		return err
-	}
 	return nil
 }
 
-// head is where the chain head of an aggregate is kept: in its state, which
-// is created empty (Exists false) by the aggregate's first event, even one
-// that does not apply, so that the chain can go on from it.
-func (c *Catalog) head(t *tenantEntry, a events.Aggregate) *events.Hash {
-	switch a.Kind {
-	case events.KindTenant:
-		return &t.Head
-	case events.KindUser:
-		return &entry(t.users, a.ID).Head
-	case events.KindKey:
-		return &entry(t.keys, a.ID).Head
-	case events.KindAPI:
-		return &entry(t.apis, a.ID).Head
+// applyState applies r to a tenant's or user's state, keeping the chain
+// head (keep), which Apply of a creation event would reset.
+func applyState[T interface {
+	Apply(events.Recorded) (T, error)
+}](s *T, r *events.Recorded, keep func(*T)) error {
+	next, err := (*s).Apply(*r)
+	if err != nil {
+		return err
 	}
-	return new(events.Hash)
+	keep(&next)
+	*s = next
+	return nil
+}
+
+func (c *Catalog) applyKey(t *tenantEntry, k *keyState, r *events.Recorded) error {
+	cur := k.expand()
+	next, err := cur.Apply(*r)
+	if err != nil {
+		return err
+	}
+	if _, issued := r.Data.(events.KeyIssuedV1); issued {
+		placeholder := *k
+		k.id, k.tenant, k.user = r.Aggregate.ID, t, userEntry(t, r.Aggregate.User)
+		c.set(k, &next)
+		if !c.byHash.add(k) {
+			*k = placeholder
+			return impossible(*r, "another key has this secret hash")
+		}
+		return nil
+	}
+	c.set(k, &next)
+	return nil
+}
+
+func (c *Catalog) applyAPI(a *API, r *events.Recorded) error {
+	old := a.PathPrefix
+	next, err := a.Apply(*r)
+	if err != nil {
+		return err
+	}
+	if next.PathPrefix != old {
+		if other, taken := c.prefix[next.PathPrefix]; taken && other != a {
+			return impossible(*r, "another API holds this path prefix")
+		}
+		if old != "" {
+			delete(c.prefix, old)
+		}
+		c.prefix[next.PathPrefix] = a
+	}
+	next.Head = r.Hash
+	*a = next
+	return nil
+}
+
+// newKey returns an empty key state from the catalog's current block of
+// them: keys come by the million, and one allocation per key would be a
+// million objects for the allocator.
+func (c *Catalog) newKey() *keyState {
+	if len(c.keyBlock) == 0 {
+		c.keyBlock = make([]keyState, 256)
+	}
+	k := &c.keyBlock[0]
+	c.keyBlock = c.keyBlock[1:]
+	return k
 }
 
 // entry returns m[id], creating it empty (Exists false) if it is missing.
@@ -127,90 +218,23 @@ func entry[T any](m map[string]*T, id string) *T {
 	return v
 }
 
+// userEntry is entry for users: a user's state knows its id before the
+// user exists, for the keys that point at it.
+func userEntry(t *tenantEntry, id string) *User {
+	u := entry(t.users, id)
+	if u.ID == "" {
+		u.ID = id
+	}
+	return u
+}
+
 func (c *Catalog) tenant(id string) *tenantEntry {
 	t := c.tenants[id]
 	if t == nil {
-		t = &tenantEntry{users: map[string]*User{}, keys: map[string]*Key{}, apis: map[string]*API{}}
+		t = &tenantEntry{id: id, users: map[string]*User{}, keys: map[string]*keyState{}, apis: map[string]*API{}}
 		c.tenants[id] = t
 	}
 	return t
-}
-
-// apply applies r to the state head found (which exists by now), keeping
-// the chain head, which Apply of a creation event would reset.
-func (c *Catalog) apply(t *tenantEntry, r events.Recorded) error {
-	switch r.Aggregate.Kind {
-	case events.KindTenant:
-		next, err := t.Tenant.Apply(r)
-		if err == nil {
-			next.Head = r.Hash
-			t.Tenant = next
-		}
-		return err
-	case events.KindUser:
-		u := t.users[r.Aggregate.ID]
-		next, err := u.Apply(r)
-		if err == nil {
-			next.Head = r.Hash
-			*u = next
-		}
-		return err
-	case events.KindKey:
-		k := t.keys[r.Aggregate.ID]
-		next, err := k.Apply(r)
-		if err != nil {
-			return err
-		}
-		if _, issued := r.Data.(events.KeyIssuedV1); issued {
-			if _, dup := c.byHash[next.SecretHash]; dup {
-				return impossible(r, "another key has this secret hash")
-			}
-			c.byHash[next.SecretHash] = keyRef{key: k, tenant: t, user: entry(t.users, r.Aggregate.User)}
-		}
-		next.Head = r.Hash
-		c.share(t, &next)
-		*k = next
-		return nil
-	case events.KindAPI:
-		a := t.apis[r.Aggregate.ID]
-		old := a.PathPrefix
-		next, err := a.Apply(r)
-		if err != nil {
-			return err
-		}
-		if next.PathPrefix != old {
-			if other, taken := c.prefix[next.PathPrefix]; taken && other != a {
-				return impossible(r, "another API holds this path prefix")
-			}
-			if old != "" {
-				delete(c.prefix, old)
-			}
-			c.prefix[next.PathPrefix] = a
-		}
-		next.Head = r.Hash
-		*a = next
-		return nil
-	}
-	return impossible(r, "unknown aggregate kind")
-}
-
-// share makes a key's tenant, user and scopes point at strings the catalog
-// already holds, so that a million keys do not hold a million copies.
-func (c *Catalog) share(t *tenantEntry, k *Key) {
-	if t.Exists() && t.ID == k.Tenant {
-		k.Tenant = t.ID
-	}
-	if u := t.users[k.User]; u != nil && u.Exists() && u.ID == k.User {
-		k.User = u.ID
-	}
-	if len(k.Scopes) > 0 {
-		id := strings.Join(k.Scopes, "\x00")
-		if s, ok := c.scopes[id]; ok {
-			k.Scopes = s
-		} else {
-			c.scopes[id] = k.Scopes
-		}
-	}
 }
 
 // Tenant returns a tenant.
@@ -235,8 +259,8 @@ func (c *Catalog) User(tenant, id string) (User, bool) {
 // Key returns a key of a tenant.
 func (c *Catalog) Key(tenant, id string) (Key, bool) {
 	if t, ok := c.tenants[tenant]; ok {
-		if k, ok := t.keys[id]; ok && k.Exists() {
-			return *k, true
+		if k, ok := t.keys[id]; ok && k.exists() {
+			return k.expand(), true
 		}
 	}
 	return Key{}, false
@@ -272,29 +296,28 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 	if !ok {
 		return nil, false
 	}
-	var all []*Key
+	var all []*keyState
+	status := keyStatusOf(f.Status)
+	from, until := instantOf(f.Now), instantOf(f.Now.Add(f.ExpiringWithin))
 	for _, k := range t.keys {
-		if !k.Exists() || k.ID <= f.After || (f.User != "" && k.User != f.User) || (f.Status != "" && k.Status != f.Status) {
+		if !k.exists() || k.id <= f.After || (f.User != "" && k.user.ID != f.User) || (f.Status != "" && k.status != status) {
 			continue
 		}
 		if f.ExpiringWithin > 0 {
-			end := k.ExpiresAt
-			if k.GraceUntil != nil && (end == nil || k.GraceUntil.Before(*end)) {
-				end = k.GraceUntil
-			}
-			if end == nil || end.Before(f.Now) || end.After(f.Now.Add(f.ExpiringWithin)) {
+			end := min(k.expiresAt, k.graceUntil)
+			if end == never || end < from || end > until {
 				continue
 			}
 		}
 		all = append(all, k)
 	}
-	slices.SortFunc(all, func(a, b *Key) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(all, func(a, b *keyState) int { return cmp.Compare(a.id, b.id) })
 	if f.Limit > 0 && len(all) > f.Limit {
 		all, more = all[:f.Limit], true
 	}
 	page = make([]Key, len(all))
 	for i, k := range all {
-		page[i] = *k
+		page[i] = k.expand()
 	}
 	return page, more
 }

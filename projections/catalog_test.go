@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -35,6 +36,19 @@ func (c *chain) add(tenant string, agg events.Aggregate, at time.Time, p events.
 	c.heads[subject] = r.Hash
 	c.out = append(c.out, r)
 	return r
+}
+
+// typo changes the first character after the prefix: the checksum no
+// longer matches.
+func typo(s string) string {
+	b := []byte(s)
+	i := len(secret.DefaultPrefix)
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }
 
 func keyID(i int) string { return fmt.Sprintf("key_01JDQ8Z6W4M2N9V3X5C7B1%04d", i) }
@@ -152,6 +166,7 @@ func TestVerify(t *testing.T) {
 		{"missing", nil, Request{Prefix: secret.DefaultPrefix}, t0, CodeMissing, nil, nil},
 		{"malformed", nil, with(func(q *Request) { q.Secret = sec.Reveal()[:20] }), t0, CodeMalformed, nil, nil},
 		{"other prefix", nil, with(func(q *Request) { q.Prefix = "sk_" }), t0, CodeMalformed, nil, nil},
+		{"checksum typo", nil, with(func(q *Request) { q.Secret = typo(sec.Reveal()) }), t0, CodeMalformed, nil, nil},
 		{"not found", nil, Request{Secret: mustSecret(t).Reveal(), Prefix: secret.DefaultPrefix}, t0, CodeNotFound, nil, nil},
 		{"request scope", nil, with(func(q *Request) { q.Scopes = []string{"b"} }), t0, CodeInsufficientScope, nil, []Evidence{ev(3, events.KeyIssued)}},
 		{"API scope", nil, with(func(q *Request) { q.APITenant, q.API = "acme", "orders" }), t0, CodeInsufficientScope, nil,
@@ -233,18 +248,17 @@ func mustSecret(t testing.TB) secret.Secret {
 
 // FuzzReadSnapshot: a damaged snapshot is an error, never a panic.
 func FuzzReadSnapshot(f *testing.F) {
-	var h chain
-	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
-	h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{})
-	c := NewCatalog()
-	for _, r := range h.out {
-		c.Apply(r)
+	for _, kind := range kinds {
+		c := kind.new()
+		for _, r := range richHistory(f) {
+			c.Apply(r)
+		}
+		var b bytes.Buffer
+		if err := c.WriteSnapshot(&b); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes())
 	}
-	var b bytes.Buffer
-	if err := c.WriteSnapshot(&b); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(b.Bytes())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if c, err := ReadSnapshot(bytes.NewReader(in)); err == nil {
@@ -317,5 +331,74 @@ func TestSnapshotKeepsStatesWithoutIDs(t *testing.T) {
 	}
 	if _, ok := restored.User("acme", "odd"); !ok {
 		t.Fatal("user odd missing")
+	}
+}
+
+// richHistory has every kind of state and attribute a snapshot must keep:
+// keys with names, hints, metadata, rate limits, times, rotations and every
+// status, users with revocations, APIs deprecated and retired.
+func richHistory(t testing.TB) []events.Recorded {
+	var h chain
+	nb, exp, far := t0.Add(-time.Hour), t0.Add(72*time.Hour+123), time.Date(2400, 1, 1, 0, 0, 0, 5, time.UTC)
+	rl := &events.RateLimit{PerSecond: 2.5, Burst: 7}
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+	h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{Name: "Bob"})
+	h.add("acme", events.UserAggregate("bob"), t0.Add(time.Minute), events.UserKeysRevokedBeforeV1{Before: t0.Add(time.Second)})
+	h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyIssuedV1{Name: "ci", SecretHash: events.SecretHash{1}, Hint: "kt_…abcd",
+		Scopes: []string{"a", "b"}, NotBefore: &nb, ExpiresAt: &exp, RateLimit: rl, Metadata: map[string]string{"team": "x", "env": "prod"}})
+	h.add("acme", events.KeyAggregate("bob", keyID(2)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{2}, Hint: "h", ExpiresAt: &far, RotatedFrom: keyID(1)})
+	h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyRotatedV1{Successor: keyID(2), GraceUntil: exp})
+	h.add("acme", events.KeyAggregate("bob", keyID(2)), t0, events.KeySuspendedV1{})
+	h.add("acme", events.KeyAggregate("ghost", keyID(3)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{3}, Hint: "h", Scopes: []string{"a", "b"}})
+	h.add("acme", events.KeyAggregate("ghost", keyID(3)), t0, events.KeyRevokedV1{})
+	h.add("acme", events.KeyAggregate("ghost", keyID(4)), t0, events.KeyRevokedV1{}) // before its issue: a placeholder
+	h.add("acme", events.APIAggregate("orders"), t0, events.APICreatedV1{Name: "O", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}, Scopes: []string{"a"}, RateLimit: rl})
+	h.add("acme", events.APIAggregate("orders"), t0, events.APIDeprecatedV1{Sunset: exp})
+	h.add("acme", events.APIAggregate("old"), t0, events.APICreatedV1{Name: "X", PathPrefix: "/old/", Upstreams: []string{"http://127.0.0.1:2"}})
+	h.add("acme", events.APIAggregate("old"), t0, events.APIRetiredV1{})
+	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantCreatedV1{Name: "B"})
+	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantSuspendedV1{})
+	return h.out
+}
+
+// TestSnapshotRoundTrip: both kinds of catalog restore to the same digest,
+// the same keys (every admin attribute and exact time in the full kind) and
+// the same decisions.
+func TestSnapshotRoundTrip(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind.name, func(t *testing.T) {
+			c := kind.new()
+			for _, r := range richHistory(t) {
+				c.Apply(r)
+			}
+			var b bytes.Buffer
+			if err := c.WriteSnapshot(&b); err != nil {
+				t.Fatal(err)
+			}
+			r, err := ReadSnapshot(&b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Digest() != c.Digest() || r.VerifyOnly() != c.VerifyOnly() || r.Seq != c.Seq || r.Skipped != c.Skipped {
+				t.Fatal("restored catalog differs")
+			}
+			for i := 1; i <= 3; i++ {
+				want, _ := c.Key("acme", keyID(i))
+				got, ok := r.Key("acme", keyID(i))
+				if !ok || !reflect.DeepEqual(got, want) {
+					t.Fatalf("key %d:\n got %+v\nwant %+v", i, got, want)
+				}
+				for _, at := range []time.Time{t0, t0.Add(100 * time.Hour)} {
+					d1 := c.VerifyHash(events.SecretHash{byte(i)}, Request{}, at)
+					d2 := r.VerifyHash(events.SecretHash{byte(i)}, Request{}, at)
+					if !reflect.DeepEqual(d1, d2) {
+						t.Fatalf("decisions differ: %+v vs %+v", d1, d2)
+					}
+				}
+			}
+			if full, _ := c.Key("acme", keyID(1)); !c.VerifyOnly() && (full.Name != "ci" || full.Metadata["team"] != "x" || full.RotatedTo != keyID(2)) {
+				t.Fatalf("admin attributes lost: %+v", full)
+			}
+		})
 	}
 }

@@ -1,77 +1,54 @@
 package projections
 
 import (
-	"bytes"
+	"bufio"
 	"crypto/sha256"
-	"encoding/gob"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
 )
 
-// snapshotFormat is the version of the snapshot encoding; a reader refuses
-// another (and the node folds the log from the start instead).
-const snapshotFormat = 4
-
-// catalogSnapshot is a Catalog in a deterministic shape: everything sorted,
-// so that equal catalogs encode to equal bytes (Digest).
-type catalogSnapshot struct {
-	Format   int
-	Seq      uint64
-	Skipped  uint64
-	Problems []problemSnapshot
-	Tenants  []tenantSnapshot
-}
-
-type problemSnapshot struct {
-	Seq uint64
-	Err string
-}
-
-type tenantSnapshot struct {
-	ID     string
-	Tenant Tenant
-	Users  []entrySnapshot[User]
-	Keys   []entrySnapshot[Key]
-	APIs   []entrySnapshot[API]
-}
-
-// entrySnapshot keeps a state with the id it is filed under: a state that
-// holds only a chain head (its aggregate's first event did not apply) or a
-// user a key points at before the user exists has no id of its own.
-type entrySnapshot[T any] struct {
-	ID    string
-	State T
-}
-
-func sortedEntries[V any](m map[string]*V) []entrySnapshot[V] {
-	out := make([]entrySnapshot[V], 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, entrySnapshot[V]{ID: k, State: *m[k]})
-	}
-	return out
-}
-
-func (c *Catalog) snapshot() catalogSnapshot {
-	s := catalogSnapshot{Format: snapshotFormat, Seq: c.Seq, Skipped: c.Skipped}
-	for _, p := range c.Problems {
-		s.Problems = append(s.Problems, problemSnapshot{Seq: p.Seq, Err: p.Err.Error()})
-	}
-	for _, id := range slices.Sorted(maps.Keys(c.tenants)) {
-		t := c.tenants[id]
-		s.Tenants = append(s.Tenants, tenantSnapshot{ID: id, Tenant: t.Tenant,
-			Users: sortedEntries(t.users), Keys: sortedEntries(t.keys), APIs: sortedEntries(t.apis)})
-	}
-	return s
-}
+// The snapshot encoding: a magic string, the format, then the catalog with
+// every map in key order, so that equal catalogs encode to equal bytes
+// (Digest). Integers are varints; strings are a length and bytes; times are
+// Unix seconds and nanoseconds. A reader refuses another format (and the
+// node folds the log from the start instead).
+const (
+	snapshotMagic  = "KTSNAP"
+	snapshotFormat = 5
+)
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
 // Seq+1 without folding the log from the start.
 func (c *Catalog) WriteSnapshot(w io.Writer) error {
-	if err := gob.NewEncoder(w).Encode(c.snapshot()); err != nil {
-		return fmt.Errorf("projections: snapshot: %w", err)
+	bw := bufio.NewWriterSize(w, 1<<16)
+	e := encoder{w: bw}
+	e.raw(snapshotMagic)
+	e.uint(snapshotFormat)
+	e.bool(c.verifyOnly)
+	e.uint(c.Seq)
+	e.uint(c.Skipped)
+	e.uint(uint64(len(c.Problems)))
+	for _, p := range c.Problems {
+		e.uint(p.Seq)
+		e.str(p.Err.Error())
+	}
+	e.uint(uint64(len(c.tenants)))
+	for _, id := range slices.Sorted(maps.Keys(c.tenants)) {
+		e.tenant(c.tenants[id])
+	}
+	if e.err == nil {
+		e.err = bw.Flush()
+	}
+	if e.err != nil {
+		return fmt.Errorf("projections: snapshot: %w", e.err)
 	}
 	return nil
 }
@@ -80,62 +57,456 @@ func (c *Catalog) WriteSnapshot(w io.Writer) error {
 // they were built (incrementally, by a full replay, from a snapshot and a
 // tail), have equal digests.
 func (c *Catalog) Digest() [32]byte {
-	var b bytes.Buffer
-	if err := c.WriteSnapshot(&b); err != nil {
-		panic(err) // only types of this package, which always encode
+	h := sha256.New()
+	if err := c.WriteSnapshot(h); err != nil {
+		panic(err) // a hash never fails to write
 	}
-	return sha256.Sum256(b.Bytes())
+	return [32]byte(h.Sum(nil))
+}
+
+type encoder struct {
+	w   *bufio.Writer
+	buf [binary.MaxVarintLen64]byte
+	err error
+}
+
+func (e *encoder) raw(s string) {
+	if e.err == nil {
+		_, e.err = e.w.WriteString(s)
+	}
+}
+
+func (e *encoder) bytes(b []byte) {
+	if e.err == nil {
+		_, e.err = e.w.Write(b)
+	}
+}
+
+func (e *encoder) uint(v uint64) { e.bytes(binary.AppendUvarint(e.buf[:0], v)) }
+func (e *encoder) int(v int64)   { e.bytes(binary.AppendVarint(e.buf[:0], v)) }
+func (e *encoder) str(s string)  { e.uint(uint64(len(s))); e.raw(s) }
+
+func (e *encoder) bool(b bool) {
+	if b {
+		e.uint(1)
+	} else {
+		e.uint(0)
+	}
+}
+
+func (e *encoder) strs(ss []string) {
+	e.uint(uint64(len(ss)))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+
+func (e *encoder) time(t time.Time) { e.int(t.Unix()); e.uint(uint64(t.Nanosecond())) }
+
+func (e *encoder) timePtr(t *time.Time) {
+	e.bool(t != nil)
+	if t != nil {
+		e.time(*t)
+	}
+}
+
+func (e *encoder) evidence(ev Evidence) { e.uint(uint64(ev) >> evidenceSeqBits); e.uint(ev.Seq()) }
+
+func (e *encoder) rate(r *events.RateLimit) {
+	e.bool(r != nil)
+	if r != nil {
+		e.uint(math.Float64bits(r.PerSecond))
+		e.int(int64(r.Burst))
+	}
+}
+
+func (e *encoder) tenant(t *tenantEntry) {
+	e.str(t.id)
+	e.str(t.ID)
+	e.str(t.Name)
+	e.str(string(t.Status))
+	e.time(t.CreatedAt)
+	e.uint(t.Version)
+	e.evidence(t.Created)
+	e.evidence(t.StatusBy)
+	e.bytes(t.Head[:])
+
+	e.uint(uint64(len(t.users)))
+	for _, id := range slices.Sorted(maps.Keys(t.users)) {
+		u := t.users[id]
+		e.str(id)
+		e.str(u.Tenant)
+		e.str(u.Name)
+		e.str(string(u.Status))
+		e.time(u.KeysRevokedBefore)
+		e.time(u.CreatedAt)
+		e.uint(u.Version)
+		e.evidence(u.Created)
+		e.evidence(u.StatusBy)
+		e.evidence(u.RevokedBy)
+		e.bytes(u.Head[:])
+	}
+
+	e.uint(uint64(len(t.apis)))
+	for _, id := range slices.Sorted(maps.Keys(t.apis)) {
+		a := t.apis[id]
+		e.str(id)
+		e.str(a.Tenant)
+		e.str(a.ID)
+		e.str(a.Name)
+		e.str(a.PathPrefix)
+		e.strs(a.Upstreams)
+		e.strs(a.Scopes)
+		e.rate(a.RateLimit)
+		e.str(string(a.Status))
+		e.timePtr(a.Sunset)
+		e.time(a.CreatedAt)
+		e.uint(a.Version)
+		e.evidence(a.AttrsBy)
+		e.evidence(a.StatusBy)
+		e.bytes(a.Head[:])
+	}
+
+	// Keys: their ids in one string (restored as one allocation), the scope
+	// lists they use, numbered in order of first use, then each key.
+	ids := slices.Sorted(maps.Keys(t.keys))
+	e.uint(uint64(len(ids)))
+	n := 0
+	for _, id := range ids {
+		n += len(id)
+	}
+	e.uint(uint64(n))
+	for _, id := range ids {
+		e.raw(id)
+	}
+	scopeIndex := map[*[]string]uint64{}
+	var lists []*[]string
+	for _, id := range ids {
+		if s := t.keys[id].scopes; s != nil {
+			if _, ok := scopeIndex[s]; !ok {
+				scopeIndex[s] = uint64(len(lists)) + 1
+				lists = append(lists, s)
+			}
+		}
+	}
+	e.uint(uint64(len(lists)))
+	for _, s := range lists {
+		e.strs(*s)
+	}
+	for _, id := range ids {
+		k := t.keys[id]
+		e.uint(uint64(len(id)))
+		e.uint(uint64(k.status))
+		e.bytes(k.head[:])
+		if !k.exists() {
+			continue
+		}
+		e.str(k.user.ID)
+		e.bytes(k.hash[:])
+		e.uint(scopeIndex[k.scopes])
+		e.rate(k.rate)
+		e.int(int64(k.notBefore))
+		e.int(int64(k.expiresAt))
+		e.int(int64(k.graceUntil))
+		e.int(int64(k.created))
+		e.evidence(k.issued)
+		e.evidence(k.attrsBy)
+		e.evidence(k.statusBy)
+		e.evidence(k.rotatedBy)
+		e.bool(k.admin != nil)
+		if a := k.admin; a != nil {
+			e.str(a.name)
+			e.str(a.hint)
+			e.str(a.rotatedFrom)
+			e.str(a.rotatedTo)
+			e.uint(uint64(len(a.metadata)))
+			for _, mk := range slices.Sorted(maps.Keys(a.metadata)) {
+				e.str(mk)
+				e.str(a.metadata[mk])
+			}
+			e.timePtr(a.notBefore)
+			e.timePtr(a.expiresAt)
+			e.timePtr(a.graceUntil)
+			e.time(a.createdAt)
+		}
+	}
 }
 
 // ErrSnapshotFormat: a snapshot of another format.
 var ErrSnapshotFormat = errors.New("projections: unknown snapshot format")
 
-// ReadSnapshot restores a catalog written by WriteSnapshot, rebuilding its
-// indexes. The snapshot comes from the node's own object store, but it is
-// still checked rather than trusted: a bad one is an error, never a panic.
+// errSnapshot: a snapshot that does not decode.
+var errSnapshot = errors.New("projections: damaged snapshot")
+
+// ReadSnapshot restores a catalog written by WriteSnapshot (of the same
+// kind: full or verification-only), rebuilding its indexes. The snapshot
+// comes from the node's own object store, but it is still checked rather
+// than trusted: a bad one is an error, never a panic.
 func ReadSnapshot(r io.Reader) (*Catalog, error) {
-	var s catalogSnapshot
-	if err := gob.NewDecoder(r).Decode(&s); err != nil {
+	var data []byte
+	var err error
+	if l, ok := r.(interface{ Len() int }); ok { // a bytes.Reader or Buffer: no regrowing
+		data = make([]byte, l.Len())
+		_, err = io.ReadFull(r, data)
+	} else {
+		data, err = io.ReadAll(r)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("projections: read snapshot: %w", err)
 	}
-	if s.Format != snapshotFormat {
-		return nil, fmt.Errorf("%w %d", ErrSnapshotFormat, s.Format)
+	d := decoder{b: data}
+	if string(d.take(len(snapshotMagic))) != snapshotMagic {
+		return nil, fmt.Errorf("%w: no snapshot header", ErrSnapshotFormat)
+	}
+	if f := d.uint(); f != snapshotFormat {
+		return nil, fmt.Errorf("%w %d", ErrSnapshotFormat, f)
 	}
 	c := NewCatalog()
-	c.Seq, c.Skipped = s.Seq, s.Skipped
-	for _, p := range s.Problems {
-		c.Problems = append(c.Problems, Problem{Seq: p.Seq, Err: errors.New(p.Err)})
+	c.verifyOnly = d.bool()
+	c.Seq = d.uint()
+	c.Skipped = d.uint()
+	for range d.count(2) {
+		c.Problems = append(c.Problems, Problem{Seq: d.uint(), Err: errors.New(d.str())})
 	}
-	for _, ts := range s.Tenants {
-		t := c.tenant(ts.ID)
-		t.Tenant = ts.Tenant
-		for _, e := range ts.Users {
-			u := e.State
-			t.users[e.ID] = &u
+	for range d.count(1) {
+		if d.err != nil {
+			break
 		}
-		for _, e := range ts.APIs {
-			a := e.State
-			t.apis[e.ID] = &a
-			if !a.Exists() {
-				continue
-			}
-			if _, taken := c.prefix[a.PathPrefix]; taken {
-				return nil, fmt.Errorf("projections: snapshot: two APIs hold %s", a.PathPrefix)
-			}
-			c.prefix[a.PathPrefix] = &a
-		}
-		for _, e := range ts.Keys {
-			k := e.State
-			t.keys[e.ID] = &k
-			if !k.Exists() {
-				continue
-			}
-			c.share(t, &k)
-			if _, dup := c.byHash[k.SecretHash]; dup {
-				return nil, errors.New("projections: snapshot: two keys share a secret hash")
-			}
-			c.byHash[k.SecretHash] = keyRef{key: &k, tenant: t, user: entry(t.users, k.User)}
-		}
+		d.tenant(c)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
 	}
 	return c, nil
+}
+
+// decoder reads a snapshot; its first error sticks, and every read after it
+// returns zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(why string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", errSnapshot, why)
+	}
+	d.b = nil
+}
+
+func (d *decoder) take(n int) []byte {
+	if d.err != nil || n < 0 || n > len(d.b) {
+		d.fail("truncated")
+		return nil
+	}
+	out := d.b[:n:n]
+	d.b = d.b[n:]
+	return out
+}
+
+func (d *decoder) uint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) int() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bool() bool {
+	switch d.uint() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail("bad flag")
+	return false
+}
+
+// count reads a number of items, each at least min bytes long: no count
+// larger than the rest of the snapshot allocates anything.
+func (d *decoder) count(min int) int {
+	n := d.uint()
+	if n > uint64(len(d.b)/min) {
+		d.fail("count beyond the end")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) bytes() []byte { return d.take(d.count(1)) }
+func (d *decoder) str() string   { return string(d.bytes()) }
+
+func (d *decoder) strs() []string {
+	n := d.count(1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.str()
+	}
+	return out
+}
+
+func (d *decoder) time() time.Time {
+	sec, nsec := d.int(), d.uint()
+	if nsec >= 1e9 {
+		d.fail("bad time")
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+func (d *decoder) timePtr() *time.Time {
+	if !d.bool() {
+		return nil
+	}
+	t := d.time()
+	return &t
+}
+
+func (d *decoder) hash() (h [32]byte) {
+	copy(h[:], d.take(32))
+	return h
+}
+
+func (d *decoder) evidence() Evidence {
+	typ, seq := d.uint(), d.uint()
+	if typ > uint64(len(eventTypes)) || seq >= 1<<evidenceSeqBits {
+		d.fail("bad evidence")
+		return 0
+	}
+	return Evidence(seq | typ<<evidenceSeqBits)
+}
+
+func (d *decoder) rate() *events.RateLimit {
+	if !d.bool() {
+		return nil
+	}
+	return &events.RateLimit{PerSecond: math.Float64frombits(d.uint()), Burst: int(d.int())}
+}
+
+func (d *decoder) tenant(c *Catalog) {
+	id := d.str()
+	if _, dup := c.tenants[id]; dup {
+		d.fail("tenant twice")
+		return
+	}
+	t := c.tenant(id)
+	t.ID, t.Name, t.Status = d.str(), d.str(), TenantStatus(d.str())
+	t.CreatedAt, t.Version = d.time(), d.uint()
+	t.Created, t.StatusBy, t.Head = d.evidence(), d.evidence(), d.hash()
+
+	for range d.count(1) {
+		uid := d.str()
+		u := userEntry(t, uid)
+		u.Tenant, u.Name, u.Status = d.str(), d.str(), UserStatus(d.str())
+		u.KeysRevokedBefore, u.CreatedAt, u.Version = d.time(), d.time(), d.uint()
+		u.Created, u.StatusBy, u.RevokedBy, u.Head = d.evidence(), d.evidence(), d.evidence(), d.hash()
+	}
+
+	for range d.count(1) {
+		aid := d.str()
+		a := entry(t.apis, aid)
+		a.Tenant, a.ID, a.Name, a.PathPrefix = d.str(), d.str(), d.str(), d.str()
+		a.Upstreams, a.Scopes, a.RateLimit, a.Status = d.strs(), d.strs(), d.rate(), APIStatus(d.str())
+		a.Sunset, a.CreatedAt, a.Version = d.timePtr(), d.time(), d.uint()
+		a.AttrsBy, a.StatusBy, a.Head = d.evidence(), d.evidence(), d.hash()
+		if d.err != nil || !a.Exists() {
+			continue
+		}
+		if _, taken := c.prefix[a.PathPrefix]; taken {
+			d.fail("two APIs hold " + a.PathPrefix)
+			return
+		}
+		c.prefix[a.PathPrefix] = a
+	}
+
+	n := d.count(33) // a key: at least its id's length, status and chain head
+	ids := d.str()
+	lists := make([]*[]string, d.count(1))
+	for i := range lists {
+		lists[i] = c.intern(d.strs())
+	}
+	states := make([]keyState, n) // one allocation for the tenant's keys
+	if len(t.keys) == 0 {
+		t.keys = make(map[string]*keyState, n)
+	}
+	c.byHash.grow(c.byHash.n + n)
+	for i := range states {
+		k := &states[i]
+		idLen := d.uint()
+		if d.err != nil || idLen > uint64(len(ids)) {
+			d.fail("bad key id")
+			return
+		}
+		id := ids[:idLen]
+		ids = ids[idLen:]
+		if _, dup := t.keys[id]; dup {
+			d.fail("key twice")
+			return
+		}
+		t.keys[id] = k
+		k.status, k.head = keyStatus(d.uint()), d.hash()
+		if k.status == keyNone {
+			continue
+		}
+		if k.status > keyRevoked {
+			d.fail("bad key status")
+			return
+		}
+		k.id, k.tenant = id, t
+		uid := d.bytes()
+		if k.user = t.users[string(uid)]; k.user == nil {
+			k.user = userEntry(t, string(uid))
+		}
+		k.hash = d.hash()
+		if s := d.uint(); s > uint64(len(lists)) {
+			d.fail("bad scope list")
+			return
+		} else if s > 0 {
+			k.scopes = lists[s-1]
+		}
+		k.rate = c.internRate(d.rate())
+		k.notBefore, k.expiresAt, k.graceUntil, k.created = instant(d.int()), instant(d.int()), instant(d.int()), instant(d.int())
+		k.issued, k.attrsBy, k.statusBy, k.rotatedBy = d.evidence(), d.evidence(), d.evidence(), d.evidence()
+		if d.bool() {
+			a := &keyAdmin{name: d.str(), hint: d.str(), rotatedFrom: d.str(), rotatedTo: d.str()}
+			if m := d.count(2); m > 0 {
+				a.metadata = make(map[string]string, m)
+				for range m {
+					mk, mv := d.str(), d.str()
+					a.metadata[mk] = mv
+				}
+			}
+			a.notBefore, a.expiresAt, a.graceUntil, a.createdAt = d.timePtr(), d.timePtr(), d.timePtr(), d.time()
+			k.admin = a
+		}
+		if d.err != nil {
+			return
+		}
+		if !c.byHash.add(k) {
+			d.fail("two keys share a secret hash")
+			return
+		}
+	}
+	if len(ids) != 0 {
+		d.fail("key ids left over")
+	}
 }

@@ -120,59 +120,66 @@ func (d *Decision) addEvidence(e Evidence) {
 // brief in its precedence (RATE_LIMITED and STALE are the caller's, who
 // holds the traffic and the node's freshness). Re-folding the log up to the
 // decision's Seq and verifying at its Now gives the same decision.
-func (c *Catalog) Verify(q Request, now time.Time) Decision {
-	d := Decision{Now: now, Seq: c.Seq, API: q.API}
+func (c *Catalog) Verify(q Request, now time.Time) (d Decision) {
+	d.Now, d.Seq, d.API = now, c.Seq, q.API
 	if q.Secret == "" {
 		d.Code = CodeMissing
 		return d
 	}
-	sec, err := secret.Parse(q.Secret, q.Prefix)
+	sec, err := secret.ParseShape(q.Secret, q.Prefix)
 	if err != nil {
 		d.Code = CodeMalformed
 		return d
 	}
 	c.verifyHash(&d, sec.Hash(), &q, now)
+	if d.Code == CodeNotFound && !sec.ChecksumOK() {
+		// Checked only now: a secret whose hash the catalog holds has a
+		// valid checksum (it was checked when the secret was generated).
+		d.Code = CodeMalformed
+	}
 	return d
 }
 
 // VerifyHash is Verify for a key known by its secret's hash (explain: the
 // decision a key would have received, without its secret).
-func (c *Catalog) VerifyHash(h events.SecretHash, q Request, now time.Time) Decision {
-	d := Decision{Now: now, Seq: c.Seq, API: q.API}
+func (c *Catalog) VerifyHash(h events.SecretHash, q Request, now time.Time) (d Decision) {
+	d.Now, d.Seq, d.API = now, c.Seq, q.API
 	c.verifyHash(&d, h, &q, now)
 	return d
 }
 
 // verifyHash fills d; pointers, not copies, on the verify path.
 func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now time.Time) {
-	ref, ok := c.byHash[h]
-	if !ok || !ref.key.SecretHash.Equal(h) {
+	k := c.byHash.find(&h)
+	if k == nil {
 		d.Code = CodeNotFound
 		return
 	}
-	k, te, u := ref.key, ref.tenant, ref.user
-	d.KeyID, d.Tenant, d.User = k.ID, k.Tenant, k.User
+	te, u := k.tenant, k.user
+	d.KeyID, d.Tenant, d.User = k.id, te.id, u.ID
 	if !u.Exists() {
 		u = nil // the key names a user with no events (yet)
 	}
+	at := instantOf(now)
+	revokedBefore := u != nil && !u.KeysRevokedBefore.IsZero() && k.created < instantOf(u.KeysRevokedBefore)
 	switch {
-	case k.Status == KeyRevoked:
-		d.fail(CodeRevoked, k.StatusBy)
-		if u != nil && k.CreatedAt.Before(u.KeysRevokedBefore) {
+	case k.status == keyRevoked:
+		d.fail(CodeRevoked, k.statusBy)
+		if revokedBefore {
 			d.addEvidence(u.RevokedBy)
 		}
-	case u != nil && k.CreatedAt.Before(u.KeysRevokedBefore):
+	case revokedBefore:
 		d.fail(CodeRevoked, u.RevokedBy)
 	}
-	if k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) {
-		d.fail(CodeExpired, k.AttrsBy)
+	if at >= k.expiresAt {
+		d.fail(CodeExpired, k.attrsBy)
 	}
-	if k.GraceUntil != nil && !now.Before(*k.GraceUntil) {
-		d.fail(CodeExpired, k.RotatedBy)
+	if at >= k.graceUntil {
+		d.fail(CodeExpired, k.rotatedBy)
 	}
 	switch {
 	case u == nil:
-		d.fail(CodeUserUnknown, k.Issued)
+		d.fail(CodeUserUnknown, k.issued)
 	case u.Status == UserDeleted:
 		d.fail(CodeUserDeleted, u.StatusBy)
 	}
@@ -182,11 +189,11 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	if u != nil && u.Status == UserDisabled {
 		d.fail(CodeUserDisabled, u.StatusBy)
 	}
-	if k.Status == KeySuspended {
-		d.fail(CodeSuspended, k.StatusBy)
+	if k.status == keySuspended {
+		d.fail(CodeSuspended, k.statusBy)
 	}
-	if k.NotBefore != nil && now.Before(*k.NotBefore) {
-		d.fail(CodeNotYetValid, k.Issued)
+	if at < k.notBefore {
+		d.fail(CodeNotYetValid, k.issued)
 	}
 	var api *API
 	if q.API != "" {
@@ -196,20 +203,21 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 			}
 		}
 	}
-	if (q.Tenant != "" && q.Tenant != k.Tenant) || (q.APITenant != "" && q.APITenant != k.Tenant) {
-		d.fail(CodeTenantMismatch, k.Issued)
+	if (q.Tenant != "" && q.Tenant != te.id) || (q.APITenant != "" && q.APITenant != te.id) {
+		d.fail(CodeTenantMismatch, k.issued)
 	}
-	if missing(k.Scopes, q.Scopes) || (api != nil && missing(k.Scopes, api.Scopes)) {
+	scopes := k.scopeList()
+	if missing(scopes, q.Scopes) || (api != nil && missing(scopes, api.Scopes)) {
 		var apiEv Evidence
 		if api != nil {
 			apiEv = api.AttrsBy
 		}
-		d.fail(CodeInsufficientScope, k.AttrsBy, apiEv)
+		d.fail(CodeInsufficientScope, k.attrsBy, apiEv)
 	}
 	if d.Code == "" {
 		d.Code = CodeValid
-		d.addEvidence(k.Issued)
-		d.addEvidence(k.AttrsBy)
+		d.addEvidence(k.issued)
+		d.addEvidence(k.attrsBy)
 	}
 }
 

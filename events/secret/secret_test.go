@@ -72,6 +72,10 @@ func TestEveryTypoIsCaught(t *testing.T) {
 				if _, err := Parse(string(v), DefaultPrefix); !errors.Is(err, ErrMalformed) {
 					t.Fatalf("substitution at %d accepted", i)
 				}
+				// The shape alone is fine; the checksum is what catches it.
+				if s, err := ParseShape(string(v), DefaultPrefix); err != nil || s.ChecksumOK() {
+					t.Fatalf("substitution at %d: shape %v, checksum ok %v", i, err, s.ChecksumOK())
+				}
 			}
 			v[i] = orig
 			if i+1 < len(v) && v[i] != v[i+1] {

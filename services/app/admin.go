@@ -91,7 +91,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, listen string, replica
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	host, _ := os.Hostname()
-	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), replicas, fmt.Sprintf("%s-%d", host, os.Getpid()), nil)
+	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), replicas, fmt.Sprintf("%s-%d", host, os.Getpid()), a.model, nil)
 	if err != nil {
 		ln.Close()
 		cancel()

@@ -44,6 +44,20 @@ func WithClock(now func() time.Time) Option { return func(m *Model) { m.now = no
 // to confirm it is current (default 1 s).
 func ConfirmEvery(d time.Duration) Option { return func(m *Model) { m.confirmEvery = d } }
 
+// VerificationOnly makes the model keep a verification-only catalog
+// (projections.NewVerificationCatalog): a gateway's or an in-process
+// verifier's, which never show keys' admin attributes.
+func VerificationOnly() Option {
+	return func(m *Model) { m.cat = projections.NewVerificationCatalog() }
+}
+
+// VerifyOnly reports whether the model keeps a verification-only catalog.
+func (m *Model) VerifyOnly() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cat.VerifyOnly()
+}
+
 // New returns an empty model; Run fills it.
 func New(log *slog.Logger, opts ...Option) *Model {
 	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{})}

@@ -34,11 +34,14 @@ type Snapshots struct {
 	lease jetstream.KeyValue
 	node  string
 	name  string
+	// verifyOnly: the kind of catalog the snapshots hold (the model's).
+	verifyOnly bool
 }
 
-// OpenSnapshots opens (creating if need be) the snapshot buckets. node names
-// this process for the writer lease.
-func OpenSnapshots(ctx context.Context, js jetstream.JetStream, replicas int, node string, filters []string) (*Snapshots, error) {
+// OpenSnapshots opens (creating if need be) the snapshot buckets for the
+// snapshots of m's kind of catalog (full or verification-only) under
+// filters. node names this process for the writer lease.
+func OpenSnapshots(ctx context.Context, js jetstream.JetStream, replicas int, node string, m *Model, filters []string) (*Snapshots, error) {
 	if replicas < 1 {
 		replicas = 1
 	}
@@ -52,17 +55,22 @@ func OpenSnapshots(ctx context.Context, js jetstream.JetStream, replicas int, no
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: lease bucket: %w", err)
 	}
-	return &Snapshots{obj: obj, lease: lease, node: node, name: snapshotName(filters)}, nil
+	verifyOnly := m.VerifyOnly()
+	return &Snapshots{obj: obj, lease: lease, node: node, name: snapshotName(verifyOnly, filters), verifyOnly: verifyOnly}, nil
 }
 
-// snapshotName names the object of a set of filters: a gateway serving some
-// tenants has a model of its own.
-func snapshotName(filters []string) string {
+// snapshotName names the object of a kind of catalog and a set of filters:
+// a gateway serving some tenants has a model of its own.
+func snapshotName(verifyOnly bool, filters []string) string {
+	kind := "catalog-"
+	if verifyOnly {
+		kind = "verification-"
+	}
 	if len(filters) == 0 {
-		return "catalog-all"
+		return kind + "all"
 	}
 	sum := sha256.Sum256([]byte(strings.Join(filters, "\x00")))
-	return "catalog-" + hex.EncodeToString(sum[:8])
+	return kind + hex.EncodeToString(sum[:8])
 }
 
 // Load returns the latest snapshot, or nil when there is none.
@@ -77,6 +85,9 @@ func (s *Snapshots) Load(ctx context.Context) (*projections.Catalog, error) {
 	c, err := projections.ReadSnapshot(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
+	}
+	if c.VerifyOnly() != s.verifyOnly {
+		return nil, fmt.Errorf("readmodel: snapshot %s holds another kind of catalog", s.name)
 	}
 	return c, nil
 }

@@ -79,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	v := &Verifier{cfg: cfg, model: readmodel.New(cfg.Logger, readmodel.WithClock(cfg.Now)), cancel: cancel, done: make(chan error, 1)}
+	v := &Verifier{cfg: cfg, model: readmodel.New(cfg.Logger, readmodel.WithClock(cfg.Now), readmodel.VerificationOnly()), cancel: cancel, done: make(chan error, 1)}
 	go func() { v.done <- v.model.Run(runCtx, st, filters) }()
 	return v, nil
 }
