@@ -284,7 +284,9 @@ type API struct {
 	RateLimit  *events.RateLimit
 	Status     APIStatus
 	Sunset     *time.Time
-	CreatedAt  time.Time
+	// DeprecatedAt is when the API was deprecated (the Deprecation header).
+	DeprecatedAt time.Time
+	CreatedAt    time.Time
 	Version    uint64
 	// The events that last set the API's attributes (its scopes) and status.
 	AttrsBy, StatusBy Evidence
@@ -321,7 +323,7 @@ func (a API) Apply(r events.Recorded) (API, error) {
 		a.AttrsBy = evidence(r)
 	case events.APIDeprecatedV1:
 		sunset := p.Sunset
-		a.Status, a.Sunset, a.StatusBy = APIDeprecated, &sunset, evidence(r)
+		a.Status, a.Sunset, a.DeprecatedAt, a.StatusBy = APIDeprecated, &sunset, r.OccurredAt, evidence(r)
 	case events.APIRetiredV1:
 		a.Status, a.StatusBy = APIRetired, evidence(r)
 	default:

@@ -321,3 +321,19 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 	}
 	return page, more
 }
+
+// Route returns the API a request path is for: the one with the longest
+// path prefix that the path falls under. A prefix covers a path equal to
+// it, below it when it ends in '/', or followed in the path by '/'
+// ("/orders" covers "/orders" and "/orders/1", not "/orders-v2").
+func (c *Catalog) Route(path string) (API, bool) {
+	for i := len(path); i > 0; i-- {
+		if i < len(path) && path[i] != '/' && path[i-1] != '/' {
+			continue
+		}
+		if a, ok := c.prefix[path[:i]]; ok && a.Exists() {
+			return *a, true
+		}
+	}
+	return API{}, false
+}

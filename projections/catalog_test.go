@@ -402,3 +402,27 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+func TestRoute(t *testing.T) {
+	var h chain
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"})
+	for id, prefix := range map[string]string{"root": "/", "orders": "/orders", "v2": "/orders/v2/", "static": "/static/"} {
+		h.add("acme", events.APIAggregate(id), t0, events.APICreatedV1{Name: id, PathPrefix: prefix, Upstreams: []string{"http://127.0.0.1:1"}})
+	}
+	c := NewCatalog()
+	for _, r := range h.out {
+		c.Apply(r)
+	}
+	for path, want := range map[string]string{
+		"/": "root", "/x": "root", "/orders": "orders", "/orders/": "orders", "/orders/1": "orders",
+		"/orders-v2": "root", "/ordersx/1": "root", "/orders/v2/": "v2", "/orders/v2/a/b": "v2",
+		"/orders/v2": "orders", "/static/": "static", "/static/a.css": "static", "/static": "root",
+	} {
+		if a, ok := c.Route(path); !ok || a.ID != want {
+			t.Errorf("%s: routed to %q, want %q", path, a.ID, want)
+		}
+	}
+	if _, ok := NewCatalog().Route("/orders"); ok {
+		t.Fatal("routed in an empty catalog")
+	}
+}

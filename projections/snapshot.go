@@ -22,7 +22,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 5
+	snapshotFormat = 6
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -160,6 +160,7 @@ func (e *encoder) tenant(t *tenantEntry) {
 		e.rate(a.RateLimit)
 		e.str(string(a.Status))
 		e.timePtr(a.Sunset)
+		e.time(a.DeprecatedAt)
 		e.time(a.CreatedAt)
 		e.uint(a.Version)
 		e.evidence(a.AttrsBy)
@@ -426,7 +427,7 @@ func (d *decoder) tenant(c *Catalog) {
 		a := entry(t.apis, aid)
 		a.Tenant, a.ID, a.Name, a.PathPrefix = d.str(), d.str(), d.str(), d.str()
 		a.Upstreams, a.Scopes, a.RateLimit, a.Status = d.strs(), d.strs(), d.rate(), APIStatus(d.str())
-		a.Sunset, a.CreatedAt, a.Version = d.timePtr(), d.time(), d.uint()
+		a.Sunset, a.DeprecatedAt, a.CreatedAt, a.Version = d.timePtr(), d.time(), d.time(), d.uint()
 		a.AttrsBy, a.StatusBy, a.Head = d.evidence(), d.evidence(), d.hash()
 		if d.err != nil || !a.Exists() {
 			continue

@@ -64,6 +64,8 @@ type Decision struct {
 	Now       time.Time
 	Seq       uint64
 	also      uint16 // bit i: precedence[i] failed too
+	scopes    []string
+	rate      *events.RateLimit
 	evidence  [maxEvidence]Evidence
 	nEvidence int
 }
@@ -85,6 +87,14 @@ func (d *Decision) Also() []Code {
 	}
 	return out
 }
+
+// KeyScopes are the key's scopes (shared with the catalog: read, never
+// change).
+func (d *Decision) KeyScopes() []string { return d.scopes }
+
+// KeyRateLimit is the key's rate limit, nil when it has none (shared with
+// the catalog: read, never change).
+func (d *Decision) KeyRateLimit() *events.RateLimit { return d.rate }
 
 // Evidence lists the events that determined the code.
 func (d *Decision) Evidence() []Evidence { return d.evidence[:d.nEvidence] }
@@ -157,6 +167,7 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	}
 	te, u := k.tenant, k.user
 	d.KeyID, d.Tenant, d.User = k.id, te.id, u.ID
+	d.scopes, d.rate = k.scopeList(), k.rate
 	if !u.Exists() {
 		u = nil // the key names a user with no events (yet)
 	}

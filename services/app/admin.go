@@ -90,25 +90,17 @@ func startAdmin(ctx context.Context, st *store.JetStream, listen string, replica
 		MinSeqWait: minSeqWait})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
-	host, _ := os.Hostname()
-	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), replicas, fmt.Sprintf("%s-%d", host, os.Getpid()), a.model, nil)
+	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), replicas, nodeName(), a.model, nil)
 	if err != nil {
 		ln.Close()
 		cancel()
 		return nil, err
 	}
-	switch cat, err := snaps.Load(ctx); {
-	case err != nil:
-		// A bad snapshot costs a full replay, not the node.
-		log.Warn("snapshot not usable; folding the log from the start", "err", err)
-	case cat != nil:
-		a.model.Restore(cat)
-		log.Info("read model restored from snapshot", "seq", cat.Seq)
-	}
+	restoreSnapshot(ctx, snaps, a.model, log)
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
-		a.saveSnapshots(runCtx, snaps, log)
+		saveSnapshots(runCtx, snaps, a.model, log)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -125,9 +117,28 @@ func startAdmin(ctx context.Context, st *store.JetStream, listen string, replica
 	return a, nil
 }
 
+// nodeName names this process among the nodes: host and pid.
+func nodeName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// restoreSnapshot starts model from the latest snapshot of its kind, if
+// there is a usable one.
+func restoreSnapshot(ctx context.Context, snaps *readmodel.Snapshots, model *readmodel.Model, log *slog.Logger) {
+	switch cat, err := snaps.Load(ctx); {
+	case err != nil:
+		// A bad snapshot costs a full replay, not the node.
+		log.Warn("snapshot not usable; folding the log from the start", "err", err)
+	case cat != nil:
+		model.Restore(cat)
+		log.Info("read model restored from snapshot", "seq", cat.Seq)
+	}
+}
+
 // saveSnapshots writes a snapshot every snapshotEvery when the model moved
 // and this node holds the writer lease.
-func (a *adminRole) saveSnapshots(ctx context.Context, snaps *readmodel.Snapshots, log *slog.Logger) {
+func saveSnapshots(ctx context.Context, snaps *readmodel.Snapshots, model *readmodel.Model, log *slog.Logger) {
 	t := time.NewTicker(snapshotEvery)
 	defer t.Stop()
 	var saved uint64
@@ -137,10 +148,10 @@ func (a *adminRole) saveSnapshots(ctx context.Context, snaps *readmodel.Snapshot
 			return
 		case <-t.C:
 		}
-		if !a.model.Ready() || a.model.Applied() == saved {
+		if !model.Ready() || model.Applied() == saved {
 			continue
 		}
-		seq, err := snaps.Save(ctx, a.model)
+		seq, err := snaps.Save(ctx, model)
 		switch {
 		case errors.Is(err, readmodel.ErrNotWriter):
 		case err != nil:

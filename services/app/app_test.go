@@ -195,7 +195,7 @@ func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
 		}
 	}
 	run("event stream ensured", "serve", "--nats", node.ClientURL(), "--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
-	run("event stream verified", "gateway", "--nats", node.ClientURL(), "--tenants", "acme,beta", "--gateway-listen", "127.0.0.1:0")
+	run("gateway started", "gateway", "--nats", node.ClientURL(), "--tenants", "acme,beta", "--gateway-listen", "127.0.0.1:0")
 	js, _ := jetstream.New(natstest.Connect(t, node.ClientURL()))
 	s, err := js.Stream(ctxFor(t), events.StreamName)
 	if err != nil {

@@ -39,7 +39,9 @@ type DevConfig struct {
 	// MinSeqWait bounds how long a read with Keytrail-Min-Seq waits (5 s
 	// when zero).
 	MinSeqWait time.Duration
-	Logger     *slog.Logger
+	// Gateway configures the gateway (its Listen is GatewayListen).
+	Gateway GatewayConfig
+	Logger  *slog.Logger
 }
 
 // Addresses are where a dev process listens; written to <data>/addresses.json.
@@ -51,13 +53,14 @@ type Addresses struct {
 
 // Dev is a running embedded deployment.
 type Dev struct {
-	cfg   DevConfig
-	lock  *os.File
-	node  *natsnode.Node
-	nc    *nats.Conn
-	store *store.JetStream
-	admin *adminRole
-	addrs Addresses
+	cfg     DevConfig
+	lock    *os.File
+	node    *natsnode.Node
+	nc      *nats.Conn
+	store   *store.JetStream
+	admin   *adminRole
+	gateway *gatewayRole
+	addrs   Addresses
 }
 
 // StartDev starts the embedded NATS node on cfg.DataDir, ensures the event
@@ -109,11 +112,19 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.admin, err = startAdmin(ctx, d.store, cfg.AdminListen, 1, rootHash, cfg.MinSeqWait, cfg.Logger); err != nil {
 		return nil, err
 	}
-	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL()}
+	gcfg := cfg.Gateway
+	gcfg.Listen, gcfg.Replicas = cfg.GatewayListen, 1
+	if gcfg.MinSeqWait == 0 {
+		gcfg.MinSeqWait = cfg.MinSeqWait
+	}
+	if d.gateway, err = startGateway(ctx, d.nc, d.store, gcfg, cfg.Logger); err != nil {
+		return nil, err
+	}
+	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL(), Gateway: d.gateway.URL()}
 	if err := writeJSONFile(filepath.Join(cfg.DataDir, "addresses.json"), d.addrs, 0o644); err != nil {
 		return nil, err
 	}
-	cfg.Logger.Info("keytrail dev started", "data", cfg.DataDir, "nats", d.addrs.NATS, "admin", d.addrs.Admin)
+	cfg.Logger.Info("keytrail dev started", "data", cfg.DataDir, "nats", d.addrs.NATS, "admin", d.addrs.Admin, "gateway", d.addrs.Gateway)
 	return d, nil
 }
 
@@ -125,6 +136,9 @@ func (d *Dev) Store() *store.JetStream { return d.store }
 
 // Close stops everything in reverse order of starting; safe on a partial Dev.
 func (d *Dev) Close() error {
+	if d.gateway != nil {
+		d.gateway.Close()
+	}
 	if d.admin != nil {
 		d.admin.Close()
 	}
@@ -195,10 +209,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", DefaultGatewayListen, "gateway address (port 0 picks a free port)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", DefaultNATSListen, "embedded NATS client address other nodes join (port 0 picks a free port)")
 	fs.DurationVar(&cfg.Duplicates, "dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	var gf gatewayFlags
+	gf.register(fs)
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
+	if err := gf.validate(); err != nil {
+		return err
+	}
+	cfg.Gateway = gf.cfg
 	log, err := lf.logger(stderr)
 	if err != nil {
 		return err
@@ -210,11 +230,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer d.Close()
 	a := d.Addresses()
-	fmt.Fprintf(stdout, "keytrail dev\n  data:   %s\n  nats:   %s\n  admin:  %s\n  root key: %s\n", cfg.DataDir, a.NATS, a.Admin,
-		filepath.Join(cfg.DataDir, RootKeyFile))
+	fmt.Fprintf(stdout, "keytrail dev\n  data:     %s\n  nats:     %s\n  admin:    %s\n  gateway:  %s\n  root key: %s\n", cfg.DataDir, a.NATS, a.Admin,
+		a.Gateway, filepath.Join(cfg.DataDir, RootKeyFile))
 	select {
 	case <-ctx.Done():
 	case err := <-d.admin.errc:
+		return err
+	case err := <-d.gateway.errc:
 		return err
 	}
 	log.Info("keytrail dev stopping")

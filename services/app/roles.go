@@ -14,6 +14,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/gateway"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -65,10 +66,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var nf natsFlags
 	var lf logFlags
+	var gf gatewayFlags
 	nf.register(fs, "gateway")
-	listen := fs.String("gateway-listen", DefaultGatewayListen, "gateway address")
-	tenants := fs.String("tenants", "", "serve only these tenants, comma-separated (default: all)")
-	staleness := fs.Duration("max-staleness", 30*time.Second, "deny with STALE once the read model cannot be confirmed current for this long")
+	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
+	gf.register(fs)
+	fs.IntVar(&gf.cfg.Replicas, "replicas", 1, "replicas of the decision stream and snapshot buckets if this node creates them")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -76,24 +78,64 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := nf.validate(); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(*listen); err != nil {
-		return usageError{fmt.Errorf("-gateway-listen %q: %w", *listen, err)}
+	if _, _, err := net.SplitHostPort(gf.cfg.Listen); err != nil {
+		return usageError{fmt.Errorf("-gateway-listen %q: %w", gf.cfg.Listen, err)}
 	}
-	filters, err := tenantFilters(*tenants)
-	if err != nil {
+	if err := gf.validate(); err != nil {
 		return err
 	}
-	if *staleness <= 0 {
-		return usageError{fmt.Errorf("-max-staleness must be positive")}
-	}
-	// A gateway never creates the stream; it refuses to run on a weak one.
-	log, nc, _, err := connectRole(ctx, &nf, &lf, stderr, store.Config{})
+	// A gateway never creates the event stream; it refuses to run on a weak
+	// one.
+	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
-	log.Info("gateway connected; event stream verified", "nats", nc.ConnectedUrlRedacted(), "filters", filters)
-	<-ctx.Done()
+	g, err := startGateway(ctx, nc, st, gf.cfg, log)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	fmt.Fprintf(stdout, "gateway %s\n", g.URL())
+	log.Info("gateway started", "nats", nc.ConnectedUrlRedacted(), "filters", gf.cfg.Filters, "gateway", g.URL())
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-g.errc:
+		return err
+	}
+}
+
+// gatewayFlags are the flags a gateway shares between `keytrail gateway`
+// and `keytrail dev`.
+type gatewayFlags struct {
+	cfg     GatewayConfig
+	tenants string
+}
+
+func (f *gatewayFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.tenants, "tenants", "", "serve only these tenants, comma-separated (default: all)")
+	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", 30*time.Second, "deny with STALE once the read model cannot be confirmed current for this long")
+	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
+	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")
+	fs.DurationVar(&f.cfg.Retention, "decision-retention", gateway.DefaultDecisionRetention, "how long the decision stream keeps decisions, if this node creates it")
+}
+
+func (f *gatewayFlags) validate() error {
+	filters, err := tenantFilters(f.tenants)
+	if err != nil {
+		return err
+	}
+	f.cfg.Filters = filters
+	if f.cfg.MaxStaleness <= 0 {
+		return usageError{fmt.Errorf("-max-staleness must be positive")}
+	}
+	if f.cfg.Sample < 0 || f.cfg.Sample > 1 {
+		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}
+	}
+	if f.cfg.Retention <= 0 {
+		return usageError{fmt.Errorf("-decision-retention must be positive")}
+	}
 	return nil
 }
 
@@ -119,7 +161,7 @@ func connectRole(ctx context.Context, nf *natsFlags, lf *logFlags, stderr io.Wri
 // tenantFilters turns -tenants a,b into subject filters, validating each id.
 func tenantFilters(list string) ([]string, error) {
 	if strings.TrimSpace(list) == "" {
-		return []string{events.AllSubjects}, nil
+		return nil, nil // every tenant
 	}
 	var fs []string
 	for _, t := range strings.Split(list, ",") {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 )
@@ -32,6 +33,7 @@ type Model struct {
 	ready     bool
 	lag       uint64
 	confirmed time.Time // when applied was last seen to be the log's last sequence
+	onApplied func(r *events.Recorded, at time.Time)
 }
 
 // Option configures a Model.
@@ -39,6 +41,14 @@ type Option func(*Model)
 
 // WithClock injects the clock freshness is measured with.
 func WithClock(now func() time.Time) Option { return func(m *Model) { m.now = now } }
+
+// OnApplied calls fn after each event applied once the model is ready (not
+// while it catches up), outside the model's lock, with the time it was
+// applied: a gateway measures propagation delay (event time → applied) with
+// it.
+func OnApplied(fn func(r *events.Recorded, at time.Time)) Option {
+	return func(m *Model) { m.onApplied = fn }
+}
 
 // ConfirmEvery sets how often the model asks the log for its last sequence
 // to confirm it is current (default 1 s).
@@ -121,9 +131,13 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 			m.ready = true
 			m.log.Info("read model caught up", "seq", d.Seq)
 		}
+		observe := m.ready && d.Err == nil && m.onApplied != nil
 		m.mu.Unlock()
 		if d.Err != nil {
 			m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
+		}
+		if observe {
+			m.onApplied(&d.Event, m.now())
 		}
 	}
 }

@@ -1,0 +1,134 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// GatewayConfig configures a gateway role.
+type GatewayConfig struct {
+	Listen string
+	// Filters are the read model's subject filters (nil: every tenant).
+	Filters      []string
+	MaxStaleness time.Duration
+	FailOpen     bool
+	// Sample is the fraction of allowed requests written to the decision
+	// log; Retention how long the decision stream keeps them (when this
+	// node creates it).
+	Sample    float64
+	Retention time.Duration
+	// Replicas of the buckets and streams the gateway creates.
+	Replicas   int
+	MinSeqWait time.Duration
+	// ConfirmEvery is how often the read model confirms it is current
+	// (default 1 s).
+	ConfirmEvery time.Duration
+	// PresenceEvery is how often gateways announce themselves (default 1 s).
+	PresenceEvery time.Duration
+}
+
+// gatewayRole is a running gateway: its read model, presence, decision log
+// writer and HTTP server.
+type gatewayRole struct {
+	gw     *gateway.Gateway
+	model  *readmodel.Model
+	srv    *http.Server
+	addr   string
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+}
+
+// startGateway starts a gateway on an open event store: read model (from
+// the latest verification snapshot when there is one), presence for shared
+// rate limits, the decision log, and the proxy on cfg.Listen.
+func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg GatewayConfig, log *slog.Logger) (*gatewayRole, error) {
+	if cfg.PresenceEvery <= 0 {
+		cfg.PresenceEvery = time.Second
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		return nil, err
+	}
+	if err := gateway.EnsureDecisionStream(ctx, js, cfg.Replicas, cfg.Retention); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("gateway listen %s: %w", cfg.Listen, err)
+	}
+	node := nodeName()
+	g := &gatewayRole{addr: ln.Addr().String(), errc: make(chan error, 8)}
+	opts := []readmodel.Option{readmodel.VerificationOnly(),
+		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
+	if cfg.ConfirmEvery > 0 {
+		opts = append(opts, readmodel.ConfirmEvery(cfg.ConfirmEvery))
+	}
+	g.model = readmodel.New(log.With("component", "readmodel"), opts...)
+	snaps, err := readmodel.OpenSnapshots(ctx, js, cfg.Replicas, node, g.model, cfg.Filters)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	restoreSnapshot(ctx, snaps, g.model, log)
+	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)
+	limits := gateway.NewLimits(presence)
+	decisions := gateway.NewDecisionLog(js, 8192)
+	g.gw = gateway.New(gateway.Config{Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, FailOpen: cfg.FailOpen,
+		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample,
+		Log: log.With("component", "gateway")})
+	// No write timeout: responses may stream for as long as the upstream
+	// sends.
+	g.srv = &http.Server{Handler: g.gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.cancel = cancel
+	g.run(func() error { return g.model.Run(runCtx, st, cfg.Filters) })
+	g.run(func() error { return presence.Run(runCtx) })
+	g.run(func() error { limits.Run(runCtx, time.Now); return nil })
+	g.run(func() error { decisions.Run(runCtx); return nil })
+	g.run(func() error { saveSnapshots(runCtx, snaps, g.model, log); return nil })
+	g.run(func() error {
+		if err := g.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return g, nil
+}
+
+func (g *gatewayRole) run(fn func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := fn(); err != nil {
+			g.errc <- err
+		}
+	}()
+}
+
+// URL is the gateway's base URL.
+func (g *gatewayRole) URL() string { return "http://" + g.addr }
+
+// Close stops serving (letting requests in flight finish) and everything
+// else.
+func (g *gatewayRole) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	g.srv.Shutdown(ctx)
+	g.cancel()
+	g.wg.Wait()
+}

@@ -1,0 +1,420 @@
+// Package gateway is Keytrail's stateless proxy: it routes a request to an
+// API by the longest path prefix in the read model, verifies the presented
+// key against the local read model (no network hop), enforces rate limits,
+// and proxies to the API's upstreams. Every denial, and a sample of the
+// requests let through, goes to the decision log; every request to the
+// access log and the metrics.
+//
+// Nothing about an API, a key or a user is configured on a gateway: all of
+// it comes from the event log, and a change is enforced as soon as the read
+// model has applied it.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// Headers the gateway reads or sets.
+const (
+	HeaderAPIKey    = "X-API-Key"
+	HeaderKeyID     = "Keytrail-Key-Id"
+	HeaderTenant    = "Keytrail-Tenant"
+	HeaderUser      = "Keytrail-User"
+	HeaderScopes    = "Keytrail-Scopes"
+	HeaderRequestID = "Keytrail-Request-Id"
+	HeaderMinSeq    = "Keytrail-Min-Seq"
+	HeaderSeq       = "Keytrail-Seq"
+	// ReservedPrefix is the gateway's own path space.
+	ReservedPrefix = "/_keytrail/"
+)
+
+// Config configures a gateway.
+type Config struct {
+	// Model is the read model the gateway verifies against; the caller runs
+	// it (Run) and owns it.
+	Model *readmodel.Model
+	// Node names this gateway (decision log, presence).
+	Node string
+	// SecretPrefix is the deployment's secret prefix (default "kt_").
+	SecretPrefix string
+	// MaxStaleness: STALE once the model has not confirmed it is current
+	// for longer (default 30 s).
+	MaxStaleness time.Duration
+	// FailOpen verifies against a stale model instead of answering STALE;
+	// every such request is counted. Off by default: fail closed.
+	FailOpen bool
+	// MinSeqWait bounds the wait for Keytrail-Min-Seq (default 5 s).
+	MinSeqWait time.Duration
+	// Limits shares rate limits with the other gateways; nil: this node
+	// alone (Limits with no presence).
+	Limits *Limits
+	// Decisions receives the decision log; nil: none is written.
+	Decisions *DecisionLog
+	// Sample is the fraction of allowed requests written to the decision
+	// log (denials are always written), 0 to 1.
+	Sample float64
+	// Transport reaches the upstreams (default: a tuned http.Transport).
+	Transport http.RoundTripper
+	// UpstreamTimeout bounds the wait for an upstream's response headers
+	// (default 30 s); EjectFor is how long an upstream that refused a
+	// connection is left out (default 10 s).
+	UpstreamTimeout, EjectFor time.Duration
+	// Log receives the access log (JSON lines) and errors.
+	Log *slog.Logger
+	// Registry receives the gateway's metrics (default: a new one).
+	Registry *prometheus.Registry
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Gateway is an http.Handler.
+type Gateway struct {
+	cfg       Config
+	metrics   *metrics
+	upstreams *upstreams
+	ridPrefix string
+	ridSeq    atomic.Uint64
+}
+
+// New returns a gateway serving cfg.Model.
+func New(cfg Config) *Gateway {
+	if cfg.SecretPrefix == "" {
+		cfg.SecretPrefix = secret.DefaultPrefix
+	}
+	if cfg.MaxStaleness <= 0 {
+		cfg.MaxStaleness = 30 * time.Second
+	}
+	if cfg.MinSeqWait <= 0 {
+		cfg.MinSeqWait = 5 * time.Second
+	}
+	if cfg.UpstreamTimeout <= 0 {
+		cfg.UpstreamTimeout = 30 * time.Second
+	}
+	if cfg.EjectFor <= 0 {
+		cfg.EjectFor = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = NewLimits(nil)
+	}
+	cfg.Sample = min(max(cfg.Sample, 0), 1)
+	g := &Gateway{cfg: cfg}
+	g.metrics = newMetrics(cfg.Registry, cfg.Model, cfg.MaxStaleness, cfg.Now, cfg.Decisions, cfg.Limits)
+	g.upstreams = newUpstreams(cfg.Transport, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log)
+	var b [6]byte
+	rand.Read(b[:])
+	g.ridPrefix = hex.EncodeToString(b[:])
+	return g
+}
+
+// ObserveApplied is a readmodel.OnApplied callback that measures the
+// propagation delay: from an event's time to this gateway applying it.
+func (g *Gateway) ObserveApplied(r *events.Recorded, at time.Time) {
+	g.metrics.propagation.Observe(max(at.Sub(r.OccurredAt), 0).Seconds())
+}
+
+// Metrics is the gateway's metrics registry.
+func (g *Gateway) Metrics() *prometheus.Registry { return g.cfg.Registry }
+
+// requestID is unique per gateway process and cheap: a random prefix and a
+// counter.
+func (g *Gateway) requestID() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], g.ridSeq.Add(1))
+	return g.ridPrefix + hex.EncodeToString(b[2:])
+}
+
+// exchange is what a request became, for the access log, the metrics and
+// the decision log.
+type exchange struct {
+	id       string
+	start    time.Time
+	decision projections.Decision
+	api      projections.API
+	status   int
+	verify   time.Duration
+	upstream time.Duration
+	failOpen bool
+}
+
+// ServeHTTP routes, verifies, limits and proxies one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, ReservedPrefix) {
+		g.own(w, r)
+		return
+	}
+	x := &exchange{id: g.requestID(), start: time.Now()}
+	w.Header().Set(HeaderRequestID, x.id)
+	defer g.finish(r, x)
+	if p := r.URL.Path; p == "" || p[0] != '/' || !canonical(p) {
+		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path is not in canonical form (no //, . or .. segments)")
+		return
+	}
+	if v := r.Header.Get(HeaderMinSeq); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			g.problem(w, x, http.StatusBadRequest, "BAD_MIN_SEQ", HeaderMinSeq+" must be a sequence number")
+			return
+		}
+		if err := g.cfg.Model.WaitFor(r.Context(), n, g.cfg.MinSeqWait); err != nil {
+			x.decision = projections.Decision{Code: projections.CodeStale, Now: g.cfg.Now(), Seq: g.cfg.Model.Applied()}
+			g.deny(w, r, x)
+			return
+		}
+	}
+	now := g.cfg.Now()
+	if !g.cfg.Model.Ready() || g.cfg.Model.Stale(g.cfg.MaxStaleness) {
+		if !g.cfg.FailOpen || !g.cfg.Model.Ready() {
+			// Never from an empty or unconfirmed model: fail closed.
+			x.decision = projections.Decision{Code: projections.CodeStale, Now: now, Seq: g.cfg.Model.Applied()}
+			g.deny(w, r, x)
+			return
+		}
+		x.failOpen = true
+		g.metrics.failOpen.Inc()
+	}
+	secretValue, ok := presentedKey(r)
+	var found bool
+	verifyStart := time.Now()
+	g.cfg.Model.Read(func(c *projections.Catalog) {
+		x.api, found = c.Route(r.URL.Path)
+		if !found || x.api.Status == projections.APIRetired {
+			return
+		}
+		q := projections.Request{Secret: secretValue, Prefix: g.cfg.SecretPrefix, APITenant: x.api.Tenant, API: x.api.ID}
+		x.decision = c.Verify(q, now)
+	})
+	x.verify = time.Since(verifyStart)
+	switch {
+	case !found:
+		g.problem(w, x, http.StatusNotFound, "NO_API", "no API is published at this path")
+		return
+	case x.api.Status == projections.APIRetired:
+		g.problem(w, x, http.StatusGone, "API_RETIRED", "this API is retired")
+		return
+	case !ok:
+		x.decision.Code = projections.CodeMalformed // two different keys presented
+	}
+	if x.decision.Code == projections.CodeValid {
+		if retry, limited := g.cfg.Limits.Take(&x.decision, &x.api, now); limited {
+			x.decision.Code = projections.CodeRateLimited
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+		}
+	}
+	w.Header().Set(HeaderSeq, strconv.FormatUint(x.decision.Seq, 10))
+	if x.decision.Code != projections.CodeValid {
+		g.deny(w, r, x)
+		return
+	}
+	if x.api.Status == projections.APIDeprecated {
+		w.Header().Set("Deprecation", "@"+strconv.FormatInt(x.api.DeprecatedAt.Unix(), 10))
+		if x.api.Sunset != nil {
+			w.Header().Set("Sunset", x.api.Sunset.UTC().Format(http.TimeFormat))
+		}
+	}
+	g.logDecision(r, x, false)
+	g.upstreams.serve(w, r, x)
+}
+
+// presentedKey is the key from "Authorization: Bearer" or X-API-Key, never
+// from the query string. ok is false when two different keys were
+// presented.
+func presentedKey(r *http.Request) (key string, ok bool) {
+	var bearer string
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		bearer = strings.TrimSpace(h[7:])
+	}
+	apiKeys := r.Header.Values(HeaderAPIKey)
+	switch {
+	case len(apiKeys) > 1:
+		return "", false
+	case len(apiKeys) == 1 && bearer != "" && apiKeys[0] != bearer:
+		return "", false
+	case bearer != "":
+		return bearer, true
+	case len(apiKeys) == 1:
+		return strings.TrimSpace(apiKeys[0]), true
+	}
+	return "", true
+}
+
+// canonical reports whether p has no empty, "." or ".." segments: a path an
+// upstream could resolve to somewhere else than the prefix it was routed by
+// is refused rather than cleaned.
+func canonical(p string) bool {
+	c := path.Clean(p)
+	return c == p || c+"/" == p
+}
+
+// statusOf is the HTTP status of each outcome code.
+func statusOf(c projections.Code) int {
+	switch c {
+	case projections.CodeMissing, projections.CodeMalformed, projections.CodeNotFound:
+		return http.StatusUnauthorized
+	case projections.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case projections.CodeStale:
+		return http.StatusServiceUnavailable
+	case projections.CodeValid:
+		return http.StatusOK
+	}
+	return http.StatusForbidden
+}
+
+// titles say what each denial means, for people reading the problem.
+var titles = map[projections.Code]string{
+	projections.CodeMissing:           "No API key presented",
+	projections.CodeMalformed:         "The API key is malformed",
+	projections.CodeNotFound:          "Unknown API key",
+	projections.CodeRevoked:           "The API key is revoked",
+	projections.CodeExpired:           "The API key has expired",
+	projections.CodeUserDeleted:       "The key's user is deleted",
+	projections.CodeUserUnknown:       "The key's user is unknown",
+	projections.CodeTenantSuspended:   "The key's tenant is suspended",
+	projections.CodeUserDisabled:      "The key's user is disabled",
+	projections.CodeSuspended:         "The API key is suspended",
+	projections.CodeNotYetValid:       "The API key is not valid yet",
+	projections.CodeTenantMismatch:    "The API key belongs to another tenant",
+	projections.CodeInsufficientScope: "The API key lacks a required scope",
+	projections.CodeRateLimited:       "Rate limit exceeded",
+	projections.CodeStale:             "The gateway cannot confirm its view is current",
+}
+
+// Problem is a denial: an RFC 9457 problem document with the outcome code.
+// The evidence stays server-side (decision log, explain).
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Code      string `json:"code"`
+	KeyID     string `json:"key_id,omitempty"`
+	RequestID string `json:"request_id"`
+}
+
+// deny answers x's decision as a problem and logs it.
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, x *exchange) {
+	code := x.decision.Code
+	status := statusOf(code)
+	switch code {
+	case projections.CodeStale:
+		w.Header().Set("Retry-After", "1")
+	case projections.CodeMissing, projections.CodeMalformed, projections.CodeNotFound:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keytrail"`)
+	}
+	g.write(w, x, status, Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titles[code],
+		Status: status, Code: string(code), KeyID: x.decision.KeyID, RequestID: x.id})
+	g.logDecision(r, x, true)
+}
+
+// problem answers a request that is not a decision on a key (bad path,
+// unknown or retired API).
+func (g *Gateway) problem(w http.ResponseWriter, x *exchange, status int, code, title string) {
+	g.write(w, x, status, Problem{Type: "https://keytrail.dev/problems/" + code, Title: title, Status: status,
+		Code: code, RequestID: x.id})
+}
+
+func (g *Gateway) write(w http.ResponseWriter, x *exchange, status int, p Problem) {
+	x.status = status
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	writeProblemBody(w, p)
+}
+
+func writeProblemBody(w io.Writer, p Problem) { json.NewEncoder(w).Encode(p) }
+
+// finish writes the access log line and the metrics of a request.
+func (g *Gateway) finish(r *http.Request, x *exchange) {
+	code := string(x.decision.Code)
+	if code == "" {
+		code = "NONE" // answered before any verification: bad path, unknown or retired API
+	}
+	g.metrics.requests.WithLabelValues(x.api.ID, code).Inc()
+	if x.decision.Code != "" {
+		g.metrics.verify.Observe(x.verify.Seconds())
+	}
+	if x.upstream > 0 {
+		g.metrics.proxy.Observe(x.upstream.Seconds())
+	}
+	if g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
+		g.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", x.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", x.status), slog.String("code", code), slog.String("key_id", x.decision.KeyID),
+			slog.String("tenant", x.decision.Tenant), slog.String("api", x.api.ID), slog.Uint64("seq", x.decision.Seq),
+			slog.Bool("fail_open", x.failOpen), slog.Float64("duration_ms", float64(time.Since(x.start).Microseconds())/1000),
+			slog.Float64("upstream_ms", float64(x.upstream.Microseconds())/1000))
+	}
+}
+
+// own serves /_keytrail/: healthz (the process is up), readyz (the read
+// model has caught up and is not stale), metrics.
+func (g *Gateway) own(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case ReservedPrefix + "healthz":
+		writeStatus(w, http.StatusOK, map[string]any{"status": "ok"})
+	case ReservedPrefix + "readyz":
+		applied, lag, confirmed := g.cfg.Model.Freshness()
+		body := map[string]any{"applied_seq": applied, "lag": lag, "ready": g.cfg.Model.Ready(),
+			"stale": g.cfg.Model.Stale(g.cfg.MaxStaleness)}
+		if !confirmed.IsZero() {
+			body["confirmed_at"] = confirmed.UTC()
+		}
+		status := http.StatusOK
+		if !g.cfg.Model.Ready() || g.cfg.Model.Stale(g.cfg.MaxStaleness) {
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "1")
+		}
+		writeStatus(w, status, body)
+	case ReservedPrefix + "metrics":
+		g.metrics.handler.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func writeStatus(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// ErrClosed: the gateway was closed.
+var ErrClosed = errors.New("gateway: closed")
+
+// ctxKey carries the exchange to the upstream transport.
+type ctxKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	x, _ := ctx.Value(ctxKey{}).(*exchange)
+	return x
+}

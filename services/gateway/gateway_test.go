@@ -1,0 +1,558 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// fixture is a deployment in miniature: a real NATS node, the event store,
+// the control plane writing events, a read model following them, a real
+// upstream, and a gateway in front of it.
+type fixture struct {
+	t        *testing.T
+	ctx      context.Context
+	st       *store.JetStream
+	js       jetstream.JetStream
+	svc      *control.Service
+	model    *readmodel.Model
+	upstream *httptest.Server
+	gw       *gateway.Gateway
+	srv      *httptest.Server
+	access   *syncBuffer
+	skew     atomic.Int64 // added to the gateway's clock
+	seen     chan http.Header
+}
+
+var root = control.Meta{Actor: "test"}
+
+func newFixture(t *testing.T, mutate ...func(*gateway.Config)) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	node := natstest.RunServer(t)
+	nc := natstest.Connect(t, node.ClientURL())
+	st, err := store.OpenJetStream(ctx, nc, store.Config{CreateIfMissing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := control.New(control.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	if err := gateway.EnsureDecisionStream(ctx, js, 1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, ctx: ctx, st: st, js: js, svc: svc, access: &syncBuffer{}, seen: make(chan http.Header, 100)}
+	f.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case f.seen <- r.Header.Clone():
+		default:
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "upstream %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(f.upstream.Close)
+	discard := slog.New(slog.DiscardHandler)
+	f.model = readmodel.New(discard, readmodel.VerificationOnly(), readmodel.ConfirmEvery(50*time.Millisecond))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { f.model.Run(runCtx, st, nil); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	decisions := gateway.NewDecisionLog(js, 1000)
+	go decisions.Run(runCtx)
+	cfg := gateway.Config{Model: f.model, Node: "gw-test", Decisions: decisions, Sample: 1,
+		Log: slog.New(slog.NewJSONHandler(f.access, nil)), Now: func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	f.gw = gateway.New(cfg)
+	f.srv = httptest.NewServer(f.gw)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// ok fails the test on a control-plane error and returns the result's
+// sequence.
+func (f *fixture) ok(res control.Result, err error) uint64 {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res.Seq
+}
+
+func (f *fixture) tenant(id string) {
+	_, res, err := f.svc.CreateTenant(f.ctx, root, id, id)
+	f.ok(res, err)
+}
+
+func (f *fixture) user(tenant, id string) {
+	_, res, err := f.svc.CreateUser(f.ctx, root, tenant, id, "")
+	f.ok(res, err)
+}
+
+func (f *fixture) api(tenant, id, prefix string, scopes []string, rl *events.RateLimit, upstreams ...string) {
+	if len(upstreams) == 0 {
+		upstreams = []string{f.upstream.URL}
+	}
+	_, res, err := f.svc.CreateAPI(f.ctx, root, tenant, control.APISpec{ID: id, Name: id, PathPrefix: prefix, Upstreams: upstreams, Scopes: scopes, RateLimit: rl})
+	f.ok(res, err)
+}
+
+func (f *fixture) key(tenant string, spec control.KeySpec) (string, string) {
+	k, sec, res, err := f.svc.IssueKey(f.ctx, root, tenant, spec)
+	f.ok(res, err)
+	return k.ID, sec.Reveal()
+}
+
+// sync waits until the gateway's model has applied everything written.
+func (f *fixture) sync() uint64 {
+	f.t.Helper()
+	last, err := f.st.LastSeq(f.ctx, "")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.model.WaitFor(f.ctx, last, 10*time.Second); err != nil {
+		f.t.Fatal(err)
+	}
+	return last
+}
+
+type answer struct {
+	status  int
+	header  http.Header
+	body    string
+	problem gateway.Problem
+}
+
+func (f *fixture) do(method, path string, hdr map[string]string) answer {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(f.ctx, method, f.srv.URL+path, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
+		if err := json.Unmarshal(b, &a.problem); err != nil {
+			f.t.Fatalf("problem body %q: %v", b, err)
+		}
+	}
+	return a
+}
+
+func bearer(secret string) map[string]string { return map[string]string{"Authorization": "Bearer " + secret} }
+
+// TestEveryOutcomeOnTheWire: each outcome code of the brief, through the
+// gateway, with its status, problem body and headers; VALID reaches the
+// upstream with the identity headers and without the secret.
+func TestEveryOutcomeOnTheWire(t *testing.T) {
+	f := newFixture(t)
+	f.tenant("acme")
+	f.tenant("beta")
+	f.tenant("gamma")
+	for _, u := range []string{"bob", "eve", "dan", "ann"} {
+		f.user("acme", u)
+	}
+	f.user("beta", "bo")
+	f.user("gamma", "gil")
+	f.api("acme", "orders", "/orders", []string{"orders:read"}, nil)
+	f.api("gamma", "gam", "/gamma", nil, nil)
+	read := []string{"orders:read"}
+	validID, valid := f.key("acme", control.KeySpec{User: "bob", Scopes: read})
+	revokedID, revoked := f.key("acme", control.KeySpec{User: "bob", Scopes: read})
+	_, expiring := f.key("acme", control.KeySpec{User: "bob", Scopes: read, TTL: time.Hour})
+	_, ofDeleted := f.key("acme", control.KeySpec{User: "eve", Scopes: read})
+	_, ofDisabled := f.key("acme", control.KeySpec{User: "dan", Scopes: read})
+	suspendedID, suspended := f.key("acme", control.KeySpec{User: "ann", Scopes: read})
+	later := time.Now().Add(time.Hour)
+	_, notYet := f.key("acme", control.KeySpec{User: "ann", Scopes: read, NotBefore: &later})
+	_, otherTenant := f.key("beta", control.KeySpec{User: "bo", Scopes: read})
+	_, noScope := f.key("acme", control.KeySpec{User: "bob"})
+	_, suspendedTenant := f.key("gamma", control.KeySpec{User: "gil"})
+	_, limited := f.key("acme", control.KeySpec{User: "bob", Scopes: read, RateLimit: &events.RateLimit{PerSecond: 0.001, Burst: 1}})
+	f.ok(control.Result{}, func() error { _, _, err := f.svc.RevokeKey(f.ctx, root, "acme", revokedID, nil); return err }())
+	f.ok(control.Result{}, func() error { _, _, err := f.svc.DeleteUser(f.ctx, root, "acme", "eve"); return err }())
+	f.ok(control.Result{}, func() error { _, _, err := f.svc.DisableUser(f.ctx, root, "acme", "dan"); return err }())
+	f.ok(control.Result{}, func() error { _, _, err := f.svc.SuspendKey(f.ctx, root, "acme", suspendedID, nil); return err }())
+	f.ok(control.Result{}, func() error { _, _, err := f.svc.SuspendTenant(f.ctx, root, "gamma"); return err }())
+	// A key whose user has no events: only a writer outside the control
+	// plane can produce one.
+	ghost := mustSecret(t)
+	if _, err := f.st.Append(f.ctx, store.Head{}, storetest.Event("acme", events.KeyAggregate("ghost", "key_01JDQ8Z6W4M2N9V3X5C7B1GHST"),
+		events.KeyIssuedV1{SecretHash: ghost.Hash(), Hint: "h", Scopes: read}, "ghost")); err != nil {
+		t.Fatal(err)
+	}
+	f.sync()
+
+	cases := []struct {
+		name   string
+		hdr    map[string]string
+		path   string
+		want   projections.Code
+		status int
+		skew   time.Duration
+	}{
+		{"missing", nil, "/orders/1", projections.CodeMissing, 401, 0},
+		{"malformed", bearer("kt_nope"), "/orders/1", projections.CodeMalformed, 401, 0},
+		{"two different keys", map[string]string{"Authorization": "Bearer " + valid, "X-API-Key": revoked}, "/orders/1", projections.CodeMalformed, 401, 0},
+		{"not found", bearer(mustSecret(t).Reveal()), "/orders/1", projections.CodeNotFound, 401, 0},
+		{"revoked", bearer(revoked), "/orders/1", projections.CodeRevoked, 403, 0},
+		{"expired", bearer(expiring), "/orders/1", projections.CodeExpired, 403, 2 * time.Hour},
+		{"user deleted", bearer(ofDeleted), "/orders/1", projections.CodeUserDeleted, 403, 0},
+		{"user unknown", bearer(ghost.Reveal()), "/orders/1", projections.CodeUserUnknown, 403, 0},
+		{"tenant suspended", bearer(suspendedTenant), "/gamma/x", projections.CodeTenantSuspended, 403, 0},
+		{"user disabled", bearer(ofDisabled), "/orders/1", projections.CodeUserDisabled, 403, 0},
+		{"suspended", bearer(suspended), "/orders/1", projections.CodeSuspended, 403, 0},
+		{"not yet valid", bearer(notYet), "/orders/1", projections.CodeNotYetValid, 403, 0},
+		{"tenant mismatch", bearer(otherTenant), "/orders/1", projections.CodeTenantMismatch, 403, 0},
+		{"insufficient scope", bearer(noScope), "/orders/1", projections.CodeInsufficientScope, 403, 0},
+		{"valid, X-API-Key", map[string]string{"X-API-Key": valid}, "/orders/1", projections.CodeValid, 200, 0},
+		{"valid, bearer", bearer(valid), "/orders", projections.CodeValid, 200, 0},
+		{"rate limit: first", bearer(limited), "/orders/1", projections.CodeValid, 200, 0},
+		{"rate limited", bearer(limited), "/orders/1", projections.CodeRateLimited, 429, 0},
+	}
+	for _, c := range cases {
+		f.skew.Store(int64(c.skew))
+		a := f.do("GET", c.path, c.hdr)
+		if a.status != c.status {
+			t.Errorf("%s: status %d, want %d (%s)", c.name, a.status, c.status, a.body)
+			continue
+		}
+		if a.header.Get(gateway.HeaderRequestID) == "" {
+			t.Errorf("%s: no request id", c.name)
+		}
+		if c.want == projections.CodeValid {
+			if !strings.HasPrefix(a.body, "upstream GET "+c.path) {
+				t.Errorf("%s: body %q", c.name, a.body)
+			}
+			continue
+		}
+		if a.problem.Code != string(c.want) || a.problem.RequestID != a.header.Get(gateway.HeaderRequestID) || a.problem.Status != c.status {
+			t.Errorf("%s: problem %+v, want %s", c.name, a.problem, c.want)
+		}
+		if strings.Contains(a.body, "kt_") && c.want != projections.CodeMalformed {
+			t.Errorf("%s: a secret in the body: %s", c.name, a.body)
+		}
+		if c.want == projections.CodeRateLimited && a.header.Get("Retry-After") == "" {
+			t.Errorf("rate limited without Retry-After")
+		}
+	}
+	f.skew.Store(0)
+
+	// What the upstream saw of the valid requests: identity, never the key,
+	// never a header the client tried to pass off as the gateway's.
+	drain(f.seen)
+	a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + valid, "Keytrail-User": "mallory", "Keytrail-Admin": "yes"})
+	if a.status != 200 {
+		t.Fatal(a.status, a.body)
+	}
+	h := <-f.seen
+	if h.Get("Authorization") != "" || h.Get("X-API-Key") != "" || h.Get("Keytrail-Admin") != "" {
+		t.Fatalf("the upstream saw the key or a spoofed header: %v", h)
+	}
+	if h.Get(gateway.HeaderKeyID) != validID || h.Get(gateway.HeaderTenant) != "acme" || h.Get(gateway.HeaderUser) != "bob" ||
+		h.Get(gateway.HeaderScopes) != "orders:read" || h.Get(gateway.HeaderRequestID) != a.header.Get(gateway.HeaderRequestID) {
+		t.Fatalf("identity headers: %v", h)
+	}
+	if strings.Contains(f.access.String(), valid) || strings.Contains(f.access.String(), revoked) {
+		t.Fatal("a secret reached the access log")
+	}
+
+	// The decision log holds every denial, with its evidence; no secret.
+	decisions := readDecisions(t, f, 18)
+	var denials int
+	for _, d := range decisions {
+		if d.Code != "VALID" {
+			denials++
+		}
+		if d.Code == "REVOKED" && (d.KeyID != revokedID || len(d.Evidence) == 0 || d.Node != "gw-test" || d.Seq == 0) {
+			t.Fatalf("revoked decision: %+v", d)
+		}
+	}
+	if denials != 15 {
+		t.Fatalf("%d denials logged, want 15", denials)
+	}
+}
+
+// readDecisions reads the decision log until it holds at least n entries.
+func readDecisions(t *testing.T, f *fixture, n int) []gateway.Decision {
+	t.Helper()
+	var out []gateway.Decision
+	natstest.Eventually(t, 10*time.Second, func() error {
+		out = out[:0]
+		cons, err := f.js.OrderedConsumer(f.ctx, gateway.DecisionStream, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return err
+		}
+		info, err := cons.Info(f.ctx)
+		if err != nil {
+			return err
+		}
+		for range info.NumPending {
+			m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(m.Data(), []byte("kt_")) {
+				t.Fatalf("a secret in the decision log: %s", m.Data())
+			}
+			var d gateway.Decision
+			if err := json.Unmarshal(m.Data(), &d); err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		if len(out) < n {
+			return fmt.Errorf("%d decisions logged, want %d", len(out), n)
+		}
+		return nil
+	})
+	return out
+}
+
+func mustSecret(t *testing.T) secret.Secret {
+	s, err := secret.Generate(secret.DefaultPrefix, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func drain(c chan http.Header) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// TestRoutingAndLifecycle: unknown paths, non-canonical paths, deprecated
+// and retired APIs, Keytrail-Min-Seq, and the gateway's own endpoints.
+func TestRoutingAndLifecycle(t *testing.T) {
+	f := newFixture(t)
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	f.api("acme", "old", "/old", nil, nil)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	sunset := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	_, _, err := f.svc.DeprecateAPI(f.ctx, root, "acme", "orders", sunset)
+	f.ok(control.Result{}, err)
+	_, res, err := f.svc.RetireAPI(f.ctx, root, "acme", "old")
+	seq := f.ok(res, err)
+
+	// Keytrail-Min-Seq: the gateway waits for the sequence rather than
+	// answer from an older view.
+	a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + sec, gateway.HeaderMinSeq: fmt.Sprint(seq)})
+	if a.status != 200 || a.header.Get("Deprecation") == "" || a.header.Get("Sunset") != sunset.UTC().Format(http.TimeFormat) {
+		t.Fatalf("deprecated API: %d %v", a.status, a.header)
+	}
+	for path, want := range map[string]int{"/old/x": 410, "/nothing": 404, "/orders/../admin": 400, "/orders//x": 400} {
+		if a := f.do("GET", path, bearer(sec)); a.status != want || a.problem.RequestID == "" {
+			t.Errorf("%s: %d %+v, want %d", path, a.status, a.problem, want)
+		}
+	}
+	if a := f.do("GET", "/orders/1", map[string]string{gateway.HeaderMinSeq: "x"}); a.status != 400 {
+		t.Errorf("bad Min-Seq: %d", a.status)
+	}
+	if a := f.do("GET", "/_keytrail/healthz", nil); a.status != 200 {
+		t.Errorf("healthz %d", a.status)
+	}
+	if a := f.do("GET", "/_keytrail/readyz", nil); a.status != 200 || !strings.Contains(a.body, `"applied_seq"`) {
+		t.Errorf("readyz %d %s", a.status, a.body)
+	}
+	m := f.do("GET", "/_keytrail/metrics", nil)
+	for _, name := range []string{"keytrail_gateway_requests_total", "keytrail_gateway_verify_seconds", "keytrail_gateway_applied_seq",
+		"keytrail_gateway_lag", "keytrail_gateway_staleness_seconds", "keytrail_gateway_propagation_seconds",
+		"keytrail_gateway_decisions_dropped_total", "keytrail_gateway_peers"} {
+		if !strings.Contains(m.body, name) {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	if strings.Contains(m.body, sec) {
+		t.Fatal("a secret in the metrics")
+	}
+}
+
+// TestStaleFailsClosed: a model that never caught up answers STALE (and
+// readyz 503); with fail-open opted in a stale but ready model is used and
+// counted.
+func TestStaleFailsClosed(t *testing.T) {
+	m := readmodel.New(slog.New(slog.DiscardHandler))
+	g := gateway.New(gateway.Config{Model: m})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	for _, path := range []string{"/orders", "/_keytrail/readyz"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+
+	// Ready, then a bound the model cannot meet: stale.
+	for _, failOpen := range []bool{false, true} {
+		f := newFixture(t, func(c *gateway.Config) { c.MaxStaleness = time.Minute; c.FailOpen = failOpen })
+		f.tenant("acme")
+		f.user("acme", "bob")
+		f.api("acme", "orders", "/orders", nil, nil)
+		_, sec := f.key("acme", control.KeySpec{User: "bob"})
+		f.sync()
+		if a := f.do("GET", "/orders", bearer(sec)); a.status != 200 {
+			t.Fatalf("fresh: %d", a.status)
+		}
+		g := gateway.New(gateway.Config{Model: f.model, MaxStaleness: time.Nanosecond, FailOpen: failOpen})
+		srv := httptest.NewServer(g)
+		resp, err := http.Get(srv.URL + "/orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close()
+		want := 401 // verified (no key presented) despite staleness
+		if !failOpen {
+			want = 503
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("fail-open %v: %d, want %d", failOpen, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestUpstreams: round-robin with a dead upstream ejected and idempotent
+// requests retried on the live one; a non-idempotent request is never
+// retried; a slow upstream times out; a streamed response reaches the client
+// as it is written.
+func TestUpstreams(t *testing.T) {
+	f := newFixture(t, func(c *gateway.Config) { c.UpstreamTimeout = 300 * time.Millisecond })
+	dead := deadURL(t)
+	release := make(chan struct{})
+	stream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-release
+		fmt.Fprint(w, "second\n")
+	}))
+	defer stream.Close()
+	defer close(release)
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "mixed", "/mixed", nil, nil, dead, f.upstream.URL)
+	f.api("acme", "gone", "/gone", nil, nil, dead)
+	f.api("acme", "stream", "/", nil, nil, stream.URL)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+
+	for i := range 6 {
+		if a := f.do("GET", "/mixed/x", bearer(sec)); a.status != 200 {
+			t.Fatalf("GET %d through a dead and a live upstream: %d %s", i, a.status, a.body)
+		}
+	}
+	if a := f.do("POST", "/gone/x", bearer(sec)); a.status != 502 || a.problem.Code != "UPSTREAM_UNAVAILABLE" {
+		t.Fatalf("POST to a dead upstream: %d %+v", a.status, a.problem)
+	}
+	if a := f.do("GET", "/slow", bearer(sec)); a.status != 504 {
+		t.Fatalf("slow upstream: %d", a.status)
+	}
+	m := f.do("GET", "/_keytrail/metrics", nil).body
+	if !strings.Contains(m, `keytrail_gateway_upstream_ejections_total{api="mixed"}`) || !strings.Contains(m, `keytrail_gateway_upstream_errors_total{api="gone"} 1`) {
+		t.Fatalf("ejection and error metrics:\n%s", grep(m, "upstream_"))
+	}
+
+	// Streaming: the first line arrives before the upstream has finished.
+	req, _ := http.NewRequestWithContext(f.ctx, "GET", f.srv.URL+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+sec)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "first\n" {
+		t.Fatalf("streamed: %q %v", line, err)
+	}
+}
+
+// deadURL is a loopback address nothing listens on.
+func deadURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

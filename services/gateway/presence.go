@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// PresenceSubject is where gateways announce themselves; the last token
+// names the set of tenants they serve, so that only gateways serving the
+// same tenants share limits.
+const PresenceSubject = "keytrail.gw.presence"
+
+// maxPeers bounds how many gateways a node believes in: announcements are
+// unauthenticated beyond NATS permissions, and a flood of invented ones
+// must not shrink every node's share to nothing.
+const maxPeers = 64
+
+// Presence announces this gateway every interval and counts the gateways
+// heard from within three intervals.
+type Presence struct {
+	nc      *nats.Conn
+	subject string
+	node    string
+	every   time.Duration
+	now     func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// NewPresence returns the presence of node among the gateways serving
+// filters (the read model's subject filters; none: every tenant).
+func NewPresence(nc *nats.Conn, node string, filters []string, every time.Duration, now func() time.Time) *Presence {
+	group := "all"
+	if len(filters) > 0 {
+		sum := sha256.Sum256([]byte(strings.Join(filters, "\x00")))
+		group = hex.EncodeToString(sum[:8])
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Presence{nc: nc, subject: PresenceSubject + "." + group, node: node, every: every, now: now,
+		seen: map[string]time.Time{}}
+}
+
+// Run announces and listens until ctx ends.
+func (p *Presence) Run(ctx context.Context) error {
+	sub, err := p.nc.Subscribe(p.subject, func(m *nats.Msg) {
+		node := string(m.Data)
+		if len(node) == 0 || len(node) > 256 {
+			return
+		}
+		p.mu.Lock()
+		if _, known := p.seen[node]; known || len(p.seen) < maxPeers {
+			p.seen[node] = p.now()
+		}
+		p.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: presence: %w", err)
+	}
+	defer sub.Unsubscribe()
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	for {
+		p.nc.Publish(p.subject, []byte(p.node)) // lost while NATS is away: peers then count this node out
+		p.forget()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Presence) forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for node, at := range p.seen {
+		if p.now().Sub(at) > 3*p.every {
+			delete(p.seen, node)
+		}
+	}
+}
+
+// Live is the number of gateways heard from within three intervals, this
+// one always included.
+func (p *Presence) Live() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 1
+	cutoff := p.now().Add(-3 * p.every)
+	for node, at := range p.seen {
+		if node != p.node && at.After(cutoff) {
+			n++
+		}
+	}
+	return n
+}

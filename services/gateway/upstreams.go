@@ -1,0 +1,210 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keytrail/keytrail/projections"
+)
+
+// upstreams proxies to the APIs' upstreams: round-robin over an API's
+// upstreams, an upstream that refuses a connection left out for ejectFor,
+// and a request whose method is idempotent and that has no body retried on
+// the next upstream after a connection failure (never after the upstream
+// may have seen it: a timeout or a reset after sending is answered 502).
+type upstreams struct {
+	proxy    *httputil.ReverseProxy
+	base     http.RoundTripper
+	ejectFor time.Duration
+	now      func() time.Time
+	metrics  *metrics
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	pools map[string]*pool // by tenant/API id
+}
+
+// pool is one version of an API's upstream list.
+type pool struct {
+	version uint64
+	targets []*target
+	next    atomic.Uint32
+}
+
+type target struct {
+	url          *url.URL
+	ejectedUntil atomic.Int64 // Unix nanoseconds
+}
+
+func newUpstreams(base http.RoundTripper, timeout, ejectFor time.Duration, now func() time.Time, m *metrics, log *slog.Logger) *upstreams {
+	if base == nil {
+		base = &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ResponseHeaderTimeout: timeout,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	u := &upstreams{base: base, ejectFor: ejectFor, now: now, metrics: m, log: log, pools: map[string]*pool{}}
+	u.proxy = &httputil.ReverseProxy{Rewrite: rewrite, Transport: u, ErrorHandler: u.failed,
+		ModifyResponse: func(resp *http.Response) error {
+			if x := exchangeOf(resp.Request.Context()); x != nil {
+				x.status = resp.StatusCode
+			}
+			return nil
+		}}
+	return u
+}
+
+// serve proxies a verified request.
+func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
+	x.status = http.StatusBadGateway
+	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, x)))
+}
+
+// rewrite strips the key and any Keytrail-* header the client sent (an
+// upstream must be able to trust them) and adds the verified identity.
+func rewrite(pr *httputil.ProxyRequest) {
+	x := exchangeOf(pr.In.Context())
+	pr.SetXForwarded()
+	h := pr.Out.Header
+	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		h.Del("Authorization")
+	}
+	h.Del(HeaderAPIKey)
+	for name := range h {
+		if strings.HasPrefix(name, "Keytrail-") {
+			delete(h, name)
+		}
+	}
+	d := &x.decision
+	h.Set(HeaderKeyID, d.KeyID)
+	h.Set(HeaderTenant, d.Tenant)
+	h.Set(HeaderUser, d.User)
+	h.Set(HeaderScopes, strings.Join(d.KeyScopes(), ","))
+	h.Set(HeaderRequestID, x.id)
+	// The transport picks the upstream; until then the URL names none.
+	pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "upstream.invalid"
+}
+
+// RoundTrip sends the request to the API's upstreams.
+func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
+	x := exchangeOf(req.Context())
+	p := u.poolFor(&x.api)
+	if len(p.targets) == 0 {
+		return nil, errors.New("gateway: the API has no upstreams")
+	}
+	tries := 1
+	if idempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody) {
+		tries = min(len(p.targets), 3)
+	}
+	start := time.Now()
+	defer func() { x.upstream = time.Since(start) }()
+	var err error
+	for range tries {
+		t := p.pick(u.now())
+		out := req.Clone(req.Context())
+		out.URL.Scheme, out.URL.Host = t.url.Scheme, t.url.Host
+		out.URL.Path = joinPath(t.url.Path, req.URL.Path)
+		if req.URL.RawPath != "" {
+			out.URL.RawPath = joinPath(t.url.EscapedPath(), req.URL.EscapedPath())
+		}
+		var resp *http.Response
+		resp, err = u.base.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		u.metrics.upstreamErrors.WithLabelValues(x.api.ID).Inc()
+		if !refused(err) {
+			return nil, err // the upstream may have seen it: never retried
+		}
+		t.ejectedUntil.Store(u.now().Add(u.ejectFor).UnixNano())
+		u.metrics.ejections.WithLabelValues(x.api.ID).Inc()
+		u.log.Warn("upstream ejected", "api", x.api.ID, "upstream", t.url.Redacted(), "for", u.ejectFor.String(), "err", err)
+	}
+	return nil, err
+}
+
+// failed answers a request the upstreams did not (502, 504 on a timeout).
+func (u *upstreams) failed(w http.ResponseWriter, r *http.Request, err error) {
+	x := exchangeOf(r.Context())
+	if errors.Is(err, context.Canceled) {
+		x.status = 499 // the client went away; nothing to answer
+		return
+	}
+	status, title := http.StatusBadGateway, "The API's upstreams did not answer"
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		status, title = http.StatusGatewayTimeout, "The API's upstream timed out"
+	}
+	x.status = status
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	writeProblemBody(w, Problem{Type: "https://keytrail.dev/problems/UPSTREAM_UNAVAILABLE", Title: title, Status: status,
+		Code: "UPSTREAM_UNAVAILABLE", KeyID: x.decision.KeyID, RequestID: x.id})
+}
+
+// poolFor returns the pool of an API's current upstream list.
+func (u *upstreams) poolFor(a *projections.API) *pool {
+	key := a.Tenant + "/" + a.ID
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if p := u.pools[key]; p != nil && p.version == a.Version {
+		return p
+	}
+	p := &pool{version: a.Version}
+	for _, s := range a.Upstreams {
+		if parsed, err := url.Parse(s); err == nil {
+			p.targets = append(p.targets, &target{url: parsed})
+		}
+	}
+	u.pools[key] = p
+	return p
+}
+
+// pick returns the next upstream in turn that is not ejected; when every
+// one is, the next in turn (a request is better tried than refused).
+func (p *pool) pick(now time.Time) *target {
+	n := uint32(len(p.targets))
+	start := p.next.Add(1)
+	for i := range n {
+		t := p.targets[(start+i)%n]
+		if t.ejectedUntil.Load() <= now.UnixNano() {
+			return t
+		}
+	}
+	return p.targets[start%n]
+}
+
+// refused reports whether err is a failure to connect: the upstream never
+// saw the request.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+func joinPath(base, p string) string {
+	if base == "" || base == "/" {
+		return p
+	}
+	return strings.TrimSuffix(base, "/") + p
+}
