@@ -287,7 +287,7 @@ type API struct {
 	// DeprecatedAt is when the API was deprecated (the Deprecation header).
 	DeprecatedAt time.Time
 	CreatedAt    time.Time
-	Version    uint64
+	Version      uint64
 	// The events that last set the API's attributes (its scopes) and status.
 	AttrsBy, StatusBy Evidence
 	// Head: see Tenant.Head.

@@ -173,7 +173,9 @@ func (f *fixture) do(method, path string, hdr map[string]string) answer {
 	return a
 }
 
-func bearer(secret string) map[string]string { return map[string]string{"Authorization": "Bearer " + secret} }
+func bearer(secret string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + secret}
+}
 
 // TestEveryOutcomeOnTheWire: each outcome code of the brief, through the
 // gateway, with its status, problem body and headers; VALID reaches the
