@@ -2,13 +2,19 @@ package integration
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/natsnode"
 )
 
@@ -20,6 +26,9 @@ const (
 	// serverEnv: run a NATS node on the given store directory, print its
 	// URL, and stop when standard input closes.
 	serverEnv = "KEYTRAIL_TEST_SERVER"
+	// gatewayEnv: run `keytrail` with these arguments (separated by \x1f),
+	// stopping on SIGTERM.
+	gatewayEnv = "KEYTRAIL_TEST_KEYTRAIL"
 )
 
 // TestMain lets the test binary double as a child process.
@@ -29,6 +38,12 @@ func TestMain(m *testing.M) {
 	}
 	if dir := os.Getenv(serverEnv); dir != "" {
 		os.Exit(runServer(dir))
+	}
+	if args := os.Getenv(gatewayEnv); args != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		code := app.Main(ctx, strings.Split(args, "\x1f"), os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -73,4 +88,57 @@ func startServerProcess(tb testing.TB) string {
 		tb.Fatalf("server process: %v", err)
 	}
 	return strings.TrimSpace(url)
+}
+
+// process is a keytrail role running in a child process.
+type process struct {
+	cmd     *exec.Cmd
+	out     *bufio.Reader
+	done    chan error
+	once    sync.Once
+	exitErr error
+}
+
+// startKeytrail runs `keytrail args...` in a child process (the test binary
+// doubles as it) and returns once it printed a line starting with ready,
+// returning the rest of that line.
+func startKeytrail(tb testing.TB, ready string, args ...string) (*process, string) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), gatewayEnv+"="+strings.Join(args, "\x1f"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &process{cmd: cmd, out: bufio.NewReader(stdout), done: make(chan error, 1)}
+	tb.Cleanup(func() { p.stop() })
+	for {
+		line, err := p.out.ReadString('\n')
+		if err != nil {
+			p.done <- cmd.Wait()
+			tb.Fatalf("keytrail %v exited before %q: %v", args, ready, err)
+		}
+		if rest, ok := strings.CutPrefix(line, ready); ok {
+			go func() { io.Copy(io.Discard, p.out); p.done <- cmd.Wait() }()
+			return p, strings.TrimSpace(rest)
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for the process to exit.
+func (p *process) stop() error {
+	p.once.Do(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case p.exitErr = <-p.done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			p.exitErr = <-p.done
+		}
+	})
+	return p.exitErr
 }

@@ -558,3 +558,78 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestRateLimitsAreShared: two gateways that see each other enforce half of
+// a key's burst each; once one is gone the other enforces all of it. A
+// request denied for another reason consumes nothing.
+func TestRateLimitsAreShared(t *testing.T) {
+	f := newFixture(t)
+	nc := natstest.Connect(t, f.js.Conn().ConnectedUrl())
+	presence := func(node string) (*gateway.Presence, context.CancelFunc) {
+		p := gateway.NewPresence(nc, node, nil, 20*time.Millisecond, nil)
+		ctx, cancel := context.WithCancel(f.ctx)
+		go p.Run(ctx)
+		return p, cancel
+	}
+	pa, stopA := presence("a")
+	defer stopA()
+	pb, stopB := presence("b")
+	limits := gateway.NewLimits(pa)
+	g := gateway.New(gateway.Config{Model: f.model, Limits: limits})
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if n, m := pa.Live(), pb.Live(); n != 2 || m != 2 {
+			return fmt.Errorf("peers %d, %d", n, m)
+		}
+		return nil
+	})
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", []string{"orders:read"}, nil)
+	rl := &events.RateLimit{PerSecond: 0.0001, Burst: 4}
+	_, sec := f.key("acme", control.KeySpec{User: "bob", Scopes: []string{"orders:read"}, RateLimit: rl})
+	_, noScope := f.key("acme", control.KeySpec{User: "bob", RateLimit: rl})
+	f.sync()
+	get := func(secret string) int {
+		req, _ := http.NewRequest("GET", srv.URL+"/orders", nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Denied for its scope: no token taken, however often.
+	for range 5 {
+		if s := get(noScope); s != 403 {
+			t.Fatalf("no scope: %d", s)
+		}
+	}
+	var statuses []int
+	for range 3 {
+		statuses = append(statuses, get(sec))
+	}
+	if fmt.Sprint(statuses) != "[200 200 429]" {
+		t.Fatalf("half of a burst of 4 on one of two gateways: %v", statuses)
+	}
+	// b leaves: a's share grows to the whole limit (the bucket refills to
+	// the larger burst only as the rate allows, so a new key shows it).
+	stopB()
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if n := pa.Live(); n != 1 {
+			return fmt.Errorf("peers %d", n)
+		}
+		return nil
+	})
+	_, alone := f.key("acme", control.KeySpec{User: "bob", Scopes: []string{"orders:read"}, RateLimit: rl})
+	f.sync()
+	statuses = statuses[:0]
+	for range 5 {
+		statuses = append(statuses, get(alone))
+	}
+	if fmt.Sprint(statuses) != "[200 200 200 200 429]" {
+		t.Fatalf("a whole burst of 4 on the only gateway: %v", statuses)
+	}
+}

@@ -1,0 +1,203 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/app"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/natsnode"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+)
+
+// upstream is a real HTTP server on loopback answering 200 "ok".
+func upstream(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// through sends GET path through a gateway with a key and returns the status
+// and the outcome code (empty when proxied).
+func through(t *testing.T, gw, path, secret string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", gw+path, nil)
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var p struct{ Code string }
+	json.NewDecoder(resp.Body).Decode(&p)
+	return resp.StatusCode, p.Code
+}
+
+func readyz(gw string) int {
+	resp, err := http.Get(gw + "/_keytrail/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestGatewaysJoinAndEnforceRevocations: `keytrail dev` serves a gateway; a
+// second and a third gateway process join the deployment; a key revoked
+// through the admin API is denied by all three; a gateway restarted while
+// keys were issued is ready only once it has them.
+func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
+	e := startAdmin(t)
+	up := upstream(t)
+	issued := e.givenKey("orders:read")
+	secret, keyID := issued.body["secret"].(string), issued.body["key"].(map[string]any)["id"].(string)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders",
+		"upstreams": []string{up.URL}, "scopes": []string{"orders:read"}}), 201)
+
+	nats := e.dev.Addresses().NATS
+	gateways := []string{e.dev.Addresses().Gateway}
+	var procs []*process
+	for range 2 {
+		p, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--gateway-listen", "127.0.0.1:0")
+		procs = append(procs, p)
+		gateways = append(gateways, url)
+	}
+	for _, gw := range gateways {
+		natstest.Eventually(t, 20*time.Second, func() error {
+			if s, code := through(t, gw, "/orders/1", secret); s != 200 {
+				return fmt.Errorf("%s: %d %s", gw, s, code)
+			}
+			return nil
+		})
+	}
+
+	// Revoke through the admin API; every gateway denies from then on.
+	r := e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/revoke", e.root, nil), 200)
+	ack := time.Now()
+	seq := r.header.Get("Keytrail-Seq")
+	for _, gw := range gateways {
+		natstest.Eventually(t, 5*time.Second, func() error {
+			if s, code := through(t, gw, "/orders/1", secret); s != 403 || code != "REVOKED" {
+				return fmt.Errorf("%s after the revocation: %d %s", gw, s, code)
+			}
+			return nil
+		})
+		// Keytrail-Min-Seq makes the answer certain, not just eventual.
+		if s, code := through(t, gw, "/orders/1", secret, "Keytrail-Min-Seq", seq); s != 403 || code != "REVOKED" {
+			t.Fatalf("%s with Min-Seq %s: %d %s", gw, seq, s, code)
+		}
+	}
+	t.Logf("revocation enforced by %d gateways within %v of the acknowledgement", len(gateways), time.Since(ack))
+
+	// A gateway restarted while keys were issued: once it is ready it knows
+	// every one of them.
+	if err := procs[0].stop(); err != nil {
+		t.Fatalf("gateway stopped with %v", err)
+	}
+	var fresh []string
+	for range 20 {
+		k := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
+		fresh = append(fresh, k.body["secret"].(string))
+	}
+	_, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--gateway-listen", "127.0.0.1:0")
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if s := readyz(url); s != 200 {
+			return fmt.Errorf("readyz %d", s)
+		}
+		return nil
+	})
+	for _, sec := range fresh {
+		if s, code := through(t, url, "/orders/1", sec); s != 200 {
+			t.Fatalf("restarted gateway, ready, a key issued while it was down: %d %s", s, code)
+		}
+	}
+}
+
+// TestGatewayStaleWithoutNATS: NATS goes away; once the staleness bound has
+// passed the gateway answers STALE (fail closed); when NATS is back it
+// serves again without a restart.
+func TestGatewayStaleWithoutNATS(t *testing.T) {
+	dir := t.TempDir()
+	node, err := natsnode.Start(natsnode.Config{Name: "n", StoreDir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := node.ClientURL()
+	listen := url[len("nats://"):]
+	st := openStore(t, natstest.Connect(t, url), store.Config{})
+	svc, err := control.New(control.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 2*time.Minute)
+	m := control.Meta{Actor: "test"}
+	svc.CreateTenant(ctx, m, "acme", "A")
+	svc.CreateUser(ctx, m, "acme", "bob", "")
+	up := upstream(t)
+	if _, _, err := svc.CreateAPI(ctx, m, "acme", control.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{up.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _, err := svc.IssueKey(ctx, m, "acme", control.KeySpec{User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	out := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Main(runCtx, []string{"gateway", "--nats", url, "--gateway-listen", "127.0.0.1:0", "--max-staleness", "2s"}, out, io.Discard)
+	}()
+	defer func() { stop(); <-done }()
+	var gw string
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if _, err := fmt.Sscanf(out.String(), "gateway %s", &gw); err != nil {
+			return fmt.Errorf("no address yet: %q", out.String())
+		}
+		if s, code := through(t, gw, "/orders", sec.Reveal()); s != 200 {
+			return fmt.Errorf("%d %s", s, code)
+		}
+		return nil
+	})
+
+	node.Shutdown()
+	down := time.Now()
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if s, code := through(t, gw, "/orders", sec.Reveal()); s != 503 || code != "STALE" {
+			return fmt.Errorf("NATS down %v: %d %s", time.Since(down), s, code)
+		}
+		return nil
+	})
+	// The bound runs from the last confirmation, at most one confirmation
+	// interval (1 s) before NATS went away.
+	if since := time.Since(down); since < time.Second {
+		t.Fatalf("STALE after %v: before the 2 s bound", since)
+	}
+	if s := readyz(gw); s != 503 {
+		t.Fatalf("readyz while stale: %d", s)
+	}
+
+	node, err = natsnode.Start(natsnode.Config{Name: "n", StoreDir: dir, Listen: listen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if s, code := through(t, gw, "/orders", sec.Reveal()); s != 200 {
+			return fmt.Errorf("NATS back: %d %s", s, code)
+		}
+		return nil
+	})
+}
