@@ -26,8 +26,7 @@ func upstream(t *testing.T) *httptest.Server {
 
 // through sends GET path through a gateway with a key and returns the status
 // and the outcome code (empty when proxied).
-func through(t *testing.T, gw, path, secret string, hdr ...string) (int, string) {
-	t.Helper()
+func through(gw, path, secret string, hdr ...string) (int, string) {
 	req, _ := http.NewRequest("GET", gw+path, nil)
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
@@ -76,7 +75,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	}
 	for _, gw := range gateways {
 		natstest.Eventually(t, 20*time.Second, func() error {
-			if s, code := through(t, gw, "/orders/1", secret); s != 200 {
+			if s, code := through(gw, "/orders/1", secret); s != 200 {
 				return fmt.Errorf("%s: %d %s", gw, s, code)
 			}
 			return nil
@@ -89,13 +88,13 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	seq := r.header.Get("Keytrail-Seq")
 	for _, gw := range gateways {
 		natstest.Eventually(t, 5*time.Second, func() error {
-			if s, code := through(t, gw, "/orders/1", secret); s != 403 || code != "REVOKED" {
+			if s, code := through(gw, "/orders/1", secret); s != 403 || code != "REVOKED" {
 				return fmt.Errorf("%s after the revocation: %d %s", gw, s, code)
 			}
 			return nil
 		})
 		// Keytrail-Min-Seq makes the answer certain, not just eventual.
-		if s, code := through(t, gw, "/orders/1", secret, "Keytrail-Min-Seq", seq); s != 403 || code != "REVOKED" {
+		if s, code := through(gw, "/orders/1", secret, "Keytrail-Min-Seq", seq); s != 403 || code != "REVOKED" {
 			t.Fatalf("%s with Min-Seq %s: %d %s", gw, seq, s, code)
 		}
 	}
@@ -119,7 +118,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 		return nil
 	})
 	for _, sec := range fresh {
-		if s, code := through(t, url, "/orders/1", sec); s != 200 {
+		if s, code := through(url, "/orders/1", sec); s != 200 {
 			t.Fatalf("restarted gateway, ready, a key issued while it was down: %d %s", s, code)
 		}
 	}
@@ -166,7 +165,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 		if _, err := fmt.Sscanf(out.String(), "gateway %s", &gw); err != nil {
 			return fmt.Errorf("no address yet: %q", out.String())
 		}
-		if s, code := through(t, gw, "/orders", sec.Reveal()); s != 200 {
+		if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
 			return fmt.Errorf("%d %s", s, code)
 		}
 		return nil
@@ -175,7 +174,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 	node.Shutdown()
 	down := time.Now()
 	natstest.Eventually(t, 20*time.Second, func() error {
-		if s, code := through(t, gw, "/orders", sec.Reveal()); s != 503 || code != "STALE" {
+		if s, code := through(gw, "/orders", sec.Reveal()); s != 503 || code != "STALE" {
 			return fmt.Errorf("NATS down %v: %d %s", time.Since(down), s, code)
 		}
 		return nil
@@ -195,7 +194,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 	}
 	defer node.Shutdown()
 	natstest.Eventually(t, 30*time.Second, func() error {
-		if s, code := through(t, gw, "/orders", sec.Reveal()); s != 200 {
+		if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
 			return fmt.Errorf("NATS back: %d %s", s, code)
 		}
 		return nil

@@ -230,8 +230,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
 		}
 	}
-	w.Header().Set(HeaderSeq, strconv.FormatUint(x.decision.Seq, 10))
 	if x.decision.Code != projections.CodeValid {
+		w.Header().Set(HeaderSeq, strconv.FormatUint(x.decision.Seq, 10))
 		g.deny(w, r, x)
 		return
 	}

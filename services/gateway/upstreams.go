@@ -29,9 +29,11 @@ type upstreams struct {
 	metrics  *metrics
 	log      *slog.Logger
 
-	mu    sync.Mutex
-	pools map[string]*pool // by tenant/API id
+	mu    sync.RWMutex
+	pools map[apiRef]*pool
 }
+
+type apiRef struct{ tenant, id string }
 
 // pool is one version of an API's upstream list.
 type pool struct {
@@ -56,8 +58,8 @@ func newUpstreams(base http.RoundTripper, timeout, ejectFor time.Duration, now f
 			ExpectContinueTimeout: time.Second,
 		}
 	}
-	u := &upstreams{base: base, ejectFor: ejectFor, now: now, metrics: m, log: log, pools: map[string]*pool{}}
-	u.proxy = &httputil.ReverseProxy{Rewrite: rewrite, Transport: u, ErrorHandler: u.failed,
+	u := &upstreams{base: base, ejectFor: ejectFor, now: now, metrics: m, log: log, pools: map[apiRef]*pool{}}
+	u.proxy = &httputil.ReverseProxy{Rewrite: rewrite, Transport: u, ErrorHandler: u.failed, BufferPool: buffers{},
 		ModifyResponse: func(resp *http.Response) error {
 			if x := exchangeOf(resp.Request.Context()); x != nil {
 				x.status = resp.StatusCode
@@ -112,16 +114,19 @@ func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	defer func() { x.upstream = time.Since(start) }()
 	var err error
+	// req is the proxy's own copy of the client's request: the upstream is
+	// set on it in place, its path joined once.
+	path, rawPath := req.URL.Path, req.URL.RawPath
+	escaped := req.URL.EscapedPath()
 	for range tries {
 		t := p.pick(u.now())
-		out := req.Clone(req.Context())
-		out.URL.Scheme, out.URL.Host = t.url.Scheme, t.url.Host
-		out.URL.Path = joinPath(t.url.Path, req.URL.Path)
-		if req.URL.RawPath != "" {
-			out.URL.RawPath = joinPath(t.url.EscapedPath(), req.URL.EscapedPath())
+		req.URL.Scheme, req.URL.Host = t.url.Scheme, t.url.Host
+		req.URL.Path = joinPath(t.url.Path, path)
+		if rawPath != "" {
+			req.URL.RawPath = joinPath(t.url.EscapedPath(), escaped)
 		}
 		var resp *http.Response
-		resp, err = u.base.RoundTrip(out)
+		resp, err = u.base.RoundTrip(req)
 		if err == nil {
 			return resp, nil
 		}
@@ -157,13 +162,19 @@ func (u *upstreams) failed(w http.ResponseWriter, r *http.Request, err error) {
 
 // poolFor returns the pool of an API's current upstream list.
 func (u *upstreams) poolFor(a *projections.API) *pool {
-	key := a.Tenant + "/" + a.ID
+	key := apiRef{a.Tenant, a.ID}
+	u.mu.RLock()
+	p := u.pools[key]
+	u.mu.RUnlock()
+	if p != nil && p.version == a.Version {
+		return p
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if p := u.pools[key]; p != nil && p.version == a.Version {
 		return p
 	}
-	p := &pool{version: a.Version}
+	p = &pool{version: a.Version}
 	for _, s := range a.Upstreams {
 		if parsed, err := url.Parse(s); err == nil {
 			p.targets = append(p.targets, &target{url: parsed})
@@ -208,3 +219,12 @@ func joinPath(base, p string) string {
 	}
 	return strings.TrimSuffix(base, "/") + p
 }
+
+// buffers lends the proxy its 32 KiB copy buffers instead of allocating one
+// per request.
+type buffers struct{}
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (buffers) Get() []byte  { return *bufferPool.Get().(*[]byte) }
+func (buffers) Put(b []byte) { bufferPool.Put(&b) }

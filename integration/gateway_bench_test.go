@@ -1,0 +1,396 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/adminhttp"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// benchEnv is a deployment for the gateway benchmarks: NATS in a child
+// process, the control plane in this one, tenant acme with user bob, API
+// /bench in front of a loopback upstream answering 200 with a small body.
+type benchEnv struct {
+	ctx      context.Context
+	url      string
+	st       *store.JetStream
+	svc      *control.Service
+	upstream *httptest.Server
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	e := &benchEnv{ctx: testCtx(b, 20*time.Minute), url: startServerProcess(b)}
+	e.st = openStore(b, natstest.Connect(b, e.url), store.Config{})
+	var err error
+	if e.svc, err = control.New(control.Config{Store: e.st}); err != nil {
+		b.Fatal(err)
+	}
+	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"order":1,"status":"shipped"}`)
+	}))
+	b.Cleanup(e.upstream.Close)
+	m := control.Meta{Actor: "bench"}
+	if _, _, err := e.svc.CreateTenant(e.ctx, m, "acme", "A"); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := e.svc.CreateUser(e.ctx, m, "acme", "bob", ""); err != nil {
+		b.Fatal(err)
+	}
+	if _, _, err := e.svc.CreateAPI(e.ctx, m, "acme", control.APISpec{ID: "bench", PathPrefix: "/bench", Upstreams: []string{e.upstream.URL}}); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+func (e *benchEnv) key(b *testing.B) (id, sec string) {
+	k, s, _, err := e.svc.IssueKey(e.ctx, control.Meta{Actor: "bench"}, "acme", control.KeySpec{User: "bob"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return k.ID, s.Reveal()
+}
+
+// gateway starts an in-process gateway (its own NATS connection, read
+// model, decision log) as `keytrail gateway` would, access log included,
+// and waits until it has applied the log.
+func (e *benchEnv) gateway(b *testing.B) string {
+	url, _ := e.gatewayWithModel(b)
+	return url
+}
+
+func (e *benchEnv) gatewayWithModel(b *testing.B) (string, *readmodel.Model) {
+	nc := natstest.Connect(b, e.url)
+	st := openStore(b, nc, store.Config{})
+	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
+	ctx, cancel := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() { model.Run(ctx, st, nil); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
+	decisions := gateway.NewDecisionLog(st.JetStream(), 8192)
+	if err := gateway.EnsureDecisionStream(e.ctx, st.JetStream(), 1, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	go decisions.Run(ctx)
+	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01,
+		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	srv := httptest.NewServer(g)
+	b.Cleanup(srv.Close)
+	last, _ := e.st.LastSeq(e.ctx, "")
+	if err := model.WaitFor(e.ctx, last, 30*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	return srv.URL, model
+}
+
+// loadResult is what a bounded load run measured.
+type loadResult struct {
+	requests int
+	elapsed  time.Duration
+	latency  []time.Duration
+	failures int
+}
+
+func (r loadResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+func (r loadResult) quantile(q float64) time.Duration {
+	if len(r.latency) == 0 {
+		return 0
+	}
+	slices.Sort(r.latency)
+	return r.latency[min(len(r.latency)-1, int(q*float64(len(r.latency))))]
+}
+
+// generate sends GETs to target from conc workers for dur (and at most
+// maxRequests in all), each request with the given key.
+func generate(ctx context.Context, client *http.Client, target, key string, conc int, dur time.Duration, maxRequests int) loadResult {
+	var mu sync.Mutex
+	var res loadResult
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(dur)
+	budget := make(chan struct{}, maxRequests)
+	for range maxRequests {
+		budget <- struct{}{}
+	}
+	close(budget)
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 4096)
+			failures := 0
+			for range budget {
+				if time.Now().After(deadline) || ctx.Err() != nil {
+					break
+				}
+				req, _ := http.NewRequestWithContext(ctx, "GET", target, nil)
+				if key != "" {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					failures++
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failures++
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.latency = append(res.latency, lat...)
+			res.requests += len(lat)
+			res.failures += failures
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res
+}
+
+func loadClient(conc int) *http.Client {
+	return &http.Client{Transport: &http.Transport{MaxIdleConns: 4 * conc, MaxIdleConnsPerHost: 2 * conc, IdleConnTimeout: time.Minute}}
+}
+
+// BenchmarkGatewayThroughput: requests per second and p99 through the
+// gateway against a bare httputil.ReverseProxy to the same upstream, same
+// concurrency, rounds alternating in one run (goal: ratio ≥ 0.90, p99
+// within 1 ms). KEYTRAIL_LOAD_CONC sets the concurrency (default 32).
+func BenchmarkGatewayThroughput(b *testing.B) {
+	conc := 32
+	if v, err := strconv.Atoi(os.Getenv("KEYTRAIL_LOAD_CONC")); err == nil && v > 0 {
+		conc = v
+	}
+	e := newBenchEnv(b)
+	_, sec := e.key(b)
+	gw := e.gateway(b)
+	target, _ := url.Parse(e.upstream.URL)
+	bare := httputil.NewSingleHostReverseProxy(target)
+	bare.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	bareSrv := httptest.NewServer(bare)
+	b.Cleanup(bareSrv.Close)
+	client := loadClient(conc)
+	const round, rounds = time.Second, 4
+	// Warm both up: connections, buffers.
+	generate(e.ctx, client, bareSrv.URL+"/bench/1", "", conc, 300*time.Millisecond, 100_000)
+	generate(e.ctx, client, gw+"/bench/1", sec, conc, 300*time.Millisecond, 100_000)
+	var bareAll, gwAll loadResult
+	for b.Loop() {
+		for range rounds {
+			r := generate(e.ctx, client, bareSrv.URL+"/bench/1", "", conc, round, 1_000_000)
+			g := generate(e.ctx, client, gw+"/bench/1", sec, conc, round, 1_000_000)
+			if r.failures+g.failures > 0 {
+				b.Fatalf("failures: bare %d, gateway %d", r.failures, g.failures)
+			}
+			bareAll.requests, bareAll.elapsed, bareAll.latency = bareAll.requests+r.requests, bareAll.elapsed+r.elapsed, append(bareAll.latency, r.latency...)
+			gwAll.requests, gwAll.elapsed, gwAll.latency = gwAll.requests+g.requests, gwAll.elapsed+g.elapsed, append(gwAll.latency, g.latency...)
+		}
+	}
+	b.ReportMetric(bareAll.perSecond(), "bare-req/s")
+	b.ReportMetric(gwAll.perSecond(), "gateway-req/s")
+	b.ReportMetric(gwAll.perSecond()/bareAll.perSecond(), "ratio")
+	bp99, gp99 := bareAll.quantile(0.99), gwAll.quantile(0.99)
+	b.ReportMetric(float64(bp99.Microseconds())/1000, "bare-p99-ms")
+	b.ReportMetric(float64(gp99.Microseconds())/1000, "gateway-p99-ms")
+	b.ReportMetric(float64((gp99-bp99).Microseconds())/1000, "p99-diff-ms")
+}
+
+// BenchmarkRevocationPropagation: from the admin API's acknowledgement of a
+// revocation to every one of three gateways denying the key, p50 and p99,
+// idle and while the gateways carry load (goal p99 ≤ 5 ms). Two clocks:
+// "applied" stops when every gateway's read model has applied the
+// revocation (from then on every request it verifies is denied); "denied"
+// stops when a request sent in a loop to each gateway comes back 403, so it
+// also holds that request's own latency, which under load is queueing
+// behind the load's requests.
+// KEYTRAIL_PROPAGATION_SAMPLES sets the samples per phase (default 100).
+func BenchmarkRevocationPropagation(b *testing.B) {
+	samples := 100
+	if v, err := strconv.Atoi(os.Getenv("KEYTRAIL_PROPAGATION_SAMPLES")); err == nil && v > 0 {
+		samples = v
+	}
+	e := newBenchEnv(b)
+	root, err := secret.Generate(secret.DefaultPrefix, rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	adminModel := readmodel.New(slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	go adminModel.Run(ctx, e.st, nil)
+	admin := httptest.NewServer(adminhttp.New(adminhttp.Config{Control: e.svc, Model: adminModel, RootKeyHash: root.Hash(),
+		Log: slog.New(slog.DiscardHandler)}))
+	b.Cleanup(admin.Close)
+	var gateways []string
+	var models []*readmodel.Model
+	for range 3 {
+		u, m := e.gatewayWithModel(b)
+		gateways, models = append(gateways, u), append(models, m)
+	}
+	_, loadKey := e.key(b)
+	client := loadClient(16)
+
+	measure := func(phase string) {
+		var delays, applied []time.Duration
+		for range samples {
+			id, sec := e.key(b)
+			for _, gw := range gateways { // every gateway lets it through first
+				natstest.Eventually(b, 5*time.Second, func() error {
+					if s, code := through(gw, "/bench/1", sec); s != 200 {
+						return fmt.Errorf("%d %s", s, code)
+					}
+					return nil
+				})
+			}
+			req, _ := http.NewRequest("POST", admin.URL+"/v1/tenants/acme/keys/"+id+"/revoke", nil)
+			req.Header.Set("Authorization", "Bearer "+root.Reveal())
+			resp, err := client.Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				b.Fatalf("revoke: %v %v", err, resp)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ack := time.Now()
+			seq, _ := strconv.ParseUint(resp.Header.Get("Keytrail-Seq"), 10, 64)
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var worst, worstApplied time.Duration
+			for _, m := range models {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := m.WaitFor(e.ctx, seq, 5*time.Second); err != nil {
+						b.Errorf("a gateway never applied the revocation: %v", err)
+					}
+					mu.Lock()
+					worstApplied = max(worstApplied, time.Since(ack))
+					mu.Unlock()
+				}()
+			}
+			for _, gw := range gateways {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Since(ack) < 5*time.Second {
+						if s, _ := through(gw, "/bench/1", sec); s == 403 {
+							mu.Lock()
+							worst = max(worst, time.Since(ack))
+							mu.Unlock()
+							return
+						}
+					}
+					b.Errorf("%s never denied the revoked key", gw)
+				}()
+			}
+			wg.Wait()
+			delays, applied = append(delays, worst), append(applied, worstApplied)
+		}
+		for name, d := range map[string][]time.Duration{"denied": delays, "applied": applied} {
+			r := loadResult{latency: d}
+			b.ReportMetric(float64(r.quantile(0.50).Microseconds())/1000, phase+"-"+name+"-p50-ms")
+			b.ReportMetric(float64(r.quantile(0.99).Microseconds())/1000, phase+"-"+name+"-p99-ms")
+		}
+	}
+	for b.Loop() {
+		measure("idle")
+		loadCtx, stopLoad := context.WithCancel(e.ctx)
+		var wg sync.WaitGroup
+		for _, gw := range gateways {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				generate(loadCtx, client, gw+"/bench/1", loadKey, 4, 10*time.Minute, 10_000_000)
+			}()
+		}
+		measure("load")
+		stopLoad()
+		wg.Wait()
+	}
+}
+
+// BenchmarkGatewayMemory: resident memory of a `keytrail gateway` process
+// holding 10 000 keys while it carries load (goal < 64 MB).
+func BenchmarkGatewayMemory(b *testing.B) {
+	e := newBenchEnv(b)
+	m := control.Meta{Actor: "bench"}
+	var secrets []string
+	for i := range 10_000 {
+		rl := &events.RateLimit{PerSecond: 1000, Burst: 1000}
+		k, s, _, err := e.svc.IssueKey(e.ctx, m, "acme", control.KeySpec{User: "bob", Name: fmt.Sprintf("key %d", i), Scopes: []string{"orders:read"}, RateLimit: rl})
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = k
+		if i%100 == 0 {
+			secrets = append(secrets, s.Reveal())
+		}
+	}
+	p, gw := startKeytrail(b, "gateway ", "gateway", "--nats", e.url, "--gateway-listen", "127.0.0.1:0")
+	natstest.Eventually(b, 60*time.Second, func() error {
+		if s := readyz(gw); s != 200 {
+			return fmt.Errorf("readyz %d", s)
+		}
+		return nil
+	})
+	client := loadClient(32)
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for i := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				generate(e.ctx, client, gw+"/bench/1", secrets[i%len(secrets)], 1, 3*time.Second, 1_000_000)
+			}()
+		}
+		wg.Wait()
+	}
+	rss, hwm := procMemory(b, p.cmd.Process.Pid)
+	b.ReportMetric(rss/(1<<20), "rss-MB")
+	b.ReportMetric(hwm/(1<<20), "peak-rss-MB")
+}
+
+// procMemory reads a process's resident set and its peak from /proc.
+func procMemory(b *testing.B, pid int) (rss, hwm float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Skip("no /proc:", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			if f[0] == "VmRSS:" {
+				rss = kb * 1024
+			} else {
+				hwm = kb * 1024
+			}
+		}
+	}
+	return rss, hwm
+}
