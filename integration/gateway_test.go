@@ -100,6 +100,18 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	}
 	t.Logf("revocation enforced by %d gateways within %v of the acknowledgement", len(gateways), time.Since(ack))
 
+	// A gateway serving only tenant beta knows nothing of acme's APIs.
+	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if s := readyz(betaOnly); s != 200 {
+			return fmt.Errorf("readyz %d", s)
+		}
+		return nil
+	})
+	if s, code := through(betaOnly, "/orders/1", secret); s != 404 || code != "NO_API" {
+		t.Fatalf("a beta-only gateway routed acme's API: %d %s", s, code)
+	}
+
 	// A gateway restarted while keys were issued: once it is ready it knows
 	// every one of them.
 	if err := procs[0].stop(); err != nil {

@@ -633,3 +633,34 @@ func TestRateLimitsAreShared(t *testing.T) {
 		t.Fatalf("a whole burst of 4 on the only gateway: %v", statuses)
 	}
 }
+
+// TestDecisionLogNeverBlocks: with its writer stopped and its queue full, a
+// decision is dropped and counted at once.
+func TestDecisionLogNeverBlocks(t *testing.T) {
+	f := newFixture(t)
+	log := gateway.NewDecisionLog(f.js, 2)
+	done := make(chan struct{})
+	go func() {
+		for range 1000 {
+			log.Offer(&gateway.Decision{Code: "MISSING"})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Offer blocked")
+	}
+	if log.Dropped() != 998 {
+		t.Fatalf("dropped %d, want 998", log.Dropped())
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	go log.Run(ctx)
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if n := log.Written(); n != 2 {
+			return fmt.Errorf("written %d", n)
+		}
+		return nil
+	})
+}
