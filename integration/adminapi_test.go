@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +19,6 @@ import (
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
-// lockedBuffer collects log output from the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // adminEnv is a running `keytrail dev` and a client of its admin API.
 type adminEnv struct {
 	t     *testing.T
@@ -45,7 +26,7 @@ type adminEnv struct {
 	dir   string
 	root  string
 	base  string
-	logs  *lockedBuffer
+	logs  *natstest.Buffer
 	seen  []string // every response body, to look for secrets
 	store store.Store
 }
@@ -53,7 +34,7 @@ type adminEnv struct {
 func startAdmin(t *testing.T) *adminEnv {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
-	logs := &lockedBuffer{}
+	logs := &natstest.Buffer{}
 	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
 		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
 		MinSeqWait: 2 * time.Second})

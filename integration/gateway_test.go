@@ -166,7 +166,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
-	out := &lockedBuffer{}
+	out := &natstest.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- app.Main(runCtx, []string{"gateway", "--nats", url, "--gateway-listen", "127.0.0.1:0", "--max-staleness", "2s"}, out, io.Discard)

@@ -164,12 +164,16 @@ func saveSnapshots(ctx context.Context, snaps *readmodel.Snapshots, model *readm
 }
 
 // Close stops serving (letting requests in flight finish) and the read model.
-func (a *adminRole) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	a.srv.Shutdown(ctx)
-	a.cancel()
-	a.wg.Wait()
+func (a *adminRole) Close() { stopRole(a.srv, a.cancel, &a.wg) }
+
+// stopRole shuts a role's server down, letting requests in flight finish
+// (10 s at most), then stops its goroutines and waits for them.
+func stopRole(srv *http.Server, cancel context.CancelFunc, wg *sync.WaitGroup) {
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	srv.Shutdown(ctx)
+	cancel()
+	wg.Wait()
 }
 
 // URL is the admin API's base URL.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -157,31 +156,12 @@ func TestServeRefusesAWeakStreamAndGatewayAMissingOne(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe to write from Main's goroutine while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
 	node := natstest.RunServer(t)
 	run := func(ready string, args ...string) {
 		ctx, cancel := context.WithCancel(ctxFor(t))
 		done := make(chan int)
-		var errb syncBuffer
+		var errb natstest.Buffer
 		go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
 		natstest.Eventually(t, 20*time.Second, func() error {
 			if !strings.Contains(errb.String(), ready) {

@@ -125,10 +125,4 @@ func (g *gatewayRole) URL() string { return "http://" + g.addr }
 
 // Close stops serving (letting requests in flight finish) and everything
 // else.
-func (g *gatewayRole) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	g.srv.Shutdown(ctx)
-	g.cancel()
-	g.wg.Wait()
-}
+func (g *gatewayRole) Close() { stopRole(g.srv, g.cancel, &g.wg) }

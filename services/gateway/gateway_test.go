@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,7 +43,7 @@ type fixture struct {
 	upstream *httptest.Server
 	gw       *gateway.Gateway
 	srv      *httptest.Server
-	access   *syncBuffer
+	access   *natstest.Buffer
 	skew     atomic.Int64 // added to the gateway's clock
 	seen     chan http.Header
 }
@@ -69,7 +68,7 @@ func newFixture(t *testing.T, mutate ...func(*gateway.Config)) *fixture {
 	if err := gateway.EnsureDecisionStream(ctx, js, 1, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ctx: ctx, st: st, js: js, svc: svc, access: &syncBuffer{}, seen: make(chan http.Header, 100)}
+	f := &fixture{t: t, ctx: ctx, st: st, js: js, svc: svc, access: &natstest.Buffer{}, seen: make(chan http.Header, 100)}
 	f.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case f.seen <- r.Header.Clone():
@@ -540,23 +539,6 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestRateLimitsAreShared: two gateways that see each other enforce half of

@@ -1,13 +1,16 @@
 // Package natstest starts real embedded NATS servers for tests: one node, or
 // a three-node JetStream cluster in one process, on loopback ports with
-// temporary store directories, stopped when the test ends.
+// temporary store directories, stopped when the test ends; and the small
+// helpers the tests of every package share (Eventually, Buffer).
 package natstest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -201,4 +204,23 @@ func Eventually(tb testing.TB, total time.Duration, fn func() error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// Buffer is a bytes.Buffer that one goroutine may write (a component's log)
+// while the test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
