@@ -203,6 +203,8 @@ func deref(p Payload) Payload {
 		return *v
 	case *TenantResumedV1:
 		return *v
+	case *TenantKeysRevokedBeforeV1:
+		return *v
 	case *UserCreatedV1:
 		return *v
 	case *UserDisabledV1:
@@ -249,6 +251,9 @@ func normalizeTimes(p Payload) Payload {
 	}
 	switch v := p.(type) {
 	case UserKeysRevokedBeforeV1:
+		v.Before = v.Before.UTC()
+		return v
+	case TenantKeysRevokedBeforeV1:
 		v.Before = v.Before.UTC()
 		return v
 	case KeyIssuedV1:

@@ -47,14 +47,19 @@ func decodeName(d *decoder, into *string) error {
 func (p *TenantCreatedV1) decodeFrom(d *decoder) error { return decodeName(d, &p.Name) }
 func (p *UserCreatedV1) decodeFrom(d *decoder) error   { return decodeName(d, &p.Name) }
 
-func (p *UserKeysRevokedBeforeV1) decodeFrom(d *decoder) error {
+func (p *UserKeysRevokedBeforeV1) decodeFrom(d *decoder) error   { return decodeBefore(d, &p.Before) }
+func (p *TenantKeysRevokedBeforeV1) decodeFrom(d *decoder) error { return decodeBefore(d, &p.Before) }
+
+// decodeBefore reads {"before": time}, the payload of the revoke-before
+// events.
+func decodeBefore(d *decoder, before *time.Time) error {
 	var seen uint32
 	return d.object(func(name []byte) (err error) {
 		if string(name) != "before" {
 			return unknown(name)
 		}
 		if err = once(&seen, 0, name); err == nil {
-			p.Before, err = d.time()
+			*before, err = d.time()
 		}
 		return err
 	})

@@ -18,6 +18,9 @@ const (
 	TenantCreated   Type = "tenant.created"
 	TenantSuspended Type = "tenant.suspended"
 	TenantResumed   Type = "tenant.resumed"
+	// TenantKeysRevokedBefore was added after the first eighteen: types are
+	// appended to the catalogue (Types), never inserted.
+	TenantKeysRevokedBefore Type = "tenant.keys-revoked-before"
 
 	UserCreated           Type = "user.created"
 	UserDisabled          Type = "user.disabled"
@@ -72,6 +75,8 @@ func schemaOf(t Type) (schema, bool) {
 		return schema{KindTenant, 1, func() Payload { return new(TenantSuspendedV1) }}, true
 	case TenantResumed:
 		return schema{KindTenant, 1, func() Payload { return new(TenantResumedV1) }}, true
+	case TenantKeysRevokedBefore:
+		return schema{KindTenant, 1, func() Payload { return new(TenantKeysRevokedBeforeV1) }}, true
 	case UserCreated:
 		return schema{KindUser, 1, func() Payload { return new(UserCreatedV1) }}, true
 	case UserDisabled:
@@ -113,6 +118,7 @@ func Types() []Type {
 		UserCreated, UserDisabled, UserEnabled, UserDeleted, UserKeysRevokedBefore,
 		KeyIssued, KeyUpdated, KeySuspended, KeyResumed, KeyRevoked, KeyRotated,
 		APICreated, APIUpdated, APIDeprecated, APIRetired,
+		TenantKeysRevokedBefore, // appended: read models index types by their place here
 	}
 }
 
@@ -353,6 +359,13 @@ type TenantSuspendedV1 struct{}
 // TenantResumedV1: a suspended tenant is active again.
 type TenantResumedV1 struct{}
 
+// TenantKeysRevokedBeforeV1: every key of the tenant issued before Before is
+// revoked (REVOKED), whatever its own state: the incident response for a
+// leak of unknown extent.
+type TenantKeysRevokedBeforeV1 struct {
+	Before time.Time `json:"before"`
+}
+
 // User events.
 
 // UserCreatedV1: a user of a tenant came into being.
@@ -449,6 +462,9 @@ type APIRetiredV1 struct{}
 func (TenantCreatedV1) EventType() Type         { return TenantCreated }
 func (TenantSuspendedV1) EventType() Type       { return TenantSuspended }
 func (TenantResumedV1) EventType() Type         { return TenantResumed }
+func (TenantKeysRevokedBeforeV1) EventType() Type {
+	return TenantKeysRevokedBefore
+}
 func (UserCreatedV1) EventType() Type           { return UserCreated }
 func (UserDisabledV1) EventType() Type          { return UserDisabled }
 func (UserEnabledV1) EventType() Type           { return UserEnabled }
@@ -468,6 +484,9 @@ func (APIRetiredV1) EventType() Type            { return APIRetired }
 func (p TenantCreatedV1) validate() error { return validateName(p.Name, true) }
 func (TenantSuspendedV1) validate() error { return nil }
 func (TenantResumedV1) validate() error   { return nil }
+func (p TenantKeysRevokedBeforeV1) validate() error {
+	return requireTime("before", p.Before)
+}
 func (p UserCreatedV1) validate() error   { return validateName(p.Name, false) }
 func (UserDisabledV1) validate() error    { return nil }
 func (UserEnabledV1) validate() error     { return nil }

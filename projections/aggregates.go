@@ -66,11 +66,14 @@ type Tenant struct {
 	Name      string
 	Status    TenantStatus
 	CreatedAt time.Time
+	// KeysRevokedBefore: every key of the tenant issued before it is revoked.
+	KeysRevokedBefore time.Time
 	// Version is the stream sequence of the last event applied.
 	Version uint64
-	// Created and StatusBy are the events that created the tenant and last
-	// changed its status.
-	Created, StatusBy Evidence
+	// Created, StatusBy and RevokedBy are the events that created the
+	// tenant, last changed its status, and last revoked its keys issued
+	// before a time.
+	Created, StatusBy, RevokedBy Evidence
 	// Head is the hash of the aggregate's last event in the chain, kept by
 	// the Catalog (which checks that the next event links to it).
 	Head events.Hash
@@ -101,6 +104,13 @@ func (t Tenant) Apply(r events.Recorded) (Tenant, error) {
 			return t, impossible(r, "no such tenant")
 		}
 		t.Status, t.StatusBy = TenantActive, evidence(r)
+	case events.TenantKeysRevokedBeforeV1:
+		if !t.Exists() {
+			return t, impossible(r, "no such tenant")
+		}
+		if p.Before.After(t.KeysRevokedBefore) {
+			t.KeysRevokedBefore, t.RevokedBy = p.Before, evidence(r)
+		}
 	default:
 		return t, impossible(r, "unknown tenant event")
 	}

@@ -194,6 +194,17 @@ func TestVerify(t *testing.T) {
 		{"revoked before", []func(*chain){func(h *chain) {
 			h.add("acme", user, t0, events.UserKeysRevokedBeforeV1{Before: t0.Add(time.Second)})
 		}}, ask, t0, CodeRevoked, nil, []Evidence{ev(5, events.UserKeysRevokedBefore)}},
+		{"tenant revoked before", []func(*chain){func(h *chain) {
+			h.add("acme", tenant, t0, events.TenantKeysRevokedBeforeV1{Before: t0.Add(time.Second)})
+		}}, ask, t0, CodeRevoked, nil, []Evidence{ev(5, events.TenantKeysRevokedBefore)}},
+		{"tenant revoked before the key's issue: no effect", []func(*chain){func(h *chain) {
+			h.add("acme", tenant, t0, events.TenantKeysRevokedBeforeV1{Before: t0.Add(-time.Second)})
+		}}, ask, t0, CodeValid, nil, []Evidence{ev(3, events.KeyIssued)}},
+		{"revoked three ways", []func(*chain){
+			func(h *chain) { h.add("acme", key, t0, events.KeyRevokedV1{}) },
+			func(h *chain) { h.add("acme", user, t0, events.UserKeysRevokedBeforeV1{Before: t0.Add(time.Second)}) },
+			func(h *chain) { h.add("acme", tenant, t0, events.TenantKeysRevokedBeforeV1{Before: t0.Add(time.Second)}) },
+		}, ask, t0, CodeRevoked, nil, []Evidence{ev(5, events.KeyRevoked), ev(6, events.UserKeysRevokedBefore), ev(7, events.TenantKeysRevokedBefore)}},
 		{"updated expiry", []func(*chain){func(h *chain) {
 			short := t0.Add(time.Minute)
 			h.add("acme", key, t0, events.KeyUpdatedV1{Scopes: []string{"a"}, ExpiresAt: &short})
@@ -358,6 +369,7 @@ func richHistory(t testing.TB) []events.Recorded {
 	h.add("acme", events.APIAggregate("old"), t0, events.APIRetiredV1{})
 	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantCreatedV1{Name: "B"})
 	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantSuspendedV1{})
+	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantKeysRevokedBeforeV1{Before: t0})
 	return h.out
 }
 

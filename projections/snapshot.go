@@ -22,7 +22,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 6
+	snapshotFormat = 7
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -126,9 +126,11 @@ func (e *encoder) tenant(t *tenantEntry) {
 	e.str(t.Name)
 	e.str(string(t.Status))
 	e.time(t.CreatedAt)
+	e.time(t.KeysRevokedBefore)
 	e.uint(t.Version)
 	e.evidence(t.Created)
 	e.evidence(t.StatusBy)
+	e.evidence(t.RevokedBy)
 	e.bytes(t.Head[:])
 
 	e.uint(uint64(len(t.users)))
@@ -411,8 +413,8 @@ func (d *decoder) tenant(c *Catalog) {
 	}
 	t := c.tenant(id)
 	t.ID, t.Name, t.Status = d.str(), d.str(), TenantStatus(d.str())
-	t.CreatedAt, t.Version = d.time(), d.uint()
-	t.Created, t.StatusBy, t.Head = d.evidence(), d.evidence(), d.hash()
+	t.CreatedAt, t.KeysRevokedBefore, t.Version = d.time(), d.time(), d.uint()
+	t.Created, t.StatusBy, t.RevokedBy, t.Head = d.evidence(), d.evidence(), d.evidence(), d.hash()
 
 	for range d.count(1) {
 		uid := d.str()

@@ -172,15 +172,21 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 		u = nil // the key names a user with no events (yet)
 	}
 	at := instantOf(now)
-	revokedBefore := u != nil && !u.KeysRevokedBefore.IsZero() && k.created < instantOf(u.KeysRevokedBefore)
-	switch {
-	case k.status == keyRevoked:
-		d.fail(CodeRevoked, k.statusBy)
-		if revokedBefore {
-			d.addEvidence(u.RevokedBy)
-		}
-	case revokedBefore:
-		d.fail(CodeRevoked, u.RevokedBy)
+	// A key is revoked by its own revocation, and by its user's or its
+	// tenant's "revoke keys issued before T"; every one that applies is
+	// evidence.
+	var revokedBy [3]Evidence
+	if k.status == keyRevoked {
+		revokedBy[0] = k.statusBy
+	}
+	if u != nil && !u.KeysRevokedBefore.IsZero() && k.created < instantOf(u.KeysRevokedBefore) {
+		revokedBy[1] = u.RevokedBy
+	}
+	if !te.KeysRevokedBefore.IsZero() && k.created < instantOf(te.KeysRevokedBefore) {
+		revokedBy[2] = te.RevokedBy
+	}
+	if revokedBy != [3]Evidence{} {
+		d.fail(CodeRevoked, revokedBy[:]...)
 	}
 	if at >= k.expiresAt {
 		d.fail(CodeExpired, k.attrsBy)

@@ -19,6 +19,7 @@ var Routes = []string{
 	"GET /v1/tenants/{tenant}",
 	"POST /v1/tenants/{tenant}/suspend",
 	"POST /v1/tenants/{tenant}/resume",
+	"POST /v1/tenants/{tenant}/revoke-keys",
 	"POST /v1/tenants/{tenant}/users",
 	"GET /v1/tenants/{tenant}/users/{user}",
 	"POST /v1/tenants/{tenant}/users/{user}/disable",
@@ -82,6 +83,11 @@ func (s *Server) routes() {
 				return op(ctx, m, r.PathValue("tenant"))
 			}, ok, "tenant", tenantAny)
 	}
+
+	command(s, "POST /v1/tenants/{tenant}/revoke-keys", tenantAdmin, false,
+		func(ctx context.Context, r *http.Request, m control.Meta, b revokeKeysBody, _ *uint64) (projections.Tenant, control.Result, error) {
+			return c.RevokeTenantKeys(ctx, m, r.PathValue("tenant"), b.Before)
+		}, ok, "tenant", tenantAny)
 
 	command(s, "POST /v1/tenants/{tenant}/users", tenantAdmin, true,
 		func(ctx context.Context, r *http.Request, m control.Meta, b createBody, _ *uint64) (projections.User, control.Result, error) {

@@ -11,15 +11,20 @@ import (
 // secret's hash.
 
 type tenantView struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-	Version   uint64    `json:"version"`
+	ID                string     `json:"id"`
+	Name              string     `json:"name"`
+	Status            string     `json:"status"`
+	KeysRevokedBefore *time.Time `json:"keys_revoked_before,omitempty"`
+	CreatedAt         time.Time  `json:"created_at"`
+	Version           uint64     `json:"version"`
 }
 
 func tenantOf(t projections.Tenant) tenantView {
-	return tenantView{ID: t.ID, Name: t.Name, Status: string(t.Status), CreatedAt: t.CreatedAt, Version: t.Version}
+	v := tenantView{ID: t.ID, Name: t.Name, Status: string(t.Status), CreatedAt: t.CreatedAt, Version: t.Version}
+	if !t.KeysRevokedBefore.IsZero() {
+		v.KeysRevokedBefore = &t.KeysRevokedBefore
+	}
+	return v
 }
 
 type userView struct {

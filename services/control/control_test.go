@@ -140,6 +140,14 @@ func TestUsers(t *testing.T) {
 	future := t0.Add(time.Hour)
 	_, _, err = f.svc.RevokeUserKeys(f.ctx(), meta(""), "acme", "bob", &future)
 	wantCode(t, err, CodeInvalidArgument)
+	ten := must[projections.Tenant](t)(f.svc.RevokeTenantKeys(f.ctx(), meta(""), "acme", nil))
+	if !ten.KeysRevokedBefore.Equal(t0) {
+		t.Fatal(ten.KeysRevokedBefore)
+	}
+	_, _, err = f.svc.RevokeTenantKeys(f.ctx(), meta(""), "acme", &future)
+	wantCode(t, err, CodeInvalidArgument)
+	_, _, err = f.svc.RevokeTenantKeys(f.ctx(), meta(""), "nope", nil)
+	wantCode(t, err, CodeNotFound)
 	must[projections.User](t)(f.svc.DeleteUser(f.ctx(), meta(""), "acme", "bob"))
 	_, _, err = f.svc.EnableUser(f.ctx(), meta(""), "acme", "bob")
 	wantCode(t, err, CodeFailedPrecondition)

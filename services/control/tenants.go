@@ -43,6 +43,31 @@ func (s *Service) ResumeTenant(ctx context.Context, meta Meta, id string) (proje
 	return s.tenantStatus(ctx, meta, id, projections.TenantActive, events.TenantResumedV1{})
 }
 
+// RevokeTenantKeys revokes every key of a tenant issued before before (now
+// when nil), whatever the keys' own state: the response to a leak of
+// unknown extent.
+func (s *Service) RevokeTenantKeys(ctx context.Context, meta Meta, id string, before *time.Time) (projections.Tenant, Result, error) {
+	if err := checkTenantID(id); err != nil {
+		return projections.Tenant{}, Result{}, err
+	}
+	return transition(ctx, s, meta, step[projections.Tenant]{tenant: id, agg: events.TenantAggregate(id), version: tenantVersion,
+		decide: func(t projections.Tenant, now time.Time) (events.Payload, error) {
+			at := now
+			if before != nil {
+				at = before.UTC()
+			}
+			switch {
+			case !t.Exists():
+				return nil, errorf(CodeNotFound, "no tenant %s", id)
+			case at.After(now):
+				return nil, errorf(CodeInvalidArgument, "before must not be in the future")
+			case !at.After(t.KeysRevokedBefore):
+				return nil, nil // an earlier revocation covers it
+			}
+			return events.TenantKeysRevokedBeforeV1{Before: at}, nil
+		}})
+}
+
 func (s *Service) tenantStatus(ctx context.Context, meta Meta, id string, to projections.TenantStatus, p events.Payload) (projections.Tenant, Result, error) {
 	if err := checkTenantID(id); err != nil {
 		return projections.Tenant{}, Result{}, err
