@@ -94,7 +94,11 @@ func info(r *http.Request) *reqInfo {
 func requestID(r *http.Request) string { return info(r).id }
 
 // ServeHTTP adds a request id and an access log line to every request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, r, s.mux) }
+
+// serve runs h with what every request gets: an id, metrics, an access log
+// line. Requests that arrive over NATS get them too.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	start := time.Now()
 	var b [8]byte
 	rand.Read(b[:])
@@ -102,7 +106,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
 	w.Header().Set("X-Request-Id", ri.id)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	s.mux.ServeHTTP(rec, r)
+	h.ServeHTTP(rec, r)
 	s.metrics.observe(r.Pattern, rec.status, time.Since(start).Seconds())
 	s.cfg.Log.Info("http", "request_id", ri.id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
 		"duration_ms", float64(time.Since(start).Microseconds())/1000, "actor", ri.p.actor())

@@ -97,7 +97,18 @@ func startAdmin(ctx context.Context, st *store.JetStream, listen string, replica
 		return nil, err
 	}
 	restoreSnapshot(ctx, snaps, a.model, log)
-	a.wg.Add(3)
+	revocations, err := api.ServeRevocations(st.JetStream().Conn())
+	if err != nil {
+		ln.Close()
+		cancel()
+		return nil, fmt.Errorf("serve revocations: %w", err)
+	}
+	a.wg.Add(4)
+	go func() {
+		defer a.wg.Done()
+		<-runCtx.Done()
+		revocations.Drain() // answer the requests already received, take no more
+	}()
 	go func() {
 		defer a.wg.Done()
 		saveSnapshots(runCtx, snaps, a.model, log)
