@@ -76,7 +76,7 @@ func (r *Revoker) revoke(ctx context.Context, tenant string, q revokeRequest, ca
 	if err != nil {
 		return 0, fmt.Errorf("keytrail: revoke: %w", err)
 	}
-	status, _ := strconv.Atoi(reply.Header.Get("Status"))
+	status, _ := strconv.Atoi(reply.Header.Get("Keytrail-Status"))
 	if status >= 400 || status == 0 {
 		return 0, problemOf(max(status, 500), reply.Data)
 	}

@@ -40,9 +40,10 @@ type RevokeReply struct {
 	Seq uint64 `json:"seq"`
 }
 
-// StatusHeader carries the HTTP status of a NATS reply: 200 with a
+// StatusHeader carries the HTTP status of a NATS reply (not "Status", which
+// NATS itself uses): 200 with a
 // RevokeReply, or a problem's status with the problem.
-const StatusHeader = "Status"
+const StatusHeader = "Keytrail-Status"
 
 // ServeRevocations answers revocation requests on nc until the returned
 // subscription is drained or unsubscribed. A request goes through the same
