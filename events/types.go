@@ -459,9 +459,9 @@ type APIDeprecatedV1 struct {
 // APIRetiredV1: the API answers 410 from now on; final.
 type APIRetiredV1 struct{}
 
-func (TenantCreatedV1) EventType() Type         { return TenantCreated }
-func (TenantSuspendedV1) EventType() Type       { return TenantSuspended }
-func (TenantResumedV1) EventType() Type         { return TenantResumed }
+func (TenantCreatedV1) EventType() Type   { return TenantCreated }
+func (TenantSuspendedV1) EventType() Type { return TenantSuspended }
+func (TenantResumedV1) EventType() Type   { return TenantResumed }
 func (TenantKeysRevokedBeforeV1) EventType() Type {
 	return TenantKeysRevokedBefore
 }
@@ -487,10 +487,10 @@ func (TenantResumedV1) validate() error   { return nil }
 func (p TenantKeysRevokedBeforeV1) validate() error {
 	return requireTime("before", p.Before)
 }
-func (p UserCreatedV1) validate() error   { return validateName(p.Name, false) }
-func (UserDisabledV1) validate() error    { return nil }
-func (UserEnabledV1) validate() error     { return nil }
-func (UserDeletedV1) validate() error     { return nil }
+func (p UserCreatedV1) validate() error { return validateName(p.Name, false) }
+func (UserDisabledV1) validate() error  { return nil }
+func (UserEnabledV1) validate() error   { return nil }
+func (UserDeletedV1) validate() error   { return nil }
 func (p UserKeysRevokedBeforeV1) validate() error {
 	return requireTime("before", p.Before)
 }

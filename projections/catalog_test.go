@@ -203,7 +203,9 @@ func TestVerify(t *testing.T) {
 		{"revoked three ways", []func(*chain){
 			func(h *chain) { h.add("acme", key, t0, events.KeyRevokedV1{}) },
 			func(h *chain) { h.add("acme", user, t0, events.UserKeysRevokedBeforeV1{Before: t0.Add(time.Second)}) },
-			func(h *chain) { h.add("acme", tenant, t0, events.TenantKeysRevokedBeforeV1{Before: t0.Add(time.Second)}) },
+			func(h *chain) {
+				h.add("acme", tenant, t0, events.TenantKeysRevokedBeforeV1{Before: t0.Add(time.Second)})
+			},
 		}, ask, t0, CodeRevoked, nil, []Evidence{ev(5, events.KeyRevoked), ev(6, events.UserKeysRevokedBefore), ev(7, events.TenantKeysRevokedBefore)}},
 		{"updated expiry", []func(*chain){func(h *chain) {
 			short := t0.Add(time.Minute)
