@@ -75,6 +75,10 @@ func TestCLIDrivesTheAdminAPI(t *testing.T) {
 	ok(append([]string{"user", "disable", "--tenant", "acme", "bob"}, data...)...)
 	ok(append([]string{"user", "revoke-keys", "--tenant", "acme", "bob"}, data...)...)
 	ok(append([]string{"user", "delete", "--tenant", "acme", "bob"}, data...)...)
+	out = ok(append([]string{"tenant", "revoke-keys", "acme", "--reason", "incident"}, data...)...)
+	if !strings.Contains(out, "keys_revoked_before") {
+		t.Fatalf("tenant revoke-keys: %s", out)
+	}
 	ok(append([]string{"tenant", "suspend", "acme", "--reason", "billing"}, data...)...)
 
 	// Errors: usage (2) and problems (1), with the problem's code.
@@ -90,6 +94,7 @@ func TestCLIDrivesTheAdminAPI(t *testing.T) {
 		{[]string{"tenant", "get", "nope", "--data", e.dir}, 1, "not_found"},
 		{[]string{"tenant", "get", "acme", "--server", e.base, "--token", "kt_wrong"}, 1, "unauthenticated"},
 		{[]string{"key", "issue", "--tenant", "acme", "--user", "bob", "--rate", "fast", "--data", e.dir}, 2, "--rate"},
+		{[]string{"key", "get", "--tenant", "acme", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--min-seq", "soon", "--data", e.dir}, 2, "--min-seq"},
 	} {
 		out, code := run(c.args...)
 		if code != c.code || !strings.Contains(out, c.want) {

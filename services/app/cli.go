@@ -1,14 +1,12 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/keytrail/keytrail/client"
 )
 
 // clientFlags are the flags every admin command has.
@@ -73,50 +73,34 @@ func (c *clientFlags) resolve() error {
 	return nil
 }
 
-// call sends one request and prints the answer; a problem is an error.
+// call sends one request through the client package and prints the
+// answer; a problem is an error.
 func (c *clientFlags) call(ctx context.Context, stdout io.Writer, method, path string, body any, view func(io.Writer, map[string]any)) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	call := &client.Call{IdempotencyKey: c.idemKey}
+	for _, h := range []struct {
+		flag, value string
+		into        *uint64
+	}{{"--if-match", c.ifMatch, &call.IfMatch}, {"--min-seq", c.minSeq, &call.MinSeq}} {
+		if h.value == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.Trim(h.value, `"`), 10, 64)
 		if err != nil {
-			return err
+			return usageError{fmt.Errorf("%s wants a number", h.flag)}
 		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.server, "/")+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for h, v := range map[string]string{"Idempotency-Key": c.idemKey, "If-Match": c.ifMatch, "Keytrail-Min-Seq": c.minSeq} {
-		if v != "" {
-			req.Header.Set(h, v)
-		}
-	}
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
+		*h.into = n
 	}
 	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return fmt.Errorf("%s %s: %d, not JSON", method, path, resp.StatusCode)
-	}
-	if resp.StatusCode >= 400 {
-		detail, _ := out["detail"].(string)
-		code, _ := out["code"].(string)
-		if keyID, _ := out["key_id"].(string); keyID != "" {
-			detail += " (" + keyID + ")"
+	if _, err := client.New(c.server, c.token, nil).Do(ctx, method, path, body, call, &out); err != nil {
+		var p *client.Problem
+		if errors.As(err, &p) {
+			msg := fmt.Sprintf("%d %s: %s", p.Status, p.Code, p.Detail)
+			if p.KeyID != "" {
+				msg += " (" + p.KeyID + ")"
+			}
+			return errors.New(msg)
 		}
-		return fmt.Errorf("%d %s: %s", resp.StatusCode, code, detail)
+		return err
 	}
 	if c.onBody != nil {
 		c.onBody(out)

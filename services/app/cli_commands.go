@@ -33,6 +33,27 @@ func stateChange(objectPath func(c *clientFlags, id string) string, verb, what, 
 	}
 }
 
+// revokeKeys revokes every key of a tenant or a user issued before a time
+// (now by default).
+func revokeKeys(objectPath func(c *clientFlags, id string) string, usage, what, view string) subcommand {
+	var reason *string
+	var before timeFlag
+	return subcommand{usage: usage, flags: func(fs *flag.FlagSet) {
+		reason = reasonFlag(fs)
+		fs.Var(&before, "before", "revoke keys issued before this time (default now)")
+	}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+		id, err := one(args, what)
+		if err != nil {
+			return err
+		}
+		body := map[string]any{"reason": *reason}
+		if before.t != nil {
+			body["before"] = before.t
+		}
+		return c.call(ctx, out, "POST", objectPath(c, id)+"/revoke-keys", body, showObject(view))
+	}}
+}
+
 func tenantPath(c *clientFlags, id string) string { return "/v1/tenants/" + id }
 func userPath(c *clientFlags, id string) string {
 	return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users/" + id
@@ -65,9 +86,10 @@ var tenantCmd = runNoun("tenant", map[string]subcommand{
 				return c.call(ctx, out, "POST", "/v1/tenants", map[string]any{"id": args[0], "name": *name}, showObject("tenant"))
 			}}
 	}(),
-	"get":     get(tenantPath, "TENANT", "tenant"),
-	"suspend": stateChange(tenantPath, "suspend", "TENANT", "tenant"),
-	"resume":  stateChange(tenantPath, "resume", "TENANT", "tenant"),
+	"get":         get(tenantPath, "TENANT", "tenant"),
+	"suspend":     stateChange(tenantPath, "suspend", "TENANT", "tenant"),
+	"resume":      stateChange(tenantPath, "resume", "TENANT", "tenant"),
+	"revoke-keys": revokeKeys(tenantPath, "TENANT [--before RFC3339]", "tenant id", "tenant"),
 }, false)
 
 var userCmd = runNoun("user", map[string]subcommand{
@@ -99,24 +121,7 @@ var userCmd = runNoun("user", map[string]subcommand{
 				return c.call(ctx, out, "DELETE", userPath(c, id), map[string]any{"reason": *reason}, showObject("user"))
 			}}
 	}(),
-	"revoke-keys": func() subcommand {
-		var reason *string
-		var before timeFlag
-		return subcommand{usage: "--tenant T USER [--before RFC3339]", flags: func(fs *flag.FlagSet) {
-			reason = reasonFlag(fs)
-			fs.Var(&before, "before", "revoke keys issued before this time (default now)")
-		}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-			id, err := one(args, "user id")
-			if err != nil {
-				return err
-			}
-			body := map[string]any{"reason": *reason}
-			if before.t != nil {
-				body["before"] = before.t
-			}
-			return c.call(ctx, out, "POST", userPath(c, id)+"/revoke-keys", body, showObject("user"))
-		}}
-	}(),
+	"revoke-keys": revokeKeys(userPath, "--tenant T USER [--before RFC3339]", "user id", "user"),
 }, true)
 
 // rateLimit parses --rate PER_SECOND/BURST into b["rate_limit"].
