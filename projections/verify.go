@@ -247,3 +247,30 @@ func missing(have, need []string) bool {
 	}
 	return false
 }
+
+// ExplainKey re-derives the decision a key would have received as of then:
+// history (the events that bear on the key: its own, its user's, its
+// tenant's) folded up to seq (all when 0) and up to those that occurred at
+// or before at (all when zero), verified at at — or, without at, at the time
+// of the last event folded. ok is false when the key did not exist then.
+func ExplainKey(history []events.Recorded, tenant, keyID string, seq uint64, at time.Time, scopes []string) (d Decision, ok bool) {
+	c := NewCatalog()
+	var last time.Time
+	for _, r := range history {
+		if (seq != 0 && r.Seq > seq) || (!at.IsZero() && r.OccurredAt.After(at)) {
+			continue
+		}
+		if c.Apply(r) == nil {
+			last = r.OccurredAt
+		}
+	}
+	now := at
+	if now.IsZero() {
+		now = last
+	}
+	k, ok := c.Key(tenant, keyID)
+	if !ok {
+		return Decision{}, false
+	}
+	return c.VerifyHash(k.SecretHash, Request{Scopes: scopes}, now), true
+}

@@ -514,6 +514,27 @@ func (s *JetStream) FindKey(ctx context.Context, tenant, keyID string) (string, 
 	return user, ok, nil
 }
 
+// LocateKey finds a key's tenant and user from its id alone (key ids are
+// unique across tenants), by direct get on any tenant's subject for it.
+func (s *JetStream) LocateKey(ctx context.Context, keyID string) (tenant, user string, found bool, err error) {
+	filter, err := keyFilter("*", keyID)
+	if err != nil {
+		return "", "", false, err
+	}
+	m, err := s.lastMsg(ctx, filter)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("store: locate key: %w", err)
+	}
+	tenant, agg, err := events.ParseSubject(m.Subject)
+	if err != nil || agg.Kind != events.KindKey {
+		return "", "", false, nil
+	}
+	return tenant, agg.User, true, nil
+}
+
 // Subscribe implements Store with an ordered consumer, which recovers from
 // gaps and reconnects by itself and never holds server-side state that could
 // be replayed under a wrong name.

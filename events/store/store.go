@@ -9,9 +9,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/keytrail/keytrail/events"
@@ -347,12 +349,28 @@ func subjectMatches(filter, subject string) bool {
 	return len(ft) == len(st)
 }
 
-// keyFilter is the subject filter that finds a key whatever its user.
+// keyFilter is the subject filter that finds a key whatever its user, and
+// whatever its tenant when tenant is "*".
 func keyFilter(tenant, keyID string) (string, error) {
-	if !events.ValidTenantID(tenant) || !events.ValidKeyID(keyID) {
+	if (tenant != "*" && !events.ValidTenantID(tenant)) || !events.ValidKeyID(keyID) {
 		return "", fmt.Errorf("%w: invalid tenant or key id", ErrInvalid)
 	}
 	return events.SubjectRoot + "." + tenant + ".u.*.k." + keyID, nil
+}
+
+// KeyHistory returns every event that bears on a key of user, in stream
+// order: its own, its user's and its tenant's.
+func KeyHistory(ctx context.Context, st Store, tenant, user, keyID string) ([]events.Recorded, error) {
+	var all []events.Recorded
+	for _, agg := range []events.Aggregate{events.TenantAggregate(tenant), events.UserAggregate(user), events.KeyAggregate(user, keyID)} {
+		h, err := st.Load(ctx, tenant, agg)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, h.Events...)
+	}
+	slices.SortFunc(all, func(a, b events.Recorded) int { return cmp.Compare(a.Seq, b.Seq) })
+	return all, nil
 }
 
 // userOfKey reads the user out of a key's subject.

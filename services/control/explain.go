@@ -1,12 +1,11 @@
 package control
 
 import (
-	"cmp"
 	"context"
-	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 )
 
@@ -23,16 +22,8 @@ func (s *Service) KeyHistory(ctx context.Context, tenant, keyID string) ([]event
 	if !found {
 		return nil, errorf(CodeNotFound, "no key %s", keyID)
 	}
-	var all []events.Recorded
-	for _, agg := range []events.Aggregate{events.TenantAggregate(tenant), events.UserAggregate(user), events.KeyAggregate(user, keyID)} {
-		h, err := s.cfg.Store.Load(ctx, tenant, agg)
-		if err != nil {
-			return nil, mapStoreError(err)
-		}
-		all = append(all, h.Events...)
-	}
-	slices.SortFunc(all, func(a, b events.Recorded) int { return cmp.Compare(a.Seq, b.Seq) })
-	return all, nil
+	history, err := store.KeyHistory(ctx, s.cfg.Store, tenant, user, keyID)
+	return history, mapStoreError(err)
 }
 
 // ExplainAt says which state of the log to explain a key against: the
@@ -52,25 +43,11 @@ func (s *Service) Explain(ctx context.Context, tenant, keyID string, as ExplainA
 	if err != nil {
 		return projections.Decision{}, err
 	}
-	c := projections.NewCatalog()
-	var last time.Time
-	for _, r := range history {
-		if (as.Seq != 0 && r.Seq > as.Seq) || (!as.At.IsZero() && r.OccurredAt.After(as.At)) {
-			continue
-		}
-		if c.Apply(r) == nil {
-			last = r.OccurredAt
-		}
-	}
-	now := as.At
-	if now.IsZero() {
-		now = last
-	}
-	k, ok := c.Key(tenant, keyID)
+	d, ok := projections.ExplainKey(history, tenant, keyID, as.Seq, as.At, as.Scopes)
 	if !ok {
 		return projections.Decision{}, errorf(CodeNotFound, "key %s did not exist then", keyID)
 	}
-	return c.VerifyHash(k.SecretHash, projections.Request{Scopes: as.Scopes}, now), nil
+	return d, nil
 }
 
 // Evidence reads the events a decision rests on, for their times, actors

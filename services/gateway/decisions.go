@@ -11,38 +11,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
 )
 
-// The decision log's stream.
+// DefaultDecisionRetention is how long decisions are kept.
 const (
-	DecisionStream        = "KEYTRAIL_DECISIONS"
-	DecisionSubjectPrefix = "keytrail.dec."
-	// DefaultDecisionRetention is how long decisions are kept.
 	DefaultDecisionRetention = 30 * 24 * time.Hour
 	maxLoggedPath            = 512
 )
-
-// Decision is one entry of the decision log: what was decided, on what, and
-// the events it rests on (their sequences and types; `keytrail audit`
-// re-derives it from them). Never a secret.
-type Decision struct {
-	Code      string    `json:"code"`
-	Also      []string  `json:"also,omitempty"`
-	KeyID     string    `json:"key_id,omitempty"`
-	Tenant    string    `json:"tenant,omitempty"`
-	User      string    `json:"user,omitempty"`
-	API       string    `json:"api,omitempty"`
-	APITenant string    `json:"api_tenant,omitempty"`
-	Method    string    `json:"method"`
-	Path      string    `json:"path"`
-	Node      string    `json:"node"`
-	RequestID string    `json:"request_id"`
-	Now       time.Time `json:"now"`
-	Seq       uint64    `json:"seq"`
-	Evidence  []uint64  `json:"evidence,omitempty"`
-	Types     []string  `json:"evidence_types,omitempty"`
-	FailOpen  bool      `json:"fail_open,omitempty"`
-}
 
 // EnsureDecisionStream creates the decision log's stream if it is missing,
 // keeping decisions for retention. An existing stream is left as its
@@ -51,15 +28,15 @@ func EnsureDecisionStream(ctx context.Context, js jetstream.JetStream, replicas 
 	if retention <= 0 {
 		retention = DefaultDecisionRetention
 	}
-	_, err := js.Stream(ctx, DecisionStream)
+	_, err := js.Stream(ctx, events.DecisionStream)
 	if err == nil {
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("gateway: decision stream: %w", err)
 	}
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: DecisionStream, Description: "Keytrail gateway decisions",
-		Subjects: []string{DecisionSubjectPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: events.DecisionStream, Description: "Keytrail gateway decisions",
+		Subjects: []string{events.DecisionSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		MaxAge: retention, Discard: jetstream.DiscardOld, DenyDelete: true})
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("gateway: create decision stream: %w", err)
@@ -72,7 +49,7 @@ func EnsureDecisionStream(ctx context.Context, js jetstream.JetStream, replicas 
 // (or NATS is away) decisions are dropped and counted, never waited for.
 type DecisionLog struct {
 	js      jetstream.JetStream
-	queue   chan *Decision
+	queue   chan *events.DecisionRecord
 	dropped atomic.Uint64
 	written atomic.Uint64
 }
@@ -80,11 +57,11 @@ type DecisionLog struct {
 // NewDecisionLog returns a log writing through js with room for buffer
 // decisions in flight.
 func NewDecisionLog(js jetstream.JetStream, buffer int) *DecisionLog {
-	return &DecisionLog{js: js, queue: make(chan *Decision, max(buffer, 1))}
+	return &DecisionLog{js: js, queue: make(chan *events.DecisionRecord, max(buffer, 1))}
 }
 
 // Offer hands d to the writer, or drops it if the writer is behind.
-func (l *DecisionLog) Offer(d *Decision) {
+func (l *DecisionLog) Offer(d *events.DecisionRecord) {
 	select {
 	case l.queue <- d:
 	default:
@@ -110,11 +87,7 @@ func (l *DecisionLog) Run(ctx context.Context) {
 				l.dropped.Add(1)
 				continue
 			}
-			subject := DecisionSubjectPrefix + "_"
-			if d.Tenant != "" {
-				subject = DecisionSubjectPrefix + d.Tenant
-			}
-			ack, err := l.js.PublishAsync(subject, data)
+			ack, err := l.js.PublishAsync(events.DecisionSubject(d.Tenant), data)
 			if err != nil {
 				l.dropped.Add(1)
 				continue
@@ -145,7 +118,7 @@ func (g *Gateway) logDecision(r *http.Request, x *exchange, denied bool) {
 	if len(p) > maxLoggedPath {
 		p = p[:maxLoggedPath]
 	}
-	rec := &Decision{Code: string(d.Code), KeyID: d.KeyID, Tenant: d.Tenant, User: d.User, API: x.api.ID,
+	rec := &events.DecisionRecord{Code: string(d.Code), KeyID: d.KeyID, Tenant: d.Tenant, User: d.User, API: x.api.ID,
 		APITenant: x.api.Tenant, Method: r.Method, Path: p, Node: g.cfg.Node, RequestID: x.id, Now: d.Now, Seq: d.Seq,
 		FailOpen: x.failOpen}
 	for _, c := range d.Also() {

@@ -309,12 +309,12 @@ func TestEveryOutcomeOnTheWire(t *testing.T) {
 }
 
 // readDecisions reads the decision log until it holds at least n entries.
-func readDecisions(t *testing.T, f *fixture, n int) []gateway.Decision {
+func readDecisions(t *testing.T, f *fixture, n int) []events.DecisionRecord {
 	t.Helper()
-	var out []gateway.Decision
+	var out []events.DecisionRecord
 	natstest.Eventually(t, 10*time.Second, func() error {
 		out = out[:0]
-		cons, err := f.js.OrderedConsumer(f.ctx, gateway.DecisionStream, jetstream.OrderedConsumerConfig{})
+		cons, err := f.js.OrderedConsumer(f.ctx, events.DecisionStream, jetstream.OrderedConsumerConfig{})
 		if err != nil {
 			return err
 		}
@@ -330,7 +330,7 @@ func readDecisions(t *testing.T, f *fixture, n int) []gateway.Decision {
 			if bytes.Contains(m.Data(), []byte("kt_")) {
 				t.Fatalf("a secret in the decision log: %s", m.Data())
 			}
-			var d gateway.Decision
+			var d events.DecisionRecord
 			if err := json.Unmarshal(m.Data(), &d); err != nil {
 				return err
 			}
@@ -624,7 +624,7 @@ func TestDecisionLogNeverBlocks(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for range 1000 {
-			log.Offer(&gateway.Decision{Code: "MISSING"})
+			log.Offer(&events.DecisionRecord{Code: "MISSING"})
 		}
 		close(done)
 	}()
