@@ -39,6 +39,7 @@ Usage:
   keytrail key      issue|list|get|update|suspend|resume|revoke|rotate   --tenant T
   keytrail api      create|get|update|deprecate|retire   --tenant T
   keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise
+  keytrail audit    history|explain|verify-decisions|verify-chain   --nats URL
 
 Run 'keytrail <mode> -h' for a mode's flags.
 `
@@ -81,6 +82,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = client(apiCmd)
 	case "verify":
 		run = client(verifyCmd)
+	case "audit":
+		run = runAudit
 	default:
 		fmt.Fprintf(stderr, "keytrail: unknown command %q\n\n%s", args[0], usage)
 		return ExitUsage
@@ -95,6 +98,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return ExitUsage
 	case errors.Is(err, errNotValid):
 		return ExitNotValid
+	case errors.Is(err, errDiscrepancy):
+		return ExitError // the report says what; nothing to add
 	default:
 		fmt.Fprintf(stderr, "keytrail %s: %v\n", args[0], err)
 		return ExitError

@@ -1,0 +1,352 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/client"
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/app"
+	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+)
+
+// auditEnv is `keytrail dev` whose gateway logs every decision, and an
+// admin client with the root key.
+type auditEnv struct {
+	dev   *app.Dev
+	admin *client.Client
+	root  string
+	ctx   context.Context
+}
+
+func startAudited(t *testing.T) *auditEnv {
+	dir := filepath.Join(t.TempDir(), "data")
+	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
+		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		MinSeqWait: 50 * time.Millisecond, Gateway: app.GatewayConfig{Sample: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	root, err := os.ReadFile(filepath.Join(dir, app.RootKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &auditEnv{dev: d, root: strings.TrimSpace(string(root)), ctx: testCtx(t, 3*time.Minute)}
+	e.admin = client.New(d.Addresses().Admin, e.root, nil)
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if s := readyz(d.Addresses().Gateway); s != 200 {
+			return fmt.Errorf("gateway readyz %d", s)
+		}
+		return nil
+	})
+	return e
+}
+
+func (e *auditEnv) must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyDecisions records thousands of gateway decisions across every
+// outcome code, many of them made while events that change the outcome are
+// being applied, then re-derives every one from the event history; a forged
+// and a garbage entry in the decision log are named.
+func TestVerifyDecisions(t *testing.T) {
+	e := startAudited(t)
+	ctx := e.ctx
+	up := upstream(t)
+	for _, ten := range []string{"acme", "beta", "gamma", "delta", "sus"} {
+		_, _, err := e.admin.CreateTenant(ctx, ten, ten, nil)
+		e.must(t, err)
+		for _, u := range []string{"bob", "eve", "dan"} {
+			_, _, err := e.admin.CreateUser(ctx, ten, u, "", nil)
+			e.must(t, err)
+		}
+		_, _, err = e.admin.CreateAPI(ctx, ten, client.APISpec{ID: "api", PathPrefix: "/" + ten, Upstreams: []string{up.URL},
+			Scopes: []string{"read"}}, nil)
+		e.must(t, err)
+	}
+	later := time.Now().Add(time.Hour)
+	soon := time.Now().Add(300 * time.Millisecond)
+	var keys []client.IssuedKey
+	issue := func(tenant string, spec client.KeySpec) client.IssuedKey {
+		k, err := e.admin.IssueKey(ctx, tenant, spec, nil)
+		e.must(t, err)
+		keys = append(keys, k)
+		return k
+	}
+	read := []string{"read"}
+	for _, ten := range []string{"acme", "beta", "gamma"} {
+		for _, u := range []string{"bob", "eve", "dan"} {
+			issue(ten, client.KeySpec{User: u, Scopes: read})
+		}
+		issue(ten, client.KeySpec{User: "bob"})                                                                     // INSUFFICIENT_SCOPE
+		issue(ten, client.KeySpec{User: "bob", Scopes: read, NotBefore: &later})                                    // NOT_YET_VALID
+		issue(ten, client.KeySpec{User: "bob", Scopes: read, ExpiresAt: &soon})                                     // EXPIRED, later
+	}
+	// Tenants the changes below leave alone: delta's keys stay valid (one
+	// of them rate limited), sus is suspended before the traffic starts.
+	issue("delta", client.KeySpec{User: "bob", Scopes: read})
+	issue("delta", client.KeySpec{User: "dan"}) // INSUFFICIENT_SCOPE
+	issue("delta", client.KeySpec{User: "eve", Scopes: read, RateLimit: &client.RateLimit{PerSecond: 5, Burst: 2}}) // RATE_LIMITED
+	issue("sus", client.KeySpec{User: "bob", Scopes: read})
+	if _, err := e.admin.Do(ctx, "POST", "/v1/tenants/sus/suspend", nil, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// USER_UNKNOWN: a key whose user has no events, written past the
+	// control plane.
+	sec := mustSecret(t)
+	if _, err := e.dev.Store().Append(ctx, store.Head{}, storetest.Event("acme", events.KeyAggregate("ghost", "key_01JDQ8Z6W4M2N9V3X5C7B1GHST"),
+		events.KeyIssuedV1{SecretHash: sec.Hash(), Hint: "h", Scopes: read}, "ghost")); err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{"", "kt_short", mustSecret(t).Reveal(), sec.Reveal()}
+	for _, k := range keys {
+		secrets = append(secrets, k.Secret)
+	}
+	gw := e.dev.Addresses().Gateway
+	paths := []string{"/acme/x", "/beta/x", "/gamma/x", "/delta/x", "/sus/x"}
+
+	// Traffic and changes at once.
+	// Each worker sends at least perWorker requests, and goes on (up to
+	// maxPerWorker) until every change below has been made.
+	const workers, perWorker, maxPerWorker = 6, 400, 5000
+	changed := make(chan struct{})
+	var sent sync.WaitGroup
+	var total, stale int64
+	var mu sync.Mutex
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for w := range workers {
+		sent.Add(1)
+		go func() {
+			defer sent.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range maxPerWorker {
+				if i >= perWorker {
+					select {
+					case <-changed:
+						return
+					default:
+					}
+				}
+				req, _ := http.NewRequestWithContext(ctx, "GET", gw+paths[rng.IntN(len(paths))], nil)
+				if s := secrets[rng.IntN(len(secrets))]; s != "" {
+					req.Header.Set("Authorization", "Bearer "+s)
+				}
+				if i%97 == 0 {
+					req.Header.Set("Keytrail-Min-Seq", "999999999") // STALE: the gateway cannot reach it in time
+					mu.Lock()
+					stale++
+					mu.Unlock()
+				}
+				resp, err := hc.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				mu.Lock()
+				total++
+				mu.Unlock()
+			}
+		}()
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	m := adminCommand(t, e)
+	changing := keys[:len(keys)-4] // not delta's or sus's
+	for range 60 {
+		k := changing[rng.IntN(len(changing))]
+		switch rng.IntN(6) {
+		case 0:
+			m("POST", "/v1/tenants/"+k.Key.Tenant+"/keys/"+k.Key.ID+"/suspend")
+		case 1:
+			m("POST", "/v1/tenants/"+k.Key.Tenant+"/keys/"+k.Key.ID+"/resume")
+		case 2:
+			m("POST", "/v1/tenants/"+k.Key.Tenant+"/users/"+k.Key.User+"/disable")
+		case 3:
+			m("POST", "/v1/tenants/"+k.Key.Tenant+"/users/"+k.Key.User+"/enable")
+		case 4:
+			m("POST", "/v1/tenants/gamma/suspend")
+		case 5:
+			m("POST", "/v1/tenants/gamma/resume")
+		}
+	}
+	m("POST", "/v1/tenants/acme/keys/"+keys[0].Key.ID+"/revoke")
+	m("DELETE", "/v1/tenants/beta/users/dan")
+	m("POST", "/v1/tenants/gamma/revoke-keys")
+	close(changed)
+	sent.Wait()
+
+	// Every request's decision reaches the log.
+	js, _ := jetstream.New(natstest.Connect(t, e.dev.Addresses().NATS))
+	natstest.Eventually(t, 30*time.Second, func() error {
+		s, err := js.Stream(ctx, events.DecisionStream)
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; int64(n) < total {
+			return fmt.Errorf("%d decisions logged of %d requests", n, total)
+		}
+		return nil
+	})
+	a := audit.New(e.dev.Store())
+	rep, err := a.VerifyDecisions(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mm := range rep.Mismatches {
+		t.Errorf("mismatch: %+v", mm)
+	}
+	for _, code := range []string{"MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "USER_DELETED", "USER_UNKNOWN",
+		"TENANT_SUSPENDED", "USER_DISABLED", "SUSPENDED", "NOT_YET_VALID", "TENANT_MISMATCH", "INSUFFICIENT_SCOPE",
+		"RATE_LIMITED", "STALE", "VALID"} {
+		if rep.ByCode[code] == 0 {
+			t.Errorf("no %s decision in the run: %v", code, rep.ByCode)
+		}
+	}
+	t.Logf("%d decisions: %d matched, %d not re-derivable, by code %v", rep.Decisions, rep.Matched, rep.Unverifiable, rep.ByCode)
+	if rep.Matched < 1000 {
+		t.Fatalf("only %d decisions re-derived", rep.Matched)
+	}
+
+	// The CLI agrees, then finds a forged entry and a garbage one.
+	nats := e.dev.Addresses().NATS
+	if out, code := runCLI("audit", "verify-decisions", "--nats", nats); code != 0 {
+		t.Fatalf("verify-decisions on a clean log: exit %d\n%s", code, out)
+	}
+	revoked := keys[0].Key
+	last, _ := e.dev.Store().LastSeq(ctx, "")
+	forged, _ := json.Marshal(events.DecisionRecord{Code: "VALID", KeyID: revoked.ID, Tenant: "acme", User: revoked.User, API: "api",
+		APITenant: "acme", Method: "GET", Path: "/acme/x", Node: "mallory", RequestID: "forged-1", Now: time.Now(), Seq: last})
+	if _, err := js.Publish(ctx, events.DecisionSubject("acme"), forged); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, events.DecisionSubject("acme"), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI("audit", "verify-decisions", "--nats", nats)
+	if code != 1 || !strings.Contains(out, "forged-1") || !strings.Contains(out, "the history gives REVOKED") ||
+		!strings.Contains(out, "not a decision") || strings.Count(out, "MISMATCH") != 2 {
+		t.Fatalf("verify-decisions with a forged entry: exit %d\n%s", code, out)
+	}
+}
+
+// adminCommand returns a function that sends an admin command and fails the test
+// on anything but success or a harmless conflict.
+func adminCommand(t *testing.T, e *auditEnv) func(method, path string) {
+	return func(method, path string) {
+		t.Helper()
+		_, err := e.admin.Do(e.ctx, method, path, map[string]string{"reason": "audit test"}, nil, nil)
+		var p *client.Problem
+		if err != nil && !(errors.As(err, &p) && (p.Code == client.CodeFailedPrecondition || p.Code == client.CodeConflict)) {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+}
+
+// runCLI runs the keytrail command line in-process.
+func runCLI(args ...string) (string, int) {
+	var out bytes.Buffer
+	code := app.Main(context.Background(), args, &out, &out)
+	return out.String(), code
+}
+
+// TestAuditHistoryExplainAndChain: a key's history and explanations as of
+// before and after its revocation, through the CLI; verify-chain is clean
+// until garbage, a forgery and an event on another aggregate's subject are
+// published to event subjects, and names each of them.
+func TestAuditHistoryExplainAndChain(t *testing.T) {
+	e := startAudited(t)
+	ctx := e.ctx
+	nats := e.dev.Addresses().NATS
+	_, _, err := e.admin.CreateTenant(ctx, "acme", "Acme", nil)
+	e.must(t, err)
+	_, _, err = e.admin.CreateUser(ctx, "acme", "bob", "", nil)
+	e.must(t, err)
+	k, err := e.admin.IssueKey(ctx, "acme", client.KeySpec{User: "bob"}, nil)
+	e.must(t, err)
+	_, err = e.admin.Do(ctx, "POST", "/v1/tenants/acme/users/bob/disable", map[string]string{"reason": "left the team"}, nil, nil)
+	e.must(t, err)
+	_, res, err := e.admin.RevokeKey(ctx, "acme", k.Key.ID, "leaked", nil)
+	e.must(t, err)
+
+	out, code := runCLI("audit", "history", k.Key.ID, "--nats", nats)
+	if code != 0 || strings.Count(out, "\n") != 6 || !strings.Contains(out, "user.disabled") || !strings.Contains(out, "left the team") ||
+		!strings.Contains(out, "key.revoked") {
+		t.Fatalf("history: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "history", k.Key.ID, "--tenant", "acme", "--nats", nats, "-o", "json")
+	if code != 0 || strings.Count(out, "\n") != 5 || strings.Contains(out, "secret_sha256") || strings.Contains(out, k.Secret) {
+		t.Fatalf("history -o json: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "explain", k.Key.ID, "--seq", strconv.FormatUint(k.Seq, 10), "--nats", nats)
+	if code != 0 || !strings.HasPrefix(out, "VALID for key "+k.Key.ID) {
+		t.Fatalf("explain before: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "explain", k.Key.ID, "--seq", strconv.FormatUint(res.Seq, 10), "--nats", nats)
+	if code != 0 || !strings.HasPrefix(out, "REVOKED for key") || !strings.Contains(out, "also: USER_DISABLED") ||
+		!strings.Contains(out, fmt.Sprintf("because: key.revoked at seq %d, by root (\"leaked\")", res.Seq)) {
+		t.Fatalf("explain after: exit %d\n%s", code, out)
+	}
+	if out, code := runCLI("audit", "explain", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--nats", nats); code != 1 || !strings.Contains(out, "no such key") {
+		t.Fatalf("explain an unknown key: exit %d\n%s", code, out)
+	}
+	if out, code := runCLI("audit", "verify-chain", "--nats", nats); code != 0 || !strings.Contains(out, "0 problems") {
+		t.Fatalf("verify-chain on a clean log: exit %d\n%s", code, out)
+	}
+
+	// Garbage, a forgery that does not link, an event on another's subject.
+	nc := natstest.Connect(t, nats)
+	publishRaw(t, nc, "keytrail.evt.acme.u.bob.u", []byte("{not an event"))
+	forged := storetest.Event("acme", events.UserAggregate("bob"), events.UserEnabledV1{}, "forged")
+	forged.PrevHash = events.Hash{1, 2, 3}
+	data, err := events.Encode(&forged)
+	e.must(t, err)
+	publishRaw(t, nc, "keytrail.evt.acme.u.bob.u", data)
+	elsewhere := storetest.Event("acme", events.UserAggregate("eve"), events.UserCreatedV1{}, "misfiled")
+	data, err = events.Encode(&elsewhere)
+	e.must(t, err)
+	publishRaw(t, nc, "keytrail.evt.acme.u.bob.u", data)
+	last, _ := e.dev.Store().LastSeq(ctx, "")
+
+	out, code = runCLI("audit", "verify-chain", "--nats", nats)
+	if code != 1 || strings.Count(out, "PROBLEM") != 3 || !strings.Contains(out, fmt.Sprintf("seq %d", last)) ||
+		!strings.Contains(out, "does not link") || !strings.Contains(out, "not an event") {
+		t.Fatalf("verify-chain with forgeries: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "verify-chain", "--nats", nats, "-o", "json")
+	if code != 1 || strings.Count(out, "\n") != 4 {
+		t.Fatalf("verify-chain -o json: exit %d\n%s", code, out)
+	}
+}
+
+func mustSecret(t *testing.T) secret.Secret {
+	s, err := secret.Generate(secret.DefaultPrefix, crand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

@@ -1,0 +1,252 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/audit"
+)
+
+// errDiscrepancy: verify-decisions or verify-chain found something; the
+// report is printed, the exit status is 1.
+var errDiscrepancy = errors.New("discrepancies found")
+
+const auditUsage = `usage: keytrail audit <command> --nats URL [flags]
+
+  history KEY [--tenant T]             every event that bears on the key
+  explain KEY [--tenant T] --at RFC3339 | --seq N
+                                       the decision as of then, and the events it rests on
+  verify-decisions [--since RFC3339]   re-derive every logged gateway decision; exit 1 on a mismatch
+  verify-chain                         check every aggregate's hash chain; exit 1 on a problem
+
+  -o table|json                        tables for people, JSON lines for machines`
+
+// runAudit is `keytrail audit`: questions answered from JetStream alone.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || !strings.Contains(" history explain verify-decisions verify-chain ", " "+args[0]+" ") {
+		return usageError{errors.New(auditUsage)}
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("audit "+cmd, flag.ContinueOnError)
+	var nf natsFlags
+	var lf logFlags
+	nf.register(fs, "audit")
+	lf.register(fs)
+	tenant := fs.String("tenant", "", "the key's tenant (found from the key id when not given)")
+	output := fs.String("o", "table", "output: table or json (JSON lines)")
+	var at, since timeFlag
+	seq := fs.Uint64("seq", 0, "explain as of this stream sequence")
+	fs.Var(&at, "at", "explain as of this time, RFC 3339")
+	fs.Var(&since, "since", "verify decisions made since this time, RFC 3339")
+	fs.SetOutput(stderr)
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if *output != "table" && *output != "json" {
+		return usageError{errors.New("-o must be table or json")}
+	}
+	wantKey := cmd == "history" || cmd == "explain"
+	if wantKey != (len(positional) == 1) || len(positional) > 1 {
+		return usageError{errors.New(auditUsage)}
+	}
+	if err := nf.validate(); err != nil {
+		return err
+	}
+	_, nc, st, err := connectRole(ctx, &nf, &lf, io.Discard, store.Config{})
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	a := audit.New(st)
+	p := printer{w: stdout, json: *output == "json"}
+	switch cmd {
+	case "history", "explain":
+		ref, err := a.Locate(ctx, *tenant, positional[0])
+		if err != nil {
+			return err
+		}
+		if cmd == "history" {
+			h, err := a.History(ctx, ref)
+			if err != nil {
+				return err
+			}
+			return p.history(h)
+		}
+		var when time.Time
+		if at.t != nil {
+			when = *at.t
+		}
+		x, err := a.Explain(ctx, ref, *seq, when)
+		if err != nil {
+			return err
+		}
+		return p.explain(ref, x)
+	case "verify-decisions":
+		var from time.Time
+		if since.t != nil {
+			from = *since.t
+		}
+		rep, err := a.VerifyDecisions(ctx, from)
+		if err != nil {
+			return err
+		}
+		if err := p.decisions(rep); err != nil {
+			return err
+		}
+		if len(rep.Mismatches) > 0 {
+			return errDiscrepancy
+		}
+	case "verify-chain":
+		rep, err := a.VerifyChain(ctx)
+		if err != nil {
+			return err
+		}
+		if err := p.chain(rep); err != nil {
+			return err
+		}
+		if len(rep.Problems) > 0 {
+			return errDiscrepancy
+		}
+	}
+	return nil
+}
+
+// printer writes audit answers as tables or JSON lines.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+func (p printer) line(v any) error { return json.NewEncoder(p.w).Encode(v) }
+
+// historyLine is one event of a key's history as `audit history -o json`
+// prints it. The payload is printed without the secret's hash.
+type historyLine struct {
+	Seq       uint64          `json:"seq"`
+	At        time.Time       `json:"at"`
+	Type      events.Type     `json:"type"`
+	Aggregate string          `json:"aggregate"`
+	Actor     string          `json:"actor"`
+	Reason    string          `json:"reason,omitempty"`
+	Command   string          `json:"command_id,omitempty"`
+	Data      json.RawMessage `json:"data"`
+}
+
+func aggregateName(a events.Aggregate) string {
+	if a.Kind == events.KindTenant {
+		return "tenant " + a.ID
+	}
+	return string(a.Kind) + " " + a.ID
+}
+
+func payloadJSON(p events.Payload) json.RawMessage {
+	b, _ := json.Marshal(p)
+	var m map[string]any
+	if json.Unmarshal(b, &m) == nil {
+		delete(m, "secret_sha256")
+		b, _ = json.Marshal(m)
+	}
+	return b
+}
+
+func (p printer) history(h []events.Recorded) error {
+	tw := tabwriter.NewWriter(p.w, 0, 2, 2, ' ', 0)
+	if !p.json {
+		fmt.Fprintln(tw, "SEQ\tTIME\tEVENT\tAGGREGATE\tACTOR\tREASON")
+	}
+	for _, r := range h {
+		l := historyLine{Seq: r.Seq, At: r.OccurredAt, Type: r.Type, Aggregate: aggregateName(r.Aggregate), Actor: r.Actor,
+			Reason: r.Reason, Command: r.CommandID, Data: payloadJSON(r.Data)}
+		if p.json {
+			if err := p.line(l); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Seq, l.At.Format(time.RFC3339), l.Type, l.Aggregate, l.Actor, l.Reason)
+	}
+	return tw.Flush()
+}
+
+// evidenceLine is an event a decision rests on.
+type evidenceLine struct {
+	Seq    uint64      `json:"seq"`
+	Type   events.Type `json:"type"`
+	At     time.Time   `json:"at"`
+	Actor  string      `json:"actor"`
+	Reason string      `json:"reason,omitempty"`
+	Before string      `json:"before_decision"`
+}
+
+func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
+	d := &x.Decision
+	var ev []evidenceLine
+	for _, r := range x.Evidence {
+		ev = append(ev, evidenceLine{Seq: r.Seq, Type: r.Type, At: r.OccurredAt, Actor: r.Actor, Reason: r.Reason,
+			Before: d.Now.Sub(r.OccurredAt).Round(time.Millisecond).String()})
+	}
+	var also []string
+	for _, c := range d.Also() {
+		also = append(also, string(c))
+	}
+	if p.json {
+		return p.line(map[string]any{"code": d.Code, "also": also, "key_id": ref.ID, "tenant": ref.Tenant, "user": ref.User,
+			"now": d.Now, "seq": d.Seq, "evidence": ev})
+	}
+	fmt.Fprintf(p.w, "%s for key %s (%s/%s) as of seq %d at %s\n", d.Code, ref.ID, ref.Tenant, ref.User, d.Seq, d.Now.Format(time.RFC3339Nano))
+	if len(also) > 0 {
+		fmt.Fprintf(p.w, "also: %s\n", strings.Join(also, ", "))
+	}
+	for _, e := range ev {
+		by := e.Actor
+		if e.Reason != "" {
+			by += fmt.Sprintf(" (%q)", e.Reason)
+		}
+		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before\n", e.Type, e.Seq, by, e.Before)
+	}
+	return nil
+}
+
+func (p printer) decisions(rep audit.DecisionReport) error {
+	if p.json {
+		for _, m := range rep.Mismatches {
+			if err := p.line(m); err != nil {
+				return err
+			}
+		}
+		return p.line(map[string]any{"decisions": rep.Decisions, "matched": rep.Matched, "unverifiable": rep.Unverifiable,
+			"mismatched": len(rep.Mismatches), "by_code": rep.ByCode})
+	}
+	for _, m := range rep.Mismatches {
+		fmt.Fprintf(p.w, "MISMATCH decision %d (request %s on %s, key %s): logged %s: %s\n", m.Seq, m.RequestID, m.Node, m.KeyID, m.Logged, m.Why)
+	}
+	fmt.Fprintf(p.w, "%d decisions: %d matched, %d mismatched, %d not re-derivable (STALE, or the secret itself: MISSING, MALFORMED, NOT_FOUND)\n",
+		rep.Decisions, rep.Matched, len(rep.Mismatches), rep.Unverifiable)
+	return nil
+}
+
+func (p printer) chain(rep audit.ChainReport) error {
+	if p.json {
+		for _, pr := range rep.Problems {
+			if err := p.line(pr); err != nil {
+				return err
+			}
+		}
+		return p.line(map[string]any{"messages": rep.Messages, "aggregates": rep.Aggregates, "problems": len(rep.Problems)})
+	}
+	for _, pr := range rep.Problems {
+		fmt.Fprintf(p.w, "PROBLEM seq %d %s: %s\n", pr.Seq, pr.Subject, pr.Problem)
+	}
+	fmt.Fprintf(p.w, "%d messages, %d aggregates, %d problems\n", rep.Messages, rep.Aggregates, len(rep.Problems))
+	return nil
+}

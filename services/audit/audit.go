@@ -1,0 +1,93 @@
+// Package audit answers, from the event log alone, the questions an auditor
+// asks: what happened to this key (History), what would it have been told
+// then and because of which events (Explain), does every logged gateway
+// decision follow from the history it claims (VerifyDecisions), and is the
+// history itself intact (VerifyChain). It reads JetStream directly and
+// trusts nothing else: no read model, no control node.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/projections"
+)
+
+// ErrNoKey: no key with this id is in the log.
+var ErrNoKey = errors.New("audit: no such key")
+
+// Auditor reads one deployment's log.
+type Auditor struct {
+	st *store.JetStream
+}
+
+// New returns an auditor of st's log.
+func New(st *store.JetStream) *Auditor { return &Auditor{st: st} }
+
+// KeyRef locates a key.
+type KeyRef struct {
+	Tenant, User, ID string
+}
+
+// Locate finds a key's tenant and user; tenant may be empty (key ids are
+// unique across tenants).
+func (a *Auditor) Locate(ctx context.Context, tenant, keyID string) (KeyRef, error) {
+	if !events.ValidKeyID(keyID) {
+		return KeyRef{}, fmt.Errorf("audit: %q is not a key id", keyID)
+	}
+	var user string
+	var found bool
+	var err error
+	if tenant == "" {
+		tenant, user, found, err = a.st.LocateKey(ctx, keyID)
+	} else {
+		user, found, err = a.st.FindKey(ctx, tenant, keyID)
+	}
+	if err != nil {
+		return KeyRef{}, err
+	}
+	if !found {
+		return KeyRef{}, fmt.Errorf("%w: %s", ErrNoKey, keyID)
+	}
+	return KeyRef{Tenant: tenant, User: user, ID: keyID}, nil
+}
+
+// History is every event that bears on the key: its own, its user's and
+// its tenant's, in stream order.
+func (a *Auditor) History(ctx context.Context, k KeyRef) ([]events.Recorded, error) {
+	return store.KeyHistory(ctx, a.st, k.Tenant, k.User, k.ID)
+}
+
+// Explanation is a decision as of then and the events it rests on.
+type Explanation struct {
+	Decision projections.Decision
+	Evidence []events.Recorded
+}
+
+// Explain re-derives the decision the key would have received as of seq
+// (all events when 0) and at (the time of the last event when zero).
+func (a *Auditor) Explain(ctx context.Context, k KeyRef, seq uint64, at time.Time) (Explanation, error) {
+	history, err := a.History(ctx, k)
+	if err != nil {
+		return Explanation{}, err
+	}
+	d, ok := projections.ExplainKey(history, k.Tenant, k.ID, seq, at, nil)
+	if !ok {
+		return Explanation{}, fmt.Errorf("%w: %s did not exist then", ErrNoKey, k.ID)
+	}
+	x := Explanation{Decision: d}
+	bySeq := map[uint64]events.Recorded{}
+	for _, r := range history {
+		bySeq[r.Seq] = r
+	}
+	for _, e := range d.Evidence() {
+		if r, ok := bySeq[e.Seq()]; ok {
+			x.Evidence = append(x.Evidence, r)
+		}
+	}
+	return x, nil
+}

@@ -1,0 +1,296 @@
+package audit
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/projections"
+)
+
+// ChainProblem is a message of the event log that breaks its history.
+type ChainProblem struct {
+	Seq     uint64 `json:"seq"`
+	Subject string `json:"subject,omitempty"`
+	Problem string `json:"problem"`
+}
+
+// ChainReport is what VerifyChain read and found.
+type ChainReport struct {
+	Messages   uint64         `json:"messages"`
+	Aggregates int            `json:"aggregates"`
+	Problems   []ChainProblem `json:"problems"`
+}
+
+// VerifyChain reads the whole event log and checks that the stream's
+// sequence has no gap, that every message decodes to an event of the
+// aggregate its subject names, and that every event links to its
+// aggregate's previous valid event. A message that fails is named and left
+// out of its chain, which goes on from its last valid event (as every reader
+// of the log sees it).
+func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
+	var rep ChainReport
+	info, err := a.streamInfo(ctx, events.StreamName)
+	if err != nil {
+		return rep, err
+	}
+	if info.State.Msgs == 0 && info.State.LastSeq == 0 {
+		return rep, nil
+	}
+	if first := info.State.FirstSeq; first > 1 {
+		rep.Problems = append(rep.Problems, ChainProblem{Seq: 1, Problem: fmt.Sprintf("messages 1–%d are gone (the log was purged)", first-1)})
+	}
+	sub, err := a.st.Subscribe(ctx, store.SubscribeOptions{})
+	if err != nil {
+		return rep, err
+	}
+	defer sub.Close()
+	type head struct {
+		hash events.Hash
+		seq  uint64
+	}
+	heads := map[string]head{}
+	prev := info.State.FirstSeq - 1
+	for prev < info.State.LastSeq {
+		d, err := sub.Next(ctx)
+		if err != nil {
+			return rep, fmt.Errorf("audit: read the log at %d: %w", prev+1, err)
+		}
+		if d.Seq > prev+1 {
+			rep.Problems = append(rep.Problems, ChainProblem{Seq: prev + 1, Problem: fmt.Sprintf("messages %d–%d are gone (deleted)", prev+1, d.Seq-1)})
+		}
+		prev = d.Seq
+		rep.Messages++
+		if d.Err != nil {
+			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: "not an event: " + d.Err.Error()})
+			continue
+		}
+		h := heads[d.Subject]
+		if d.Event.PrevHash != h.hash {
+			why := "does not link: its prev_hash is not the hash of its aggregate's previous event"
+			if h.seq != 0 {
+				why += fmt.Sprintf(" (seq %d)", h.seq)
+			} else {
+				why += " (it has none: this would be its first)"
+			}
+			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: why})
+			continue
+		}
+		heads[d.Subject] = head{hash: d.Event.Hash, seq: d.Seq}
+	}
+	rep.Aggregates = len(heads)
+	return rep, nil
+}
+
+func (a *Auditor) streamInfo(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
+	s, err := a.st.JetStream().Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("audit: stream %s: %w", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: stream %s: %w", name, err)
+	}
+	return info, nil
+}
+
+// DecisionMismatch is a logged decision that the history does not give.
+type DecisionMismatch struct {
+	Seq       uint64 `json:"seq"`
+	RequestID string `json:"request_id"`
+	Node      string `json:"node"`
+	KeyID     string `json:"key_id,omitempty"`
+	Logged    string `json:"logged"`
+	Derived   string `json:"derived,omitempty"`
+	Why       string `json:"why"`
+}
+
+// DecisionReport is what VerifyDecisions checked and found.
+type DecisionReport struct {
+	Decisions int `json:"decisions"`
+	Matched   int `json:"matched"`
+	// Unverifiable decisions rest on what the log does not hold: STALE (a
+	// node's freshness) and MISSING, MALFORMED, NOT_FOUND (the presented
+	// secret, which is never logged).
+	Unverifiable int                `json:"unverifiable"`
+	ByCode       map[string]int     `json:"by_code"`
+	Mismatches   []DecisionMismatch `json:"mismatches"`
+}
+
+type loggedDecision struct {
+	rec events.DecisionRecord
+	seq uint64 // the decision log's own sequence
+}
+
+// VerifyDecisions re-derives every decision in the decision log (since
+// since, all when zero) from the event history: the log folded up to the
+// decision's seq and the key verified at its now for its API must give the
+// logged code (VALID for RATE_LIMITED: rate limits depend on traffic, not
+// on history), the same also, key, tenant, user and evidence.
+func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (DecisionReport, error) {
+	rep := DecisionReport{ByCode: map[string]int{}}
+	logged, bad, err := a.readDecisions(ctx, since)
+	if err != nil {
+		return rep, err
+	}
+	rep.Mismatches = bad
+	rep.Decisions = len(logged) + len(bad)
+	slices.SortStableFunc(logged, func(x, y loggedDecision) int { return cmp.Compare(x.rec.Seq, y.rec.Seq) })
+
+	last, err := a.st.LastSeq(ctx, "")
+	if err != nil {
+		return rep, err
+	}
+	c := projections.NewCatalog()
+	i := 0
+	check := func(upTo uint64) {
+		for ; i < len(logged) && logged[i].rec.Seq <= upTo; i++ {
+			rep.check(c, &logged[i])
+		}
+	}
+	if len(logged) > 0 && last > 0 {
+		upTo := min(logged[len(logged)-1].rec.Seq, last)
+		sub, err := a.st.Subscribe(ctx, store.SubscribeOptions{})
+		if err != nil {
+			return rep, err
+		}
+		defer sub.Close()
+		for c.Seq < upTo {
+			d, err := sub.Next(ctx)
+			if err != nil {
+				return rep, fmt.Errorf("audit: read the log after %d: %w", c.Seq, err)
+			}
+			check(d.Seq - 1) // every decision made before this event
+			if d.Err != nil {
+				c.Skip(d.Seq, d.Err)
+			} else {
+				c.Apply(d.Event)
+			}
+		}
+	}
+	check(c.Seq)
+	for ; i < len(logged); i++ {
+		r := &logged[i].rec
+		rep.Mismatches = append(rep.Mismatches, mismatch(logged[i], "", fmt.Sprintf("made at seq %d, beyond the log's last sequence %d", r.Seq, last)))
+	}
+	slices.SortStableFunc(rep.Mismatches, func(x, y DecisionMismatch) int { return cmp.Compare(x.Seq, y.Seq) })
+	return rep, nil
+}
+
+// readDecisions reads the decision log as it is now: the decisions that
+// decode, and a mismatch for each entry that does not.
+func (a *Auditor) readDecisions(ctx context.Context, since time.Time) ([]loggedDecision, []DecisionMismatch, error) {
+	cfg := jetstream.OrderedConsumerConfig{}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	js := a.st.JetStream()
+	cons, err := js.OrderedConsumer(ctx, events.DecisionStream, cfg)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil, nil // no gateway has logged anything
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+	}
+	var out []loggedDecision
+	var bad []DecisionMismatch
+	if info.NumPending == 0 {
+		return nil, nil, nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+	}
+	defer it.Stop()
+	for range info.NumPending {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+		}
+		meta, _ := m.Metadata()
+		var seq uint64
+		if meta != nil {
+			seq = meta.Sequence.Stream
+		}
+		var rec events.DecisionRecord
+		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.Code == "" {
+			bad = append(bad, DecisionMismatch{Seq: seq, Logged: "?", Why: "the entry is not a decision"})
+			continue
+		}
+		out = append(out, loggedDecision{rec: rec, seq: seq})
+	}
+	return out, bad, nil
+}
+
+func mismatch(l loggedDecision, derived, why string) DecisionMismatch {
+	return DecisionMismatch{Seq: l.seq, RequestID: l.rec.RequestID, Node: l.rec.Node, KeyID: l.rec.KeyID, Logged: l.rec.Code,
+		Derived: derived, Why: why}
+}
+
+// check re-derives one decision against c, which holds the log up to it.
+func (rep *DecisionReport) check(c *projections.Catalog, l *loggedDecision) {
+	r := &l.rec
+	rep.ByCode[r.Code]++
+	switch projections.Code(r.Code) {
+	case projections.CodeStale, projections.CodeMissing, projections.CodeMalformed, projections.CodeNotFound:
+		rep.Unverifiable++
+		return
+	}
+	if r.KeyID == "" {
+		rep.Mismatches = append(rep.Mismatches, mismatch(*l, "", "a decision on a key, without the key's id"))
+		return
+	}
+	k, ok := c.Key(r.Tenant, r.KeyID)
+	if !ok {
+		rep.Mismatches = append(rep.Mismatches, mismatch(*l, string(projections.CodeNotFound), fmt.Sprintf("key %s of %s did not exist at seq %d", r.KeyID, r.Tenant, r.Seq)))
+		return
+	}
+	d := c.VerifyHash(k.SecretHash, projections.Request{APITenant: r.APITenant, API: r.API}, r.Now)
+	want := r.Code
+	if want == string(projections.CodeRateLimited) {
+		want = string(projections.CodeValid) // otherwise valid: the limit depends on traffic
+	}
+	var why []string
+	if string(d.Code) != want {
+		why = append(why, fmt.Sprintf("the history gives %s", d.Code))
+	}
+	if also := codes(d.Also()); !slices.Equal(also, r.Also) {
+		why = append(why, fmt.Sprintf("also %v, logged %v", also, r.Also))
+	}
+	if d.User != r.User || d.Tenant != r.Tenant {
+		why = append(why, fmt.Sprintf("the key is %s/%s, logged %s/%s", d.Tenant, d.User, r.Tenant, r.User))
+	}
+	var ev []uint64
+	for _, e := range d.Evidence() {
+		ev = append(ev, e.Seq())
+	}
+	if !slices.Equal(ev, r.Evidence) {
+		why = append(why, fmt.Sprintf("evidence %v, logged %v", ev, r.Evidence))
+	}
+	if len(why) > 0 {
+		rep.Mismatches = append(rep.Mismatches, mismatch(*l, string(d.Code), strings.Join(why, "; ")))
+		return
+	}
+	rep.Matched++
+}
+
+func codes(cs []projections.Code) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, string(c))
+	}
+	return out
+}
