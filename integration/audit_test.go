@@ -103,14 +103,14 @@ func TestVerifyDecisions(t *testing.T) {
 		for _, u := range []string{"bob", "eve", "dan"} {
 			issue(ten, client.KeySpec{User: u, Scopes: read})
 		}
-		issue(ten, client.KeySpec{User: "bob"})                                                                     // INSUFFICIENT_SCOPE
-		issue(ten, client.KeySpec{User: "bob", Scopes: read, NotBefore: &later})                                    // NOT_YET_VALID
-		issue(ten, client.KeySpec{User: "bob", Scopes: read, ExpiresAt: &soon})                                     // EXPIRED, later
+		issue(ten, client.KeySpec{User: "bob"})                                  // INSUFFICIENT_SCOPE
+		issue(ten, client.KeySpec{User: "bob", Scopes: read, NotBefore: &later}) // NOT_YET_VALID
+		issue(ten, client.KeySpec{User: "bob", Scopes: read, ExpiresAt: &soon})  // EXPIRED, later
 	}
 	// Tenants the changes below leave alone: delta's keys stay valid (one
 	// of them rate limited), sus is suspended before the traffic starts.
 	issue("delta", client.KeySpec{User: "bob", Scopes: read})
-	issue("delta", client.KeySpec{User: "dan"}) // INSUFFICIENT_SCOPE
+	issue("delta", client.KeySpec{User: "dan"})                                                                     // INSUFFICIENT_SCOPE
 	issue("delta", client.KeySpec{User: "eve", Scopes: read, RateLimit: &client.RateLimit{PerSecond: 5, Burst: 2}}) // RATE_LIMITED
 	issue("sus", client.KeySpec{User: "bob", Scopes: read})
 	if _, err := e.admin.Do(ctx, "POST", "/v1/tenants/sus/suspend", nil, nil, nil); err != nil {
