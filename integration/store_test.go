@@ -2,7 +2,9 @@ package integration
 
 import (
 	"testing"
+	"time"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -26,4 +28,31 @@ func TestJetStreamConformanceCluster(t *testing.T) {
 		Store:      func(*testing.T) store.Store { return s },
 		PublishRaw: func(t *testing.T, subject string, data []byte) { publishRaw(t, nc, subject, data) },
 	})
+}
+
+// TestSubscriptionsLeaveNoConsumers: a reader that subscribes again and
+// again (an auditor, a model restarted) leaves no consumer on the server.
+func TestSubscriptionsLeaveNoConsumers(t *testing.T) {
+	node := natstest.RunServer(t)
+	nc := natstest.Connect(t, node.ClientURL())
+	st := openStore(t, nc, store.Config{})
+	ctx := testCtx(t, time.Minute)
+	for i := range 50 {
+		sub, err := st.Subscribe(ctx, store.SubscribeOptions{})
+		if err != nil {
+			t.Fatal(i, err)
+		}
+		sub.Close()
+	}
+	s, err := st.JetStream().Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Consumers; n != 0 {
+		t.Fatalf("%d consumers left after 50 closed subscriptions", n)
+	}
 }

@@ -539,7 +539,10 @@ func (s *JetStream) LocateKey(ctx context.Context, keyID string) (tenant, user s
 // gaps and reconnects by itself and never holds server-side state that could
 // be replayed under a wrong name.
 func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Filters, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// A consumer left behind (by a process that died) goes away once idle
+	// for this long; Close deletes it at once.
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Filters, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: orderedInactive}
 	if len(cfg.FilterSubjects) == 0 {
 		cfg.FilterSubjects = []string{events.AllSubjects}
 	}
@@ -554,13 +557,21 @@ func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subsc
 	if err != nil {
 		return nil, fmt.Errorf("store: ordered consumer: %w", err)
 	}
-	return &jsSub{it: it}, nil
+	return &jsSub{it: it, cons: cons, js: s.js}, nil
 }
+
+// orderedInactive is how long an ordered consumer nobody reads from stays
+// on the server.
+const orderedInactive = 30 * time.Second
 
 // jsSub decodes on the reader's goroutine: on a machine whose cores are busy
 // with the server and the client's read loop, handing decoding to another
 // goroutine measured slower, not faster (docs/benchmarks.md).
-type jsSub struct{ it jetstream.MessagesContext }
+type jsSub struct {
+	it   jetstream.MessagesContext
+	cons jetstream.Consumer
+	js   jetstream.JetStream
+}
 
 func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
 	for {
@@ -588,7 +599,23 @@ func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
 	}
 }
 
+// Close stops reading and deletes the consumer from the server: a reader
+// that subscribes often (an auditor, a model restarted) leaves nothing
+// behind.
 func (s *jsSub) Close() error {
 	s.it.Stop()
+	DeleteConsumer(s.js, events.StreamName, s.cons)
 	return nil
+}
+
+// DeleteConsumer removes a consumer that is no longer read (best effort: an
+// ordered consumer also expires once idle).
+func DeleteConsumer(js jetstream.JetStream, stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil || info.Name == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	js.DeleteConsumer(ctx, stream, info.Name)
 }

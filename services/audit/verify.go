@@ -201,6 +201,7 @@ func (a *Auditor) readDecisions(ctx context.Context, since time.Time) ([]loggedD
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
 	}
+	defer store.DeleteConsumer(js, events.DecisionStream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
