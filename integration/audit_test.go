@@ -314,6 +314,41 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	if out, code := runCLI("audit", "explain", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--nats", nats); code != 1 || !strings.Contains(out, "no such key") {
 		t.Fatalf("explain an unknown key: exit %d\n%s", code, out)
 	}
+	// Why was this request denied? From its request id to the event.
+	req, _ := http.NewRequest("GET", e.dev.Addresses().Gateway+"/nowhere", nil)
+	req.Header.Set("Authorization", "Bearer "+k.Secret)
+	_, err = http.DefaultClient.Do(req) // no API there: 404, not a decision on the key
+	e.must(t, err)
+	_, _, err = e.admin.CreateAPI(ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}}, nil)
+	e.must(t, err)
+	var rid string
+	natstest.Eventually(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest("GET", e.dev.Addresses().Gateway+"/orders/1", nil)
+		req.Header.Set("Authorization", "Bearer "+k.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		rid = resp.Header.Get("Keytrail-Request-Id")
+		return nil
+	})
+	natstest.Eventually(t, 10*time.Second, func() error {
+		out, code := runCLI("audit", "decision", rid, "--nats", nats)
+		if code != 0 || !strings.Contains(out, "decided REVOKED (also USER_DISABLED) for key "+k.Key.ID) ||
+			!strings.Contains(out, "the history gives the same decision") ||
+			!strings.Contains(out, fmt.Sprintf("because: key.revoked at seq %d, by root (\"leaked\")", res.Seq)) {
+			return fmt.Errorf("audit decision: exit %d\n%s", code, out)
+		}
+		return nil
+	})
+	if out, code := runCLI("audit", "decision", "no-such-request", "--nats", nats); code != 1 || !strings.Contains(out, "no such decision") {
+		t.Fatalf("an unknown request id: exit %d\n%s", code, out)
+	}
+
 	if out, code := runCLI("audit", "verify-chain", "--nats", nats); code != 0 || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify-chain on a clean log: exit %d\n%s", code, out)
 	}

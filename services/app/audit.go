@@ -25,6 +25,9 @@ const auditUsage = `usage: keytrail audit <command> --nats URL [flags]
   history KEY [--tenant T]             every event that bears on the key
   explain KEY [--tenant T] --at RFC3339 | --seq N
                                        the decision as of then, and the events it rests on
+  decision REQUEST_ID [--since RFC3339]
+                                       why a gateway decided what it did: the logged decision,
+                                       re-derived from the history, with the events it rests on
   verify-decisions [--since RFC3339]   re-derive every logged gateway decision; exit 1 on a mismatch
   verify-chain                         check every aggregate's hash chain; exit 1 on a problem
 
@@ -32,7 +35,7 @@ const auditUsage = `usage: keytrail audit <command> --nats URL [flags]
 
 // runAudit is `keytrail audit`: questions answered from JetStream alone.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || !strings.Contains(" history explain verify-decisions verify-chain ", " "+args[0]+" ") {
+	if len(args) == 0 || !strings.Contains(" history explain decision verify-decisions verify-chain ", " "+args[0]+" ") {
 		return usageError{errors.New(auditUsage)}
 	}
 	cmd := args[0]
@@ -55,8 +58,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *output != "table" && *output != "json" {
 		return usageError{errors.New("-o must be table or json")}
 	}
-	wantKey := cmd == "history" || cmd == "explain"
-	if wantKey != (len(positional) == 1) || len(positional) > 1 {
+	wantArg := cmd == "history" || cmd == "explain" || cmd == "decision"
+	if wantArg != (len(positional) == 1) || len(positional) > 1 {
 		return usageError{errors.New(auditUsage)}
 	}
 	if err := nf.validate(); err != nil {
@@ -91,6 +94,25 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return p.explain(ref, x)
+	case "decision":
+		var from time.Time
+		if since.t != nil {
+			from = *since.t
+		}
+		rec, err := a.FindDecision(ctx, positional[0], from)
+		if err != nil {
+			return err
+		}
+		x, err := a.ExplainDecision(ctx, rec)
+		if err != nil {
+			return err
+		}
+		if err := p.decision(x); err != nil {
+			return err
+		}
+		if x.Why != "" {
+			return errDiscrepancy
+		}
 	case "verify-decisions":
 		var from time.Time
 		if since.t != nil {
@@ -213,6 +235,45 @@ func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
 			by += fmt.Sprintf(" (%q)", e.Reason)
 		}
 		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before\n", e.Type, e.Seq, by, e.Before)
+	}
+	return nil
+}
+
+func (p printer) decision(x audit.DecisionExplanation) error {
+	r := &x.Logged
+	var ev []evidenceLine
+	for _, e := range x.Evidence {
+		ev = append(ev, evidenceLine{Seq: e.Seq, Type: e.Type, At: e.OccurredAt, Actor: e.Actor, Reason: e.Reason,
+			Before: r.Now.Sub(e.OccurredAt).Round(time.Millisecond).String()})
+	}
+	verdict := "the history gives the same decision"
+	switch {
+	case x.Unverifiable:
+		verdict = "not re-derivable from the history (it rests on the node's freshness or on the presented secret, which is never logged)"
+	case x.Why != "":
+		verdict = "MISMATCH: " + x.Why
+	}
+	if p.json {
+		return p.line(map[string]any{"logged": r, "derived": x.Derived.Code, "verdict": verdict, "evidence": ev})
+	}
+	fmt.Fprintf(p.w, "request %s: %s %s on %s at %s\n", r.RequestID, r.Method, r.Path, r.Node, r.Now.Format(time.RFC3339Nano))
+	fmt.Fprintf(p.w, "decided %s", r.Code)
+	if len(r.Also) > 0 {
+		fmt.Fprintf(p.w, " (also %s)", strings.Join(r.Also, ", "))
+	}
+	if r.KeyID != "" {
+		fmt.Fprintf(p.w, " for key %s of %s/%s", r.KeyID, r.Tenant, r.User)
+	}
+	if r.API != "" {
+		fmt.Fprintf(p.w, " on API %s/%s", r.APITenant, r.API)
+	}
+	fmt.Fprintf(p.w, ", as of seq %d\n%s\n", r.Seq, verdict)
+	for _, e := range ev {
+		by := e.Actor
+		if e.Reason != "" {
+			by += fmt.Sprintf(" (%q)", e.Reason)
+		}
+		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before the request\n", e.Type, e.Seq, by, e.Before)
 	}
 	return nil
 }

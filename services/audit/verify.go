@@ -295,3 +295,84 @@ func codes(cs []projections.Code) []string {
 	}
 	return out
 }
+
+// ErrNoDecision: no decision with this request id is in the decision log.
+var ErrNoDecision = errors.New("audit: no such decision")
+
+// FindDecision returns the logged decision on a request, by the request id
+// its answer carried (Keytrail-Request-Id, request_id in a problem).
+func (a *Auditor) FindDecision(ctx context.Context, requestID string, since time.Time) (events.DecisionRecord, error) {
+	logged, _, err := a.readDecisions(ctx, since)
+	if err != nil {
+		return events.DecisionRecord{}, err
+	}
+	for _, l := range logged {
+		if l.rec.RequestID == requestID {
+			return l.rec, nil
+		}
+	}
+	return events.DecisionRecord{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
+}
+
+// DecisionExplanation is a logged decision re-derived from the history, and
+// the events it rests on.
+type DecisionExplanation struct {
+	Logged   events.DecisionRecord
+	Derived  projections.Decision
+	Evidence []events.Recorded
+	// Why is empty when the history gives the logged decision; otherwise it
+	// says how they differ. Unverifiable decisions (STALE, and MISSING,
+	// MALFORMED, NOT_FOUND, whose input is not logged) are not re-derived.
+	Why          string
+	Unverifiable bool
+}
+
+// ExplainDecision folds the whole log up to the decision's sequence and
+// decides the key at the decision's time for its API, as the gateway did.
+func (a *Auditor) ExplainDecision(ctx context.Context, rec events.DecisionRecord) (DecisionExplanation, error) {
+	x := DecisionExplanation{Logged: rec}
+	c := projections.NewCatalog()
+	if rec.Seq > 0 {
+		sub, err := a.st.Subscribe(ctx, store.SubscribeOptions{})
+		if err != nil {
+			return x, err
+		}
+		defer sub.Close()
+		last, err := a.st.LastSeq(ctx, "")
+		if err != nil {
+			return x, err
+		}
+		for c.Seq < min(rec.Seq, last) {
+			d, err := sub.Next(ctx)
+			if err != nil {
+				return x, fmt.Errorf("audit: read the log after %d: %w", c.Seq, err)
+			}
+			if d.Err != nil {
+				c.Skip(d.Seq, d.Err)
+			} else {
+				c.Apply(d.Event)
+			}
+		}
+	}
+	rep := DecisionReport{ByCode: map[string]int{}}
+	l := loggedDecision{rec: rec}
+	rep.check(c, &l)
+	switch {
+	case rep.Unverifiable > 0:
+		x.Unverifiable = true
+		return x, nil
+	case len(rep.Mismatches) > 0:
+		x.Why = rep.Mismatches[0].Why
+	}
+	if k, ok := c.Key(rec.Tenant, rec.KeyID); ok {
+		x.Derived = c.VerifyHash(k.SecretHash, projections.Request{APITenant: rec.APITenant, API: rec.API}, rec.Now)
+		for _, e := range x.Derived.Evidence() {
+			r, err := a.st.Get(ctx, e.Seq())
+			if err != nil {
+				return x, err
+			}
+			x.Evidence = append(x.Evidence, r)
+		}
+	}
+	return x, nil
+}
