@@ -33,11 +33,17 @@ type adminEnv struct {
 
 func startAdmin(t *testing.T) *adminEnv {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
 	logs := &natstest.Buffer{}
-	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
-		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		MinSeqWait: 2 * time.Second})
+	return startAdminWith(t, app.DevConfig{Logger: slog.New(slog.NewJSONHandler(logs, nil)), MinSeqWait: 2 * time.Second}, logs)
+}
+
+// startAdminWith starts `keytrail dev` with cfg on loopback ports and a data
+// directory of the test's, and waits until its admin API is ready.
+func startAdminWith(t *testing.T, cfg app.DevConfig, logs *natstest.Buffer) *adminEnv {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg.DataDir, cfg.AdminListen, cfg.GatewayListen, cfg.NATSListen = dir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	d, err := app.StartDev(testCtx(t, 30*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

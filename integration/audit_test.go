@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,22 +38,11 @@ type auditEnv struct {
 }
 
 func startAudited(t *testing.T) *auditEnv {
-	dir := filepath.Join(t.TempDir(), "data")
-	d, err := app.StartDev(testCtx(t, 30*time.Second), app.DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0",
-		GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
-		MinSeqWait: 50 * time.Millisecond, Gateway: app.GatewayConfig{Sample: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	root, err := os.ReadFile(filepath.Join(dir, app.RootKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &auditEnv{dev: d, root: strings.TrimSpace(string(root)), ctx: testCtx(t, 3*time.Minute)}
-	e.admin = client.New(d.Addresses().Admin, e.root, nil)
+	a := startAdminWith(t, app.DevConfig{Logger: slog.New(slog.DiscardHandler), MinSeqWait: 50 * time.Millisecond,
+		Gateway: app.GatewayConfig{Sample: 1}}, nil)
+	e := &auditEnv{dev: a.dev, root: a.root, ctx: testCtx(t, 3*time.Minute), admin: client.New(a.base, a.root, nil)}
 	natstest.Eventually(t, 20*time.Second, func() error {
-		if s := readyz(d.Addresses().Gateway); s != 200 {
+		if s := readyz(a.dev.Addresses().Gateway); s != 200 {
 			return fmt.Errorf("gateway readyz %d", s)
 		}
 		return nil

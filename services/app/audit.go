@@ -212,11 +212,7 @@ type evidenceLine struct {
 
 func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
 	d := &x.Decision
-	var ev []evidenceLine
-	for _, r := range x.Evidence {
-		ev = append(ev, evidenceLine{Seq: r.Seq, Type: r.Type, At: r.OccurredAt, Actor: r.Actor, Reason: r.Reason,
-			Before: d.Now.Sub(r.OccurredAt).Round(time.Millisecond).String()})
-	}
+	ev := evidenceLines(x.Evidence, d.Now)
 	var also []string
 	for _, c := range d.Also() {
 		also = append(also, string(c))
@@ -229,23 +225,35 @@ func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
 	if len(also) > 0 {
 		fmt.Fprintf(p.w, "also: %s\n", strings.Join(also, ", "))
 	}
+	p.because(ev, "")
+	return nil
+}
+
+// because prints the events a decision rests on: what, when, by whom, why,
+// and how long before the decision (suffix names it).
+func (p printer) because(ev []evidenceLine, suffix string) {
 	for _, e := range ev {
 		by := e.Actor
 		if e.Reason != "" {
 			by += fmt.Sprintf(" (%q)", e.Reason)
 		}
-		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before\n", e.Type, e.Seq, by, e.Before)
+		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before%s\n", e.Type, e.Seq, by, e.Before, suffix)
 	}
-	return nil
+}
+
+// evidenceLines are the events a decision at now rests on.
+func evidenceLines(recs []events.Recorded, now time.Time) []evidenceLine {
+	var ev []evidenceLine
+	for _, r := range recs {
+		ev = append(ev, evidenceLine{Seq: r.Seq, Type: r.Type, At: r.OccurredAt, Actor: r.Actor, Reason: r.Reason,
+			Before: now.Sub(r.OccurredAt).Round(time.Millisecond).String()})
+	}
+	return ev
 }
 
 func (p printer) decision(x audit.DecisionExplanation) error {
 	r := &x.Logged
-	var ev []evidenceLine
-	for _, e := range x.Evidence {
-		ev = append(ev, evidenceLine{Seq: e.Seq, Type: e.Type, At: e.OccurredAt, Actor: e.Actor, Reason: e.Reason,
-			Before: r.Now.Sub(e.OccurredAt).Round(time.Millisecond).String()})
-	}
+	ev := evidenceLines(x.Evidence, r.Now)
 	verdict := "the history gives the same decision"
 	switch {
 	case x.Unverifiable:
@@ -268,13 +276,7 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 		fmt.Fprintf(p.w, " on API %s/%s", r.APITenant, r.API)
 	}
 	fmt.Fprintf(p.w, ", as of seq %d\n%s\n", r.Seq, verdict)
-	for _, e := range ev {
-		by := e.Actor
-		if e.Reason != "" {
-			by += fmt.Sprintf(" (%q)", e.Reason)
-		}
-		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before the request\n", e.Type, e.Seq, by, e.Before)
-	}
+	p.because(ev, " the request")
 	return nil
 }
 

@@ -52,17 +52,12 @@ func (s *Service) RevokeTenantKeys(ctx context.Context, meta Meta, id string, be
 	}
 	return transition(ctx, s, meta, step[projections.Tenant]{tenant: id, agg: events.TenantAggregate(id), version: tenantVersion,
 		decide: func(t projections.Tenant, now time.Time) (events.Payload, error) {
-			at := now
-			if before != nil {
-				at = before.UTC()
-			}
-			switch {
-			case !t.Exists():
+			if !t.Exists() {
 				return nil, errorf(CodeNotFound, "no tenant %s", id)
-			case at.After(now):
-				return nil, errorf(CodeInvalidArgument, "before must not be in the future")
-			case !at.After(t.KeysRevokedBefore):
-				return nil, nil // an earlier revocation covers it
+			}
+			at, err := revokeBefore(now, before, t.KeysRevokedBefore)
+			if at.IsZero() || err != nil {
+				return nil, err
 			}
 			return events.TenantKeysRevokedBeforeV1{Before: at}, nil
 		}})

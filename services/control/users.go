@@ -96,20 +96,32 @@ func (s *Service) RevokeUserKeys(ctx context.Context, meta Meta, tenant, id stri
 	}
 	return transition(ctx, s, meta, step[projections.User]{tenant: tenant, agg: events.UserAggregate(id),
 		scope: userScopeFilter(tenant, id), version: userVersion, decide: func(u projections.User, now time.Time) (events.Payload, error) {
-			t := now
-			if before != nil {
-				t = before.UTC()
-			}
-			switch {
-			case !u.Exists():
+			if !u.Exists() {
 				return nil, errorf(CodeNotFound, "no user %s", id)
-			case t.After(now):
-				return nil, errorf(CodeInvalidArgument, "before must not be in the future")
-			case !t.After(u.KeysRevokedBefore):
-				return nil, nil // an earlier revocation covers it
+			}
+			t, err := revokeBefore(now, before, u.KeysRevokedBefore)
+			if t.IsZero() || err != nil {
+				return nil, err
 			}
 			return events.UserKeysRevokedBeforeV1{Before: t}, nil
 		}})
+}
+
+// revokeBefore decides a "revoke keys issued before" command: the time to
+// record (before, or now when nil), or zero when the revocation recorded
+// already (current) covers it.
+func revokeBefore(now time.Time, before *time.Time, current time.Time) (time.Time, error) {
+	t := now
+	if before != nil {
+		t = before.UTC()
+	}
+	switch {
+	case t.After(now):
+		return time.Time{}, errorf(CodeInvalidArgument, "before must not be in the future")
+	case !t.After(current):
+		return time.Time{}, nil // an earlier revocation covers it
+	}
+	return t, nil
 }
 
 // User returns a user's current state.
