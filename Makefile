@@ -37,7 +37,8 @@ soak:
 
 ## fuzz: each fuzz target for FUZZTIME
 FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecoderAgreesWithEncodingJSON \
-	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies ./projections:FuzzReadSnapshot
+	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies ./projections:FuzzReadSnapshot \
+	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

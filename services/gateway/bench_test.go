@@ -27,7 +27,7 @@ func (canned) RoundTrip(r *http.Request) (*http.Response, error) {
 // rewrite, proxy, log, metrics) against a bare httputil.ReverseProxy's, both
 // on a transport that answers at once.
 func BenchmarkServeHTTP(b *testing.B) {
-	f := newFixture(&testing.T{}, func(c *gateway.Config) {
+	f := newFixture(b, func(c *gateway.Config) {
 		c.Transport = canned{}
 		c.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 		c.Sample = 0

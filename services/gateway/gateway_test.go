@@ -34,7 +34,7 @@ import (
 // the control plane writing events, a read model following them, a real
 // upstream, and a gateway in front of it.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	ctx      context.Context
 	st       *store.JetStream
 	js       jetstream.JetStream
@@ -50,7 +50,7 @@ type fixture struct {
 
 var root = control.Meta{Actor: "test"}
 
-func newFixture(t *testing.T, mutate ...func(*gateway.Config)) *fixture {
+func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
