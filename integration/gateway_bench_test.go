@@ -215,6 +215,8 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	b.ReportMetric(bareAll.perSecond(), "bare-req/s")
 	b.ReportMetric(gwAll.perSecond(), "gateway-req/s")
 	b.ReportMetric(gwAll.perSecond()/bareAll.perSecond(), "ratio")
+	b.ReportMetric(float64(bareAll.quantile(0.5).Microseconds())/1000, "bare-p50-ms")
+	b.ReportMetric(float64(gwAll.quantile(0.5).Microseconds())/1000, "gateway-p50-ms")
 	bp99, gp99 := bareAll.quantile(0.99), gwAll.quantile(0.99)
 	b.ReportMetric(float64(bp99.Microseconds())/1000, "bare-p99-ms")
 	b.ReportMetric(float64(gp99.Microseconds())/1000, "gateway-p99-ms")

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -26,13 +27,21 @@ type Model struct {
 	now          func() time.Time
 	confirmEvery time.Duration
 
-	mu        sync.RWMutex
-	cat       *projections.Catalog
-	applied   uint64
-	changed   chan struct{} // closed and replaced whenever applied moves
-	ready     bool
-	lag       uint64
-	confirmed time.Time // when applied was last seen to be the log's last sequence
+	// mu guards the catalog alone: verifiers share it, the applier takes it
+	// for one event at a time. Freshness is in atomics, so that reading it
+	// (every request) and confirming it (every second) never wait on the
+	// lock, nor make verifiers wait behind a writer.
+	mu  sync.RWMutex
+	cat *projections.Catalog
+
+	applied   atomic.Uint64
+	ready     atomic.Bool
+	lag       atomic.Uint64
+	confirmed atomic.Int64 // Unix ns when applied was last seen to be the log's last sequence; 0: never
+
+	chMu    sync.Mutex
+	changed chan struct{} // closed and replaced whenever applied moves
+
 	onApplied func(r *events.Recorded, at time.Time)
 }
 
@@ -84,9 +93,7 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 	if err != nil {
 		return fmt.Errorf("readmodel: last sequence: %w", err)
 	}
-	m.mu.RLock()
-	from := m.applied + 1 // after a restored snapshot, or 1
-	m.mu.RUnlock()
+	from := m.applied.Load() + 1 // after a restored snapshot, or 1
 	if target < from {
 		m.markReady(from - 1)
 	}
@@ -120,19 +127,19 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 		} else if err := m.cat.Apply(d.Event); err != nil {
 			m.log.Warn("event not applied", "seq", d.Seq, "err", err)
 		}
-		m.applied = d.Seq
+		m.mu.Unlock()
+		m.applied.Store(d.Seq)
 		if d.CaughtUp() {
-			m.confirmed, m.lag = m.now(), 0
+			m.confirm(0)
 		}
+		m.chMu.Lock()
 		close(m.changed)
 		m.changed = make(chan struct{})
-		if !m.ready && (d.Seq >= target || d.CaughtUp()) {
-			m.confirmed = m.now()
-			m.ready = true
-			m.log.Info("read model caught up", "seq", d.Seq)
+		m.chMu.Unlock()
+		if !m.ready.Load() && (d.Seq >= target || d.CaughtUp()) {
+			m.markReady(d.Seq)
 		}
-		observe := m.ready && d.Err == nil && m.onApplied != nil
-		m.mu.Unlock()
+		observe := m.ready.Load() && d.Err == nil && m.onApplied != nil
 		if d.Err != nil {
 			m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
 		}
@@ -176,13 +183,11 @@ func (m *Model) confirmLoop(ctx context.Context, st store.Store, filters []strin
 		if err != nil {
 			continue
 		}
-		m.mu.Lock()
-		if m.applied >= last {
-			m.confirmed, m.lag = m.now(), 0
+		if applied := m.applied.Load(); applied >= last {
+			m.confirm(0)
 		} else {
-			m.lag = last - m.applied
+			m.lag.Store(last - applied)
 		}
-		m.mu.Unlock()
 	}
 }
 
@@ -190,41 +195,37 @@ func (m *Model) confirmLoop(ctx context.Context, st store.Store, filters []strin
 // beyond it when last asked, and when the model last confirmed it was
 // current (zero before the first confirmation).
 func (m *Model) Freshness() (applied, lag uint64, confirmed time.Time) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.applied, m.lag, m.confirmed
+	if c := m.confirmed.Load(); c != 0 {
+		confirmed = time.Unix(0, c)
+	}
+	return m.applied.Load(), m.lag.Load(), confirmed
+}
+
+// confirm records that the model was current now, lag behind.
+func (m *Model) confirm(lag uint64) {
+	m.confirmed.Store(m.now().UnixNano())
+	m.lag.Store(lag)
 }
 
 // Stale reports whether the model has not confirmed it was current for
 // longer than max: a gateway then answers STALE rather than trust it.
 func (m *Model) Stale(max time.Duration) bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.confirmed.IsZero() || m.now().Sub(m.confirmed) > max
+	c := m.confirmed.Load()
+	return c == 0 || m.now().UnixNano()-c > int64(max)
 }
 
 func (m *Model) markReady(seq uint64) {
-	m.mu.Lock()
-	m.ready = true
-	m.confirmed = m.now()
-	m.mu.Unlock()
+	m.confirm(0)
+	m.ready.Store(true)
 	m.log.Info("read model caught up", "seq", seq)
 }
 
 // Ready reports whether the model has caught up with the log as it was when
 // Run started.
-func (m *Model) Ready() bool {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.ready
-}
+func (m *Model) Ready() bool { return m.ready.Load() }
 
 // Applied is the stream sequence of the last message the model applied.
-func (m *Model) Applied() uint64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.applied
-}
+func (m *Model) Applied() uint64 { return m.applied.Load() }
 
 // ErrBehind: the model did not apply the sequence asked for in time.
 var ErrBehind = errors.New("readmodel: not caught up with the requested sequence")
@@ -234,10 +235,11 @@ func (m *Model) WaitFor(ctx context.Context, seq uint64, max time.Duration) erro
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	for {
-		m.mu.RLock()
-		applied, changed := m.applied, m.changed
-		m.mu.RUnlock()
-		if applied >= seq {
+		// The channel first: an apply after the check below closes it.
+		m.chMu.Lock()
+		changed := m.changed
+		m.chMu.Unlock()
+		if m.applied.Load() >= seq {
 			return nil
 		}
 		select {

@@ -145,6 +145,7 @@ func (s *Snapshots) acquire(ctx context.Context) error {
 // catalog: Run then tails the log from c.Seq+1. Call it before Run.
 func (m *Model) Restore(c *projections.Catalog) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cat, m.applied = c, c.Seq
+	m.cat = c
+	m.mu.Unlock()
+	m.applied.Store(c.Seq)
 }
