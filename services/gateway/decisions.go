@@ -75,8 +75,25 @@ func (l *DecisionLog) Dropped() uint64 { return l.dropped.Load() }
 // Written is how many decisions the stream acknowledged.
 func (l *DecisionLog) Written() uint64 { return l.written.Load() }
 
-// Run writes decisions until ctx ends.
+// Run writes decisions until ctx ends: one goroutine publishes, another
+// counts the acknowledgements as they come (in order, mostly), so that a
+// flood of denials costs two goroutines, not one per decision.
 func (l *DecisionLog) Run(ctx context.Context) {
+	acks := make(chan jetstream.PubAckFuture, 4096)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ack := range acks {
+			select {
+			case <-ack.Ok():
+				l.written.Add(1)
+			case <-ack.Err():
+				l.dropped.Add(1)
+			case <-ctx.Done():
+			}
+		}
+	}()
+	defer func() { close(acks); <-done }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -92,18 +109,12 @@ func (l *DecisionLog) Run(ctx context.Context) {
 				l.dropped.Add(1)
 				continue
 			}
-			go l.await(ctx, ack)
+			select {
+			case acks <- ack:
+			case <-ctx.Done():
+				return
+			}
 		}
-	}
-}
-
-func (l *DecisionLog) await(ctx context.Context, ack jetstream.PubAckFuture) {
-	select {
-	case <-ack.Ok():
-		l.written.Add(1)
-	case <-ack.Err():
-		l.dropped.Add(1)
-	case <-ctx.Done():
 	}
 }
 

@@ -16,7 +16,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -407,9 +406,6 @@ func writeStatus(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
-
-// ErrClosed: the gateway was closed.
-var ErrClosed = errors.New("gateway: closed")
 
 // ctxKey carries the exchange to the upstream transport.
 type ctxKey struct{}

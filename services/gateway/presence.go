@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,6 +34,7 @@ type Presence struct {
 
 	mu   sync.Mutex
 	seen map[string]time.Time
+	live atomic.Int64 // Live, kept current by Run: read by every rate-limited request
 }
 
 // NewPresence returns the presence of node among the gateways serving
@@ -46,8 +48,10 @@ func NewPresence(nc *nats.Conn, node string, filters []string, every time.Durati
 	if now == nil {
 		now = time.Now
 	}
-	return &Presence{nc: nc, subject: PresenceSubject + "." + group, node: node, every: every, now: now,
+	p := &Presence{nc: nc, subject: PresenceSubject + "." + group, node: node, every: every, now: now,
 		seen: map[string]time.Time{}}
+	p.live.Store(1)
+	return p
 }
 
 // Run announces and listens until ctx ends.
@@ -61,6 +65,7 @@ func (p *Presence) Run(ctx context.Context) error {
 		if _, known := p.seen[node]; known || len(p.seen) < maxPeers {
 			p.seen[node] = p.now()
 		}
+		p.count()
 		p.mu.Unlock()
 	})
 	if err != nil {
@@ -88,19 +93,20 @@ func (p *Presence) forget() {
 			delete(p.seen, node)
 		}
 	}
+	p.count()
+}
+
+// count updates Live from seen; p.mu is held.
+func (p *Presence) count() {
+	n := int64(1)
+	for node := range p.seen {
+		if node != p.node {
+			n++
+		}
+	}
+	p.live.Store(n)
 }
 
 // Live is the number of gateways heard from within three intervals, this
 // one always included.
-func (p *Presence) Live() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 1
-	cutoff := p.now().Add(-3 * p.every)
-	for node, at := range p.seen {
-		if node != p.node && at.After(cutoff) {
-			n++
-		}
-	}
-	return n
-}
+func (p *Presence) Live() int { return int(p.live.Load()) }
