@@ -85,21 +85,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return p.history(h)
 		}
-		var when time.Time
-		if at.t != nil {
-			when = *at.t
-		}
-		x, err := a.Explain(ctx, ref, *seq, when)
+		x, err := a.Explain(ctx, ref, *seq, at.orZero())
 		if err != nil {
 			return err
 		}
 		return p.explain(ref, x)
 	case "decision":
-		var from time.Time
-		if since.t != nil {
-			from = *since.t
-		}
-		rec, err := a.FindDecision(ctx, positional[0], from)
+		rec, err := a.FindDecision(ctx, positional[0], since.orZero())
 		if err != nil {
 			return err
 		}
@@ -114,11 +106,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return errDiscrepancy
 		}
 	case "verify-decisions":
-		var from time.Time
-		if since.t != nil {
-			from = *since.t
-		}
-		rep, err := a.VerifyDecisions(ctx, from)
+		rep, err := a.VerifyDecisions(ctx, since.orZero())
 		if err != nil {
 			return err
 		}

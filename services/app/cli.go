@@ -199,6 +199,14 @@ func (f *timeFlag) String() string {
 	return f.t.Format(time.RFC3339)
 }
 
+// orZero is the time given, or the zero time when none was.
+func (f *timeFlag) orZero() time.Time {
+	if f.t == nil {
+		return time.Time{}
+	}
+	return *f.t
+}
+
 func (f *timeFlag) Set(v string) error {
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
