@@ -104,7 +104,7 @@ func (l *DecisionLog) Run(ctx context.Context) {
 				l.dropped.Add(1)
 				continue
 			}
-			ack, err := l.js.PublishAsync(events.DecisionSubject(d.Tenant), data)
+			ack, err := l.publish(ctx, events.DecisionSubject(d.Tenant), data)
 			if err != nil {
 				l.dropped.Add(1)
 				continue
@@ -116,6 +116,23 @@ func (l *DecisionLog) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// publish publishes asynchronously; when too many publishes await their
+// acknowledgement it waits for them (a burst is absorbed by the queue, which
+// drops only when full) and tries once more.
+func (l *DecisionLog) publish(ctx context.Context, subject string, data []byte) (jetstream.PubAckFuture, error) {
+	ack, err := l.js.PublishAsync(subject, data)
+	if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+		return ack, err
+	}
+	select {
+	case <-l.js.PublishAsyncComplete():
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return l.js.PublishAsync(subject, data)
 }
 
 // logDecision hands x's decision to the decision log: always for a denial,
