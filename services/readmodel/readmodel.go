@@ -86,22 +86,19 @@ func New(log *slog.Logger, opts ...Option) *Model {
 	return m
 }
 
-// Run tails st (events under filters, all when empty) until ctx ends or the
-// subscription fails.
+// Run tails st (events under filters, all when empty) until ctx ends. A
+// subscription that fails (NATS gone, the stream's leader moving) is taken
+// up again from the last applied sequence, with backoff; meanwhile nothing
+// is confirmed, so the model turns stale and gateways answer STALE rather
+// than exit. Only the first look at the log's last sequence must succeed.
 func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error {
 	target, err := lastOf(ctx, st, filters)
 	if err != nil {
 		return fmt.Errorf("readmodel: last sequence: %w", err)
 	}
-	from := m.applied.Load() + 1 // after a restored snapshot, or 1
-	if target < from {
+	if from := m.applied.Load() + 1; target < from { // after a restored snapshot, or 1
 		m.markReady(from - 1)
 	}
-	sub, err := st.Subscribe(ctx, store.SubscribeOptions{From: from, Filters: filters})
-	if err != nil {
-		return fmt.Errorf("readmodel: subscribe: %w", err)
-	}
-	defer sub.Close()
 	confirmCtx, stopConfirm := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -113,39 +110,69 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 		stopConfirm()
 		wg.Wait()
 	}()
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
 	for {
-		d, err := sub.Next(ctx)
-		if errors.Is(err, context.Canceled) || errors.Is(err, store.ErrClosed) {
+		applied, err := m.follow(ctx, st, filters, target)
+		if ctx.Err() != nil {
 			return nil
 		}
+		if applied > 0 {
+			backoff = minBackoff
+		}
+		m.log.Warn("subscription lost; taking it up again", "after", m.applied.Load(), "in", backoff.String(), "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// follow subscribes after the last applied sequence and applies until the
+// subscription fails or ctx ends; it returns how many messages it applied.
+func (m *Model) follow(ctx context.Context, st store.Store, filters []string, target uint64) (int, error) {
+	sub, err := st.Subscribe(ctx, store.SubscribeOptions{From: m.applied.Load() + 1, Filters: filters})
+	if err != nil {
+		return 0, fmt.Errorf("readmodel: subscribe: %w", err)
+	}
+	defer sub.Close()
+	for n := 0; ; n++ {
+		d, err := sub.Next(ctx)
 		if err != nil {
-			return fmt.Errorf("readmodel: %w", err)
+			return n, fmt.Errorf("readmodel: %w", err)
 		}
-		m.mu.Lock()
-		if d.Err != nil {
-			m.cat.Skip(d.Seq, d.Err)
-		} else if err := m.cat.Apply(d.Event); err != nil {
-			m.log.Warn("event not applied", "seq", d.Seq, "err", err)
-		}
-		m.mu.Unlock()
-		m.applied.Store(d.Seq)
-		if d.CaughtUp() {
-			m.confirm(0)
-		}
-		m.chMu.Lock()
-		close(m.changed)
-		m.changed = make(chan struct{})
-		m.chMu.Unlock()
-		if !m.ready.Load() && (d.Seq >= target || d.CaughtUp()) {
-			m.markReady(d.Seq)
-		}
-		observe := m.ready.Load() && d.Err == nil && m.onApplied != nil
-		if d.Err != nil {
-			m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
-		}
-		if observe {
-			m.onApplied(&d.Event, m.now())
-		}
+		m.apply(d, target)
+	}
+}
+
+// apply folds one delivery and moves the model's position.
+func (m *Model) apply(d store.Delivery, target uint64) {
+	m.mu.Lock()
+	if d.Err != nil {
+		m.cat.Skip(d.Seq, d.Err)
+	} else if err := m.cat.Apply(d.Event); err != nil {
+		m.log.Warn("event not applied", "seq", d.Seq, "err", err)
+	}
+	m.mu.Unlock()
+	m.applied.Store(d.Seq)
+	if d.CaughtUp() {
+		m.confirm(0)
+	}
+	m.chMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.chMu.Unlock()
+	if !m.ready.Load() && (d.Seq >= target || d.CaughtUp()) {
+		m.markReady(d.Seq)
+	}
+	if d.Err != nil {
+		m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
+	} else if m.ready.Load() && m.onApplied != nil {
+		m.onApplied(&d.Event, m.now())
 	}
 }
 

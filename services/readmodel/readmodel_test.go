@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -141,5 +142,82 @@ func TestFreshnessAndStaleness(t *testing.T) {
 	waitUntil("fresh again", func() bool { return !m.Stale(30 * time.Second) })
 	if applied, lag, _ := m.Freshness(); applied != r[0].Seq || lag != 0 {
 		t.Fatalf("applied %d lag %d", applied, lag)
+	}
+}
+
+// flaky is a store whose first subscriptions fail after one delivery, as a
+// subscription does when NATS goes away.
+type flaky struct {
+	store.Store
+	mu       sync.Mutex
+	failures int
+	froms    []uint64
+}
+
+func (f *flaky) Subscribe(ctx context.Context, opts store.SubscribeOptions) (store.Subscription, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.froms = append(f.froms, opts.From)
+	sub, err := f.Store.Subscribe(ctx, opts)
+	if err != nil || f.failures == 0 {
+		return sub, err
+	}
+	f.failures--
+	return &failAfterOne{Subscription: sub}, nil
+}
+
+type failAfterOne struct {
+	store.Subscription
+	n int
+}
+
+func (s *failAfterOne) Next(ctx context.Context) (store.Delivery, error) {
+	if s.n++; s.n > 1 {
+		return store.Delivery{}, errors.New("nats: connection closed")
+	}
+	return s.Subscription.Next(ctx)
+}
+
+// TestModelTakesUpALostSubscription: a failing subscription does not end the
+// model: it subscribes again after what it applied, and every event is
+// applied exactly once.
+func TestModelTakesUpALostSubscription(t *testing.T) {
+	mem := store.NewMemory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var last uint64
+	for _, u := range []string{"a", "b", "c", "d"} {
+		r, err := mem.Append(ctx, store.Head{}, storetest.Event("acme", events.UserAggregate(u), events.UserCreatedV1{}, u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r[0].Seq
+	}
+	st := &flaky{Store: mem, failures: 3}
+	m := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, st, nil) }()
+	if err := m.WaitFor(ctx, last, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m.Read(func(c *projections.Catalog) {
+		for _, u := range []string{"a", "b", "c", "d"} {
+			if _, ok := c.User("acme", u); !ok {
+				t.Errorf("user %s missing", u)
+			}
+		}
+		if c.Skipped != 0 {
+			t.Errorf("%d messages skipped: an event applied twice is unlinked", c.Skipped)
+		}
+	})
+	st.mu.Lock()
+	froms := fmt.Sprint(st.froms)
+	st.mu.Unlock()
+	if froms != "[1 2 3 4]" {
+		t.Fatalf("subscribed from %s, want after each applied event", froms)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
