@@ -357,7 +357,7 @@ func (g *Gateway) finish(r *http.Request, x *exchange) {
 	if code == "" {
 		code = "NONE" // answered before any verification: bad path, unknown or retired API
 	}
-	g.metrics.requests.WithLabelValues(x.api.ID, code).Inc()
+	g.metrics.requests.WithLabelValues(x.api.Tenant, x.api.ID, code).Inc()
 	if x.decision.Code != "" {
 		g.metrics.verify.Observe(x.verify.Seconds())
 	}

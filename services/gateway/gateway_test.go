@@ -502,7 +502,7 @@ func TestUpstreams(t *testing.T) {
 		t.Fatalf("slow upstream: %d", a.status)
 	}
 	m := f.do("GET", "/_keytrail/metrics", nil).body
-	if !strings.Contains(m, `keytrail_gateway_upstream_ejections_total{api="mixed"}`) || !strings.Contains(m, `keytrail_gateway_upstream_errors_total{api="gone"} 1`) {
+	if !strings.Contains(m, `keytrail_gateway_upstream_ejections_total{api="mixed",tenant="acme"}`) || !strings.Contains(m, `keytrail_gateway_upstream_errors_total{api="gone",tenant="acme"} 1`) {
 		t.Fatalf("ejection and error metrics:\n%s", grep(m, "upstream_"))
 	}
 

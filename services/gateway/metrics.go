@@ -28,7 +28,7 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 	decisions *DecisionLog, limits *Limits) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keytrail_gateway_requests_total",
-			Help: "Requests by API and outcome code (NONE: answered before verification)."}, []string{"api", "code"}),
+			Help: "Requests by API (its tenant and id) and outcome code (NONE: answered before verification)."}, []string{"tenant", "api", "code"}),
 		verify: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keytrail_gateway_verify_seconds",
 			Help: "Time to route and verify a request against the read model.", Buckets: fineBuckets}),
 		proxy: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keytrail_gateway_upstream_seconds",
@@ -36,9 +36,9 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keytrail_gateway_propagation_seconds",
 			Help: "Delay from an event's time to this gateway applying it.", Buckets: fineBuckets}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keytrail_gateway_upstream_errors_total",
-			Help: "Failed attempts to reach an API's upstreams."}, []string{"api"}),
+			Help: "Failed attempts to reach an API's upstreams."}, []string{"tenant", "api"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keytrail_gateway_upstream_ejections_total",
-			Help: "Upstreams left out after refusing a connection."}, []string{"api"}),
+			Help: "Upstreams left out after refusing a connection."}, []string{"tenant", "api"}),
 		failOpen: prometheus.NewCounter(prometheus.CounterOpts{Name: "keytrail_gateway_fail_open_total",
 			Help: "Requests verified against a stale read model (fail-open opt-in)."}),
 	}

@@ -136,12 +136,12 @@ func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		u.metrics.upstreamErrors.WithLabelValues(x.api.ID).Inc()
+		u.metrics.upstreamErrors.WithLabelValues(x.api.Tenant, x.api.ID).Inc()
 		if !refused(err) {
 			return nil, err // the upstream may have seen it: never retried
 		}
 		t.ejectedUntil.Store(u.now().Add(u.ejectFor).UnixNano())
-		u.metrics.ejections.WithLabelValues(x.api.ID).Inc()
+		u.metrics.ejections.WithLabelValues(x.api.Tenant, x.api.ID).Inc()
 		u.log.Warn("upstream ejected", "api", x.api.ID, "upstream", t.url.Redacted(), "for", u.ejectFor.String(), "err", err)
 	}
 	return nil, err
