@@ -148,6 +148,20 @@ func TestRevocationsOverNATS(t *testing.T) {
 		t.Fatalf("another tenant's key after acme's revocation: %+v %v", d, err)
 	}
 
+	// The same over HTTP with the client: a user's keys, a tenant's keys.
+	u, res, err := admin.RevokeUserKeys(ctx, "beta", "bob", nil, "over HTTP", nil)
+	if err != nil || u.KeysRevokedBefore == nil || res.Seq == 0 {
+		t.Fatalf("revoke a user's keys over HTTP: %+v %v", u, err)
+	}
+	if d, err := admin.Verify(ctx, betaKey.Secret, nil, &client.Call{MinSeq: res.Seq}); err != nil || d.Code != "REVOKED" {
+		t.Fatalf("beta's key after its user's revocation: %+v %v", d, err)
+	}
+	cutoff := time.Now().Add(-time.Minute)
+	ten, res, err := admin.RevokeTenantKeys(ctx, "beta", &cutoff, "over HTTP", nil)
+	if err != nil || ten.KeysRevokedBefore == nil || !ten.KeysRevokedBefore.Equal(cutoff.UTC()) || res.Seq == 0 {
+		t.Fatalf("revoke a tenant's keys over HTTP: %+v %v", ten, err)
+	}
+
 	// Typed errors over NATS as over HTTP.
 	_, err = client.NewRevoker(nc, betaAdmin.Secret).RevokeKey(ctx, "beta", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "", nil)
 	if !errors.Is(err, client.ErrNotFound) {
