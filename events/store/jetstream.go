@@ -31,6 +31,10 @@ type Config struct {
 	// CreateIfMissing lets Open create the stream. Gateways and auditors
 	// leave it false: only a control node owns the stream's settings.
 	CreateIfMissing bool
+	// AcceptWeak opens a stream weaker than the settings above instead of
+	// refusing it: an auditor reads such a stream and reports its
+	// weaknesses (Weaknesses) rather than refuse to look.
+	AcceptWeak bool
 }
 
 // DefaultDuplicates is the default idempotency window.
@@ -151,7 +155,7 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStream, 
 	if err != nil {
 		return nil, err
 	}
-	if w := Weaknesses(stream.CachedInfo().Config, cfg); len(w) > 0 {
+	if w := Weaknesses(stream.CachedInfo().Config, cfg); len(w) > 0 && !cfg.AcceptWeak {
 		return nil, &WeakStreamError{Weaknesses: w}
 	}
 	return &JetStream{nc: nc, js: js, stream: stream}, nil

@@ -31,7 +31,8 @@ type ChainReport struct {
 	Problems   []ChainProblem `json:"problems"`
 }
 
-// VerifyChain reads the whole event log and checks that the stream's
+// VerifyChain reads the whole event log and checks that the stream is as
+// strong as Keytrail requires (deletes and purges denied, …), that its
 // sequence has no gap, that every message decodes to an event of the
 // aggregate its subject names, and that every event links to its
 // aggregate's previous valid event. A message that fails is named and left
@@ -42,6 +43,9 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 	info, err := a.streamInfo(ctx, events.StreamName)
 	if err != nil {
 		return rep, err
+	}
+	for _, w := range store.Weaknesses(info.Config, store.Config{}) {
+		rep.Problems = append(rep.Problems, ChainProblem{Problem: "the stream is weaker than Keytrail requires: " + w})
 	}
 	if info.State.Msgs == 0 && info.State.LastSeq == 0 {
 		return rep, nil
