@@ -35,7 +35,7 @@ func BenchmarkFold(b *testing.B) {
 	ctx := testCtx(b, 30*time.Minute)
 	total = writeLog(b, ctx, js, total)
 
-	var rawTotal, foldTotal time.Duration
+	var rawTotal, decodeTotal, foldTotal time.Duration
 	for b.Loop() {
 		// Each side starts from a collected heap: the previous round's
 		// catalog is garbage, and collecting it is not this round's work.
@@ -55,6 +55,22 @@ func BenchmarkFold(b *testing.B) {
 		}
 		it.Stop()
 		rawTotal += time.Since(start)
+
+		// Decoding alone (strict decode, subject check, chain hash): what
+		// any reader of the log pays before folding anything.
+		runtime.GC()
+		start = time.Now()
+		dsub, err := st.Subscribe(ctx, store.SubscribeOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range total {
+			if d, err := dsub.Next(ctx); err != nil || d.Err != nil {
+				b.Fatal(err, d.Err)
+			}
+		}
+		dsub.Close()
+		decodeTotal += time.Since(start)
 
 		runtime.GC()
 		start = time.Now()
@@ -82,6 +98,7 @@ func BenchmarkFold(b *testing.B) {
 	b.ReportMetric(n/rawTotal.Seconds(), "raw-msgs/s")
 	b.ReportMetric(n/foldTotal.Seconds(), "folded/s")
 	b.ReportMetric(rawTotal.Seconds()/foldTotal.Seconds(), "ratio")
+	b.ReportMetric(rawTotal.Seconds()/decodeTotal.Seconds(), "decode-only-ratio")
 }
 
 // writeLog publishes about total chained events: keys of 100 users, each
