@@ -193,6 +193,23 @@ func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (Decisio
 // readDecisions reads the decision log as it is now: the decisions that
 // decode, and a mismatch for each entry that does not.
 func (a *Auditor) readDecisions(ctx context.Context, since time.Time) ([]loggedDecision, []DecisionMismatch, error) {
+	var out []loggedDecision
+	var bad []DecisionMismatch
+	err := a.eachDecision(ctx, since, func(l loggedDecision, ok bool) bool {
+		if ok {
+			out = append(out, l)
+		} else {
+			bad = append(bad, DecisionMismatch{Seq: l.seq, Logged: "?", Why: "the entry is not a decision"})
+		}
+		return true
+	})
+	return out, bad, err
+}
+
+// eachDecision calls fn with every entry of the decision log (since since)
+// as it is now, ok false for one that is not a decision, until fn returns
+// false.
+func (a *Auditor) eachDecision(ctx context.Context, since time.Time, fn func(l loggedDecision, ok bool) bool) error {
 	cfg := jetstream.OrderedConsumerConfig{}
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
@@ -200,44 +217,39 @@ func (a *Auditor) readDecisions(ctx context.Context, since time.Time) ([]loggedD
 	js := a.st.JetStream()
 	cons, err := js.OrderedConsumer(ctx, events.DecisionStream, cfg)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil, nil // no gateway has logged anything
+		return nil // no gateway has logged anything
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+		return fmt.Errorf("audit: read decisions: %w", err)
 	}
 	defer store.DeleteConsumer(js, events.DecisionStream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+		return fmt.Errorf("audit: read decisions: %w", err)
 	}
-	var out []loggedDecision
-	var bad []DecisionMismatch
 	if info.NumPending == 0 {
-		return nil, nil, nil
+		return nil
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+		return fmt.Errorf("audit: read decisions: %w", err)
 	}
 	defer it.Stop()
 	for range info.NumPending {
 		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			return nil, nil, fmt.Errorf("audit: read decisions: %w", err)
+			return fmt.Errorf("audit: read decisions: %w", err)
 		}
-		meta, _ := m.Metadata()
-		var seq uint64
-		if meta != nil {
-			seq = meta.Sequence.Stream
+		var l loggedDecision
+		if meta, err := m.Metadata(); err == nil {
+			l.seq = meta.Sequence.Stream
 		}
-		var rec events.DecisionRecord
-		if err := json.Unmarshal(m.Data(), &rec); err != nil || rec.Code == "" {
-			bad = append(bad, DecisionMismatch{Seq: seq, Logged: "?", Why: "the entry is not a decision"})
-			continue
+		ok := json.Unmarshal(m.Data(), &l.rec) == nil && l.rec.Code != ""
+		if !fn(l, ok) {
+			return nil
 		}
-		out = append(out, loggedDecision{rec: rec, seq: seq})
 	}
-	return out, bad, nil
+	return nil
 }
 
 func mismatch(l loggedDecision, derived, why string) DecisionMismatch {
@@ -306,16 +318,21 @@ var ErrNoDecision = errors.New("audit: no such decision")
 // FindDecision returns the logged decision on a request, by the request id
 // its answer carried (Keytrail-Request-Id, request_id in a problem).
 func (a *Auditor) FindDecision(ctx context.Context, requestID string, since time.Time) (events.DecisionRecord, error) {
-	logged, _, err := a.readDecisions(ctx, since)
-	if err != nil {
-		return events.DecisionRecord{}, err
-	}
-	for _, l := range logged {
-		if l.rec.RequestID == requestID {
-			return l.rec, nil
+	var found *events.DecisionRecord
+	err := a.eachDecision(ctx, since, func(l loggedDecision, ok bool) bool {
+		if ok && l.rec.RequestID == requestID {
+			found = &l.rec
+			return false
 		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return events.DecisionRecord{}, err
+	case found == nil:
+		return events.DecisionRecord{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
 	}
-	return events.DecisionRecord{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
+	return *found, nil
 }
 
 // DecisionExplanation is a logged decision re-derived from the history, and
