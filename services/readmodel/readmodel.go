@@ -158,17 +158,19 @@ func (m *Model) apply(d store.Delivery, target uint64) {
 		m.log.Warn("event not applied", "seq", d.Seq, "err", err)
 	}
 	m.mu.Unlock()
-	m.applied.Store(d.Seq)
 	if d.CaughtUp() {
 		m.confirm(0)
 	}
+	// Ready before the position moves: whoever waits for this sequence
+	// (WaitFor) then sees the model ready too.
+	if !m.ready.Load() && (d.Seq >= target || d.CaughtUp()) {
+		m.markReady(d.Seq)
+	}
+	m.applied.Store(d.Seq)
 	m.chMu.Lock()
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.chMu.Unlock()
-	if !m.ready.Load() && (d.Seq >= target || d.CaughtUp()) {
-		m.markReady(d.Seq)
-	}
 	if d.Err != nil {
 		m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
 	} else if m.ready.Load() && m.onApplied != nil {
