@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
@@ -211,4 +212,65 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestGatewayOnAClusterThroughLeaderLoss: a gateway on a three-node cluster
+// with R3 streams keeps enforcing while the event stream's leader is shut
+// down, and a revocation made on the new leader reaches it.
+func TestGatewayOnAClusterThroughLeaderLoss(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	ctx := testCtx(t, 2*time.Minute)
+	st := openStore(t, natstest.Connect(t, c.AllURLs()), store.Config{Replicas: 3})
+	svc, err := control.New(control.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := control.Meta{Actor: "test"}
+	svc.CreateTenant(ctx, m, "acme", "A")
+	svc.CreateUser(ctx, m, "acme", "bob", "")
+	up := upstream(t)
+	if _, _, err := svc.CreateAPI(ctx, m, "acme", control.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{up.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	k, sec, _, err := svc.IssueKey(ctx, m, "acme", control.KeySpec{User: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	out := &natstest.Buffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- app.Main(runCtx, []string{"gateway", "--nats", c.AllURLs(), "--gateway-listen", "127.0.0.1:0", "--replicas", "3"}, out, io.Discard)
+	}()
+	defer func() { stop(); <-done }()
+	var gw string
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if _, err := fmt.Sscanf(out.String(), "gateway %s", &gw); err != nil {
+			return fmt.Errorf("no address yet: %q", out.String())
+		}
+		if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
+			return fmt.Errorf("%d %s", s, code)
+		}
+		return nil
+	})
+
+	leader := c.StreamLeader(events.StreamName)
+	c.Stop(leader)
+	// Still serving from its model while the cluster elects a new leader.
+	if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
+		t.Fatalf("during the election: %d %s", s, code)
+	}
+	var seq uint64
+	natstest.Eventually(t, 30*time.Second, func() error {
+		_, res, err := svc.RevokeKey(ctx, m, "acme", k.ID, nil)
+		seq = res.Seq
+		return err
+	})
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if s, code := through(gw, "/orders", sec.Reveal(), "Keytrail-Min-Seq", fmt.Sprint(seq)); s != 403 || code != "REVOKED" {
+			return fmt.Errorf("after the revocation on the new leader: %d %s", s, code)
+		}
+		return nil
+	})
+	c.Restart(leader)
 }
