@@ -148,46 +148,14 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 	}
 	url := node.ClientURL()
 	listen := url[len("nats://"):]
-	st := openStore(t, natstest.Connect(t, url), store.Config{})
-	svc, err := control.New(control.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := testCtx(t, 2*time.Minute)
-	m := control.Meta{Actor: "test"}
-	svc.CreateTenant(ctx, m, "acme", "A")
-	svc.CreateUser(ctx, m, "acme", "bob", "")
-	up := upstream(t)
-	if _, _, err := svc.CreateAPI(ctx, m, "acme", control.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{up.URL}}); err != nil {
-		t.Fatal(err)
-	}
-	_, sec, _, err := svc.IssueKey(ctx, m, "acme", control.KeySpec{User: "bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	runCtx, stop := context.WithCancel(ctx)
-	out := &natstest.Buffer{}
-	done := make(chan int, 1)
-	go func() {
-		done <- app.Main(runCtx, []string{"gateway", "--nats", url, "--gateway-listen", "127.0.0.1:0", "--max-staleness", "2s"}, out, io.Discard)
-	}()
-	defer func() { stop(); <-done }()
-	var gw string
-	natstest.Eventually(t, 20*time.Second, func() error {
-		if _, err := fmt.Sscanf(out.String(), "gateway %s", &gw); err != nil {
-			return fmt.Errorf("no address yet: %q", out.String())
-		}
-		if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
-			return fmt.Errorf("%d %s", s, code)
-		}
-		return nil
-	})
+	_, _, sec := givenOrdersKey(t, ctx, openStore(t, natstest.Connect(t, url), store.Config{}))
+	gw := runGatewayInProcess(t, ctx, sec, "--nats", url, "--max-staleness", "2s")
 
 	node.Shutdown()
 	down := time.Now()
 	natstest.Eventually(t, 20*time.Second, func() error {
-		if s, code := through(gw, "/orders", sec.Reveal()); s != 503 || code != "STALE" {
+		if s, code := through(gw, "/orders", sec); s != 503 || code != "STALE" {
 			return fmt.Errorf("NATS down %v: %d %s", time.Since(down), s, code)
 		}
 		return nil
@@ -207,7 +175,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 	}
 	defer node.Shutdown()
 	natstest.Eventually(t, 30*time.Second, func() error {
-		if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
+		if s, code := through(gw, "/orders", sec); s != 200 {
 			return fmt.Errorf("NATS back: %d %s", s, code)
 		}
 		return nil
@@ -220,7 +188,35 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 func TestGatewayOnAClusterThroughLeaderLoss(t *testing.T) {
 	c := natstest.RunCluster(t, 3)
 	ctx := testCtx(t, 2*time.Minute)
-	st := openStore(t, natstest.Connect(t, c.AllURLs()), store.Config{Replicas: 3})
+	svc, keyID, sec := givenOrdersKey(t, ctx, openStore(t, natstest.Connect(t, c.AllURLs()), store.Config{Replicas: 3}))
+	gw := runGatewayInProcess(t, ctx, sec, "--nats", c.AllURLs(), "--replicas", "3")
+
+	leader := c.StreamLeader(events.StreamName)
+	c.Stop(leader)
+	// Still serving from its model while the cluster elects a new leader.
+	if s, code := through(gw, "/orders", sec); s != 200 {
+		t.Fatalf("during the election: %d %s", s, code)
+	}
+	var seq uint64
+	natstest.Eventually(t, 30*time.Second, func() error {
+		_, res, err := svc.RevokeKey(ctx, control.Meta{Actor: "test"}, "acme", keyID, nil)
+		seq = res.Seq
+		return err
+	})
+	natstest.Eventually(t, 30*time.Second, func() error {
+		if s, code := through(gw, "/orders", sec, "Keytrail-Min-Seq", fmt.Sprint(seq)); s != 403 || code != "REVOKED" {
+			return fmt.Errorf("after the revocation on the new leader: %d %s", s, code)
+		}
+		return nil
+	})
+	c.Restart(leader)
+}
+
+// givenOrdersKey writes tenant acme, user bob, API /orders in front of a
+// loopback upstream and a key of bob's through the control plane, and
+// returns the control plane, the key's id and its secret.
+func givenOrdersKey(t *testing.T, ctx context.Context, st store.Store) (*control.Service, string, string) {
+	t.Helper()
 	svc, err := control.New(control.Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
@@ -228,49 +224,36 @@ func TestGatewayOnAClusterThroughLeaderLoss(t *testing.T) {
 	m := control.Meta{Actor: "test"}
 	svc.CreateTenant(ctx, m, "acme", "A")
 	svc.CreateUser(ctx, m, "acme", "bob", "")
-	up := upstream(t)
-	if _, _, err := svc.CreateAPI(ctx, m, "acme", control.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{up.URL}}); err != nil {
+	if _, _, err := svc.CreateAPI(ctx, m, "acme", control.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{upstream(t).URL}}); err != nil {
 		t.Fatal(err)
 	}
 	k, sec, _, err := svc.IssueKey(ctx, m, "acme", control.KeySpec{User: "bob"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return svc, k.ID, sec.Reveal()
+}
+
+// runGatewayInProcess runs `keytrail gateway args...` in this process until
+// the test ends, and returns its URL once it lets secret through to /orders.
+func runGatewayInProcess(t *testing.T, ctx context.Context, secret string, args ...string) string {
+	t.Helper()
 	runCtx, stop := context.WithCancel(ctx)
 	out := &natstest.Buffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- app.Main(runCtx, []string{"gateway", "--nats", c.AllURLs(), "--gateway-listen", "127.0.0.1:0", "--replicas", "3"}, out, io.Discard)
+		done <- app.Main(runCtx, append([]string{"gateway", "--gateway-listen", "127.0.0.1:0"}, args...), out, io.Discard)
 	}()
-	defer func() { stop(); <-done }()
+	t.Cleanup(func() { stop(); <-done })
 	var gw string
 	natstest.Eventually(t, 30*time.Second, func() error {
 		if _, err := fmt.Sscanf(out.String(), "gateway %s", &gw); err != nil {
 			return fmt.Errorf("no address yet: %q", out.String())
 		}
-		if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
+		if s, code := through(gw, "/orders", secret); s != 200 {
 			return fmt.Errorf("%d %s", s, code)
 		}
 		return nil
 	})
-
-	leader := c.StreamLeader(events.StreamName)
-	c.Stop(leader)
-	// Still serving from its model while the cluster elects a new leader.
-	if s, code := through(gw, "/orders", sec.Reveal()); s != 200 {
-		t.Fatalf("during the election: %d %s", s, code)
-	}
-	var seq uint64
-	natstest.Eventually(t, 30*time.Second, func() error {
-		_, res, err := svc.RevokeKey(ctx, m, "acme", k.ID, nil)
-		seq = res.Seq
-		return err
-	})
-	natstest.Eventually(t, 30*time.Second, func() error {
-		if s, code := through(gw, "/orders", sec.Reveal(), "Keytrail-Min-Seq", fmt.Sprint(seq)); s != 403 || code != "REVOKED" {
-			return fmt.Errorf("after the revocation on the new leader: %d %s", s, code)
-		}
-		return nil
-	})
-	c.Restart(leader)
+	return gw
 }
