@@ -100,34 +100,31 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		if err := p.decision(x); err != nil {
-			return err
-		}
-		if x.Why != "" {
-			return errDiscrepancy
-		}
+		return finding(p.decision(x), x.Why != "")
 	case "verify-decisions":
 		rep, err := a.VerifyDecisions(ctx, since.orZero())
 		if err != nil {
 			return err
 		}
-		if err := p.decisions(rep); err != nil {
-			return err
-		}
-		if len(rep.Mismatches) > 0 {
-			return errDiscrepancy
-		}
+		return finding(p.decisions(rep), len(rep.Mismatches) > 0)
 	case "verify-chain":
 		rep, err := a.VerifyChain(ctx)
 		if err != nil {
 			return err
 		}
-		if err := p.chain(rep); err != nil {
-			return err
-		}
-		if len(rep.Problems) > 0 {
-			return errDiscrepancy
-		}
+		return finding(p.chain(rep), len(rep.Problems) > 0)
+	}
+	return nil
+}
+
+// finding is the outcome of a report once printed: a discrepancy makes the
+// exit status 1.
+func finding(printErr error, discrepancy bool) error {
+	if printErr != nil {
+		return printErr
+	}
+	if discrepancy {
+		return errDiscrepancy
 	}
 	return nil
 }

@@ -141,9 +141,6 @@ func (g *Gateway) ObserveApplied(r *events.Recorded, at time.Time) {
 	g.metrics.propagation.Observe(max(at.Sub(r.OccurredAt), 0).Seconds())
 }
 
-// Metrics is the gateway's metrics registry.
-func (g *Gateway) Metrics() *prometheus.Registry { return g.cfg.Registry }
-
 // requestID is unique per gateway process and cheap: a random prefix and a
 // counter.
 func (g *Gateway) requestID() string {
