@@ -62,7 +62,12 @@ func ExampleRevoker() {
 	c.CreateUser(ctx, "acme", "alice", "Alice", nil)
 	k, _ := c.IssueKey(ctx, "acme", client.KeySpec{User: "alice"}, nil)
 
-	nc, err := nats.Connect(dev.Addresses().NATS)
+	// The service identity (keytrail dev writes it to <data>/nats/service.nk).
+	opts, err := client.ServiceOptions(filepath.Join(dev.DataDir(), "nats", "service.nk"))
+	if err != nil {
+		panic(err)
+	}
+	nc, err := nats.Connect(dev.Addresses().NATS, opts...)
 	if err != nil {
 		panic(err)
 	}

@@ -21,6 +21,22 @@ type Revoker struct {
 	token string
 }
 
+// ServiceInboxPrefix is the inbox prefix of the service identity, the only
+// one its replies may use: connect with ServiceOptions, or with
+// nats.CustomInboxPrefix(ServiceInboxPrefix) and the identity's seed.
+const ServiceInboxPrefix = "_INBOX.service"
+
+// ServiceOptions connect as the service identity whose nkey seed is in
+// seedFile (service.nk, from keytrail dev's data directory or keytrail
+// nats-config): the identity that may request revocations and nothing else.
+func ServiceOptions(seedFile string) ([]nats.Option, error) {
+	nkey, err := nats.NkeyOptionFromSeed(seedFile)
+	if err != nil {
+		return nil, fmt.Errorf("keytrail: service identity: %w", err)
+	}
+	return []nats.Option{nkey, nats.CustomInboxPrefix(ServiceInboxPrefix)}, nil
+}
+
 // NewRevoker returns a revoker using nc and token (the root key or the
 // tenant's admin key).
 func NewRevoker(nc *nats.Conn, token string) *Revoker { return &Revoker{nc: nc, token: token} }

@@ -26,12 +26,14 @@ import (
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // auditEnv is `keytrail dev` whose gateway logs every decision, and an
 // admin client with the root key.
 type auditEnv struct {
+	dir   string // the dev data directory
 	dev   *app.Dev
 	admin *client.Client
 	root  string
@@ -41,7 +43,7 @@ type auditEnv struct {
 func startAudited(t *testing.T) *auditEnv {
 	a := startAdminWith(t, app.DevConfig{Logger: slog.New(slog.DiscardHandler), MinSeqWait: 50 * time.Millisecond,
 		Gateway: app.GatewayConfig{Sample: 1}}, nil)
-	e := &auditEnv{dev: a.dev, root: a.root, ctx: testCtx(t, 3*time.Minute), admin: client.New(a.base, a.root, nil)}
+	e := &auditEnv{dir: a.dir, dev: a.dev, root: a.root, ctx: testCtx(t, 3*time.Minute), admin: client.New(a.base, a.root, nil)}
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(a.dev.Addresses().Gateway); s != 200 {
 			return fmt.Errorf("gateway readyz %d", s)
@@ -191,7 +193,7 @@ func TestVerifyDecisions(t *testing.T) {
 	// Every request's decision reaches the log, or is counted as dropped
 	// (the decision log never holds a request up; on a busy machine it may
 	// shed a few).
-	js, _ := jetstream.New(natstest.Connect(t, e.dev.Addresses().NATS))
+	js, _ := jetstream.New(devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Auditor))
 	var dropped int64
 	natstest.Eventually(t, 30*time.Second, func() error {
 		s, err := js.Stream(ctx, events.DecisionStream)
@@ -207,8 +209,11 @@ func TestVerifyDecisions(t *testing.T) {
 	if dropped > total/20 {
 		t.Fatalf("%d of %d decisions dropped", dropped, total)
 	}
-	a := audit.New(e.dev.Store())
-	rep, err := a.VerifyDecisions(ctx, time.Time{})
+	auditor, err := store.OpenJetStream(ctx, devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Auditor), store.Config{AcceptWeak: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.New(auditor).VerifyDecisions(ctx, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,20 +234,22 @@ func TestVerifyDecisions(t *testing.T) {
 
 	// The CLI agrees, then finds a forged entry and a garbage one.
 	nats := e.dev.Addresses().NATS
-	if out, code := runCLI("audit", "verify-decisions", "--nats", nats); code != 0 {
+	if out, code := runCLI("audit", "verify-decisions", "--nats", nats, "--data", e.dir); code != 0 {
 		t.Fatalf("verify-decisions on a clean log: exit %d\n%s", code, out)
 	}
+	// Only a gateway identity may write decisions: a compromised gateway.
+	gjs, _ := jetstream.New(devConnect(t, nats, e.dir, natsauth.Gateway))
 	revoked := keys[0].Key
 	last, _ := e.dev.Store().LastSeq(ctx, "")
 	forged, _ := json.Marshal(events.DecisionRecord{Code: "VALID", KeyID: revoked.ID, Tenant: "acme", User: revoked.User, API: "api",
 		APITenant: "acme", Method: "GET", Path: "/acme/x", Node: "mallory", RequestID: "forged-1", Now: time.Now(), Seq: last})
-	if _, err := js.Publish(ctx, events.DecisionSubject("acme"), forged); err != nil {
+	if _, err := gjs.Publish(ctx, events.DecisionSubject("acme"), forged); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, events.DecisionSubject("acme"), []byte("not json")); err != nil {
+	if _, err := gjs.Publish(ctx, events.DecisionSubject("acme"), []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
-	out, code := runCLI("audit", "verify-decisions", "--nats", nats)
+	out, code := runCLI("audit", "verify-decisions", "--nats", nats, "--data", e.dir)
 	if code != 1 || !strings.Contains(out, "forged-1") || !strings.Contains(out, "the history gives REVOKED") ||
 		!strings.Contains(out, "not a decision") || strings.Count(out, "MISMATCH") != 2 {
 		t.Fatalf("verify-decisions with a forged entry: exit %d\n%s", code, out)
@@ -307,25 +314,25 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	_, res, err := e.admin.RevokeKey(ctx, "acme", k.Key.ID, "leaked", nil)
 	e.must(t, err)
 
-	out, code := runCLI("audit", "history", k.Key.ID, "--nats", nats)
+	out, code := runCLI("audit", "history", k.Key.ID, "--nats", nats, "--data", e.dir)
 	if code != 0 || strings.Count(out, "\n") != 6 || !strings.Contains(out, "user.disabled") || !strings.Contains(out, "left the team") ||
 		!strings.Contains(out, "key.revoked") {
 		t.Fatalf("history: exit %d\n%s", code, out)
 	}
-	out, code = runCLI("audit", "history", k.Key.ID, "--tenant", "acme", "--nats", nats, "-o", "json")
+	out, code = runCLI("audit", "history", k.Key.ID, "--tenant", "acme", "--nats", nats, "--data", e.dir, "-o", "json")
 	if code != 0 || strings.Count(out, "\n") != 5 || strings.Contains(out, "secret_sha256") || strings.Contains(out, k.Secret) {
 		t.Fatalf("history -o json: exit %d\n%s", code, out)
 	}
-	out, code = runCLI("audit", "explain", k.Key.ID, "--seq", strconv.FormatUint(k.Seq, 10), "--nats", nats)
+	out, code = runCLI("audit", "explain", k.Key.ID, "--seq", strconv.FormatUint(k.Seq, 10), "--nats", nats, "--data", e.dir)
 	if code != 0 || !strings.HasPrefix(out, "VALID for key "+k.Key.ID) {
 		t.Fatalf("explain before: exit %d\n%s", code, out)
 	}
-	out, code = runCLI("audit", "explain", k.Key.ID, "--seq", strconv.FormatUint(res.Seq, 10), "--nats", nats)
+	out, code = runCLI("audit", "explain", k.Key.ID, "--seq", strconv.FormatUint(res.Seq, 10), "--nats", nats, "--data", e.dir)
 	if code != 0 || !strings.HasPrefix(out, "REVOKED for key") || !strings.Contains(out, "also: USER_DISABLED") ||
 		!strings.Contains(out, fmt.Sprintf("because: key.revoked at seq %d, by root (\"leaked\")", res.Seq)) {
 		t.Fatalf("explain after: exit %d\n%s", code, out)
 	}
-	if out, code := runCLI("audit", "explain", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--nats", nats); code != 1 || !strings.Contains(out, "no such key") {
+	if out, code := runCLI("audit", "explain", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--nats", nats, "--data", e.dir); code != 1 || !strings.Contains(out, "no such key") {
 		t.Fatalf("explain an unknown key: exit %d\n%s", code, out)
 	}
 	// Why was this request denied? From its request id to the event.
@@ -351,7 +358,7 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 		return nil
 	})
 	natstest.Eventually(t, 10*time.Second, func() error {
-		out, code := runCLI("audit", "decision", rid, "--nats", nats)
+		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
 		if code != 0 || !strings.Contains(out, "decided REVOKED (also USER_DISABLED) for key "+k.Key.ID) ||
 			!strings.Contains(out, "the history gives the same decision") ||
 			!strings.Contains(out, fmt.Sprintf("because: key.revoked at seq %d, by root (\"leaked\")", res.Seq)) {
@@ -359,16 +366,17 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 		}
 		return nil
 	})
-	if out, code := runCLI("audit", "decision", "no-such-request", "--nats", nats); code != 1 || !strings.Contains(out, "no such decision") {
+	if out, code := runCLI("audit", "decision", "no-such-request", "--nats", nats, "--data", e.dir); code != 1 || !strings.Contains(out, "no such decision") {
 		t.Fatalf("an unknown request id: exit %d\n%s", code, out)
 	}
 
-	if out, code := runCLI("audit", "verify-chain", "--nats", nats); code != 0 || !strings.Contains(out, "0 problems") {
+	if out, code := runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir); code != 0 || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify-chain on a clean log: exit %d\n%s", code, out)
 	}
 
-	// Garbage, a forgery that does not link, an event on another's subject.
-	nc := natstest.Connect(t, nats)
+	// Garbage, a forgery that does not link, an event on another's subject:
+	// only a holder of the control identity can still publish them.
+	nc := devConnect(t, nats, e.dir, natsauth.Control)
 	publishRaw(t, nc, "keytrail.evt.acme.u.bob.u", []byte("{not an event"))
 	forged := storetest.Event("acme", events.UserAggregate("bob"), events.UserEnabledV1{}, "forged")
 	forged.PrevHash = events.Hash{1, 2, 3}
@@ -381,12 +389,12 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	publishRaw(t, nc, "keytrail.evt.acme.u.bob.u", data)
 	last, _ := e.dev.Store().LastSeq(ctx, "")
 
-	out, code = runCLI("audit", "verify-chain", "--nats", nats)
+	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir)
 	if code != 1 || strings.Count(out, "PROBLEM") != 3 || !strings.Contains(out, fmt.Sprintf("seq %d", last)) ||
 		!strings.Contains(out, "does not link") || !strings.Contains(out, "not an event") {
 		t.Fatalf("verify-chain with forgeries: exit %d\n%s", code, out)
 	}
-	out, code = runCLI("audit", "verify-chain", "--nats", nats, "-o", "json")
+	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir, "-o", "json")
 	if code != 1 || strings.Count(out, "\n") != 4 {
 		t.Fatalf("verify-chain -o json: exit %d\n%s", code, out)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -67,11 +68,11 @@ func runConcurrently(b *testing.B, n int, op func(worker, i int) error) time.Dur
 func BenchmarkAppend(b *testing.B) {
 	b.Run("R1", func(b *testing.B) {
 		node := natstest.RunServer(b)
-		benchAppend(b, natstest.Connect(b, node.ClientURL()), 1)
+		benchAppend(b, node.ConnectAs(b, natsauth.Control), 1)
 	})
 	b.Run("R3", func(b *testing.B) {
 		c := natstest.RunCluster(b, 3)
-		benchAppend(b, natstest.Connect(b, c.URLs()), 3)
+		benchAppend(b, natstest.Connect(b, c.URLs(), c.Identity(natsauth.Control)), 3)
 	})
 }
 
@@ -127,7 +128,7 @@ func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
 // against a raw ordered consumer reading the same messages, in one run. The
 // ratio metric is events/s over raw messages/s (target ≥ 0.8).
 func BenchmarkReplay(b *testing.B) {
-	nc := natstest.Connect(b, startServerProcess(b))
+	nc := startServerProcess(b).Connect(b, natsauth.Control)
 	s := openStore(b, nc, store.Config{})
 	ctx := testCtx(b, 10*time.Minute)
 	const aggregates, perAggregate = 500, store.MaxAppend

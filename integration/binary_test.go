@@ -13,6 +13,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -51,7 +52,7 @@ func TestDevBinaryStopsCleanlyOnSignals(t *testing.T) {
 			}
 			return json.Unmarshal(b, &addrs)
 		})
-		nc := natstest.Connect(t, addrs.NATS)
+		nc := devConnect(t, addrs.NATS, dir, natsauth.Control)
 		s := openStore(t, nc, store.Config{})
 		h, err := s.Load(testCtx(t, 10*time.Second), "acme", events.UserAggregate("bob"))
 		if err != nil {

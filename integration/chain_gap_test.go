@@ -11,6 +11,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -19,11 +20,12 @@ import (
 // which names the weakness and every message deleted from it.
 func TestVerifyChainNamesAWeakStreamAndDeletedMessages(t *testing.T) {
 	node := natstest.RunServer(t)
-	nc := natstest.Connect(t, node.ClientURL())
+	nc := node.ConnectAs(t, natsauth.Control)
 	ctx := testCtx(t, time.Minute)
 	cfg := store.StreamConfig(store.Config{})
 	cfg.DenyDelete = false
-	js, _ := jetstream.New(nc)
+	// Only an operator outside Keytrail's roles can make such a stream.
+	js, _ := jetstream.New(node.ConnectAs(t, natstest.Operator))
 	s, err := js.CreateStream(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,11 @@ func TestVerifyChainNamesAWeakStreamAndDeletedMessages(t *testing.T) {
 	if err := s.DeleteMsg(ctx, 2); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := audit.New(st).VerifyChain(ctx)
+	auditor, err := store.OpenJetStream(ctx, node.ConnectAs(t, natsauth.Auditor), store.Config{AcceptWeak: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.New(auditor).VerifyChain(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

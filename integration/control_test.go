@@ -12,6 +12,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -77,12 +78,15 @@ func TestNoKeyIsIssuedToADisabledUser(t *testing.T) {
 func controlOn(t *testing.T, replicas int) (store.Store, *control.Service) {
 	t.Helper()
 	var url string
+	var auth natstest.Auth
 	if replicas == 1 {
-		url = natstest.RunServer(t).ClientURL()
+		s := natstest.RunServer(t)
+		url, auth = s.ClientURL(), s.Auth
 	} else {
-		url = natstest.RunCluster(t, 3).URLs()
+		c := natstest.RunCluster(t, 3)
+		url, auth = c.URLs(), c.Auth
 	}
-	st := openStore(t, natstest.Connect(t, url), store.Config{Replicas: replicas})
+	st := openStore(t, natstest.Connect(t, url, auth.Identity(natsauth.Control)), store.Config{Replicas: replicas})
 	svc, err := control.New(control.Config{Store: st})
 	if err != nil {
 		t.Fatal(err)

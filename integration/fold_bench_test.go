@@ -16,7 +16,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/projections"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 // BenchmarkFold folds a large log into a gateway's catalog (decode, chain check, apply)
@@ -29,7 +29,7 @@ func BenchmarkFold(b *testing.B) {
 	}
 	// The server in a child process, as a gateway sees it (see
 	// BenchmarkReplay).
-	nc := natstest.Connect(b, startServerProcess(b))
+	nc := startServerProcess(b).Connect(b, natsauth.Control)
 	st := openStore(b, nc, store.Config{})
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	ctx := testCtx(b, 30*time.Minute)

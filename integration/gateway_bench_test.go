@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
@@ -33,15 +35,18 @@ import (
 // /bench in front of a loopback upstream answering 200 with a small body.
 type benchEnv struct {
 	ctx      context.Context
-	url      string
+	srv      serverProcess
 	st       *store.JetStream
 	svc      *control.Service
 	upstream *httptest.Server
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
-	e := &benchEnv{ctx: testCtx(b, 20*time.Minute), url: startServerProcess(b)}
-	e.st = openStore(b, natstest.Connect(b, e.url), store.Config{})
+	e := &benchEnv{ctx: testCtx(b, 20*time.Minute), srv: startServerProcess(b)}
+	e.st = openStore(b, e.srv.Connect(b, natsauth.Control), store.Config{})
+	if err := gateway.EnsureDecisionStream(e.ctx, e.st.JetStream(), gateway.DecisionStreamConfig{Retention: time.Hour}); err != nil {
+		b.Fatal(err)
+	}
 	var err error
 	if e.svc, err = control.New(control.Config{Store: e.st}); err != nil {
 		b.Fatal(err)
@@ -81,17 +86,13 @@ func (e *benchEnv) gateway(b *testing.B) string {
 }
 
 func (e *benchEnv) gatewayWithModel(b *testing.B) (string, *readmodel.Model) {
-	nc := natstest.Connect(b, e.url)
-	st := openStore(b, nc, store.Config{})
+	st := openStore(b, e.srv.Connect(b, natsauth.Gateway), store.Config{})
 	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan struct{})
 	go func() { model.Run(ctx, st, nil); close(done) }()
 	b.Cleanup(func() { cancel(); <-done })
 	decisions := gateway.NewDecisionLog(st.JetStream(), 8192)
-	if err := gateway.EnsureDecisionStream(e.ctx, st.JetStream(), 1, time.Hour); err != nil {
-		b.Fatal(err)
-	}
 	go decisions.Run(ctx)
 	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01,
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
@@ -359,7 +360,7 @@ func BenchmarkGatewayMemory(b *testing.B) {
 			secrets = append(secrets, s.Reveal())
 		}
 	}
-	p, gw := startKeytrail(b, "gateway ", "gateway", "--nats", e.url, "--gateway-listen", "127.0.0.1:0")
+	p, gw := startKeytrail(b, "gateway ", "gateway", "--nats", e.srv.URL, "--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", "127.0.0.1:0")
 	natstest.Eventually(b, 60*time.Second, func() error {
 		if s := readyz(gw); s != 200 {
 			return fmt.Errorf("readyz %d", s)

@@ -14,6 +14,8 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
@@ -70,7 +72,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	gateways := []string{e.dev.Addresses().Gateway}
 	var procs []*process
 	for range 2 {
-		p, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--gateway-listen", "127.0.0.1:0")
+		p, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
 		procs = append(procs, p)
 		gateways = append(gateways, url)
 	}
@@ -102,7 +104,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	t.Logf("revocation enforced by %d gateways within %v of the acknowledgement", len(gateways), time.Since(ack))
 
 	// A gateway serving only tenant beta knows nothing of acme's APIs.
-	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
+	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(betaOnly); s != 200 {
 			return fmt.Errorf("readyz %d", s)
@@ -123,7 +125,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 		k := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
 		fresh = append(fresh, k.body["secret"].(string))
 	}
-	_, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--gateway-listen", "127.0.0.1:0")
+	_, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(url); s != 200 {
 			return fmt.Errorf("readyz %d", s)
@@ -142,15 +144,16 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 // serves again without a restart.
 func TestGatewayStaleWithoutNATS(t *testing.T) {
 	dir := t.TempDir()
-	node, err := natsnode.Start(natsnode.Config{Name: "n", StoreDir: dir, Listen: "127.0.0.1:0"})
+	auth := natstest.NewAuth(t)
+	node, err := natsnode.Start(natsnode.Config{Name: "n", StoreDir: dir, Listen: "127.0.0.1:0", Users: auth.Users()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	url := node.ClientURL()
 	listen := url[len("nats://"):]
 	ctx := testCtx(t, 2*time.Minute)
-	_, _, sec := givenOrdersKey(t, ctx, openStore(t, natstest.Connect(t, url), store.Config{}))
-	gw := runGatewayInProcess(t, ctx, sec, "--nats", url, "--max-staleness", "2s")
+	_, _, sec := givenOrdersKey(t, ctx, openStore(t, natstest.Connect(t, url, auth.Identity(natsauth.Control)), store.Config{}))
+	gw := runGatewayInProcess(t, ctx, sec, "--nats", url, "--nats-nkey", auth.SeedFile(t, natsauth.Gateway), "--max-staleness", "2s")
 
 	node.Shutdown()
 	down := time.Now()
@@ -169,7 +172,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 		t.Fatalf("readyz while stale: %d", s)
 	}
 
-	node, err = natsnode.Start(natsnode.Config{Name: "n", StoreDir: dir, Listen: listen})
+	node, err = natsnode.Start(natsnode.Config{Name: "n", StoreDir: dir, Listen: listen, Users: auth.Users()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,8 +191,8 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 func TestGatewayOnAClusterThroughLeaderLoss(t *testing.T) {
 	c := natstest.RunCluster(t, 3)
 	ctx := testCtx(t, 2*time.Minute)
-	svc, keyID, sec := givenOrdersKey(t, ctx, openStore(t, natstest.Connect(t, c.AllURLs()), store.Config{Replicas: 3}))
-	gw := runGatewayInProcess(t, ctx, sec, "--nats", c.AllURLs(), "--replicas", "3")
+	svc, keyID, sec := givenOrdersKey(t, ctx, openStore(t, c.ConnectAs(t, natsauth.Control), store.Config{Replicas: 3}))
+	gw := runGatewayInProcess(t, ctx, sec, "--nats", c.AllURLs(), "--nats-nkey", c.SeedFile(t, natsauth.Gateway))
 
 	leader := c.StreamLeader(events.StreamName)
 	c.Stop(leader)
@@ -215,10 +218,18 @@ func TestGatewayOnAClusterThroughLeaderLoss(t *testing.T) {
 // givenOrdersKey writes tenant acme, user bob, API /orders in front of a
 // loopback upstream and a key of bob's through the control plane, and
 // returns the control plane, the key's id and its secret.
-func givenOrdersKey(t *testing.T, ctx context.Context, st store.Store) (*control.Service, string, string) {
+func givenOrdersKey(t *testing.T, ctx context.Context, st *store.JetStream) (*control.Service, string, string) {
 	t.Helper()
 	svc, err := control.New(control.Config{Store: st})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// What a control node creates for the gateways.
+	s, err := st.JetStream().Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gateway.EnsureDecisionStream(ctx, st.JetStream(), gateway.DecisionStreamConfig{Replicas: s.CachedInfo().Config.Replicas}); err != nil {
 		t.Fatal(err)
 	}
 	m := control.Meta{Actor: "test"}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -9,12 +10,31 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 func testCtx(tb testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// devIdentity reads role's identity from a dev data directory, as
+// `--data DIR` makes every mode do.
+func devIdentity(tb testing.TB, dir string, role natsauth.Role) natsauth.Identity {
+	tb.Helper()
+	id, err := natsauth.ReadSeedFile(role, filepath.Join(dir, "nats", role.SeedFile()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+// devConnect connects to the dev deployment in dir as role.
+func devConnect(tb testing.TB, url, dir string, role natsauth.Role) *nats.Conn {
+	tb.Helper()
+	return natstest.Connect(tb, url, devIdentity(tb, dir, role))
 }
 
 func openStore(tb testing.TB, nc *nats.Conn, cfg store.Config) *store.JetStream {

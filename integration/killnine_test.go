@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
 )
 
@@ -23,18 +26,37 @@ const (
 	killUsers  = 8
 )
 
+// embeddedControl starts a node on dir with fresh identities and connects
+// to it, in process, as control.
+func embeddedControl(name, dir string) (*natsnode.Node, *nats.Conn, error) {
+	ids, err := natsauth.NewSet()
+	if err != nil {
+		return nil, nil, err
+	}
+	node, err := natsnode.Start(natsnode.Config{Name: name, StoreDir: dir, Listen: "127.0.0.1:0", Users: natsnode.Users(ids)})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := node.Connect(ids[natsauth.Control])
+	if err != nil {
+		node.Shutdown()
+		return nil, nil, err
+	}
+	return node, nc, nil
+}
+
 // runAppender is the child: it opens the store in dir with an embedded node
 // and appends commands to a few user aggregates, printing one line per
 // acknowledged append, "ACK <command> <first seq> <last seq>", until it is
 // killed (or, as a bound, after a minute).
 func runAppender(dir, round string) int {
-	node, err := natsnode.Start(natsnode.Config{Name: "appender", StoreDir: dir, Listen: "127.0.0.1:0"})
+	node, nc, err := embeddedControl("appender", dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer node.Shutdown()
-	nc, err := node.Connect()
+	defer nc.Close()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -189,15 +211,11 @@ func appendUntilKilled(t *testing.T, dir string, round int) []ackLine {
 
 func checkRecovered(t *testing.T, dir string, acked []ackLine) {
 	t.Helper()
-	node, err := natsnode.Start(natsnode.Config{Name: "recovery", StoreDir: dir, Listen: "127.0.0.1:0"})
+	node, nc, err := embeddedControl("recovery", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer node.Shutdown()
-	nc, err := node.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer nc.Close()
 	s := openStore(t, nc, store.Config{})
 	all := readAll(t, s)

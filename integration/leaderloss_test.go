@@ -13,6 +13,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -26,7 +27,7 @@ func TestLeaderLossLosesNoAcknowledgedEvent(t *testing.T) {
 		rounds = 5
 	}
 	c := natstest.RunCluster(t, 3)
-	nc := natstest.Connect(t, c.AllURLs())
+	nc := c.ConnectAs(t, natsauth.Control)
 	s := openStore(t, nc, store.Config{Replicas: 3})
 	var acked []ackLine
 	for round := 1; round <= rounds; round++ {
@@ -39,7 +40,7 @@ func TestLeaderLossLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	// Read back through a fresh connection: every acknowledged command is
 	// there once, at the sequences it was acknowledged at.
-	fresh := natstest.Connect(t, c.URLs())
+	fresh := natstest.Connect(t, c.URLs(), c.Identity(natsauth.Control))
 	all := readAll(t, openStore(t, fresh, store.Config{Replicas: 3}))
 	byCmd := map[string][]events.Recorded{}
 	for _, r := range all {

@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/keytrail/keytrail/services/app"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // Environment variables that turn the test binary into a child process.
@@ -24,8 +28,10 @@ const (
 	appenderEnv      = "KEYTRAIL_TEST_APPENDER"
 	appenderRoundEnv = "KEYTRAIL_TEST_APPENDER_ROUND"
 	// serverEnv: run a NATS node on the given store directory, print its
-	// URL, and stop when standard input closes.
+	// URL, and stop when standard input closes; seedsEnv is the directory of
+	// the identities it accepts.
 	serverEnv = "KEYTRAIL_TEST_SERVER"
+	seedsEnv  = "KEYTRAIL_TEST_SEEDS"
 	// gatewayEnv: run `keytrail` with these arguments (separated by \x1f),
 	// stopping on SIGTERM.
 	gatewayEnv = "KEYTRAIL_TEST_KEYTRAIL"
@@ -37,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runAppender(dir, os.Getenv(appenderRoundEnv)))
 	}
 	if dir := os.Getenv(serverEnv); dir != "" {
-		os.Exit(runServer(dir))
+		os.Exit(runServer(dir, os.Getenv(seedsEnv)))
 	}
 	if args := os.Getenv(gatewayEnv); args != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -48,8 +54,13 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func runServer(dir string) int {
-	node, err := natsnode.Start(natsnode.Config{Name: "child", StoreDir: dir, Listen: "127.0.0.1:0"})
+func runServer(dir, seeds string) int {
+	ids, err := natsauth.LoadOrCreateDir(seeds)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	node, err := natsnode.Start(natsnode.Config{Name: "child", StoreDir: dir, Listen: "127.0.0.1:0", Users: natsnode.Users(ids)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -60,13 +71,32 @@ func runServer(dir string) int {
 	return 0
 }
 
+// serverProcess is a NATS node in a child process: its URL, and the
+// identities it accepts with the directory of their seed files.
+type serverProcess struct {
+	URL   string
+	Seeds string
+	IDs   natsauth.Set
+}
+
+// Connect connects to the node as role.
+func (p serverProcess) Connect(tb testing.TB, role natsauth.Role) *nats.Conn {
+	tb.Helper()
+	return natstest.Connect(tb, p.URL, p.IDs[role])
+}
+
 // startServerProcess runs a NATS node in a child process, as a production
 // gateway or control node sees its server: CPU and garbage collection of the
-// server are not the reader's. It returns the node's URL.
-func startServerProcess(tb testing.TB) string {
+// server are not the reader's.
+func startServerProcess(tb testing.TB) serverProcess {
 	tb.Helper()
+	seeds := tb.TempDir()
+	ids, err := natsauth.LoadOrCreateDir(seeds)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serverEnv+"="+tb.TempDir())
+	cmd.Env = append(os.Environ(), serverEnv+"="+tb.TempDir(), seedsEnv+"="+seeds)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -87,7 +117,7 @@ func startServerProcess(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("server process: %v", err)
 	}
-	return strings.TrimSpace(url)
+	return serverProcess{URL: strings.TrimSpace(url), Seeds: seeds, IDs: ids}
 }
 
 // process is a keytrail role running in a child process.

@@ -14,7 +14,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
 
@@ -27,15 +27,16 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("KEYTRAIL_READY_KEYS")); err == nil && v > 0 {
 		keys = v
 	}
-	nc := natstest.Connect(b, startServerProcess(b))
-	st := openStore(b, nc, store.Config{})
+	srv := startServerProcess(b)
+	st := openStore(b, srv.Connect(b, natsauth.Control), store.Config{})
+	gst := openStore(b, srv.Connect(b, natsauth.Gateway), store.Config{})
 	ctx := testCtx(b, 10*time.Minute)
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// A catalog as a gateway holds it, saved as the snapshot writer would.
 	writer := readmodel.New(discard, readmodel.VerificationOnly())
 	writer.Restore(bigCatalog(b, keys))
-	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "writer", writer, nil)
+	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "writer")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,11 +46,7 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 
 	for b.Loop() {
 		m := readmodel.New(discard, readmodel.VerificationOnly())
-		s, err := readmodel.OpenSnapshots(ctx, st.JetStream(), 1, "gateway", m, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c, err := s.Load(ctx)
+		c, err := readmodel.LoadSnapshot(ctx, gst.JetStream(), gst, m, nil)
 		if err != nil || c == nil {
 			b.Fatal("no snapshot", err)
 		}

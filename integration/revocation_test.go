@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keytrail/keytrail/client"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 // TestRevocationsOverNATS: other services revoke over NATS with the same
@@ -52,7 +52,7 @@ func TestRevocationsOverNATS(t *testing.T) {
 	victim, betaKey := issue("acme"), issue("beta")
 	gw := e.dev.Addresses().Gateway
 
-	nc := natstest.Connect(t, e.dev.Addresses().NATS)
+	nc := devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Service)
 	raw := func(subject, token, body string) (int, string) {
 		m := nats.NewMsg(subject)
 		m.Data = []byte(body)

@@ -7,12 +7,13 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 func TestJetStreamConformanceSingleNode(t *testing.T) {
 	node := natstest.RunServer(t)
-	nc := natstest.Connect(t, node.ClientURL())
+	nc := node.ConnectAs(t, natsauth.Control)
 	s := openStore(t, nc, store.Config{Replicas: 1})
 	storetest.Run(t, storetest.Harness{
 		Store:      func(*testing.T) store.Store { return s },
@@ -22,7 +23,7 @@ func TestJetStreamConformanceSingleNode(t *testing.T) {
 
 func TestJetStreamConformanceCluster(t *testing.T) {
 	c := natstest.RunCluster(t, 3)
-	nc := natstest.Connect(t, c.URLs())
+	nc := natstest.Connect(t, c.URLs(), c.Identity(natsauth.Control))
 	s := openStore(t, nc, store.Config{Replicas: 3})
 	storetest.Run(t, storetest.Harness{
 		Store:      func(*testing.T) store.Store { return s },
@@ -34,7 +35,7 @@ func TestJetStreamConformanceCluster(t *testing.T) {
 // again (an auditor, a model restarted) leaves no consumer on the server.
 func TestSubscriptionsLeaveNoConsumers(t *testing.T) {
 	node := natstest.RunServer(t)
-	nc := natstest.Connect(t, node.ClientURL())
+	nc := node.ConnectAs(t, natsauth.Control)
 	st := openStore(t, nc, store.Config{})
 	ctx := testCtx(t, time.Minute)
 	for i := range 50 {

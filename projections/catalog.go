@@ -337,3 +337,23 @@ func (c *Catalog) Route(path string) (API, bool) {
 	}
 	return API{}, false
 }
+
+// EachHead calls fn with every aggregate the catalog holds a chain head
+// for (a key only once issued), and that head: what a node checks a
+// snapshot against the log with before it trusts it.
+func (c *Catalog) EachHead(fn func(tenant string, a events.Aggregate, head events.Hash)) {
+	for tid, t := range c.tenants {
+		fn(tid, events.TenantAggregate(tid), t.Head)
+		for uid, u := range t.users {
+			fn(tid, events.UserAggregate(uid), u.Head)
+		}
+		for kid, k := range t.keys {
+			if k.exists() {
+				fn(tid, events.KeyAggregate(k.user.ID, kid), k.head)
+			}
+		}
+		for aid, a := range t.apis {
+			fn(tid, events.APIAggregate(aid), a.Head)
+		}
+	}
+}

@@ -27,12 +27,20 @@ const (
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
 // Seq+1 without folding the log from the start.
-func (c *Catalog) WriteSnapshot(w io.Writer) error {
+func (c *Catalog) WriteSnapshot(w io.Writer) error { return c.writeSnapshot(w, c.verifyOnly) }
+
+// WriteVerificationSnapshot encodes the catalog as the verification-only
+// catalog of the same events would be (byte for byte): a control node
+// writes the gateways' snapshot from its own full catalog, so that gateways
+// never write to the snapshot store.
+func (c *Catalog) WriteVerificationSnapshot(w io.Writer) error { return c.writeSnapshot(w, true) }
+
+func (c *Catalog) writeSnapshot(w io.Writer, verifyOnly bool) error {
 	bw := bufio.NewWriterSize(w, 1<<16)
-	e := encoder{w: bw}
+	e := encoder{w: bw, verifyOnly: verifyOnly}
 	e.raw(snapshotMagic)
 	e.uint(snapshotFormat)
-	e.bool(c.verifyOnly)
+	e.bool(verifyOnly)
 	e.uint(c.Seq)
 	e.uint(c.Skipped)
 	e.uint(uint64(len(c.Problems)))
@@ -65,9 +73,11 @@ func (c *Catalog) Digest() [32]byte {
 }
 
 type encoder struct {
-	w   *bufio.Writer
-	buf [binary.MaxVarintLen64]byte
-	err error
+	// verifyOnly leaves the keys' admin-only attributes out.
+	verifyOnly bool
+	w          *bufio.Writer
+	buf        [binary.MaxVarintLen64]byte
+	err        error
 }
 
 func (e *encoder) raw(s string) {
@@ -216,8 +226,12 @@ func (e *encoder) tenant(t *tenantEntry) {
 		e.evidence(k.attrsBy)
 		e.evidence(k.statusBy)
 		e.evidence(k.rotatedBy)
-		e.bool(k.admin != nil)
-		if a := k.admin; a != nil {
+		a := k.admin
+		if e.verifyOnly {
+			a = nil
+		}
+		e.bool(a != nil)
+		if a != nil {
 			e.str(a.name)
 			e.str(a.hint)
 			e.str(a.rotatedFrom)

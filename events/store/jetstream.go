@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -35,6 +37,11 @@ type Config struct {
 	// refusing it: an auditor reads such a stream and reports its
 	// weaknesses (Weaknesses) rather than refuse to look.
 	AcceptWeak bool
+	// WatermarkFile keeps the highest sequence this node has seen the
+	// stream hold, and the stream's creation time, across restarts (empty:
+	// in memory only). A node then refuses a stream that was rewound or made
+	// anew, and never creates an empty one over a history it knew.
+	WatermarkFile string
 }
 
 // DefaultDuplicates is the default idempotency window.
@@ -48,6 +55,11 @@ type JetStream struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	cfg    Config
+
+	mu    sync.Mutex
+	wm    Watermark // what this node has seen of the stream
+	saved Watermark // what WatermarkFile holds
 }
 
 var _ Store = (*JetStream)(nil)
@@ -129,17 +141,27 @@ func (e *WeakStreamError) Error() string {
 }
 
 // OpenJetStream ensures the event stream (creating it if cfg allows and it is
-// missing) and refuses to run on one with weaker settings.
+// missing, unless the node's watermark says it saw one) and refuses to run
+// on one with weaker settings, or one that is not the history the node saw
+// (ErrRefused).
 func OpenJetStream(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStream, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	wm, err := readWatermark(cfg.WatermarkFile)
+	if err != nil {
+		return nil, err
 	}
 	var stream jetstream.Stream
 	// The first JetStream request after a server starts (or a cluster forms)
 	// can go unanswered: retry with short attempts until ctx ends.
 	err = retry(ctx, func(ctx context.Context) error {
 		s, err := js.Stream(ctx, events.StreamName)
+		if errors.Is(err, jetstream.ErrStreamNotFound) && wm.Seq > 0 {
+			return permanent{&IntegrityError{Reason: fmt.Sprintf("the stream is gone, and this node saw it hold %d events "+
+				"(watermark %s); it will not create an empty one over that history", wm.Seq, cfg.WatermarkFile)}}
+		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) && cfg.CreateIfMissing {
 			s, err = js.CreateStream(ctx, StreamConfig(cfg))
 			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -155,10 +177,11 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStream, 
 	if err != nil {
 		return nil, err
 	}
-	if w := Weaknesses(stream.CachedInfo().Config, cfg); len(w) > 0 && !cfg.AcceptWeak {
-		return nil, &WeakStreamError{Weaknesses: w}
+	st := &JetStream{nc: nc, js: js, stream: stream, cfg: cfg, wm: wm, saved: wm}
+	if err := st.judge(stream.CachedInfo()); err != nil {
+		return nil, err
 	}
-	return &JetStream{nc: nc, js: js, stream: stream}, nil
+	return st, nil
 }
 
 type permanent struct{ error }
@@ -247,7 +270,7 @@ func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Wr
 		return recs, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: append to %s: %w", p.recs[0].Subject, err)
+		return nil, unavailable("append to "+p.recs[0].Subject, err)
 	}
 	if ack.Duplicate {
 		// R3 answers a retried Msg-Id with the original's sequence. Read it
@@ -355,9 +378,69 @@ func (s *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) (*jetstr
 
 // directGetRequest is the body of a JetStream direct get.
 type directGetRequest struct {
-	Seq     uint64 `json:"seq,omitempty"`
-	NextFor string `json:"next_by_subj,omitempty"`
-	Batch   int    `json:"batch,omitempty"`
+	Seq       uint64   `json:"seq,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	Batch     int      `json:"batch,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
+	UpToSeq   uint64   `json:"up_to_seq,omitempty"`
+}
+
+// AsOf is an aggregate's last message at some sequence: its sequence and
+// its event (Err when it is not a valid one). Seq 0: the aggregate had none.
+type AsOf struct {
+	Seq   uint64
+	Event events.Recorded
+	Err   error
+}
+
+// multiLastBatch is how many subjects one multi-last direct get asks for
+// (the server answers at most 1024).
+const multiLastBatch = 256
+
+// LastAsOf returns the last message of each subject at or before sequence
+// upTo, by batched direct gets: what a node compares a snapshot's chain
+// heads with before it trusts the snapshot. A subject with no message by
+// then is missing from the result.
+func (s *JetStream) LastAsOf(ctx context.Context, subjects []string, upTo uint64) (map[string]AsOf, error) {
+	out := make(map[string]AsOf, len(subjects))
+	if upTo == 0 {
+		return out, nil
+	}
+	inbox := s.nc.NewRespInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	api := "$JS.API.DIRECT.GET." + events.StreamName
+	for chunk := range slices.Chunk(subjects, multiLastBatch) {
+		body, _ := json.Marshal(directGetRequest{MultiLast: chunk, UpToSeq: upTo, Batch: len(chunk)})
+		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
+			return nil, unavailable("direct get", err)
+		}
+	batch:
+		for {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return nil, unavailable("direct get", err)
+			}
+			switch status := m.Header.Get("Status"); status {
+			case "":
+			case "404", "204": // none of these subjects has a message; end of batch
+				break batch
+			default:
+				return nil, fmt.Errorf("store: direct get: status %s %s", status, m.Header.Get("Description"))
+			}
+			seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil || seq == 0 || seq > upTo {
+				return nil, fmt.Errorf("store: direct get: bad sequence header %q", m.Header.Get(jetstream.SequenceHeader))
+			}
+			subj := m.Header.Get(jetstream.SubjectHeader)
+			r, derr := decodeAt(seq, subj, m.Data)
+			out[subj] = AsOf{Seq: seq, Event: r, Err: derr}
+		}
+	}
+	return out, nil
 }
 
 // Load implements Store with batched direct gets. Any replica may answer a
@@ -384,7 +467,7 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 	}
 	defer sub.Unsubscribe()
 	api := "$JS.API.DIRECT.GET." + events.StreamName
-	noResponders := 0
+	noResponders, start := 0, time.Now()
 	for {
 		body, _ := json.Marshal(directGetRequest{Seq: from, NextFor: filter, Batch: loadBatch})
 		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
@@ -396,9 +479,10 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 			m, err := sub.NextMsgWithContext(ctx)
 			if errors.Is(err, nats.ErrNoResponders) {
 				// No replica answers direct gets yet (just after the stream
-				// was created, or during a leader change): ask again.
-				if err := pause(ctx, &noResponders); err != nil {
-					return fmt.Errorf("store: direct get %s: %w", filter, nats.ErrNoResponders)
+				// was created, or during a leader change): ask again, for a
+				// while (the stream may be gone).
+				if err := pauseWhileNoResponders(ctx, &noResponders, start); err != nil {
+					return unavailable("direct get "+filter, err)
 				}
 				if last > 0 {
 					from = last + 1
@@ -447,16 +531,30 @@ func pause(ctx context.Context, attempt *int) error {
 	}
 }
 
+// noResponderWait bounds how long a read asks again while no server answers
+// for the stream: past it, the stream is taken as unavailable (gone, or its
+// servers unreachable) rather than about to answer.
+const noResponderWait = 3 * time.Second
+
+// pauseWhileNoResponders is pause, failing with nats.ErrNoResponders once
+// noResponderWait has passed since start.
+func pauseWhileNoResponders(ctx context.Context, attempt *int, start time.Time) error {
+	if time.Since(start) > noResponderWait {
+		return nats.ErrNoResponders
+	}
+	return pause(ctx, attempt)
+}
+
 // lastMsg is the stream's last message under filter, asking again while no
 // replica answers direct gets (see directGet).
 func (s *JetStream) lastMsg(ctx context.Context, filter string) (*jetstream.RawStreamMsg, error) {
-	for attempt := 0; ; {
+	for attempt, start := 0, time.Now(); ; {
 		m, err := s.stream.GetLastMsgForSubject(ctx, filter)
 		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
 			return m, err
 		}
-		if perr := pause(ctx, &attempt); perr != nil {
-			return nil, err
+		if perr := pauseWhileNoResponders(ctx, &attempt, start); perr != nil {
+			return nil, unavailable("last message of "+filter, err)
 		}
 	}
 }
@@ -466,7 +564,7 @@ func (s *JetStream) LastSeq(ctx context.Context, filter string) (uint64, error) 
 	if filter == "" || filter == events.AllSubjects {
 		info, err := s.stream.Info(ctx)
 		if err != nil {
-			return 0, fmt.Errorf("store: stream info: %w", err)
+			return 0, unavailable("stream info", err)
 		}
 		return info.State.LastSeq, nil
 	}

@@ -19,7 +19,6 @@ import (
 // keytrail.cmd.<tenant>.keys.revoke, served by every control node in one
 // queue group.
 const (
-	RevocationSubjects = "keytrail.cmd.*.keys.revoke"
 	RevocationQueue    = "keytrail-control"
 	maxRevocationBody  = 64 << 10
 )
@@ -51,7 +50,7 @@ const StatusHeader = "Keytrail-Status"
 // same validation, Idempotency-Key, problems, access log and metrics — as
 // the matching admin route.
 func (s *Server) ServeRevocations(nc *nats.Conn) (*nats.Subscription, error) {
-	return nc.QueueSubscribe(RevocationSubjects, RevocationQueue, s.revocation)
+	return nc.QueueSubscribe(events.RevocationSubjects, RevocationQueue, s.revocation)
 }
 
 func (s *Server) revocation(m *nats.Msg) {

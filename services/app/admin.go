@@ -14,11 +14,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
 
@@ -72,31 +75,48 @@ type adminRole struct {
 // model when it has applied anything since the last one.
 const snapshotEvery = time.Minute
 
-// startAdmin starts the read model (from the latest snapshot when there is
-// one) and serves the admin API on listen.
-func startAdmin(ctx context.Context, st *store.JetStream, listen string, replicas int, rootHash events.SecretHash, minSeqWait time.Duration, log *slog.Logger) (*adminRole, error) {
+// adminConfig configures a control role.
+type adminConfig struct {
+	Listen     string
+	Replicas   int
+	RootHash   events.SecretHash
+	MinSeqWait time.Duration
+	// Decisions are the limits of the decision stream, which a control
+	// node creates when it is missing.
+	Decisions gateway.DecisionStreamConfig
+}
+
+// startAdmin creates the decision stream and the snapshot buckets if they
+// are missing, starts the read model (from the latest snapshot when there
+// is a consistent one), serves the admin API on cfg.Listen and revocations
+// on the bus, and writes snapshots for itself and for the gateways.
+func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *slog.Logger) (*adminRole, error) {
 	svc, err := control.New(control.Config{Store: st})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", listen)
+	js := st.JetStream()
+	dcfg := cfg.Decisions
+	dcfg.Replicas = cfg.Replicas
+	if err := gateway.EnsureDecisionStream(ctx, js, dcfg); err != nil {
+		return nil, err
+	}
+	snaps, err := readmodel.OpenSnapshots(ctx, js, cfg.Replicas, nodeName())
 	if err != nil {
-		return nil, fmt.Errorf("admin listen %s: %w", listen, err)
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen %s: %w", cfg.Listen, err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String()}
-	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: rootHash, Log: log.With("component", "admin"),
-		MinSeqWait: minSeqWait})
+	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
+		MinSeqWait: cfg.MinSeqWait})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
-	snaps, err := readmodel.OpenSnapshots(ctx, st.JetStream(), replicas, nodeName(), a.model, nil)
-	if err != nil {
-		ln.Close()
-		cancel()
-		return nil, err
-	}
-	restoreSnapshot(ctx, snaps, a.model, log)
+	restoreSnapshot(ctx, js, st, a.model, nil, log)
 	revocations, err := api.ServeRevocations(st.JetStream().Conn())
 	if err != nil {
 		ln.Close()
@@ -135,12 +155,12 @@ func nodeName() string {
 }
 
 // restoreSnapshot starts model from the latest snapshot of its kind, if
-// there is a usable one.
-func restoreSnapshot(ctx context.Context, snaps *readmodel.Snapshots, model *readmodel.Model, log *slog.Logger) {
-	switch cat, err := snaps.Load(ctx); {
+// there is one consistent with the log.
+func restoreSnapshot(ctx context.Context, js jetstream.JetStream, st *store.JetStream, model *readmodel.Model, filters []string, log *slog.Logger) {
+	switch cat, err := readmodel.LoadSnapshot(ctx, js, st, model, filters); {
 	case err != nil:
 		// A bad snapshot costs a full replay, not the node.
-		log.Warn("snapshot not usable; folding the log from the start", "err", err)
+		log.Warn("snapshot refused; folding the log from the start", "err", err)
 	case cat != nil:
 		model.Restore(cat)
 		log.Info("read model restored from snapshot", "seq", cat.Seq)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -79,7 +80,11 @@ func TestDevKeepsEventsAcrossRestartsAndPublishesItsAddresses(t *testing.T) {
 		t.Fatalf("addresses.json = %s (%v), want %+v", b, err, d.Addresses())
 	}
 	// Another node joins over the client listener and sees a safe stream.
-	nc := natstest.Connect(t, addrs.NATS)
+	gw, err := natsauth.ReadSeedFile(natsauth.Gateway, filepath.Join(dir, "nats", "gateway.nk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := natstest.Connect(t, addrs.NATS, gw)
 	if _, err := store.OpenJetStream(ctxFor(t), nc, store.Config{}); err != nil {
 		t.Fatalf("joining node: %v", err)
 	}
@@ -137,10 +142,11 @@ func TestDevRunsUntilCancelled(t *testing.T) {
 func TestServeRefusesAWeakStreamAndGatewayAMissingOne(t *testing.T) {
 	node := natstest.RunServer(t)
 	var out, errb bytes.Buffer
-	if code := Main(ctxFor(t), []string{"gateway", "--nats", node.ClientURL()}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "does not exist") {
+	if code := Main(ctxFor(t), []string{"gateway", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway)}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "does not exist") {
 		t.Fatalf("gateway without a stream: exit %d, %q", code, errb.String())
 	}
-	js, err := jetstream.New(natstest.Connect(t, node.ClientURL()))
+	// A weak stream can only be made by an operator outside Keytrail.
+	js, err := jetstream.New(node.ConnectAs(t, natstest.Operator))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +154,7 @@ func TestServeRefusesAWeakStreamAndGatewayAMissingOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	errb.Reset()
-	code := Main(ctxFor(t), []string{"serve", "--nats", node.ClientURL(), "--root-key", filepath.Join(t.TempDir(), "root.key")}, &out, &errb)
+	code := Main(ctxFor(t), []string{"serve", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Control), "--root-key", filepath.Join(t.TempDir(), "root.key")}, &out, &errb)
 	for _, want := range []string{"weaker settings", "storage is Memory", "discard policy", "max_age", "deny_delete", "deny_purge"} {
 		if code != ExitError || !strings.Contains(errb.String(), want) {
 			t.Fatalf("serve on a weak stream: exit %d, %q lacks %q", code, errb.String(), want)
@@ -174,9 +180,9 @@ func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
 			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
 		}
 	}
-	run("event stream ensured", "serve", "--nats", node.ClientURL(), "--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
-	run("gateway started", "gateway", "--nats", node.ClientURL(), "--tenants", "acme,beta", "--gateway-listen", "127.0.0.1:0")
-	js, _ := jetstream.New(natstest.Connect(t, node.ClientURL()))
+	run("event stream ensured", "serve", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Control), "--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
+	run("gateway started", "gateway", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway), "--tenants", "acme,beta", "--gateway-listen", "127.0.0.1:0")
+	js, _ := jetstream.New(node.ConnectAs(t, natsauth.Auditor))
 	s, err := js.Stream(ctxFor(t), events.StreamName)
 	if err != nil {
 		t.Fatal(err)

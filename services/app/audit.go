@@ -14,6 +14,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 // errDiscrepancy: verify-decisions or verify-chain found something; the
@@ -42,7 +43,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("audit "+cmd, flag.ContinueOnError)
 	var nf natsFlags
 	var lf logFlags
-	nf.register(fs, "audit")
+	nf.register(fs, natsauth.Auditor)
 	lf.register(fs)
 	tenant := fs.String("tenant", "", "the key's tenant (found from the key id when not given)")
 	output := fs.String("o", "table", "output: table or json (JSON lines)")

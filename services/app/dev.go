@@ -17,8 +17,14 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
 )
+
+// WatermarkFile keeps, in a dev data directory, the last sequence the node
+// saw the event stream hold (store.Watermark).
+const WatermarkFile = "watermark.json"
 
 // Defaults of the embedded mode; all on loopback.
 const (
@@ -41,7 +47,13 @@ type DevConfig struct {
 	MinSeqWait time.Duration
 	// Gateway configures the gateway (its Listen is GatewayListen).
 	Gateway GatewayConfig
-	Logger  *slog.Logger
+	// Decisions are the limits of the decision stream.
+	Decisions gateway.DecisionStreamConfig
+	// OperatorKey, when set, is a public nkey the embedded server gives
+	// every permission: an operator's identity outside Keytrail's roles
+	// (tests use one to do what no role may, such as deleting the stream).
+	OperatorKey string
+	Logger      *slog.Logger
 }
 
 // Addresses are where a dev process listens; written to <data>/addresses.json.
@@ -56,7 +68,8 @@ type Dev struct {
 	cfg     DevConfig
 	lock    *os.File
 	node    *natsnode.Node
-	nc      *nats.Conn
+	nc      *nats.Conn // the control identity's
+	gwnc    *nats.Conn // the gateway identity's
 	store   *store.JetStream
 	admin   *adminRole
 	gateway *gatewayRole
@@ -86,19 +99,31 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.lock, err = lockDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	// One identity per role (seeds in <data>/nats, next to JetStream's
+	// files); anonymous clients are refused.
+	ids, err := natsauth.LoadOrCreateDir(filepath.Join(cfg.DataDir, "nats"))
+	if err != nil {
+		return nil, err
+	}
+	users := natsnode.Users(ids)
+	if cfg.OperatorKey != "" {
+		users = append(users, natsnode.User{PublicKey: cfg.OperatorKey})
+	}
 	d.node, err = natsnode.Start(natsnode.Config{
 		Name:     "keytrail-dev",
 		StoreDir: filepath.Join(cfg.DataDir, "nats"),
 		Listen:   cfg.NATSListen,
 		Logger:   cfg.Logger.With("component", "nats-server"),
+		Users:    users,
 	})
 	if err != nil {
 		return nil, err
 	}
-	if d.nc, err = d.node.Connect(); err != nil {
+	if d.nc, err = d.node.Connect(ids[natsauth.Control]); err != nil {
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
-	d.store, err = store.OpenJetStream(ctx, d.nc, store.Config{Replicas: 1, Duplicates: cfg.Duplicates, CreateIfMissing: true})
+	d.store, err = store.OpenJetStream(ctx, d.nc, store.Config{Replicas: 1, Duplicates: cfg.Duplicates, CreateIfMissing: true,
+		WatermarkFile: filepath.Join(cfg.DataDir, WatermarkFile)})
 	if err != nil {
 		return nil, err
 	}
@@ -109,15 +134,25 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if created {
 		cfg.Logger.Info("root key written", "file", filepath.Join(cfg.DataDir, RootKeyFile))
 	}
-	if d.admin, err = startAdmin(ctx, d.store, cfg.AdminListen, 1, rootHash, cfg.MinSeqWait, cfg.Logger); err != nil {
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Listen: cfg.AdminListen, Replicas: 1, RootHash: rootHash,
+		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
+		return nil, err
+	}
+	// The gateway is a gateway on the bus too: its own identity, its own
+	// view of the stream.
+	if d.gwnc, err = d.node.Connect(ids[natsauth.Gateway]); err != nil {
+		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	gst, err := store.OpenJetStream(ctx, d.gwnc, store.Config{})
+	if err != nil {
 		return nil, err
 	}
 	gcfg := cfg.Gateway
-	gcfg.Listen, gcfg.Replicas = cfg.GatewayListen, 1
+	gcfg.Listen = cfg.GatewayListen
 	if gcfg.MinSeqWait == 0 {
 		gcfg.MinSeqWait = cfg.MinSeqWait
 	}
-	if d.gateway, err = startGateway(ctx, d.nc, d.store, gcfg, cfg.Logger); err != nil {
+	if d.gateway, err = startGateway(ctx, d.gwnc, gst, gcfg, cfg.Logger); err != nil {
 		return nil, err
 	}
 	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL(), Gateway: d.gateway.URL()}
@@ -131,6 +166,9 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 // Addresses returns where the deployment listens.
 func (d *Dev) Addresses() Addresses { return d.addrs }
 
+// DataDir is the deployment's data directory.
+func (d *Dev) DataDir() string { return d.cfg.DataDir }
+
 // Store is the event store of the deployment.
 func (d *Dev) Store() *store.JetStream { return d.store }
 
@@ -142,8 +180,10 @@ func (d *Dev) Close() error {
 	if d.admin != nil {
 		d.admin.Close()
 	}
-	if d.nc != nil {
-		d.nc.Close()
+	for _, nc := range []*nats.Conn{d.gwnc, d.nc} {
+		if nc != nil {
+			nc.Close()
+		}
 	}
 	if d.node != nil {
 		d.node.Shutdown()
@@ -211,6 +251,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&cfg.Duplicates, "dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
 	var gf gatewayFlags
 	gf.register(fs)
+	var df decisionFlags
+	df.register(fs)
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -218,7 +260,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := gf.validate(); err != nil {
 		return err
 	}
-	cfg.Gateway = gf.cfg
+	if err := df.validate(); err != nil {
+		return err
+	}
+	cfg.Gateway, cfg.Decisions = gf.cfg, df.cfg
 	log, err := lf.logger(stderr)
 	if err != nil {
 		return err
@@ -230,8 +275,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer d.Close()
 	a := d.Addresses()
-	fmt.Fprintf(stdout, "keytrail dev\n  data:     %s\n  nats:     %s\n  admin:    %s\n  gateway:  %s\n  root key: %s\n", cfg.DataDir, a.NATS, a.Admin,
-		a.Gateway, filepath.Join(cfg.DataDir, RootKeyFile))
+	fmt.Fprintf(stdout, "keytrail dev\n  data:     %s\n  nats:     %s\n  admin:    %s\n  gateway:  %s\n  root key: %s\n  nats identities: %s\n", cfg.DataDir, a.NATS, a.Admin,
+		a.Gateway, filepath.Join(cfg.DataDir, RootKeyFile), filepath.Join(cfg.DataDir, "nats", "{control,gateway,service,auditor}.nk"))
 	select {
 	case <-ctx.Done():
 	case err := <-d.admin.errc:

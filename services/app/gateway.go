@@ -27,12 +27,8 @@ type GatewayConfig struct {
 	MaxStaleness time.Duration
 	FailOpen     bool
 	// Sample is the fraction of allowed requests written to the decision
-	// log; Retention how long the decision stream keeps them (when this
-	// node creates it).
-	Sample    float64
-	Retention time.Duration
-	// Replicas of the buckets and streams the gateway creates.
-	Replicas   int
+	// log.
+	Sample     float64
 	MinSeqWait time.Duration
 	// ConfirmEvery is how often the read model confirms it is current
 	// (default 1 s).
@@ -53,9 +49,11 @@ type gatewayRole struct {
 	errc   chan error
 }
 
-// startGateway starts a gateway on an open event store: read model (from
-// the latest verification snapshot when there is one), presence for shared
-// rate limits, the decision log, and the proxy on cfg.Listen.
+// startGateway starts a gateway on an open event store, with the gateway
+// identity's connection nc: read model (from the latest verification
+// snapshot when there is a consistent one), presence for shared rate
+// limits, the decision log, and the proxy on cfg.Listen. It writes nothing
+// but its decisions and presence: the streams and snapshots are control's.
 func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg GatewayConfig, log *slog.Logger) (*gatewayRole, error) {
 	if cfg.PresenceEvery <= 0 {
 		cfg.PresenceEvery = time.Second
@@ -64,7 +62,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if err != nil {
 		return nil, err
 	}
-	if err := gateway.EnsureDecisionStream(ctx, js, cfg.Replicas, cfg.Retention); err != nil {
+	if err := gateway.CheckDecisionStream(ctx, js); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -79,12 +77,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 		opts = append(opts, readmodel.ConfirmEvery(cfg.ConfirmEvery))
 	}
 	g.model = readmodel.New(log.With("component", "readmodel"), opts...)
-	snaps, err := readmodel.OpenSnapshots(ctx, js, cfg.Replicas, node, g.model, cfg.Filters)
-	if err != nil {
-		ln.Close()
-		return nil, err
-	}
-	restoreSnapshot(ctx, snaps, g.model, log)
+	restoreSnapshot(ctx, js, st, g.model, cfg.Filters, log)
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
@@ -100,7 +93,6 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.run(func() error { return presence.Run(runCtx) })
 	g.run(func() error { limits.Run(runCtx, time.Now); return nil })
 	g.run(func() error { decisions.Run(runCtx); return nil })
-	g.run(func() error { saveSnapshots(runCtx, snaps, g.model, log); return nil })
 	g.run(func() error {
 		if err := g.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

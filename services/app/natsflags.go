@@ -2,43 +2,75 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
-// natsFlags are how a role that does not embed NATS reaches a cluster.
+// natsFlags are how a role that does not embed NATS reaches a cluster, as
+// its own identity (natsauth).
 type natsFlags struct {
+	role    natsauth.Role
 	urls    string
 	creds   string
+	nkey    string
+	data    string
 	tlsCA   string
 	tlsCert string
 	tlsKey  string
 	name    string
 }
 
-func (n *natsFlags) register(fs *flag.FlagSet, role string) {
-	fs.StringVar(&n.urls, "nats", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated (user:password@ in a URL is honoured)")
+func (n *natsFlags) register(fs *flag.FlagSet, role natsauth.Role) {
+	n.role = role
+	fs.StringVar(&n.urls, "nats", "", "NATS server URLs, comma-separated (default: <data>/addresses.json, else nats://"+DefaultNATSListen+")")
+	fs.StringVar(&n.nkey, "nats-nkey", "", "NATS nkey seed file of the "+string(role)+" identity (default: <data>/nats/"+role.SeedFile()+" when it exists)")
 	fs.StringVar(&n.creds, "nats-creds", "", "NATS credentials file (JWT + nkey seed)")
+	fs.StringVar(&n.data, "data", DefaultDataDir, "data directory of a local keytrail dev, where the NATS address and seed files are found")
 	fs.StringVar(&n.tlsCA, "nats-tls-ca", "", "CA certificate file to verify the NATS servers")
 	fs.StringVar(&n.tlsCert, "nats-tls-cert", "", "client certificate file for NATS mutual TLS")
 	fs.StringVar(&n.tlsKey, "nats-tls-key", "", "client key file for NATS mutual TLS")
-	fs.StringVar(&n.name, "nats-name", "keytrail-"+role, "connection name shown by the NATS server")
+	fs.StringVar(&n.name, "nats-name", "keytrail-"+string(role), "connection name shown by the NATS server")
 }
 
 func (n *natsFlags) validate() error {
+	if n.urls == "" {
+		n.urls = "nats://" + DefaultNATSListen
+		var a Addresses
+		if b, err := os.ReadFile(filepath.Join(n.data, "addresses.json")); err == nil && json.Unmarshal(b, &a) == nil && a.NATS != "" {
+			n.urls = a.NATS
+		}
+	}
 	if strings.TrimSpace(n.urls) == "" {
 		return usageError{errors.New("-nats: at least one URL is required")}
 	}
 	if (n.tlsCert == "") != (n.tlsKey == "") {
 		return usageError{errors.New("-nats-tls-cert and -nats-tls-key go together")}
 	}
+	if n.creds != "" && n.nkey != "" {
+		return usageError{errors.New("-nats-creds and -nats-nkey are two ways to say who this node is: give one")}
+	}
+	if n.creds == "" && n.nkey == "" {
+		if path := filepath.Join(n.data, "nats", n.role.SeedFile()); fileExists(path) {
+			n.nkey = path
+		}
+	}
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // closeConn closes a connection made by connect without its handlers logging
@@ -61,9 +93,22 @@ func (n *natsFlags) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, 
 			log.Warn("nats disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		// A permission the role lacks shows here (the request itself only
+		// times out).
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Error("nats", "err", err) }),
 	}
+	// Replies under the role's own inbox prefix: the only one it may
+	// subscribe to.
+	opts = append(opts, nats.CustomInboxPrefix(n.role.InboxPrefix()))
 	if n.creds != "" {
 		opts = append(opts, nats.UserCredentials(n.creds))
+	}
+	if n.nkey != "" {
+		id, err := natsauth.ReadSeedFile(n.role, n.nkey)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("-nats-nkey: %w", err)}
+		}
+		opts = append(opts, id.ConnectOptions()...)
 	}
 	if n.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(n.tlsCA))

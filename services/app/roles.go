@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,22 +16,29 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var nf natsFlags
 	var lf logFlags
-	nf.register(fs, "control")
+	nf.register(fs, natsauth.Control)
 	adminListen := fs.String("admin-listen", DefaultAdminListen, "admin API address")
 	replicas := fs.Int("replicas", 1, "replicas of the streams this node creates (3 on a cluster)")
 	rootKey := fs.String("root-key", "./root.key", "file holding the root key (created, mode 0600, if missing; give every control node the same)")
 	dup := fs.Duration("dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold, so that it refuses a stream rewound or made anew (default: keytrail-watermark.json next to the root key)")
+	var df decisionFlags
+	df.register(fs)
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
 	if err := nf.validate(); err != nil {
+		return err
+	}
+	if err := df.validate(); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(*adminListen); err != nil {
@@ -43,12 +51,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true})
+	if *watermark == "" {
+		*watermark = filepath.Join(filepath.Dir(*rootKey), "keytrail-watermark.json")
+	}
+	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true,
+		WatermarkFile: *watermark})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
-	admin, err := startAdmin(ctx, st, *adminListen, *replicas, rootHash, 0, log)
+	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, RootHash: rootHash, Decisions: df.cfg}, log)
 	if err != nil {
 		return err
 	}
@@ -67,10 +79,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var nf natsFlags
 	var lf logFlags
 	var gf gatewayFlags
-	nf.register(fs, "gateway")
+	nf.register(fs, natsauth.Gateway)
 	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
 	gf.register(fs)
-	fs.IntVar(&gf.cfg.Replicas, "replicas", 1, "replicas of the decision stream and snapshot buckets if this node creates them")
+	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold across restarts (default: in memory only)")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -85,8 +97,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	// A gateway never creates the event stream; it refuses to run on a weak
-	// one.
-	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{})
+	// one, or on one that is not the history it saw.
+	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{WatermarkFile: *watermark})
 	if err != nil {
 		return err
 	}
@@ -118,7 +130,6 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", 30*time.Second, "deny with STALE once the read model cannot be confirmed current for this long")
 	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
 	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")
-	fs.DurationVar(&f.cfg.Retention, "decision-retention", gateway.DefaultDecisionRetention, "how long the decision stream keeps decisions, if this node creates it")
 }
 
 func (f *gatewayFlags) validate() error {
@@ -133,8 +144,24 @@ func (f *gatewayFlags) validate() error {
 	if f.cfg.Sample < 0 || f.cfg.Sample > 1 {
 		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}
 	}
+	return nil
+}
+
+// decisionFlags are the limits of the decision stream, for the control
+// nodes that create it.
+type decisionFlags struct{ cfg gateway.DecisionStreamConfig }
+
+func (f *decisionFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&f.cfg.Retention, "decision-retention", gateway.DefaultDecisionRetention, "how long the decision stream keeps decisions, if this node creates it")
+	fs.Int64Var(&f.cfg.MaxBytes, "decision-max-bytes", gateway.DefaultDecisionMaxBytes, "how many bytes of decisions the decision stream keeps, if this node creates it")
+}
+
+func (f *decisionFlags) validate() error {
 	if f.cfg.Retention <= 0 {
 		return usageError{fmt.Errorf("-decision-retention must be positive")}
+	}
+	if f.cfg.MaxBytes <= 0 {
+		return usageError{fmt.Errorf("-decision-max-bytes must be positive")}
 	}
 	return nil
 }

@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // testCA makes a CA and a server certificate for 127.0.0.1, and writes the
@@ -59,8 +62,10 @@ func testCA(t *testing.T) (caFile string, serverCert tls.Certificate) {
 // "does not exist" check proves the TLS connection worked.)
 func TestRolesReachNATSOverTLS(t *testing.T) {
 	caFile, cert := testCA(t)
+	auth := natstest.NewAuth(t)
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		NoLog: true, NoSigs: true, TLS: true, TLSTimeout: 5,
+		Nkeys: []*server.NkeyUser{{Nkey: auth.Identity(natsauth.Gateway).PublicKey()}},
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
@@ -71,12 +76,13 @@ func TestRolesReachNATSOverTLS(t *testing.T) {
 		t.Fatal("TLS server not ready")
 	}
 	url := "tls://" + s.Addr().String()
+	seed := auth.SeedFile(t, natsauth.Gateway)
 	var errb bytes.Buffer
-	if code := Main(ctxFor(t), []string{"gateway", "--nats", url, "--nats-tls-ca", caFile}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "does not exist") {
+	if code := Main(ctxFor(t), []string{"gateway", "--nats", url, "--nats-nkey", seed, "--nats-tls-ca", caFile}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "does not exist") {
 		t.Fatalf("gateway over TLS with the CA: exit %d, %q", code, errb.String())
 	}
 	errb.Reset()
-	if code := Main(ctxFor(t), []string{"gateway", "--nats", url}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "connect to NATS") {
+	if code := Main(ctxFor(t), []string{"gateway", "--nats", url, "--nats-nkey", seed}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "connect to NATS") {
 		t.Fatalf("gateway over TLS without the CA: exit %d, %q", code, errb.String())
 	}
 }

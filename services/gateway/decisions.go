@@ -15,18 +15,30 @@ import (
 	"github.com/keytrail/keytrail/events"
 )
 
-// DefaultDecisionRetention is how long decisions are kept.
+// Defaults of the decision stream: how long and how much of the decisions
+// it keeps (the oldest go first).
 const (
 	DefaultDecisionRetention = 30 * 24 * time.Hour
+	DefaultDecisionMaxBytes  = 8 << 30
 	maxLoggedPath            = 512
 )
 
+// DecisionStreamConfig is how a control node creates the decision stream.
+type DecisionStreamConfig struct {
+	Replicas  int
+	Retention time.Duration // age limit (default DefaultDecisionRetention)
+	MaxBytes  int64         // size limit (default DefaultDecisionMaxBytes)
+}
+
 // EnsureDecisionStream creates the decision log's stream if it is missing,
-// keeping decisions for retention. An existing stream is left as its
-// operator configured it.
-func EnsureDecisionStream(ctx context.Context, js jetstream.JetStream, replicas int, retention time.Duration) error {
-	if retention <= 0 {
-		retention = DefaultDecisionRetention
+// with an age and a size limit. An existing stream is left as its operator
+// configured it. Control nodes call it; gateways only write to the stream.
+func EnsureDecisionStream(ctx context.Context, js jetstream.JetStream, cfg DecisionStreamConfig) error {
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultDecisionRetention
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultDecisionMaxBytes
 	}
 	_, err := js.Stream(ctx, events.DecisionStream)
 	if err == nil {
@@ -36,10 +48,23 @@ func EnsureDecisionStream(ctx context.Context, js jetstream.JetStream, replicas 
 		return fmt.Errorf("gateway: decision stream: %w", err)
 	}
 	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: events.DecisionStream, Description: "Keytrail gateway decisions",
-		Subjects: []string{events.DecisionSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-		MaxAge: retention, Discard: jetstream.DiscardOld, DenyDelete: true})
+		Subjects: []string{events.DecisionSubjects}, Storage: jetstream.FileStorage, Replicas: max(cfg.Replicas, 1),
+		MaxAge: cfg.Retention, MaxBytes: cfg.MaxBytes, Discard: jetstream.DiscardOld, DenyDelete: true, DenyPurge: true})
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("gateway: create decision stream: %w", err)
+	}
+	return nil
+}
+
+// CheckDecisionStream fails unless the decision stream exists: a gateway
+// does not create it (a control node does).
+func CheckDecisionStream(ctx context.Context, js jetstream.JetStream) error {
+	_, err := js.Stream(ctx, events.DecisionStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("gateway: decision stream %s does not exist (a control node creates it)", events.DecisionStream)
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: decision stream: %w", err)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
@@ -36,8 +37,9 @@ import (
 type fixture struct {
 	t        testing.TB
 	ctx      context.Context
+	node     *natstest.Server
 	st       *store.JetStream
-	js       jetstream.JetStream
+	js       jetstream.JetStream // the gateway identity's
 	svc      *control.Service
 	model    *readmodel.Model
 	upstream *httptest.Server
@@ -55,7 +57,7 @@ func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	node := natstest.RunServer(t)
-	nc := natstest.Connect(t, node.ClientURL())
+	nc := node.ConnectAs(t, natsauth.Control)
 	st, err := store.OpenJetStream(ctx, nc, store.Config{CreateIfMissing: true})
 	if err != nil {
 		t.Fatal(err)
@@ -64,11 +66,17 @@ func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, _ := jetstream.New(nc)
-	if err := gateway.EnsureDecisionStream(ctx, js, 1, time.Hour); err != nil {
+	if err := gateway.EnsureDecisionStream(ctx, st.JetStream(), gateway.DecisionStreamConfig{Retention: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, ctx: ctx, st: st, js: js, svc: svc, access: &natstest.Buffer{}, seen: make(chan http.Header, 100)}
+	// The gateway reads and writes as the gateway identity.
+	gwnc := node.ConnectAs(t, natsauth.Gateway)
+	gst, err := store.OpenJetStream(ctx, gwnc, store.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(gwnc)
+	f := &fixture{t: t, ctx: ctx, node: node, st: st, js: js, svc: svc, access: &natstest.Buffer{}, seen: make(chan http.Header, 100)}
 	f.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case f.seen <- r.Header.Clone():
@@ -82,7 +90,7 @@ func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 	f.model = readmodel.New(discard, readmodel.VerificationOnly(), readmodel.ConfirmEvery(50*time.Millisecond))
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { f.model.Run(runCtx, st, nil); close(done) }()
+	go func() { f.model.Run(runCtx, gst, nil); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	decisions := gateway.NewDecisionLog(js, 1000)
 	go decisions.Run(runCtx)
@@ -314,7 +322,8 @@ func readDecisions(t *testing.T, f *fixture, n int) []events.DecisionRecord {
 	var out []events.DecisionRecord
 	natstest.Eventually(t, 10*time.Second, func() error {
 		out = out[:0]
-		cons, err := f.js.OrderedConsumer(f.ctx, events.DecisionStream, jetstream.OrderedConsumerConfig{})
+		ajs, _ := jetstream.New(f.node.ConnectAs(f.t, natsauth.Auditor))
+		cons, err := ajs.OrderedConsumer(f.ctx, events.DecisionStream, jetstream.OrderedConsumerConfig{})
 		if err != nil {
 			return err
 		}
@@ -546,7 +555,7 @@ func grep(s, sub string) string {
 // request denied for another reason consumes nothing.
 func TestRateLimitsAreShared(t *testing.T) {
 	f := newFixture(t)
-	nc := natstest.Connect(t, f.js.Conn().ConnectedUrl())
+	nc := f.node.ConnectAs(t, natsauth.Gateway)
 	presence := func(node string) (*gateway.Presence, context.CancelFunc) {
 		p := gateway.NewPresence(nc, node, nil, 20*time.Millisecond, nil)
 		ctx, cancel := context.WithCancel(f.ctx)

@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/keytrail/keytrail/events"
 )
 
-// PresenceSubject is where gateways announce themselves; the last token
-// names the set of tenants they serve, so that only gateways serving the
-// same tenants share limits.
-const PresenceSubject = "keytrail.gw.presence"
 
 // maxPeers bounds how many gateways a node believes in: announcements are
 // unauthenticated beyond NATS permissions, and a flood of invented ones
@@ -48,7 +46,7 @@ func NewPresence(nc *nats.Conn, node string, filters []string, every time.Durati
 	if now == nil {
 		now = time.Now
 	}
-	p := &Presence{nc: nc, subject: PresenceSubject + "." + group, node: node, every: every, now: now,
+	p := &Presence{nc: nc, subject: events.PresenceSubjectPrefix + group, node: node, every: every, now: now,
 		seen: map[string]time.Time{}}
 	p.live.Store(1)
 	return p

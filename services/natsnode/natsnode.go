@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 // Config describes one embedded node.
@@ -34,6 +36,29 @@ type Config struct {
 	Logger *slog.Logger
 	// ReadyTimeout bounds Start's wait for the node to accept connections.
 	ReadyTimeout time.Duration
+	// Users are the identities the node accepts; anonymous clients are
+	// refused, so at least one is required.
+	Users []User
+}
+
+// User is an identity the node accepts: a public nkey and what it may do.
+type User struct {
+	PublicKey string
+	// Permissions nil gives every permission: an operator's identity
+	// (tests use one to do what no Keytrail role may).
+	Permissions *natsauth.Permissions
+}
+
+// Users are the identities of set with their roles' permissions.
+func Users(set natsauth.Set) []User {
+	var us []User
+	for _, r := range natsauth.Roles {
+		if id, ok := set[r]; ok {
+			p := natsauth.For(r)
+			us = append(us, User{PublicKey: id.PublicKey(), Permissions: &p})
+		}
+	}
+	return us
 }
 
 // ClusterConfig is the node's cluster membership.
@@ -83,6 +108,9 @@ func options(cfg Config) (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsnode: listen %q: %w", cfg.Listen, err)
 	}
+	if len(cfg.Users) == 0 {
+		return nil, errors.New("natsnode: no users: anonymous clients are never accepted")
+	}
 	opts := &server.Options{
 		ServerName: cfg.Name,
 		Host:       host,
@@ -96,6 +124,9 @@ func options(cfg Config) (*server.Options, error) {
 		NoLog:      cfg.Logger == nil,
 		// Keep HTTP monitoring off; metrics come from Keytrail's endpoints.
 		HTTPPort: 0,
+	}
+	for _, u := range cfg.Users {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.PublicKey, Permissions: serverPermissions(u.Permissions)})
 	}
 	if c := cfg.Cluster; c != nil {
 		chost, cport, err := splitHostPort(c.Listen)
@@ -112,6 +143,20 @@ func options(cfg Config) (*server.Options, error) {
 		}
 	}
 	return opts, nil
+}
+
+func serverPermissions(p *natsauth.Permissions) *server.Permissions {
+	if p == nil {
+		return nil
+	}
+	sp := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: p.PublishAllow, Deny: p.PublishDeny},
+		Subscribe: &server.SubjectPermission{Allow: p.SubscribeAllow, Deny: p.SubscribeDeny},
+	}
+	if p.Responses {
+		sp.Response = &server.ResponsePermission{} // the server's defaults, as allow_responses: true
+	}
+	return sp
 }
 
 // splitHostPort maps "host:0" to the server's "any free port" (-1).
@@ -148,10 +193,10 @@ func (n *Node) Name() string { return n.cfg.Name }
 // Config returns the configuration the node was started with.
 func (n *Node) Config() Config { return n.cfg }
 
-// Connect opens a client connection to this node without going through the
-// network stack.
-func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(n.srv), nats.Name("keytrail-embedded")}, opts...)
+// Connect opens a client connection to this node as id without going
+// through the network stack.
+func (n *Node) Connect(id natsauth.Identity, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append(append([]nats.Option{nats.InProcessServer(n.srv), nats.Name("keytrail-" + string(id.Role))}, id.ConnectOptions()...), opts...)
 	return nats.Connect("", opts...)
 }
 

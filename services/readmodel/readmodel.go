@@ -42,6 +42,11 @@ type Model struct {
 	chMu    sync.Mutex
 	changed chan struct{} // closed and replaced whenever applied moves
 
+	// refused is why the model stopped applying from the stream: it is not
+	// the history the model knew (store.ErrRefused). Sticky: only a new
+	// process, after an operator has looked, trusts the stream again.
+	refused atomic.Pointer[error]
+
 	onApplied func(r *events.Recorded, at time.Time)
 }
 
@@ -86,12 +91,28 @@ func New(log *slog.Logger, opts ...Option) *Model {
 	return m
 }
 
+// Checker is a store that can tell whether its stream is still the history
+// it saw (store.JetStream): Check returns the stream's last sequence, or an
+// error matching store.ErrRefused.
+type Checker interface {
+	Check(ctx context.Context) (uint64, error)
+}
+
 // Run tails st (events under filters, all when empty) until ctx ends. A
 // subscription that fails (NATS gone, the stream's leader moving) is taken
 // up again from the last applied sequence, with backoff; meanwhile nothing
 // is confirmed, so the model turns stale and gateways answer STALE rather
 // than exit. Only the first look at the log's last sequence must succeed.
+//
+// When st is a Checker, the stream is checked at start and with every
+// confirmation: once it is refused (gone, rewound, made anew, weakened) the
+// model stops applying, is neither ready nor fresh, and reports why
+// (Refused) until ctx ends.
 func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error {
+	if err := m.check(ctx, st); err != nil {
+		<-ctx.Done()
+		return nil
+	}
 	target, err := lastOf(ctx, st, filters)
 	if err != nil {
 		return fmt.Errorf("readmodel: last sequence: %w", err)
@@ -99,22 +120,26 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 	if from := m.applied.Load() + 1; target < from { // after a restored snapshot, or 1
 		m.markReady(from - 1)
 	}
-	confirmCtx, stopConfirm := context.WithCancel(ctx)
+	// followCtx ends when ctx does, or when the confirm loop refuses the
+	// stream.
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		m.confirmLoop(confirmCtx, st, filters)
+		m.confirmLoop(followCtx, stopFollow, st, filters)
 	}()
-	defer func() {
-		stopConfirm()
-		wg.Wait()
-	}()
+	defer wg.Wait()
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for {
-		applied, err := m.follow(ctx, st, filters, target)
+		applied, err := m.follow(followCtx, st, filters, target)
 		if ctx.Err() != nil {
+			return nil
+		}
+		if m.Refused() != nil {
+			<-ctx.Done()
 			return nil
 		}
 		if applied > 0 {
@@ -123,9 +148,8 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 		m.log.Warn("subscription lost; taking it up again", "after", m.applied.Load(), "in", backoff.String(), "err", err)
 		t := time.NewTimer(backoff)
 		select {
-		case <-ctx.Done():
+		case <-followCtx.Done():
 			t.Stop()
-			return nil
 		case <-t.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
@@ -193,11 +217,62 @@ func lastOf(ctx context.Context, st store.Store, filters []string) (uint64, erro
 	return last, nil
 }
 
+// check checks the stream when st can (Checker), and refuses it for good
+// when it is not the history the model knew. Other failures (NATS away)
+// are not refusals.
+func (m *Model) check(ctx context.Context, st store.Store) error {
+	c, ok := st.(Checker)
+	if !ok {
+		return nil
+	}
+	_, err := c.Check(ctx)
+	if errors.Is(err, store.ErrRefused) {
+		m.refuse(err)
+		return err
+	}
+	return nil
+}
+
+// refuse stops the model trusting the stream, and says why.
+func (m *Model) refuse(err error) {
+	if m.refused.CompareAndSwap(nil, &err) {
+		m.ready.Store(false)
+		m.log.Error("event stream refused: the read model stops applying from it until an operator has looked and restarted this node",
+			"applied", m.applied.Load(), "err", err)
+	}
+}
+
+// lastChecked is the last sequence under filters, after checking the
+// stream when st can (one request for both when there are no filters).
+func (m *Model) lastChecked(ctx context.Context, st store.Store, filters []string) (uint64, error) {
+	c, ok := st.(Checker)
+	if !ok {
+		return lastOf(ctx, st, filters)
+	}
+	last, err := c.Check(ctx)
+	if errors.Is(err, store.ErrRefused) {
+		m.refuse(err)
+	}
+	if err != nil || len(filters) == 0 {
+		return last, err
+	}
+	return lastOf(ctx, st, filters)
+}
+
+// Refused is why the model refused the stream, nil while it has not.
+func (m *Model) Refused() error {
+	if p := m.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // confirmLoop asks the log for its last sequence every confirmEvery: when
 // the model has applied it, the model is confirmed current now; otherwise
 // the difference is its lag. When the log cannot be asked (NATS is gone),
-// nothing is confirmed and staleness grows.
-func (m *Model) confirmLoop(ctx context.Context, st store.Store, filters []string) {
+// nothing is confirmed and staleness grows. When the stream is refused, it
+// stops following (stop) and confirms nothing more.
+func (m *Model) confirmLoop(ctx context.Context, stop context.CancelFunc, st store.Store, filters []string) {
 	t := time.NewTicker(m.confirmEvery)
 	defer t.Stop()
 	for {
@@ -207,8 +282,12 @@ func (m *Model) confirmLoop(ctx context.Context, st store.Store, filters []strin
 		case <-t.C:
 		}
 		actx, cancel := context.WithTimeout(ctx, m.confirmEvery)
-		last, err := lastOf(actx, st, filters)
+		last, err := m.lastChecked(actx, st, filters)
 		cancel()
+		if errors.Is(err, store.ErrRefused) {
+			stop()
+			return
+		}
 		if err != nil {
 			continue
 		}
@@ -240,10 +319,13 @@ func (m *Model) confirm(lag uint64) {
 // longer than max: a gateway then answers STALE rather than trust it.
 func (m *Model) Stale(max time.Duration) bool {
 	c := m.confirmed.Load()
-	return c == 0 || m.now().UnixNano()-c > int64(max)
+	return c == 0 || m.now().UnixNano()-c > int64(max) || m.refused.Load() != nil
 }
 
 func (m *Model) markReady(seq uint64) {
+	if m.refused.Load() != nil {
+		return
+	}
 	m.confirm(0)
 	m.ready.Store(true)
 	m.log.Info("read model caught up", "seq", seq)

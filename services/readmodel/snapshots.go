@@ -3,123 +3,109 @@ package readmodel
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 )
 
-// Buckets of the snapshots: the object store holding them and the key-value
-// bucket whose lease makes one node at a time the writer.
+// leaseTTL is how long a snapshot writer's lease lasts unrenewed.
+const leaseTTL = 2 * time.Minute
+
+// The snapshot objects: the full catalog (control nodes) and the
+// verification-only one (gateways), both of the whole log. A gateway that
+// serves some tenants folds them from the log instead.
 const (
-	SnapshotBucket = "KEYTRAIL_SNAPSHOTS"
-	LeaseBucket    = "KEYTRAIL_SNAPSHOT_LEASES"
-	leaseTTL       = 2 * time.Minute
+	FullSnapshot         = "catalog-all"
+	VerificationSnapshot = "verification-all"
 )
 
-// ErrNotWriter: another node holds the lease; this one does not write.
-var ErrNotWriter = errors.New("readmodel: another node writes the snapshots")
+// snapshotSample is how many aggregates a node checks against the log
+// before it trusts a snapshot (all of them when there are fewer).
+const snapshotSample = 2048
 
-// Snapshots stores read-model snapshots in the JetStream object store, one
-// object per set of filters, with the sequence it covers in its metadata.
+// Errors of snapshots.
+var (
+	// ErrNotWriter: another node holds the lease; this one does not write.
+	ErrNotWriter = errors.New("readmodel: another node writes the snapshots")
+	// ErrSnapshotInconsistent: a snapshot that does not agree with the log
+	// (it covers sequences the stream does not have, or its chain heads are
+	// not the stream's messages): the node folds the log instead.
+	ErrSnapshotInconsistent = errors.New("readmodel: snapshot is not consistent with the event stream")
+)
+
+// Snapshots is the writer of read-model snapshots, in the JetStream object
+// store, with the sequence each covers in its metadata. Only control nodes
+// write them (and hold the lease that makes one of them the writer); every
+// role that may read the snapshot bucket loads them with LoadSnapshot.
 type Snapshots struct {
 	obj   jetstream.ObjectStore
 	lease jetstream.KeyValue
 	node  string
-	name  string
-	// verifyOnly: the kind of catalog the snapshots hold (the model's).
-	verifyOnly bool
 }
 
-// OpenSnapshots opens (creating if need be) the snapshot buckets for the
-// snapshots of m's kind of catalog (full or verification-only) under
-// filters. node names this process for the writer lease.
-func OpenSnapshots(ctx context.Context, js jetstream.JetStream, replicas int, node string, m *Model, filters []string) (*Snapshots, error) {
-	if replicas < 1 {
-		replicas = 1
-	}
-	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: SnapshotBucket,
+// OpenSnapshots opens (creating if need be) the snapshot buckets for
+// writing. node names this process for the writer lease.
+func OpenSnapshots(ctx context.Context, js jetstream.JetStream, replicas int, node string) (*Snapshots, error) {
+	replicas = max(replicas, 1)
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: events.SnapshotBucket,
 		Description: "Keytrail read-model snapshots", Storage: jetstream.FileStorage, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: snapshot bucket: %w", err)
 	}
-	lease, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: LeaseBucket,
+	lease, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.LeaseBucket,
 		Description: "Keytrail snapshot writer leases", TTL: leaseTTL, Storage: jetstream.FileStorage, Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: lease bucket: %w", err)
 	}
-	verifyOnly := m.VerifyOnly()
-	return &Snapshots{obj: obj, lease: lease, node: node, name: snapshotName(verifyOnly, filters), verifyOnly: verifyOnly}, nil
-}
-
-// snapshotName names the object of a kind of catalog and a set of filters:
-// a gateway serving some tenants has a model of its own.
-func snapshotName(verifyOnly bool, filters []string) string {
-	kind := "catalog-"
-	if verifyOnly {
-		kind = "verification-"
-	}
-	if len(filters) == 0 {
-		return kind + "all"
-	}
-	sum := sha256.Sum256([]byte(strings.Join(filters, "\x00")))
-	return kind + hex.EncodeToString(sum[:8])
-}
-
-// Load returns the latest snapshot, or nil when there is none.
-func (s *Snapshots) Load(ctx context.Context) (*projections.Catalog, error) {
-	b, err := s.obj.GetBytes(ctx, s.name)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("readmodel: load snapshot: %w", err)
-	}
-	c, err := projections.ReadSnapshot(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	if c.VerifyOnly() != s.verifyOnly {
-		return nil, fmt.Errorf("readmodel: snapshot %s holds another kind of catalog", s.name)
-	}
-	return c, nil
+	return &Snapshots{obj: obj, lease: lease, node: node}, nil
 }
 
 // Save writes the model's catalog, if this node holds (or can take) the
-// writer lease. It returns the sequence the snapshot covers.
+// writer lease: a full model as both the full snapshot and the
+// verification one (the gateways'), a verification-only model as the
+// latter. It returns the sequence the snapshots cover.
 func (s *Snapshots) Save(ctx context.Context, m *Model) (uint64, error) {
 	if err := s.acquire(ctx); err != nil {
 		return 0, err
 	}
-	var buf bytes.Buffer
+	var full, verify bytes.Buffer
 	var seq uint64
 	var err error
 	m.Read(func(c *projections.Catalog) {
 		seq = c.Seq
-		err = c.WriteSnapshot(&buf)
+		if err = c.WriteVerificationSnapshot(&verify); err == nil && !c.VerifyOnly() {
+			err = c.WriteSnapshot(&full)
+		}
 	})
 	if err != nil {
 		return 0, err
 	}
-	_, err = s.obj.Put(ctx, jetstream.ObjectMeta{Name: s.name, Description: "catalog as of seq " + strconv.FormatUint(seq, 10),
-		Metadata: map[string]string{"seq": strconv.FormatUint(seq, 10), "node": s.node}}, &buf)
-	if err != nil {
-		return 0, fmt.Errorf("readmodel: save snapshot: %w", err)
+	for name, b := range map[string]*bytes.Buffer{VerificationSnapshot: &verify, FullSnapshot: &full} {
+		if b.Len() == 0 {
+			continue
+		}
+		_, err = s.obj.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "catalog as of seq " + strconv.FormatUint(seq, 10),
+			Metadata: map[string]string{"seq": strconv.FormatUint(seq, 10), "node": s.node}}, b)
+		if err != nil {
+			return 0, fmt.Errorf("readmodel: save snapshot %s: %w", name, err)
+		}
 	}
 	return seq, nil
 }
 
-// acquire takes the writer lease for this snapshot, or renews it; the key
-// expires with the bucket's TTL when its holder stops renewing.
+// acquire takes the writer lease, or renews it; the key expires with the
+// bucket's TTL when its holder stops renewing.
 func (s *Snapshots) acquire(ctx context.Context) error {
-	key := "writer-" + s.name
+	const key = "writer"
 	e, err := s.lease.Get(ctx, key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -137,6 +123,117 @@ func (s *Snapshots) acquire(ctx context.Context) error {
 	}
 	if _, err := s.lease.Update(ctx, key, []byte(s.node), e.Revision()); err != nil {
 		return ErrNotWriter // someone else renewed or took it in between
+	}
+	return nil
+}
+
+// SnapshotLog is what a snapshot is checked against: the event store.
+type SnapshotLog interface {
+	LastSeq(ctx context.Context, filter string) (uint64, error)
+	LastAsOf(ctx context.Context, subjects []string, upTo uint64) (map[string]store.AsOf, error)
+}
+
+// LoadSnapshot returns the latest snapshot of the kind of catalog m keeps
+// (nil when there is none, or when m serves only some tenants: filters),
+// after checking it against the log (CheckSnapshot). It never writes:
+// gateways may call it with read-only permissions.
+func LoadSnapshot(ctx context.Context, js jetstream.JetStream, log SnapshotLog, m *Model, filters []string) (*projections.Catalog, error) {
+	if len(filters) > 0 {
+		return nil, nil
+	}
+	obj, err := js.ObjectStore(ctx, events.SnapshotBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: snapshot bucket: %w", err)
+	}
+	name := FullSnapshot
+	if m.VerifyOnly() {
+		name = VerificationSnapshot
+	}
+	b, err := obj.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: load snapshot: %w", err)
+	}
+	c, err := projections.ReadSnapshot(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	if c.VerifyOnly() != m.VerifyOnly() {
+		return nil, fmt.Errorf("readmodel: snapshot %s holds another kind of catalog", name)
+	}
+	if err := CheckSnapshot(ctx, log, c, snapshotSample); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CheckSnapshot trusts c only if it is consistent with the log: it covers
+// no sequence past the stream's last, and the chain heads of a sample of
+// sample aggregates (all of them when fewer) are the hashes of their last
+// messages in the stream as of c.Seq. A head that differs because the
+// stream's message there did not apply (one of c's Problems) is no
+// inconsistency.
+func CheckSnapshot(ctx context.Context, log SnapshotLog, c *projections.Catalog, sample int) error {
+	last, err := log.LastSeq(ctx, "")
+	if err != nil {
+		return fmt.Errorf("readmodel: check snapshot: %w", err)
+	}
+	if c.Seq > last {
+		return fmt.Errorf("%w: it covers sequence %d, but the stream ends at %d", ErrSnapshotInconsistent, c.Seq, last)
+	}
+	type head struct {
+		subject string
+		hash    events.Hash
+	}
+	var picked []head
+	seen := 0
+	c.EachHead(func(tenant string, a events.Aggregate, h events.Hash) {
+		seen++
+		i := len(picked)
+		if i >= sample {
+			if i = rand.IntN(seen); i >= sample {
+				return
+			}
+		}
+		subj, err := events.Subject(tenant, a)
+		if err != nil {
+			subj = "" // an id no subject can hold: never in the stream
+		}
+		if i == len(picked) {
+			picked = append(picked, head{subj, h})
+		} else {
+			picked[i] = head{subj, h}
+		}
+	})
+	subjects := make([]string, 0, len(picked))
+	for _, p := range picked {
+		if p.subject == "" {
+			return fmt.Errorf("%w: it holds an aggregate no subject can name", ErrSnapshotInconsistent)
+		}
+		subjects = append(subjects, p.subject)
+	}
+	got, err := log.LastAsOf(ctx, subjects, c.Seq)
+	if err != nil {
+		return fmt.Errorf("readmodel: check snapshot: %w", err)
+	}
+	skipped := func(seq uint64) bool {
+		return slices.ContainsFunc(c.Problems, func(p projections.Problem) bool { return p.Seq == seq })
+	}
+	for _, p := range picked {
+		m := got[p.subject]
+		var inStream events.Hash
+		if m.Seq > 0 && m.Err == nil {
+			inStream = m.Event.Hash
+		}
+		if inStream != p.hash && !(m.Seq > 0 && skipped(m.Seq)) {
+			return fmt.Errorf("%w: the chain head of %s is not the stream's (its last message by seq %d is seq %d)",
+				ErrSnapshotInconsistent, p.subject, c.Seq, m.Seq)
+		}
 	}
 	return nil
 }

@@ -6,9 +6,12 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
 	"github.com/keytrail/keytrail/services/verifier"
 )
@@ -20,16 +23,25 @@ func Example() {
 	defer cancel()
 	dir, _ := os.MkdirTemp("", "keytrail-example")
 	defer os.RemoveAll(dir)
-	node, err := natsnode.Start(natsnode.Config{Name: "example", StoreDir: dir, Listen: "127.0.0.1:0"})
+	// Every role has its own NATS identity (keytrail nats-config writes
+	// them for a cluster; keytrail dev into <data>/nats/).
+	ids, err := natsauth.NewSet()
+	if err != nil {
+		panic(err)
+	}
+	node, err := natsnode.Start(natsnode.Config{Name: "example", StoreDir: dir, Listen: "127.0.0.1:0", Users: natsnode.Users(ids)})
 	if err != nil {
 		panic(err)
 	}
 	defer node.Shutdown()
-	nc, _ := node.Connect()
+	ctlConn, _ := node.Connect(ids[natsauth.Control])
+	defer ctlConn.Close()
+	// A service verifying keys reads the log as a gateway does.
+	nc, _ := nats.Connect(node.ClientURL(), ids[natsauth.Gateway].ConnectOptions()...)
 	defer nc.Close()
 
 	// The control plane (normally `keytrail serve`) creates the log and a key.
-	st, err := store.OpenJetStream(ctx, nc, store.Config{CreateIfMissing: true})
+	st, err := store.OpenJetStream(ctx, ctlConn, store.Config{CreateIfMissing: true})
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -16,10 +17,10 @@ import (
 // away while the clock ran on.
 func TestFailsClosed(t *testing.T) {
 	node := natstest.RunServer(t)
-	nc := natstest.Connect(t, node.ClientURL())
+	nc := node.ConnectAs(t, natsauth.Gateway)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := store.OpenJetStream(ctx, nc, store.Config{CreateIfMissing: true}); err != nil {
+	if _, err := store.OpenJetStream(ctx, node.ConnectAs(t, natsauth.Control), store.Config{CreateIfMissing: true}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

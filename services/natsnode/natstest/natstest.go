@@ -1,7 +1,9 @@
 // Package natstest starts real embedded NATS servers for tests: one node, or
 // a three-node JetStream cluster in one process, on loopback ports with
 // temporary store directories, stopped when the test ends; and the small
-// helpers the tests of every package share (Eventually, Buffer).
+// helpers the tests of every package share (Eventually, Buffer). Every
+// server refuses anonymous clients and holds each Keytrail role to its
+// permissions (natsauth), as in production.
 package natstest
 
 import (
@@ -9,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +19,78 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
 )
 
-// RunServer starts a single JetStream node for the test.
-func RunServer(tb testing.TB) *natsnode.Node {
+// Operator is the role of the tests' operator identity: every permission,
+// for what an operator does outside Keytrail (and no Keytrail role may).
+const Operator natsauth.Role = "operator"
+
+// Auth is a server's (or cluster's) identities: one per Keytrail role with
+// its permissions, and an operator's with every permission.
+type Auth struct {
+	Set      natsauth.Set
+	Operator natsauth.Identity
+}
+
+// NewAuth makes fresh identities.
+func NewAuth(tb testing.TB) Auth {
 	tb.Helper()
-	return start(tb, natsnode.Config{Name: "single", StoreDir: tb.TempDir(), Listen: "127.0.0.1:0"})
+	set, err := natsauth.NewSet()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	op, err := natsauth.NewIdentity(Operator)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return Auth{Set: set, Operator: op}
+}
+
+// Users are the identities a node accepts.
+func (a Auth) Users() []natsnode.User {
+	return append(natsnode.Users(a.Set), natsnode.User{PublicKey: a.Operator.PublicKey()})
+}
+
+// Identity is the identity of role (Operator included).
+func (a Auth) Identity(role natsauth.Role) natsauth.Identity {
+	if role == Operator {
+		return a.Operator
+	}
+	return a.Set[role]
+}
+
+// SeedFile writes role's seed to a file of the test (mode 0600) for
+// --nats-nkey, and returns its path.
+func (a Auth) SeedFile(tb testing.TB, role natsauth.Role) string {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), string(role)+".nk")
+	if err := a.Identity(role).Write(path); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// Server is one node with authentication and the role permissions on.
+type Server struct {
+	*natsnode.Node
+	Auth
+}
+
+// RunServer starts a single JetStream node for the test, refusing
+// anonymous clients and holding every role to its permissions.
+func RunServer(tb testing.TB) *Server {
+	tb.Helper()
+	auth := NewAuth(tb)
+	return &Server{Node: start(tb, natsnode.Config{Name: "single", StoreDir: tb.TempDir(), Listen: "127.0.0.1:0", Users: auth.Users()}), Auth: auth}
+}
+
+// ConnectAs connects to the server as role, closing the connection when
+// the test ends.
+func (s *Server) ConnectAs(tb testing.TB, role natsauth.Role, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	return Connect(tb, s.ClientURL(), s.Identity(role), opts...)
 }
 
 func start(tb testing.TB, cfg natsnode.Config) *natsnode.Node {
@@ -42,10 +110,11 @@ func start(tb testing.TB, cfg natsnode.Config) *natsnode.Node {
 	return n
 }
 
-// Connect opens a client connection to urls and closes it when the test ends.
-func Connect(tb testing.TB, urls string, opts ...nats.Option) *nats.Conn {
+// Connect opens a client connection to urls as id and closes it when the
+// test ends.
+func Connect(tb testing.TB, urls string, id natsauth.Identity, opts ...nats.Option) *nats.Conn {
 	tb.Helper()
-	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)
+	opts = append(append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, id.ConnectOptions()...), opts...)
 	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
 		tb.Fatal(err)
@@ -59,6 +128,7 @@ type Cluster struct {
 	tb    testing.TB
 	Nodes []*natsnode.Node // nil while a node is stopped
 	cfgs  []natsnode.Config
+	Auth
 }
 
 // RunCluster starts an n-node JetStream cluster (n ≥ 3 for R3) and waits
@@ -70,7 +140,7 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 	for _, p := range routePorts {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
-	c := &Cluster{tb: tb, Nodes: make([]*natsnode.Node, n)}
+	c := &Cluster{tb: tb, Nodes: make([]*natsnode.Node, n), Auth: NewAuth(tb)}
 	for i := range n {
 		c.cfgs = append(c.cfgs, natsnode.Config{
 			Name:     fmt.Sprintf("n%d", i+1),
@@ -79,6 +149,7 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 			Cluster: &natsnode.ClusterConfig{
 				Name: "keytrail-test", Listen: fmt.Sprintf("127.0.0.1:%d", routePorts[i]), Routes: routes,
 			},
+			Users: c.Users(),
 		})
 	}
 	for i := range n {
@@ -86,6 +157,13 @@ func RunCluster(tb testing.TB, n int) *Cluster {
 	}
 	c.WaitReady()
 	return c
+}
+
+// ConnectAs connects to every node of the cluster (stopped ones included)
+// as role, closing the connection when the test ends.
+func (c *Cluster) ConnectAs(tb testing.TB, role natsauth.Role, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	return Connect(tb, c.AllURLs(), c.Identity(role), opts...)
 }
 
 // freePorts asks the kernel for n free loopback ports. Another process could

@@ -1,0 +1,24 @@
+package events
+
+// Everything else Keytrail puts on the bus besides the event stream and the
+// decision log, named once here so that the roles that use a name and the
+// permissions that allow it (services/natsauth) cannot drift apart.
+const (
+	// CommandSubjects are the requests control nodes serve; only control
+	// may subscribe to them, since a request carries an admin bearer key.
+	CommandSubjects = "keytrail.cmd.>"
+	// RevocationSubjects are the revocation requests of other services:
+	// keytrail.cmd.<tenant>.keys.revoke.
+	RevocationSubjects = "keytrail.cmd.*.keys.revoke"
+
+	// PresenceSubjectPrefix is followed by the group of gateways (the set of
+	// tenants they serve) that announce themselves to share rate limits.
+	PresenceSubjectPrefix = "keytrail.gw.presence."
+	PresenceSubjects      = PresenceSubjectPrefix + ">"
+
+	// SnapshotBucket is the object store of read-model snapshots (its stream
+	// is OBJ_<bucket>); LeaseBucket the key-value bucket whose lease makes
+	// one control node at a time the snapshot writer (stream KV_<bucket>).
+	SnapshotBucket = "KEYTRAIL_SNAPSHOTS"
+	LeaseBucket    = "KEYTRAIL_SNAPSHOT_LEASES"
+)

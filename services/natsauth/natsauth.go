@@ -1,0 +1,376 @@
+// Package natsauth says who may do what on Keytrail's bus: the four NATS
+// identities (control, gateway, service, auditor), each an nkey, and the
+// least-privilege permissions of each, as data. The embedded server
+// (natsnode) is configured from it, `keytrail nats-config` renders it as a
+// nats-server configuration fragment for a real cluster, and every mode
+// connects with its role's identity and inbox prefix. It imports events (the
+// names on the bus) and never nats-server.
+//
+// Deny wins: every role, control included, is denied deleting, purging,
+// updating (hence weakening or sealing) the event stream and deleting its
+// messages, so that a weaker stream can only be made by an operator with an
+// identity outside Keytrail's.
+package natsauth
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// Role is a kind of NATS client of Keytrail.
+type Role string
+
+// The roles. Each has an identity of its own.
+const (
+	// Control nodes append events, own the streams and buckets, write
+	// snapshots and serve commands (revocations) from other services.
+	Control Role = "control"
+	// Gateways read the event stream and the snapshots, and publish their
+	// decisions and presence.
+	Gateway Role = "gateway"
+	// Service is what other services (a fraud system, an HR job) use to
+	// request revocations: nothing else.
+	Service Role = "service"
+	// Auditor reads the event and decision streams, and nothing else.
+	Auditor Role = "auditor"
+)
+
+// Roles lists every role, in a fixed order.
+var Roles = [...]Role{Control, Gateway, Service, Auditor}
+
+// ParseRole returns the role named s.
+func ParseRole(s string) (Role, error) {
+	for _, r := range Roles {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("natsauth: no role %q (want one of control, gateway, service, auditor)", s)
+}
+
+// InboxPrefix is the prefix of the role's reply subjects. A role may
+// subscribe under its own prefix only, so that no role reads another's
+// replies: clients of a role must connect with it (ConnectOptions does; the
+// nats CLI takes --inbox-prefix).
+func (r Role) InboxPrefix() string { return "_INBOX." + string(r) }
+
+// SeedFile is the file name of the role's seed in a directory of seeds.
+func (r Role) SeedFile() string { return string(r) + ".nk" }
+
+// Permissions is what one identity may publish and subscribe to. A subject
+// matching a deny entry is refused even when an allow entry matches it.
+type Permissions struct {
+	PublishAllow, PublishDeny     []string
+	SubscribeAllow, SubscribeDeny []string
+	// Responses lets the identity answer the requests it receives (on
+	// their reply subjects, once each), without a publish permission on
+	// other roles' inboxes.
+	Responses bool
+}
+
+// The JetStream API subjects, built per stream.
+const jsAPI = "$JS.API."
+
+// streamRead is what reading a stream takes: its info, direct and leader
+// gets, and ephemeral consumers (ordered ones, the object store's push
+// consumer with its flow control).
+func streamRead(stream string) []string {
+	return []string{
+		jsAPI + "STREAM.INFO." + stream,
+		jsAPI + "STREAM.MSG.GET." + stream,
+		jsAPI + "DIRECT.GET." + stream,
+		jsAPI + "DIRECT.GET." + stream + ".>",
+		jsAPI + "CONSUMER.CREATE." + stream,
+		jsAPI + "CONSUMER.CREATE." + stream + ".>",
+		jsAPI + "CONSUMER.INFO." + stream + ".*",
+		jsAPI + "CONSUMER.DELETE." + stream + ".*",
+		jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*",
+		"$JS.FC." + stream + ".>",
+	}
+}
+
+// streamOwn is what creating a stream and keeping it to its settings
+// takes (not deleting or purging it).
+func streamOwn(stream string) []string {
+	return []string{jsAPI + "STREAM.CREATE." + stream, jsAPI + "STREAM.UPDATE." + stream}
+}
+
+// Streams of the buckets: JetStream keeps an object store in OBJ_<bucket>
+// and a key-value bucket in KV_<bucket>.
+const (
+	snapshotStream = "OBJ_" + events.SnapshotBucket
+	leaseStream    = "KV_" + events.LeaseBucket
+)
+
+// eventStreamDenied is what no role may do to the event stream: update its
+// configuration (weaken or seal it), delete or purge it, delete a message,
+// restore it from a backup, or move it off its peers.
+func eventStreamDenied() []string {
+	s := events.StreamName
+	return []string{
+		jsAPI + "STREAM.UPDATE." + s,
+		jsAPI + "STREAM.DELETE." + s,
+		jsAPI + "STREAM.PURGE." + s,
+		jsAPI + "STREAM.MSG.DELETE." + s,
+		jsAPI + "STREAM.RESTORE." + s,
+		jsAPI + "STREAM.PEER.REMOVE." + s,
+		// the decision log is evidence too: nobody trims it from inside
+		jsAPI + "STREAM.UPDATE." + events.DecisionStream,
+		jsAPI + "STREAM.DELETE." + events.DecisionStream,
+		jsAPI + "STREAM.PURGE." + events.DecisionStream,
+		jsAPI + "STREAM.MSG.DELETE." + events.DecisionStream,
+	}
+}
+
+// For returns the permissions of role r.
+func For(r Role) Permissions {
+	inbox := r.InboxPrefix() + ".>"
+	deny := eventStreamDenied()
+	switch r {
+	case Control:
+		pub := []string{events.AllSubjects, jsAPI + "INFO", jsAPI + "STREAM.CREATE." + events.StreamName}
+		pub = append(pub, streamRead(events.StreamName)...)
+		pub = append(pub, jsAPI+"STREAM.CREATE."+events.DecisionStream, jsAPI+"STREAM.INFO."+events.DecisionStream)
+		for _, bucket := range []string{snapshotStream, leaseStream} {
+			pub = append(pub, streamOwn(bucket)...)
+			pub = append(pub, streamRead(bucket)...)
+		}
+		// Writing an object replaces its chunks: a purge of the old ones.
+		pub = append(pub, jsAPI+"STREAM.PURGE."+snapshotStream,
+			"$O."+events.SnapshotBucket+".>", "$KV."+events.LeaseBucket+".>")
+		return Permissions{PublishAllow: pub, PublishDeny: deny,
+			SubscribeAllow: []string{inbox, events.CommandSubjects}, Responses: true}
+	case Gateway:
+		pub := streamRead(events.StreamName)
+		pub = append(pub, streamRead(snapshotStream)...)
+		pub = append(pub, jsAPI+"STREAM.INFO."+events.DecisionStream, events.DecisionSubjects, events.PresenceSubjects)
+		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
+			SubscribeAllow: []string{inbox, events.PresenceSubjects}, SubscribeDeny: []string{events.CommandSubjects}}
+	case Service:
+		return Permissions{PublishAllow: []string{events.RevocationSubjects},
+			PublishDeny:    append(deny, events.AllSubjects),
+			SubscribeAllow: []string{inbox}, SubscribeDeny: []string{events.CommandSubjects}}
+	case Auditor:
+		pub := streamRead(events.StreamName)
+		pub = append(pub, streamRead(events.DecisionStream)...)
+		// what the nats CLI asks before it reads a stream
+		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
+		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
+			SubscribeAllow: []string{inbox}, SubscribeDeny: []string{events.CommandSubjects}}
+	}
+	// Not a role: nothing at all (an empty allow list would allow all).
+	return Permissions{PublishDeny: []string{">"}, SubscribeDeny: []string{">"}}
+}
+
+// Identity is a role's nkey: the seed signs the server's challenge; the
+// server knows only the public key.
+type Identity struct {
+	Role Role
+	seed []byte
+}
+
+// NewIdentity makes a fresh identity for role.
+func NewIdentity(role Role) (Identity, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: new %s identity: %w", role, err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: new %s identity: %w", role, err)
+	}
+	return Identity{Role: role, seed: seed}, nil
+}
+
+// ParseIdentity reads a seed (the contents of a .nk file, or a decorated
+// nkey file) for role.
+func ParseIdentity(role Role, b []byte) (Identity, error) {
+	kp, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: %s seed: %w", role, err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: %s seed: %w", role, err)
+	}
+	if !nkeys.IsValidPublicUserKey(mustPublic(kp)) {
+		return Identity{}, fmt.Errorf("natsauth: %s seed is not a user seed", role)
+	}
+	return Identity{Role: role, seed: seed}, nil
+}
+
+func mustPublic(kp nkeys.KeyPair) string {
+	pub, _ := kp.PublicKey()
+	return pub
+}
+
+// PublicKey is the identity's public nkey (U…), what a server configuration
+// holds.
+func (id Identity) PublicKey() string {
+	kp, err := nkeys.FromSeed(id.seed)
+	if err != nil {
+		return ""
+	}
+	return mustPublic(kp)
+}
+
+// ConnectOptions authenticate as the identity and keep replies under its
+// role's inbox prefix.
+func (id Identity) ConnectOptions() []nats.Option {
+	seed := slices.Clone(id.seed)
+	return []nats.Option{
+		nats.Nkey(id.PublicKey(), func(nonce []byte) ([]byte, error) {
+			kp, err := nkeys.FromSeed(seed)
+			if err != nil {
+				return nil, err
+			}
+			defer kp.Wipe()
+			return kp.Sign(nonce)
+		}),
+		nats.CustomInboxPrefix(id.Role.InboxPrefix()),
+	}
+}
+
+// Write writes the seed to path, mode 0600, refusing to overwrite a file.
+func (id Identity) Write(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("natsauth: %w", err)
+	}
+	_, werr := f.Write(append(slices.Clone(id.seed), '\n'))
+	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("natsauth: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadSeedFile reads the identity of role from a seed file, refusing one
+// that others than its owner can read.
+func ReadSeedFile(role Role, path string) (Identity, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return Identity{}, fmt.Errorf("natsauth: %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Identity{}, fmt.Errorf("natsauth: %w", err)
+	}
+	id, err := ParseIdentity(role, b)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return id, nil
+}
+
+// Set is one identity per role.
+type Set map[Role]Identity
+
+// NewSet makes a fresh identity for every role.
+func NewSet() (Set, error) {
+	s := Set{}
+	for _, r := range Roles {
+		id, err := NewIdentity(r)
+		if err != nil {
+			return nil, err
+		}
+		s[r] = id
+	}
+	return s, nil
+}
+
+// LoadOrCreateDir reads every role's seed from dir (<role>.nk), creating
+// the directory (0700) and any missing seed (0600) first.
+func LoadOrCreateDir(dir string) (Set, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsauth: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("natsauth: %w", err)
+	}
+	s := Set{}
+	for _, r := range Roles {
+		path := filepath.Join(dir, r.SeedFile())
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			id, err := NewIdentity(r)
+			if err != nil {
+				return nil, err
+			}
+			if err := id.Write(path); err != nil {
+				return nil, err
+			}
+		}
+		id, err := ReadSeedFile(r, path)
+		if err != nil {
+			return nil, err
+		}
+		s[r] = id
+	}
+	return s, nil
+}
+
+// WriteDir writes every seed of s into dir (0700), refusing to overwrite.
+func (s Set) WriteDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("natsauth: %w", err)
+	}
+	for _, r := range Roles {
+		if id, ok := s[r]; ok {
+			if err := id.Write(filepath.Join(dir, r.SeedFile())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Fragment renders the identities of s with their permissions as a
+// nats-server configuration fragment: an authorization block to include
+// in every server's configuration. Anonymous clients are refused by any
+// server that has it.
+func (s Set) Fragment() string {
+	var b strings.Builder
+	b.WriteString("# Keytrail's NATS identities and their permissions (keytrail nats-config).\n")
+	b.WriteString("# Include this file in every server's configuration. Deny wins: no identity may\n")
+	b.WriteString("# update, delete or purge KEYTRAIL_EVENTS, or delete its messages.\n")
+	b.WriteString("authorization {\n  users = [\n")
+	for _, r := range Roles {
+		id, ok := s[r]
+		if !ok {
+			continue
+		}
+		p := For(r)
+		fmt.Fprintf(&b, "    # %s (seed: %s; inbox prefix %s)\n", r, r.SeedFile(), r.InboxPrefix())
+		fmt.Fprintf(&b, "    {\n      nkey: %q\n      permissions: {\n", id.PublicKey())
+		fmt.Fprintf(&b, "        publish: { allow: %s, deny: %s }\n", list(p.PublishAllow), list(p.PublishDeny))
+		fmt.Fprintf(&b, "        subscribe: { allow: %s, deny: %s }\n", list(p.SubscribeAllow), list(p.SubscribeDeny))
+		if p.Responses {
+			b.WriteString("        allow_responses: true\n")
+		}
+		b.WriteString("      }\n    }\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
+}
+
+// list renders subjects as a configuration array of quoted strings (quoted,
+// so that a $ is not read as a variable).
+func list(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
