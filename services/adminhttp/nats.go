@@ -19,8 +19,8 @@ import (
 // keytrail.cmd.<tenant>.keys.revoke, served by every control node in one
 // queue group.
 const (
-	RevocationQueue    = "keytrail-control"
-	maxRevocationBody  = 64 << 10
+	RevocationQueue   = "keytrail-control"
+	maxRevocationBody = 64 << 10
 )
 
 // RevokeRequest is the body of a revocation over NATS: one key; or every key

@@ -65,7 +65,7 @@ func TestRolesReachNATSOverTLS(t *testing.T) {
 	auth := natstest.NewAuth(t)
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
 		NoLog: true, NoSigs: true, TLS: true, TLSTimeout: 5,
-		Nkeys: []*server.NkeyUser{{Nkey: auth.Identity(natsauth.Gateway).PublicKey()}},
+		Nkeys:     []*server.NkeyUser{{Nkey: auth.Identity(natsauth.Gateway).PublicKey()}},
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/keytrail/keytrail/events"
 )
 
-
 // maxPeers bounds how many gateways a node believes in: announcements are
 // unauthenticated beyond NATS permissions, and a flood of invented ones
 // must not shrink every node's share to nothing.
