@@ -38,6 +38,13 @@ func newMetrics(s *Server) *metrics {
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_readmodel_stream_refused",
+			Help: "1 when the node refuses the event stream: gone, rewound, made anew or weakened since it saw it."}, func() float64 {
+			if model.Refused() != nil {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_readmodel_lag",
 			Help: "Messages in the log beyond the read model's applied sequence, when last asked."}, func() float64 {
 			_, lag, _ := model.Freshness()

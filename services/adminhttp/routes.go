@@ -117,6 +117,10 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Model.Refused() != nil {
+			writeProblem(w, r, control.CodeUnavailable, "this node refuses the event stream: it is not the history the node saw (see the node's log)", "")
+			return
+		}
 		if !s.cfg.Model.Ready() {
 			writeProblem(w, r, control.CodeUnavailable, "the read model is catching up with the event log", "")
 			return

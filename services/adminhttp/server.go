@@ -45,6 +45,9 @@ type Config struct {
 	MaxBody int64
 	// MinSeqWait bounds the wait for Keytrail-Min-Seq (default 5 s).
 	MinSeqWait time.Duration
+	// Timeout bounds every request: one the event log does not answer in
+	// time gets 503 unavailable (default 10 s).
+	Timeout time.Duration
 }
 
 // Server serves the admin API.
@@ -67,6 +70,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MinSeqWait <= 0 {
 		cfg.MinSeqWait = 5 * time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.metrics = newMetrics(s)
@@ -103,14 +109,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	var b [8]byte
 	rand.Read(b[:])
 	ri := &reqInfo{id: hex.EncodeToString(b[:])}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
+	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), ctxKey{}, ri), s.cfg.Timeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	w.Header().Set("X-Request-Id", ri.id)
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	if s.cfg.Model.Refused() != nil && !operatorPaths[r.URL.Path] {
+		// The node no longer trusts the stream: neither writes onto it nor
+		// answers from what it folded of it. Why is in the log.
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, r, control.CodeUnavailable, "this node refuses the event stream: it is not the history the node saw (see the node's log)", "")
+		})
+	}
 	h.ServeHTTP(rec, r)
 	s.metrics.observe(r.Pattern, rec.status, time.Since(start).Seconds())
 	s.cfg.Log.Info("http", "request_id", ri.id, "method", r.Method, "path", r.URL.Path, "status", rec.status,
 		"duration_ms", float64(time.Since(start).Microseconds())/1000, "actor", ri.p.actor())
 }
+
+// operatorPaths answer even when the node refuses the stream: they say so.
+var operatorPaths = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/openapi.json": true}
 
 type statusRecorder struct {
 	http.ResponseWriter

@@ -170,7 +170,8 @@ func mapStoreError(err error) error {
 		return err
 	case errors.Is(err, store.ErrInvalid):
 		return &Error{Code: CodeInvalidArgument, Message: strings.TrimPrefix(err.Error(), "store: invalid append: ")}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrRefused),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return &Error{Code: CodeUnavailable, Message: "the event log did not answer in time"}
 	}
 	return fmt.Errorf("control: %w", err)

@@ -380,7 +380,7 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request) {
 	case ReservedPrefix + "readyz":
 		applied, lag, confirmed := g.cfg.Model.Freshness()
 		body := map[string]any{"applied_seq": applied, "lag": lag, "ready": g.cfg.Model.Ready(),
-			"stale": g.cfg.Model.Stale(g.cfg.MaxStaleness)}
+			"stale": g.cfg.Model.Stale(g.cfg.MaxStaleness), "stream_refused": g.cfg.Model.Refused() != nil}
 		if !confirmed.IsZero() {
 			body["confirmed_at"] = confirmed.UTC()
 		}

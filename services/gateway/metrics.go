@@ -47,6 +47,13 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_applied_seq",
 			Help: "Stream sequence of the last event the read model applied."},
 			func() float64 { return float64(model.Applied()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_stream_refused",
+			Help: "1 when the gateway refuses the event stream (gone, rewound, made anew or weakened since it saw it) and answers STALE."}, func() float64 {
+			if model.Refused() != nil {
+				return 1
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_lag",
 			Help: "Messages the log held beyond the applied sequence when last asked."},
 			func() float64 { _, lag, _ := model.Freshness(); return float64(lag) }),

@@ -15,10 +15,14 @@ import (
 	"github.com/keytrail/keytrail/events"
 )
 
-// maxPeers bounds how many gateways a node believes in: announcements are
-// unauthenticated beyond NATS permissions, and a flood of invented ones
-// must not shrink every node's share to nothing.
-const maxPeers = 64
+// MaxSharingPeers bounds how many gateways a node believes share its
+// limits, itself included: the floor of a node's share of a limit is
+// 1/MaxSharingPeers. Only gateway identities may announce themselves, but a
+// compromised one could invent any number of peers; with the bound, the
+// most it can do is shrink every share to that floor. (A deployment with
+// more gateways serving the same tenants enforces up to
+// gateways/MaxSharingPeers times a limit.)
+const MaxSharingPeers = 16
 
 // Presence announces this gateway every interval and counts the gateways
 // heard from within three intervals.
@@ -59,7 +63,7 @@ func (p *Presence) Run(ctx context.Context) error {
 			return
 		}
 		p.mu.Lock()
-		if _, known := p.seen[node]; known || len(p.seen) < maxPeers {
+		if _, known := p.seen[node]; known || len(p.seen) < MaxSharingPeers {
 			p.seen[node] = p.now()
 		}
 		p.count()
@@ -101,7 +105,7 @@ func (p *Presence) count() {
 			n++
 		}
 	}
-	p.live.Store(n)
+	p.live.Store(min(n, MaxSharingPeers))
 }
 
 // Live is the number of gateways heard from within three intervals, this
