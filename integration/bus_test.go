@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -16,8 +18,10 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
@@ -310,5 +314,137 @@ func TestPresenceCannotShrinkLimitsBelowTheFloor(t *testing.T) {
 	})
 	if n := limits.Peers(); n != gateway.MaxSharingPeers {
 		t.Fatalf("%d peers: the floor is 1/%d of a limit", n, gateway.MaxSharingPeers)
+	}
+}
+
+// TestStreamDeletedAndMadeAnewBehindTheNodesBack: an operator (the only
+// identity that can) deletes the event stream under a running keytrail dev,
+// then makes an empty one. The node notices and says so - admin and gateway
+// readyz 503, the refusal metrics, the gateway answers STALE, admin calls
+// answer 503 within their timeout - appends nothing to the new stream,
+// stops within 10 s, and refuses to start again on it; it never creates an
+// empty stream over the history it knew.
+func TestStreamDeletedAndMadeAnewBehindTheNodesBack(t *testing.T) {
+	op, err := natsauth.NewIdentity(natstest.Operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &natstest.Buffer{}
+	cfg := app.DevConfig{OperatorKey: op.PublicKey(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), MinSeqWait: time.Second,
+		Gateway: app.GatewayConfig{MaxStaleness: 30 * time.Second}}
+	e := startAdminWith(t, cfg, logs)
+	issued := e.givenKey("orders:read")
+	sec := issued.body["secret"].(string)
+	up := upstream(t)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders",
+		"upstreams": []string{up.URL}, "scopes": []string{"orders:read"}}), 201)
+	gw := e.dev.Addresses().Gateway
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if s, code := through(gw, "/orders", sec); s != 200 {
+			return fmt.Errorf("%d %s", s, code)
+		}
+		return nil
+	})
+	ctx := testCtx(t, 2*time.Minute)
+	js, _ := jetstream.New(natstest.Connect(t, e.dev.Addresses().NATS, op))
+	if err := js.DeleteStream(ctx, events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if s := e.call("GET", "/readyz", "", nil).status; s != http.StatusServiceUnavailable {
+			return fmt.Errorf("admin readyz %d", s)
+		}
+		if s := readyz(gw); s != http.StatusServiceUnavailable {
+			return fmt.Errorf("gateway readyz %d", s)
+		}
+		if s, code := through(gw, "/orders", sec); s != http.StatusServiceUnavailable || code != "STALE" {
+			return fmt.Errorf("gateway: %d %s", s, code)
+		}
+		return nil
+	})
+	if v := gatewayMetric(t, gw, "keytrail_gateway_stream_refused"); v != 1 {
+		t.Fatalf("keytrail_gateway_stream_refused %d", v)
+	}
+	if m := e.call("GET", "/metrics", "", nil); !strings.Contains(m.raw, "keytrail_readmodel_stream_refused 1") {
+		t.Fatal("keytrail_readmodel_stream_refused is not 1")
+	}
+	if !strings.Contains(logs.String(), "event stream refused") || !strings.Contains(logs.String(), "the stream is gone") {
+		t.Fatalf("the log does not say why: %s", logs.String())
+	}
+
+	// The operator makes an empty stream with Keytrail's own settings.
+	if _, err := js.CreateStream(ctx, store.StreamConfig(store.Config{})); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "beta", "name": "Beta"})
+	if r.status != http.StatusServiceUnavailable || time.Since(start) > 11*time.Second {
+		t.Fatalf("a command on a refused stream: %d after %v: %s", r.status, time.Since(start), r.raw)
+	}
+	if r := e.call("GET", "/v1/tenants/acme", e.root, nil); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("a read on a refused stream: %d", r.status)
+	}
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil || s.CachedInfo().State.Msgs != 0 {
+		t.Fatalf("the node wrote to the new stream: %v", err)
+	}
+
+	start = time.Now()
+	e.dev.Close()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("stopping took %v", d)
+	}
+	cfg.DataDir, cfg.AdminListen, cfg.GatewayListen, cfg.NATSListen = e.dir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if d, err := app.StartDev(ctx, cfg); !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), "made anew") {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("restart on the new stream: %v", err)
+	}
+}
+
+// TestRestartNeverCreatesAnEmptyStreamOverAKnownHistory: the event stream
+// deleted while keytrail dev was down; the restart refuses to start rather
+// than create an empty one, and creates nothing.
+func TestRestartNeverCreatesAnEmptyStreamOverAKnownHistory(t *testing.T) {
+	op, err := natsauth.NewIdentity(natstest.Operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := app.DevConfig{OperatorKey: op.PublicKey(), Logger: slog.New(slog.DiscardHandler)}
+	e := startAdminWith(t, cfg, nil)
+	e.givenKey()
+	ctx := testCtx(t, time.Minute)
+	e.dev.Close()
+	// Down: the operator removes the stream from the store directly, as
+	// `nats stream rm` on a server of its own would.
+	cfg.DataDir, cfg.AdminListen, cfg.GatewayListen, cfg.NATSListen = e.dir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	node, err := natsnode.Start(natsnode.Config{Name: "operator", StoreDir: filepath.Join(e.dir, "nats"), Listen: "127.0.0.1:0",
+		Users: []natsnode.User{{PublicKey: op.PublicKey()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ojs, _ := jetstream.New(natstest.Connect(t, node.ClientURL(), op))
+	if err := ojs.DeleteStream(ctx, events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	node.Shutdown()
+
+	if d, err := app.StartDev(ctx, cfg); !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), "gone") {
+		if d != nil {
+			d.Close()
+		}
+		t.Fatalf("restart without the stream: %v", err)
+	}
+	node, err = natsnode.Start(natsnode.Config{Name: "operator", StoreDir: filepath.Join(e.dir, "nats"), Listen: "127.0.0.1:0",
+		Users: []natsnode.User{{PublicKey: op.PublicKey()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Shutdown()
+	ojs, _ = jetstream.New(natstest.Connect(t, node.ClientURL(), op))
+	if _, err := ojs.Stream(ctx, events.StreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("the restart made a stream: %v", err)
 	}
 }

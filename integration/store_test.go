@@ -1,8 +1,15 @@
 package integration
 
 import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
@@ -55,5 +62,51 @@ func TestSubscriptionsLeaveNoConsumers(t *testing.T) {
 	}
 	if n := info.State.Consumers; n != 0 {
 		t.Fatalf("%d consumers left after 50 closed subscriptions", n)
+	}
+}
+
+// TestWatermarkRefusesARewoundStream: a node that saw the stream hold 100
+// events (its watermark) refuses the same stream holding 3 - as a restored
+// older backup would - at open and when it checks, and says why.
+func TestWatermarkRefusesARewoundStream(t *testing.T) {
+	node := natstest.RunServer(t)
+	ctx := testCtx(t, time.Minute)
+	file := filepath.Join(t.TempDir(), "watermark.json")
+	st := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{WatermarkFile: file})
+	for _, u := range []string{"a", "b", "c"} {
+		if _, err := st.Append(ctx, store.Head{}, storetest.Event("acme", events.UserAggregate(u), events.UserCreatedV1{}, u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last, err := st.Check(ctx); err != nil || last != 3 || st.Watermark().Seq != 3 {
+		t.Fatalf("check: %d %v %+v", last, err, st.Watermark())
+	}
+	var wm store.Watermark
+	b, _ := os.ReadFile(file)
+	if err := json.Unmarshal(b, &wm); err != nil || wm.Seq != 3 || wm.Created.IsZero() {
+		t.Fatalf("watermark file: %s %v", b, err)
+	}
+	wm.Seq = 100
+	b, _ = json.Marshal(wm)
+	os.WriteFile(file, b, 0o600)
+	_, err := store.OpenJetStream(ctx, node.ConnectAs(t, natsauth.Control), store.Config{WatermarkFile: file, CreateIfMissing: true})
+	if !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), "its last sequence is 3, but this node has seen it hold 100") {
+		t.Fatalf("open on a rewound stream: %v", err)
+	}
+	// A running node whose watermark is ahead of the stream refuses it when
+	// it checks.
+	gw := openStore(t, node.ConnectAs(t, natsauth.Gateway), store.Config{})
+	if _, err := gw.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	op, _ := jetstream.New(node.ConnectAs(t, natstest.Operator))
+	if err := op.DeleteStream(ctx, events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.CreateStream(ctx, store.StreamConfig(store.Config{})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.Check(ctx); !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), "its last sequence is 0, but this node has seen it hold 3") {
+		t.Fatalf("check on a stream made anew: %v", err)
 	}
 }

@@ -105,7 +105,7 @@ func (s *JetStream) judge(info *jetstream.StreamInfo) error {
 		return &IntegrityError{Reason: fmt.Sprintf("it was created at %s, but the stream this node knew was created at %s: "+
 			"it was deleted and made anew", info.Created.UTC().Format(time.RFC3339Nano), wm.Created.UTC().Format(time.RFC3339Nano))}
 	}
-	s.wm = Watermark{Seq: info.State.LastSeq, Created: info.Created}
+	s.wm = Watermark{Seq: max(wm.Seq, info.State.LastSeq), Created: info.Created}
 	if s.cfg.WatermarkFile != "" && s.wm != s.saved {
 		if err := writeWatermark(s.cfg.WatermarkFile, s.wm); err != nil {
 			return err
@@ -113,6 +113,14 @@ func (s *JetStream) judge(info *jetstream.StreamInfo) error {
 		s.saved = s.wm
 	}
 	return nil
+}
+
+// observe raises the watermark to an acknowledged append's sequence (it
+// reaches the watermark file with the next Check).
+func (s *JetStream) observe(seq uint64) {
+	s.mu.Lock()
+	s.wm.Seq = max(s.wm.Seq, seq)
+	s.mu.Unlock()
 }
 
 // Watermark is the highest sequence this node has seen the stream hold and

@@ -158,7 +158,7 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStream, 
 	// can go unanswered: retry with short attempts until ctx ends.
 	err = retry(ctx, func(ctx context.Context) error {
 		s, err := js.Stream(ctx, events.StreamName)
-		if errors.Is(err, jetstream.ErrStreamNotFound) && wm.Seq > 0 {
+		if errors.Is(err, jetstream.ErrStreamNotFound) && (wm.Seq > 0 || !wm.Created.IsZero()) {
 			return permanent{&IntegrityError{Reason: fmt.Sprintf("the stream is gone, and this node saw it hold %d events "+
 				"(watermark %s); it will not create an empty one over that history", wm.Seq, cfg.WatermarkFile)}}
 		}
@@ -277,6 +277,7 @@ func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Wr
 		// from the leader: a replica answering a direct get may lag.
 		return s.originalOf(ctx, ack.Sequence, p)
 	}
+	s.observe(ack.Sequence)
 	first := ack.Sequence - uint64(len(p.recs)) + 1
 	for i := range p.recs {
 		p.recs[i].Seq = first + uint64(i)
