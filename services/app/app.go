@@ -33,6 +33,8 @@ Usage:
   keytrail dev      [flags]   embedded NATS + control + gateway on loopback
   keytrail serve    [flags]   control node against a NATS cluster
   keytrail gateway  [flags]   gateway node against a NATS cluster
+  keytrail nats-config --out DIR   NATS identities (nkey seeds) and the server
+                              configuration fragment for a real cluster
 
   keytrail tenant   create|get|suspend|resume
   keytrail user     create|get|disable|enable|delete|revoke-keys   --tenant T
@@ -84,6 +86,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = client(verifyCmd)
 	case "audit":
 		run = runAudit
+	case "nats-config":
+		run = runNATSConfig
 	default:
 		fmt.Fprintf(stderr, "keytrail: unknown command %q\n\n%s", args[0], usage)
 		return ExitUsage

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/hex"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -654,4 +655,25 @@ func TestDecisionLogNeverBlocks(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRequestIDsAreUnpredictable: every request id is 96 random bits (24
+// hex characters) with nothing shared between consecutive ones, so nobody
+// can plant a decision under the id of a request still to come.
+func TestRequestIDsAreUnpredictable(t *testing.T) {
+	f := newFixture(t)
+	seen := map[string]bool{}
+	var prev []byte
+	for range 500 {
+		id := f.do("GET", "/nowhere", nil).header.Get(gateway.HeaderRequestID)
+		b, err := hex.DecodeString(id)
+		if err != nil || len(b) != 12 || seen[id] {
+			t.Fatalf("request id %q: %v (seen before: %v)", id, err, seen[id])
+		}
+		seen[id] = true
+		if prev != nil && bytes.Equal(prev[:4], b[:4]) {
+			t.Fatalf("consecutive request ids share a prefix: %x, %x", prev, b)
+		}
+		prev = b
+	}
 }

@@ -354,8 +354,8 @@ func (s Set) Fragment() string {
 		p := For(r)
 		fmt.Fprintf(&b, "    # %s (seed: %s; inbox prefix %s)\n", r, r.SeedFile(), r.InboxPrefix())
 		fmt.Fprintf(&b, "    {\n      nkey: %q\n      permissions: {\n", id.PublicKey())
-		fmt.Fprintf(&b, "        publish: { allow: %s, deny: %s }\n", list(p.PublishAllow), list(p.PublishDeny))
-		fmt.Fprintf(&b, "        subscribe: { allow: %s, deny: %s }\n", list(p.SubscribeAllow), list(p.SubscribeDeny))
+		fmt.Fprintf(&b, "        publish: {\n          allow: %s\n          deny: %s\n        }\n", list(p.PublishAllow), list(p.PublishDeny))
+		fmt.Fprintf(&b, "        subscribe: {\n          allow: %s\n          deny: %s\n        }\n", list(p.SubscribeAllow), list(p.SubscribeDeny))
 		if p.Responses {
 			b.WriteString("        allow_responses: true\n")
 		}
@@ -365,12 +365,17 @@ func (s Set) Fragment() string {
 	return b.String()
 }
 
-// list renders subjects as a configuration array of quoted strings (quoted,
-// so that a $ is not read as a variable).
+// list renders subjects as a configuration array of quoted strings, one a
+// line (quoted, so that a $ is not read as a variable).
 func list(subjects []string) string {
-	q := make([]string, len(subjects))
-	for i, s := range subjects {
-		q[i] = fmt.Sprintf("%q", s)
+	if len(subjects) == 0 {
+		return "[]"
 	}
-	return "[" + strings.Join(q, ", ") + "]"
+	var b strings.Builder
+	b.WriteString("[\n")
+	for _, s := range subjects {
+		fmt.Fprintf(&b, "            %q\n", s)
+	}
+	b.WriteString("          ]")
+	return b.String()
 }

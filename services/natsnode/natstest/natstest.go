@@ -135,7 +135,7 @@ type Cluster struct {
 // until it has a meta leader, every peer, and every node current.
 func RunCluster(tb testing.TB, n int) *Cluster {
 	tb.Helper()
-	clientPorts, routePorts := freePorts(tb, n), freePorts(tb, n)
+	clientPorts, routePorts := FreePorts(tb, n), FreePorts(tb, n)
 	var routes []string
 	for _, p := range routePorts {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
@@ -166,9 +166,9 @@ func (c *Cluster) ConnectAs(tb testing.TB, role natsauth.Role, opts ...nats.Opti
 	return Connect(tb, c.AllURLs(), c.Identity(role), opts...)
 }
 
-// freePorts asks the kernel for n free loopback ports. Another process could
+// FreePorts asks the kernel for n free loopback ports. Another process could
 // take one before the server binds it; on loopback in a test that is rare.
-func freePorts(tb testing.TB, n int) []int {
+func FreePorts(tb testing.TB, n int) []int {
 	tb.Helper()
 	var ports []int
 	var ls []net.Listener
