@@ -3,9 +3,9 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
-	"encoding/hex"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
