@@ -109,11 +109,11 @@ type Checker interface {
 // model stops applying, is neither ready nor fresh, and reports why
 // (Refused) until ctx ends.
 func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error {
-	if err := m.check(ctx, st); err != nil {
+	target, err := m.lastChecked(ctx, st, filters)
+	if errors.Is(err, store.ErrRefused) {
 		<-ctx.Done()
 		return nil
 	}
-	target, err := lastOf(ctx, st, filters)
 	if err != nil {
 		return fmt.Errorf("readmodel: last sequence: %w", err)
 	}
@@ -217,22 +217,6 @@ func lastOf(ctx context.Context, st store.Store, filters []string) (uint64, erro
 	return last, nil
 }
 
-// check checks the stream when st can (Checker), and refuses it for good
-// when it is not the history the model knew. Other failures (NATS away)
-// are not refusals.
-func (m *Model) check(ctx context.Context, st store.Store) error {
-	c, ok := st.(Checker)
-	if !ok {
-		return nil
-	}
-	_, err := c.Check(ctx)
-	if errors.Is(err, store.ErrRefused) {
-		m.refuse(err)
-		return err
-	}
-	return nil
-}
-
 // refuse stops the model trusting the stream, and says why.
 func (m *Model) refuse(err error) {
 	if m.refused.CompareAndSwap(nil, &err) {
@@ -243,7 +227,9 @@ func (m *Model) refuse(err error) {
 }
 
 // lastChecked is the last sequence under filters, after checking the
-// stream when st can (one request for both when there are no filters).
+// stream when st can (one request for both when there are no filters); it
+// refuses the stream for good when it is not the history the model knew.
+// Other failures (NATS away) are not refusals.
 func (m *Model) lastChecked(ctx context.Context, st store.Store, filters []string) (uint64, error) {
 	c, ok := st.(Checker)
 	if !ok {

@@ -221,3 +221,66 @@ func TestModelTakesUpALostSubscription(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// refusingStore is a memory store that can say its stream is no longer the
+// history it saw, as store.JetStream's Check does.
+type refusingStore struct {
+	*store.Memory
+	mu     sync.Mutex
+	reason string
+}
+
+func (s *refusingStore) Check(ctx context.Context) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason != "" {
+		return 0, &store.IntegrityError{Reason: s.reason}
+	}
+	return s.LastSeq(ctx, "")
+}
+
+// TestModelRefusesAStreamThatIsNotItsHistory: once the stream is refused,
+// the model applies nothing more, is neither ready nor fresh, and says why;
+// a store refused at start is never trusted at all.
+func TestModelRefusesAStreamThatIsNotItsHistory(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st := &refusingStore{Memory: store.NewMemory()}
+	st.Append(ctx, store.Head{}, storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "A"}, "c"))
+	m := New(slog.New(slog.DiscardHandler), ConfirmEvery(5*time.Millisecond))
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, st, nil) }()
+	if err := m.WaitFor(ctx, 1, 5*time.Second); err != nil || !m.Ready() {
+		t.Fatalf("caught up: %v, ready %v", err, m.Ready())
+	}
+	st.mu.Lock()
+	st.reason = "made anew"
+	st.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Refused() == nil && time.Now().Before(deadline) {
+		m.WaitFor(ctx, 2, 5*time.Millisecond) // returns at once or after 5 ms: a bounded poll
+	}
+	if err := m.Refused(); !errors.Is(err, store.ErrRefused) || m.Ready() || !m.Stale(time.Hour) {
+		t.Fatalf("refused %v, ready %v, stale %v", err, m.Ready(), m.Stale(time.Hour))
+	}
+	st.Append(ctx, store.Head{}, storetest.Event("acme", events.UserAggregate("bob"), events.UserCreatedV1{}, "u"))
+	if err := m.WaitFor(ctx, 2, 200*time.Millisecond); !errors.Is(err, ErrBehind) {
+		t.Fatalf("applied from a refused stream: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused from the start: never ready.
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	m2 := New(slog.New(slog.DiscardHandler))
+	go m2.Run(ctx2, st, nil)
+	if err := m2.WaitFor(ctx2, 1, 200*time.Millisecond); !errors.Is(err, ErrBehind) || m2.Ready() {
+		t.Fatalf("a model on a refused stream applied: %v, ready %v", err, m2.Ready())
+	}
+	if m2.Refused() == nil {
+		t.Fatal("no reason given")
+	}
+}
