@@ -104,7 +104,8 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	t.Logf("revocation enforced by %d gateways within %v of the acknowledgement", len(gateways), time.Since(ack))
 
 	// A gateway serving only tenant beta knows nothing of acme's APIs.
-	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
+	// Next to a dev data directory a gateway finds the NATS address and its seed by itself.
+	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--data", e.dir, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(betaOnly); s != 200 {
 			return fmt.Errorf("readyz %d", s)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,7 +61,13 @@ func runServer(dir, seeds string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	node, err := natsnode.Start(natsnode.Config{Name: "child", StoreDir: dir, Listen: "127.0.0.1:0", Users: natsnode.Users(ids)})
+	users := natsnode.Users(ids)
+	// An identity without permissions, for benchmarks that measure what the
+	// role permissions cost.
+	if op, err := natsauth.ReadSeedFile(natstest.Operator, filepath.Join(seeds, "operator.nk")); err == nil {
+		users = append(users, natsnode.User{PublicKey: op.PublicKey()})
+	}
+	node, err := natsnode.Start(natsnode.Config{Name: "child", StoreDir: dir, Listen: "127.0.0.1:0", Users: users})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -72,17 +79,23 @@ func runServer(dir, seeds string) int {
 }
 
 // serverProcess is a NATS node in a child process: its URL, and the
-// identities it accepts with the directory of their seed files.
+// identities it accepts (the roles', and an operator's with every
+// permission) with the directory of their seed files.
 type serverProcess struct {
-	URL   string
-	Seeds string
-	IDs   natsauth.Set
+	URL      string
+	Seeds    string
+	IDs      natsauth.Set
+	Operator natsauth.Identity
 }
 
-// Connect connects to the node as role.
+// Connect connects to the node as role (natstest.Operator included).
 func (p serverProcess) Connect(tb testing.TB, role natsauth.Role) *nats.Conn {
 	tb.Helper()
-	return natstest.Connect(tb, p.URL, p.IDs[role])
+	id := p.IDs[role]
+	if role == natstest.Operator {
+		id = p.Operator
+	}
+	return natstest.Connect(tb, p.URL, id)
 }
 
 // startServerProcess runs a NATS node in a child process, as a production
@@ -93,6 +106,13 @@ func startServerProcess(tb testing.TB) serverProcess {
 	seeds := tb.TempDir()
 	ids, err := natsauth.LoadOrCreateDir(seeds)
 	if err != nil {
+		tb.Fatal(err)
+	}
+	op, err := natsauth.NewIdentity(natstest.Operator)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := op.Write(filepath.Join(seeds, "operator.nk")); err != nil {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -117,7 +137,7 @@ func startServerProcess(tb testing.TB) serverProcess {
 	if err != nil {
 		tb.Fatalf("server process: %v", err)
 	}
-	return serverProcess{URL: strings.TrimSpace(url), Seeds: seeds, IDs: ids}
+	return serverProcess{URL: strings.TrimSpace(url), Seeds: seeds, IDs: ids, Operator: op}
 }
 
 // process is a keytrail role running in a child process.

@@ -132,7 +132,10 @@ func eventStreamDenied() []string {
 	}
 }
 
-// For returns the permissions of role r.
+// For returns the permissions of role r. Subscriptions have allow lists
+// only: a subscribe deny list makes the server check every message it
+// delivers against it, and the allow lists already leave out everything
+// else (commands above all).
 func For(r Role) Permissions {
 	inbox := r.InboxPrefix() + ".>"
 	deny := eventStreamDenied()
@@ -155,18 +158,18 @@ func For(r Role) Permissions {
 		pub = append(pub, streamRead(snapshotStream)...)
 		pub = append(pub, jsAPI+"STREAM.INFO."+events.DecisionStream, events.DecisionSubjects, events.PresenceSubjects)
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
-			SubscribeAllow: []string{inbox, events.PresenceSubjects}, SubscribeDeny: []string{events.CommandSubjects}}
+			SubscribeAllow: []string{inbox, events.PresenceSubjects}}
 	case Service:
 		return Permissions{PublishAllow: []string{events.RevocationSubjects},
 			PublishDeny:    append(deny, events.AllSubjects),
-			SubscribeAllow: []string{inbox}, SubscribeDeny: []string{events.CommandSubjects}}
+			SubscribeAllow: []string{inbox}}
 	case Auditor:
 		pub := streamRead(events.StreamName)
 		pub = append(pub, streamRead(events.DecisionStream)...)
 		// what the nats CLI asks before it reads a stream
 		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
-			SubscribeAllow: []string{inbox}, SubscribeDeny: []string{events.CommandSubjects}}
+			SubscribeAllow: []string{inbox}}
 	}
 	// Not a role: nothing at all (an empty allow list would allow all).
 	return Permissions{PublishDeny: []string{">"}, SubscribeDeny: []string{">"}}
