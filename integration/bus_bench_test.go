@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
-	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -29,40 +27,11 @@ func BenchmarkRolePermissions(b *testing.B) {
 	if err := gateway.EnsureDecisionStream(ctx, st.JetStream(), gateway.DecisionStreamConfig{}); err != nil {
 		b.Fatal(err)
 	}
-	const aggregates, perAggregate = 500, store.MaxAppend
-	for a := range aggregates {
-		evs := make([]events.Event, perAggregate)
-		for i := range evs {
-			var p events.Payload = issued()
-			if i > 0 {
-				p = events.KeyUpdatedV1{Name: "renamed", Scopes: []string{"orders:read"}}
-			}
-			evs[i] = storetest.Event("perm", benchKey(a), p, fmt.Sprintf("c%d", a))
-		}
-		if _, err := st.Append(ctx, store.Head{}, evs...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	total := aggregates * perAggregate
+	total := appendKeyHistories(b, ctx, st, "perm", 500)
 	conns := map[string]*nats.Conn{"gateway": srv.Connect(b, natsauth.Gateway), "unrestricted": srv.Connect(b, natstest.Operator)}
 	read := func(nc *nats.Conn) time.Duration {
 		js, _ := jetstream.New(nc)
-		start := time.Now()
-		cons, err := js.OrderedConsumer(ctx, events.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AllSubjects}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range total {
-			if _, err := it.Next(jetstream.NextContext(ctx)); err != nil {
-				b.Fatal(err)
-			}
-		}
-		it.Stop()
-		return time.Since(start)
+		return readRaw(b, ctx, js, total)
 	}
 	const decisions = 10_000
 	body := []byte(`{"code":"REVOKED","key_id":"key_01JDQ8Z6W4M2N9V3X5C7B1D2E3","tenant":"acme","method":"GET","path":"/orders/1","node":"gw","request_id":"0123456789abcdef01234567","now":"2026-12-06T12:00:00Z","seq":42}`)
