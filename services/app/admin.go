@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
@@ -116,7 +115,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		MinSeqWait: cfg.MinSeqWait})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
-	restoreSnapshot(ctx, js, st, a.model, nil, log)
+	restoreSnapshot(ctx, st, a.model, nil, log)
 	revocations, err := api.ServeRevocations(st.JetStream().Conn())
 	if err != nil {
 		ln.Close()
@@ -156,8 +155,8 @@ func nodeName() string {
 
 // restoreSnapshot starts model from the latest snapshot of its kind, if
 // there is one consistent with the log.
-func restoreSnapshot(ctx context.Context, js jetstream.JetStream, st *store.JetStream, model *readmodel.Model, filters []string, log *slog.Logger) {
-	switch cat, err := readmodel.LoadSnapshot(ctx, js, st, model, filters); {
+func restoreSnapshot(ctx context.Context, st *store.JetStream, model *readmodel.Model, filters []string, log *slog.Logger) {
+	switch cat, err := readmodel.LoadSnapshot(ctx, st.JetStream(), st, model, filters); {
 	case err != nil:
 		// A bad snapshot costs a full replay, not the node.
 		log.Warn("snapshot refused; folding the log from the start", "err", err)

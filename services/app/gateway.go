@@ -77,7 +77,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 		opts = append(opts, readmodel.ConfirmEvery(cfg.ConfirmEvery))
 	}
 	g.model = readmodel.New(log.With("component", "readmodel"), opts...)
-	restoreSnapshot(ctx, js, st, g.model, cfg.Filters, log)
+	restoreSnapshot(ctx, st, g.model, cfg.Filters, log)
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
