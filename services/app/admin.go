@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
