@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -446,5 +447,60 @@ func TestRestartNeverCreatesAnEmptyStreamOverAKnownHistory(t *testing.T) {
 	ojs, _ = jetstream.New(natstest.Connect(t, node.ClientURL(), op))
 	if _, err := ojs.Stream(ctx, events.StreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("the restart made a stream: %v", err)
+	}
+}
+
+// TestEveryModeStopsWithinTenSecondsWithItsStreamGone: keytrail serve and
+// keytrail gateway, their stream deleted under them, refuse it and stop
+// within 10 s of being told to (SIGTERM cancels the same context).
+func TestEveryModeStopsWithinTenSecondsWithItsStreamGone(t *testing.T) {
+	node := natstest.RunServer(t)
+	ctx := testCtx(t, 2*time.Minute)
+	type mode struct {
+		name   string
+		cancel context.CancelFunc
+		done   chan int
+		logs   *natstest.Buffer
+	}
+	start := func(name, ready string, args ...string) *mode {
+		mctx, cancel := context.WithCancel(ctx)
+		m := &mode{name: name, cancel: cancel, done: make(chan int, 1), logs: &natstest.Buffer{}}
+		go func() { m.done <- app.Main(mctx, args, &bytes.Buffer{}, m.logs) }()
+		t.Cleanup(func() { cancel() })
+		natstest.Eventually(t, 30*time.Second, func() error {
+			if !strings.Contains(m.logs.String(), ready) {
+				return fmt.Errorf("%s not up: %s", name, m.logs.String())
+			}
+			return nil
+		})
+		return m
+	}
+	dir := t.TempDir()
+	serve := start("serve", "event stream ensured", "serve", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Control),
+		"--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(dir, "root.key"))
+	gw := start("gateway", "read model caught up", "gateway", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway),
+		"--gateway-listen", "127.0.0.1:0")
+	op, _ := jetstream.New(node.ConnectAs(t, natstest.Operator))
+	if err := op.DeleteStream(ctx, events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*mode{serve, gw} {
+		natstest.Eventually(t, 10*time.Second, func() error {
+			if !strings.Contains(m.logs.String(), "event stream refused") {
+				return fmt.Errorf("%s has not refused the stream", m.name)
+			}
+			return nil
+		})
+		began := time.Now()
+		m.cancel()
+		select {
+		case code := <-m.done:
+			if code != app.ExitOK {
+				t.Fatalf("%s exited %d", m.name, code)
+			}
+			t.Logf("%s stopped in %v", m.name, time.Since(began))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s did not stop within 10 s", m.name)
+		}
 	}
 }

@@ -110,3 +110,26 @@ func TestWatermarkRefusesARewoundStream(t *testing.T) {
 		t.Fatalf("check on a stream made anew: %v", err)
 	}
 }
+
+// TestCheckRefusesAStreamWeakenedWhileRunning: an operator weakens the
+// stream under running nodes (an age limit, discard old); their next check
+// refuses it and names the weaknesses.
+func TestCheckRefusesAStreamWeakenedWhileRunning(t *testing.T) {
+	node := natstest.RunServer(t)
+	ctx := testCtx(t, time.Minute)
+	st := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{})
+	if _, err := st.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	op, _ := jetstream.New(node.ConnectAs(t, natstest.Operator))
+	cfg := store.StreamConfig(store.Config{})
+	cfg.MaxAge, cfg.Discard = time.Hour, jetstream.DiscardOld
+	if _, err := op.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err := st.Check(ctx)
+	var weak *store.WeakStreamError
+	if !errors.Is(err, store.ErrRefused) || !errors.As(err, &weak) || !strings.Contains(err.Error(), "max_age") || !strings.Contains(err.Error(), "discard") {
+		t.Fatalf("check on a weakened stream: %v", err)
+	}
+}

@@ -644,8 +644,12 @@ func (s *JetStream) LocateKey(ctx context.Context, keyID string) (tenant, user s
 func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subscription, error) {
 	// A consumer left behind (by a process that died) goes away once idle
 	// for this long; Close deletes it at once.
+	// One reset attempt: past it, Next fails and the reader subscribes
+	// again on its own terms (its context, its backoff, its checks of the
+	// stream). The library's own retries would go on for ever, with a lock
+	// held that even Stop waits for, when the stream is gone.
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: opts.Filters, DeliverPolicy: jetstream.DeliverAllPolicy,
-		InactiveThreshold: orderedInactive}
+		InactiveThreshold: orderedInactive, MaxResetAttempts: 1}
 	if len(cfg.FilterSubjects) == 0 {
 		cfg.FilterSubjects = []string{events.AllSubjects}
 	}
