@@ -235,9 +235,13 @@ func TestForgedLinkedEventWithGatewayCredentials(t *testing.T) {
 	e := startAdmin(t)
 	issued := e.givenKey("orders:read")
 	keyID := issued.body["key"].(map[string]any)["id"].(string)
-	nats := e.dev.Addresses().NATS
+	url := e.dev.Addresses().NATS
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("keytrail dev's NATS accepted an anonymous client")
+	}
 	ctx := testCtx(t, time.Minute)
-	w := connectWatched(t, nats, devIdentity(t, e.dir, natsauth.Gateway))
+	w := connectWatched(t, url, devIdentity(t, e.dir, natsauth.Gateway))
 	gst, err := store.OpenJetStream(ctx, w.nc, store.Config{})
 	if err != nil {
 		t.Fatal(err)
