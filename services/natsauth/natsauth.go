@@ -83,7 +83,7 @@ const jsAPI = "$JS.API."
 
 // streamRead is what reading a stream takes: its info, direct and leader
 // gets, and ephemeral consumers (ordered ones, the object store's push
-// consumer with its flow control).
+// consumer with its flow control, a CLI's acking one).
 func streamRead(stream string) []string {
 	return []string{
 		jsAPI + "STREAM.INFO." + stream,
@@ -96,6 +96,9 @@ func streamRead(stream string) []string {
 		jsAPI + "CONSUMER.DELETE." + stream + ".*",
 		jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*",
 		"$JS.FC." + stream + ".>",
+		// Acknowledgements of what it read (the nats CLI acks): they change
+		// nothing in a limits stream, and Keytrail's consumers ack nothing.
+		"$JS.ACK." + stream + ".>",
 	}
 }
 
