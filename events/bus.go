@@ -22,3 +22,8 @@ const (
 	SnapshotBucket = "KEYTRAIL_SNAPSHOTS"
 	LeaseBucket    = "KEYTRAIL_SNAPSHOT_LEASES"
 )
+
+// IdempotencyBucket is the key-value bucket (stream KV_<bucket>) where
+// control nodes remember, for the idempotency window, which request each
+// Idempotency-Key was first used with.
+const IdempotencyBucket = "KEYTRAIL_IDEMPOTENCY"

@@ -204,6 +204,7 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "write a snapshot's metadata", "$O."+events.SnapshotBucket+".M.dmVyaWZpY2F0aW9uLWFsbA==", []byte("{}"))
 			w.publish(t, "purge the snapshots", api+"STREAM.PURGE.OBJ_"+events.SnapshotBucket, nil)
 			w.publish(t, "take the snapshot lease", "$KV."+events.LeaseBucket+".writer", []byte("mallory"))
+			w.publish(t, "claim an idempotency key", "$KV."+events.IdempotencyBucket+".k", []byte("x"))
 			w.subscribe(t, "hear commands (and their bearer keys)", events.CommandSubjects)
 			w.subscribe(t, "hear one tenant's revocations", "keytrail.cmd.acme.keys.revoke")
 			if role == natsauth.Service {

@@ -3,6 +3,7 @@ package adminhttp
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/keytrail/keytrail/services/control"
 )
@@ -24,20 +25,26 @@ func command[B reasoned, T any](s *Server, pattern string, who access, bodyRequi
 		if err := decode(r, &body, !bodyRequired); err != nil {
 			return err
 		}
-		m, err := meta(r, p, body.reason())
+		m, err := s.meta(r, p, body.reason(), createsObject(pattern))
 		if err != nil {
 			return err
 		}
-		v, err := ifMatch(r)
-		if err != nil {
-			return err
-		}
-		out, res, err := run(r.Context(), r, m, body, v)
+		out, res, err := run(r.Context(), r, m, body, m.IfMatch)
 		if err != nil {
 			return err
 		}
 		return written(w, status(res), res, map[string]any{name: view(out)})
 	})
+}
+
+// createsObject reports whether a write route creates an object: a POST to
+// a collection (its last segment is not a {name} or an action on one).
+func createsObject(pattern string) bool {
+	switch pattern[strings.LastIndexByte(pattern, '/')+1:] {
+	case "tenants", "users", "keys", "apis":
+		return true
+	}
+	return false
 }
 
 // readRoute registers a read of one object: wait for Keytrail-Min-Seq, get it,

@@ -26,7 +26,7 @@ func (s *Server) keyRoutes() {
 		if err := decode(r, &body, false); err != nil {
 			return err
 		}
-		m, err := meta(r, p, "")
+		m, err := s.meta(r, p, "", true)
 		if err != nil {
 			return err
 		}
@@ -132,15 +132,11 @@ func (s *Server) keyRoutes() {
 		if body.Grace != nil {
 			grace = time.Duration(*body.Grace)
 		}
-		m, err := meta(r, p, body.Reason)
+		m, err := s.meta(r, p, body.Reason, false)
 		if err != nil {
 			return err
 		}
-		v, err := ifMatch(r)
-		if err != nil {
-			return err
-		}
-		rot, res, err := c.RotateKey(r.Context(), m, r.PathValue("tenant"), r.PathValue("key"), grace, v)
+		rot, res, err := c.RotateKey(r.Context(), m, r.PathValue("tenant"), r.PathValue("key"), grace, m.IfMatch)
 		if err != nil {
 			return err
 		}
@@ -155,15 +151,11 @@ func (s *Server) keyRoutes() {
 // keyWrite runs a key command with the request's meta and If-Match.
 func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, reason string,
 	op func(context.Context, control.Meta, string, string, *uint64) (projections.Key, control.Result, error)) error {
-	m, err := meta(r, p, reason)
+	m, err := s.meta(r, p, reason, false)
 	if err != nil {
 		return err
 	}
-	v, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	k, res, err := op(r.Context(), m, r.PathValue("tenant"), r.PathValue("key"), v)
+	k, res, err := op(r.Context(), m, r.PathValue("tenant"), r.PathValue("key"), m.IfMatch)
 	if err != nil {
 		return err
 	}

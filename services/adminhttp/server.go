@@ -24,6 +24,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
+	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/readmodel"
@@ -48,6 +49,16 @@ type Config struct {
 	// Timeout bounds every request: one the event log does not answer in
 	// time gets 503 unavailable (default 10 s).
 	Timeout time.Duration
+	// Idempotency, when set, remembers which request each Idempotency-Key
+	// was first used with, so that its use with another one is refused
+	// (422) across every control node. Without it the key is still bound to
+	// the request (a different body is a different command).
+	Idempotency Idempotency
+}
+
+// Idempotency is what remembers Idempotency-Keys (store.IdempotencyKeys).
+type Idempotency interface {
+	Claim(ctx context.Context, key string, digest [32]byte) error
 }
 
 // Server serves the admin API.
@@ -87,6 +98,9 @@ type ctxKey struct{}
 type reqInfo struct {
 	id string
 	p  *principal
+	// body is the SHA-256 of the request body as read (of nothing when
+	// there was none): part of what an Idempotency-Key is bound to.
+	body [32]byte
 }
 
 func info(r *http.Request) *reqInfo {
@@ -252,6 +266,7 @@ func (s *Server) handleScoped(pattern string, who access, scopes []string, h han
 // trailing data. An empty body is an empty object when empty is allowed.
 func decode(r *http.Request, v any, emptyOK bool) error {
 	body, err := io.ReadAll(r.Body)
+	info(r).body = sha256.Sum256(body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -296,17 +311,44 @@ func jsonProblem(err error) string {
 	return "not a JSON object of the expected shape"
 }
 
-// meta builds a command's meta from the request: the actor, the reason, and
-// a command id from Idempotency-Key (scoped by who asks and where, so that
-// two callers' keys never collide).
-func meta(r *http.Request, p *principal, reason string) (control.Meta, error) {
+// meta builds a command's meta from the request: the actor, the reason,
+// If-Match (refused on a creation, which has no version to match: creates),
+// and a command id from Idempotency-Key bound to the caller, the route and
+// the body, so that two different requests never make one command, nor
+// one object id. With cfg.Idempotency, a key reused with another request
+// within the window is refused with 422 and nothing is appended.
+func (s *Server) meta(r *http.Request, p *principal, reason string, creates bool) (control.Meta, error) {
 	m := control.Meta{Actor: p.actor(), Reason: reason, CorrelationID: requestID(r)}
-	if k := r.Header.Get("Idempotency-Key"); k != "" {
-		if len(k) > 255 {
-			return m, &control.Error{Code: control.CodeInvalidArgument, Message: "Idempotency-Key is over 255 characters"}
+	v, err := ifMatch(r)
+	if err != nil {
+		return m, err
+	}
+	if v != nil && creates {
+		return m, &control.Error{Code: control.CodeInvalidArgument, Message: "If-Match: a creation has no version to match; send it on writes to an existing object"}
+	}
+	m.IfMatch = v
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		return m, nil
+	}
+	if len(k) > 255 {
+		return m, &control.Error{Code: control.CodeInvalidArgument, Message: "Idempotency-Key is over 255 characters"}
+	}
+	route := sha256.Sum256([]byte(p.actor() + "\x00" + r.Method + "\x00" + r.URL.Path + "\x00" + k))
+	body := info(r).body
+	cmd := sha256.Sum256(append(route[:], body[:]...))
+	m.CommandID = "idem-" + hex.EncodeToString(cmd[:20])
+	if s.cfg.Idempotency != nil {
+		err := s.cfg.Idempotency.Claim(r.Context(), hex.EncodeToString(route[:]), body)
+		switch {
+		case errors.Is(err, store.ErrIdempotencyMismatch):
+			return m, &control.Error{Code: control.CodeIdempotencyMismatch,
+				Message: "this Idempotency-Key was used with another request (route, caller or body) within the window; use a new key for a new request"}
+		case errors.Is(err, store.ErrUnavailable):
+			return m, &control.Error{Code: control.CodeUnavailable, Message: "the idempotency record did not answer in time"}
+		case err != nil:
+			return m, err
 		}
-		sum := sha256.Sum256([]byte(p.actor() + "\x00" + r.Method + "\x00" + r.URL.Path + "\x00" + k))
-		m.CommandID = "idem-" + hex.EncodeToString(sum[:20])
 	}
 	return m, nil
 }

@@ -77,6 +77,7 @@ const snapshotEvery = time.Minute
 type adminConfig struct {
 	Listen     string
 	Replicas   int
+	Duplicates time.Duration // the idempotency window
 	RootHash   events.SecretHash
 	MinSeqWait time.Duration
 	// Decisions are the limits of the decision stream, which a control
@@ -103,6 +104,10 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if err != nil {
 		return nil, err
 	}
+	idem, err := store.OpenIdempotencyKeys(ctx, js, cfg.Replicas, cfg.Duplicates)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.Listen, err)
@@ -111,7 +116,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String()}
 	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
-		MinSeqWait: cfg.MinSeqWait})
+		MinSeqWait: cfg.MinSeqWait, Idempotency: idem})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)

@@ -134,7 +134,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if created {
 		cfg.Logger.Info("root key written", "file", filepath.Join(cfg.DataDir, RootKeyFile))
 	}
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Listen: cfg.AdminListen, Replicas: 1, RootHash: rootHash,
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}

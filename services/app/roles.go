@@ -60,7 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeConn(nc)
-	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, RootHash: rootHash, Decisions: df.cfg}, log)
+	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg}, log)
 	if err != nil {
 		return err
 	}

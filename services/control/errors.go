@@ -15,13 +15,16 @@ const (
 	CodeUnauthenticated Code = "unauthenticated"
 	// CodePermissionDenied extends the brief's codes: a valid admin key that
 	// may not do this (a root-only operation, a key without keytrail:admin).
-	CodePermissionDenied   Code = "permission_denied"
-	CodeNotFound           Code = "not_found"
-	CodeConflict           Code = "conflict"
-	CodeFailedPrecondition Code = "failed_precondition"
-	CodeRateLimited        Code = "rate_limited"
-	CodeUnavailable        Code = "unavailable"
-	CodeInternal           Code = "internal"
+	CodePermissionDenied Code = "permission_denied"
+	CodeNotFound         Code = "not_found"
+	CodeConflict         Code = "conflict"
+	// CodeIdempotencyMismatch: an Idempotency-Key used again with another
+	// request (route, caller or body) within the window.
+	CodeIdempotencyMismatch Code = "idempotency_mismatch"
+	CodeFailedPrecondition  Code = "failed_precondition"
+	CodeRateLimited         Code = "rate_limited"
+	CodeUnavailable         Code = "unavailable"
+	CodeInternal            Code = "internal"
 )
 
 // Error is a domain error: data, not prose. Message is safe to show to the

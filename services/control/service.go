@@ -28,8 +28,9 @@ type Config struct {
 	// SecretPrefix prefixes issued secrets. Defaults to secret.DefaultPrefix.
 	SecretPrefix string
 	// Attempts bounds how often a command decides again after a conflict it
-	// did not ask for (no If-Match), backing off between attempts. Defaults
-	// to 8 (about a quarter of a second in all).
+	// did not ask for (no If-Match), backing off between attempts, when its
+	// context has no deadline (default 100); with a deadline it decides again
+	// until the deadline.
 	Attempts int
 }
 
@@ -54,7 +55,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("control: invalid secret prefix %q", cfg.SecretPrefix)
 	}
 	if cfg.Attempts <= 0 {
-		cfg.Attempts = 8
+		cfg.Attempts = 100
 	}
 	return &Service{cfg: cfg}, nil
 }
@@ -70,6 +71,10 @@ type Meta struct {
 	CommandID string
 	// CorrelationID ties the events to a request.
 	CorrelationID string
+	// IfMatch, when set, is the version the caller expects the aggregate
+	// to be at (If-Match): a command on another version is refused with a
+	// conflict, and a conflict is not decided again.
+	IfMatch *uint64
 }
 
 // Result is what a command did: the sequence of the last event it appended
@@ -82,17 +87,23 @@ type Result struct {
 
 // run executes one command: prepare it (once: ids and secrets must not
 // change between attempts), then decide and append until the append goes
-// through, the decision fails, or the attempts run out. pinned commands
-// (If-Match) get a conflict at once.
+// through or the decision fails. A conflict the caller did not ask to
+// detect is decided again on fresh state until ctx's deadline (or, without
+// one, Attempts), then answered as unavailable, never as a conflict;
+// pinned commands (If-Match) get a conflict at once.
 func (s *Service) run(ctx context.Context, meta *Meta, pinned bool, attempt func(ctx context.Context, now time.Time) error) error {
 	now := s.cfg.Now().UTC()
+	_, deadline := ctx.Deadline()
 	for i := 0; ; i++ {
 		err := attempt(ctx, now)
 		if !errors.Is(err, store.ErrConflict) {
 			return mapStoreError(err)
 		}
-		if pinned || i+1 >= s.cfg.Attempts {
+		if pinned || meta.IfMatch != nil {
 			return errorf(CodeConflict, "the object changed while the request was decided; reload and retry")
+		}
+		if !deadline && i+1 >= s.cfg.Attempts {
+			return errorf(CodeUnavailable, "the object kept changing while the request was decided; retry")
 		}
 		// Back off: on a cluster the competing append may still be in flight
 		// (the server refuses a second one on the same scope until it lands),

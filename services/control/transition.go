@@ -20,7 +20,8 @@ type step[T any] struct {
 	// scope, when set, is a filter the append expects nothing to have
 	// changed under since before the aggregate was loaded (see userScope).
 	scope string
-	// pinned: the caller gave If-Match, so a conflict is not retried.
+	// pinned: the caller gave a version, so a conflict is not retried
+	// (Meta.IfMatch pins every transition, and is checked by it).
 	pinned  bool
 	version func(T) uint64
 	// decide returns the payload to append, nil when the aggregate is
@@ -62,6 +63,9 @@ func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, st st
 		if recs := l.recorded(meta.CommandID); len(recs) > 0 {
 			out, res = l.State, Result{Seq: lastSeq(recs), Replayed: true}
 			return nil
+		}
+		if err := ifMatch(meta.IfMatch, st.version(l.State)); err != nil {
+			return err
 		}
 		p, err := decide(l.State, now)
 		if err != nil || p == nil {

@@ -111,8 +111,9 @@ func streamOwn(stream string) []string {
 // Streams of the buckets: JetStream keeps an object store in OBJ_<bucket>
 // and a key-value bucket in KV_<bucket>.
 const (
-	snapshotStream = "OBJ_" + events.SnapshotBucket
-	leaseStream    = "KV_" + events.LeaseBucket
+	snapshotStream    = "OBJ_" + events.SnapshotBucket
+	leaseStream       = "KV_" + events.LeaseBucket
+	idempotencyStream = "KV_" + events.IdempotencyBucket
 )
 
 // eventStreamDenied is what no role may do to the event stream: update its
@@ -147,13 +148,13 @@ func For(r Role) Permissions {
 		pub := []string{events.AllSubjects, jsAPI + "INFO", jsAPI + "STREAM.CREATE." + events.StreamName}
 		pub = append(pub, streamRead(events.StreamName)...)
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.DecisionStream, jsAPI+"STREAM.INFO."+events.DecisionStream)
-		for _, bucket := range []string{snapshotStream, leaseStream} {
+		for _, bucket := range []string{snapshotStream, leaseStream, idempotencyStream} {
 			pub = append(pub, streamOwn(bucket)...)
 			pub = append(pub, streamRead(bucket)...)
 		}
 		// Writing an object replaces its chunks: a purge of the old ones.
 		pub = append(pub, jsAPI+"STREAM.PURGE."+snapshotStream,
-			"$O."+events.SnapshotBucket+".>", "$KV."+events.LeaseBucket+".>")
+			"$O."+events.SnapshotBucket+".>", "$KV."+events.LeaseBucket+".>", "$KV."+events.IdempotencyBucket+".>")
 		return Permissions{PublishAllow: pub, PublishDeny: deny,
 			SubscribeAllow: []string{inbox, events.CommandSubjects}, Responses: true}
 	case Gateway:

@@ -1,0 +1,169 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+)
+
+// TestIfMatchIsHonouredOnEveryWrite: `If-Match: 999` on writes that used to
+// drop the version (tenant suspend/resume/revoke-keys, every user write, API
+// deprecate and retire) gets 409 and appends nothing; the right version
+// goes through; If-Match on a creation is refused with 400.
+func TestIfMatchIsHonouredOnEveryWrite(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "carol"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders",
+		"upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	sunset := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	for _, w := range []struct{ path, body string }{
+		{"/v1/tenants/acme/suspend", `{"reason":"x"}`},
+		{"/v1/tenants/acme/resume", ``},
+		{"/v1/tenants/acme/revoke-keys", `{"reason":"x"}`},
+		{"/v1/tenants/acme/users/bob/disable", `{"reason":"x"}`},
+		{"/v1/tenants/acme/users/bob/enable", ``},
+		{"/v1/tenants/acme/users/bob/revoke-keys", `{"reason":"x"}`},
+		{"/v1/tenants/acme/users/carol/delete", ``},
+		{"/v1/tenants/acme/apis/orders/deprecate", `{"sunset":"` + sunset + `"}`},
+		{"/v1/tenants/acme/apis/orders/retire", ``},
+	} {
+		method := "POST"
+		path := w.path
+		if p, ok := cutSuffix(path, "/delete"); ok {
+			method, path = "DELETE", p
+		}
+		last, _ := e.store.LastSeq(testCtx(t, 5*time.Second), "")
+		var body any
+		if w.body != "" {
+			body = w.body
+		}
+		if r := e.call(method, path, e.root, body, "If-Match", "999"); r.status != http.StatusConflict || r.body["code"] != "conflict" {
+			t.Fatalf("%s %s with If-Match 999: %d %s", method, path, r.status, r.raw)
+		}
+		if now, _ := e.store.LastSeq(testCtx(t, 5*time.Second), ""); now != last {
+			t.Fatalf("%s %s with a wrong If-Match appended %d events", method, path, now-last)
+		}
+	}
+	// The right version goes through.
+	v := e.must(e.call("GET", "/v1/tenants/acme", e.root, nil), 200).body["tenant"].(map[string]any)["version"].(float64)
+	e.must(e.call("POST", "/v1/tenants/acme/suspend", e.root, `{"reason":"x"}`, "If-Match", fmt.Sprint(uint64(v))), 200)
+	// A creation has no version to match.
+	for _, c := range []struct{ path, body string }{
+		{"/v1/tenants", `{"id":"beta","name":"B"}`},
+		{"/v1/tenants/acme/users", `{"id":"dave"}`},
+		{"/v1/tenants/acme/keys", `{"user":"bob"}`},
+		{"/v1/tenants/acme/apis", `{"id":"x","path_prefix":"/x","upstreams":["http://127.0.0.1:9"]}`},
+	} {
+		if r := e.call("POST", c.path, e.root, c.body, "If-Match", "1"); r.status != http.StatusBadRequest {
+			t.Fatalf("If-Match on POST %s: %d %s", c.path, r.status, r.raw)
+		}
+	}
+}
+
+func cutSuffix(s, suffix string) (string, bool) {
+	if len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix {
+		return s[:len(s)-len(suffix)], true
+	}
+	return s, false
+}
+
+// TestIdempotencyKeyIsBoundToTheRequest: the same Idempotency-Key with
+// another body gets 422 idempotency_mismatch and appends nothing; two key
+// issues with one key but different users never produce one key id (before,
+// they did, and revoking that id left the first secret working); the same
+// key and body is still answered from the first request.
+func TestIdempotencyKeyIsBoundToTheRequest(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "alice"}), 201)
+	first := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"bob"}`, "Idempotency-Key", "k-1"), 201)
+	last, _ := e.store.LastSeq(testCtx(t, 5*time.Second), "")
+	r := e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"alice"}`, "Idempotency-Key", "k-1")
+	if r.status != http.StatusUnprocessableEntity || r.body["code"] != "idempotency_mismatch" {
+		t.Fatalf("the same Idempotency-Key for another user: %d %s", r.status, r.raw)
+	}
+	if now, _ := e.store.LastSeq(testCtx(t, 5*time.Second), ""); now != last {
+		t.Fatalf("a mismatched Idempotency-Key appended %d events", now-last)
+	}
+	// The same request again: the first key, no secret.
+	again := e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"bob"}`, "Idempotency-Key", "k-1")
+	firstID := first.body["key"].(map[string]any)["id"].(string)
+	if again.status != http.StatusConflict || again.body["key_id"] != firstID {
+		t.Fatalf("the same request again: %d %s", again.status, again.raw)
+	}
+	// Another caller, the same key and body: another request, another key.
+	other := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"bob","scopes":["keytrail:admin"]}`, "Idempotency-Key", "k-2"), 201)
+	adminKey := other.body["secret"].(string)
+	mine := e.must(e.call("POST", "/v1/tenants/acme/keys", adminKey, `{"user":"bob"}`, "Idempotency-Key", "k-1"), 201)
+	if id := mine.body["key"].(map[string]any)["id"]; id == firstID {
+		t.Fatal("two callers' requests made one key id")
+	}
+	// Revoking the first key revokes its secret.
+	revoked := e.must(e.call("POST", "/v1/tenants/acme/keys/"+firstID+"/revoke", e.root, `{"reason":"x"}`), 200)
+	d := e.must(e.call("POST", "/v1/verify", e.root, map[string]any{"key": first.body["secret"]}, "Keytrail-Min-Seq", revoked.header.Get("Keytrail-Seq")), 200)
+	if d.body["code"] != "REVOKED" {
+		t.Fatalf("the first secret after its key was revoked: %s", d.raw)
+	}
+}
+
+// TestConcurrentWritesNeverConflictUnasked: eight clients issuing keys for
+// one user at once, without If-Match, 1 000 each: every issue goes through,
+// none answers a conflict (it is decided again on fresh state), on R1 and
+// on R3.
+func TestConcurrentWritesNeverConflictUnasked(t *testing.T) {
+	for _, replicas := range []int{1, 3} {
+		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
+			var url string
+			var auth natstest.Auth
+			if replicas == 1 {
+				s := natstest.RunServer(t)
+				url, auth = s.ClientURL(), s.Auth
+			} else {
+				c := natstest.RunCluster(t, 3)
+				url, auth = c.URLs(), c.Auth
+			}
+			st := openStore(t, natstest.Connect(t, url, auth.Identity(natsauth.Control)), store.Config{Replicas: replicas})
+			svc, _ := control.New(control.Config{Store: st})
+			ctx := testCtx(t, 5*time.Minute)
+			m := control.Meta{Actor: "test"}
+			if _, _, err := svc.CreateTenant(ctx, m, "acme", "A"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := svc.CreateUser(ctx, m, "acme", "bob", ""); err != nil {
+				t.Fatal(err)
+			}
+			const clients, each = 8, 1000
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			codes := map[control.Code]int{}
+			for range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range each {
+						// As over HTTP: each request has its deadline.
+						rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+						_, _, _, err := svc.IssueKey(rctx, m, "acme", control.KeySpec{User: "bob"})
+						cancel()
+						mu.Lock()
+						codes[control.CodeOf(err)]++
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			if codes[""] != clients*each {
+				t.Fatalf("of %d issues: %v", clients*each, codes)
+			}
+		})
+	}
+}
