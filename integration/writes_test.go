@@ -53,9 +53,18 @@ func TestIfMatchIsHonouredOnEveryWrite(t *testing.T) {
 			t.Fatalf("%s %s with a wrong If-Match appended %d events", method, path, now-last)
 		}
 	}
-	// The right version goes through.
-	v := e.must(e.call("GET", "/v1/tenants/acme", e.root, nil), 200).body["tenant"].(map[string]any)["version"].(float64)
-	e.must(e.call("POST", "/v1/tenants/acme/suspend", e.root, `{"reason":"x"}`, "If-Match", fmt.Sprint(uint64(v))), 200)
+	// Every GET of one object carries its version as an ETag, which
+	// If-Match takes back.
+	for _, path := range []string{"/v1/tenants/acme", "/v1/tenants/acme/users/bob", "/v1/tenants/acme/apis/orders"} {
+		g := e.must(e.call("GET", path, e.root, nil), 200)
+		for _, obj := range g.body {
+			if o, ok := obj.(map[string]any); ok && g.header.Get("ETag") != fmt.Sprintf(`"%d"`, uint64(o["version"].(float64))) {
+				t.Fatalf("GET %s: ETag %q, version %v", path, g.header.Get("ETag"), o["version"])
+			}
+		}
+	}
+	etag := e.must(e.call("GET", "/v1/tenants/acme", e.root, nil), 200).header.Get("ETag")
+	e.must(e.call("POST", "/v1/tenants/acme/suspend", e.root, `{"reason":"x"}`, "If-Match", etag), 200)
 	// A creation has no version to match.
 	for _, c := range []struct{ path, body string }{
 		{"/v1/tenants", `{"id":"beta","name":"B"}`},

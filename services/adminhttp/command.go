@@ -3,8 +3,10 @@ package adminhttp
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 
+	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
 )
 
@@ -58,9 +60,28 @@ func readRoute[T any](s *Server, pattern, name string, get func(ctx context.Cont
 		if err != nil {
 			return err
 		}
+		if version, ok := versionOf(v); ok {
+			// The version, as an ETag: what If-Match takes back.
+			w.Header().Set("ETag", `"`+strconv.FormatUint(version, 10)+`"`)
+		}
 		writeJSON(w, http.StatusOK, map[string]any{name: view(v)})
 		return nil
 	})
+}
+
+// versionOf is the version of one object of the admin API.
+func versionOf(v any) (uint64, bool) {
+	switch o := v.(type) {
+	case projections.Tenant:
+		return o.Version, true
+	case projections.User:
+		return o.Version, true
+	case projections.Key:
+		return o.Version, true
+	case projections.API:
+		return o.Version, true
+	}
+	return 0, false
 }
 
 // ok is the status of a write that changes an existing object.
