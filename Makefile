@@ -38,7 +38,8 @@ soak:
 ## fuzz: each fuzz target for FUZZTIME
 FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecoderAgreesWithEncodingJSON \
 	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies ./projections:FuzzReadSnapshot \
-	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway ./services/natsauth:FuzzParseIdentity
+	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway ./services/natsauth:FuzzParseIdentity \
+	./services/gateway:FuzzCanonicalPathAgainstTheRouter
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

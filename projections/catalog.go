@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -20,8 +21,12 @@ type Catalog struct {
 	tenants map[string]*tenantEntry
 	byHash  keyTable
 	prefix  map[string]*API
-	scopes  map[string]*[]string // interned scope lists, by their joined form
-	rates   map[events.RateLimit]*events.RateLimit
+	// folded counts the prefixes of prefix by their lower-case form: a path
+	// that matches one only when case is ignored is ambiguous, never routed
+	// to a shorter prefix.
+	folded map[string]int
+	scopes map[string]*[]string // interned scope lists, by their joined form
+	rates  map[events.RateLimit]*events.RateLimit
 	// keyBlock is where newKey takes key states from.
 	keyBlock []keyState
 	// verifyOnly: keep what verification reads, not the keys' admin-only
@@ -52,7 +57,7 @@ type tenantEntry struct {
 // NewCatalog returns an empty catalog that keeps everything: the admin
 // side's.
 func NewCatalog() *Catalog {
-	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, scopes: map[string]*[]string{},
+	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, folded: map[string]int{}, scopes: map[string]*[]string{},
 		rates: map[events.RateLimit]*events.RateLimit{}}
 }
 
@@ -187,9 +192,9 @@ func (c *Catalog) applyAPI(a *API, r *events.Recorded) error {
 			return impossible(*r, "another API holds this path prefix")
 		}
 		if old != "" {
-			delete(c.prefix, old)
+			c.unsetPrefix(old)
 		}
-		c.prefix[next.PathPrefix] = a
+		c.setPrefix(next.PathPrefix, a)
 	}
 	next.Head = r.Hash
 	*a = next
@@ -322,20 +327,62 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 	return page, more
 }
 
+// setPrefix and unsetPrefix keep the prefix index and its folded count.
+func (c *Catalog) setPrefix(p string, a *API) {
+	c.prefix[p] = a
+	c.folded[strings.ToLower(p)]++
+}
+
+func (c *Catalog) unsetPrefix(p string) {
+	delete(c.prefix, p)
+	f := strings.ToLower(p)
+	if c.folded[f]--; c.folded[f] <= 0 {
+		delete(c.folded, f)
+	}
+}
+
+// Routing is what routing a path found.
+type Routing int
+
+// What Route finds.
+const (
+	// NoRoute: no API's prefix covers the path.
+	NoRoute Routing = iota
+	// Routed: the API with the longest prefix covering the path.
+	Routed
+	// Ambiguous: a longer prefix than any that covers the path matches it
+	// when case is ignored (/orders/Admin with /orders/admin published):
+	// the path is refused rather than routed to the shorter, looser prefix.
+	Ambiguous
+)
+
 // Route returns the API a request path is for: the one with the longest
 // path prefix that the path falls under. A prefix covers a path equal to
 // it, below it when it ends in '/', or followed in the path by '/'
-// ("/orders" covers "/orders" and "/orders/1", not "/orders-v2").
-func (c *Catalog) Route(path string) (API, bool) {
-	for i := len(path); i > 0; i-- {
+// ("/orders" covers "/orders" and "/orders/1", not "/orders-v2"). Only the
+// first events.MaxPathPrefixLen bytes can hold a prefix, so routing costs
+// the same for any longer path.
+func (c *Catalog) Route(path string) (API, Routing) {
+	var lower [events.MaxPathPrefixLen]byte
+	for i := min(len(path), len(lower)); i > 0; i-- {
 		if i < len(path) && path[i] != '/' && path[i-1] != '/' {
 			continue
 		}
 		if a, ok := c.prefix[path[:i]]; ok && a.Exists() {
-			return *a, true
+			return *a, Routed
+		}
+		for j := range i {
+			b := path[j]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			lower[j] = b
+		}
+		if c.folded[string(lower[:i])] > 0 {
+			return API{}, Ambiguous
 		}
 	}
-	return API{}, false
+	return API{}, NoRoute
 }
 
 // EachHead calls fn with every aggregate the catalog holds a chain head

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -432,12 +433,24 @@ func TestRoute(t *testing.T) {
 		"/orders-v2": "root", "/ordersx/1": "root", "/orders/v2/": "v2", "/orders/v2/a/b": "v2",
 		"/orders/v2": "orders", "/static/": "static", "/static/a.css": "static", "/static": "root",
 	} {
-		if a, ok := c.Route(path); !ok || a.ID != want {
+		if a, r := c.Route(path); r != Routed || a.ID != want {
 			t.Errorf("%s: routed to %q, want %q", path, a.ID, want)
 		}
 	}
-	if _, ok := NewCatalog().Route("/orders"); ok {
+	if _, r := NewCatalog().Route("/orders"); r != NoRoute {
 		t.Fatal("routed in an empty catalog")
+	}
+	// A path that matches a longer prefix but for case is refused, not
+	// routed to the shorter one.
+	for _, path := range []string{"/Orders/V2/x", "/ORDERS/v2/", "/Static/a.css"} {
+		if a, r := c.Route(path); r != Ambiguous {
+			t.Errorf("%s: %v to %q, want ambiguous", path, r, a.ID)
+		}
+	}
+	// Routing looks at most at the first MaxPathPrefixLen bytes.
+	long := "/orders/" + strings.Repeat("a/", 100_000)
+	if a, r := c.Route(long); r != Routed || a.ID != "orders" {
+		t.Fatalf("a long path: %v %q", r, a.ID)
 	}
 }
 

@@ -452,7 +452,7 @@ func (d *decoder) tenant(c *Catalog) {
 			d.fail("two APIs hold " + a.PathPrefix)
 			return
 		}
-		c.prefix[a.PathPrefix] = a
+		c.setPrefix(a.PathPrefix, a)
 	}
 
 	n := d.count(33) // a key: at least its id's length, status and chain head

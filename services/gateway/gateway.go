@@ -17,8 +17,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -165,8 +165,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{id: requestID(), start: time.Now()}
 	w.Header().Set(HeaderRequestID, x.id)
 	defer g.finish(r, x)
-	if p := r.URL.Path; p == "" || p[0] != '/' || !canonical(p) {
-		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path is not in canonical form (no //, . or .. segments)")
+	if why := notCanonical(r.URL); why != "" {
+		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path is not in canonical form: "+why)
 		return
 	}
 	if v := r.Header.Get(HeaderMinSeq); v != "" {
@@ -193,11 +193,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.failOpen.Inc()
 	}
 	secretValue, ok := presentedKey(r)
-	var found bool
+	var routing projections.Routing
 	verifyStart := time.Now()
 	g.cfg.Model.Read(func(c *projections.Catalog) {
-		x.api, found = c.Route(r.URL.Path)
-		if !found || x.api.Status == projections.APIRetired {
+		x.api, routing = c.Route(r.URL.Path)
+		if routing != projections.Routed || x.api.Status == projections.APIRetired {
 			return
 		}
 		q := projections.Request{Secret: secretValue, Prefix: g.cfg.SecretPrefix, APITenant: x.api.Tenant, API: x.api.ID}
@@ -205,7 +205,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	x.verify = time.Since(verifyStart)
 	switch {
-	case !found:
+	case routing == projections.Ambiguous:
+		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path matches a published prefix only when case is ignored; use the prefix's exact case")
+		return
+	case routing == projections.NoRoute:
 		g.problem(w, x, http.StatusNotFound, "NO_API", "no API is published at this path")
 		return
 	case x.api.Status == projections.APIRetired:
@@ -217,7 +220,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if x.decision.Code == projections.CodeValid {
 		if retry, limited := g.cfg.Limits.Take(&x.decision, &x.api, now); limited {
 			x.decision.Code = projections.CodeRateLimited
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+			w.Header().Set("Retry-After", RetryAfter(retry))
 		}
 	}
 	if x.decision.Code != projections.CodeValid {
@@ -240,8 +243,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // presented.
 func presentedKey(r *http.Request) (key string, ok bool) {
 	var bearer string
-	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		bearer = strings.TrimSpace(h[7:])
+	auths := r.Header.Values("Authorization")
+	if len(auths) > 1 {
+		return "", false // which one would the upstream believe?
+	}
+	if len(auths) == 1 && len(auths[0]) > 7 && strings.EqualFold(auths[0][:7], "bearer ") {
+		bearer = strings.TrimSpace(auths[0][7:])
 	}
 	apiKeys := r.Header.Values(HeaderAPIKey)
 	switch {
@@ -257,12 +264,40 @@ func presentedKey(r *http.Request) (key string, ok bool) {
 	return "", true
 }
 
-// canonical reports whether p has no empty, "." or ".." segments: a path an
-// upstream could resolve to somewhere else than the prefix it was routed by
-// is refused rather than cleaned.
-func canonical(p string) bool {
-	c := path.Clean(p)
-	return c == p || c+"/" == p
+// notCanonical says why a request path is not canonical, "" when it is. A
+// path an upstream could read as another than the one it was routed by is
+// refused rather than cleaned: empty, "." or ".." segments; ';' (path
+// parameters, which some servers strip); a segment ending in '.' (which some
+// file systems drop); control characters, NUL among them; a backslash; an
+// encoded '/' or '\' (which some servers decode into a separator).
+func notCanonical(u *url.URL) string {
+	p := u.Path
+	if p == "" || p[0] != '/' {
+		return "it must start with /"
+	}
+	if c := path.Clean(p); c != p && c+"/" != p {
+		return "no empty, . or .. segments"
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c < 0x20 || c == 0x7f:
+			return "no control characters"
+		case c == ';':
+			return "no ;"
+		case c == '\\':
+			return "no backslash"
+		case c == '.' && (i+1 == len(p) || p[i+1] == '/'):
+			return "no segment ending in ."
+		}
+	}
+	if raw := u.RawPath; raw != "" {
+		for i := 0; i+2 < len(raw); i++ {
+			if raw[i] == '%' && (raw[i+1] == '2' && (raw[i+2] == 'f' || raw[i+2] == 'F') || raw[i+1] == '5' && (raw[i+2] == 'c' || raw[i+2] == 'C')) {
+				return "no encoded / or \\"
+			}
+		}
+	}
+	return ""
 }
 
 // statusOf is the HTTP status of each outcome code.

@@ -677,3 +677,121 @@ func TestRequestIDsAreUnpredictable(t *testing.T) {
 		prev = b
 	}
 }
+
+// doHeaders is do with headers set exactly as given: several values, names
+// in any spelling.
+func (f *fixture) doHeaders(path string, hdr http.Header) answer {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(f.ctx, "GET", f.srv.URL+path, nil)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	json.Unmarshal(b, &a.problem)
+	return a
+}
+
+// TestPathsThatCouldReachAnotherAPIAreRefused: with a loose /orders API and
+// a strict /orders/admin one, paths an upstream could read as /orders/admin
+// (case, ';', a trailing dot, NUL, encoded separators) answer 400 and never
+// fall through to /orders.
+func TestPathsThatCouldReachAnotherAPIAreRefused(t *testing.T) {
+	f := newFixture(t)
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	f.api("acme", "admin", "/orders/admin", []string{"orders:admin"}, nil)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	if a := f.do("GET", "/orders/1", bearer(sec)); a.status != 200 {
+		t.Fatalf("/orders/1: %d %s", a.status, a.body)
+	}
+	if a := f.do("GET", "/orders/admin", bearer(sec)); a.status != 403 || a.problem.Code != "INSUFFICIENT_SCOPE" {
+		t.Fatalf("/orders/admin: %d %s", a.status, a.body)
+	}
+	for len(f.seen) > 0 {
+		<-f.seen
+	}
+	for _, path := range []string{"/orders/Admin", "/ORDERS/ADMIN/users", "/orders/admin;x", "/orders/admin.", "/orders/admin%00",
+		"/orders/admin%2Fx", "/orders%2Fadmin", "/orders/admin%5Cx", "/orders/x/../admin", "/orders//admin"} {
+		if a := f.do("GET", path, bearer(sec)); a.status != http.StatusBadRequest || a.problem.Code != "BAD_PATH" {
+			t.Errorf("%s: %d %s", path, a.status, a.body)
+		}
+	}
+	if n := len(f.seen); n > 0 {
+		t.Fatalf("%d refused paths reached the upstream", n)
+	}
+}
+
+// TestCredentialHeadersNeverReachTheUpstream: a header that an upstream
+// could read as a Keytrail-* identity header or a credential, however it is
+// spelt (Keytrail_Scopes reaches a WSGI upstream merged into
+// Keytrail-Scopes), is removed; two Authorization headers are refused.
+func TestCredentialHeadersNeverReachTheUpstream(t *testing.T) {
+	f := newFixture(t)
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	_, sec := f.key("acme", control.KeySpec{User: "bob", Scopes: []string{"orders:read"}})
+	f.sync()
+	for len(f.seen) > 0 {
+		<-f.seen
+	}
+	a := f.doHeaders("/orders/1", http.Header{
+		"Authorization":       {"Bearer " + sec},
+		"Keytrail_Scopes":     {"orders:admin"},
+		"keytrail_user":       {"root"},
+		"KEYTRAIL-TENANT":     {"other"},
+		"X_Api_Key":           {"kt_smuggled"},
+		"Proxy-Authorization": {"Basic bWFsbG9yeTp4"},
+		"Proxy_Authorization": {"Basic bWFsbG9yeTp4"},
+	})
+	if a.status != 200 {
+		t.Fatalf("%d %s", a.status, a.body)
+	}
+	h := <-f.seen
+	for name := range h {
+		switch n := strings.ToLower(strings.ReplaceAll(name, "_", "-")); {
+		case n == "authorization", n == "proxy-authorization", n == "x-api-key":
+			t.Errorf("%s reached the upstream", name)
+		case strings.HasPrefix(n, "keytrail-") && name != gateway.HeaderKeyID && name != gateway.HeaderTenant &&
+			name != gateway.HeaderUser && name != gateway.HeaderScopes && name != gateway.HeaderRequestID:
+			t.Errorf("%s reached the upstream", name)
+		}
+	}
+	if h.Get(gateway.HeaderScopes) != "orders:read" || h.Get(gateway.HeaderTenant) != "acme" || len(h.Values(gateway.HeaderScopes)) != 1 {
+		t.Fatalf("identity headers: %v", h)
+	}
+	two := f.doHeaders("/orders/1", http.Header{"Authorization": {"Bearer " + sec, "Basic bWFsbG9yeTp4"}})
+	if two.status != 401 || two.problem.Code != "MALFORMED" {
+		t.Fatalf("two Authorization headers: %d %s", two.status, two.body)
+	}
+}
+
+// TestRetryAfterIsAlwaysAPositiveInteger: a tiny rate used to give
+// Retry-After: -9223372036.
+func TestRetryAfterIsAlwaysAPositiveInteger(t *testing.T) {
+	for wait, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", 1500 * time.Millisecond: "2",
+		-time.Second: "1", 1 << 62: "86400", 48 * time.Hour: "86400"} {
+		if got := gateway.RetryAfter(wait); got != want {
+			t.Errorf("RetryAfter(%v) = %s, want %s", wait, got, want)
+		}
+	}
+	f := newFixture(t)
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	_, sec := f.key("acme", control.KeySpec{User: "bob", RateLimit: &events.RateLimit{PerSecond: 1e-12, Burst: 1}})
+	f.sync()
+	f.do("GET", "/orders/1", bearer(sec))
+	a := f.do("GET", "/orders/1", bearer(sec))
+	if ra := a.header.Get("Retry-After"); a.status != 429 || ra != "86400" {
+		t.Fatalf("a tiny rate: %d, Retry-After %q", a.status, ra)
+	}
+}

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"hash/maphash"
+	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -80,6 +82,16 @@ func (l *Limits) Take(d *projections.Decision, a *projections.API, now time.Time
 	return 0, false
 }
 
+// maxRetryAfter bounds the wait a rate-limited caller is told of.
+const maxRetryAfter = 24 * time.Hour
+
+// RetryAfter is the Retry-After value for a wait: whole seconds, at least
+// 1 and at most a day, so that it is always a positive integer.
+func RetryAfter(wait time.Duration) string {
+	secs := math.Ceil(wait.Seconds())
+	return strconv.Itoa(int(min(max(secs, 1), maxRetryAfter.Seconds())))
+}
+
 // limit is a rate limit's share on this node: at least one token of burst,
 // so that a small limit split many ways still lets requests through.
 func limit(r *events.RateLimit, share float64) (rate, burst float64) {
@@ -102,10 +114,13 @@ func (s *limitShard) take(id string, r *events.RateLimit, share float64, now tim
 	b.tokens = min(b.tokens, burst) // the limit may have shrunk
 	b.rate, b.burst = rate, burst
 	if b.tokens < 1 {
-		if rate <= 0 {
-			return time.Hour, true
+		// Seconds until a token is back, bounded before it becomes a
+		// Duration (a tiny rate would overflow it into a negative one).
+		wait := maxRetryAfter.Seconds()
+		if rate > 0 {
+			wait = min((1-b.tokens)/rate, wait)
 		}
-		return time.Duration((1 - b.tokens) / rate * float64(time.Second)), true
+		return time.Duration(wait * float64(time.Second)), true
 	}
 	b.tokens--
 	return 0, false

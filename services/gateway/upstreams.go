@@ -75,18 +75,15 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, x)))
 }
 
-// rewrite strips the key and any Keytrail-* header the client sent (an
-// upstream must be able to trust them) and adds the verified identity.
+// rewrite strips every credential and any Keytrail-* header the client
+// sent (an upstream must be able to trust them) and adds the verified
+// identity.
 func rewrite(pr *httputil.ProxyRequest) {
 	x := exchangeOf(pr.In.Context())
 	pr.SetXForwarded()
 	h := pr.Out.Header
-	if a := h.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		h.Del("Authorization")
-	}
-	h.Del(HeaderAPIKey)
 	for name := range h {
-		if strings.HasPrefix(name, "Keytrail-") {
+		if reservedHeader(name) {
 			delete(h, name)
 		}
 	}
@@ -100,6 +97,36 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	// The transport picks the upstream; until then the URL names none.
 	pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "upstream.invalid"
+}
+
+// reservedHeader reports whether a client's header must not reach an
+// upstream: a credential (Authorization, Proxy-Authorization, X-API-Key) or
+// a Keytrail-* name, however it is spelt. Names are compared as an upstream
+// may read them: any case, and '_' as '-' (CGI and WSGI servers turn both
+// into '_', so Keytrail_Scopes would reach them as Keytrail-Scopes).
+func reservedHeader(name string) bool {
+	return normalEqual(name, "authorization") || normalEqual(name, "proxy-authorization") ||
+		normalEqual(name, "x-api-key") || (len(name) >= 9 && normalEqual(name[:9], "keytrail-"))
+}
+
+// normalEqual compares a header name with a lower-case one, case-folded and
+// with '_' read as '-'.
+func normalEqual(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '_' {
+			c = '-'
+		} else if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // identityHeaders are what the upstream learns of the verified key, in the
