@@ -200,7 +200,7 @@ func TestVerifyDecisions(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		dropped = gatewayMetric(t, gw, "keytrail_gateway_decisions_dropped_total")
+		dropped = gatewayMetric(t, e.dev.Addresses().Metrics, "keytrail_gateway_decisions_dropped_total")
 		if n := int64(s.CachedInfo().State.Msgs); n+dropped < total {
 			return fmt.Errorf("%d decisions logged and %d dropped of %d requests", n, dropped, total)
 		}
@@ -257,9 +257,9 @@ func TestVerifyDecisions(t *testing.T) {
 }
 
 // gatewayMetric reads one unlabelled counter or gauge from a gateway's
-// /_keytrail/metrics.
-func gatewayMetric(t *testing.T, gw, name string) int64 {
-	resp, err := http.Get(gw + "/_keytrail/metrics")
+// metrics URL (its operator listener).
+func gatewayMetric(t *testing.T, metricsURL, name string) int64 {
+	resp, err := http.Get(metricsURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -369,7 +369,7 @@ func TestStreamDeletedAndMadeAnewBehindTheNodesBack(t *testing.T) {
 		}
 		return nil
 	})
-	if v := gatewayMetric(t, gw, "keytrail_gateway_stream_refused"); v != 1 {
+	if v := gatewayMetric(t, e.dev.Addresses().Metrics, "keytrail_gateway_stream_refused"); v != 1 {
 		t.Fatalf("keytrail_gateway_stream_refused %d", v)
 	}
 	if m := e.call("GET", "/metrics", "", nil); !strings.Contains(m.raw, "keytrail_readmodel_stream_refused 1") {

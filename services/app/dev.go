@@ -32,6 +32,9 @@ const (
 	DefaultAdminListen   = "127.0.0.1:7400"
 	DefaultGatewayListen = "127.0.0.1:7480"
 	DefaultNATSListen    = "127.0.0.1:4222"
+	// DefaultMetricsListen is the gateway's operator listener: loopback, a
+	// free port (printed, and in addresses.json); set it for scraping.
+	DefaultMetricsListen = "127.0.0.1:0"
 )
 
 // DevConfig configures the embedded mode.
@@ -61,6 +64,8 @@ type Addresses struct {
 	NATS    string `json:"nats"`
 	Admin   string `json:"admin,omitempty"`
 	Gateway string `json:"gateway,omitempty"`
+	// Metrics is the gateway's metrics URL, on its operator listener.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // Dev is a running embedded deployment.
@@ -155,7 +160,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.gateway, err = startGateway(ctx, d.gwnc, gst, gcfg, cfg.Logger); err != nil {
 		return nil, err
 	}
-	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL(), Gateway: d.gateway.URL()}
+	d.addrs = Addresses{NATS: d.node.ClientURL(), Admin: d.admin.URL(), Gateway: d.gateway.URL(), Metrics: d.gateway.MetricsURL()}
 	if err := writeJSONFile(filepath.Join(cfg.DataDir, "addresses.json"), d.addrs, 0o644); err != nil {
 		return nil, err
 	}
@@ -275,8 +280,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer d.Close()
 	a := d.Addresses()
-	fmt.Fprintf(stdout, "keytrail dev\n  data:     %s\n  nats:     %s\n  admin:    %s\n  gateway:  %s\n  root key: %s\n  nats identities: %s\n", cfg.DataDir, a.NATS, a.Admin,
-		a.Gateway, filepath.Join(cfg.DataDir, RootKeyFile), filepath.Join(cfg.DataDir, "nats", "{control,gateway,service,auditor}.nk"))
+	fmt.Fprintf(stdout, "keytrail dev\n  data:     %s\n  nats:     %s\n  admin:    %s\n  gateway:  %s\n  metrics:  %s\n  root key: %s\n  nats identities: %s\n", cfg.DataDir, a.NATS, a.Admin,
+		a.Gateway, a.Metrics, filepath.Join(cfg.DataDir, RootKeyFile), filepath.Join(cfg.DataDir, "nats", "{control,gateway,service,auditor}.nk"))
 	select {
 	case <-ctx.Done():
 	case err := <-d.admin.errc:

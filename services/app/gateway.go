@@ -22,6 +22,9 @@ import (
 // GatewayConfig configures a gateway role.
 type GatewayConfig struct {
 	Listen string
+	// MetricsListen is the operator listener of the gateway's metrics (the
+	// public port does not serve them); port 0 picks a free port.
+	MetricsListen string
 	// Filters are the read model's subject filters (nil: every tenant).
 	Filters      []string
 	MaxStaleness time.Duration
@@ -40,13 +43,15 @@ type GatewayConfig struct {
 // gatewayRole is a running gateway: its read model, presence, decision log
 // writer and HTTP server.
 type gatewayRole struct {
-	gw     *gateway.Gateway
-	model  *readmodel.Model
-	srv    *http.Server
-	addr   string
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errc   chan error
+	gw      *gateway.Gateway
+	model   *readmodel.Model
+	srv     *http.Server
+	addr    string
+	metrics *http.Server
+	maddr   string
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errc    chan error
 }
 
 // startGateway starts a gateway on an open event store, with the gateway
@@ -65,12 +70,20 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if err := gateway.CheckDecisionStream(ctx, js); err != nil {
 		return nil, err
 	}
+	if cfg.MetricsListen == "" {
+		cfg.MetricsListen = DefaultMetricsListen
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("gateway listen %s: %w", cfg.Listen, err)
 	}
+	mln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("metrics listen %s: %w", cfg.MetricsListen, err)
+	}
 	node := nodeName()
-	g := &gatewayRole{addr: ln.Addr().String(), errc: make(chan error, 8)}
+	g := &gatewayRole{addr: ln.Addr().String(), maddr: mln.Addr().String(), errc: make(chan error, 8)}
 	opts := []readmodel.Option{readmodel.VerificationOnly(),
 		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
 	if cfg.ConfirmEvery > 0 {
@@ -93,12 +106,17 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.run(func() error { return presence.Run(runCtx) })
 	g.run(func() error { limits.Run(runCtx, time.Now); return nil })
 	g.run(func() error { decisions.Run(runCtx); return nil })
-	g.run(func() error {
-		if err := g.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.gw.MetricsHandler())
+	g.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	for srv, l := range map[*http.Server]net.Listener{g.srv: ln, g.metrics: mln} {
+		g.run(func() error {
+			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	return g, nil
 }
 
@@ -115,6 +133,12 @@ func (g *gatewayRole) run(fn func() error) {
 // URL is the gateway's base URL.
 func (g *gatewayRole) URL() string { return "http://" + g.addr }
 
+// MetricsURL is the operator listener's metrics URL.
+func (g *gatewayRole) MetricsURL() string { return "http://" + g.maddr + "/metrics" }
+
 // Close stops serving (letting requests in flight finish) and everything
 // else.
-func (g *gatewayRole) Close() { stopRole(g.srv, g.cancel, &g.wg) }
+func (g *gatewayRole) Close() {
+	g.metrics.Close()
+	stopRole(g.srv, g.cancel, &g.wg)
+}

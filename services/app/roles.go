@@ -108,8 +108,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer g.Close()
-	fmt.Fprintf(stdout, "gateway %s\n", g.URL())
-	log.Info("gateway started", "nats", nc.ConnectedUrlRedacted(), "filters", gf.cfg.Filters, "gateway", g.URL())
+	fmt.Fprintf(stdout, "gateway %s\nmetrics %s\n", g.URL(), g.MetricsURL())
+	log.Info("gateway started", "nats", nc.ConnectedUrlRedacted(), "filters", gf.cfg.Filters, "gateway", g.URL(), "metrics", g.MetricsURL())
 	select {
 	case <-ctx.Done():
 		return nil
@@ -127,6 +127,7 @@ type gatewayFlags struct {
 
 func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tenants, "tenants", "", "serve only these tenants, comma-separated (default: all)")
+	fs.StringVar(&f.cfg.MetricsListen, "metrics-listen", DefaultMetricsListen, "operator listener of the gateway's /metrics (not on the public port)")
 	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", 30*time.Second, "deny with STALE once the read model cannot be confirmed current for this long")
 	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
 	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")

@@ -77,6 +77,9 @@ type Config struct {
 	// (default 30 s); EjectFor is how long an upstream that refused a
 	// connection is left out (default 10 s).
 	UpstreamTimeout, EjectFor time.Duration
+	// BodyTimeout bounds how long a request's body may take to arrive while
+	// it is proxied (default 60 s).
+	BodyTimeout time.Duration
 	// Log receives the access log (JSON lines) and errors.
 	Log *slog.Logger
 	// Registry receives the gateway's metrics (default: a new one).
@@ -103,6 +106,9 @@ func New(cfg Config) *Gateway {
 	if cfg.MinSeqWait <= 0 {
 		cfg.MinSeqWait = 5 * time.Second
 	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = time.Minute
+	}
 	if cfg.UpstreamTimeout <= 0 {
 		cfg.UpstreamTimeout = 30 * time.Second
 	}
@@ -127,6 +133,10 @@ func New(cfg Config) *Gateway {
 	g.upstreams = newUpstreams(cfg.Transport, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log)
 	return g
 }
+
+// MetricsHandler serves the gateway's metrics (every tenant's APIs and
+// denial counts): for an operator listener, never the public port.
+func (g *Gateway) MetricsHandler() http.Handler { return g.metrics.handler }
 
 // ObserveApplied is a readmodel.OnApplied callback that measures the
 // propagation delay: from an event's time to this gateway applying it.
@@ -154,6 +164,7 @@ type exchange struct {
 	verify   time.Duration
 	upstream time.Duration
 	failOpen bool
+	body     bool // the request has a body
 }
 
 // ServeHTTP routes, verifies, limits and proxies one request.
@@ -162,7 +173,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.own(w, r)
 		return
 	}
-	x := &exchange{id: requestID(), start: time.Now()}
+	x := &exchange{id: requestID(), start: time.Now(), body: r.ContentLength != 0}
 	w.Header().Set(HeaderRequestID, x.id)
 	defer g.finish(r, x)
 	if why := notCanonical(r.URL); why != "" {
@@ -235,6 +246,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.logDecision(r, x, false)
+	if x.body {
+		// The body is read while it is proxied, for so long at most: a slow
+		// sender cannot hold the connection.
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.cfg.BodyTimeout))
+	}
 	g.upstreams.serve(w, r, x)
 }
 
@@ -341,8 +357,28 @@ type Problem struct {
 	Title     string `json:"title"`
 	Status    int    `json:"status"`
 	Code      string `json:"code"`
+	Detail    string `json:"detail,omitempty"`
 	KeyID     string `json:"key_id,omitempty"`
 	RequestID string `json:"request_id"`
+}
+
+// details tell the caller what to do about each denial.
+var details = map[projections.Code]string{
+	projections.CodeMissing:           "send the API key in Authorization: Bearer <key> or in X-API-Key; a key in the query string is never read",
+	projections.CodeMalformed:         "the key is not one Keytrail issued (a typo, a truncated copy, or two different keys in one request); send exactly one key as issued",
+	projections.CodeNotFound:          "no such key: it may be from another environment; ask your administrator for a key",
+	projections.CodeRevoked:           "this key was revoked; ask your administrator for a new one",
+	projections.CodeExpired:           "this key has expired (or its rotation's grace period ended); use its successor or ask for a new one",
+	projections.CodeUserDeleted:       "the user this key belongs to was deleted; ask your administrator for a key of an active user",
+	projections.CodeUserUnknown:       "the user this key names does not exist; ask your administrator",
+	projections.CodeTenantSuspended:   "the organisation this key belongs to is suspended; contact its administrator",
+	projections.CodeUserDisabled:      "the user this key belongs to is disabled; ask your administrator to enable them",
+	projections.CodeSuspended:         "this key is suspended; ask your administrator to resume it",
+	projections.CodeNotYetValid:       "this key is not valid yet; retry after its not-before time",
+	projections.CodeTenantMismatch:    "this key belongs to another organisation than this API; use a key of the API's organisation",
+	projections.CodeInsufficientScope: "this key lacks a scope this API requires; ask your administrator to add it",
+	projections.CodeRateLimited:       "too many requests with this key; retry after Retry-After seconds",
+	projections.CodeStale:             "the gateway cannot confirm it knows the latest revocations; retry after Retry-After seconds",
 }
 
 // deny answers x's decision as a problem and logs it.
@@ -356,7 +392,7 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, x *exchange) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keytrail"`)
 	}
 	g.write(w, x, status, Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titles[code],
-		Status: status, Code: string(code), KeyID: x.decision.KeyID, RequestID: x.id})
+		Status: status, Code: string(code), Detail: details[code], KeyID: x.decision.KeyID, RequestID: x.id})
 	g.logDecision(r, x, true)
 }
 
@@ -369,6 +405,11 @@ func (g *Gateway) problem(w http.ResponseWriter, x *exchange, status int, code, 
 
 func (g *Gateway) write(w http.ResponseWriter, x *exchange, status int, p Problem) {
 	x.status = status
+	if x.body {
+		// Nothing of a refused request's body is read: the connection
+		// closes after the answer instead of draining a (slow) body.
+		w.Header().Set("Connection", "close")
+	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -400,8 +441,9 @@ func (g *Gateway) finish(r *http.Request, x *exchange) {
 	}
 }
 
-// own serves /_keytrail/: healthz (the process is up), readyz (the read
-// model has caught up and is not stale), metrics.
+// own serves /_keytrail/: healthz (the process is up) and readyz (the read
+// model has caught up and is not stale). Metrics are not on the public
+// port: MetricsHandler serves them on an operator listener.
 func (g *Gateway) own(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case ReservedPrefix + "healthz":
@@ -419,8 +461,6 @@ func (g *Gateway) own(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "1")
 		}
 		writeStatus(w, status, body)
-	case ReservedPrefix + "metrics":
-		g.metrics.handler.ServeHTTP(w, r)
 	default:
 		http.NotFound(w, r)
 	}

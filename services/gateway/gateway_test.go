@@ -407,7 +407,7 @@ func TestRoutingAndLifecycle(t *testing.T) {
 	if a := f.do("GET", "/_keytrail/readyz", nil); a.status != 200 || !strings.Contains(a.body, `"applied_seq"`) {
 		t.Errorf("readyz %d %s", a.status, a.body)
 	}
-	m := f.do("GET", "/_keytrail/metrics", nil)
+	m := answer{body: f.metricsText()}
 	for _, name := range []string{"keytrail_gateway_requests_total", "keytrail_gateway_verify_seconds", "keytrail_gateway_applied_seq",
 		"keytrail_gateway_lag", "keytrail_gateway_staleness_seconds", "keytrail_gateway_propagation_seconds",
 		"keytrail_gateway_decisions_dropped_total", "keytrail_gateway_peers"} {
@@ -511,7 +511,7 @@ func TestUpstreams(t *testing.T) {
 	if a := f.do("GET", "/slow", bearer(sec)); a.status != 504 {
 		t.Fatalf("slow upstream: %d", a.status)
 	}
-	m := f.do("GET", "/_keytrail/metrics", nil).body
+	m := f.metricsText()
 	if !strings.Contains(m, `keytrail_gateway_upstream_ejections_total{api="mixed",tenant="acme"}`) || !strings.Contains(m, `keytrail_gateway_upstream_errors_total{api="gone",tenant="acme"} 1`) {
 		t.Fatalf("ejection and error metrics:\n%s", grep(m, "upstream_"))
 	}
@@ -793,5 +793,54 @@ func TestRetryAfterIsAlwaysAPositiveInteger(t *testing.T) {
 	a := f.do("GET", "/orders/1", bearer(sec))
 	if ra := a.header.Get("Retry-After"); a.status != 429 || ra != "86400" {
 		t.Fatalf("a tiny rate: %d, Retry-After %q", a.status, ra)
+	}
+}
+
+// metricsText is what the gateway's operator listener serves.
+func (f *fixture) metricsText() string {
+	rec := httptest.NewRecorder()
+	f.gw.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+// TestMetricsAreNotOnThePublicPort: every tenant's APIs and denial counts
+// are for operators (MetricsHandler on --metrics-listen), not for whoever
+// reaches the gateway; healthz and readyz stay public.
+func TestMetricsAreNotOnThePublicPort(t *testing.T) {
+	f := newFixture(t)
+	f.sync()
+	if a := f.do("GET", "/_keytrail/metrics", nil); a.status != http.StatusNotFound {
+		t.Fatalf("/_keytrail/metrics on the public port: %d", a.status)
+	}
+	for _, p := range []string{"/_keytrail/healthz", "/_keytrail/readyz"} {
+		if a := f.do("GET", p, nil); a.status != 200 {
+			t.Fatalf("%s: %d", p, a.status)
+		}
+	}
+	if !strings.Contains(f.metricsText(), "keytrail_gateway_applied_seq") {
+		t.Fatal("no metrics on the operator handler")
+	}
+}
+
+// TestDenialsSayWhatToDoAndReadNoBody: MISSING says where the key goes; a
+// refused request with a body has its connection closed rather than its
+// body drained.
+func TestDenialsSayWhatToDoAndReadNoBody(t *testing.T) {
+	f := newFixture(t)
+	f.tenant("acme")
+	f.api("acme", "orders", "/orders", nil, nil)
+	f.sync()
+	a := f.do("GET", "/orders/1?api_key=kt_x", nil)
+	if a.problem.Code != "MISSING" || !strings.Contains(a.problem.Detail, "Authorization: Bearer") || !strings.Contains(a.problem.Detail, "query string is never read") {
+		t.Fatalf("MISSING: %s", a.body)
+	}
+	req, _ := http.NewRequestWithContext(f.ctx, "POST", f.srv.URL+"/orders/1", strings.NewReader(strings.Repeat("x", 1<<20)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !resp.Close {
+		t.Fatalf("a refused request with a body: %d, connection close %v", resp.StatusCode, resp.Close)
 	}
 }
