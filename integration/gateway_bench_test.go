@@ -360,7 +360,7 @@ func BenchmarkGatewayMemory(b *testing.B) {
 			secrets = append(secrets, s.Reveal())
 		}
 	}
-	p, gw := startKeytrail(b, "gateway ", "gateway", "--nats", e.srv.URL, "--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", "127.0.0.1:0")
+	p, gw := startKeytrail(b, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", e.srv.URL, "--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", "127.0.0.1:0")
 	natstest.Eventually(b, 60*time.Second, func() error {
 		if s := readyz(gw); s != 200 {
 			return fmt.Errorf("readyz %d", s)

@@ -72,7 +72,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	gateways := []string{e.dev.Addresses().Gateway}
 	var procs []*process
 	for range 2 {
-		p, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
+		p, url := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
 		procs = append(procs, p)
 		gateways = append(gateways, url)
 	}
@@ -105,7 +105,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 
 	// A gateway serving only tenant beta knows nothing of acme's APIs.
 	// Next to a dev data directory a gateway finds the NATS address and its seed by itself.
-	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--data", e.dir, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
+	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--data", e.dir, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(betaOnly); s != 200 {
 			return fmt.Errorf("readyz %d", s)
@@ -126,7 +126,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 		k := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 201)
 		fresh = append(fresh, k.body["secret"].(string))
 	}
-	_, url := startKeytrail(t, "gateway ", "gateway", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
+	_, url := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(url); s != 200 {
 			return fmt.Errorf("readyz %d", s)
@@ -254,7 +254,7 @@ func runGatewayInProcess(t *testing.T, ctx context.Context, secret string, args 
 	out := &natstest.Buffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- app.Main(runCtx, append([]string{"gateway", "--gateway-listen", "127.0.0.1:0"}, args...), out, io.Discard)
+		done <- app.Main(runCtx, append([]string{"gateway", "--gateway-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8"}, args...), out, io.Discard)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	var gw string

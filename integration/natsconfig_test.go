@@ -107,7 +107,7 @@ include ./%s
 	done := make(chan int, 1)
 	go func() {
 		done <- app.Main(ctx, []string{"serve", "--nats", all, "--nats-nkey", seed(natsauth.Control), "--replicas", "3",
-			"--admin-listen", admin, "--root-key", rootKey}, &bytes.Buffer{}, logs)
+			"--admin-listen", admin, "--root-key", rootKey, "--allow-upstream", "127.0.0.0/8"}, &bytes.Buffer{}, logs)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	natstest.Eventually(t, 60*time.Second, func() error {

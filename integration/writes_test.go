@@ -3,13 +3,17 @@ package integration
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
@@ -174,5 +178,36 @@ func TestConcurrentWritesNeverConflictUnasked(t *testing.T) {
 				t.Fatalf("of %d issues: %v", clients*each, codes)
 			}
 		})
+	}
+}
+
+// TestTenantAdminCannotPointAnAPIInside: a tenant admin creating an API whose
+// upstream is an internal service (loopback, cloud metadata, localhost) or
+// one of Keytrail's own listeners gets 400 naming the upstream; the
+// operator's --allow-upstream range is allowed.
+func TestTenantAdminCannotPointAnAPIInside(t *testing.T) {
+	allow, _ := egress.ParsePrefixes("10.99.0.0/16")
+	e := startAdminWith(t, app.DevConfig{AllowUpstream: allow, Logger: slog.New(slog.DiscardHandler)}, nil)
+	e.givenKey()
+	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}}), 201).body["secret"].(string)
+	internal := upstream(t)
+	for i, up := range []string{internal.URL, "http://localhost:9", "http://169.254.169.254/latest/meta-data", "http://[::1]:8080", "http://192.168.0.10"} {
+		r := e.call("POST", "/v1/tenants/acme/apis", admin, map[string]any{"id": fmt.Sprintf("in%d", i), "path_prefix": fmt.Sprintf("/in%d", i), "upstreams": []string{up}})
+		if r.status != http.StatusBadRequest || !strings.Contains(r.raw, "upstreams[0]") {
+			t.Errorf("upstream %s: %d %s", up, r.status, r.raw)
+		}
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/apis", admin, map[string]any{"id": "ok", "path_prefix": "/ok", "upstreams": []string{"http://10.99.1.2:8080"}}), 201)
+	r := e.call("PATCH", "/v1/tenants/acme/apis/ok", admin, map[string]any{"upstreams": []string{"http://10.99.1.2:8080", internal.URL}})
+	if r.status != http.StatusBadRequest || !strings.Contains(r.raw, "upstreams[1]") {
+		t.Errorf("an update to an internal upstream: %d %s", r.status, r.raw)
+	}
+	// With loopback allowed (keytrail dev's default), Keytrail's own
+	// listeners are still refused.
+	d := startAdmin(t)
+	d.givenKey()
+	r = d.call("POST", "/v1/tenants/acme/apis", d.root, map[string]any{"id": "self", "path_prefix": "/self", "upstreams": []string{d.dev.Addresses().Admin}})
+	if r.status != http.StatusBadRequest || !strings.Contains(r.raw, "own listeners") {
+		t.Errorf("the admin API as an upstream: %d %s", r.status, r.raw)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
@@ -83,6 +84,8 @@ type adminConfig struct {
 	// Decisions are the limits of the decision stream, which a control
 	// node creates when it is missing.
 	Decisions gateway.DecisionStreamConfig
+	// Egress is where APIs' upstreams may point.
+	Egress *egress.Policy
 }
 
 // startAdmin creates the decision stream and the snapshot buckets if they
@@ -90,7 +93,7 @@ type adminConfig struct {
 // is a consistent one), serves the admin API on cfg.Listen and revocations
 // on the bus, and writes snapshots for itself and for the gateways.
 func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *slog.Logger) (*adminRole, error) {
-	svc, err := control.New(control.Config{Store: st})
+	svc, err := control.New(control.Config{Store: st, Egress: cfg.Egress})
 	if err != nil {
 		return nil, err
 	}
@@ -111,6 +114,9 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.Egress != nil {
+		cfg.Egress.AddOwn(ln.Addr().String())
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),

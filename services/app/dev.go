@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
@@ -52,6 +54,9 @@ type DevConfig struct {
 	Gateway GatewayConfig
 	// Decisions are the limits of the decision stream.
 	Decisions gateway.DecisionStreamConfig
+	// AllowUpstream are the internal ranges APIs' upstreams may be in
+	// (keytrail dev: loopback, unless set).
+	AllowUpstream []netip.Prefix
 	// OperatorKey, when set, is a public nkey the embedded server gives
 	// every permission: an operator's identity outside Keytrail's roles
 	// (tests use one to do what no role may, such as deleting the stream).
@@ -139,7 +144,14 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if created {
 		cfg.Logger.Info("root key written", "file", filepath.Join(cfg.DataDir, RootKeyFile))
 	}
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
+	allow := cfg.AllowUpstream
+	if allow == nil {
+		allow = egress.Loopback()
+		cfg.Logger.Info("upstreams on loopback are allowed (keytrail dev); serve and gateway refuse internal addresses unless --allow-upstream allows them")
+	}
+	policy := &egress.Policy{Allow: allow}
+	policy.AddOwn(d.node.Addr().String())
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Egress: policy, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -153,7 +165,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	gcfg := cfg.Gateway
-	gcfg.Listen = cfg.GatewayListen
+	gcfg.Listen, gcfg.Egress = cfg.GatewayListen, policy
 	if gcfg.MinSeqWait == 0 {
 		gcfg.MinSeqWait = cfg.MinSeqWait
 	}
@@ -258,10 +270,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	gf.register(fs)
 	var df decisionFlags
 	df.register(fs)
+	var ef egressFlags
+	ef.register(fs, "127.0.0.0/8,::1")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
+	policy, err := ef.policy()
+	if err != nil {
+		return err
+	}
+	cfg.AllowUpstream = policy.Allow
 	if err := gf.validate(); err != nil {
 		return err
 	}

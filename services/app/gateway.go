@@ -15,6 +15,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
@@ -38,6 +39,9 @@ type GatewayConfig struct {
 	ConfirmEvery time.Duration
 	// PresenceEvery is how often gateways announce themselves (default 1 s).
 	PresenceEvery time.Duration
+	// Egress is where upstreams may be; the gateway's own listeners are
+	// added to it.
+	Egress *egress.Policy
 }
 
 // gatewayRole is a running gateway: its read model, presence, decision log
@@ -84,6 +88,10 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	}
 	node := nodeName()
 	g := &gatewayRole{addr: ln.Addr().String(), maddr: mln.Addr().String(), errc: make(chan error, 8)}
+	if cfg.Egress == nil {
+		cfg.Egress = &egress.Policy{}
+	}
+	cfg.Egress.AddOwn(g.addr, g.maddr)
 	opts := []readmodel.Option{readmodel.VerificationOnly(),
 		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
 	if cfg.ConfirmEvery > 0 {
@@ -95,7 +103,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
 	g.gw = gateway.New(gateway.Config{Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, FailOpen: cfg.FailOpen,
-		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample,
+		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway")})
 	// No write timeout: responses may stream for as long as the upstream
 	// sends.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
 )
@@ -31,6 +32,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold, so that it refuses a stream rewound or made anew (default: keytrail-watermark.json next to the root key)")
 	var df decisionFlags
 	df.register(fs)
+	var ef egressFlags
+	ef.register(fs, "")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -39,6 +42,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if err := df.validate(); err != nil {
+		return err
+	}
+	policy, err := ef.policy()
+	if err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(*adminListen); err != nil {
@@ -60,7 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeConn(nc)
-	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg}, log)
+	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg, Egress: policy}, log)
 	if err != nil {
 		return err
 	}
@@ -83,10 +90,17 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
 	gf.register(fs)
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold across restarts (default: in memory only)")
+	var ef egressFlags
+	ef.register(fs, "")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
 	}
+	policy, err := ef.policy()
+	if err != nil {
+		return err
+	}
+	gf.cfg.Egress = policy
 	if err := nf.validate(); err != nil {
 		return err
 	}
@@ -146,6 +160,21 @@ func (f *gatewayFlags) validate() error {
 		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}
 	}
 	return nil
+}
+
+// egressFlags are the internal ranges an operator allows upstreams in.
+type egressFlags struct{ allow string }
+
+func (f *egressFlags) register(fs *flag.FlagSet, dflt string) {
+	fs.StringVar(&f.allow, "allow-upstream", dflt, "CIDRs of internal addresses APIs' upstreams may have, comma-separated (loopback, private, link-local and shared ranges are refused otherwise)")
+}
+
+func (f *egressFlags) policy() (*egress.Policy, error) {
+	allow, err := egress.ParsePrefixes(f.allow)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("-allow-upstream: %w", err)}
+	}
+	return &egress.Policy{Allow: allow}, nil
 }
 
 // decisionFlags are the limits of the decision stream, for the control

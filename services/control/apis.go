@@ -111,6 +111,9 @@ func (s *Service) CreateAPI(ctx context.Context, meta Meta, tenant string, spec 
 	if _, err := s.Tenant(ctx, tenant); err != nil {
 		return projections.API{}, Result{}, err
 	}
+	if err := s.checkUpstreams(spec.Upstreams); err != nil {
+		return projections.API{}, Result{}, err
+	}
 	return transition(ctx, s, meta, s.apiStep(tenant, spec.ID, nil, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if a.Exists() {
 			return nil, errorf(CodeConflict, "API %s exists", spec.ID)
@@ -127,6 +130,11 @@ func (s *Service) UpdateAPI(ctx context.Context, meta Meta, tenant, id string, p
 	}
 	if patch == (APIPatch{}) {
 		return projections.API{}, Result{}, errorf(CodeInvalidArgument, "nothing to update")
+	}
+	if patch.Upstreams != nil {
+		if err := s.checkUpstreams(*patch.Upstreams); err != nil {
+			return projections.API{}, Result{}, err
+		}
 	}
 	return transition(ctx, s, meta, s.apiStep(tenant, id, version, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if err := apiUsable(a, id); err != nil {
@@ -150,6 +158,21 @@ func (s *Service) UpdateAPI(ctx context.Context, meta Meta, tenant, id string, p
 		}
 		return p, nil
 	}))
+}
+
+// checkUpstreams refuses upstreams the egress policy denies: a literal
+// internal address, localhost, one of Keytrail's own listeners (names are
+// checked by the gateway when it dials them).
+func (s *Service) checkUpstreams(upstreams []string) error {
+	if s.cfg.Egress == nil {
+		return nil
+	}
+	for i, u := range upstreams {
+		if err := s.cfg.Egress.CheckURL(u); err != nil {
+			return errorf(CodeInvalidArgument, "upstreams[%d]: %s", i, strings.TrimPrefix(err.Error(), "egress: upstream address not allowed: "))
+		}
+	}
+	return nil
 }
 
 func apiUsable(a projections.API, id string) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/egress"
 )
 
 // Config holds a Service's dependencies.
@@ -27,6 +28,9 @@ type Config struct {
 	Rand io.Reader
 	// SecretPrefix prefixes issued secrets. Defaults to secret.DefaultPrefix.
 	SecretPrefix string
+	// Egress, when set, is where APIs' upstreams may point (checked when an
+	// API is created or its upstreams change).
+	Egress *egress.Policy
 	// Attempts bounds how often a command decides again after a conflict it
 	// did not ask for (no If-Match), backing off between attempts, when its
 	// context has no deadline (default 100); with a deadline it decides again

@@ -29,6 +29,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
 
@@ -71,8 +72,12 @@ type Config struct {
 	// Sample is the fraction of allowed requests written to the decision
 	// log (denials are always written), 0 to 1.
 	Sample float64
-	// Transport reaches the upstreams (default: a tuned http.Transport).
+	// Transport reaches the upstreams (default: a tuned http.Transport that
+	// dials only addresses Egress allows).
 	Transport http.RoundTripper
+	// Egress is where upstreams may be (nil: anywhere, for tests that bring
+	// their own Transport).
+	Egress *egress.Policy
 	// UpstreamTimeout bounds the wait for an upstream's response headers
 	// (default 30 s); EjectFor is how long an upstream that refused a
 	// connection is left out (default 10 s).
@@ -130,7 +135,7 @@ func New(cfg Config) *Gateway {
 	cfg.Sample = min(max(cfg.Sample, 0), 1)
 	g := &Gateway{cfg: cfg}
 	g.metrics = newMetrics(cfg.Registry, cfg.Model, cfg.MaxStaleness, cfg.Now, cfg.Decisions, cfg.Limits)
-	g.upstreams = newUpstreams(cfg.Transport, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log)
+	g.upstreams = newUpstreams(cfg.Transport, cfg.Egress, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log)
 	return g
 }
 

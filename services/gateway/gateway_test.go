@@ -27,6 +27,7 @@ import (
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
@@ -842,5 +843,36 @@ func TestDenialsSayWhatToDoAndReadNoBody(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 || !resp.Close {
 		t.Fatalf("a refused request with a body: %d, connection close %v", resp.StatusCode, resp.Close)
+	}
+}
+
+// TestUpstreamsAreDialledOnlyAtAllowedAddresses: the gateway checks the
+// address it actually dials: an API whose upstream is a loopback address,
+// or a name that resolves to one, is never reached unless allowed.
+func TestUpstreamsAreDialledOnlyAtAllowedAddresses(t *testing.T) {
+	f := newFixture(t, func(c *gateway.Config) { c.Egress = &egress.Policy{} })
+	f.tenant("acme")
+	f.user("acme", "bob")
+	port := f.upstream.URL[strings.LastIndexByte(f.upstream.URL, ':'):]
+	f.api("acme", "literal", "/literal", nil, nil, f.upstream.URL)
+	f.api("acme", "named", "/named", nil, nil, "http://localhost"+port)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	for _, p := range []string{"/literal/x", "/named/x"} {
+		if a := f.do("GET", p, bearer(sec)); a.status != http.StatusBadGateway || a.problem.Code != "UPSTREAM_FORBIDDEN" {
+			t.Errorf("%s: %d %s", p, a.status, a.body)
+		}
+	}
+	if n := len(f.seen); n > 0 {
+		t.Fatalf("the upstream was reached %d times", n)
+	}
+	allowed := newFixture(t, func(c *gateway.Config) { c.Egress = &egress.Policy{Allow: egress.Loopback()} })
+	allowed.tenant("acme")
+	allowed.user("acme", "bob")
+	allowed.api("acme", "literal", "/literal", nil, nil)
+	_, sec = allowed.key("acme", control.KeySpec{User: "bob"})
+	allowed.sync()
+	if a := allowed.do("GET", "/literal/x", bearer(sec)); a.status != 200 {
+		t.Fatalf("an allowed loopback upstream: %d %s", a.status, a.body)
 	}
 }

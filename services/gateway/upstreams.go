@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/egress"
 )
 
 // upstreams proxies to the APIs' upstreams: round-robin over an API's
@@ -47,10 +48,15 @@ type target struct {
 	ejectedUntil atomic.Int64 // Unix nanoseconds
 }
 
-func newUpstreams(base http.RoundTripper, timeout, ejectFor time.Duration, now func() time.Time, m *metrics, log *slog.Logger) *upstreams {
+func newUpstreams(base http.RoundTripper, policy *egress.Policy, timeout, ejectFor time.Duration, now func() time.Time, m *metrics, log *slog.Logger) *upstreams {
 	if base == nil {
+		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		if policy != nil {
+			// The address actually dialled, after name resolution.
+			dialer.Control = policy.Control
+		}
 		base = &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           dialer.DialContext,
 			MaxIdleConns:          1024,
 			MaxIdleConnsPerHost:   256,
 			IdleConnTimeout:       90 * time.Second,
@@ -181,16 +187,20 @@ func (u *upstreams) failed(w http.ResponseWriter, r *http.Request, err error) {
 		x.status = 499 // the client went away; nothing to answer
 		return
 	}
-	status, title := http.StatusBadGateway, "The API's upstreams did not answer"
+	status, code, title := http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "The API's upstreams did not answer"
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
+	switch {
+	case errors.Is(err, egress.ErrDenied):
+		code, title = "UPSTREAM_FORBIDDEN", "The API's upstream is at an address the gateway may not reach"
+		u.log.Warn("upstream address denied", "tenant", x.api.Tenant, "api", x.api.ID, "err", err)
+	case errors.As(err, &ne) && ne.Timeout():
 		status, title = http.StatusGatewayTimeout, "The API's upstream timed out"
 	}
 	x.status = status
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	writeProblemBody(w, Problem{Type: "https://keytrail.dev/problems/UPSTREAM_UNAVAILABLE", Title: title, Status: status,
-		Code: "UPSTREAM_UNAVAILABLE", KeyID: x.decision.KeyID, RequestID: x.id})
+	writeProblemBody(w, Problem{Type: "https://keytrail.dev/problems/" + code, Title: title, Status: status,
+		Code: code, KeyID: x.decision.KeyID, RequestID: x.id})
 }
 
 // poolFor returns the pool of an API's current upstream list.
