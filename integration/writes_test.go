@@ -211,3 +211,33 @@ func TestTenantAdminCannotPointAnAPIInside(t *testing.T) {
 		t.Errorf("the admin API as an upstream: %d %s", r.status, r.raw)
 	}
 }
+
+// TestAKeyCannotOutliveOrOutscopeTheKeyThatSetIt: a tenant admin's 1 h key
+// extended itself to year 9999, and could grant any scope. Now what a
+// tenant admin issues or updates stays within its own key; root is not
+// confined.
+func TestAKeyCannotOutliveOrOutscopeTheKeyThatSetIt(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	issued := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}, "ttl": "1h"}), 201)
+	admin, id := issued.body["secret"].(string), issued.body["key"].(map[string]any)["id"].(string)
+	seq := issued.header.Get("Keytrail-Seq")
+	for _, c := range []struct {
+		method, path string
+		body         map[string]any
+		field        string
+	}{
+		{"PATCH", "/v1/tenants/acme/keys/" + id, map[string]any{"expires_at": "9999-12-31T00:00:00Z"}, "expires_at"},
+		{"POST", "/v1/tenants/acme/keys", map[string]any{"user": "bob"}, "expires_at"},
+		{"POST", "/v1/tenants/acme/keys", map[string]any{"user": "bob", "ttl": "2h"}, "expires_at"},
+		{"POST", "/v1/tenants/acme/keys", map[string]any{"user": "bob", "ttl": "30m", "scopes": []string{"orders:admin"}}, "scopes"},
+		{"PATCH", "/v1/tenants/acme/keys/" + id, map[string]any{"scopes": []string{"keytrail:admin", "orders:admin"}}, "scopes"},
+	} {
+		r := e.call(c.method, c.path, admin, c.body, "Keytrail-Min-Seq", seq)
+		if r.status != http.StatusForbidden || !strings.Contains(r.raw, c.field) {
+			t.Errorf("%s %s %v: %d %s", c.method, c.path, c.body, r.status, r.raw)
+		}
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/keys", admin, map[string]any{"user": "bob", "ttl": "30m", "scopes": []string{"keytrail:admin"}}), 201)
+	e.must(e.call("PATCH", "/v1/tenants/acme/keys/"+id, e.root, map[string]any{"expires_at": "2999-12-31T00:00:00Z"}), 200)
+}

@@ -2,7 +2,9 @@ package adminhttp
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -36,6 +38,14 @@ func (s *Server) keyRoutes() {
 			if spec.TTL = time.Duration(*body.TTL); spec.TTL <= 0 {
 				return &control.Error{Code: control.CodeInvalidArgument, Message: "ttl must be positive"}
 			}
+		}
+		expires := spec.ExpiresAt
+		if spec.TTL > 0 {
+			t := s.cfg.Now().Add(spec.TTL)
+			expires = &t
+		}
+		if err := s.confine(p, &spec.Scopes, expires, true); err != nil {
+			return err
 		}
 		k, sec, res, err := c.IssueKey(r.Context(), m, r.PathValue("tenant"), spec)
 		if err != nil {
@@ -104,6 +114,9 @@ func (s *Server) keyRoutes() {
 		if err := decode(r, &body, false); err != nil {
 			return err
 		}
+		if err := s.confine(p, body.Scopes, body.ExpiresAt, false); err != nil {
+			return err
+		}
 		return s.keyWrite(w, r, p, "", func(ctx context.Context, m control.Meta, tenant, key string, v *uint64) (projections.Key, control.Result, error) {
 			return c.UpdateKey(ctx, m, tenant, key, control.KeyPatch{Name: body.Name, Scopes: body.Scopes,
 				ExpiresAt: body.ExpiresAt, RateLimit: body.RateLimit, Metadata: body.Metadata}, v)
@@ -146,6 +159,44 @@ func (s *Server) keyRoutes() {
 		}
 		return written(w, http.StatusCreated, res, map[string]any{"key": keyOf(rot.New), "secret": rot.Secret.Reveal(), "previous": keyOf(rot.Previous)})
 	})
+}
+
+// confine holds what a tenant admin's key issues or sets within that key:
+// no scope it lacks, no expiry past its own (issuing without an expiry,
+// when it has one, is refused too). The root key is not confined.
+func (s *Server) confine(p *principal, scopes *[]string, expires *time.Time, issuing bool) error {
+	if p.root {
+		return nil
+	}
+	var own projections.Key
+	var found bool
+	s.cfg.Model.Read(func(c *projections.Catalog) { own, found = c.Key(p.tenant, p.keyID) })
+	if !found {
+		return &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
+	}
+	if scopes != nil {
+		for _, sc := range *scopes {
+			if !slices.Contains(own.Scopes, sc) {
+				return &control.Error{Code: control.CodePermissionDenied,
+					Message: fmt.Sprintf("scopes: %q is not a scope of the key making this request (%s); a key can grant only scopes it holds", sc, p.keyID)}
+			}
+		}
+	}
+	limit := own.ExpiresAt
+	if own.GraceUntil != nil && (limit == nil || own.GraceUntil.Before(*limit)) {
+		limit = own.GraceUntil
+	}
+	switch {
+	case limit == nil:
+	case expires == nil && issuing:
+		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
+			"expires_at: the key making this request (%s) expires at %s, and a key it issues may not outlive it: give expires_at or ttl", p.keyID, limit.UTC().Format(time.RFC3339))}
+	case expires != nil && expires.After(*limit):
+		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
+			"expires_at: %s is after %s, when the key making this request (%s) expires; a key may not outlive the key that set it",
+			expires.UTC().Format(time.RFC3339), limit.UTC().Format(time.RFC3339), p.keyID)}
+	}
+	return nil
 }
 
 // keyWrite runs a key command with the request's meta and If-Match.
