@@ -241,3 +241,44 @@ func TestAKeyCannotOutliveOrOutscopeTheKeyThatSetIt(t *testing.T) {
 	e.must(e.call("POST", "/v1/tenants/acme/keys", admin, map[string]any{"user": "bob", "ttl": "30m", "scopes": []string{"keytrail:admin"}}), 201)
 	e.must(e.call("PATCH", "/v1/tenants/acme/keys/"+id, e.root, map[string]any{"expires_at": "2999-12-31T00:00:00Z"}), 200)
 }
+
+// TestRootPrefixIsTheOperatorsAndARetiredOneCanBeReclaimed: a tenant admin
+// claimed "/" and retired it, after which every path of every tenant
+// answered 410 and nobody could reclaim it. Now "/" and one-segment
+// prefixes are the root key's to give, and root reclaims a retired prefix.
+func TestRootPrefixIsTheOperatorsAndARetiredOneCanBeReclaimed(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}}), 201)
+	seq := admin.header.Get("Keytrail-Seq")
+	for _, prefix := range []string{"/", "/orders", "/orders/"} {
+		r := e.call("POST", "/v1/tenants/acme/apis", admin.body["secret"].(string), map[string]any{"id": "x", "path_prefix": prefix,
+			"upstreams": []string{"http://127.0.0.1:9"}}, "Keytrail-Min-Seq", seq)
+		if r.status != http.StatusForbidden || !strings.Contains(r.raw, "path_prefix") {
+			t.Errorf("a tenant admin claiming %s: %d %s", prefix, r.status, r.raw)
+		}
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/apis", admin.body["secret"].(string), map[string]any{"id": "orders", "path_prefix": "/acme/orders",
+		"upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	for _, bad := range []string{"/acme/../beta", "/acme/./x", "/acme/x."} {
+		if r := e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "bad", "path_prefix": bad, "upstreams": []string{"http://127.0.0.1:9"}}); r.status != http.StatusBadRequest {
+			t.Errorf("prefix %s: %d %s", bad, r.status, r.raw)
+		}
+	}
+
+	up := upstream(t)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "all", "path_prefix": "/", "upstreams": []string{up.URL}}), 201)
+	retired := e.must(e.call("POST", "/v1/tenants/acme/apis/all/retire", e.root, nil), 200)
+	gw := e.dev.Addresses().Gateway
+	if s, code := through(gw, "/anything", "", "Keytrail-Min-Seq", retired.header.Get("Keytrail-Seq")); s != http.StatusGone {
+		t.Fatalf("under a retired /: %d %s", s, code)
+	}
+	if r := e.call("POST", "/v1/tenants/acme/apis", admin.body["secret"].(string), map[string]any{"id": "again", "path_prefix": "/acme/orders",
+		"upstreams": []string{up.URL}}); r.status != http.StatusConflict {
+		t.Fatalf("a live prefix taken again: %d %s", r.status, r.raw)
+	}
+	reclaimed := e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "all2", "path_prefix": "/", "upstreams": []string{up.URL}}), 201)
+	if s, code := through(gw, "/anything", "", "Keytrail-Min-Seq", reclaimed.header.Get("Keytrail-Seq")); s != http.StatusUnauthorized || code != "MISSING" {
+		t.Fatalf("under the reclaimed /: %d %s", s, code)
+	}
+}

@@ -188,11 +188,15 @@ func (c *Catalog) applyAPI(a *API, r *events.Recorded) error {
 		return err
 	}
 	if next.PathPrefix != old {
-		if other, taken := c.prefix[next.PathPrefix]; taken && other != a {
+		other, taken := c.prefix[next.PathPrefix]
+		if taken && other != a && other.Status != APIRetired {
 			return impossible(*r, "another API holds this path prefix")
 		}
-		if old != "" {
+		if old != "" && c.prefix[old] == a {
 			c.unsetPrefix(old)
+		}
+		if taken && other != a {
+			c.unsetPrefix(next.PathPrefix) // a retired API's prefix, reclaimed
 		}
 		c.setPrefix(next.PathPrefix, a)
 	}

@@ -448,9 +448,16 @@ func (d *decoder) tenant(c *Catalog) {
 		if d.err != nil || !a.Exists() {
 			continue
 		}
-		if _, taken := c.prefix[a.PathPrefix]; taken {
-			d.fail("two APIs hold " + a.PathPrefix)
-			return
+		if other, taken := c.prefix[a.PathPrefix]; taken {
+			switch {
+			case other.Status == APIRetired && a.Status != APIRetired: // reclaimed: the live one routes
+				c.unsetPrefix(a.PathPrefix)
+			case a.Status == APIRetired && other.Status != APIRetired:
+				continue
+			default:
+				d.fail("two APIs hold " + a.PathPrefix)
+				return
+			}
 		}
 		c.setPrefix(a.PathPrefix, a)
 	}

@@ -52,15 +52,16 @@ func pathOverlaps(a, b string) bool {
 // checkPrefix refuses a prefix that another API holds: any tenant's equal
 // prefix, or another tenant's prefix above or below it (which would let one
 // tenant capture the other's traffic). Retired APIs keep their prefix, so
-// that their clients get 410 rather than somebody else's API.
-func checkPrefix(all []events.Recorded, tenant, id, prefix string) error {
+// that their clients get 410 rather than somebody else's API — until the
+// root key reclaims it (reclaim).
+func checkPrefix(all []events.Recorded, tenant, id, prefix string, reclaim bool) error {
 	apis := map[[2]string]projections.API{}
 	for _, r := range all {
 		k := [2]string{r.Tenant, r.Aggregate.ID}
 		apis[k], _ = apis[k].Apply(r)
 	}
 	for k, a := range apis {
-		if !a.Exists() || (k[0] == tenant && k[1] == id) {
+		if !a.Exists() || (k[0] == tenant && k[1] == id) || (reclaim && a.Status == projections.APIRetired) {
 			continue
 		}
 		if a.PathPrefix == prefix || (k[0] != tenant && pathOverlaps(a.PathPrefix, prefix)) {
@@ -74,7 +75,7 @@ func checkPrefix(all []events.Recorded, tenant, id, prefix string) error {
 // all APIs of all tenants, so that two tenants cannot take overlapping
 // prefixes at the same moment, and a command that sets a prefix reads every
 // API's events to check it.
-func (s *Service) apiStep(tenant, id string, version *uint64, decide func(a projections.API, now time.Time) (events.Payload, error)) step[projections.API] {
+func (s *Service) apiStep(tenant, id string, root bool, version *uint64, decide func(a projections.API, now time.Time) (events.Payload, error)) step[projections.API] {
 	return step[projections.API]{tenant: tenant, agg: events.APIAggregate(id), scope: events.AllAPIsFilter,
 		pinned: version != nil, version: apiVersion,
 		decide: func(a projections.API, now time.Time) (events.Payload, error) {
@@ -95,12 +96,35 @@ func (s *Service) apiStep(tenant, id string, version *uint64, decide func(a proj
 			default:
 				return nil
 			}
+			if err := checkPathPrefix(prefix, root); err != nil {
+				return err
+			}
 			all, err := s.cfg.Store.LoadAll(ctx, events.AllAPIsFilter)
 			if err != nil {
 				return err
 			}
-			return checkPrefix(all, tenant, id, prefix)
+			return checkPrefix(all, tenant, id, prefix, root)
 		}}
+}
+
+// operator reports whether a command comes from the operator (the root key,
+// or Keytrail's own tools) rather than a tenant admin's key.
+func operator(meta Meta) bool { return !strings.HasPrefix(meta.Actor, events.KeyIDPrefix) }
+
+// checkPathPrefix refuses a prefix that is not canonical (a "." or ".."
+// segment, a segment ending in '.') or, for anyone but root, one that
+// would claim a whole namespace: "/" and prefixes of one segment are the
+// operator's to give (root creates such an API for a tenant).
+func checkPathPrefix(prefix string, root bool) error {
+	for _, seg := range strings.Split(prefix, "/") {
+		if seg == "." || seg == ".." || strings.HasSuffix(seg, ".") {
+			return errorf(CodeInvalidArgument, "path_prefix: %q has a segment . or .. or ending in '.'", prefix)
+		}
+	}
+	if !root && !strings.Contains(strings.Trim(prefix, "/"), "/") {
+		return errorf(CodePermissionDenied, "path_prefix: / and prefixes of one segment (%s) are reserved to the root key; use /<team>/<api>, or ask the operator", prefix)
+	}
+	return nil
 }
 
 // CreateAPI publishes an API of tenant under a path prefix no other API holds.
@@ -114,7 +138,7 @@ func (s *Service) CreateAPI(ctx context.Context, meta Meta, tenant string, spec 
 	if err := s.checkUpstreams(spec.Upstreams); err != nil {
 		return projections.API{}, Result{}, err
 	}
-	return transition(ctx, s, meta, s.apiStep(tenant, spec.ID, nil, func(a projections.API, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, s.apiStep(tenant, spec.ID, operator(meta), nil, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if a.Exists() {
 			return nil, errorf(CodeConflict, "API %s exists", spec.ID)
 		}
@@ -136,7 +160,7 @@ func (s *Service) UpdateAPI(ctx context.Context, meta Meta, tenant, id string, p
 			return projections.API{}, Result{}, err
 		}
 	}
-	return transition(ctx, s, meta, s.apiStep(tenant, id, version, func(a projections.API, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, s.apiStep(tenant, id, operator(meta), version, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if err := apiUsable(a, id); err != nil {
 			return nil, err
 		}
@@ -192,7 +216,7 @@ func (s *Service) DeprecateAPI(ctx context.Context, meta Meta, tenant, id string
 	if err := checkAPIID(tenant, id); err != nil {
 		return projections.API{}, Result{}, err
 	}
-	return transition(ctx, s, meta, s.apiStep(tenant, id, nil, func(a projections.API, now time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, s.apiStep(tenant, id, operator(meta), nil, func(a projections.API, now time.Time) (events.Payload, error) {
 		if err := apiUsable(a, id); err != nil {
 			return nil, err
 		}
@@ -212,7 +236,7 @@ func (s *Service) RetireAPI(ctx context.Context, meta Meta, tenant, id string) (
 	if err := checkAPIID(tenant, id); err != nil {
 		return projections.API{}, Result{}, err
 	}
-	return transition(ctx, s, meta, s.apiStep(tenant, id, nil, func(a projections.API, _ time.Time) (events.Payload, error) {
+	return transition(ctx, s, meta, s.apiStep(tenant, id, operator(meta), nil, func(a projections.API, _ time.Time) (events.Payload, error) {
 		if !a.Exists() {
 			return nil, errorf(CodeNotFound, "no API %s", id)
 		}

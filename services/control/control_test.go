@@ -400,12 +400,19 @@ func TestAPIs(t *testing.T) {
 	must[projections.API](t)(f.svc.RetireAPI(f.ctx(), meta(""), "acme", "orders"))
 	_, _, err = f.svc.UpdateAPI(f.ctx(), meta(""), "acme", "orders", APIPatch{Name: &moved}, nil)
 	wantCode(t, err, CodeFailedPrecondition)
-	// A retired API keeps its prefix.
-	_, _, err = f.svc.CreateAPI(f.ctx(), meta(""), "globex", spec("shop", "/shop"))
-	wantCode(t, err, CodeConflict)
+	// A retired API keeps its prefix from tenant admins (and one-segment
+	// prefixes are the operator's anyway); the operator reclaims it.
+	tenantAdmin := Meta{Actor: "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3"}
+	_, _, err = f.svc.CreateAPI(f.ctx(), tenantAdmin, "globex", spec("shop", "/shop"))
+	wantCode(t, err, CodePermissionDenied)
+	_, _, err = f.svc.CreateAPI(f.ctx(), tenantAdmin, "globex", spec("all", "/"))
+	wantCode(t, err, CodePermissionDenied)
+	_, _, err = f.svc.CreateAPI(f.ctx(), tenantAdmin, "globex", spec("dots", "/globex/../acme"))
+	wantCode(t, err, CodeInvalidArgument)
 	if got, err := f.svc.API(f.ctx(), "acme", "orders"); err != nil || got.Status != projections.APIRetired {
 		t.Fatalf("%+v %v", got, err)
 	}
+	must[projections.API](t)(f.svc.CreateAPI(f.ctx(), meta(""), "globex", spec("shop", "/shop")))
 	_, err = f.svc.API(f.ctx(), "globex", "orders")
 	wantCode(t, err, CodeNotFound)
 }
