@@ -192,12 +192,12 @@ func TestTenantAdminCannotPointAnAPIInside(t *testing.T) {
 	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}}), 201).body["secret"].(string)
 	internal := upstream(t)
 	for i, up := range []string{internal.URL, "http://localhost:9", "http://169.254.169.254/latest/meta-data", "http://[::1]:8080", "http://192.168.0.10"} {
-		r := e.call("POST", "/v1/tenants/acme/apis", admin, map[string]any{"id": fmt.Sprintf("in%d", i), "path_prefix": fmt.Sprintf("/in%d", i), "upstreams": []string{up}})
+		r := e.call("POST", "/v1/tenants/acme/apis", admin, map[string]any{"id": fmt.Sprintf("in%d", i), "path_prefix": fmt.Sprintf("/acme/in%d", i), "upstreams": []string{up}})
 		if r.status != http.StatusBadRequest || !strings.Contains(r.raw, "upstreams[0]") {
 			t.Errorf("upstream %s: %d %s", up, r.status, r.raw)
 		}
 	}
-	e.must(e.call("POST", "/v1/tenants/acme/apis", admin, map[string]any{"id": "ok", "path_prefix": "/ok", "upstreams": []string{"http://10.99.1.2:8080"}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", admin, map[string]any{"id": "ok", "path_prefix": "/acme/ok", "upstreams": []string{"http://10.99.1.2:8080"}}), 201)
 	r := e.call("PATCH", "/v1/tenants/acme/apis/ok", admin, map[string]any{"upstreams": []string{"http://10.99.1.2:8080", internal.URL}})
 	if r.status != http.StatusBadRequest || !strings.Contains(r.raw, "upstreams[1]") {
 		t.Errorf("an update to an internal upstream: %d %s", r.status, r.raw)
