@@ -282,3 +282,58 @@ func TestRootPrefixIsTheOperatorsAndARetiredOneCanBeReclaimed(t *testing.T) {
 		t.Fatalf("under the reclaimed /: %d %s", s, code)
 	}
 }
+
+// TestBodiesAtTheTrustBoundary: members are spelt exactly ({"user":"alice",
+// "USER":"mallory"} decoded as mallory), none twice, none unknown; null is
+// not an object; a problem names the member and the rule, never a Go type;
+// a duration takes days; a wrong content type is 415, a wrong method 405
+// with Allow; a list under a tenant that does not exist is 404, not [].
+func TestBodiesAtTheTrustBoundary(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "alice"}), 201)
+	last, _ := e.store.LastSeq(testCtx(t, 5*time.Second), "")
+	for _, c := range []struct{ body, want string }{
+		{`{"user":"alice","USER":"mallory"}`, "USER: unknown member"},
+		{`{"User":"alice"}`, `did you mean "user"`},
+		{`{"user":"alice","user":"mallory"}`, "user: given twice"},
+		{`{"user":"alice","rate_limit":{"per_second":1,"burst":2,"burst":3}}`, "rate_limit.burst: given twice"},
+		{`{"user":"alice","rate_limit":{"Per_Second":1}}`, "rate_limit.Per_Second: unknown member"},
+		{`null`, "must be a JSON object"},
+		{`[]`, "must be a JSON object"},
+		{`{"user":"alice","ttl":"30x"}`, `ttl: "30x" is not a duration`},
+		{`{"user":"alice","ttl":30}`, "ttl: a duration is a string"},
+		{`{"user":"alice","rate_limit":{"burst":"x"}}`, "must be a whole number"},
+		{`{"user":"alice","scopes":"a"}`, "must be an array"},
+	} {
+		r := e.call("POST", "/v1/tenants/acme/keys", e.root, c.body)
+		if d, _ := r.body["detail"].(string); r.status != http.StatusBadRequest || !strings.Contains(d, c.want) {
+			t.Errorf("%s: %d %s, want %q", c.body, r.status, r.raw, c.want)
+		}
+		for _, goName := range []string{"int", "string", "time.", "adminhttp", "json:", "struct"} {
+			if d, _ := r.body["detail"].(string); strings.Contains(d, goName+" ") || strings.Contains(d, goName+".") {
+				t.Errorf("%s: the detail names a Go type: %s", c.body, d)
+			}
+		}
+	}
+	if now, _ := e.store.LastSeq(testCtx(t, 5*time.Second), ""); now != last {
+		t.Fatalf("bad bodies appended %d events", now-last)
+	}
+	k := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"alice","ttl":"30d"}`), 201)
+	if exp, _ := time.Parse(time.RFC3339, k.body["key"].(map[string]any)["expires_at"].(string)); time.Until(exp) < 29*24*time.Hour {
+		t.Fatalf("ttl 30d: expires %v", exp)
+	}
+	if r := e.call("POST", "/v1/tenants/acme/keys", e.root, []byte(`{"user":"alice"}`), "Content-Type", "text/plain"); r.status != http.StatusUnsupportedMediaType {
+		t.Fatalf("text/plain: %d %s", r.status, r.raw)
+	}
+	r := e.call("PUT", "/v1/tenants/acme/keys", e.root, `{}`)
+	if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, POST" {
+		t.Fatalf("PUT on keys: %d Allow %q %s", r.status, r.header.Get("Allow"), r.raw)
+	}
+	if r := e.call("GET", "/v1/tenants/nope/keys", e.root, nil); r.status != http.StatusNotFound {
+		t.Fatalf("keys of a tenant that does not exist: %d %s", r.status, r.raw)
+	}
+	if r := e.call("GET", "/v1/nothing", e.root, nil); r.status != http.StatusNotFound {
+		t.Fatalf("no route: %d", r.status)
+	}
+}

@@ -83,7 +83,7 @@ func schemas() obj {
 		"RateLimit": rate,
 		"Problem": object([]string{"type", "title", "status", "code"}, obj{"type": str, "title": str, "status": integer, "detail": str,
 			"code": obj{"type": "string", "enum": []string{"invalid_argument", "unauthenticated", "permission_denied", "not_found", "conflict",
-				"failed_precondition", "rate_limited", "unavailable", "internal"}}, "request_id": str, "key_id": str}),
+				"failed_precondition", "rate_limited", "unavailable", "internal", "idempotency_mismatch", "unsupported_media_type", "method_not_allowed"}}, "request_id": str, "key_id": str}),
 		"Status": obj{"type": "object"},
 		"Tenant": object(nil, obj{"id": str, "name": str, "status": obj{"enum": []string{"active", "suspended"}}, "keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
 		"User": object(nil, obj{"id": str, "tenant": str, "name": str, "status": obj{"enum": []string{"active", "disabled", "deleted"}},

@@ -11,29 +11,33 @@ import (
 
 // statusOf is the one table from error codes to HTTP statuses.
 var statusOf = map[control.Code]int{
-	control.CodeInvalidArgument:     http.StatusBadRequest,
-	control.CodeUnauthenticated:     http.StatusUnauthorized,
-	control.CodePermissionDenied:    http.StatusForbidden,
-	control.CodeNotFound:            http.StatusNotFound,
-	control.CodeConflict:            http.StatusConflict,
-	control.CodeIdempotencyMismatch: http.StatusUnprocessableEntity,
-	control.CodeFailedPrecondition:  http.StatusUnprocessableEntity,
-	control.CodeRateLimited:         http.StatusTooManyRequests,
-	control.CodeUnavailable:         http.StatusServiceUnavailable,
-	control.CodeInternal:            http.StatusInternalServerError,
+	control.CodeInvalidArgument:      http.StatusBadRequest,
+	control.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	control.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
+	control.CodeUnauthenticated:      http.StatusUnauthorized,
+	control.CodePermissionDenied:     http.StatusForbidden,
+	control.CodeNotFound:             http.StatusNotFound,
+	control.CodeConflict:             http.StatusConflict,
+	control.CodeIdempotencyMismatch:  http.StatusUnprocessableEntity,
+	control.CodeFailedPrecondition:   http.StatusUnprocessableEntity,
+	control.CodeRateLimited:          http.StatusTooManyRequests,
+	control.CodeUnavailable:          http.StatusServiceUnavailable,
+	control.CodeInternal:             http.StatusInternalServerError,
 }
 
 var titleOf = map[control.Code]string{
-	control.CodeInvalidArgument:     "Invalid argument",
-	control.CodeUnauthenticated:     "Unauthenticated",
-	control.CodePermissionDenied:    "Permission denied",
-	control.CodeNotFound:            "Not found",
-	control.CodeConflict:            "Conflict",
-	control.CodeIdempotencyMismatch: "Idempotency-Key reused with another request",
-	control.CodeFailedPrecondition:  "Failed precondition",
-	control.CodeRateLimited:         "Rate limited",
-	control.CodeUnavailable:         "Unavailable",
-	control.CodeInternal:            "Internal error",
+	control.CodeInvalidArgument:      "Invalid argument",
+	control.CodeUnsupportedMediaType: "Unsupported media type",
+	control.CodeMethodNotAllowed:     "Method not allowed",
+	control.CodeUnauthenticated:      "Unauthenticated",
+	control.CodePermissionDenied:     "Permission denied",
+	control.CodeNotFound:             "Not found",
+	control.CodeConflict:             "Conflict",
+	control.CodeIdempotencyMismatch:  "Idempotency-Key reused with another request",
+	control.CodeFailedPrecondition:   "Failed precondition",
+	control.CodeRateLimited:          "Rate limited",
+	control.CodeUnavailable:          "Unavailable",
+	control.CodeInternal:             "Internal error",
 }
 
 // Problem is an RFC 9457 problem document with Keytrail's stable code.

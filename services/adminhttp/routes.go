@@ -3,8 +3,10 @@ package adminhttp
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -133,6 +135,11 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, doc)
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := s.allowed(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, r, control.CodeMethodNotAllowed, r.Method+" is not a method of this route; it takes "+strings.Join(allow, ", "), "")
+			return
+		}
 		writeProblem(w, r, control.CodeNotFound, "no such route", "")
 	})
 }
@@ -164,6 +171,20 @@ type reasonBody struct {
 }
 
 // duration is a Go duration in JSON ("24h", "90m").
+// allowed lists the methods a route answers to, for a request with another:
+// the answer is 405 with Allow rather than 404.
+func (s *Server) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
 type duration time.Duration
 
 func (d *duration) UnmarshalJSON(b []byte) error {
@@ -171,12 +192,27 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return err
 	}
-	v, err := time.ParseDuration(s)
+	v, err := parseDuration(s)
 	if err != nil {
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "durations look like \"24h\" or \"90m\""}
+		return err
 	}
 	*d = duration(v)
 	return nil
+}
+
+// parseDuration reads a duration as Go writes them ("720h", "90m") or in
+// whole days ("30d").
+func parseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days > 0 && days <= 36500 {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("%q is not a duration: use hours, minutes or days, e.g. \"720h\", \"90m\", \"30d\"", s)}
+	}
+	return v, nil
 }
 
 var _ = events.RateLimit{}

@@ -7,15 +7,12 @@
 package adminhttp
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -255,60 +252,26 @@ func (s *Server) handleScoped(pattern string, who access, scopes []string, h han
 				return
 			}
 		}
+		if tenant := r.PathValue("tenant"); tenant != "" && r.Method == http.MethodGet && createsObject(pattern) {
+			// A list under a tenant that does not exist is 404, not an
+			// empty list (after Keytrail-Min-Seq, which a list honours;
+			// single objects are read from the log and say so themselves).
+			if err := s.minSeq(r); err != nil {
+				writeError(w, r, s.cfg.Log, err)
+				return
+			}
+			var exists bool
+			s.cfg.Model.Read(func(c *projections.Catalog) { _, exists = c.Tenant(tenant) })
+			if !exists {
+				writeProblem(w, r, control.CodeNotFound, "no tenant "+tenant, "")
+				return
+			}
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 		if err := h(w, r, p); err != nil {
 			writeError(w, r, s.cfg.Log, err)
 		}
 	})
-}
-
-// decode reads a strict JSON body into v: one object, no unknown fields, no
-// trailing data. An empty body is an empty object when empty is allowed.
-func decode(r *http.Request, v any, emptyOK bool) error {
-	body, err := io.ReadAll(r.Body)
-	info(r).body = sha256.Sum256(body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("the body is over %d bytes", tooBig.Limit)}
-		}
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "the body could not be read"}
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		if emptyOK {
-			return nil
-		}
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "a JSON body is required"}
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "the body must be application/json"}
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: " + jsonProblem(err)}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: data after the object"}
-	}
-	return nil
-}
-
-// jsonProblem describes a decoding error without echoing the input.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "unexpected end of input"
-	}
-	return "not a JSON object of the expected shape"
 }
 
 // meta builds a command's meta from the request: the actor, the reason,

@@ -12,7 +12,11 @@ type Code string
 // The codes of the public contract.
 const (
 	CodeInvalidArgument Code = "invalid_argument"
-	CodeUnauthenticated Code = "unauthenticated"
+	// CodeUnsupportedMediaType: a body that is not application/json.
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	// CodeMethodNotAllowed: a route that exists, with another method.
+	CodeMethodNotAllowed Code = "method_not_allowed"
+	CodeUnauthenticated  Code = "unauthenticated"
 	// CodePermissionDenied extends the brief's codes: a valid admin key that
 	// may not do this (a root-only operation, a key without keytrail:admin).
 	CodePermissionDenied Code = "permission_denied"

@@ -814,9 +814,12 @@ func TestMetricsAreNotOnThePublicPort(t *testing.T) {
 		t.Fatalf("/_keytrail/metrics on the public port: %d", a.status)
 	}
 	for _, p := range []string{"/_keytrail/healthz", "/_keytrail/readyz"} {
-		if a := f.do("GET", p, nil); a.status != 200 {
-			t.Fatalf("%s: %d", p, a.status)
-		}
+		natstest.Eventually(t, 10*time.Second, func() error {
+			if a := f.do("GET", p, nil); a.status != 200 {
+				return fmt.Errorf("%s: %d", p, a.status)
+			}
+			return nil
+		})
 	}
 	if !strings.Contains(f.metricsText(), "keytrail_gateway_applied_seq") {
 		t.Fatal("no metrics on the operator handler")

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +67,10 @@ func TestDecisionsAreReproducible(t *testing.T) {
 		samples []sample
 		wg      sync.WaitGroup
 		stop    = make(chan struct{})
+		// verified counts verifications: the writer waits for some between
+		// its appends, so that decisions are made all through the history
+		// however the scheduler runs the goroutines.
+		verified atomic.Int64
 	)
 	for g := range 4 {
 		wg.Add(1)
@@ -87,6 +93,7 @@ func TestDecisionsAreReproducible(t *testing.T) {
 				var d projections.Decision
 				now := storetest.Now.Add(time.Duration(i%5) * time.Minute)
 				m.Read(func(c *projections.Catalog) { d = c.Verify(q, now) })
+				verified.Add(1)
 				if i%50 == 0 {
 					local = append(local, sample{q, d})
 				}
@@ -95,6 +102,9 @@ func TestDecisionsAreReproducible(t *testing.T) {
 	}
 	disabled := false
 	for round := range 200 {
+		for target := verified.Load() + 200; verified.Load() < target && ctx.Err() == nil; {
+			runtime.Gosched()
+		}
 		i := round % nKeys
 		switch round % 4 {
 		case 0:
