@@ -135,8 +135,10 @@ func checkShape(dec *json.Decoder, t reflect.Type, at string, top bool) error {
 			}
 		}
 	}
-	_, err = dec.Token() // the closing delimiter
-	return err
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: " + jsonProblem(err)}
+	}
+	return nil
 }
 
 // unknownMember says a member is not one of fields, and which it may have
