@@ -64,7 +64,7 @@ func TestAdminAPIRefusesBadInputAndChangesNothing(t *testing.T) {
 		{"bad cursor", "GET", "/v1/tenants/acme/keys?cursor=x.y", root, nil, nil, 400, "invalid_argument"},
 		{"bad min-seq", "GET", "/v1/tenants/acme", root, nil, []string{"Keytrail-Min-Seq", "soon"}, 400, "invalid_argument"},
 		{"future min-seq", "GET", "/v1/tenants/acme", root, nil, []string{"Keytrail-Min-Seq", "999999"}, 503, "unavailable"},
-		{"wrong content type", "POST", "/v1/tenants", root, `{"id":"x","name":"x"}`, []string{"Content-Type", "text/plain"}, 400, "invalid_argument"},
+		{"wrong content type", "POST", "/v1/tenants", root, `{"id":"x","name":"x"}`, []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type"},
 		{"no such route", "GET", "/v1/nothing", root, nil, nil, 404, "not_found"},
 	}
 	for _, c := range cases {

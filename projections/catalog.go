@@ -287,7 +287,9 @@ func (c *Catalog) API(tenant, id string) (API, bool) {
 
 // KeyFilter selects keys of one tenant for a list.
 type KeyFilter struct {
-	User   string
+	User string
+	// Status is an effective status (EffectiveStatuses): the owner's state
+	// and expiry included.
 	Status KeyStatus
 	// ExpiringWithin selects keys whose expiry (or end of rotation grace)
 	// falls between Now and Now+ExpiringWithin.
@@ -306,11 +308,15 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 		return nil, false
 	}
 	var all []*keyState
-	status := keyStatusOf(f.Status)
 	from, until := instantOf(f.Now), instantOf(f.Now.Add(f.ExpiringWithin))
 	for _, k := range t.keys {
-		if !k.exists() || k.id <= f.After || (f.User != "" && k.user.ID != f.User) || (f.Status != "" && k.status != status) {
+		if !k.exists() || k.id <= f.After || (f.User != "" && k.user.ID != f.User) {
 			continue
+		}
+		if f.Status != "" {
+			if s, _ := effectiveOf(c.VerifyHash(k.hash, Request{}, f.Now).Code); s != f.Status {
+				continue
+			}
 		}
 		if f.ExpiringWithin > 0 {
 			end := min(k.expiresAt, k.graceUntil)

@@ -274,3 +274,60 @@ func ExplainKey(history []events.Recorded, tenant, keyID string, seq uint64, at 
 	}
 	return c.VerifyHash(k.SecretHash, Request{Scopes: scopes}, now), true
 }
+
+// effectiveStatuses names what each outcome of a request with no API and no
+// scope says of a key: its effective status, the owner's state included, in
+// the outcomes' precedence.
+var effectiveStatuses = [...]struct {
+	code   Code
+	status KeyStatus
+}{
+	{CodeRevoked, KeyRevoked}, {CodeExpired, "expired"}, {CodeUserDeleted, "user_deleted"},
+	{CodeUserUnknown, "user_unknown"}, {CodeTenantSuspended, "tenant_suspended"},
+	{CodeUserDisabled, "user_disabled"}, {CodeSuspended, KeySuspended}, {CodeNotYetValid, "not_yet_valid"},
+	{CodeValid, KeyActive},
+}
+
+// EffectiveStatuses are the values an effective status takes, in
+// precedence order.
+func EffectiveStatuses() []KeyStatus {
+	out := make([]KeyStatus, len(effectiveStatuses))
+	for i, e := range effectiveStatuses {
+		out[i] = e.status
+	}
+	return out
+}
+
+func effectiveOf(code Code) (KeyStatus, int) {
+	for i, e := range effectiveStatuses {
+		if e.code == code {
+			return e.status, i
+		}
+	}
+	return KeyActive, len(effectiveStatuses) - 1
+}
+
+// EffectiveStatus is what k is at now, its user's and tenant's state
+// included: what a request with k would be told, as a status. k may be
+// newer or older than the catalog (read from the log): the worse of what
+// the catalog says and what k's own state says wins.
+func (c *Catalog) EffectiveStatus(k Key, now time.Time) KeyStatus {
+	own := CodeValid
+	switch {
+	case k.Status == KeyRevoked:
+		own = CodeRevoked
+	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt), k.GraceUntil != nil && !now.Before(*k.GraceUntil):
+		own = CodeExpired
+	case k.Status == KeySuspended:
+		own = CodeSuspended
+	case k.NotBefore != nil && now.Before(*k.NotBefore):
+		own = CodeNotYetValid
+	}
+	status, rank := effectiveOf(own)
+	if d := c.VerifyHash(k.SecretHash, Request{}, now); d.KeyID == k.ID {
+		if s, r := effectiveOf(d.Code); r < rank {
+			status = s
+		}
+	}
+	return status
+}

@@ -55,7 +55,7 @@ func (s *Server) keyRoutes() {
 			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already issued a key; its secret was returned to that request and is never returned again", k.ID)
 			return nil
 		}
-		return written(w, http.StatusCreated, res, map[string]any{"key": keyOf(k), "secret": sec.Reveal()})
+		return written(w, http.StatusCreated, res, map[string]any{"key": s.keyView(k), "secret": sec.Reveal()})
 	})
 	s.handle("GET /v1/tenants/{tenant}/keys", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		if err := s.minSeq(r); err != nil {
@@ -68,10 +68,8 @@ func (s *Server) keyRoutes() {
 		}
 		f := projections.KeyFilter{User: q.Get("user"), Status: projections.KeyStatus(q.Get("status")), After: q.Get("cursor"),
 			Limit: limit, Now: s.cfg.Now()}
-		switch f.Status {
-		case "", projections.KeyActive, projections.KeySuspended, projections.KeyRevoked:
-		default:
-			return &control.Error{Code: control.CodeInvalidArgument, Message: "status must be active, suspended or revoked"}
+		if f.Status != "" && !slices.Contains(projections.EffectiveStatuses(), f.Status) {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("status: %q is not a status; statuses are %v", f.Status, projections.EffectiveStatuses())}
 		}
 		if f.User != "" && !events.ValidUserID(f.User) {
 			return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid user id"}
@@ -91,7 +89,7 @@ func (s *Server) keyRoutes() {
 		s.cfg.Model.Read(func(c *projections.Catalog) { page, more = c.Keys(r.PathValue("tenant"), f) })
 		views := make([]keyView, len(page))
 		for i, k := range page {
-			views[i] = keyOf(k)
+			views[i] = s.keyView(k)
 		}
 		body := map[string]any{"keys": views}
 		if more {
@@ -102,7 +100,7 @@ func (s *Server) keyRoutes() {
 	})
 	readRoute(s, "GET /v1/tenants/{tenant}/keys/{key}", "key", func(ctx context.Context, r *http.Request) (projections.Key, error) {
 		return c.Key(ctx, r.PathValue("tenant"), r.PathValue("key"))
-	}, func(k projections.Key) any { return keyOf(k) })
+	}, func(k projections.Key) any { return s.keyView(k) })
 	s.handle("PATCH /v1/tenants/{tenant}/keys/{key}", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
 		var body struct {
 			Name      *string            `json:"name"`
@@ -157,7 +155,7 @@ func (s *Server) keyRoutes() {
 			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already rotated the key; the new secret was returned to that request and is never returned again", rot.New.ID)
 			return nil
 		}
-		return written(w, http.StatusCreated, res, map[string]any{"key": keyOf(rot.New), "secret": rot.Secret.Reveal(), "previous": keyOf(rot.Previous)})
+		return written(w, http.StatusCreated, res, map[string]any{"key": s.keyView(rot.New), "secret": rot.Secret.Reveal(), "previous": s.keyView(rot.Previous)})
 	})
 }
 
@@ -210,5 +208,5 @@ func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, 
 	if err != nil {
 		return err
 	}
-	return written(w, http.StatusOK, res, map[string]any{"key": keyOf(k)})
+	return written(w, http.StatusOK, res, map[string]any{"key": s.keyView(k)})
 }

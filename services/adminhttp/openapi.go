@@ -1,6 +1,7 @@
 package adminhttp
 
 import (
+	"github.com/keytrail/keytrail/projections"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,7 +90,7 @@ func schemas() obj {
 		"User": object(nil, obj{"id": str, "tenant": str, "name": str, "status": obj{"enum": []string{"active", "disabled", "deleted"}},
 			"keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
 		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,
-			"status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
+			"status": obj{"enum": projections.EffectiveStatuses()}, "own_status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
 			"expires_at": nullTime, "rate_limit": nullRate, "metadata": strMap, "rotated_from": str, "rotated_to": str,
 			"grace_until": dateTime, "version": integer}),
 		"API": object(nil, obj{"id": str, "tenant": str, "name": str, "path_prefix": str, "upstreams": strs, "scopes": strs,

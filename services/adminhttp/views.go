@@ -47,12 +47,15 @@ func userOf(u projections.User) userView {
 }
 
 type keyView struct {
-	ID          string            `json:"id"`
-	Tenant      string            `json:"tenant"`
-	User        string            `json:"user"`
-	Name        string            `json:"name"`
-	Scopes      []string          `json:"scopes"`
+	ID     string   `json:"id"`
+	Tenant string   `json:"tenant"`
+	User   string   `json:"user"`
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+	// Status is the effective status (the owner's state and expiry
+	// included); OwnStatus the key's own lifecycle state.
 	Status      string            `json:"status"`
+	OwnStatus   string            `json:"own_status"`
 	Hint        string            `json:"hint"`
 	CreatedAt   time.Time         `json:"created_at"`
 	NotBefore   *time.Time        `json:"not_before"`
@@ -65,6 +68,13 @@ type keyView struct {
 	Version     uint64            `json:"version"`
 }
 
+// keyView is k as the API shows it, with its effective status now.
+func (s *Server) keyView(k projections.Key) keyView {
+	v := keyOf(k)
+	s.cfg.Model.Read(func(c *projections.Catalog) { v.Status = string(c.EffectiveStatus(k, s.cfg.Now())) })
+	return v
+}
+
 func keyOf(k projections.Key) keyView {
 	scopes := k.Scopes
 	if scopes == nil {
@@ -74,7 +84,7 @@ func keyOf(k projections.Key) keyView {
 	if md == nil {
 		md = map[string]string{}
 	}
-	return keyView{ID: k.ID, Tenant: k.Tenant, User: k.User, Name: k.Name, Scopes: scopes, Status: string(k.Status),
+	return keyView{ID: k.ID, Tenant: k.Tenant, User: k.User, Name: k.Name, Scopes: scopes, Status: string(k.Status), OwnStatus: string(k.Status),
 		Hint: k.Hint, CreatedAt: k.CreatedAt, NotBefore: k.NotBefore, ExpiresAt: k.ExpiresAt, RateLimit: k.RateLimit,
 		Metadata: md, RotatedFrom: k.RotatedFrom, RotatedTo: k.RotatedTo, GraceUntil: k.GraceUntil, Version: k.Version}
 }
