@@ -337,3 +337,45 @@ func TestBodiesAtTheTrustBoundary(t *testing.T) {
 		t.Fatalf("no route: %d", r.status)
 	}
 }
+
+// TestKeysShowTheirEffectiveStatus: a key whose user is disabled shows
+// user_disabled, an expired one expired (it showed active), and the list's
+// status filter takes each of them.
+func TestKeysShowTheirEffectiveStatus(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "carol"}), 201)
+	short := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "carol", "ttl": "1s"}), 201)
+	shortID := short.body["key"].(map[string]any)["id"].(string)
+	bobs := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}), 201)
+	bobID := bobs.body["key"].(map[string]any)["id"].(string)
+	disabled := e.must(e.call("POST", "/v1/tenants/acme/users/bob/disable", e.root, `{"reason":"left"}`), 200)
+	seq := disabled.header.Get("Keytrail-Seq")
+	status := func(id string) string {
+		return e.must(e.call("GET", "/v1/tenants/acme/keys/"+id, e.root, nil, "Keytrail-Min-Seq", seq), 200).body["key"].(map[string]any)["status"].(string)
+	}
+	if s := status(bobID); s != "user_disabled" {
+		t.Fatalf("a key of a disabled user: %s", s)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if s := status(shortID); s != "expired" {
+			return fmt.Errorf("a key past its expiry: %s", s)
+		}
+		return nil
+	})
+	for want, id := range map[string]string{"user_disabled": bobID, "expired": shortID} {
+		l := e.must(e.call("GET", "/v1/tenants/acme/keys?status="+want, e.root, nil, "Keytrail-Min-Seq", seq), 200)
+		keys := l.body["keys"].([]any)
+		found := false
+		for _, k := range keys {
+			m := k.(map[string]any)
+			found = found || m["id"] == id
+			if m["status"] != want {
+				t.Errorf("?status=%s listed a key that is %v", want, m["status"])
+			}
+		}
+		if !found {
+			t.Errorf("?status=%s did not list %s: %s", want, id, l.raw)
+		}
+	}
+}
