@@ -379,3 +379,50 @@ func TestKeysShowTheirEffectiveStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestListsOfTenantsUsersAndAPIs: the lists that did not exist, paged like
+// keys, with the CLI to match; tenants are the root key's to list.
+func TestListsOfTenantsUsersAndAPIs(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "beta", "name": "Beta"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "carol"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/acme/orders", "upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	last := e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "shop", "path_prefix": "/acme/shop", "upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	seq := last.header.Get("Keytrail-Seq")
+	ids := func(r response, name string) []string {
+		var out []string
+		for _, it := range r.body[name].([]any) {
+			out = append(out, it.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	p1 := e.must(e.call("GET", "/v1/tenants?limit=1", e.root, nil, "Keytrail-Min-Seq", seq), 200)
+	p2 := e.must(e.call("GET", "/v1/tenants?limit=1&cursor="+p1.body["next_cursor"].(string), e.root, nil), 200)
+	if got := append(ids(p1, "tenants"), ids(p2, "tenants")...); fmt.Sprint(got) != "[acme beta]" || p2.body["next_cursor"] != nil {
+		t.Fatalf("tenants: %v, next %v", got, p2.body["next_cursor"])
+	}
+	if got := ids(e.must(e.call("GET", "/v1/tenants/acme/users", e.root, nil, "Keytrail-Min-Seq", seq), 200), "users"); fmt.Sprint(got) != "[bob carol]" {
+		t.Fatalf("users: %v", got)
+	}
+	if got := ids(e.must(e.call("GET", "/v1/tenants/acme/apis", e.root, nil, "Keytrail-Min-Seq", seq), 200), "apis"); fmt.Sprint(got) != "[orders shop]" {
+		t.Fatalf("apis: %v", got)
+	}
+	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}}), 201)
+	if r := e.call("GET", "/v1/tenants", admin.body["secret"].(string), nil, "Keytrail-Min-Seq", admin.header.Get("Keytrail-Seq")); r.status != http.StatusForbidden {
+		t.Fatalf("a tenant admin listing tenants: %d", r.status)
+	}
+	if r := e.call("GET", "/v1/tenants/beta/users", admin.body["secret"].(string), nil); r.status != http.StatusNotFound {
+		t.Fatalf("a tenant admin listing another tenant's users: %d", r.status)
+	}
+	if r := e.call("GET", "/v1/tenants/acme/users?cursor=a.b", e.root, nil); r.status != http.StatusBadRequest {
+		t.Fatalf("a bad cursor: %d", r.status)
+	}
+	for want, c := range map[string][]string{"beta": {"tenant", "list"}, "carol": {"user", "list", "--tenant", "acme"},
+		"/acme/shop": {"api", "list", "--tenant", "acme"}} {
+		out, code := runCLI(append(c, "--data", e.dir, "--min-seq", seq)...)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("keytrail %v: exit %d, want %q\n%s", c, code, want, out)
+		}
+	}
+}

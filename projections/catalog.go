@@ -414,3 +414,51 @@ func (c *Catalog) EachHead(fn func(tenant string, a events.Aggregate, head event
 		}
 	}
 }
+
+// pageOf returns the existing values of m after the cursor, in id order, at
+// most limit (0: all), and whether more follow.
+func pageOf[T any](m map[string]*T, after string, limit int, exists func(*T) bool) (page []T, more bool) {
+	ids := make([]string, 0, len(m))
+	for id, v := range m {
+		if id > after && exists(v) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	if limit > 0 && len(ids) > limit {
+		ids, more = ids[:limit], true
+	}
+	page = make([]T, len(ids))
+	for i, id := range ids {
+		page[i] = *m[id]
+	}
+	return page, more
+}
+
+// Tenants lists the tenants in id order after the cursor.
+func (c *Catalog) Tenants(after string, limit int) ([]Tenant, bool) {
+	entries, more := pageOf(c.tenants, after, limit, func(t *tenantEntry) bool { return t.Exists() })
+	page := make([]Tenant, len(entries))
+	for i, t := range entries {
+		page[i] = t.Tenant
+	}
+	return page, more
+}
+
+// Users lists a tenant's users in id order after the cursor.
+func (c *Catalog) Users(tenant, after string, limit int) ([]User, bool) {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return nil, false
+	}
+	return pageOf(t.users, after, limit, func(u *User) bool { return u.Exists() })
+}
+
+// APIs lists a tenant's APIs in id order after the cursor.
+func (c *Catalog) APIs(tenant, after string, limit int) ([]API, bool) {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return nil, false
+	}
+	return pageOf(t.apis, after, limit, func(a *API) bool { return a.Exists() })
+}

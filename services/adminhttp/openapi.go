@@ -19,6 +19,9 @@ type op struct {
 // when the two disagree.
 var ops = map[string]op{
 	"POST /v1/tenants":                                   {"Create a tenant (root key only)", "CreateTenant", 201, "TenantResult"},
+	"GET /v1/tenants":                                    {"List tenants (root key only; ?cursor=&limit=)", "", 200, "TenantList"},
+	"GET /v1/tenants/{tenant}/users":                     {"List a tenant's users (?cursor=&limit=)", "", 200, "UserList"},
+	"GET /v1/tenants/{tenant}/apis":                      {"List a tenant's APIs (?cursor=&limit=)", "", 200, "APIList"},
 	"GET /v1/tenants/{tenant}":                           {"Get a tenant", "", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/suspend":                  {"Suspend a tenant: its keys fail with TENANT_SUSPENDED (root key only)", "Reason", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/resume":                   {"Resume a tenant (root key only)", "Reason", 200, "TenantResult"},
@@ -103,6 +106,9 @@ func schemas() obj {
 		"IssuedKey":    object([]string{"key", "secret", "seq"}, obj{"key": ref("Key"), "secret": str, "seq": integer}),
 		"Rotation":     object([]string{"key", "secret", "previous", "seq"}, obj{"key": ref("Key"), "secret": str, "previous": ref("Key"), "seq": integer}),
 		"KeyList":      object([]string{"keys"}, obj{"keys": obj{"type": "array", "items": ref("Key")}, "next_cursor": str}),
+		"TenantList":   object([]string{"tenants"}, obj{"tenants": obj{"type": "array", "items": ref("Tenant")}, "next_cursor": str}),
+		"UserList":     object([]string{"users"}, obj{"users": obj{"type": "array", "items": ref("User")}, "next_cursor": str}),
+		"APIList":      object([]string{"apis"}, obj{"apis": obj{"type": "array", "items": ref("API")}, "next_cursor": str}),
 		"CreateTenant": object([]string{"id"}, obj{"id": obj{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}, "name": str}),
 		"CreateUser":   object(nil, obj{"id": obj{"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "name": str}),
 		"Reason":       object(nil, obj{"reason": str}),

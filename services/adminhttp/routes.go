@@ -18,6 +18,9 @@ import (
 // are checked against it.
 var Routes = []string{
 	"POST /v1/tenants",
+	"GET /v1/tenants",
+	"GET /v1/tenants/{tenant}/users",
+	"GET /v1/tenants/{tenant}/apis",
 	"GET /v1/tenants/{tenant}",
 	"POST /v1/tenants/{tenant}/suspend",
 	"POST /v1/tenants/{tenant}/resume",
@@ -114,6 +117,7 @@ func (s *Server) routes() {
 		}, ok, "user", userAny)
 	s.keyRoutes()
 	s.apiRoutes()
+	s.listRoutes()
 	s.verifyRoutes()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -153,6 +157,54 @@ func created(res control.Result) int {
 }
 
 // pageSize reads ?limit= (default 100, at most 1000).
+// listRoute registers a paged list: ?cursor= (the last id of the previous
+// page, valid by valid) and ?limit=, answering {name: [...], next_cursor?}
+// from the read model (Keytrail-Min-Seq honoured).
+func listRoute[T any](s *Server, pattern string, who access, name string, valid func(string) bool,
+	list func(c *projections.Catalog, r *http.Request, after string, limit int) ([]T, bool), id func(T) string, view func(T) any) {
+	s.handle(pattern, who, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if err := s.minSeq(r); err != nil {
+			return err
+		}
+		limit, err := pageSize(r)
+		if err != nil {
+			return err
+		}
+		after := r.URL.Query().Get("cursor")
+		if after != "" && !valid(after) {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: "cursor: not an id of this list"}
+		}
+		var page []T
+		var more bool
+		s.cfg.Model.Read(func(c *projections.Catalog) { page, more = list(c, r, after, limit) })
+		views := make([]any, len(page))
+		for i, v := range page {
+			views[i] = view(v)
+		}
+		body := map[string]any{name: views}
+		if more {
+			body["next_cursor"] = id(page[len(page)-1])
+		}
+		writeJSON(w, http.StatusOK, body)
+		return nil
+	})
+}
+
+func (s *Server) listRoutes() {
+	listRoute(s, "GET /v1/tenants", rootOnly, "tenants", events.ValidTenantID,
+		func(c *projections.Catalog, _ *http.Request, after string, limit int) ([]projections.Tenant, bool) {
+			return c.Tenants(after, limit)
+		}, func(t projections.Tenant) string { return t.ID }, tenantAny)
+	listRoute(s, "GET /v1/tenants/{tenant}/users", tenantAdmin, "users", events.ValidUserID,
+		func(c *projections.Catalog, r *http.Request, after string, limit int) ([]projections.User, bool) {
+			return c.Users(r.PathValue("tenant"), after, limit)
+		}, func(u projections.User) string { return u.ID }, userAny)
+	listRoute(s, "GET /v1/tenants/{tenant}/apis", tenantAdmin, "apis", events.ValidAPIID,
+		func(c *projections.Catalog, r *http.Request, after string, limit int) ([]projections.API, bool) {
+			return c.APIs(r.PathValue("tenant"), after, limit)
+		}, func(a projections.API) string { return a.ID }, apiAny)
+}
+
 func pageSize(r *http.Request) (int, error) {
 	v := r.URL.Query().Get("limit")
 	if v == "" {

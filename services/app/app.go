@@ -36,10 +36,10 @@ Usage:
   keytrail nats-config --out DIR   NATS identities (nkey seeds) and the server
                               configuration fragment for a real cluster
 
-  keytrail tenant   create|get|suspend|resume
-  keytrail user     create|get|disable|enable|delete|revoke-keys   --tenant T
+  keytrail tenant   create|list|get|suspend|resume
+  keytrail user     create|list|get|disable|enable|delete|revoke-keys   --tenant T
   keytrail key      issue|list|get|update|suspend|resume|revoke|rotate   --tenant T
-  keytrail api      create|get|update|deprecate|retire   --tenant T
+  keytrail api      create|list|get|update|deprecate|retire   --tenant T
   keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise
   keytrail audit    history|explain|verify-decisions|verify-chain   --nats URL
 

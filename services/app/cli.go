@@ -146,20 +146,29 @@ func showObject(names ...string) func(io.Writer, map[string]any) {
 }
 
 // showKeys prints a key list as a table.
-func showKeys(w io.Writer, out map[string]any) {
-	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tNAME\tSTATUS\tSCOPES\tEXPIRES\tHINT")
-	keys, _ := out["keys"].([]any)
-	for _, k := range keys {
-		m, _ := k.(map[string]any)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(m["id"]), cell(m["user"]), cell(m["name"]), cell(m["status"]),
-			cell(m["scopes"]), cell(m["expires_at"]), cell(m["hint"]))
-	}
-	tw.Flush()
-	if next, ok := out["next_cursor"].(string); ok {
-		fmt.Fprintf(w, "more: --cursor %s\n", next)
+// showList prints a page of a list as a table of columns (JSON member
+// names), and how to get the next page.
+func showList(name string, columns ...string) func(io.Writer, map[string]any) {
+	return func(w io.Writer, out map[string]any) {
+		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.ToUpper(strings.Join(columns, "\t")))
+		items, _ := out[name].([]any)
+		for _, it := range items {
+			m, _ := it.(map[string]any)
+			row := make([]string, len(columns))
+			for i, c := range columns {
+				row[i] = cell(m[c])
+			}
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		tw.Flush()
+		if next, ok := out["next_cursor"].(string); ok {
+			fmt.Fprintf(w, "more: --cursor %s\n", next)
+		}
 	}
 }
+
+var showKeys = showList("keys", "id", "user", "name", "status", "scopes", "expires_at", "hint")
 
 func cell(v any) string {
 	switch x := v.(type) {

@@ -65,6 +65,32 @@ func apiPath(c *clientFlags, id string) string {
 	return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis/" + id
 }
 
+// list pages through a collection: GET path?cursor=&limit=.
+func list(path func(*clientFlags) string, usage, name string, columns ...string) subcommand {
+	var cursor, limit *string
+	return subcommand{usage: usage + " [--cursor C] [--limit N]",
+		flags: func(fs *flag.FlagSet) {
+			cursor = fs.String("cursor", "", "next page after this id")
+			limit = fs.String("limit", "", "page size (default 100)")
+		},
+		run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+			if len(args) != 0 {
+				return usageError{errors.New("no arguments")}
+			}
+			q := url.Values{}
+			for k, v := range map[string]string{"cursor": *cursor, "limit": *limit} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			p := path(c)
+			if len(q) > 0 {
+				p += "?" + q.Encode()
+			}
+			return c.call(ctx, out, "GET", p, nil, showList(name, columns...))
+		}}
+}
+
 func get(path func(*clientFlags, string) string, what, view string) subcommand {
 	return subcommand{usage: what, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
 		id, err := one(args, what)
@@ -76,6 +102,7 @@ func get(path func(*clientFlags, string) string, what, view string) subcommand {
 }
 
 var tenantCmd = runNoun("tenant", map[string]subcommand{
+	"list": list(func(*clientFlags) string { return "/v1/tenants" }, "", "tenants", "id", "name", "status", "created_at"),
 	"create": func() subcommand {
 		var name *string
 		return subcommand{usage: "ID [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
@@ -93,6 +120,8 @@ var tenantCmd = runNoun("tenant", map[string]subcommand{
 }, false)
 
 var userCmd = runNoun("user", map[string]subcommand{
+	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users" }, "--tenant T", "users",
+		"id", "name", "status", "created_at"),
 	"create": func() subcommand {
 		var name *string
 		return subcommand{usage: "--tenant T [ID] [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
@@ -223,7 +252,7 @@ var keyCmd = runNoun("key", map[string]subcommand{
 		return subcommand{usage: "--tenant T [--user U] [--status S] [--expiring-within 72h] [--cursor C] [--limit N]",
 			flags: func(fs *flag.FlagSet) {
 				user = fs.String("user", "", "only this user's keys")
-				status = fs.String("status", "", "active, suspended or revoked")
+				status = fs.String("status", "", "an effective status: active, revoked, expired, user_disabled, user_deleted, user_unknown, tenant_suspended, suspended, not_yet_valid")
 				expiring = fs.String("expiring-within", "", "only keys expiring within this duration")
 				cursor = fs.String("cursor", "", "next page after this key id")
 				limit = fs.String("limit", "", "page size (default 100)")
@@ -314,6 +343,8 @@ func (a *apiAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
 }
 
 var apiCmd = runNoun("api", map[string]subcommand{
+	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis" }, "--tenant T", "apis",
+		"id", "path_prefix", "status", "upstreams", "scopes"),
 	"create": func() subcommand {
 		var attrs apiAttrFlags
 		return subcommand{usage: "--tenant T ID --prefix /p --upstream URL... [--scope S]...", flags: attrs.register,
