@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
@@ -425,4 +426,46 @@ func TestListsOfTenantsUsersAndAPIs(t *testing.T) {
 			t.Fatalf("keytrail %v: exit %d, want %q\n%s", c, code, want, out)
 		}
 	}
+}
+
+// TestTenantQuotas: a tenant may hold so many users, keys and APIs, and a
+// key so much metadata (~97 KiB keys were issued without any bound); past
+// that a clear 4xx, and nothing appended.
+func TestTenantQuotas(t *testing.T) {
+	e := startAdminWith(t, app.DevConfig{Quotas: adminhttp.Quotas{Users: 2, Keys: 2, APIs: 1, MetadataBytes: 64}, Logger: slog.New(slog.DiscardHandler)}, nil)
+	e.givenKey() // bob and one key
+	e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": "carol"}), 201)
+	k := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}), 201)
+	api := e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "a", "path_prefix": "/acme/a", "upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	seq := api.header.Get("Keytrail-Seq")
+	before, _ := e.store.LastSeq(testCtx(t, 5*time.Second), "")
+	for _, c := range []struct {
+		path string
+		body map[string]any
+		want string
+	}{
+		{"/v1/tenants/acme/users", map[string]any{"id": "dave"}, "quota: tenant acme holds 2 users"},
+		{"/v1/tenants/acme/keys", map[string]any{"user": "bob"}, "quota: tenant acme holds 2 keys"},
+		{"/v1/tenants/acme/apis", map[string]any{"id": "b", "path_prefix": "/acme/b", "upstreams": []string{"http://127.0.0.1:9"}}, "quota: tenant acme holds 1 apis"},
+	} {
+		r := e.call("POST", c.path, e.root, c.body, "Keytrail-Min-Seq", seq)
+		if d, _ := r.body["detail"].(string); r.status != http.StatusUnprocessableEntity || !strings.Contains(d, c.want) {
+			t.Errorf("POST %s: %d %s", c.path, r.status, r.raw)
+		}
+	}
+	big := map[string]any{"metadata": map[string]string{"note": strings.Repeat("x", 100)}}
+	if r := e.call("PATCH", "/v1/tenants/acme/keys/"+k.body["key"].(map[string]any)["id"].(string), e.root, big); r.status != http.StatusBadRequest || !strings.Contains(r.raw, "metadata") {
+		t.Errorf("too much metadata: %d %s", r.status, r.raw)
+	}
+	if now, _ := e.store.LastSeq(testCtx(t, 5*time.Second), ""); now != before {
+		t.Fatalf("refused writes appended %d events", now-before)
+	}
+	// Revoking a key makes room for another.
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+k.body["key"].(map[string]any)["id"].(string)+"/revoke", e.root, nil), 200)
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if r := e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}); r.status != 201 {
+			return fmt.Errorf("%d %s", r.status, r.raw)
+		}
+		return nil
+	})
 }

@@ -462,3 +462,28 @@ func (c *Catalog) APIs(tenant, after string, limit int) ([]API, bool) {
 	}
 	return pageOf(t.apis, after, limit, func(a *API) bool { return a.Exists() })
 }
+
+// Counts is how many users, keys (not revoked) and APIs (not retired) a
+// tenant holds: what its quotas are checked against.
+func (c *Catalog) Counts(tenant string) (users, keys, apis int) {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return 0, 0, 0
+	}
+	for _, u := range t.users {
+		if u.Exists() {
+			users++
+		}
+	}
+	for _, k := range t.keys {
+		if k.exists() && k.status != keyStatusOf(KeyRevoked) {
+			keys++
+		}
+	}
+	for _, a := range t.apis {
+		if a.Exists() && a.Status != APIRetired {
+			apis++
+		}
+	}
+	return users, keys, apis
+}

@@ -43,6 +43,9 @@ func (s *Server) apiRoutes() {
 	c := s.cfg.Control
 	command(s, "POST /v1/tenants/{tenant}/apis", tenantAdmin, true,
 		func(ctx context.Context, r *http.Request, m control.Meta, b createAPIBody, _ *uint64) (projections.API, control.Result, error) {
+			if err := s.quota(r.PathValue("tenant"), "apis"); err != nil {
+				return projections.API{}, control.Result{}, err
+			}
 			return c.CreateAPI(ctx, m, r.PathValue("tenant"), control.APISpec{ID: b.ID, Name: b.Name,
 				PathPrefix: b.PathPrefix, Upstreams: b.Upstreams, Scopes: b.Scopes, RateLimit: b.RateLimit})
 		}, created, "api", apiAny)

@@ -47,6 +47,12 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, &spec.Scopes, expires, true); err != nil {
 			return err
 		}
+		if err := s.metadataQuota(spec.Metadata); err != nil {
+			return err
+		}
+		if err := s.quota(r.PathValue("tenant"), "keys"); err != nil {
+			return err
+		}
 		k, sec, res, err := c.IssueKey(r.Context(), m, r.PathValue("tenant"), spec)
 		if err != nil {
 			return err
@@ -114,6 +120,11 @@ func (s *Server) keyRoutes() {
 		}
 		if err := s.confine(p, body.Scopes, body.ExpiresAt, false); err != nil {
 			return err
+		}
+		if body.Metadata != nil {
+			if err := s.metadataQuota(*body.Metadata); err != nil {
+				return err
+			}
 		}
 		return s.keyWrite(w, r, p, "", func(ctx context.Context, m control.Meta, tenant, key string, v *uint64) (projections.Key, control.Result, error) {
 			return c.UpdateKey(ctx, m, tenant, key, control.KeyPatch{Name: body.Name, Scopes: body.Scopes,

@@ -96,6 +96,9 @@ func (s *Server) routes() {
 
 	command(s, "POST /v1/tenants/{tenant}/users", tenantAdmin, true,
 		func(ctx context.Context, r *http.Request, m control.Meta, b createBody, _ *uint64) (projections.User, control.Result, error) {
+			if err := s.quota(r.PathValue("tenant"), "users"); err != nil {
+				return projections.User{}, control.Result{}, err
+			}
 			return c.CreateUser(ctx, m, r.PathValue("tenant"), b.ID, b.Name)
 		}, created, "user", userAny)
 	readRoute(s, "GET /v1/tenants/{tenant}/users/{user}", "user", func(ctx context.Context, r *http.Request) (projections.User, error) {

@@ -46,11 +46,51 @@ type Config struct {
 	// Timeout bounds every request: one the event log does not answer in
 	// time gets 503 unavailable (default 10 s).
 	Timeout time.Duration
+	// Quotas bound what one tenant may hold (defaults: DefaultQuotas).
+	Quotas Quotas
 	// Idempotency, when set, remembers which request each Idempotency-Key
 	// was first used with, so that its use with another one is refused
 	// (422) across every control node. Without it the key is still bound to
 	// the request (a different body is a different command).
 	Idempotency Idempotency
+}
+
+// Quotas bound what one tenant may hold, checked against the read model
+// when something is created (so a burst of concurrent creations may pass a
+// quota by the writes in flight), and how much metadata one key may carry.
+type Quotas struct {
+	Users, Keys, APIs int
+	MetadataBytes     int // keys and values of one key's metadata, together
+}
+
+// DefaultQuotas are the quotas of a tenant unless configured otherwise.
+var DefaultQuotas = Quotas{Users: 100_000, Keys: 100_000, APIs: 1_000, MetadataBytes: 4096}
+
+// quota refuses creating one more of what (users, keys, apis) when the
+// tenant holds its quota of them.
+func (s *Server) quota(tenant, what string) error {
+	var have [3]int
+	s.cfg.Model.Read(func(c *projections.Catalog) { have[0], have[1], have[2] = c.Counts(tenant) })
+	i := map[string]int{"users": 0, "keys": 1, "apis": 2}[what]
+	limit := [3]int{s.cfg.Quotas.Users, s.cfg.Quotas.Keys, s.cfg.Quotas.APIs}[i]
+	if have[i] >= limit {
+		return &control.Error{Code: control.CodeFailedPrecondition,
+			Message: fmt.Sprintf("quota: tenant %s holds %d %s, the most it may; remove some, or ask the operator to raise the quota", tenant, have[i], what)}
+	}
+	return nil
+}
+
+// metadataQuota refuses a key's metadata over the quota in bytes.
+func (s *Server) metadataQuota(md map[string]string) error {
+	n := 0
+	for k, v := range md {
+		n += len(k) + len(v)
+	}
+	if n > s.cfg.Quotas.MetadataBytes {
+		return &control.Error{Code: control.CodeInvalidArgument,
+			Message: fmt.Sprintf("metadata: %d bytes of keys and values, at most %d", n, s.cfg.Quotas.MetadataBytes)}
+	}
+	return nil
 }
 
 // Idempotency is what remembers Idempotency-Keys (store.IdempotencyKeys).
@@ -81,6 +121,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Quotas == (Quotas{}) {
+		cfg.Quotas = DefaultQuotas
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux()}
 	s.metrics = newMetrics(s)

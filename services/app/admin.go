@@ -86,6 +86,8 @@ type adminConfig struct {
 	Decisions gateway.DecisionStreamConfig
 	// Egress is where APIs' upstreams may point.
 	Egress *egress.Policy
+	// Quotas bound what one tenant may hold (zero: adminhttp.DefaultQuotas).
+	Quotas adminhttp.Quotas
 }
 
 // startAdmin creates the decision stream and the snapshot buckets if they
@@ -122,7 +124,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String()}
 	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
-		MinSeqWait: cfg.MinSeqWait, Idempotency: idem})
+		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
@@ -54,6 +55,8 @@ type DevConfig struct {
 	Gateway GatewayConfig
 	// Decisions are the limits of the decision stream.
 	Decisions gateway.DecisionStreamConfig
+	// Quotas bound what one tenant may hold (zero: the defaults).
+	Quotas adminhttp.Quotas
 	// AllowUpstream are the internal ranges APIs' upstreams may be in
 	// (keytrail dev: loopback, unless set).
 	AllowUpstream []netip.Prefix
@@ -151,7 +154,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	policy := &egress.Policy{Allow: allow}
 	policy.AddOwn(d.node.Addr().String())
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Egress: policy, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Egress: policy, Quotas: cfg.Quotas, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}
