@@ -29,6 +29,8 @@ type adminEnv struct {
 	logs  *natstest.Buffer
 	seen  []string // every response body, to look for secrets
 	store store.Store
+	// doc validates every answer against /openapi.json.
+	doc *apiDoc
 }
 
 func startAdmin(t *testing.T) *adminEnv {
@@ -56,6 +58,7 @@ func startAdminWith(t *testing.T, cfg app.DevConfig, logs *natstest.Buffer) *adm
 		t.Fatalf("root.key mode %v", fi.Mode().Perm())
 	}
 	e := &adminEnv{t: t, dev: d, dir: dir, root: strings.TrimSpace(string(root)), base: d.Addresses().Admin, logs: logs, store: d.Store()}
+	e.doc = loadAPIDoc(t, e.base)
 	e.waitReady()
 	return e
 }
@@ -115,6 +118,9 @@ func (e *adminEnv) call(method, path, token string, body any, headers ...string)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	e.seen = append(e.seen, string(raw))
+	if e.doc != nil {
+		e.doc.check(e.t, req, resp.StatusCode, resp.Header, raw)
+	}
 	r := response{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
 	json.Unmarshal(raw, &r.body)
 	return r

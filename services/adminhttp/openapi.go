@@ -22,26 +22,26 @@ var ops = map[string]op{
 	"GET /v1/tenants":                                    {"List tenants (root key only; ?cursor=&limit=)", "", 200, "TenantList"},
 	"GET /v1/tenants/{tenant}/users":                     {"List a tenant's users (?cursor=&limit=)", "", 200, "UserList"},
 	"GET /v1/tenants/{tenant}/apis":                      {"List a tenant's APIs (?cursor=&limit=)", "", 200, "APIList"},
-	"GET /v1/tenants/{tenant}":                           {"Get a tenant", "", 200, "TenantResult"},
+	"GET /v1/tenants/{tenant}":                           {"Get a tenant", "", 200, "TenantObject"},
 	"POST /v1/tenants/{tenant}/suspend":                  {"Suspend a tenant: its keys fail with TENANT_SUSPENDED (root key only)", "Reason", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/resume":                   {"Resume a tenant (root key only)", "Reason", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/revoke-keys":              {"Revoke every key of a tenant issued before a time (now by default)", "RevokeKeys", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/users":                    {"Create a user (an id is generated when none is given)", "CreateUser", 201, "UserResult"},
-	"GET /v1/tenants/{tenant}/users/{user}":              {"Get a user", "", 200, "UserResult"},
+	"GET /v1/tenants/{tenant}/users/{user}":              {"Get a user", "", 200, "UserObject"},
 	"POST /v1/tenants/{tenant}/users/{user}/disable":     {"Disable a user: their keys fail with USER_DISABLED", "Reason", 200, "UserResult"},
 	"POST /v1/tenants/{tenant}/users/{user}/enable":      {"Enable a disabled user", "Reason", 200, "UserResult"},
 	"DELETE /v1/tenants/{tenant}/users/{user}":           {"Delete a user, for good", "Reason", 200, "UserResult"},
 	"POST /v1/tenants/{tenant}/users/{user}/revoke-keys": {"Revoke every key of a user issued before a time (now by default)", "RevokeKeys", 200, "UserResult"},
 	"POST /v1/tenants/{tenant}/keys":                     {"Issue a key; the secret is in this answer and never again", "IssueKey", 201, "IssuedKey"},
 	"GET /v1/tenants/{tenant}/keys":                      {"List keys (?user=&status=&expiring_within=&cursor=&limit=)", "", 200, "KeyList"},
-	"GET /v1/tenants/{tenant}/keys/{key}":                {"Get a key (never its secret)", "", 200, "KeyResult"},
+	"GET /v1/tenants/{tenant}/keys/{key}":                {"Get a key (never its secret)", "", 200, "KeyObject"},
 	"PATCH /v1/tenants/{tenant}/keys/{key}":              {"Update a key's name, scopes, expiry, rate limit or metadata (If-Match)", "PatchKey", 200, "KeyResult"},
 	"POST /v1/tenants/{tenant}/keys/{key}/suspend":       {"Suspend a key (If-Match)", "Reason", 200, "KeyResult"},
 	"POST /v1/tenants/{tenant}/keys/{key}/resume":        {"Resume a suspended key (If-Match)", "Reason", 200, "KeyResult"},
 	"POST /v1/tenants/{tenant}/keys/{key}/revoke":        {"Revoke a key, for good (If-Match)", "Reason", 200, "KeyResult"},
 	"POST /v1/tenants/{tenant}/keys/{key}/rotate":        {"Rotate a key: a new key and secret; the old one works for the grace period", "Rotate", 201, "Rotation"},
 	"POST /v1/tenants/{tenant}/apis":                     {"Publish an API under a path prefix no other tenant holds", "CreateAPI", 201, "APIResult"},
-	"GET /v1/tenants/{tenant}/apis/{api}":                {"Get an API", "", 200, "APIResult"},
+	"GET /v1/tenants/{tenant}/apis/{api}":                {"Get an API", "", 200, "APIObject"},
 	"PATCH /v1/tenants/{tenant}/apis/{api}":              {"Update an API (If-Match)", "PatchAPI", 200, "APIResult"},
 	"POST /v1/tenants/{tenant}/apis/{api}/deprecate":     {"Deprecate an API until a sunset time", "Deprecate", 200, "APIResult"},
 	"POST /v1/tenants/{tenant}/apis/{api}/retire":        {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
@@ -73,7 +73,7 @@ var (
 	nullTime = obj{"type": []string{"string", "null"}, "format": "date-time"}
 	strs     = obj{"type": "array", "items": str}
 	strMap   = obj{"type": "object", "additionalProperties": str}
-	dur      = obj{"type": "string", "description": "a Go duration: 90m, 24h", "pattern": "^[0-9.]+(ns|us|ms|s|m|h)([0-9.]+(ns|us|ms|s|m|h))*$"}
+	dur      = obj{"type": "string", "description": "a duration: 90m, 24h, 30d", "pattern": "^([0-9]+d|[0-9.]+(ns|us|ms|s|m|h)([0-9.]+(ns|us|ms|s|m|h))*)$"}
 )
 
 // schemas are the components of the document.
@@ -100,6 +100,10 @@ func schemas() obj {
 			"rate_limit": nullRate, "status": obj{"enum": []string{"published", "deprecated", "retired"}}, "sunset": dateTime,
 			"created_at": dateTime, "version": integer}),
 		"TenantResult": withSeq("tenant", "Tenant"),
+		"TenantObject": object([]string{"tenant"}, obj{"tenant": ref("Tenant")}),
+		"UserObject":   object([]string{"user"}, obj{"user": ref("User")}),
+		"KeyObject":    object([]string{"key"}, obj{"key": ref("Key")}),
+		"APIObject":    object([]string{"api"}, obj{"api": ref("API")}),
 		"UserResult":   withSeq("user", "User"),
 		"KeyResult":    withSeq("key", "Key"),
 		"APIResult":    withSeq("api", "API"),
@@ -109,7 +113,7 @@ func schemas() obj {
 		"TenantList":   object([]string{"tenants"}, obj{"tenants": obj{"type": "array", "items": ref("Tenant")}, "next_cursor": str}),
 		"UserList":     object([]string{"users"}, obj{"users": obj{"type": "array", "items": ref("User")}, "next_cursor": str}),
 		"APIList":      object([]string{"apis"}, obj{"apis": obj{"type": "array", "items": ref("API")}, "next_cursor": str}),
-		"CreateTenant": object([]string{"id"}, obj{"id": obj{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}, "name": str}),
+		"CreateTenant": object([]string{"id", "name"}, obj{"id": obj{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}, "name": str}),
 		"CreateUser":   object(nil, obj{"id": obj{"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}, "name": str}),
 		"Reason":       object(nil, obj{"reason": str}),
 		"RevokeKeys":   object(nil, obj{"before": dateTime, "reason": str}),
@@ -133,22 +137,71 @@ func schemas() obj {
 	}
 }
 
-// OpenAPI returns the OpenAPI 3.1 document of the API.
+// Response headers the document declares.
+var (
+	requestIDHeader = obj{"description": "the request's id, also in problems and the access log", "schema": str}
+	seqHeader       = obj{"description": "the stream sequence the write produced", "schema": str}
+	etagHeader      = obj{"description": "the object's version, for If-Match", "schema": str}
+	retryHeader     = obj{"description": "seconds to wait", "schema": str}
+	allowHeader     = obj{"description": "the methods of the route", "schema": str}
+)
+
+// singleObjects are the reads of one object: they carry an ETag.
+var singleObjects = map[string]bool{"GET /v1/tenants/{tenant}": true, "GET /v1/tenants/{tenant}/users/{user}": true,
+	"GET /v1/tenants/{tenant}/keys/{key}": true, "GET /v1/tenants/{tenant}/apis/{api}": true}
+
+// errorStatuses are the problems a route can answer.
+func errorStatuses(method, path string) []int {
+	switch {
+	case path == "/readyz":
+		return []int{503}
+	case !strings.HasPrefix(path, "/v1/"):
+		return nil
+	}
+	st := []int{400, 401, 403, 404, 500, 503}
+	if method != "GET" {
+		st = append(st, 409, 415, 422)
+	}
+	return st
+}
+
+// OpenAPI returns the OpenAPI 3.1 document of the API: every route of
+// Routes with its parameters, bodies, headers and each problem it answers.
 func OpenAPI() obj {
-	problem := obj{"description": "a problem", "content": obj{"application/problem+json": obj{"schema": ref("Problem")}}}
+	problem := func(status int) obj {
+		headers := obj{"X-Request-Id": requestIDHeader}
+		if status == 503 {
+			headers["Retry-After"] = retryHeader
+		}
+		return obj{"description": http.StatusText(status), "headers": headers,
+			"content": obj{"application/problem+json": obj{"schema": ref("Problem")}}}
+	}
 	paths := obj{}
 	for _, route := range Routes {
 		method, path, _ := strings.Cut(route, " ")
 		o := ops[route]
-		operation := obj{"summary": o.summary, "operationId": operationID(method, path), "responses": obj{
-			strconv.Itoa(o.status): obj{"description": http.StatusText(o.status), "content": obj{"application/json": obj{"schema": ref(o.response)}}},
-			"4XX":                  problem, "5XX": problem}}
+		headers := obj{"X-Request-Id": requestIDHeader}
+		if method != "GET" && path != "/v1/verify" {
+			headers["Keytrail-Seq"] = seqHeader
+		}
+		if singleObjects[route] {
+			headers["ETag"] = etagHeader
+		}
+		content := obj{"application/json": obj{"schema": ref(o.response)}}
+		if path == "/metrics" {
+			content = obj{"text/plain": obj{"schema": str}}
+		}
+		responses := obj{strconv.Itoa(o.status): obj{"description": http.StatusText(o.status), "headers": headers, "content": content}}
+		for _, st := range errorStatuses(method, path) {
+			responses[strconv.Itoa(st)] = problem(st)
+		}
+		if createsObject(path) && method == "POST" {
+			responses["200"] = obj{"description": "a replayed creation (Idempotency-Key)", "headers": headers, "content": content}
+		}
+		operation := obj{"summary": o.summary, "operationId": operationID(method, path), "responses": responses,
+			"security": []any{}}
 		if strings.HasPrefix(path, "/v1/") {
 			operation["security"] = []any{obj{"bearer": []string{}}}
-		}
-		if strings.HasSuffix(path, "/explain") {
-			operation["parameters"] = []any{obj{"name": "at", "in": "query", "schema": dateTime},
-				obj{"name": "seq", "in": "query", "schema": integer}, obj{"name": "scope", "in": "query", "schema": strs}}
 		}
 		if o.request != "" {
 			operation["requestBody"] = obj{"required": method != "POST" || o.request != "Reason",
@@ -160,12 +213,14 @@ func OpenAPI() obj {
 				params = append(params, obj{"name": name, "in": "path", "required": true, "schema": str})
 			}
 		}
+		for _, q := range queryOf(method, path) {
+			params = append(params, q)
+		}
 		for _, h := range headersOf(method, path) {
 			params = append(params, obj{"name": h, "in": "header", "required": false, "schema": str})
 		}
 		if len(params) > 0 {
-			existing, _ := operation["parameters"].([]any)
-			operation["parameters"] = append(existing, params...)
+			operation["parameters"] = params
 		}
 		item, _ := paths[path].(obj)
 		if item == nil {
@@ -177,11 +232,36 @@ func OpenAPI() obj {
 	return obj{
 		"openapi": "3.1.0",
 		"info": obj{"title": "Keytrail admin API", "version": "1",
-			"description": "Event-sourced API key lifecycle. Errors are RFC 9457 problems with a stable code."},
-		"paths": paths,
+			"description": "Event-sourced API key lifecycle. Errors are RFC 9457 problems with a stable code. A route answered with another method is 405 with Allow."},
+		"servers": []any{obj{"url": "http://127.0.0.1:7400", "description": "keytrail dev"}},
+		"paths":   paths,
 		"components": obj{"schemas": schemas(),
 			"securitySchemes": obj{"bearer": obj{"type": "http", "scheme": "bearer", "description": "the root key or an admin key (scope keytrail:admin)"}}},
 	}
+}
+
+// queryOf are a route's query parameters.
+func queryOf(method, path string) []obj {
+	page := []obj{{"name": "cursor", "in": "query", "schema": str, "description": "the last id of the previous page"},
+		{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000}}}
+	switch {
+	case method != "GET":
+		return nil
+	case strings.HasSuffix(path, "/explain"):
+		return []obj{{"name": "at", "in": "query", "schema": dateTime}, {"name": "seq", "in": "query", "schema": integer},
+			{"name": "scope", "in": "query", "schema": str}}
+	case strings.HasSuffix(path, "/keys"):
+		statuses := make([]string, 0, 9)
+		for _, st := range projections.EffectiveStatuses() {
+			statuses = append(statuses, string(st))
+		}
+		return append(page, obj{"name": "user", "in": "query", "schema": str},
+			obj{"name": "status", "in": "query", "schema": obj{"type": "string", "enum": statuses}},
+			obj{"name": "expiring_within", "in": "query", "schema": dur})
+	case createsObject(path):
+		return page
+	}
+	return nil
 }
 
 func headersOf(method, path string) []string {
