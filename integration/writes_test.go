@@ -10,12 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
-	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
@@ -136,17 +134,7 @@ func TestIdempotencyKeyIsBoundToTheRequest(t *testing.T) {
 func TestConcurrentWritesNeverConflictUnasked(t *testing.T) {
 	for _, replicas := range []int{1, 3} {
 		t.Run(fmt.Sprintf("R%d", replicas), func(t *testing.T) {
-			var url string
-			var auth natstest.Auth
-			if replicas == 1 {
-				s := natstest.RunServer(t)
-				url, auth = s.ClientURL(), s.Auth
-			} else {
-				c := natstest.RunCluster(t, 3)
-				url, auth = c.URLs(), c.Auth
-			}
-			st := openStore(t, natstest.Connect(t, url, auth.Identity(natsauth.Control)), store.Config{Replicas: replicas})
-			svc, _ := control.New(control.Config{Store: st})
+			_, svc := controlOn(t, replicas)
 			ctx := testCtx(t, 5*time.Minute)
 			m := control.Meta{Actor: "test"}
 			if _, _, err := svc.CreateTenant(ctx, m, "acme", "A"); err != nil {

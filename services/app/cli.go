@@ -145,7 +145,6 @@ func showObject(names ...string) func(io.Writer, map[string]any) {
 	}
 }
 
-// showKeys prints a key list as a table.
 // showList prints a page of a list as a table of columns (JSON member
 // names), and how to get the next page.
 func showList(name string, columns ...string) func(io.Writer, map[string]any) {
@@ -167,8 +166,6 @@ func showList(name string, columns ...string) func(io.Writer, map[string]any) {
 		}
 	}
 }
-
-var showKeys = showList("keys", "id", "user", "name", "status", "scopes", "expires_at", "hint")
 
 func cell(v any) string {
 	switch x := v.(type) {

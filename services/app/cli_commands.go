@@ -65,22 +65,30 @@ func apiPath(c *clientFlags, id string) string {
 	return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis/" + id
 }
 
-// list pages through a collection: GET path?cursor=&limit=.
-func list(path func(*clientFlags) string, usage, name string, columns ...string) subcommand {
-	var cursor, limit *string
-	return subcommand{usage: usage + " [--cursor C] [--limit N]",
+// listFilter is a flag of a list that becomes a query parameter.
+type listFilter struct{ flag, query, help string }
+
+// list pages through a collection: GET path?<filters>&cursor=&limit=.
+func list(path func(*clientFlags) string, usage, name string, filters []listFilter, columns ...string) subcommand {
+	filters = append(filters, listFilter{"cursor", "cursor", "next page after this id"}, listFilter{"limit", "limit", "page size (default 100)"})
+	vals := make([]*string, len(filters))
+	for _, f := range filters {
+		usage += " [--" + f.flag + " V]"
+	}
+	return subcommand{usage: strings.TrimSpace(usage),
 		flags: func(fs *flag.FlagSet) {
-			cursor = fs.String("cursor", "", "next page after this id")
-			limit = fs.String("limit", "", "page size (default 100)")
+			for i, f := range filters {
+				vals[i] = fs.String(f.flag, "", f.help)
+			}
 		},
 		run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
 			if len(args) != 0 {
 				return usageError{errors.New("no arguments")}
 			}
 			q := url.Values{}
-			for k, v := range map[string]string{"cursor": *cursor, "limit": *limit} {
-				if v != "" {
-					q.Set(k, v)
+			for i, f := range filters {
+				if *vals[i] != "" {
+					q.Set(f.query, *vals[i])
 				}
 			}
 			p := path(c)
@@ -102,7 +110,7 @@ func get(path func(*clientFlags, string) string, what, view string) subcommand {
 }
 
 var tenantCmd = runNoun("tenant", map[string]subcommand{
-	"list": list(func(*clientFlags) string { return "/v1/tenants" }, "", "tenants", "id", "name", "status", "created_at"),
+	"list": list(func(*clientFlags) string { return "/v1/tenants" }, "", "tenants", nil, "id", "name", "status", "created_at"),
 	"create": func() subcommand {
 		var name *string
 		return subcommand{usage: "ID [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
@@ -120,7 +128,7 @@ var tenantCmd = runNoun("tenant", map[string]subcommand{
 }, false)
 
 var userCmd = runNoun("user", map[string]subcommand{
-	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users" }, "--tenant T", "users",
+	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users" }, "--tenant T", "users", nil,
 		"id", "name", "status", "created_at"),
 	"create": func() subcommand {
 		var name *string
@@ -247,33 +255,11 @@ var keyCmd = runNoun("key", map[string]subcommand{
 				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/keys", body, showObject("key", "secret"))
 			}}
 	}(),
-	"list": func() subcommand {
-		var user, status, expiring, cursor, limit *string
-		return subcommand{usage: "--tenant T [--user U] [--status S] [--expiring-within 72h] [--cursor C] [--limit N]",
-			flags: func(fs *flag.FlagSet) {
-				user = fs.String("user", "", "only this user's keys")
-				status = fs.String("status", "", "an effective status: active, revoked, expired, user_disabled, user_deleted, user_unknown, tenant_suspended, suspended, not_yet_valid")
-				expiring = fs.String("expiring-within", "", "only keys expiring within this duration")
-				cursor = fs.String("cursor", "", "next page after this key id")
-				limit = fs.String("limit", "", "page size (default 100)")
-			},
-			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-				if len(args) != 0 {
-					return usageError{errors.New("no arguments")}
-				}
-				q := url.Values{}
-				for k, v := range map[string]string{"user": *user, "status": *status, "expiring_within": *expiring, "cursor": *cursor, "limit": *limit} {
-					if v != "" {
-						q.Set(k, v)
-					}
-				}
-				path := "/v1/tenants/" + url.PathEscape(c.tenantID) + "/keys"
-				if len(q) > 0 {
-					path += "?" + q.Encode()
-				}
-				return c.call(ctx, out, "GET", path, nil, showKeys)
-			}}
-	}(),
+	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/keys" }, "--tenant T", "keys",
+		[]listFilter{{"user", "user", "only this user's keys"},
+			{"status", "status", "an effective status: active, revoked, expired, user_disabled, user_deleted, user_unknown, tenant_suspended, suspended, not_yet_valid"},
+			{"expiring-within", "expiring_within", "only keys expiring within this duration, e.g. 72h"}},
+		"id", "user", "name", "status", "scopes", "expires_at", "hint"),
 	"get": get(keyPath, "--tenant T KEY", "key"),
 	"update": func() subcommand {
 		var attrs keyAttrFlags
@@ -343,7 +329,7 @@ func (a *apiAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
 }
 
 var apiCmd = runNoun("api", map[string]subcommand{
-	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis" }, "--tenant T", "apis",
+	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis" }, "--tenant T", "apis", nil,
 		"id", "path_prefix", "status", "upstreams", "scopes"),
 	"create": func() subcommand {
 		var attrs apiAttrFlags
