@@ -78,6 +78,9 @@ func FuzzRequestBodies(f *testing.F) {
 
 func TestRouteTableMatchesTheMux(t *testing.T) {
 	s, _, _ := testServer(t)
+	if len(s.unlisted) > 0 || len(s.unserved) > 0 {
+		t.Fatalf("handlers without a row of Routes (never served): %v; rows without a handler: %v", s.unlisted, s.unserved)
+	}
 	for _, route := range Routes {
 		method, path, _ := strings.Cut(route, " ")
 		path = strings.NewReplacer("{tenant}", "acme", "{user}", "bob", "{key}", "key_01JDQ8Z6W4M2N9V3X5C7B1A0ZY", "{api}", "orders").Replace(path)

@@ -122,10 +122,10 @@ func (s *Server) routes() {
 	s.apiRoutes()
 	s.listRoutes()
 	s.verifyRoutes()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.Model.Refused() != nil {
 			writeProblem(w, r, control.CodeUnavailable, "this node refuses the event stream: it is not the history the node saw (see the node's log)", "")
 			return
@@ -136,11 +136,13 @@ func (s *Server) routes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "seq": s.cfg.Model.Applied()})
 	})
-	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.route("GET /metrics", s.metrics.handler().ServeHTTP)
 	doc := OpenAPI()
-	s.mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+	s.route("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, doc)
 	})
+	s.mount()
+	// Not a route: what answers everything else (404, or 405 with Allow).
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := s.allowed(r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

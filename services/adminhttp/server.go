@@ -103,6 +103,39 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	metrics *metrics
+	// handlers are what the route functions registered, by pattern; only
+	// the rows of Routes are mounted (mount), so a handler without a row is
+	// never served.
+	handlers map[string]http.HandlerFunc
+	// unlisted and unserved are the patterns with a handler but no row, and
+	// with a row but no handler: both empty, or a test fails.
+	unlisted, unserved []string
+}
+
+// route registers the handler of a row of Routes.
+func (s *Server) route(pattern string, h http.HandlerFunc) { s.handlers[pattern] = h }
+
+// mount serves the handler of every row of Routes, in the table's order;
+// a row without a handler answers 500 (and is reported in unserved), a
+// handler without a row is not served (unlisted).
+func (s *Server) mount() {
+	listed := map[string]bool{}
+	for _, pattern := range Routes {
+		listed[pattern] = true
+		h := s.handlers[pattern]
+		if h == nil {
+			s.unserved = append(s.unserved, pattern)
+			h = func(w http.ResponseWriter, r *http.Request) {
+				writeProblem(w, r, control.CodeInternal, "internal error", "")
+			}
+		}
+		s.mux.HandleFunc(pattern, h)
+	}
+	for pattern := range s.handlers {
+		if !listed[pattern] {
+			s.unlisted = append(s.unlisted, pattern)
+		}
+	}
 }
 
 // New returns the API's handler.
@@ -125,7 +158,7 @@ func New(cfg Config) *Server {
 	if cfg.Quotas == (Quotas{}) {
 		cfg.Quotas = DefaultQuotas
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), handlers: map[string]http.HandlerFunc{}}
 	s.metrics = newMetrics(s)
 	s.routes()
 	return s
@@ -276,7 +309,7 @@ func (s *Server) handle(pattern string, who access, h handler) {
 
 // handleScoped is handle for keys holding one of scopes.
 func (s *Server) handleScoped(pattern string, who access, scopes []string, h handler) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	s.route(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.authenticate(r, scopes...)
 		if err != nil {
 			writeError(w, r, s.cfg.Log, err)

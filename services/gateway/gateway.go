@@ -412,8 +412,10 @@ func (g *Gateway) write(w http.ResponseWriter, x *exchange, status int, p Proble
 	x.status = status
 	if x.body {
 		// Nothing of a refused request's body is read: the connection
-		// closes after the answer instead of draining a (slow) body.
+		// closes after the answer instead of draining a (slow) body, which
+		// the server would otherwise wait for.
 		w.Header().Set("Connection", "close")
+		http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
