@@ -317,7 +317,7 @@ func TestBodiesAtTheTrustBoundary(t *testing.T) {
 	if exp, _ := time.Parse(time.RFC3339, k.body["key"].(map[string]any)["expires_at"].(string)); time.Until(exp) < 29*24*time.Hour {
 		t.Fatalf("ttl 30d: expires %v", exp)
 	}
-	if r := e.call("POST", "/v1/tenants/acme/keys", e.root, []byte(`{"user":"alice"}`), "Content-Type", "text/plain"); r.status != http.StatusUnsupportedMediaType {
+	if r := e.call("POST", "/v1/tenants/acme/keys", e.root, []byte(`{"user":"alice"}`), "Content-Type", "text/plain"); r.status != http.StatusUnsupportedMediaType || r.header.Get("Accept-Post") != "application/json" {
 		t.Fatalf("text/plain: %d %s", r.status, r.raw)
 	}
 	r := e.call("PUT", "/v1/tenants/acme/keys", e.root, `{}`)

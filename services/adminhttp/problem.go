@@ -71,8 +71,14 @@ func writeProblem(w http.ResponseWriter, r *http.Request, code control.Code, det
 	p := Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titleOf[code], Status: status,
 		Detail: detail, Code: string(code), RequestID: requestID(r), KeyID: keyID}
 	w.Header().Set("Content-Type", "application/problem+json")
-	if code == control.CodeUnauthenticated {
+	switch code {
+	case control.CodeUnauthenticated:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keytrail"`)
+	case control.CodeUnsupportedMediaType:
+		// The one type the API accepts (RFC 9110 §15.5.16; Accept-Patch for
+		// PATCH, RFC 5789).
+		w.Header().Set("Accept-Post", "application/json")
+		w.Header().Set("Accept-Patch", "application/json")
 	}
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(p)
