@@ -462,3 +462,47 @@ func TestTenantQuotas(t *testing.T) {
 		return nil
 	})
 }
+
+// TestRotationIsConfinedToo: a tenant admin rotating a key with more scopes
+// or a longer life than its own got a successor it could never have issued
+// (and, with it, a permanent admin foothold).
+func TestRotationIsConfinedToo(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}, "ttl": "1h"}), 201)
+	strong := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"orders:admin", "keytrail:admin"}}), 201)
+	id := strong.body["key"].(map[string]any)["id"].(string)
+	r := e.call("POST", "/v1/tenants/acme/keys/"+id+"/rotate", admin.body["secret"].(string), map[string]any{"grace": "1h"}, "Keytrail-Min-Seq", strong.header.Get("Keytrail-Seq"))
+	if r.status != http.StatusForbidden {
+		t.Fatalf("a tenant admin rotating a stronger key: %d %s", r.status, r.raw)
+	}
+	mine := e.must(e.call("POST", "/v1/tenants/acme/keys", admin.body["secret"].(string), map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}, "ttl": "30m"}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+mine.body["key"].(map[string]any)["id"].(string)+"/rotate", admin.body["secret"].(string), map[string]any{"grace": "1m"}), 201)
+}
+
+// TestOneTenantCannotBlockOrClaimAnothersPaths: acme created /BETA/x and
+// every beta path under /beta/x answered 400 at the gateway; acme claimed
+// /gamma/x and gamma could no longer get /gamma. Prefixes are compared
+// case-folded, and a tenant admin's live under /<tenant>/.
+func TestOneTenantCannotBlockOrClaimAnothersPaths(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "beta", "name": "Beta"}), 201)
+	e.must(e.call("POST", "/v1/tenants/beta/apis", e.root, map[string]any{"id": "b", "path_prefix": "/beta", "upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin"}}), 201)
+	ak, seq := admin.body["secret"].(string), admin.header.Get("Keytrail-Seq")
+	for prefix, want := range map[string]int{"/BETA/x": http.StatusForbidden, "/gamma/x": http.StatusForbidden, "/Acme/x": http.StatusForbidden} {
+		r := e.call("POST", "/v1/tenants/acme/apis", ak, map[string]any{"id": "q", "path_prefix": prefix, "upstreams": []string{"http://127.0.0.1:9"}}, "Keytrail-Min-Seq", seq)
+		if r.status != want {
+			t.Errorf("acme claiming %s: %d %s", prefix, r.status, r.raw)
+		}
+	}
+	// Root too: a prefix that differs from a taken one only in case.
+	if r := e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "q", "path_prefix": "/BETA/x", "upstreams": []string{"http://127.0.0.1:9"}}); r.status != http.StatusConflict {
+		t.Errorf("root claiming /BETA/x over beta's /beta: %d %s", r.status, r.raw)
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/apis", ak, map[string]any{"id": "orders", "path_prefix": "/acme/orders", "upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	if r := e.call("POST", "/v1/tenants/acme/apis", ak, map[string]any{"id": "orders2", "path_prefix": "/acme/ORDERS", "upstreams": []string{"http://127.0.0.1:9"}}); r.status != http.StatusConflict {
+		t.Errorf("a case variant of its own prefix: %d %s", r.status, r.raw)
+	}
+}

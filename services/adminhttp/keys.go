@@ -154,6 +154,15 @@ func (s *Server) keyRoutes() {
 		if body.Grace != nil {
 			grace = time.Duration(*body.Grace)
 		}
+		// The successor takes the key's scopes and expiry: a tenant admin may
+		// rotate only a key it could have issued.
+		old, err := c.Key(r.Context(), r.PathValue("tenant"), r.PathValue("key"))
+		if err != nil {
+			return err
+		}
+		if err := s.confine(p, &old.Scopes, old.ExpiresAt, true); err != nil {
+			return err
+		}
 		m, err := s.meta(r, p, body.Reason, false)
 		if err != nil {
 			return err

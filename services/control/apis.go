@@ -60,12 +60,16 @@ func checkPrefix(all []events.Recorded, tenant, id, prefix string, reclaim bool)
 		k := [2]string{r.Tenant, r.Aggregate.ID}
 		apis[k], _ = apis[k].Apply(r)
 	}
+	// Compared case-folded: a prefix that differs from another only in case
+	// would make the gateway refuse the other's paths as ambiguous.
+	folded := strings.ToLower(prefix)
 	for k, a := range apis {
 		if !a.Exists() || (k[0] == tenant && k[1] == id) || (reclaim && a.Status == projections.APIRetired) {
 			continue
 		}
-		if a.PathPrefix == prefix || (k[0] != tenant && pathOverlaps(a.PathPrefix, prefix)) {
-			return errorf(CodeConflict, "path prefix %s overlaps one that is taken", prefix)
+		other := strings.ToLower(a.PathPrefix)
+		if other == folded || (k[0] != tenant && pathOverlaps(other, folded)) {
+			return errorf(CodeConflict, "path prefix %s overlaps one that is taken (case is ignored)", prefix)
 		}
 	}
 	return nil
@@ -96,7 +100,7 @@ func (s *Service) apiStep(tenant, id string, root bool, version *uint64, decide 
 			default:
 				return nil
 			}
-			if err := checkPathPrefix(prefix, root); err != nil {
+			if err := checkPathPrefix(tenant, prefix, root); err != nil {
 				return err
 			}
 			all, err := s.cfg.Store.LoadAll(ctx, events.AllAPIsFilter)
@@ -112,17 +116,20 @@ func (s *Service) apiStep(tenant, id string, root bool, version *uint64, decide 
 func operator(meta Meta) bool { return !strings.HasPrefix(meta.Actor, events.KeyIDPrefix) }
 
 // checkPathPrefix refuses a prefix that is not canonical (a "." or ".."
-// segment, a segment ending in '.') or, for anyone but root, one that
-// would claim a whole namespace: "/" and prefixes of one segment are the
-// operator's to give (root creates such an API for a tenant).
-func checkPathPrefix(prefix string, root bool) error {
+// segment, a segment ending in '.') or, for anyone but root, one outside
+// the tenant's namespace: a tenant admin's prefixes are /<tenant>/...; "/",
+// prefixes of one segment and other first segments are the operator's to
+// give (root creates such an API for a tenant).
+func checkPathPrefix(tenant, prefix string, root bool) error {
 	for _, seg := range strings.Split(prefix, "/") {
 		if seg == "." || seg == ".." || strings.HasSuffix(seg, ".") {
 			return errorf(CodeInvalidArgument, "path_prefix: %q has a segment . or .. or ending in '.'", prefix)
 		}
 	}
-	if !root && !strings.Contains(strings.Trim(prefix, "/"), "/") {
-		return errorf(CodePermissionDenied, "path_prefix: / and prefixes of one segment (%s) are reserved to the root key; use /<team>/<api>, or ask the operator", prefix)
+	trimmed := strings.Trim(prefix, "/")
+	first, _, _ := strings.Cut(trimmed, "/")
+	if !root && (!strings.Contains(trimmed, "/") || first != tenant) {
+		return errorf(CodePermissionDenied, "path_prefix: a tenant admin's prefixes are /%s/<api>; / and other prefixes (%s) are given by the root key", tenant, prefix)
 	}
 	return nil
 }
