@@ -106,6 +106,13 @@ func TestIdempotencyKeyIsBoundToTheRequest(t *testing.T) {
 	if now, _ := e.store.LastSeq(testCtx(t, 5*time.Second), ""); now != last {
 		t.Fatalf("a mismatched Idempotency-Key appended %d events", now-last)
 	}
+	// The same key on another route: refused too, nothing appended.
+	if r := e.call("POST", "/v1/tenants/acme/users/alice/disable", e.root, `{"reason":"x"}`, "Idempotency-Key", "k-1"); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("the same Idempotency-Key on another route: %d %s", r.status, r.raw)
+	}
+	if now, _ := e.store.LastSeq(testCtx(t, 5*time.Second), ""); now != last {
+		t.Fatalf("a mismatched Idempotency-Key appended %d events", now-last)
+	}
 	// The same request again: the first key, no secret.
 	again := e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"bob"}`, "Idempotency-Key", "k-1")
 	firstID := first.body["key"].(map[string]any)["id"].(string)

@@ -373,12 +373,16 @@ func (s *Server) meta(r *http.Request, p *principal, reason string, creates bool
 	if len(k) > 255 {
 		return m, &control.Error{Code: control.CodeInvalidArgument, Message: "Idempotency-Key is over 255 characters"}
 	}
-	route := sha256.Sum256([]byte(p.actor() + "\x00" + r.Method + "\x00" + r.URL.Path + "\x00" + k))
+	// The key is the caller's: recorded by caller and key, with the digest
+	// of the request it was first used for (route and body), so that its
+	// use for another route or body is refused.
 	body := info(r).body
-	cmd := sha256.Sum256(append(route[:], body[:]...))
+	request := sha256.Sum256(append([]byte(r.Method+"\x00"+r.URL.Path+"\x00"), body[:]...))
+	record := sha256.Sum256([]byte(p.actor() + "\x00" + k))
+	cmd := sha256.Sum256(append(record[:], request[:]...))
 	m.CommandID = "idem-" + hex.EncodeToString(cmd[:20])
 	if s.cfg.Idempotency != nil {
-		err := s.cfg.Idempotency.Claim(r.Context(), hex.EncodeToString(route[:]), body)
+		err := s.cfg.Idempotency.Claim(r.Context(), hex.EncodeToString(record[:]), request)
 		switch {
 		case errors.Is(err, store.ErrIdempotencyMismatch):
 			return m, &control.Error{Code: control.CodeIdempotencyMismatch,
