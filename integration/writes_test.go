@@ -513,3 +513,16 @@ func TestOneTenantCannotBlockOrClaimAnothersPaths(t *testing.T) {
 		t.Errorf("a case variant of its own prefix: %d %s", r.status, r.raw)
 	}
 }
+
+// TestAdminAPIHoldsNoSlowBodyItRefuses: a request the admin API refuses
+// without reading its body (no key, no route) is answered at once and its
+// connection closed; it used to get no answer until the 30 s read timeout.
+func TestAdminAPIHoldsNoSlowBodyItRefuses(t *testing.T) {
+	e := startAdmin(t)
+	addr := strings.TrimPrefix(e.base, "http://")
+	for path, want := range map[string]int{"/v1/tenants/acme/users": 401, "/nope": 404, "/healthz": 405} {
+		if status := natstest.SlowBody(t, addr, path); status != want {
+			t.Errorf("POST %s with a slow body: %d, want %d", path, status, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/keytrail/keytrail/services/control"
 )
@@ -71,6 +72,12 @@ func writeProblem(w http.ResponseWriter, r *http.Request, code control.Code, det
 	p := Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titleOf[code], Status: status,
 		Detail: detail, Code: string(code), RequestID: requestID(r), KeyID: keyID}
 	w.Header().Set("Content-Type", "application/problem+json")
+	if r.ContentLength != 0 {
+		// The body may not have been read (no key, no route): close the
+		// connection at once rather than the server draining a slow body.
+		w.Header().Set("Connection", "close")
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 	switch code {
 	case control.CodeUnauthenticated:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keytrail"`)

@@ -175,6 +175,10 @@ type exchange struct {
 // ServeHTTP routes, verifies, limits and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, ReservedPrefix) {
+		w.Header().Set(HeaderRequestID, requestID())
+		if r.ContentLength != 0 {
+			refuseBody(w)
+		}
 		g.own(w, r)
 		return
 	}
@@ -411,11 +415,7 @@ func (g *Gateway) problem(w http.ResponseWriter, x *exchange, status int, code, 
 func (g *Gateway) write(w http.ResponseWriter, x *exchange, status int, p Problem) {
 	x.status = status
 	if x.body {
-		// Nothing of a refused request's body is read: the connection
-		// closes after the answer instead of draining a (slow) body, which
-		// the server would otherwise wait for.
-		w.Header().Set("Connection", "close")
-		http.NewResponseController(w).SetReadDeadline(time.Now())
+		refuseBody(w)
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -424,6 +424,14 @@ func (g *Gateway) write(w http.ResponseWriter, x *exchange, status int, p Proble
 }
 
 func writeProblemBody(w io.Writer, p Problem) { json.NewEncoder(w).Encode(p) }
+
+// refuseBody makes the answer to a request whose body is not read close
+// the connection at once, instead of the server draining a (slow) body
+// first: a client without a key holds nothing.
+func refuseBody(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	http.NewResponseController(w).SetReadDeadline(time.Now())
+}
 
 // finish writes the access log line and the metrics of a request.
 func (g *Gateway) finish(r *http.Request, x *exchange) {
