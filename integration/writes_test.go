@@ -306,6 +306,9 @@ func TestBodiesAtTheTrustBoundary(t *testing.T) {
 		{`{"user":"alice","ttl":30}`, "ttl: a duration is a string"},
 		{`{"user":"alice","rate_limit":{"burst":"x"}}`, "must be a whole number"},
 		{`{"user":"alice","scopes":"a"}`, "must be an array"},
+		{`{"user":null}`, "user: null is not a value here"},
+		{`{"user":"alice","expires_at":"garbage"}`, "expires_at: a time is RFC 3339"},
+		{`{"user":"alice","rate_limit":{"per_second":1e400,"burst":1}}`, "out of range"},
 	} {
 		r := e.call("POST", "/v1/tenants/acme/keys", e.root, c.body)
 		if d, _ := r.body["detail"].(string); r.status != http.StatusBadRequest || !strings.Contains(d, c.want) {
@@ -324,8 +327,14 @@ func TestBodiesAtTheTrustBoundary(t *testing.T) {
 	if exp, _ := time.Parse(time.RFC3339, k.body["key"].(map[string]any)["expires_at"].(string)); time.Until(exp) < 29*24*time.Hour {
 		t.Fatalf("ttl 30d: expires %v", exp)
 	}
-	if r := e.call("POST", "/v1/tenants/acme/keys", e.root, []byte(`{"user":"alice"}`), "Content-Type", "text/plain"); r.status != http.StatusUnsupportedMediaType || r.header.Get("Accept-Post") != "application/json" {
-		t.Fatalf("text/plain: %d %s", r.status, r.raw)
+	for _, ct := range []string{"text/plain", "application/evil+json", "application/json; charset=utf-16"} {
+		if r := e.call("POST", "/v1/tenants/acme/keys", e.root, []byte(`{"user":"alice"}`), "Content-Type", ct); r.status != http.StatusUnsupportedMediaType || r.header.Get("Accept-Post") != "application/json" {
+			t.Fatalf("%s: %d %s", ct, r.status, r.raw)
+		}
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, []byte(`{"user":"alice","expires_at":null}`), "Content-Type", "application/json; charset=UTF-8"), 201)
+	if r := e.call("POST", "/v1/tenants/acme/suspend", e.root, nil, "If-Match", `"10`); r.status != http.StatusBadRequest {
+		t.Fatalf("an unbalanced If-Match: %d", r.status)
 	}
 	r := e.call("PUT", "/v1/tenants/acme/keys", e.root, `{}`)
 	if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "GET, POST" {

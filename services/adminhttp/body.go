@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keytrail/keytrail/services/control"
 )
@@ -37,9 +38,9 @@ func decode(r *http.Request, v any, emptyOK bool) error {
 		return &control.Error{Code: control.CodeInvalidArgument, Message: "a JSON body is required"}
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &control.Error{Code: control.CodeUnsupportedMediaType, Message: "the body must be application/json"}
+		mt, params, err := mime.ParseMediaType(ct)
+		if cs, ok := params["charset"]; err != nil || mt != "application/json" || (ok && !strings.EqualFold(cs, "utf-8")) {
+			return &control.Error{Code: control.CodeUnsupportedMediaType, Message: "the body must be application/json (UTF-8)"}
 		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -65,11 +66,28 @@ func decode(r *http.Request, v any, emptyOK bool) error {
 // of a struct type hold only its members, spelt exactly; no object holds a
 // member twice; the top-level value is an object.
 func checkShape(dec *json.Decoder, t reflect.Type, at string, top bool) error {
+	// A member whose Go type is not a pointer, slice or map may not be null:
+	// null would read as its zero value.
+	required := t != nil && t.Kind() != reflect.Pointer && t.Kind() != reflect.Slice && t.Kind() != reflect.Map && t.Kind() != reflect.Interface
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if t == timeType {
+		tok, err := dec.Token()
+		if err == nil && tok == nil && !required {
+			return nil // an optional time left empty
+		}
+		str, ok := tok.(string)
+		if _, perr := time.Parse(time.RFC3339Nano, str); err != nil || !ok || perr != nil {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: strings.TrimPrefix(at, ".") + `: a time is RFC 3339, e.g. "2026-12-31T23:59:00Z"`}
+		}
+		return nil
+	}
 	if t == durationType {
 		tok, err := dec.Token()
+		if err == nil && tok == nil && !required {
+			return nil
+		}
 		if str, ok := tok.(string); err == nil && ok {
 			if _, err := parseDuration(str); err != nil {
 				return &control.Error{Code: control.CodeInvalidArgument, Message: strings.TrimPrefix(at, ".") + ": " + err.(*control.Error).Message}
@@ -84,6 +102,9 @@ func checkShape(dec *json.Decoder, t reflect.Type, at string, top bool) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: " + jsonProblem(err)}
+	}
+	if tok == nil && !top && required {
+		return &control.Error{Code: control.CodeInvalidArgument, Message: strings.TrimPrefix(at, ".") + ": null is not a value here; leave the member out"}
 	}
 	d, isDelim := tok.(json.Delim)
 	if top && (!isDelim || d != '{') {
@@ -155,6 +176,7 @@ func unknownMember(member, name string, fields map[string]reflect.Type) string {
 var (
 	unmarshaler  = reflect.TypeFor[json.Unmarshaler]()
 	durationType = reflect.TypeFor[duration]()
+	timeType     = reflect.TypeFor[time.Time]()
 )
 
 // fieldCache holds each struct type's JSON member names.
@@ -198,6 +220,8 @@ func jsonProblem(err error) string {
 	switch {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ) && typ.Field == "":
+		return fmt.Sprintf("a value must be %s (a number out of range?)", kindName(typ.Type))
 	case errors.As(err, &typ):
 		return fmt.Sprintf("%s must be %s", typ.Field, kindName(typ.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):

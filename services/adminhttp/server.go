@@ -401,9 +401,14 @@ func (s *Server) meta(r *http.Request, p *principal, reason string, creates bool
 
 // ifMatch reads If-Match: a version number (quotes allowed, as an ETag).
 func ifMatch(r *http.Request) (*uint64, error) {
-	v := strings.Trim(strings.TrimSpace(r.Header.Get("If-Match")), `"`)
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
 	if v == "" {
 		return nil, nil
+	}
+	if uq, ok := strings.CutPrefix(v, `"`); ok {
+		if v, ok = strings.CutSuffix(uq, `"`); !ok {
+			return nil, &control.Error{Code: control.CodeInvalidArgument, Message: "If-Match must be a version number, quoted or not"}
+		}
 	}
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {

@@ -150,7 +150,10 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	allow := cfg.AllowUpstream
 	if allow == nil {
 		allow = egress.Loopback()
-		cfg.Logger.Info("upstreams on loopback are allowed (keytrail dev); serve and gateway refuse internal addresses unless --allow-upstream allows them")
+	}
+	if len(allow) > 0 {
+		cfg.Logger.Info("upstreams in these internal ranges are allowed; serve and gateway refuse internal addresses unless --allow-upstream allows them",
+			"allow_upstream", fmt.Sprint(allow))
 	}
 	policy := &egress.Policy{Allow: allow}
 	policy.AddOwn(d.node.Addr().String())

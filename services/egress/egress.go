@@ -80,6 +80,14 @@ var (
 	shared   = netip.MustParsePrefix("100.64.0.0/10") // carrier-grade NAT; Alibaba's metadata at 100.100.100.200
 	nat64    = netip.MustParsePrefix("64:ff9b::/96")
 	ipv4Only = netip.MustParsePrefix("::ffff:0:0/96")
+	// reserved are special-purpose ranges no tenant service lives in: IETF
+	// protocol assignments, benchmarking, documentation, "future use" and
+	// broadcast, IPv4-compatible IPv6 (deprecated, ::a.b.c.d) and 6to4
+	// (2002::/16, which embeds an IPv4 address).
+	reserved = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("192.0.0.0/24"),
+		netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("198.51.100.0/24"),
+		netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("240.0.0.0/4"), netip.MustParsePrefix("::/96"),
+		netip.MustParsePrefix("2002::/16"), netip.MustParsePrefix("2001:db8::/32")}
 )
 
 // internal says why a is not a public address, "" when it is.
@@ -100,6 +108,11 @@ func internal(a netip.Addr) string {
 		return "a shared (CGNAT) address"
 	case nat64.Contains(a), ipv4Only.Contains(a):
 		return "a translated address"
+	}
+	for _, r := range reserved {
+		if r.Contains(a) {
+			return "a reserved or special-purpose address"
+		}
 	}
 	return ""
 }
@@ -132,9 +145,9 @@ func (p *Policy) CheckAddr(ap netip.AddrPort) error {
 func (p *Policy) CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("egress: %w", err)
+		return fmt.Errorf("%w: not a URL with a valid host", ErrDenied)
 	}
-	host, port := u.Hostname(), u.Port()
+	host, port := strings.TrimSuffix(u.Hostname(), "."), u.Port()
 	if port == "" {
 		port = "80"
 		if u.Scheme == "https" {
@@ -150,7 +163,7 @@ func (p *Policy) CheckURL(raw string) error {
 	}
 	ap, err := netip.ParseAddrPort(net.JoinHostPort(a.String(), port))
 	if err != nil {
-		return fmt.Errorf("egress: %w", err)
+		return fmt.Errorf("%w: not a valid port", ErrDenied)
 	}
 	return p.CheckAddr(ap)
 }

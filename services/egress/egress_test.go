@@ -11,7 +11,8 @@ func TestInternalAddressesAreRefusedUnlessAllowed(t *testing.T) {
 	var p Policy
 	for _, a := range []string{"127.0.0.1:80", "127.8.9.10:1", "[::1]:80", "10.1.2.3:80", "172.16.0.1:80", "192.168.1.1:443",
 		"169.254.169.254:80", "[fe80::1]:80", "[fd00:ec2::254]:80", "100.100.100.200:80", "[::ffff:127.0.0.1]:80",
-		"0.0.0.0:80", "[::]:80", "224.0.0.1:80", "[ff02::1]:80", "[64:ff9b::7f00:1]:80"} {
+		"0.0.0.0:80", "[::]:80", "224.0.0.1:80", "[ff02::1]:80", "[64:ff9b::7f00:1]:80",
+		"[::127.0.0.1]:80", "[::a9fe:a9fe]:80", "[2002:7f00:1::]:80", "192.0.0.1:80", "198.18.0.1:80", "240.0.0.1:80", "255.255.255.255:80"} {
 		if err := p.CheckAddr(netip.MustParseAddrPort(a)); !errors.Is(err, ErrDenied) {
 			t.Errorf("%s: %v", a, err)
 		}
@@ -44,7 +45,8 @@ func TestInternalAddressesAreRefusedUnlessAllowed(t *testing.T) {
 func TestCheckURL(t *testing.T) {
 	var p Policy
 	for _, u := range []string{"http://127.0.0.1:9000/x", "http://localhost:9000", "http://LOCALHOST", "http://api.localhost/",
-		"http://[::1]:80", "https://169.254.169.254/latest/meta-data", "http://10.0.0.5"} {
+		"http://[::1]:80", "https://169.254.169.254/latest/meta-data", "http://10.0.0.5", "http://localhost.:18081/",
+		"http://LocalHost./", "http://foo.localhost./", "http://[zz]/"} {
 		if err := p.CheckURL(u); !errors.Is(err, ErrDenied) {
 			t.Errorf("%s: %v", u, err)
 		}

@@ -303,10 +303,17 @@ func notCanonical(u *url.URL) string {
 	if c := path.Clean(p); c != p && c+"/" != p {
 		return "no empty, . or .. segments"
 	}
+	if strings.Contains(p, "//") {
+		return "no empty segments"
+	}
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; {
 		case c < 0x20 || c == 0x7f:
 			return "no control characters"
+		case c == ' ' || c >= 0x80:
+			// Upstreams fold Unicode (ſ is s, ı is i) and drop trailing
+			// spaces in ways a prefix match cannot follow.
+			return "only printable ASCII, no spaces"
 		case c == ';':
 			return "no ;"
 		case c == '\\':

@@ -720,7 +720,8 @@ func TestPathsThatCouldReachAnotherAPIAreRefused(t *testing.T) {
 		<-f.seen
 	}
 	for _, path := range []string{"/orders/Admin", "/ORDERS/ADMIN/users", "/orders/admin;x", "/orders/admin.", "/orders/admin%00",
-		"/orders/admin%2Fx", "/orders%2Fadmin", "/orders/admin%5Cx", "/orders/x/../admin", "/orders//admin"} {
+		"/orders/admin%2Fx", "/orders%2Fadmin", "/orders/admin%5Cx", "/orders/x/../admin", "/orders//admin", "//",
+		"/orders/%C5%BFecrets", "/orders/adm%C4%B1n", "/orders/admin%20/x", "/orders/admin%C2%A0"} {
 		if a := f.do("GET", path, bearer(sec)); a.status != http.StatusBadRequest || a.problem.Code != "BAD_PATH" {
 			t.Errorf("%s: %d %s", path, a.status, a.body)
 		}
