@@ -343,8 +343,10 @@ func TestBodiesAtTheTrustBoundary(t *testing.T) {
 	if r := e.call("GET", "/v1/tenants/nope/keys", e.root, nil); r.status != http.StatusNotFound {
 		t.Fatalf("keys of a tenant that does not exist: %d %s", r.status, r.raw)
 	}
-	if r := e.call("GET", "/v1/nothing", e.root, nil); r.status != http.StatusNotFound {
-		t.Fatalf("no route: %d", r.status)
+	for _, p := range []string{"/v1/nothing", "//v1/tenants", "/v1/tenants/./acme", "/v1/tenants/acme/../acme"} {
+		if r := e.call("GET", p, "", nil); r.status != http.StatusNotFound || r.header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s: %d %s", p, r.status, r.header.Get("Content-Type"))
+		}
 	}
 }
 

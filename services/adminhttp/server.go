@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -187,7 +188,16 @@ func info(r *http.Request) *reqInfo {
 func requestID(r *http.Request) string { return info(r).id }
 
 // ServeHTTP adds a request id and an access log line to every request.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, r, s.mux) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; p == "" || path.Clean(p) != p {
+		// Not a route (the mux would answer a redirect in HTML): 404.
+		s.serve(w, r, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, r, control.CodeNotFound, "no such route", "")
+		}))
+		return
+	}
+	s.serve(w, r, s.mux)
+}
 
 // serve runs h with what every request gets: an id, metrics, an access log
 // line. Requests that arrive over NATS get them too.
