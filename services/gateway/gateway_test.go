@@ -163,9 +163,25 @@ type answer struct {
 
 func (f *fixture) do(method, path string, hdr map[string]string) answer {
 	f.t.Helper()
+	h := http.Header{}
+	for k, v := range hdr {
+		h.Set(k, v)
+	}
+	return f.send(method, path, h)
+}
+
+// doHeaders is do with headers set exactly as given: several values, names
+// in any spelling.
+func (f *fixture) doHeaders(path string, hdr http.Header) answer {
+	f.t.Helper()
+	return f.send("GET", path, hdr)
+}
+
+func (f *fixture) send(method, path string, hdr http.Header) answer {
+	f.t.Helper()
 	req, _ := http.NewRequestWithContext(f.ctx, method, f.srv.URL+path, nil)
 	for k, v := range hdr {
-		req.Header.Set(k, v)
+		req.Header[k] = v
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -677,25 +693,6 @@ func TestRequestIDsAreUnpredictable(t *testing.T) {
 		}
 		prev = b
 	}
-}
-
-// doHeaders is do with headers set exactly as given: several values, names
-// in any spelling.
-func (f *fixture) doHeaders(path string, hdr http.Header) answer {
-	f.t.Helper()
-	req, _ := http.NewRequestWithContext(f.ctx, "GET", f.srv.URL+path, nil)
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
-	json.Unmarshal(b, &a.problem)
-	return a
 }
 
 // TestPathsThatCouldReachAnotherAPIAreRefused: with a loose /orders API and
