@@ -64,6 +64,7 @@ func loadOrCreateRootKey(path string) (events.SecretHash, bool, error) {
 type adminRole struct {
 	srv    *http.Server
 	addr   string
+	cert   *certificate
 	model  *readmodel.Model
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -88,6 +89,8 @@ type adminConfig struct {
 	Egress *egress.Policy
 	// Quotas bound what one tenant may hold (zero: adminhttp.DefaultQuotas).
 	Quotas adminhttp.Quotas
+	// TLS terminates TLS on the admin listener (reloaded on SIGHUP).
+	TLS TLSFiles
 }
 
 // startAdmin creates the decision stream and the snapshot buckets if they
@@ -113,6 +116,12 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if err != nil {
 		return nil, err
 	}
+	var cert *certificate
+	if cfg.TLS.enabled() {
+		if cert, err = loadCertificate(cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.Listen, err)
@@ -122,7 +131,10 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
-		addr: ln.Addr().String()}
+		addr: ln.Addr().String(), cert: cert}
+	if cert != nil {
+		reloadOnSIGHUP(runCtx, log, cert)
+	}
 	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
 		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
@@ -152,7 +164,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	}()
 	go func() {
 		defer a.wg.Done()
-		if err := a.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := serveHTTP(a.srv, ln, cert); err != nil {
 			a.errc <- err
 		}
 	}()
@@ -219,4 +231,4 @@ func stopRole(srv *http.Server, cancel context.CancelFunc, wg *sync.WaitGroup) {
 }
 
 // URL is the admin API's base URL.
-func (a *adminRole) URL() string { return "http://" + a.addr }
+func (a *adminRole) URL() string { return scheme(a.cert) + a.addr }

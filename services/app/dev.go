@@ -55,6 +55,8 @@ type DevConfig struct {
 	Gateway GatewayConfig
 	// Decisions are the limits of the decision stream.
 	Decisions gateway.DecisionStreamConfig
+	// TLS terminates TLS on the admin and gateway listeners.
+	TLS TLSFiles
 	// Quotas bound what one tenant may hold (zero: the defaults).
 	Quotas adminhttp.Quotas
 	// AllowUpstream are the internal ranges APIs' upstreams may be in
@@ -157,7 +159,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	policy := &egress.Policy{Allow: allow}
 	policy.AddOwn(d.node.Addr().String())
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Egress: policy, Quotas: cfg.Quotas, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -171,7 +173,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	gcfg := cfg.Gateway
-	gcfg.Listen, gcfg.Egress = cfg.GatewayListen, policy
+	gcfg.Listen, gcfg.Egress, gcfg.TLS = cfg.GatewayListen, policy, cfg.TLS
 	if gcfg.MinSeqWait == 0 {
 		gcfg.MinSeqWait = cfg.MinSeqWait
 	}
@@ -278,6 +280,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	df.register(fs)
 	var ef egressFlags
 	ef.register(fs, "127.0.0.0/8,::1")
+	tlsFlags(fs, &cfg.TLS, "admin and gateway listeners")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -42,6 +41,8 @@ type GatewayConfig struct {
 	// Egress is where upstreams may be; the gateway's own listeners are
 	// added to it.
 	Egress *egress.Policy
+	// TLS terminates TLS on the public listener (reloaded on SIGHUP).
+	TLS TLSFiles
 }
 
 // gatewayRole is a running gateway: its read model, presence, decision log
@@ -51,6 +52,7 @@ type gatewayRole struct {
 	model   *readmodel.Model
 	srv     *http.Server
 	addr    string
+	cert    *certificate
 	metrics *http.Server
 	maddr   string
 	cancel  context.CancelFunc
@@ -77,6 +79,12 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if cfg.MetricsListen == "" {
 		cfg.MetricsListen = DefaultMetricsListen
 	}
+	var cert *certificate
+	if cfg.TLS.enabled() {
+		if cert, err = loadCertificate(cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("gateway listen %s: %w", cfg.Listen, err)
@@ -87,7 +95,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 		return nil, fmt.Errorf("metrics listen %s: %w", cfg.MetricsListen, err)
 	}
 	node := nodeName()
-	g := &gatewayRole{addr: ln.Addr().String(), maddr: mln.Addr().String(), errc: make(chan error, 8)}
+	g := &gatewayRole{addr: ln.Addr().String(), maddr: mln.Addr().String(), cert: cert, errc: make(chan error, 8)}
 	if cfg.Egress == nil {
 		cfg.Egress = &egress.Policy{}
 	}
@@ -117,14 +125,11 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", g.gw.MetricsHandler())
 	g.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
-	for srv, l := range map[*http.Server]net.Listener{g.srv: ln, g.metrics: mln} {
-		g.run(func() error {
-			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+	if cert != nil {
+		reloadOnSIGHUP(runCtx, log, cert)
 	}
+	g.run(func() error { return serveHTTP(g.srv, ln, cert) })
+	g.run(func() error { return serveHTTP(g.metrics, mln, nil) })
 	return g, nil
 }
 
@@ -139,7 +144,7 @@ func (g *gatewayRole) run(fn func() error) {
 }
 
 // URL is the gateway's base URL.
-func (g *gatewayRole) URL() string { return "http://" + g.addr }
+func (g *gatewayRole) URL() string { return scheme(g.cert) + g.addr }
 
 // MetricsURL is the operator listener's metrics URL.
 func (g *gatewayRole) MetricsURL() string { return "http://" + g.maddr + "/metrics" }

@@ -34,6 +34,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	df.register(fs)
 	var ef egressFlags
 	ef.register(fs, "")
+	var tlsFiles TLSFiles
+	tlsFlags(fs, &tlsFiles, "admin listener")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -67,7 +69,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeConn(nc)
-	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg, Egress: policy}, log)
+	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg, Egress: policy, TLS: tlsFiles}, log)
 	if err != nil {
 		return err
 	}
@@ -92,6 +94,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold across restarts (default: in memory only)")
 	var ef egressFlags
 	ef.register(fs, "")
+	tlsFlags(fs, &gf.cfg.TLS, "gateway listener")
 	lf.register(fs)
 	if err := parse(fs, args, stderr); err != nil {
 		return err
@@ -160,6 +163,12 @@ func (f *gatewayFlags) validate() error {
 		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}
 	}
 	return nil
+}
+
+// tlsFlags are a listener's certificate and key.
+func tlsFlags(fs *flag.FlagSet, files *TLSFiles, which string) {
+	fs.StringVar(&files.Cert, "tls-cert", "", "PEM certificate (chain) to terminate TLS on the "+which+" (reloaded on SIGHUP)")
+	fs.StringVar(&files.Key, "tls-key", "", "PEM private key of -tls-cert")
 }
 
 // egressFlags are the internal ranges an operator allows upstreams in.

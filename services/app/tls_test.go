@@ -11,9 +11,11 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +87,89 @@ func TestRolesReachNATSOverTLS(t *testing.T) {
 	if code := Main(ctxFor(t), []string{"gateway", "--nats", url, "--nats-nkey", seed}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "connect to NATS") {
 		t.Fatalf("gateway over TLS without the CA: exit %d, %q", code, errb.String())
 	}
+}
+
+// writeCert writes a certificate and its key as PEM files.
+func writeCert(t *testing.T, dir string, cert tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// trusting is an HTTPS client that trusts the CA in caFile, HTTP/2 when the
+// server offers it, a new connection for every request.
+func trusting(t *testing.T, caFile string) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	b, err := os.ReadFile(caFile)
+	if err != nil || !pool.AppendCertsFromPEM(b) {
+		t.Fatalf("CA %s: %v", caFile, err)
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool},
+		ForceAttemptHTTP2: true, DisableKeepAlives: true}}
+}
+
+// TestTLSOnTheAdminAndGatewayListeners: keytrail dev terminates TLS on both
+// listeners, speaks HTTP/2 to clients that negotiate it, and serves a new
+// certificate after SIGHUP without a restart.
+func TestTLSOnTheAdminAndGatewayListeners(t *testing.T) {
+	caFile, cert := testCA(t)
+	certFile, keyFile := writeCert(t, t.TempDir(), cert)
+	d, err := StartDev(ctxFor(t), DevConfig{DataDir: t.TempDir(), AdminListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0",
+		NATSListen: "127.0.0.1:0", TLS: TLSFiles{Cert: certFile, Key: keyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	a := d.Addresses()
+	if !strings.HasPrefix(a.Admin, "https://") || !strings.HasPrefix(a.Gateway, "https://") {
+		t.Fatalf("addresses: %+v", a)
+	}
+	c := trusting(t, caFile)
+	for _, u := range []string{a.Admin + "/healthz", a.Gateway + "/_keytrail/healthz"} {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("%s: %d over %s", u, resp.StatusCode, resp.Proto)
+		}
+	}
+	// A new certificate (another CA) in the same files, then SIGHUP.
+	ca2, cert2 := testCA(t)
+	c2, k2 := writeCert(t, t.TempDir(), cert2)
+	for from, to := range map[string]string{c2: certFile, k2: keyFile} {
+		b, _ := os.ReadFile(from)
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		for _, u := range []string{a.Admin + "/healthz", a.Gateway + "/_keytrail/healthz"} {
+			resp, err := trusting(t, ca2).Get(u)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+		}
+		return nil
+	})
 }
