@@ -34,7 +34,8 @@ type GatewayConfig struct {
 	Sample     float64
 	MinSeqWait time.Duration
 	// ConfirmEvery is how often the read model confirms it is current
-	// (default 1 s).
+	// (default: a fifth of MaxStaleness, between 20 ms and 1 s, so that any
+	// bound gets several confirmations and a healthy link never goes STALE).
 	ConfirmEvery time.Duration
 	// PresenceEvery is how often gateways announce themselves (default 1 s).
 	PresenceEvery time.Duration
@@ -58,6 +59,24 @@ type gatewayRole struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errc    chan error
+}
+
+// DefaultMaxStaleness is how long a gateway serves without confirming its
+// read model is current before it answers STALE: the window in which a cut
+// link could leave a revocation unseen, against the availability a brief
+// NATS hiccup costs (docs/gateway.md).
+const DefaultMaxStaleness = 5 * time.Second
+
+// confirmEvery is the confirmation interval of a gateway's read model.
+func confirmEvery(cfg GatewayConfig) time.Duration {
+	if cfg.ConfirmEvery > 0 {
+		return cfg.ConfirmEvery
+	}
+	bound := cfg.MaxStaleness
+	if bound <= 0 {
+		bound = DefaultMaxStaleness
+	}
+	return min(max(bound/5, 20*time.Millisecond), time.Second)
 }
 
 // startGateway starts a gateway on an open event store, with the gateway
@@ -102,9 +121,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	cfg.Egress.AddOwn(g.addr, g.maddr)
 	opts := []readmodel.Option{readmodel.VerificationOnly(),
 		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
-	if cfg.ConfirmEvery > 0 {
-		opts = append(opts, readmodel.ConfirmEvery(cfg.ConfirmEvery))
-	}
+	opts = append(opts, readmodel.ConfirmEvery(confirmEvery(cfg)))
 	g.model = readmodel.New(log.With("component", "readmodel"), opts...)
 	restoreSnapshot(ctx, st, g.model, cfg.Filters, log)
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)

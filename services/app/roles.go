@@ -9,7 +9,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -145,7 +144,7 @@ type gatewayFlags struct {
 func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tenants, "tenants", "", "serve only these tenants, comma-separated (default: all)")
 	fs.StringVar(&f.cfg.MetricsListen, "metrics-listen", DefaultMetricsListen, "operator listener of the gateway's /metrics (not on the public port)")
-	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", 30*time.Second, "deny with STALE once the read model cannot be confirmed current for this long")
+	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", DefaultMaxStaleness, "deny with STALE once the read model cannot be confirmed current for this long (confirmed every fifth of it, 20 ms to 1 s)")
 	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
 	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")
 }

@@ -106,7 +106,7 @@ func New(cfg Config) *Gateway {
 		cfg.SecretPrefix = secret.DefaultPrefix
 	}
 	if cfg.MaxStaleness <= 0 {
-		cfg.MaxStaleness = 30 * time.Second
+		cfg.MaxStaleness = 5 * time.Second
 	}
 	if cfg.MinSeqWait <= 0 {
 		cfg.MinSeqWait = 5 * time.Second
