@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -44,6 +45,12 @@ type GatewayConfig struct {
 	Egress *egress.Policy
 	// TLS terminates TLS on the public listener (reloaded on SIGHUP).
 	TLS TLSFiles
+	// FailuresPerSecond and FailureBurst are each client address's budget
+	// of failed authentications (0: no budget); TrustedProxies are the
+	// proxies whose X-Forwarded-For is believed (and who have no budget).
+	FailuresPerSecond float64
+	FailureBurst      int
+	TrustedProxies    []netip.Prefix
 }
 
 // gatewayRole is a running gateway: its read model, presence, decision log
@@ -66,6 +73,20 @@ type gatewayRole struct {
 // link could leave a revocation unseen, against the availability a brief
 // NATS hiccup costs (docs/gateway.md).
 const DefaultMaxStaleness = 5 * time.Second
+
+// sweepEvery calls sweep every period until ctx ends.
+func sweepEvery(ctx context.Context, period time.Duration, sweep func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sweep()
+		}
+	}
+}
 
 // confirmEvery is the confirmation interval of a gateway's read model.
 func confirmEvery(cfg GatewayConfig) time.Duration {
@@ -127,7 +148,8 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
-	g.gw = gateway.New(gateway.Config{Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, FailOpen: cfg.FailOpen,
+	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
+	g.gw = gateway.New(gateway.Config{Failures: failures, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, FailOpen: cfg.FailOpen,
 		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway")})
 	// No write timeout: responses may stream for as long as the upstream
@@ -138,6 +160,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.run(func() error { return g.model.Run(runCtx, st, cfg.Filters) })
 	g.run(func() error { return presence.Run(runCtx) })
 	g.run(func() error { limits.Run(runCtx, time.Now); return nil })
+	if failures != nil {
+		g.run(func() error { sweepEvery(runCtx, time.Minute, func() { failures.Sweep(time.Now()) }); return nil })
+	}
 	g.run(func() error { decisions.Run(runCtx); return nil })
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", g.gw.MetricsHandler())

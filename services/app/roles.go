@@ -139,11 +139,15 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 type gatewayFlags struct {
 	cfg     GatewayConfig
 	tenants string
+	trusted string
 }
 
 func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tenants, "tenants", "", "serve only these tenants, comma-separated (default: all)")
 	fs.StringVar(&f.cfg.MetricsListen, "metrics-listen", DefaultMetricsListen, "operator listener of the gateway's /metrics (not on the public port)")
+	fs.Float64Var(&f.cfg.FailuresPerSecond, "auth-failures-per-second", 10, "failed authentications (no key, malformed or unknown key) each client address may cause per second before it is answered 429 at once (0: no budget)")
+	fs.IntVar(&f.cfg.FailureBurst, "auth-failures-burst", 100, "burst of -auth-failures-per-second")
+	fs.StringVar(&f.trusted, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client (they have no failure budget themselves)")
 	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", DefaultMaxStaleness, "deny with STALE once the read model cannot be confirmed current for this long (confirmed every fifth of it, 20 ms to 1 s)")
 	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
 	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")
@@ -157,6 +161,14 @@ func (f *gatewayFlags) validate() error {
 	f.cfg.Filters = filters
 	if f.cfg.MaxStaleness <= 0 {
 		return usageError{fmt.Errorf("-max-staleness must be positive")}
+	}
+	trusted, err := egress.ParsePrefixes(f.trusted)
+	if err != nil {
+		return usageError{fmt.Errorf("-trusted-proxies: %w", err)}
+	}
+	f.cfg.TrustedProxies = trusted
+	if f.cfg.FailuresPerSecond < 0 || f.cfg.FailureBurst < 0 {
+		return usageError{fmt.Errorf("-auth-failures-per-second and -auth-failures-burst must not be negative")}
 	}
 	if f.cfg.Sample < 0 || f.cfg.Sample > 1 {
 		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}

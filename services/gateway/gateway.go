@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -67,6 +68,9 @@ type Config struct {
 	// Limits shares rate limits with the other gateways; nil: this node
 	// alone (Limits with no presence).
 	Limits *Limits
+	// Failures, when set, is the per-client-address budget of failed
+	// authentications (FailureBudget).
+	Failures *FailureBudget
 	// Decisions receives the decision log; nil: none is written.
 	Decisions *DecisionLog
 	// Sample is the fraction of allowed requests written to the decision
@@ -212,6 +216,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.failOpen = true
 		g.metrics.failOpen.Inc()
 	}
+	var client netip.Addr
+	budgeted := false
+	if b := g.cfg.Failures; b != nil {
+		if client, budgeted = b.client(r); budgeted {
+			if wait, spent := b.Spent(client, now); spent {
+				// Cheap: no verification, no decision, no decision record.
+				w.Header().Set("Retry-After", RetryAfter(wait))
+				g.problem(w, x, http.StatusTooManyRequests, "TOO_MANY_FAILURES",
+					"too many requests without a valid key from this address; retry after Retry-After seconds")
+				return
+			}
+		}
+	}
 	secretValue, ok := presentedKey(r)
 	var routing projections.Routing
 	verifyStart := time.Now()
@@ -236,6 +253,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case !ok:
 		x.decision.Code = projections.CodeMalformed // two different keys presented
+	}
+	if budgeted && authFailure(string(x.decision.Code)) {
+		g.cfg.Failures.Fail(client, now)
 	}
 	if x.decision.Code == projections.CodeValid {
 		if retry, limited := g.cfg.Limits.Take(&x.decision, &x.api, now); limited {

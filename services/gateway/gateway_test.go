@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -890,6 +891,44 @@ func TestASlowBodyWithoutAKeyHoldsNothing(t *testing.T) {
 	for path, want := range map[string]int{"/orders/1": 401, "/_keytrail/healthz": 200, "/_keytrail/metrics": 404, "/nope": 404} {
 		if status := natstest.SlowBody(t, strings.TrimPrefix(f.srv.URL, "http://"), path); status != want {
 			t.Errorf("POST %s with a slow body: %d, want %d", path, status, want)
+		}
+	}
+}
+
+// TestAFloodOfUnknownKeysSpendsOnlyItsOwnBudget: one client address sending
+// unknown keys is answered 429 TOO_MANY_FAILURES at once after its budget,
+// before any verification; another client's valid requests pass; behind a
+// trusted proxy the client is the X-Forwarded-For address, and without one
+// a spoofed X-Forwarded-For changes nothing.
+func TestAFloodOfUnknownKeysSpendsOnlyItsOwnBudget(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		var proxies []netip.Prefix
+		if trusted {
+			proxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		}
+		f := newFixture(t, func(c *gateway.Config) { c.Failures = gateway.NewFailureBudget(0.001, 5, proxies) })
+		f.tenant("acme")
+		f.user("acme", "bob")
+		f.api("acme", "orders", "/orders", nil, nil)
+		_, sec := f.key("acme", control.KeySpec{User: "bob"})
+		f.sync()
+		codes := map[string]int{}
+		for range 20 {
+			a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + mustSecret(t).Reveal(), "X-Forwarded-For": "10.0.0.1"})
+			codes[a.problem.Code]++
+			if a.problem.Code == "TOO_MANY_FAILURES" && (a.status != 429 || a.header.Get("Retry-After") == "") {
+				t.Fatalf("a spent budget: %d, Retry-After %q", a.status, a.header.Get("Retry-After"))
+			}
+		}
+		if codes["NOT_FOUND"] != 5 || codes["TOO_MANY_FAILURES"] != 15 {
+			t.Fatalf("trusted %v: the flood got %v", trusted, codes)
+		}
+		legit := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + sec, "X-Forwarded-For": "10.0.0.2"})
+		if trusted && legit.status != 200 {
+			t.Fatalf("another client behind the proxy: %d %s", legit.status, legit.body)
+		}
+		if !trusted && legit.problem.Code != "TOO_MANY_FAILURES" {
+			t.Fatalf("a spoofed X-Forwarded-For from an untrusted address escaped the budget: %d %s", legit.status, legit.body)
 		}
 	}
 }

@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FailureBudget bounds the failed authentications (MISSING, MALFORMED,
+// NOT_FOUND) one client address may cause: a token bucket per address.
+// Once an address has spent its budget, its requests are answered 429
+// TOO_MANY_FAILURES at once — before any verification, decision or
+// decision-log record — until tokens come back, so that one address
+// flooding unknown keys cannot take the gateway from everyone else.
+//
+// The client address is the connection's, or, when the connection comes
+// from a trusted proxy, the last address in X-Forwarded-For that is not a
+// trusted proxy's; trusted proxies' own addresses have no budget.
+type FailureBudget struct {
+	rate, burst float64
+	trusted     []netip.Prefix
+	max         int // addresses tracked at most; past it, new ones are not limited
+
+	mu      sync.Mutex
+	buckets map[netip.Addr]*bucket
+}
+
+// NewFailureBudget allows each address perSecond failures, in bursts of
+// burst; perSecond ≤ 0 disables the budget (nil is returned).
+func NewFailureBudget(perSecond float64, burst int, trusted []netip.Prefix) *FailureBudget {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &FailureBudget{rate: perSecond, burst: float64(max(burst, 1)), trusted: trusted, max: 100_000,
+		buckets: map[netip.Addr]*bucket{}}
+}
+
+// client is the address a request's budget is kept for; ok is false for a
+// trusted proxy's own requests (no budget).
+func (b *FailureBudget) client(r *http.Request) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addr = addr.Unmap()
+	if !b.isTrusted(addr) {
+		return addr, true
+	}
+	// From a trusted proxy: the nearest address it was forwarded for that
+	// is not itself a trusted proxy.
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return addr, false // a proxy's header we cannot read: no budget rather than a wrong one
+		}
+		if a = a.Unmap(); !b.isTrusted(a) {
+			return a, true
+		}
+	}
+	return addr, false
+}
+
+func (b *FailureBudget) isTrusted(a netip.Addr) bool {
+	for _, p := range b.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Spent reports whether addr has no failure left, and how long until one
+// is back.
+func (b *FailureBudget) Spent(addr netip.Addr, now time.Time) (time.Duration, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := b.buckets[addr]
+	if k == nil {
+		return 0, false
+	}
+	b.refill(k, now)
+	if k.tokens >= 1 {
+		return 0, false
+	}
+	return time.Duration((1 - k.tokens) / b.rate * float64(time.Second)), true
+}
+
+// Fail takes one failure from addr's budget.
+func (b *FailureBudget) Fail(addr netip.Addr, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := b.buckets[addr]
+	if k == nil {
+		if len(b.buckets) >= b.max {
+			return
+		}
+		k = &bucket{tokens: b.burst, last: now}
+		b.buckets[addr] = k
+	}
+	b.refill(k, now)
+	k.tokens = max(k.tokens-1, 0)
+}
+
+func (b *FailureBudget) refill(k *bucket, now time.Time) {
+	if dt := now.Sub(k.last).Seconds(); dt > 0 {
+		k.tokens = min(b.burst, k.tokens+dt*b.rate)
+		k.last = now
+	}
+}
+
+// Sweep forgets addresses whose budget is whole again.
+func (b *FailureBudget) Sweep(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for a, k := range b.buckets {
+		if b.refill(k, now); k.tokens >= b.burst {
+			delete(b.buckets, a)
+		}
+	}
+}
+
+// authFailure reports whether a decision's code is a failed authentication.
+func authFailure(code string) bool {
+	return code == "MISSING" || code == "MALFORMED" || code == "NOT_FOUND"
+}
