@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -86,6 +87,11 @@ func (e *benchEnv) gateway(b *testing.B) string {
 }
 
 func (e *benchEnv) gatewayWithModel(b *testing.B) (string, *readmodel.Model) {
+	return e.gatewayWith(b, nil)
+}
+
+// gatewayWith is gatewayWithModel with a failure budget.
+func (e *benchEnv) gatewayWith(b *testing.B, failures *gateway.FailureBudget) (string, *readmodel.Model) {
 	st := openStore(b, e.srv.Connect(b, natsauth.Gateway), store.Config{})
 	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -94,7 +100,7 @@ func (e *benchEnv) gatewayWithModel(b *testing.B) (string, *readmodel.Model) {
 	b.Cleanup(func() { cancel(); <-done })
 	decisions := gateway.NewDecisionLog(st.JetStream(), 8192)
 	go decisions.Run(ctx)
-	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01,
+	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01, Failures: failures,
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	srv := httptest.NewServer(g)
 	b.Cleanup(srv.Close)
@@ -126,6 +132,15 @@ func (r loadResult) quantile(q float64) time.Duration {
 // generate sends GETs to target from conc workers for dur (and at most
 // maxRequests in all), each request with the given key.
 func generate(ctx context.Context, client *http.Client, target, key string, conc int, dur time.Duration, maxRequests int) loadResult {
+	return generateWith(ctx, client, target, conc, dur, maxRequests, func(req *http.Request) {
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+	})
+}
+
+// generateWith is generate with each request prepared by prep.
+func generateWith(ctx context.Context, client *http.Client, target string, conc int, dur time.Duration, maxRequests int, prep func(*http.Request)) loadResult {
 	var mu sync.Mutex
 	var res loadResult
 	var wg sync.WaitGroup
@@ -147,9 +162,7 @@ func generate(ctx context.Context, client *http.Client, target, key string, conc
 					break
 				}
 				req, _ := http.NewRequestWithContext(ctx, "GET", target, nil)
-				if key != "" {
-					req.Header.Set("Authorization", "Bearer "+key)
-				}
+				prep(req)
 				t0 := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
@@ -402,4 +415,54 @@ func procMemory(b *testing.B, pid int) (rss, hwm float64) {
 		}
 	}
 	return rss, hwm
+}
+
+// BenchmarkFloodFromOneAddress: legitimate traffic (one client behind a
+// trusted proxy, a valid key) alone, and while another client floods the
+// same gateway with random well-formed keys, rounds alternating in one run;
+// with the failure budget on (10/s, burst 100) and, for comparison, off.
+// The ratio is legitimate req/s under the flood over without it (goal ≥ 0.7).
+func BenchmarkFloodFromOneAddress(b *testing.B) {
+	e := newBenchEnv(b)
+	_, sec := e.key(b)
+	proxy := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	guarded, _ := e.gatewayWith(b, gateway.NewFailureBudget(10, 100, proxy))
+	gateways := map[string]string{"budget": guarded, "nobudget": e.gateway(b)}
+	legit := func(req *http.Request) {
+		req.Header.Set("Authorization", "Bearer "+sec)
+		req.Header.Set("X-Forwarded-For", "10.0.0.1")
+	}
+	flood := func(req *http.Request) {
+		s, _ := secret.Generate(secret.DefaultPrefix, rand.Reader)
+		req.Header.Set("Authorization", "Bearer "+s.Reveal())
+		req.Header.Set("X-Forwarded-For", "10.0.0.9")
+	}
+	client, floodClient := loadClient(8), loadClient(16)
+	const round = time.Second
+	alone, flooded := map[string]*loadResult{}, map[string]*loadResult{}
+	for name, gw := range gateways {
+		generateWith(e.ctx, client, gw+"/bench/1", 8, 200*time.Millisecond, 100_000, legit)
+		alone[name], flooded[name] = &loadResult{}, &loadResult{}
+	}
+	add := func(to *loadResult, r loadResult) {
+		to.requests, to.elapsed = to.requests+r.requests, to.elapsed+r.elapsed
+	}
+	for b.Loop() {
+		for range 2 {
+			for name, gw := range gateways {
+				add(alone[name], generateWith(e.ctx, client, gw+"/bench/1", 8, round, 1_000_000, legit))
+				ctx, stop := context.WithCancel(e.ctx)
+				done := make(chan struct{})
+				go func() { generateWith(ctx, floodClient, gw+"/bench/1", 16, 2*round, 10_000_000, flood); close(done) }()
+				add(flooded[name], generateWith(e.ctx, client, gw+"/bench/1", 8, round, 1_000_000, legit))
+				stop()
+				<-done
+			}
+		}
+	}
+	for name := range gateways {
+		b.ReportMetric(alone[name].perSecond(), name+"-alone-req/s")
+		b.ReportMetric(flooded[name].perSecond(), name+"-flooded-req/s")
+		b.ReportMetric(flooded[name].perSecond()/alone[name].perSecond(), name+"-ratio")
+	}
 }
