@@ -38,6 +38,10 @@ type GatewayConfig struct {
 	// (default: a fifth of MaxStaleness, between 20 ms and 1 s, so that any
 	// bound gets several confirmations and a healthy link never goes STALE).
 	ConfirmEvery time.Duration
+	// ConfirmWindow: a request arriving when the last confirmation is
+	// older is held (up to the window) for a fresh one (gateway.Config);
+	// 0: DefaultConfirmWindow. Confirmations come every half window.
+	ConfirmWindow time.Duration
 	// PresenceEvery is how often gateways announce themselves (default 1 s).
 	PresenceEvery time.Duration
 	// Egress is where upstreams may be; the gateway's own listeners are
@@ -74,6 +78,10 @@ type gatewayRole struct {
 // NATS hiccup costs (docs/gateway.md).
 const DefaultMaxStaleness = 5 * time.Second
 
+// DefaultConfirmWindow is how old the last confirmation may be before a
+// request is held for a fresh one (docs/gateway.md).
+const DefaultConfirmWindow = 100 * time.Millisecond
+
 // sweepEvery calls sweep every period until ctx ends.
 func sweepEvery(ctx context.Context, period time.Duration, sweep func()) {
 	t := time.NewTicker(period)
@@ -88,6 +96,13 @@ func sweepEvery(ctx context.Context, period time.Duration, sweep func()) {
 	}
 }
 
+func confirmWindow(cfg GatewayConfig) time.Duration {
+	if cfg.ConfirmWindow > 0 {
+		return cfg.ConfirmWindow
+	}
+	return DefaultConfirmWindow
+}
+
 // confirmEvery is the confirmation interval of a gateway's read model.
 func confirmEvery(cfg GatewayConfig) time.Duration {
 	if cfg.ConfirmEvery > 0 {
@@ -97,7 +112,8 @@ func confirmEvery(cfg GatewayConfig) time.Duration {
 	if bound <= 0 {
 		bound = DefaultMaxStaleness
 	}
-	return min(max(bound/5, 20*time.Millisecond), time.Second)
+	w := confirmWindow(cfg)
+	return min(max(bound/5, 20*time.Millisecond), time.Second, max(w/2, 10*time.Millisecond))
 }
 
 // startGateway starts a gateway on an open event store, with the gateway
@@ -149,7 +165,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
 	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
-	g.gw = gateway.New(gateway.Config{Failures: failures, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, FailOpen: cfg.FailOpen,
+	g.gw = gateway.New(gateway.Config{Failures: failures, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
 		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway")})
 	// No write timeout: responses may stream for as long as the upstream

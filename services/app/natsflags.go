@@ -87,7 +87,8 @@ func (n *natsFlags) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, 
 	opts := []nats.Option{
 		nats.Name(n.name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectWait(50 * time.Millisecond),
+		nats.ReconnectJitter(25*time.Millisecond, 25*time.Millisecond),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected", "err", err)

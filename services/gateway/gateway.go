@@ -58,8 +58,14 @@ type Config struct {
 	// SecretPrefix is the deployment's secret prefix (default "kt_").
 	SecretPrefix string
 	// MaxStaleness: STALE once the model has not confirmed it is current
-	// for longer (default 30 s).
+	// for longer (default 5 s).
 	MaxStaleness time.Duration
+	// ConfirmWindow: a request arriving when the model's last confirmation
+	// is older than this is held (up to the window again) for a fresh one
+	// before it is decided, so that a gateway resuming from a pause never
+	// answers from what it knew before. 0: never held. The model must
+	// confirm well within it on a healthy link (app: every half window).
+	ConfirmWindow time.Duration
 	// FailOpen verifies against a stale model instead of answering STALE;
 	// every such request is counted. Off by default: fail closed.
 	FailOpen bool
@@ -206,6 +212,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := g.cfg.Now()
+	if w := g.cfg.ConfirmWindow; w > 0 && g.cfg.Model.Ready() && !g.cfg.Model.ConfirmedWithin(now, w) {
+		// After a pause: what this request should see may have happened
+		// meanwhile. If no confirmation comes, the bound decides below.
+		g.metrics.held.Inc()
+		g.cfg.Model.Hold(r.Context(), now, w)
+		now = g.cfg.Now()
+	}
 	if !g.cfg.Model.Ready() || g.cfg.Model.Stale(g.cfg.MaxStaleness) {
 		if !g.cfg.FailOpen || !g.cfg.Model.Ready() {
 			// Never from an empty or unconfirmed model: fail closed.

@@ -18,6 +18,7 @@ type metrics struct {
 	propagation               prometheus.Histogram
 	upstreamErrors, ejections *prometheus.CounterVec
 	failOpen                  prometheus.Counter
+	held                      prometheus.Counter
 }
 
 // Sub-millisecond buckets: verification takes well under a microsecond,
@@ -41,8 +42,10 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 			Help: "Upstreams left out after refusing a connection."}, []string{"tenant", "api"}),
 		failOpen: prometheus.NewCounter(prometheus.CounterOpts{Name: "keytrail_gateway_fail_open_total",
 			Help: "Requests verified against a stale read model (fail-open opt-in)."}),
+		held: prometheus.NewCounter(prometheus.CounterOpts{Name: "keytrail_gateway_held_total",
+			Help: "Requests held for a fresh confirmation because the last one was older than the confirm window."}),
 	}
-	reg.MustRegister(m.requests, m.verify, m.proxy, m.propagation, m.upstreamErrors, m.ejections, m.failOpen,
+	reg.MustRegister(m.requests, m.verify, m.proxy, m.propagation, m.upstreamErrors, m.ejections, m.failOpen, m.held,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_applied_seq",
 			Help: "Stream sequence of the last event the read model applied."},

@@ -40,7 +40,10 @@ type Model struct {
 	confirmed atomic.Int64 // Unix ns when applied was last seen to be the log's last sequence; 0: never
 
 	chMu    sync.Mutex
-	changed chan struct{} // closed and replaced whenever applied moves
+	changed chan struct{} // closed and replaced whenever applied moves or the model is confirmed
+
+	// kick asks the confirm loop for a confirmation now (Hold).
+	kick chan struct{}
 
 	// refused is why the model stopped applying from the stream: it is not
 	// the history the model knew (store.ErrRefused). Sticky: only a new
@@ -84,7 +87,7 @@ func (m *Model) VerifyOnly() bool {
 
 // New returns an empty model; Run fills it.
 func New(log *slog.Logger, opts ...Option) *Model {
-	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{})}
+	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -131,7 +134,10 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 		m.confirmLoop(followCtx, stopFollow, st, filters)
 	}()
 	defer wg.Wait()
-	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	// The ceiling is low: a gateway whose link returns must catch up within
+	// about 100 ms (product.md), and a failed attempt while the link is down
+	// costs nothing but a local error.
+	const minBackoff, maxBackoff = 20 * time.Millisecond, 100 * time.Millisecond
 	backoff := minBackoff
 	for {
 		applied, err := m.follow(followCtx, st, filters, target)
@@ -183,7 +189,7 @@ func (m *Model) apply(d store.Delivery, target uint64) {
 	}
 	m.mu.Unlock()
 	if d.CaughtUp() {
-		m.confirm(0)
+		m.confirm(m.now())
 	}
 	// Ready before the position moves: whoever waits for this sequence
 	// (WaitFor) then sees the model ready too.
@@ -191,10 +197,7 @@ func (m *Model) apply(d store.Delivery, target uint64) {
 		m.markReady(d.Seq)
 	}
 	m.applied.Store(d.Seq)
-	m.chMu.Lock()
-	close(m.changed)
-	m.changed = make(chan struct{})
-	m.chMu.Unlock()
+	m.moved()
 	if d.Err != nil {
 		m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
 	} else if m.ready.Load() && m.onApplied != nil {
@@ -253,11 +256,13 @@ func (m *Model) Refused() error {
 	return nil
 }
 
-// confirmLoop asks the log for its last sequence every confirmEvery: when
-// the model has applied it, the model is confirmed current now; otherwise
-// the difference is its lag. When the log cannot be asked (NATS is gone),
-// nothing is confirmed and staleness grows. When the stream is refused, it
-// stops following (stop) and confirms nothing more.
+// confirmLoop asks the log for its last sequence every confirmEvery, and
+// at once when Hold asks: once the model has applied it (waiting up to
+// confirmEvery for the follower to get there), the model is confirmed
+// current as of when the question was asked; otherwise the difference is
+// its lag. When the log cannot be asked (NATS is gone), nothing is
+// confirmed and staleness grows. When the stream is refused, it stops
+// following (stop) and confirms nothing more.
 func (m *Model) confirmLoop(ctx context.Context, stop context.CancelFunc, st store.Store, filters []string) {
 	t := time.NewTicker(m.confirmEvery)
 	defer t.Stop()
@@ -266,23 +271,62 @@ func (m *Model) confirmLoop(ctx context.Context, stop context.CancelFunc, st sto
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-m.kick:
 		}
+		asked := m.now()
 		actx, cancel := context.WithTimeout(ctx, m.confirmEvery)
 		last, err := m.lastChecked(actx, st, filters)
+		if err == nil {
+			if applied := m.applied.Load(); applied < last {
+				m.lag.Store(last - applied)
+				err = m.WaitFor(actx, last, m.confirmEvery)
+			}
+		}
 		cancel()
 		if errors.Is(err, store.ErrRefused) {
 			stop()
 			return
 		}
-		if err != nil {
-			continue
-		}
-		if applied := m.applied.Load(); applied >= last {
-			m.confirm(0)
-		} else {
-			m.lag.Store(last - applied)
+		if err == nil {
+			m.confirm(asked)
 		}
 	}
+}
+
+// Hold waits until the model is confirmed current by a question asked at
+// or after since, asking for one at once; at most max (and ctx). It reports
+// whether one came. A gateway holds a request with it after a pause (a
+// stopped process, a GC stall, a cut link) rather than decide it from a
+// model that may have missed what happened meanwhile.
+func (m *Model) Hold(ctx context.Context, since time.Time, max time.Duration) bool {
+	deadline := time.NewTimer(max)
+	defer deadline.Stop()
+	for {
+		m.chMu.Lock()
+		changed := m.changed
+		m.chMu.Unlock()
+		if m.confirmed.Load() >= since.UnixNano() {
+			return true
+		}
+		select {
+		case m.kick <- struct{}{}:
+		default: // a question is already asked
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// ConfirmedWithin reports whether the model was confirmed current within w
+// before now.
+func (m *Model) ConfirmedWithin(now time.Time, w time.Duration) bool {
+	c := m.confirmed.Load()
+	return c != 0 && now.UnixNano()-c <= int64(w)
 }
 
 // Freshness reports the applied sequence, how many messages the log had
@@ -295,10 +339,26 @@ func (m *Model) Freshness() (applied, lag uint64, confirmed time.Time) {
 	return m.applied.Load(), m.lag.Load(), confirmed
 }
 
-// confirm records that the model was current now, lag behind.
-func (m *Model) confirm(lag uint64) {
-	m.confirmed.Store(m.now().UnixNano())
-	m.lag.Store(lag)
+// confirm records that the model was current at: it had applied all the
+// log held then. It never moves the confirmation back.
+func (m *Model) confirm(at time.Time) {
+	n := at.UnixNano()
+	for {
+		c := m.confirmed.Load()
+		if n <= c || m.confirmed.CompareAndSwap(c, n) {
+			break
+		}
+	}
+	m.lag.Store(0)
+	m.moved()
+}
+
+// moved wakes whoever waits on the model (WaitFor, Hold).
+func (m *Model) moved() {
+	m.chMu.Lock()
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.chMu.Unlock()
 }
 
 // Stale reports whether the model has not confirmed it was current for
@@ -312,7 +372,7 @@ func (m *Model) markReady(seq uint64) {
 	if m.refused.Load() != nil {
 		return
 	}
-	m.confirm(0)
+	m.confirm(m.now())
 	m.ready.Store(true)
 	m.log.Info("read model caught up", "seq", seq)
 }

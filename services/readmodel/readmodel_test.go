@@ -284,3 +284,50 @@ func TestModelRefusesAStreamThatIsNotItsHistory(t *testing.T) {
 		t.Fatal("no reason given")
 	}
 }
+
+// TestHoldAsksForAConfirmationAtOnce: with confirmations rare, Hold gets
+// one asked after the moment it is given (on the injected clock) without
+// waiting for the next tick, and gives up after its bound when the log
+// cannot be asked.
+func TestHoldAsksForAConfirmationAtOnce(t *testing.T) {
+	mem := store.NewMemory()
+	st := &flakyStore{Store: mem}
+	var clockMu sync.Mutex
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m := New(slog.New(slog.DiscardHandler), WithClock(clock), ConfirmEvery(time.Hour))
+	go m.Run(ctx, st, nil)
+	r, err := mem.Append(ctx, store.Head{}, storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "A"}, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitFor(ctx, r[0].Seq, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// A pause: the clock runs on and nothing is confirmed.
+	advance(2 * time.Second)
+	since := clock()
+	if m.ConfirmedWithin(since, 100*time.Millisecond) {
+		t.Fatal("confirmed within the window after a 2 s pause")
+	}
+	if !m.Hold(ctx, since, 5*time.Second) {
+		t.Fatal("no confirmation came though the log answers")
+	}
+	if _, _, c := m.Freshness(); c.Before(since) {
+		t.Fatalf("confirmed at %v, before the hold began at %v", c, since)
+	}
+	// The log cannot be asked: Hold gives up after its bound, confirming
+	// nothing.
+	st.set(true)
+	advance(time.Second)
+	since = clock()
+	if m.Hold(ctx, since, 50*time.Millisecond) {
+		t.Fatal("confirmed though the log cannot be asked")
+	}
+	if m.ConfirmedWithin(since, 0) {
+		t.Fatal("a confirmation moved while the log was away")
+	}
+}
