@@ -54,6 +54,9 @@ type GatewayConfig struct {
 	// proxies whose X-Forwarded-For is believed (and who have no budget).
 	FailuresPerSecond float64
 	FailureBurst      int
+	// DenialsLoggedEach: denials of one code from one address logged one
+	// by one per second; the rest are logged as one line (0: all logged).
+	DenialsLoggedEach int
 	TrustedProxies    []netip.Prefix
 }
 
@@ -165,7 +168,11 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
 	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
-	g.gw = gateway.New(gateway.Config{Failures: failures, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
+	var denials *gateway.DenialLog
+	if cfg.DenialsLoggedEach > 0 {
+		denials = gateway.NewDenialLog(cfg.DenialsLoggedEach, log.With("component", "gateway"))
+	}
+	g.gw = gateway.New(gateway.Config{Failures: failures, Denials: denials, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
 		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway")})
 	// No write timeout: responses may stream for as long as the upstream
@@ -176,6 +183,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.run(func() error { return g.model.Run(runCtx, st, cfg.Filters) })
 	g.run(func() error { return presence.Run(runCtx) })
 	g.run(func() error { limits.Run(runCtx, time.Now); return nil })
+	if denials != nil {
+		g.run(func() error { sweepEvery(runCtx, time.Second, func() { denials.Flush(time.Now()) }); return nil })
+	}
 	if failures != nil {
 		g.run(func() error { sweepEvery(runCtx, time.Minute, func() { failures.Sweep(time.Now()) }); return nil })
 	}

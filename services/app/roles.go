@@ -147,6 +147,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cfg.MetricsListen, "metrics-listen", DefaultMetricsListen, "operator listener of the gateway's /metrics (not on the public port)")
 	fs.Float64Var(&f.cfg.FailuresPerSecond, "auth-failures-per-second", 10, "failed authentications (no key, malformed or unknown key) each client address may cause per second before it is answered 429 at once (0: no budget)")
 	fs.IntVar(&f.cfg.FailureBurst, "auth-failures-burst", 100, "burst of -auth-failures-per-second")
+	fs.IntVar(&f.cfg.DenialsLoggedEach, "denials-logged-each", 10, "denials of one code from one client address logged one by one (access log and decision record) per second; the rest are logged as one aggregate line (0: log every denial)")
 	fs.StringVar(&f.trusted, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client (they have no failure budget themselves)")
 	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", DefaultMaxStaleness, "deny with STALE once the read model cannot be confirmed current for this long (confirmed every fifth of it, 20 ms to 1 s)")
 	fs.DurationVar(&f.cfg.ConfirmWindow, "confirm-window", DefaultConfirmWindow, "hold a request for a fresh confirmation (up to this long) when the last is older, as after a pause; confirmations come every half of it")
@@ -171,6 +172,9 @@ func (f *gatewayFlags) validate() error {
 		return usageError{fmt.Errorf("-trusted-proxies: %w", err)}
 	}
 	f.cfg.TrustedProxies = trusted
+	if f.cfg.DenialsLoggedEach < 0 {
+		return usageError{fmt.Errorf("-denials-logged-each must not be negative")}
+	}
 	if f.cfg.FailuresPerSecond < 0 || f.cfg.FailureBurst < 0 {
 		return usageError{fmt.Errorf("-auth-failures-per-second and -auth-failures-burst must not be negative")}
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -41,15 +40,10 @@ func NewFailureBudget(perSecond float64, burst int, trusted []netip.Prefix) *Fai
 // client is the address a request's budget is kept for; ok is false for a
 // trusted proxy's own requests (no budget).
 func (b *FailureBudget) client(r *http.Request) (netip.Addr, bool) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
+	addr, ok := remoteAddr(r)
+	if !ok {
 		return netip.Addr{}, false
 	}
-	addr = addr.Unmap()
 	if !b.isTrusted(addr) {
 		return addr, true
 	}

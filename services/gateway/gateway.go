@@ -71,6 +71,9 @@ type Config struct {
 	FailOpen bool
 	// MinSeqWait bounds the wait for Keytrail-Min-Seq (default 5 s).
 	MinSeqWait time.Duration
+	// Denials aggregates floods of denials in the logs (nil: each denial
+	// is logged on its own); whoever owns it calls Flush every second.
+	Denials *DenialLog
 	// Limits shares rate limits with the other gateways; nil: this node
 	// alone (Limits with no presence).
 	Limits *Limits
@@ -180,6 +183,7 @@ type exchange struct {
 	upstream time.Duration
 	failOpen bool
 	body     bool // the request has a body
+	quiet    bool // a denial past its address's threshold: counted, not logged one by one
 }
 
 // ServeHTTP routes, verifies, limits and proxies one request.
@@ -238,6 +242,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Retry-After", RetryAfter(wait))
 				g.problem(w, x, http.StatusTooManyRequests, "TOO_MANY_FAILURES",
 					"too many requests without a valid key from this address; retry after Retry-After seconds")
+				g.quiet(r, x, "TOO_MANY_FAILURES")
 				return
 			}
 		}
@@ -442,7 +447,9 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, x *exchange) {
 	}
 	g.write(w, x, status, Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titles[code],
 		Status: status, Code: string(code), Detail: details[code], KeyID: x.decision.KeyID, RequestID: x.id})
-	g.logDecision(r, x, true)
+	if !g.quiet(r, x, string(code)) {
+		g.logDecision(r, x, true)
+	}
 }
 
 // problem answers a request that is not a decision on a key (bad path,
@@ -486,7 +493,7 @@ func (g *Gateway) finish(r *http.Request, x *exchange) {
 	if x.upstream > 0 {
 		g.metrics.proxy.Observe(x.upstream.Seconds())
 	}
-	if g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
+	if !x.quiet && g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
 		g.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("request_id", x.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", x.status), slog.String("code", code), slog.String("key_id", x.decision.KeyID),

@@ -932,3 +932,62 @@ func TestAFloodOfUnknownKeysSpendsOnlyItsOwnBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestAFloodOfDenialsIsLoggedInAggregate: past the threshold, denials of one
+// code from one address within a second get no access-log line and no
+// decision record each, but one aggregate line with their count.
+func TestAFloodOfDenialsIsLoggedInAggregate(t *testing.T) {
+	at := time.Now()
+	agg := &natstest.Buffer{}
+	denials := gateway.NewDenialLog(3, slog.New(slog.NewJSONHandler(agg, nil)))
+	f := newFixture(t, func(c *gateway.Config) {
+		c.Now = func() time.Time { return at }
+		c.Denials = denials
+	})
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	const n = 30
+	for range n {
+		if a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + mustSecret(t).Reveal()}); a.problem.Code != "NOT_FOUND" {
+			t.Fatalf("an unknown key: %d %s", a.status, a.body)
+		}
+	}
+	// One allowed request after the flood: its decision record (sampled
+	// at 1) is written after theirs.
+	if a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + sec}); a.status != 200 {
+		t.Fatalf("the valid key: %d %s", a.status, a.body)
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		s, err := f.st.JetStream().Stream(f.ctx, events.DecisionStream)
+		if err != nil {
+			return err
+		}
+		if got := s.CachedInfo().State.Msgs; got < 4 {
+			return fmt.Errorf("%d decision records", got)
+		}
+		return nil
+	})
+	s, _ := f.st.JetStream().Stream(f.ctx, events.DecisionStream)
+	if got := s.CachedInfo().State.Msgs; got != 4 {
+		t.Fatalf("%d decision records; want 3 denials logged one by one and the allowed request", got)
+	}
+	if got := strings.Count(f.access.String(), `"code":"NOT_FOUND"`); got != 3 {
+		t.Fatalf("%d access-log lines for the flood; want 3", got)
+	}
+	if agg.String() != "" {
+		t.Fatalf("aggregated before the second was over: %s", agg)
+	}
+	denials.Flush(at.Add(time.Second))
+	line := agg.String()
+	for _, want := range []string{`"msg":"denials aggregated"`, `"client":"127.0.0.1"`, `"code":"NOT_FOUND"`, `"count":30`, `"aggregated":27`} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("aggregate line %s lacks %s", line, want)
+		}
+	}
+	if strings.Contains(line, sec) {
+		t.Fatal("a secret in the aggregate line")
+	}
+}
