@@ -92,6 +92,14 @@ func (e *benchEnv) gatewayWithModel(b *testing.B) (string, *readmodel.Model) {
 
 // gatewayWith is gatewayWithModel with a failure budget.
 func (e *benchEnv) gatewayWith(b *testing.B, failures *gateway.FailureBudget) (string, *readmodel.Model) {
+	g, model := e.gatewayHandler(b, failures)
+	srv := httptest.NewServer(g)
+	b.Cleanup(srv.Close)
+	return srv.URL, model
+}
+
+// gatewayHandler is a gateway caught up with the log, not yet listening.
+func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget) (http.Handler, *readmodel.Model) {
 	st := openStore(b, e.srv.Connect(b, natsauth.Gateway), store.Config{})
 	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -102,13 +110,11 @@ func (e *benchEnv) gatewayWith(b *testing.B, failures *gateway.FailureBudget) (s
 	go decisions.Run(ctx)
 	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01, Failures: failures,
 		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	srv := httptest.NewServer(g)
-	b.Cleanup(srv.Close)
 	last, _ := e.st.LastSeq(e.ctx, "")
 	if err := model.WaitFor(e.ctx, last, 30*time.Second); err != nil {
 		b.Fatal(err)
 	}
-	return srv.URL, model
+	return g, model
 }
 
 // loadResult is what a bounded load run measured.
@@ -235,6 +241,47 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	b.ReportMetric(float64(bp99.Microseconds())/1000, "bare-p99-ms")
 	b.ReportMetric(float64(gp99.Microseconds())/1000, "gateway-p99-ms")
 	b.ReportMetric(float64((gp99-bp99).Microseconds())/1000, "p99-diff-ms")
+}
+
+// BenchmarkGatewayThroughputTLS: the same gateway over plaintext HTTP/1.1
+// and over TLS 1.3 (HTTP/1.1, keep-alive, so the handshake is paid once
+// per connection), rounds alternating: the price of terminating TLS.
+func BenchmarkGatewayThroughputTLS(b *testing.B) {
+	conc := 32
+	if v, err := strconv.Atoi(os.Getenv("KEYTRAIL_LOAD_CONC")); err == nil && v > 0 {
+		conc = v
+	}
+	e := newBenchEnv(b)
+	_, sec := e.key(b)
+	g, _ := e.gatewayHandler(b, nil)
+	plain := httptest.NewServer(g)
+	b.Cleanup(plain.Close)
+	tlsSrv := httptest.NewUnstartedServer(g)
+	tlsSrv.StartTLS()
+	b.Cleanup(tlsSrv.Close)
+	plainClient := loadClient(conc)
+	tlsClient := loadClient(conc)
+	tlsClient.Transport.(*http.Transport).TLSClientConfig = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig
+	const round, rounds = time.Second, 4
+	generate(e.ctx, plainClient, plain.URL+"/bench/1", sec, conc, 300*time.Millisecond, 100_000)
+	generate(e.ctx, tlsClient, tlsSrv.URL+"/bench/1", sec, conc, 300*time.Millisecond, 100_000)
+	var plainAll, tlsAll loadResult
+	for b.Loop() {
+		for range rounds {
+			p := generate(e.ctx, plainClient, plain.URL+"/bench/1", sec, conc, round, 1_000_000)
+			t := generate(e.ctx, tlsClient, tlsSrv.URL+"/bench/1", sec, conc, round, 1_000_000)
+			if p.failures+t.failures > 0 {
+				b.Fatalf("failures: plaintext %d, TLS %d", p.failures, t.failures)
+			}
+			plainAll.requests, plainAll.elapsed, plainAll.latency = plainAll.requests+p.requests, plainAll.elapsed+p.elapsed, append(plainAll.latency, p.latency...)
+			tlsAll.requests, tlsAll.elapsed, tlsAll.latency = tlsAll.requests+t.requests, tlsAll.elapsed+t.elapsed, append(tlsAll.latency, t.latency...)
+		}
+	}
+	b.ReportMetric(plainAll.perSecond(), "plain-req/s")
+	b.ReportMetric(tlsAll.perSecond(), "tls-req/s")
+	b.ReportMetric(tlsAll.perSecond()/plainAll.perSecond(), "ratio")
+	b.ReportMetric(float64(plainAll.quantile(0.99).Microseconds())/1000, "plain-p99-ms")
+	b.ReportMetric(float64(tlsAll.quantile(0.99).Microseconds())/1000, "tls-p99-ms")
 }
 
 // BenchmarkRevocationPropagation: from the admin API's acknowledgement of a
