@@ -7,7 +7,7 @@ BENCHTIME ?= 2s
 FUZZTIME ?= 30s
 COUNT   ?= 1
 
-.PHONY: run test lint build bench soak fuzz clean
+.PHONY: run test lint build bench bench-gateway soak fuzz clean
 
 ## run: start `keytrail dev` (embedded NATS + control plane and admin API on loopback)
 run:
@@ -30,6 +30,13 @@ build:
 ## bench: benchmarks against their baselines (figures go to docs/benchmarks.md)
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(COUNT) -timeout 30m ./...
+
+## bench-gateway: nginx (the floor), a bare Go proxy and the gateway under wrk, interleaved (installs nginx and wrk when missing)
+BENCH_GATEWAY_FLAGS ?= -c 8,32 -d 10s -passes 3
+bench-gateway: build
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx wrk)
+	$(GO) run ./cmd/bench-gateway -keytrail bin/keytrail $(BENCH_GATEWAY_FLAGS)
 
 ## soak: long reliability runs (repeated kill -9, leader loss, issue-vs-disable races), not in CI
 soak:

@@ -149,7 +149,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.cfg.FailureBurst, "auth-failures-burst", 100, "burst of -auth-failures-per-second")
 	fs.IntVar(&f.cfg.DenialsLoggedEach, "denials-logged-each", 10, "denials of one code from one client address logged one by one (access log and decision record) per second; the rest are logged as one aggregate line (0: log every denial)")
 	fs.StringVar(&f.trusted, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client (they have no failure budget themselves)")
-	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", DefaultMaxStaleness, "deny with STALE once the read model cannot be confirmed current for this long (confirmed every fifth of it, 20 ms to 1 s)")
+	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", DefaultMaxStaleness, "deny with STALE once the read model cannot be confirmed current for this long (confirmed every fifth of it, 20 ms to 1 s, and every half -confirm-window)")
 	fs.DurationVar(&f.cfg.ConfirmWindow, "confirm-window", DefaultConfirmWindow, "hold a request for a fresh confirmation (up to this long) when the last is older, as after a pause; confirmations come every half of it")
 	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
 	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")

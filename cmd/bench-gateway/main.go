@@ -1,0 +1,378 @@
+// Command bench-gateway is the data plane's standing baseline (`make
+// bench-gateway`): nginx as a plain reverse proxy (the floor), a bare Go
+// httputil.ReverseProxy and the Keytrail gateway (key verification, rate
+// limit, JSON access log to a file), all in front of the same upstream (an
+// nginx server block answering a small body), each loaded in turn by wrk
+// in interleaved passes. It prints requests per second, the ratio to
+// nginx, p99 and its difference to nginx's, and the gateway's resident
+// memory. Everything listens on loopback; every run is bounded by -d.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keytrail/keytrail/client"
+)
+
+func main() {
+	bin := flag.String("keytrail", "bin/keytrail", "the keytrail binary")
+	conns := flag.String("c", "8,32", "wrk connections, comma-separated")
+	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
+	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
+	flag.Parse()
+	if err := run(*bin, *conns, *dur, *passes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name, url string
+	headers   []string
+}
+
+type result struct {
+	rps []float64
+	p99 []time.Duration
+}
+
+func run(bin, conns string, dur time.Duration, passes int) error {
+	for _, tool := range []string{"nginx", "wrk"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (make bench-gateway installs it)", tool)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "keytrail-bench-gateway-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	upPort, proxyPort, barePort := freePort(), freePort(), freePort()
+	upstream := fmt.Sprintf("http://127.0.0.1:%d", upPort)
+
+	// nginx: the upstream and the plain reverse proxy.
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(nginxConf(dir, upPort, proxyPort)), 0o600); err != nil {
+		return err
+	}
+	ngx := exec.CommandContext(ctx, "nginx", "-p", dir, "-c", conf)
+	ngx.Stderr = os.Stderr
+	if err := ngx.Start(); err != nil {
+		return err
+	}
+	defer ngx.Process.Signal(os.Interrupt)
+
+	// The bare Go proxy, tuned as the gateway's transport is.
+	u, _ := url.Parse(upstream)
+	bare := httputil.NewSingleHostReverseProxy(u)
+	bare.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	bare.ErrorLog = log.New(io.Discard, "", 0) // wrk ends a pass with requests in flight
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", barePort))
+	if err != nil {
+		return err
+	}
+	go http.Serve(ln, bare)
+
+	// Keytrail: dev (NATS, control plane) and a gateway process of its own
+	// (so that its memory is the gateway's alone), logging to a file.
+	data := filepath.Join(dir, "kt")
+	dev := exec.CommandContext(ctx, bin, "dev", "--data", data, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+		"--nats-listen", "127.0.0.1:0", "--log-level", "warn")
+	dev.Stdout, dev.Stderr = nil, os.Stderr
+	if err := dev.Start(); err != nil {
+		return err
+	}
+	defer dev.Process.Signal(os.Interrupt)
+	addrs, err := waitAddresses(filepath.Join(data, "addresses.json"))
+	if err != nil {
+		return err
+	}
+	root, err := os.ReadFile(filepath.Join(data, "root.key"))
+	if err != nil {
+		return err
+	}
+	secret, err := setUp(ctx, httpURL(addrs.Admin), strings.TrimSpace(string(root)), upstream)
+	if err != nil {
+		return err
+	}
+	accessLog, err := os.Create(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		return err
+	}
+	defer accessLog.Close()
+	gw := exec.CommandContext(ctx, bin, "gateway", "--data", data, "--nats-nkey", filepath.Join(data, "nats", "gateway.nk"),
+		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8")
+	gw.Stderr = accessLog
+	out, err := gw.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := gw.Start(); err != nil {
+		return err
+	}
+	defer gw.Process.Signal(os.Interrupt)
+	gwURL, err := readyLine(out, "gateway ")
+	if err != nil {
+		return err
+	}
+	if err := waitOK(gwURL+"/bench/1", "Authorization", "Bearer "+secret); err != nil {
+		return fmt.Errorf("the gateway never served the key: %w", err)
+	}
+	if err := waitOK(fmt.Sprintf("http://127.0.0.1:%d/bench/1", proxyPort)); err != nil {
+		return fmt.Errorf("nginx never answered: %w", err)
+	}
+
+	targets := []target{
+		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", proxyPort)},
+		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
+		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}},
+	}
+	fmt.Printf("wrk -t1, %s per pass, %d interleaved passes; upstream: nginx on loopback\n\n", dur, passes)
+	for _, c := range strings.Split(conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("-c: %q is not a connection count", c)
+		}
+		results := make([]result, len(targets))
+		for range passes {
+			for i, t := range targets {
+				rps, p99, err := wrk(ctx, t, n, dur)
+				if err != nil {
+					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				results[i].rps = append(results[i].rps, rps)
+				results[i].p99 = append(results[i].p99, p99)
+			}
+		}
+		floorRPS, floorP99 := median(results[0].rps), medianD(results[0].p99)
+		fmt.Printf("-c%d | req/s (median) | vs nginx | p99 (median) | p99 - nginx's\n", n)
+		fmt.Println("---|---|---|---|---")
+		for i, t := range targets {
+			rps, p99 := median(results[i].rps), medianD(results[i].p99)
+			fmt.Printf("%s | %.0f | %.2f | %.2f ms | %+.2f ms\n", t.name, rps, rps/floorRPS,
+				float64(p99.Microseconds())/1000, float64((p99-floorP99).Microseconds())/1000)
+		}
+		fmt.Println()
+	}
+	if rss, err := rssMB(gw.Process.Pid); err == nil {
+		fmt.Printf("gateway resident memory: %.1f MB\n", rss)
+	}
+	return nil
+}
+
+func nginxConf(dir string, upPort, proxyPort int) string {
+	return fmt.Sprintf(`daemon off;
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path %[1]s/tmp;
+    proxy_temp_path %[1]s/tmp;
+    fastcgi_temp_path %[1]s/tmp;
+    uwsgi_temp_path %[1]s/tmp;
+    scgi_temp_path %[1]s/tmp;
+    server {
+        listen 127.0.0.1:%[2]d;
+        access_log off;
+        keepalive_requests 1000000;
+        location / { default_type text/plain; return 200 "upstream ok\n"; }
+    }
+    upstream origin { server 127.0.0.1:%[2]d; keepalive 256; }
+    server {
+        listen 127.0.0.1:%[3]d;
+        access_log %[1]s/nginx-access.log;
+        keepalive_requests 1000000;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+`, dir, upPort, proxyPort)
+}
+
+// setUp creates a tenant, a user, an API in front of upstream and a key
+// through the admin API, returning the key's secret.
+func setUp(ctx context.Context, admin, root, upstream string) (string, error) {
+	c := client.New(admin, root, nil)
+	if _, _, err := c.CreateTenant(ctx, "bench", "Bench", nil); err != nil {
+		return "", err
+	}
+	if _, _, err := c.CreateUser(ctx, "bench", "load", "Load", nil); err != nil {
+		return "", err
+	}
+	if _, _, err := c.CreateAPI(ctx, "bench", client.APISpec{ID: "bench", PathPrefix: "/bench", Upstreams: []string{upstream},
+		RateLimit: &client.RateLimit{PerSecond: 1_000_000, Burst: 1_000_000}}, nil); err != nil {
+		return "", err
+	}
+	k, err := c.IssueKey(ctx, "bench", client.KeySpec{User: "load", Name: "load"}, nil)
+	if err != nil {
+		return "", err
+	}
+	return k.Secret, nil
+}
+
+var (
+	rpsLine = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	p99Line = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\s*$`)
+)
+
+// wrk loads t with n connections for d and returns req/s and p99.
+func wrk(ctx context.Context, t target, n int, d time.Duration) (float64, time.Duration, error) {
+	args := []string{"-t1", "-c" + strconv.Itoa(n), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
+	for _, h := range t.headers {
+		args = append(args, "-H", h)
+	}
+	cctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, "wrk", append(args, t.url)...).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	if strings.Contains(string(out), "Non-2xx") {
+		return 0, 0, fmt.Errorf("non-2xx answers: %s", out)
+	}
+	m := rpsLine.FindSubmatch(out)
+	p := p99Line.FindSubmatch(out)
+	if m == nil || p == nil {
+		return 0, 0, fmt.Errorf("cannot read wrk's output: %s", out)
+	}
+	rps, _ := strconv.ParseFloat(string(m[1]), 64)
+	v, _ := strconv.ParseFloat(string(p[1]), 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p[2])]
+	return rps, time.Duration(v * float64(unit)), nil
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func httpURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return "http://" + addr
+}
+
+type addresses struct {
+	Admin string `json:"admin"`
+}
+
+func waitAddresses(path string) (addresses, error) {
+	var a addresses
+	err := poll(30*time.Second, func() error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(b, &a); err != nil || a.Admin == "" {
+			return errors.New("no admin address yet")
+		}
+		return nil
+	})
+	return a, err
+}
+
+func readyLine(out interface{ Read([]byte) (int, error) }, prefix string) (string, error) {
+	r := bufio.NewReader(out)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", fmt.Errorf("the gateway exited before it listened: %w", err)
+		}
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			go func() { _, _ = r.WriteTo(discard{}) }()
+			return strings.TrimSpace(rest), nil
+		}
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func waitOK(u string, header ...string) error {
+	return poll(30*time.Second, func() error {
+		req, _ := http.NewRequest("GET", u, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+// poll calls f until it succeeds or d has passed.
+func poll(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		<-tick.C
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func medianD(v []time.Duration) time.Duration {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func rssMB(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
