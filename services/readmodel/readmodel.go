@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,10 +35,15 @@ type Model struct {
 	mu  sync.RWMutex
 	cat *projections.Catalog
 
-	applied   atomic.Uint64
-	ready     atomic.Bool
-	lag       atomic.Uint64
-	confirmed atomic.Int64 // Unix ns when applied was last seen to be the log's last sequence; 0: never
+	applied atomic.Uint64
+	ready   atomic.Bool
+	lag     atomic.Uint64
+	// confirmed is when applied was last seen to be the log's last
+	// sequence, as nanoseconds since epoch plus one (0: never). Measured
+	// from epoch so that time.Now's monotonic reading is used: a wall
+	// clock stepped back cannot make an old confirmation look recent.
+	confirmed atomic.Int64
+	epoch     time.Time
 
 	chMu    sync.Mutex
 	changed chan struct{} // closed and replaced whenever applied moves or the model is confirmed
@@ -91,6 +97,7 @@ func New(log *slog.Logger, opts ...Option) *Model {
 	for _, o := range opts {
 		o(m)
 	}
+	m.epoch = m.now()
 	return m
 }
 
@@ -188,9 +195,9 @@ func (m *Model) apply(d store.Delivery, target uint64) {
 		m.log.Warn("event not applied", "seq", d.Seq, "err", err)
 	}
 	m.mu.Unlock()
-	if d.CaughtUp() {
-		m.confirm(m.now())
-	}
+	// A message with nothing pending behind it confirms nothing: nothing
+	// was pending when it was sent, which may be long before it is applied
+	// (a pause, a backlog). Only the confirm loop's questions confirm.
 	// Ready before the position moves: whoever waits for this sequence
 	// (WaitFor) then sees the model ready too.
 	if !m.ready.Load() && (d.Seq >= target || d.CaughtUp()) {
@@ -305,7 +312,7 @@ func (m *Model) Hold(ctx context.Context, since time.Time, max time.Duration) bo
 		m.chMu.Lock()
 		changed := m.changed
 		m.chMu.Unlock()
-		if m.confirmed.Load() >= since.UnixNano() {
+		if m.confirmed.Load() > m.since(since) {
 			return true
 		}
 		select {
@@ -325,30 +332,38 @@ func (m *Model) Hold(ctx context.Context, since time.Time, max time.Duration) bo
 // ConfirmedWithin reports whether the model was confirmed current within w
 // before now.
 func (m *Model) ConfirmedWithin(now time.Time, w time.Duration) bool {
-	c := m.confirmed.Load()
-	return c != 0 && now.UnixNano()-c <= int64(w)
+	return m.age(now) <= w
 }
+
+// age is how long before now the model was last confirmed current; a
+// confirmation never made, or one later than now (a fake clock set back),
+// is infinitely old.
+func (m *Model) age(now time.Time) time.Duration {
+	c := m.confirmed.Load()
+	if a := m.since(now) + 1 - c; c != 0 && a >= 0 {
+		return time.Duration(a)
+	}
+	return time.Duration(math.MaxInt64)
+}
+
+// since is t in the confirmed field's measure, less one.
+func (m *Model) since(t time.Time) int64 { return int64(t.Sub(m.epoch)) }
 
 // Freshness reports the applied sequence, how many messages the log had
 // beyond it when last asked, and when the model last confirmed it was
 // current (zero before the first confirmation).
 func (m *Model) Freshness() (applied, lag uint64, confirmed time.Time) {
 	if c := m.confirmed.Load(); c != 0 {
-		confirmed = time.Unix(0, c)
+		confirmed = m.epoch.Add(time.Duration(c - 1))
 	}
 	return m.applied.Load(), m.lag.Load(), confirmed
 }
 
 // confirm records that the model was current at: it had applied all the
-// log held then. It never moves the confirmation back.
+// log held then. Confirmations come one at a time (the confirm loop, and
+// markReady before it runs).
 func (m *Model) confirm(at time.Time) {
-	n := at.UnixNano()
-	for {
-		c := m.confirmed.Load()
-		if n <= c || m.confirmed.CompareAndSwap(c, n) {
-			break
-		}
-	}
+	m.confirmed.Store(m.since(at) + 1)
 	m.lag.Store(0)
 	m.moved()
 }
@@ -364,8 +379,7 @@ func (m *Model) moved() {
 // Stale reports whether the model has not confirmed it was current for
 // longer than max: a gateway then answers STALE rather than trust it.
 func (m *Model) Stale(max time.Duration) bool {
-	c := m.confirmed.Load()
-	return c == 0 || m.now().UnixNano()-c > int64(max) || m.refused.Load() != nil
+	return m.age(m.now()) > max || m.refused.Load() != nil
 }
 
 func (m *Model) markReady(seq uint64) {

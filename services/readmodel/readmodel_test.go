@@ -98,23 +98,7 @@ func (f *flakyStore) LastSeq(ctx context.Context, filter string) (uint64, error)
 }
 
 func TestFreshnessAndStaleness(t *testing.T) {
-	mem := store.NewMemory()
-	st := &flakyStore{Store: mem}
-	var clockMu sync.Mutex
-	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	m := New(slog.New(slog.NewTextHandler(io.Discard, nil)), WithClock(clock), ConfirmEvery(5*time.Millisecond))
-	go m.Run(ctx, st, nil)
-	r, err := mem.Append(ctx, store.Head{}, storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "A"}, "c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.WaitFor(ctx, r[0].Seq, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	_, m, st, clock, advance, r := modelOnAFakeClock(t, 5*time.Millisecond)
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.NewTimer(5 * time.Second)
@@ -290,23 +274,7 @@ func TestModelRefusesAStreamThatIsNotItsHistory(t *testing.T) {
 // waiting for the next tick, and gives up after its bound when the log
 // cannot be asked.
 func TestHoldAsksForAConfirmationAtOnce(t *testing.T) {
-	mem := store.NewMemory()
-	st := &flakyStore{Store: mem}
-	var clockMu sync.Mutex
-	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	m := New(slog.New(slog.DiscardHandler), WithClock(clock), ConfirmEvery(time.Hour))
-	go m.Run(ctx, st, nil)
-	r, err := mem.Append(ctx, store.Head{}, storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "A"}, "c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.WaitFor(ctx, r[0].Seq, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	ctx, m, st, clock, advance, _ := modelOnAFakeClock(t, time.Hour)
 	// A pause: the clock runs on and nothing is confirmed.
 	advance(2 * time.Second)
 	since := clock()
@@ -329,5 +297,62 @@ func TestHoldAsksForAConfirmationAtOnce(t *testing.T) {
 	}
 	if m.ConfirmedWithin(since, 0) {
 		t.Fatal("a confirmation moved while the log was away")
+	}
+}
+
+// modelOnAFakeClock runs a model confirming every confirmEvery on a fake
+// clock (advance moves it) over a store that can be made to fail, caught
+// up with one event (r).
+func modelOnAFakeClock(t *testing.T, confirmEvery time.Duration) (ctx context.Context, m *Model, st *flakyStore,
+	clock func() time.Time, advance func(time.Duration), r []events.Recorded) {
+	t.Helper()
+	mem := store.NewMemory()
+	st = &flakyStore{Store: mem}
+	var clockMu sync.Mutex
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	clock = func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	advance = func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	m = New(slog.New(slog.DiscardHandler), WithClock(clock), ConfirmEvery(confirmEvery))
+	done := make(chan struct{})
+	go func() { m.Run(ctx, st, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r, err := mem.Append(ctx, store.Head{}, storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "A"}, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitFor(ctx, r[0].Seq, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, m, st, clock, advance, r
+}
+
+// TestOnlyAQuestionToTheLogConfirms: a message with nothing pending behind
+// it, applied after a hold began, does not satisfy the hold: nothing was
+// pending when it was sent, which says nothing of the log now.
+func TestOnlyAQuestionToTheLogConfirms(t *testing.T) {
+	m := New(slog.New(slog.DiscardHandler), ConfirmEvery(time.Hour)) // not running: nobody asks the log
+	m.markReady(0)
+	since := m.now()
+	go m.apply(store.Delivery{Seq: 1}, 0) // Pending 0: caught up when sent
+	if m.Hold(context.Background(), since, 200*time.Millisecond) {
+		t.Fatal("a delivery applied after the hold began confirmed the model current")
+	}
+}
+
+// TestAClockSetBackNeverMakesAModelFresh: a confirmation later than the
+// clock's now (the clock was set back) counts as none, so a model cut from
+// the log goes stale.
+func TestAClockSetBackNeverMakesAModelFresh(t *testing.T) {
+	_, m, st, _, advance, _ := modelOnAFakeClock(t, 5*time.Millisecond)
+	advance(-time.Hour)
+	st.set(true) // the link is cut
+	advance(30 * time.Minute)
+	if !m.Stale(5 * time.Second) {
+		t.Fatal("a model cut from the log for 30 min is fresh after the clock was set back an hour")
+	}
+	if m.ConfirmedWithin(m.now(), 5*time.Second) {
+		t.Fatal("confirmed within the window after the clock was set back")
 	}
 }
