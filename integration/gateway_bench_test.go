@@ -194,6 +194,38 @@ func generateWith(ctx context.Context, client *http.Client, target string, conc 
 	return res
 }
 
+// loadTarget is where interleave sends load: a URL, the client to reach it
+// and the key to present ("" for none).
+type loadTarget struct {
+	client *http.Client
+	url    string
+	key    string
+}
+
+// interleave warms up x and y, then for each benchmark iteration loads
+// them in four alternating one-second rounds, returning what each got.
+func interleave(b *testing.B, ctx context.Context, conc int, x, y loadTarget) (xAll, yAll loadResult) {
+	const round, rounds = time.Second, 4
+	for _, t := range []loadTarget{x, y} {
+		generate(ctx, t.client, t.url, t.key, conc, 300*time.Millisecond, 100_000)
+	}
+	add := func(all *loadResult, r loadResult) {
+		all.requests, all.elapsed, all.latency = all.requests+r.requests, all.elapsed+r.elapsed, append(all.latency, r.latency...)
+	}
+	for b.Loop() {
+		for range rounds {
+			rx := generate(ctx, x.client, x.url, x.key, conc, round, 1_000_000)
+			ry := generate(ctx, y.client, y.url, y.key, conc, round, 1_000_000)
+			if rx.failures+ry.failures > 0 {
+				b.Fatalf("failures: %s %d, %s %d", x.url, rx.failures, y.url, ry.failures)
+			}
+			add(&xAll, rx)
+			add(&yAll, ry)
+		}
+	}
+	return xAll, yAll
+}
+
 func loadClient(conc int) *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConns: 4 * conc, MaxIdleConnsPerHost: 2 * conc, IdleConnTimeout: time.Minute}}
 }
@@ -216,22 +248,7 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	bareSrv := httptest.NewServer(bare)
 	b.Cleanup(bareSrv.Close)
 	client := loadClient(conc)
-	const round, rounds = time.Second, 4
-	// Warm both up: connections, buffers.
-	generate(e.ctx, client, bareSrv.URL+"/bench/1", "", conc, 300*time.Millisecond, 100_000)
-	generate(e.ctx, client, gw+"/bench/1", sec, conc, 300*time.Millisecond, 100_000)
-	var bareAll, gwAll loadResult
-	for b.Loop() {
-		for range rounds {
-			r := generate(e.ctx, client, bareSrv.URL+"/bench/1", "", conc, round, 1_000_000)
-			g := generate(e.ctx, client, gw+"/bench/1", sec, conc, round, 1_000_000)
-			if r.failures+g.failures > 0 {
-				b.Fatalf("failures: bare %d, gateway %d", r.failures, g.failures)
-			}
-			bareAll.requests, bareAll.elapsed, bareAll.latency = bareAll.requests+r.requests, bareAll.elapsed+r.elapsed, append(bareAll.latency, r.latency...)
-			gwAll.requests, gwAll.elapsed, gwAll.latency = gwAll.requests+g.requests, gwAll.elapsed+g.elapsed, append(gwAll.latency, g.latency...)
-		}
-	}
+	bareAll, gwAll := interleave(b, e.ctx, conc, loadTarget{client, bareSrv.URL + "/bench/1", ""}, loadTarget{client, gw + "/bench/1", sec})
 	b.ReportMetric(bareAll.perSecond(), "bare-req/s")
 	b.ReportMetric(gwAll.perSecond(), "gateway-req/s")
 	b.ReportMetric(gwAll.perSecond()/bareAll.perSecond(), "ratio")
@@ -259,24 +276,9 @@ func BenchmarkGatewayThroughputTLS(b *testing.B) {
 	tlsSrv := httptest.NewUnstartedServer(g)
 	tlsSrv.StartTLS()
 	b.Cleanup(tlsSrv.Close)
-	plainClient := loadClient(conc)
 	tlsClient := loadClient(conc)
 	tlsClient.Transport.(*http.Transport).TLSClientConfig = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig
-	const round, rounds = time.Second, 4
-	generate(e.ctx, plainClient, plain.URL+"/bench/1", sec, conc, 300*time.Millisecond, 100_000)
-	generate(e.ctx, tlsClient, tlsSrv.URL+"/bench/1", sec, conc, 300*time.Millisecond, 100_000)
-	var plainAll, tlsAll loadResult
-	for b.Loop() {
-		for range rounds {
-			p := generate(e.ctx, plainClient, plain.URL+"/bench/1", sec, conc, round, 1_000_000)
-			t := generate(e.ctx, tlsClient, tlsSrv.URL+"/bench/1", sec, conc, round, 1_000_000)
-			if p.failures+t.failures > 0 {
-				b.Fatalf("failures: plaintext %d, TLS %d", p.failures, t.failures)
-			}
-			plainAll.requests, plainAll.elapsed, plainAll.latency = plainAll.requests+p.requests, plainAll.elapsed+p.elapsed, append(plainAll.latency, p.latency...)
-			tlsAll.requests, tlsAll.elapsed, tlsAll.latency = tlsAll.requests+t.requests, tlsAll.elapsed+t.elapsed, append(tlsAll.latency, t.latency...)
-		}
-	}
+	plainAll, tlsAll := interleave(b, e.ctx, conc, loadTarget{loadClient(conc), plain.URL + "/bench/1", sec}, loadTarget{tlsClient, tlsSrv.URL + "/bench/1", sec})
 	b.ReportMetric(plainAll.perSecond(), "plain-req/s")
 	b.ReportMetric(tlsAll.perSecond(), "tls-req/s")
 	b.ReportMetric(tlsAll.perSecond()/plainAll.perSecond(), "ratio")

@@ -122,7 +122,8 @@ func TestIdempotencyKeyIsBoundToTheRequest(t *testing.T) {
 	// Another caller, the same key and body: another request, another key.
 	other := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, `{"user":"bob","scopes":["keytrail:admin"]}`, "Idempotency-Key", "k-2"), 201)
 	adminKey := other.body["secret"].(string)
-	mine := e.must(e.call("POST", "/v1/tenants/acme/keys", adminKey, `{"user":"bob"}`, "Idempotency-Key", "k-1"), 201)
+	// (Keytrail-Min-Seq: the admin key was issued a moment ago.)
+	mine := e.must(e.call("POST", "/v1/tenants/acme/keys", adminKey, `{"user":"bob"}`, "Idempotency-Key", "k-1", "Keytrail-Min-Seq", other.header.Get("Keytrail-Seq")), 201)
 	if id := mine.body["key"].(map[string]any)["id"]; id == firstID {
 		t.Fatal("two callers' requests made one key id")
 	}

@@ -172,7 +172,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if cfg.DenialsLoggedEach > 0 {
 		denials = gateway.NewDenialLog(cfg.DenialsLoggedEach, log.With("component", "gateway"))
 	}
-	g.gw = gateway.New(gateway.Config{Failures: failures, Denials: denials, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
+	g.gw = gateway.New(gateway.Config{Failures: failures, Denials: denials, TrustedProxies: cfg.TrustedProxies, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
 		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway")})
 	// No write timeout: responses may stream for as long as the upstream

@@ -10,14 +10,17 @@ import (
 	"time"
 )
 
-// maxDenialKeys bounds the addresses × codes a DenialLog tracks in a
-// second; past it, the rest are counted together under no address.
+// maxDenialKeys bounds what a DenialLog tracks in a second; past it,
+// denials are logged one by one (never muted for want of room).
 const maxDenialKeys = 100_000
 
 // DenialLog keeps a flood of denials from filling the logs: per client
-// address, code and second, the first Threshold denials get one access-log
+// (address, or IPv6 /64; behind trusted proxies, the forwarded client),
+// code, key id and second, the first Threshold denials get one access-log
 // line and one decision record each; the rest are counted and logged as
-// one "denials aggregated" line when the second is over (Flush).
+// one "denials aggregated" line when the second is over (Flush). One
+// client's flood never mutes another's denials, nor a key's denials
+// another key's.
 type DenialLog struct {
 	threshold int
 	log       *slog.Logger
@@ -26,8 +29,9 @@ type DenialLog struct {
 }
 
 type denialKey struct {
-	addr   netip.Addr
+	addr   netip.Addr // zero: an address that could not be read
 	code   string
+	keyID  string
 	second int64
 }
 
@@ -38,14 +42,13 @@ func NewDenialLog(threshold int, log *slog.Logger) *DenialLog {
 }
 
 // Note counts a denial and reports whether it is to be logged on its own.
-func (d *DenialLog) Note(addr netip.Addr, code string, now time.Time) bool {
-	k := denialKey{addr: addr, code: code, second: now.Unix()}
+func (d *DenialLog) Note(addr netip.Addr, code, keyID string, now time.Time) bool {
+	k := denialKey{addr: addr, code: code, keyID: keyID, second: now.Unix()}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, ok := d.counts[k]
 	if !ok && len(d.counts) >= maxDenialKeys {
-		k.addr = netip.Addr{}
-		n = d.counts[k]
+		return true
 	}
 	n++
 	d.counts[k] = n
@@ -73,12 +76,12 @@ func (d *DenialLog) Flush(now time.Time) {
 	}
 	d.mu.Unlock()
 	for _, a := range out {
-		client := "other"
+		client := "unknown"
 		if a.k.addr.IsValid() {
 			client = a.k.addr.String()
 		}
 		d.log.LogAttrs(context.Background(), slog.LevelWarn, "denials aggregated",
-			slog.String("client", client), slog.String("code", a.k.code),
+			slog.String("client", client), slog.String("code", a.k.code), slog.String("key_id", a.k.keyID),
 			slog.Time("second", time.Unix(a.k.second, 0).UTC()), slog.Int("count", a.n),
 			slog.Int("logged_each", d.threshold), slog.Int("aggregated", a.n-d.threshold))
 	}
@@ -104,12 +107,7 @@ func (g *Gateway) quiet(r *http.Request, x *exchange, code string) bool {
 	if d == nil {
 		return false
 	}
-	var client netip.Addr
-	if b := g.cfg.Failures; b != nil {
-		client, _ = b.client(r)
-	} else {
-		client, _ = remoteAddr(r)
-	}
-	x.quiet = !d.Note(client, code, g.cfg.Now())
+	client, _ := clientOf(r, g.cfg.TrustedProxies)
+	x.quiet = !d.Note(client, code, x.decision.KeyID, g.cfg.Now())
 	return x.quiet
 }

@@ -40,30 +40,45 @@ func NewFailureBudget(perSecond float64, burst int, trusted []netip.Prefix) *Fai
 // client is the address a request's budget is kept for; ok is false for a
 // trusted proxy's own requests (no budget).
 func (b *FailureBudget) client(r *http.Request) (netip.Addr, bool) {
-	addr, ok := remoteAddr(r)
+	return clientOf(r, b.trusted)
+}
+
+// clientOf is the client a request is accounted to: the connection's
+// address or, from a trusted proxy, the nearest X-Forwarded-For address
+// that is not a trusted proxy's (ok is false for a trusted proxy's own
+// requests, or a header it sent that cannot be read). An IPv6 client is
+// its /64, which one host is commonly given whole.
+func clientOf(r *http.Request, trusted []netip.Prefix) (addr netip.Addr, ok bool) {
+	addr, ok = remoteAddr(r)
 	if !ok {
 		return netip.Addr{}, false
 	}
-	if !b.isTrusted(addr) {
+	defer func() { addr = per64(addr) }()
+	if !isTrusted(trusted, addr) {
 		return addr, true
 	}
-	// From a trusted proxy: the nearest address it was forwarded for that
-	// is not itself a trusted proxy.
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
 			return addr, false // a proxy's header we cannot read: no budget rather than a wrong one
 		}
-		if a = a.Unmap(); !b.isTrusted(a) {
+		if a = a.Unmap(); !isTrusted(trusted, a) {
 			return a, true
 		}
 	}
 	return addr, false
 }
 
-func (b *FailureBudget) isTrusted(a netip.Addr) bool {
-	for _, p := range b.trusted {
+func per64(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		return netip.PrefixFrom(a, 64).Masked().Addr()
+	}
+	return a
+}
+
+func isTrusted(trusted []netip.Prefix, a netip.Addr) bool {
+	for _, p := range trusted {
 		if p.Contains(a) {
 			return true
 		}

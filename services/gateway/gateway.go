@@ -74,6 +74,9 @@ type Config struct {
 	// Denials aggregates floods of denials in the logs (nil: each denial
 	// is logged on its own); whoever owns it calls Flush every second.
 	Denials *DenialLog
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client that Denials accounts a denial to (Failures has its own).
+	TrustedProxies []netip.Prefix
 	// Limits shares rate limits with the other gateways; nil: this node
 	// alone (Limits with no presence).
 	Limits *Limits

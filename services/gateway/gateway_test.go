@@ -991,3 +991,51 @@ func TestAFloodOfDenialsIsLoggedInAggregate(t *testing.T) {
 		t.Fatal("a secret in the aggregate line")
 	}
 }
+
+// TestDenialAggregationIsPerClient: with the failure budget off, behind a
+// trusted proxy, each forwarded client has its own threshold (one client's
+// flood does not mute another's first denial), an IPv6 client is its /64
+// (spraying addresses within it does not escape aggregation), and a full
+// table logs denials one by one rather than muting them.
+func TestDenialAggregationIsPerClient(t *testing.T) {
+	at := time.Now()
+	agg := &natstest.Buffer{}
+	denials := gateway.NewDenialLog(3, slog.New(slog.NewJSONHandler(agg, nil)))
+	f := newFixture(t, func(c *gateway.Config) {
+		c.Now = func() time.Time { return at }
+		c.Denials = denials
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	f.sync()
+	deny := func(client string) {
+		t.Helper()
+		if a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + mustSecret(t).Reveal(), "X-Forwarded-For": client}); a.problem.Code != "NOT_FOUND" {
+			t.Fatalf("an unknown key: %d %s", a.status, a.body)
+		}
+	}
+	for i := range 20 {
+		deny(fmt.Sprintf("2001:db8::%x", i+1)) // twenty addresses of one /64
+	}
+	deny("203.0.113.7") // another client: its first denial is logged
+	if got := strings.Count(f.access.String(), `"code":"NOT_FOUND"`); got != 4 {
+		t.Fatalf("%d access-log lines; want 3 for the /64 and 1 for the other client", got)
+	}
+	denials.Flush(at.Add(time.Second))
+	if !strings.Contains(agg.String(), `"client":"2001:db8::"`) || !strings.Contains(agg.String(), `"count":20`) {
+		t.Fatalf("the /64's flood is not aggregated: %s", agg)
+	}
+	// A full table: a new client's denials are logged one by one.
+	full := gateway.NewDenialLog(1, slog.New(slog.DiscardHandler))
+	for i := range 100_000 {
+		full.Note(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "NOT_FOUND", "", at)
+	}
+	victim := netip.MustParseAddr("198.51.100.1")
+	for i := range 3 {
+		if !full.Note(victim, "NOT_FOUND", "", at) {
+			t.Fatalf("denial %d of a client arriving at a full table was muted", i+1)
+		}
+	}
+}
