@@ -219,6 +219,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := g.cfg.Now()
+	// A spent address first: it is answered at once, neither held nor
+	// verified.
+	var client netip.Addr
+	budgeted := false
+	if b := g.cfg.Failures; b != nil {
+		if client, budgeted = b.client(r); budgeted {
+			if wait, spent := b.Spent(client, now); spent {
+				// Cheap: no verification, no decision, no decision record.
+				w.Header().Set("Retry-After", RetryAfter(wait))
+				g.problem(w, x, http.StatusTooManyRequests, "TOO_MANY_FAILURES",
+					"too many requests without a valid key from this address; retry after Retry-After seconds")
+				g.quiet(r, x, "TOO_MANY_FAILURES")
+				return
+			}
+		}
+	}
 	if w := g.cfg.ConfirmWindow; w > 0 && g.cfg.Model.Ready() && !g.cfg.Model.ConfirmedWithin(now, w) {
 		// After a pause: what this request should see may have happened
 		// meanwhile. If no confirmation comes, the bound decides below.
@@ -235,20 +251,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		x.failOpen = true
 		g.metrics.failOpen.Inc()
-	}
-	var client netip.Addr
-	budgeted := false
-	if b := g.cfg.Failures; b != nil {
-		if client, budgeted = b.client(r); budgeted {
-			if wait, spent := b.Spent(client, now); spent {
-				// Cheap: no verification, no decision, no decision record.
-				w.Header().Set("Retry-After", RetryAfter(wait))
-				g.problem(w, x, http.StatusTooManyRequests, "TOO_MANY_FAILURES",
-					"too many requests without a valid key from this address; retry after Retry-After seconds")
-				g.quiet(r, x, "TOO_MANY_FAILURES")
-				return
-			}
-		}
 	}
 	secretValue, ok := presentedKey(r)
 	var routing projections.Routing

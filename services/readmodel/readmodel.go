@@ -45,8 +45,9 @@ type Model struct {
 	confirmed atomic.Int64
 	epoch     time.Time
 
-	chMu    sync.Mutex
-	changed chan struct{} // closed and replaced whenever applied moves or the model is confirmed
+	chMu      sync.Mutex
+	changed   chan struct{} // closed and replaced whenever applied moves
+	confirmCh chan struct{} // closed and replaced whenever the model is confirmed
 
 	// kick asks the confirm loop for a confirmation now (Hold).
 	kick chan struct{}
@@ -93,7 +94,7 @@ func (m *Model) VerifyOnly() bool {
 
 // New returns an empty model; Run fills it.
 func New(log *slog.Logger, opts ...Option) *Model {
-	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{}), kick: make(chan struct{}, 1)}
+	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{}), confirmCh: make(chan struct{}), kick: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -310,7 +311,7 @@ func (m *Model) Hold(ctx context.Context, since time.Time, max time.Duration) bo
 	defer deadline.Stop()
 	for {
 		m.chMu.Lock()
-		changed := m.changed
+		confirmed := m.confirmCh
 		m.chMu.Unlock()
 		if m.confirmed.Load() > m.since(since) {
 			return true
@@ -320,7 +321,7 @@ func (m *Model) Hold(ctx context.Context, since time.Time, max time.Duration) bo
 		default: // a question is already asked
 		}
 		select {
-		case <-changed:
+		case <-confirmed:
 		case <-deadline.C:
 			return false
 		case <-ctx.Done():
@@ -365,10 +366,13 @@ func (m *Model) Freshness() (applied, lag uint64, confirmed time.Time) {
 func (m *Model) confirm(at time.Time) {
 	m.confirmed.Store(m.since(at) + 1)
 	m.lag.Store(0)
-	m.moved()
+	m.chMu.Lock()
+	close(m.confirmCh)
+	m.confirmCh = make(chan struct{})
+	m.chMu.Unlock()
 }
 
-// moved wakes whoever waits on the model (WaitFor, Hold).
+// moved wakes whoever waits for a sequence (WaitFor).
 func (m *Model) moved() {
 	m.chMu.Lock()
 	close(m.changed)
