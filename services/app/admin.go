@@ -116,11 +116,9 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if err != nil {
 		return nil, err
 	}
-	var cert *certificate
-	if cfg.TLS.enabled() {
-		if cert, err = loadCertificate(cfg.TLS); err != nil {
-			return nil, err
-		}
+	cert, err := loadCertificate(cfg.TLS)
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

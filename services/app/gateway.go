@@ -138,11 +138,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if cfg.MetricsListen == "" {
 		cfg.MetricsListen = DefaultMetricsListen
 	}
-	var cert *certificate
-	if cfg.TLS.enabled() {
-		if cert, err = loadCertificate(cfg.TLS); err != nil {
-			return nil, err
-		}
+	cert, err := loadCertificate(cfg.TLS)
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -26,7 +26,12 @@ type certificate struct {
 	cur   atomic.Pointer[tls.Certificate]
 }
 
+// loadCertificate loads files' certificate; nil without error when TLS is
+// not asked for.
 func loadCertificate(files TLSFiles) (*certificate, error) {
+	if !files.enabled() {
+		return nil, nil
+	}
 	if files.Cert == "" || files.Key == "" {
 		return nil, usageError{errors.New("-tls-cert and -tls-key go together")}
 	}

@@ -937,13 +937,7 @@ func TestAFloodOfUnknownKeysSpendsOnlyItsOwnBudget(t *testing.T) {
 // code from one address within a second get no access-log line and no
 // decision record each, but one aggregate line with their count.
 func TestAFloodOfDenialsIsLoggedInAggregate(t *testing.T) {
-	at := time.Now()
-	agg := &natstest.Buffer{}
-	denials := gateway.NewDenialLog(3, slog.New(slog.NewJSONHandler(agg, nil)))
-	f := newFixture(t, func(c *gateway.Config) {
-		c.Now = func() time.Time { return at }
-		c.Denials = denials
-	})
+	f, denials, agg, at := denialFixture(t)
 	f.tenant("acme")
 	f.user("acme", "bob")
 	f.api("acme", "orders", "/orders", nil, nil)
@@ -998,12 +992,7 @@ func TestAFloodOfDenialsIsLoggedInAggregate(t *testing.T) {
 // (spraying addresses within it does not escape aggregation), and a full
 // table logs denials one by one rather than muting them.
 func TestDenialAggregationIsPerClient(t *testing.T) {
-	at := time.Now()
-	agg := &natstest.Buffer{}
-	denials := gateway.NewDenialLog(3, slog.New(slog.NewJSONHandler(agg, nil)))
-	f := newFixture(t, func(c *gateway.Config) {
-		c.Now = func() time.Time { return at }
-		c.Denials = denials
+	f, denials, agg, at := denialFixture(t, func(c *gateway.Config) {
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	f.tenant("acme")
@@ -1038,4 +1027,18 @@ func TestDenialAggregationIsPerClient(t *testing.T) {
 			t.Fatalf("denial %d of a client arriving at a full table was muted", i+1)
 		}
 	}
+}
+
+// denialFixture is a fixture whose gateway aggregates denials past 3 per
+// client, code and second (to agg), on a clock stopped at at.
+func denialFixture(t *testing.T, mutate ...func(*gateway.Config)) (f *fixture, denials *gateway.DenialLog, agg *natstest.Buffer, at time.Time) {
+	t.Helper()
+	at = time.Now()
+	agg = &natstest.Buffer{}
+	denials = gateway.NewDenialLog(3, slog.New(slog.NewJSONHandler(agg, nil)))
+	f = newFixture(t, append([]func(*gateway.Config){func(c *gateway.Config) {
+		c.Now = func() time.Time { return at }
+		c.Denials = denials
+	}}, mutate...)...)
+	return f, denials, agg, at
 }
