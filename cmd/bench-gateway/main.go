@@ -301,7 +301,9 @@ func waitAddresses(path string) (addresses, error) {
 	return a, err
 }
 
-func readyLine(out interface{ Read([]byte) (int, error) }, prefix string) (string, error) {
+// readyLine reads out until a line starting with prefix and returns the
+// rest of it; the remaining output is drained.
+func readyLine(out io.Reader, prefix string) (string, error) {
 	r := bufio.NewReader(out)
 	for {
 		line, err := r.ReadString('\n')
@@ -309,15 +311,11 @@ func readyLine(out interface{ Read([]byte) (int, error) }, prefix string) (strin
 			return "", fmt.Errorf("the gateway exited before it listened: %w", err)
 		}
 		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			go func() { _, _ = r.WriteTo(discard{}) }()
+			go io.Copy(io.Discard, r)
 			return strings.TrimSpace(rest), nil
 		}
 	}
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func waitOK(u string, header ...string) error {
 	return poll(30*time.Second, func() error {

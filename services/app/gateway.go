@@ -180,7 +180,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.cancel = cancel
 	g.run(func() error { return g.model.Run(runCtx, st, cfg.Filters) })
 	g.run(func() error { return presence.Run(runCtx) })
-	g.run(func() error { limits.Run(runCtx, time.Now); return nil })
+	g.run(func() error { sweepEvery(runCtx, time.Minute, func() { limits.Sweep(time.Now()) }); return nil })
 	if denials != nil {
 		g.run(func() error { sweepEvery(runCtx, time.Second, func() { denials.Flush(time.Now()) }); return nil })
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"hash/maphash"
 	"math"
 	"strconv"
@@ -147,19 +146,11 @@ func (s *limitShard) sweep(now time.Time) {
 	s.mu.Unlock()
 }
 
-// Run sweeps refilled buckets every minute until ctx ends.
-func (l *Limits) Run(ctx context.Context, now func() time.Time) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for i := range l.keys {
-			l.keys[i].sweep(now())
-		}
-		l.apis.sweep(now())
+// Sweep forgets refilled buckets; whoever owns the limits calls it every
+// minute or so.
+func (l *Limits) Sweep(now time.Time) {
+	for i := range l.keys {
+		l.keys[i].sweep(now)
 	}
+	l.apis.sweep(now)
 }

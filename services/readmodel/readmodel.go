@@ -205,7 +205,7 @@ func (m *Model) apply(d store.Delivery, target uint64) {
 		m.markReady(d.Seq)
 	}
 	m.applied.Store(d.Seq)
-	m.moved()
+	m.wake(&m.changed)
 	if d.Err != nil {
 		m.log.Warn("message is not a valid event", "seq", d.Seq, "err", d.Err)
 	} else if m.ready.Load() && m.onApplied != nil {
@@ -307,27 +307,17 @@ func (m *Model) confirmLoop(ctx context.Context, stop context.CancelFunc, st sto
 // stopped process, a GC stall, a cut link) rather than decide it from a
 // model that may have missed what happened meanwhile.
 func (m *Model) Hold(ctx context.Context, since time.Time, max time.Duration) bool {
-	deadline := time.NewTimer(max)
-	defer deadline.Stop()
-	for {
-		m.chMu.Lock()
-		confirmed := m.confirmCh
-		m.chMu.Unlock()
-		if m.confirmed.Load() > m.since(since) {
+	at := m.since(since)
+	return m.await(ctx, max, &m.confirmCh, func() bool {
+		if m.confirmed.Load() > at {
 			return true
 		}
 		select {
 		case m.kick <- struct{}{}:
 		default: // a question is already asked
 		}
-		select {
-		case <-confirmed:
-		case <-deadline.C:
-			return false
-		case <-ctx.Done():
-			return false
-		}
-	}
+		return false
+	}) == nil
 }
 
 // ConfirmedWithin reports whether the model was confirmed current within w
@@ -366,17 +356,14 @@ func (m *Model) Freshness() (applied, lag uint64, confirmed time.Time) {
 func (m *Model) confirm(at time.Time) {
 	m.confirmed.Store(m.since(at) + 1)
 	m.lag.Store(0)
-	m.chMu.Lock()
-	close(m.confirmCh)
-	m.confirmCh = make(chan struct{})
-	m.chMu.Unlock()
+	m.wake(&m.confirmCh)
 }
 
-// moved wakes whoever waits for a sequence (WaitFor).
-func (m *Model) moved() {
+// wake wakes whoever awaits *ch (WaitFor: changed, Hold: confirmCh).
+func (m *Model) wake(ch *chan struct{}) {
 	m.chMu.Lock()
-	close(m.changed)
-	m.changed = make(chan struct{})
+	close(*ch)
+	*ch = make(chan struct{})
 	m.chMu.Unlock()
 }
 
@@ -407,14 +394,21 @@ var ErrBehind = errors.New("readmodel: not caught up with the requested sequence
 
 // WaitFor blocks until seq is applied, at most max (and ctx).
 func (m *Model) WaitFor(ctx context.Context, seq uint64, max time.Duration) error {
+	return m.await(ctx, max, &m.changed, func() bool { return m.applied.Load() >= seq })
+}
+
+// await checks done each time the channel *ch (closed and replaced under
+// chMu) is closed, until done holds (nil), max passes (ErrBehind) or ctx
+// ends.
+func (m *Model) await(ctx context.Context, max time.Duration, ch *chan struct{}, done func() bool) error {
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	for {
-		// The channel first: an apply after the check below closes it.
+		// The channel first: a change after the check below closes it.
 		m.chMu.Lock()
-		changed := m.changed
+		changed := *ch
 		m.chMu.Unlock()
-		if m.applied.Load() >= seq {
+		if done() {
 			return nil
 		}
 		select {
