@@ -162,7 +162,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	}()
 	go func() {
 		defer a.wg.Done()
-		if err := serveHTTP(a.srv, ln, cert); err != nil {
+		if err := serve(a.srv, ln, cert); err != nil {
 			a.errc <- err
 		}
 	}()
@@ -220,7 +220,7 @@ func (a *adminRole) Close() { stopRole(a.srv, a.cancel, &a.wg) }
 
 // stopRole shuts a role's server down, letting requests in flight finish
 // (10 s at most), then stops its goroutines and waits for them.
-func stopRole(srv *http.Server, cancel context.CancelFunc, wg *sync.WaitGroup) {
+func stopRole(srv roleServer, cancel context.CancelFunc, wg *sync.WaitGroup) {
 	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	srv.Shutdown(ctx)

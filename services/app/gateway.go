@@ -65,7 +65,7 @@ type GatewayConfig struct {
 type gatewayRole struct {
 	gw      *gateway.Gateway
 	model   *readmodel.Model
-	srv     *http.Server
+	srv     roleServer
 	addr    string
 	cert    *certificate
 	metrics *http.Server
@@ -173,9 +173,14 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.gw = gateway.New(gateway.Config{Failures: failures, Denials: denials, TrustedProxies: cfg.TrustedProxies, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
 		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway")})
-	// No write timeout: responses may stream for as long as the upstream
-	// sends.
-	g.srv = &http.Server{Handler: g.gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	// Plaintext HTTP/1.1 is the gateway's own server (the fast path); TLS,
+	// with HTTP/2, is net/http's, serving the same handler. No write
+	// timeout: responses may stream for as long as the upstream sends.
+	if cert != nil {
+		g.srv = &http.Server{Handler: g.gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	} else {
+		g.srv = g.gw.Server()
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
 	g.run(func() error { return g.model.Run(runCtx, st, cfg.Filters) })
@@ -194,8 +199,8 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if cert != nil {
 		reloadOnSIGHUP(runCtx, log, cert)
 	}
-	g.run(func() error { return serveHTTP(g.srv, ln, cert) })
-	g.run(func() error { return serveHTTP(g.metrics, mln, nil) })
+	g.run(func() error { return serve(g.srv, ln, cert) })
+	g.run(func() error { return serve(g.metrics, mln, nil) })
 	return g, nil
 }
 

@@ -83,13 +83,13 @@ func reloadOnSIGHUP(ctx context.Context, log *slog.Logger, certs ...*certificate
 	}()
 }
 
-// serveHTTP serves srv on ln, with TLS when cert is set; it returns nil
+// serve serves srv on ln, with TLS when cert is set; it returns nil
 // once the server is shut down.
-func serveHTTP(srv *http.Server, ln net.Listener, cert *certificate) error {
+func serve(srv roleServer, ln net.Listener, cert *certificate) error {
 	var err error
-	if cert != nil {
-		srv.TLSConfig = cert.config()
-		err = srv.ServeTLS(ln, "", "")
+	if hs, ok := srv.(*http.Server); ok && cert != nil {
+		hs.TLSConfig = cert.config()
+		err = hs.ServeTLS(ln, "", "")
 	} else {
 		err = srv.Serve(ln)
 	}
@@ -97,6 +97,14 @@ func serveHTTP(srv *http.Server, ln net.Listener, cert *certificate) error {
 		return nil
 	}
 	return err
+}
+
+// roleServer is what serves a role's listener: net/http's server, or the
+// gateway's own for plaintext.
+type roleServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // scheme is the URL scheme of a listener.

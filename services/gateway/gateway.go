@@ -11,7 +11,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -31,6 +30,7 @@ import (
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/egress"
+	"github.com/keytrail/keytrail/services/gateway/h1"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
 
@@ -88,9 +88,9 @@ type Config struct {
 	// Sample is the fraction of allowed requests written to the decision
 	// log (denials are always written), 0 to 1.
 	Sample float64
-	// Transport reaches the upstreams (default: a tuned http.Transport that
-	// dials only addresses Egress allows).
-	Transport http.RoundTripper
+	// Transport reaches the upstreams (default: one that dials only
+	// addresses Egress allows).
+	Transport *h1.Transport
 	// Egress is where upstreams may be (nil: anywhere, for tests that bring
 	// their own Transport).
 	Egress *egress.Policy
@@ -151,8 +151,26 @@ func New(cfg Config) *Gateway {
 	cfg.Sample = min(max(cfg.Sample, 0), 1)
 	g := &Gateway{cfg: cfg}
 	g.metrics = newMetrics(cfg.Registry, cfg.Model, cfg.MaxStaleness, cfg.Now, cfg.Decisions, cfg.Limits)
-	g.upstreams = newUpstreams(cfg.Transport, cfg.Egress, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log)
+	g.upstreams = newUpstreams(cfg.Transport, cfg.Egress, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log, cfg.TrustedProxies)
 	return g
+}
+
+// Server is the gateway's plaintext HTTP/1.1 server (package h1, the fast
+// path). A TLS listener is served by net/http, for HTTP/2, with the gateway
+// as its handler.
+func (g *Gateway) Server() *h1.Server {
+	return &h1.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		BadRequest: g.badRequest, Log: g.cfg.Log}
+}
+
+// badRequest is the problem answering a request the server could not read.
+func (g *Gateway) badRequest(h http.Header, status int, reason string) []byte {
+	g.metrics.requests.WithLabelValues("", "", "NONE").Inc()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	b, _ := json.Marshal(Problem{Type: "https://keytrail.dev/problems/BAD_REQUEST", Title: "The request is not valid HTTP/1.1",
+		Status: status, Code: "BAD_REQUEST", Detail: reason, RequestID: requestID()})
+	return append(b, '\n')
 }
 
 // MetricsHandler serves the gateway's metrics (every tenant's APIs and
@@ -538,12 +556,4 @@ func writeStatus(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
-}
-
-// ctxKey carries the exchange to the upstream transport.
-type ctxKey struct{}
-
-func exchangeOf(ctx context.Context) *exchange {
-	x, _ := ctx.Value(ctxKey{}).(*exchange)
-	return x
 }

@@ -47,7 +47,7 @@ type fixture struct {
 	model    *readmodel.Model
 	upstream *httptest.Server
 	gw       *gateway.Gateway
-	srv      *httptest.Server
+	srv      *served
 	access   *natstest.Buffer
 	skew     atomic.Int64 // added to the gateway's clock
 	seen     chan http.Header
@@ -103,8 +103,7 @@ func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 		m(&cfg)
 	}
 	f.gw = gateway.New(cfg)
-	f.srv = httptest.NewServer(f.gw)
-	t.Cleanup(f.srv.Close)
+	f.srv = serve(t, f.gw)
 	return f
 }
 
@@ -444,8 +443,7 @@ func TestRoutingAndLifecycle(t *testing.T) {
 func TestStaleFailsClosed(t *testing.T) {
 	m := readmodel.New(slog.New(slog.DiscardHandler))
 	g := gateway.New(gateway.Config{Model: m})
-	srv := httptest.NewServer(g)
-	defer srv.Close()
+	srv := serve(t, g)
 	for _, path := range []string{"/orders", "/_keytrail/readyz"} {
 		resp, err := http.Get(srv.URL + path)
 		if err != nil {
@@ -469,13 +467,12 @@ func TestStaleFailsClosed(t *testing.T) {
 			t.Fatalf("fresh: %d", a.status)
 		}
 		g := gateway.New(gateway.Config{Model: f.model, MaxStaleness: time.Nanosecond, FailOpen: failOpen})
-		srv := httptest.NewServer(g)
+		srv := serve(t, g)
 		resp, err := http.Get(srv.URL + "/orders")
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		srv.Close()
 		want := 401 // verified (no key presented) despite staleness
 		if !failOpen {
 			want = 503
@@ -586,8 +583,7 @@ func TestRateLimitsAreShared(t *testing.T) {
 	pb, stopB := presence("b")
 	limits := gateway.NewLimits(pa)
 	g := gateway.New(gateway.Config{Model: f.model, Limits: limits})
-	srv := httptest.NewServer(g)
-	defer srv.Close()
+	srv := serve(t, g)
 	natstest.Eventually(t, 5*time.Second, func() error {
 		if n, m := pa.Live(), pb.Live(); n != 2 || m != 2 {
 			return fmt.Errorf("peers %d, %d", n, m)
@@ -1041,4 +1037,21 @@ func denialFixture(t *testing.T, mutate ...func(*gateway.Config)) (f *fixture, d
 		c.Denials = denials
 	}}, mutate...)...)
 	return f, denials, agg, at
+}
+
+// served is a gateway served as in production: by its h1 server on a
+// loopback listener.
+type served struct{ URL string }
+
+func serve(t testing.TB, g *gateway.Gateway) *served {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := g.Server()
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return &served{URL: "http://" + ln.Addr().String()}
 }

@@ -3,10 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/egress"
+	"github.com/keytrail/keytrail/services/gateway/h1"
 )
 
 // upstreams proxies to the APIs' upstreams: round-robin over an API's
@@ -23,12 +25,12 @@ import (
 // the next upstream after a connection failure (never after the upstream
 // may have seen it: a timeout or a reset after sending is answered 502).
 type upstreams struct {
-	proxy    *httputil.ReverseProxy
-	base     http.RoundTripper
-	ejectFor time.Duration
-	now      func() time.Time
-	metrics  *metrics
-	log      *slog.Logger
+	transport *h1.Transport
+	ejectFor  time.Duration
+	now       func() time.Time
+	metrics   *metrics
+	log       *slog.Logger
+	trusted   []netip.Prefix
 
 	mu    sync.RWMutex
 	pools map[apiRef]*pool
@@ -45,54 +47,112 @@ type pool struct {
 
 type target struct {
 	url          *url.URL
+	tls          bool
+	addr         string       // host:port
+	path         string       // the URL's escaped path, without a trailing /
 	ejectedUntil atomic.Int64 // Unix nanoseconds
 }
 
-func newUpstreams(base http.RoundTripper, policy *egress.Policy, timeout, ejectFor time.Duration, now func() time.Time, m *metrics, log *slog.Logger) *upstreams {
-	if base == nil {
+func newUpstreams(t *h1.Transport, policy *egress.Policy, timeout, ejectFor time.Duration, now func() time.Time, m *metrics, log *slog.Logger, trusted []netip.Prefix) *upstreams {
+	if t == nil {
 		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 		if policy != nil {
 			// The address actually dialled, after name resolution.
 			dialer.Control = policy.Control
 		}
-		base = &http.Transport{
-			DialContext:           dialer.DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ResponseHeaderTimeout: timeout,
-			ExpectContinueTimeout: time.Second,
-		}
+		t = &h1.Transport{Dial: dialer.DialContext, MaxIdlePerHost: 256, IdleTimeout: 90 * time.Second}
 	}
-	u := &upstreams{base: base, ejectFor: ejectFor, now: now, metrics: m, log: log, pools: map[apiRef]*pool{}}
-	u.proxy = &httputil.ReverseProxy{Rewrite: rewrite, Transport: u, ErrorHandler: u.failed, BufferPool: buffers{},
-		ModifyResponse: func(resp *http.Response) error {
-			if x := exchangeOf(resp.Request.Context()); x != nil {
-				x.status = resp.StatusCode
-			}
-			return nil
-		}}
-	return u
+	t.ResponseHeaderTimeout = timeout
+	return &upstreams{transport: t, ejectFor: ejectFor, now: now, metrics: m, log: log, trusted: trusted, pools: map[apiRef]*pool{}}
 }
 
-// serve proxies a verified request.
+// serve proxies a verified request and streams the answer back.
 func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 	x.status = http.StatusBadGateway
-	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, x)))
-}
-
-// rewrite strips every credential and any Keytrail-* header the client
-// sent (an upstream must be able to trust them) and adds the verified
-// identity.
-func rewrite(pr *httputil.ProxyRequest) {
-	x := exchangeOf(pr.In.Context())
-	pr.SetXForwarded()
-	h := pr.Out.Header
-	for name := range h {
-		if reservedHeader(name) {
-			delete(h, name)
+	out := h1.Request{Method: r.Method, Host: r.Host, Header: headers.Get().(http.Header)}
+	defer func() { clear(out.Header); headers.Put(out.Header) }()
+	u.rewrite(out.Header, r, x)
+	if x.body {
+		out.Body, out.ContentLength = r.Body, r.ContentLength
+	}
+	start := time.Now()
+	resp, err := u.roundTrip(r, &out, x)
+	x.upstream = time.Since(start)
+	if err != nil {
+		u.failed(w, r, x, err)
+		return
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, v := range resp.Header {
+		if !hopByHop(k) {
+			h[k] = v
 		}
 	}
+	for _, v := range resp.Header["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			delete(h, http.CanonicalHeaderKey(strings.TrimSpace(name)))
+		}
+	}
+	x.status = resp.Status
+	w.WriteHeader(resp.Status)
+	// The body as it comes: flushed whenever the upstream has nothing more
+	// ready, so that a stream reaches the client as it is written.
+	bp := bufferPool.Get().(*[]byte)
+	defer bufferPool.Put(bp)
+	buf := *bp
+	flusher, _ := w.(http.Flusher)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil && resp.Body.Buffered() == 0 && err == nil {
+				flusher.Flush()
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				// The upstream broke off: the client must not take a
+				// truncated body for a whole one.
+				panic(http.ErrAbortHandler)
+			}
+			x.upstream = time.Since(start)
+			return
+		}
+	}
+}
+
+// rewrite fills the upstream request's headers: the client's, without
+// hop-by-hop headers, credentials or any Keytrail-* header it sent (an
+// upstream must be able to trust them), with the verified identity and
+// X-Forwarded-*.
+func (u *upstreams) rewrite(h http.Header, r *http.Request, x *exchange) {
+	for name, v := range r.Header {
+		if !hopByHop(name) && !reservedHeader(name) && !forwarding(name) {
+			h[name] = v
+		}
+	}
+	for _, v := range r.Header["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			delete(h, http.CanonicalHeaderKey(strings.TrimSpace(name)))
+		}
+	}
+	// X-Forwarded-For names the peer, after what a trusted proxy said.
+	if peer, ok := remoteAddr(r); ok {
+		ip := peer.String()
+		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 && isTrusted(u.trusted, peer) {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		h["X-Forwarded-For"] = []string{ip}
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h["X-Forwarded-Host"] = []string{r.Host}
+	h["X-Forwarded-Proto"] = []string{proto}
 	// The identity headers share one backing array: one allocation, not
 	// five (the names are canonical already).
 	d := &x.decision
@@ -101,9 +161,30 @@ func rewrite(pr *httputil.ProxyRequest) {
 	for i, name := range identityHeaders {
 		h[name] = vals[i : i+1 : i+1]
 	}
-	// The transport picks the upstream; until then the URL names none.
-	pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "upstream.invalid"
 }
+
+// hopByHop reports whether a header concerns one connection only and is
+// not passed on (RFC 9110 7.6.1), or is the transport's to set.
+func hopByHop(name string) bool {
+	switch name {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Content-Length", "Expect", "Host":
+		return true
+	}
+	return false
+}
+
+// forwarding reports whether a header is one the gateway sets itself about
+// the client (a client's own is not believed).
+func forwarding(name string) bool {
+	switch name {
+	case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded":
+		return true
+	}
+	return false
+}
+
+var headers = sync.Pool{New: func() any { return make(http.Header, 16) }}
 
 // reservedHeader reports whether a client's header must not reach an
 // upstream: a credential (Authorization, Proxy-Authorization, X-API-Key) or
@@ -139,33 +220,23 @@ func normalEqual(name, lower string) bool {
 // order rewrite fills them.
 var identityHeaders = [...]string{HeaderKeyID, HeaderTenant, HeaderUser, HeaderScopes, HeaderRequestID}
 
-// RoundTrip sends the request to the API's upstreams.
-func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
-	x := exchangeOf(req.Context())
+// roundTrip sends the request to the API's upstreams.
+func (u *upstreams) roundTrip(r *http.Request, out *h1.Request, x *exchange) (*h1.Response, error) {
 	p := u.poolFor(&x.api)
 	if len(p.targets) == 0 {
 		return nil, errors.New("gateway: the API has no upstreams")
 	}
 	tries := 1
-	if idempotent(req.Method) && (req.Body == nil || req.Body == http.NoBody) {
+	if idempotent(r.Method) && out.Body == nil {
 		tries = min(len(p.targets), 3)
 	}
-	start := time.Now()
-	defer func() { x.upstream = time.Since(start) }()
 	var err error
-	// req is the proxy's own copy of the client's request: the upstream is
-	// set on it in place, its path joined once.
-	path, rawPath := req.URL.Path, req.URL.RawPath
-	escaped := req.URL.EscapedPath()
 	for range tries {
 		t := p.pick(u.now())
-		req.URL.Scheme, req.URL.Host = t.url.Scheme, t.url.Host
-		req.URL.Path = joinPath(t.url.Path, path)
-		if rawPath != "" {
-			req.URL.RawPath = joinPath(t.url.EscapedPath(), escaped)
-		}
-		var resp *http.Response
-		resp, err = u.base.RoundTrip(req)
+		out.TLS, out.Addr = t.tls, t.addr
+		out.Target = t.target(r)
+		var resp *h1.Response
+		resp, err = u.transport.RoundTrip(r.Context(), out)
 		if err == nil {
 			return resp, nil
 		}
@@ -180,9 +251,21 @@ func (u *upstreams) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, err
 }
 
+// target is the request target on this upstream: its path, then the
+// client's.
+func (t *target) target(r *http.Request) string {
+	if t.path == "" && r.URL.Host == "" && r.RequestURI != "" && r.RequestURI[0] == '/' {
+		return r.RequestURI // as the client sent it: nothing to join
+	}
+	s := t.path + r.URL.EscapedPath()
+	if r.URL.ForceQuery || r.URL.RawQuery != "" {
+		s += "?" + r.URL.RawQuery
+	}
+	return s
+}
+
 // failed answers a request the upstreams did not (502, 504 on a timeout).
-func (u *upstreams) failed(w http.ResponseWriter, r *http.Request, err error) {
-	x := exchangeOf(r.Context())
+func (u *upstreams) failed(w http.ResponseWriter, r *http.Request, x *exchange, err error) {
 	if errors.Is(err, context.Canceled) {
 		x.status = 499 // the client went away; nothing to answer
 		return
@@ -219,9 +302,19 @@ func (u *upstreams) poolFor(a *projections.API) *pool {
 	}
 	p = &pool{version: a.Version}
 	for _, s := range a.Upstreams {
-		if parsed, err := url.Parse(s); err == nil {
-			p.targets = append(p.targets, &target{url: parsed})
+		parsed, err := url.Parse(s)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			continue
 		}
+		t := &target{url: parsed, tls: parsed.Scheme == "https", addr: parsed.Host, path: strings.TrimSuffix(parsed.EscapedPath(), "/")}
+		if parsed.Port() == "" {
+			port := "80"
+			if t.tls {
+				port = "443"
+			}
+			t.addr = net.JoinHostPort(parsed.Hostname(), port)
+		}
+		p.targets = append(p.targets, t)
 	}
 	u.pools[key] = p
 	return p
@@ -256,18 +349,6 @@ func idempotent(method string) bool {
 	return false
 }
 
-func joinPath(base, p string) string {
-	if base == "" || base == "/" {
-		return p
-	}
-	return strings.TrimSuffix(base, "/") + p
-}
-
-// buffers lends the proxy its 32 KiB copy buffers instead of allocating one
-// per request.
-type buffers struct{}
-
+// bufferPool lends the proxy its 32 KiB copy buffers instead of
+// allocating one per request.
 var bufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (buffers) Get() []byte  { return *bufferPool.Get().(*[]byte) }
-func (buffers) Put(b []byte) { bufferPool.Put(&b) }

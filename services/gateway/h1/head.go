@@ -1,0 +1,141 @@
+package h1
+
+import (
+	"bufio"
+	"errors"
+	"net/http"
+)
+
+// head reads the heads of messages (a request's or a response's line and
+// headers) from one connection, into storage reused from one message to
+// the next. Names and values seen before on the connection cost no
+// allocation.
+type head struct {
+	br     *bufio.Reader
+	hdr    http.Header
+	long   []byte            // a line longer than br's buffer
+	pairs  []string          // name, value, name, value… of the head being read
+	names  map[string]string // raw header name → canonical
+	values map[string]string // values (and request targets) seen before
+}
+
+func newHead(br *bufio.Reader) head {
+	return head{br: br, hdr: http.Header{}, names: map[string]string{}, values: map[string]string{}}
+}
+
+var errLineTooLong = errors.New("h1: line too long")
+
+// errMalformed is a head that breaks the grammar; its text says where.
+type errMalformed string
+
+func (e errMalformed) Error() string { return string(e) }
+
+// line reads one line without its line ending, counting its bytes against
+// *left. The line is valid until the next read.
+func (h *head) line(left *int) ([]byte, error) {
+	line, err := h.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		h.long = append(h.long[:0], line...)
+		for err == bufio.ErrBufferFull {
+			if len(h.long) > *left {
+				return nil, errLineTooLong
+			}
+			line, err = h.br.ReadSlice('\n')
+			h.long = append(h.long, line...)
+		}
+		line = h.long
+	}
+	if err != nil {
+		return nil, err
+	}
+	if *left -= len(line); *left < 0 {
+		return nil, errLineTooLong
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+// headers reads header lines up to the empty line into h.hdr (cleared
+// first; the values of the previous head stay valid). Obsolete line
+// folding, a name that is not a token (white space before the colon
+// among them) and control characters in a value are errMalformed.
+func (h *head) headers(left *int) error {
+	h.pairs = h.pairs[:0]
+	for {
+		line, err := h.line(left)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return errMalformed("obsolete line folding in the headers")
+		}
+		name, value, ok := cutByte(line, ':')
+		if !ok || !isToken(name) {
+			return errMalformed("malformed header line")
+		}
+		value = trimOWS(value)
+		if !validValue(value) {
+			return errMalformed("a control character in header " + http.CanonicalHeaderKey(string(name)))
+		}
+		h.pairs = append(h.pairs, h.canonical(name), h.intern(value))
+	}
+	clear(h.hdr)
+	vals := make([]string, len(h.pairs)/2) // one allocation for every value
+	for i := 0; i < len(h.pairs); i += 2 {
+		k, v := h.pairs[i], h.pairs[i+1]
+		if old, ok := h.hdr[k]; ok {
+			h.hdr[k] = append(old, v)
+			continue
+		}
+		vals[i/2] = v
+		h.hdr[k] = vals[i/2 : i/2+1 : i/2+1]
+	}
+	return nil
+}
+
+// skipTrailer reads the trailer section after a last chunk; trailers are
+// not passed on.
+func (h *head) skipTrailer(max int) error {
+	left := max
+	for {
+		line, err := h.line(&left)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			return nil
+		}
+	}
+}
+
+// canonical returns a header name's canonical form, remembered per
+// connection.
+func (h *head) canonical(name []byte) string {
+	if s, ok := h.names[string(name)]; ok {
+		return s
+	}
+	s := http.CanonicalHeaderKey(string(name))
+	if len(h.names) < 128 {
+		h.names[string(name)] = s
+	}
+	return s
+}
+
+// intern returns b as a string, the one seen before on this connection
+// when there is one.
+func (h *head) intern(b []byte) string {
+	if s, ok := h.values[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(h.values) < 256 && len(b) <= 256 {
+		h.values[s] = s
+	}
+	return s
+}

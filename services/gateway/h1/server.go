@@ -1,0 +1,799 @@
+// Package h1 is the gateway's purpose-built HTTP/1.1: a server that hands
+// each request to an http.Handler, and a client that proxies to upstreams
+// over pooled keep-alive connections. It exists for throughput: net/http's
+// server and Transport spend most of a proxied request's time in their own
+// machinery (a background reader per connection, two goroutines and channel
+// hand-offs per upstream exchange, a Request and a Header map per request);
+// this package parses into per-connection storage and answers on the
+// goroutine that read the request. docs/benchmarks.md has the comparison
+// that chose it.
+//
+// The server is strict where leniency lets one reading of a request differ
+// from another (request smuggling): no obsolete line folding, no space
+// before a header's colon, exactly one Host, Content-Length and
+// Transfer-Encoding never together, "chunked" the only transfer coding,
+// differing Content-Lengths refused. Only plaintext HTTP/1.0 and 1.1: TLS
+// and HTTP/2 stay with net/http, which serves the same handler.
+//
+// It imports nothing of Keytrail's.
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves HTTP/1.x on plaintext listeners.
+type Server struct {
+	// Handler answers each request. The *http.Request and the
+	// http.ResponseWriter it is given are the connection's, reused for its
+	// next request: neither may be kept after the handler returns.
+	Handler http.Handler
+	// ReadHeaderTimeout bounds the wait for a request's head once its
+	// first byte has arrived (default 10 s); IdleTimeout the wait for the
+	// next request on a kept-alive connection (default 2 min).
+	ReadHeaderTimeout, IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's line and headers (default 64 KiB).
+	MaxHeaderBytes int
+	// BadRequest writes the body of an answer to a request that cannot be
+	// parsed (nil: text/plain with the reason).
+	BadRequest func(h http.Header, status int, reason string) []byte
+	// Log receives panics of the handler (nil: discarded).
+	Log *slog.Logger
+
+	once      sync.Once
+	ctx       context.Context
+	cancel    context.CancelFunc
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+}
+
+func (s *Server) init() {
+	s.once.Do(func() {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*conn]struct{}{}
+		if s.ReadHeaderTimeout <= 0 {
+			s.ReadHeaderTimeout = 10 * time.Second
+		}
+		if s.IdleTimeout <= 0 {
+			s.IdleTimeout = 2 * time.Minute
+		}
+		if s.MaxHeaderBytes <= 0 {
+			s.MaxHeaderBytes = 64 << 10
+		}
+		if s.Log == nil {
+			s.Log = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+// Serve accepts connections on ln until Shutdown or Close, after which it
+// returns http.ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return http.ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				// Out of descriptors, say: wait a little rather than spin.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				t := time.NewTimer(backoff)
+				select {
+				case <-t.C:
+				case <-s.ctx.Done():
+					t.Stop()
+				}
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// flight finish (their connections then close) and returns when every
+// connection is closed or ctx is done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.closing.Store(true)
+	s.closeListeners()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	s.init()
+	s.closing.Store(true)
+	s.closeListeners()
+	s.cancel()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// closeIdle closes the connections waiting for a request and returns how
+// many remain.
+func (s *Server) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if !c.active.Load() {
+			c.nc.Close()
+		}
+	}
+	return len(s.conns)
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return nil
+	}
+	c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}
+	c.head = newHead(c.br)
+	c.template = (&http.Request{}).WithContext(s.ctx)
+	c.req = new(http.Request)
+	c.w.c = c
+	c.w.hdr = http.Header{}
+	c.w.buf = make([]byte, 0, 4096)
+	s.conns[c] = struct{}{}
+	return c
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// conn is one client connection and the storage its requests are parsed
+// into.
+type conn struct {
+	s        *Server
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	active   atomic.Bool
+	template *http.Request // carries the server's context
+	req      *http.Request
+	url      url.URL
+	head     head
+	body     body
+	w        response
+}
+
+func (c *conn) serve() {
+	defer func() {
+		// A handler that panics with http.ErrAbortHandler breaks off its
+		// response on purpose: closing says so to the client.
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			c.s.Log.Error("gateway handler panicked", "panic", v, "stack", string(debug.Stack()))
+		}
+		c.nc.Close()
+		c.s.forget(c)
+	}()
+	for {
+		if c.s.closing.Load() {
+			return
+		}
+		if c.br.Buffered() == 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+			if _, err := c.br.Peek(1); err != nil {
+				return
+			}
+		}
+		c.active.Store(true)
+		c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
+		status, reason, err := c.readRequest()
+		if err != nil {
+			return
+		}
+		if status != 0 {
+			c.refuse(status, reason)
+			c.lingerClose()
+			return
+		}
+		c.nc.SetReadDeadline(time.Time{})
+		c.w.reset(c.req)
+		c.s.Handler.ServeHTTP(&c.w, c.req)
+		if !c.w.finish() {
+			if c.req.Body != http.NoBody && !c.body.done {
+				c.lingerClose()
+			}
+			return
+		}
+		c.active.Store(false)
+	}
+}
+
+// lingerClose ends a connection whose client may still be sending: the
+// answer is followed by the end of this side's stream, and what the client
+// sends meanwhile is read and dropped for a moment, so that the client reads
+// the answer instead of a reset for the unread bytes.
+func (c *conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	io.Copy(io.Discard, io.LimitReader(c.nc, 8<<20))
+}
+
+// refuse answers a request that could not be read and closes.
+func (c *conn) refuse(status int, reason string) {
+	h := http.Header{}
+	var body []byte
+	if c.s.BadRequest != nil {
+		body = c.s.BadRequest(h, status, reason)
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		body = []byte(strconv.Itoa(status) + " " + http.StatusText(status) + ": " + reason + "\n")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Connection", "close")
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.bw.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
+	writeHeader(c.bw, h)
+	c.bw.WriteString("\r\n")
+	c.bw.Write(body)
+	c.bw.Flush()
+}
+
+// readRequest reads a request's head into c.req. A non-zero status is the
+// answer to a request that cannot be served; err is a connection that
+// failed or closed.
+func (c *conn) readRequest() (status int, reason string, err error) {
+	left := c.s.MaxHeaderBytes
+	var line []byte
+	for range 4 { // empty lines before a request line are ignored (RFC 9112 2.2)
+		if line, err = c.head.line(&left); err != nil || len(line) > 0 {
+			break
+		}
+	}
+	if err == errLineTooLong {
+		return http.StatusRequestURITooLong, "request line too long", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	method, rest, ok1 := cutByte(line, ' ')
+	target, proto, ok2 := cutByte(rest, ' ')
+	if !ok1 || !ok2 || len(method) == 0 || len(target) == 0 || !isToken(method) {
+		return http.StatusBadRequest, "malformed request line", nil
+	}
+	minor := 1
+	switch string(proto) {
+	case "HTTP/1.1":
+	case "HTTP/1.0":
+		minor = 0
+	default:
+		if len(proto) == 8 && string(proto[:5]) == "HTTP/" && proto[6] == '.' && '0' <= proto[5] && proto[5] <= '9' {
+			return http.StatusHTTPVersionNotSupported, "only HTTP/1.0 and HTTP/1.1", nil
+		}
+		return http.StatusBadRequest, "malformed request line", nil
+	}
+	r := c.req
+	*r = *c.template
+	r.Method = c.head.intern(method)
+	r.RequestURI = c.head.intern(target)
+	if st, why := c.parseTarget(r.RequestURI); st != 0 {
+		return st, why, nil
+	}
+	r.URL = &c.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1."+strconv.Itoa(minor), 1, minor
+	r.RemoteAddr = c.nc.RemoteAddr().String()
+
+	switch err := c.head.headers(&left); {
+	case err == errLineTooLong:
+		return http.StatusRequestHeaderFieldsTooLarge, "request headers too large", nil
+	case errors.As(err, new(errMalformed)):
+		return http.StatusBadRequest, err.Error(), nil
+	case err != nil:
+		return 0, "", err
+	}
+	r.Header = c.head.hdr
+	return c.framing(r, minor)
+}
+
+// parseTarget reads the request target into c.url.
+func (c *conn) parseTarget(target string) (int, string) {
+	simple := target[0] == '/'
+	for i := 0; simple && i < len(target); i++ {
+		if b := target[i]; b <= ' ' || b >= 0x7f || b == '?' || b == '%' || b == '#' {
+			simple = false
+		}
+	}
+	if simple {
+		c.url = url.URL{Path: target}
+		return 0, ""
+	}
+	if target == "*" {
+		c.url = url.URL{Path: "*"}
+		return 0, ""
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil || (u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https") {
+		return http.StatusBadRequest, "malformed request target"
+	}
+	c.url = *u
+	return 0, ""
+}
+
+// framing checks the headers that say where the request ends and who it is
+// for, and sets the request's body.
+func (c *conn) framing(r *http.Request, minor int) (int, string, error) {
+	h := r.Header
+	hosts := h["Host"]
+	switch {
+	case len(hosts) > 1:
+		return http.StatusBadRequest, "more than one Host header", nil
+	case len(hosts) == 0 && minor == 1:
+		return http.StatusBadRequest, "missing required Host header", nil
+	case len(hosts) == 1 && !validHost(hosts[0]):
+		return http.StatusBadRequest, "malformed Host header", nil
+	}
+	r.Host = h.Get("Host")
+	if c.url.Host != "" {
+		r.Host = c.url.Host // absolute form wins (RFC 9112 3.2.2)
+	}
+	r.Close = minor == 0
+	for _, v := range h["Connection"] {
+		for _, tok := range strings.Split(v, ",") {
+			switch tok = strings.TrimSpace(tok); {
+			case strings.EqualFold(tok, "close"):
+				r.Close = true
+			case strings.EqualFold(tok, "keep-alive") && minor == 0:
+				r.Close = false
+			}
+		}
+	}
+	expect := false
+	if v, ok := h["Expect"]; ok {
+		if len(v) != 1 || !strings.EqualFold(v[0], "100-continue") {
+			return http.StatusExpectationFailed, "only Expect: 100-continue is understood", nil
+		}
+		expect = minor == 1
+	}
+	te, hasTE := h["Transfer-Encoding"]
+	cl, hasCL := h["Content-Length"]
+	c.body = body{c: c, expect: expect}
+	switch {
+	case hasTE && hasCL:
+		return http.StatusBadRequest, "both Transfer-Encoding and Content-Length", nil
+	case hasTE:
+		if minor == 0 {
+			return http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request", nil
+		}
+		if len(te) != 1 || !strings.EqualFold(te[0], "chunked") {
+			return http.StatusNotImplemented, "only the chunked transfer coding is understood", nil
+		}
+		r.ContentLength, r.TransferEncoding = -1, []string{"chunked"}
+		c.body.chunked = httputil.NewChunkedReader(c.br)
+		r.Body = &c.body
+	case hasCL:
+		n, err := strconv.ParseInt(cl[0], 10, 64)
+		for _, v := range cl[1:] {
+			if v != cl[0] {
+				err = errors.New("differing")
+			}
+		}
+		if err != nil || n < 0 || cl[0][0] == '+' {
+			return http.StatusBadRequest, "malformed Content-Length", nil
+		}
+		r.ContentLength = n
+		r.Body = http.NoBody
+		if n > 0 {
+			c.body.left = n
+			r.Body = &c.body
+		}
+	default:
+		r.ContentLength = 0
+		r.Body = http.NoBody
+	}
+	return 0, "", nil
+}
+
+// body reads a request's body from the connection: Content-Length bytes or
+// the chunked coding, with "100 Continue" sent before the first read when
+// the client waits for it.
+type body struct {
+	c       *conn
+	left    int64     // Content-Length bytes still to read
+	chunked io.Reader // the chunked coding's reader, nil otherwise
+	expect  bool      // the client waits for 100 Continue
+	done    bool      // read to its end
+	closed  bool      // the handler closed it
+	err     error     // the first error
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	switch {
+	case b.closed:
+		return 0, http.ErrBodyReadAfterClose
+	case b.done:
+		return 0, io.EOF
+	case b.err != nil:
+		return 0, b.err
+	}
+	if b.expect {
+		b.expect = false
+		if !b.c.w.committed {
+			b.c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := b.c.bw.Flush(); err != nil {
+				b.err = err
+				return 0, err
+			}
+		}
+	}
+	if b.chunked != nil {
+		n, err := b.chunked.Read(p)
+		if err == io.EOF {
+			b.done = true
+			if terr := b.c.head.skipTrailer(b.c.s.MaxHeaderBytes); terr != nil {
+				b.err = terr
+				return n, terr
+			}
+		} else if err != nil {
+			b.err = err
+		}
+		return n, err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.c.br.Read(p)
+	b.left -= int64(n)
+	if b.left == 0 {
+		b.done = true
+		return n, io.EOF
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *body) Close() error {
+	b.closed = true
+	return nil
+}
+
+// response is the connection's http.ResponseWriter. A response whose body
+// fits its buffer when the handler returns goes with a Content-Length;
+// a longer one, or one flushed early, is chunked (HTTP/1.1) or ends with the
+// connection (HTTP/1.0).
+type response struct {
+	c           *conn
+	req         *http.Request
+	hdr         http.Header
+	status      int
+	wroteHeader bool
+	committed   bool
+	chunked     bool
+	noBody      bool  // HEAD, 1xx, 204, 304
+	length      int64 // the declared Content-Length, -1 when none
+	written     int64
+	close       bool
+	buf         []byte
+	err         error
+}
+
+func (w *response) reset(r *http.Request) {
+	clear(w.hdr)
+	*w = response{c: w.c, req: r, hdr: w.hdr, buf: w.buf[:0], length: -1}
+}
+
+func (w *response) Header() http.Header { return w.hdr }
+
+func (w *response) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	if code < 100 || code > 999 {
+		code = http.StatusInternalServerError
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		// An interim answer (103 Early Hints): sent at once, with the
+		// headers set so far.
+		w.c.bw.WriteString("HTTP/1.1 " + strconv.Itoa(code) + " " + http.StatusText(code) + "\r\n")
+		writeHeader(w.c.bw, w.hdr)
+		w.c.bw.WriteString("\r\n")
+		w.c.bw.Flush()
+		return
+	}
+	w.status, w.wroteHeader = code, true
+	w.noBody = w.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
+	if v := w.hdr.Get("Content-Length"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			w.length = n
+		}
+	}
+}
+
+func (w *response) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			return len(p), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.length >= 0 && w.written+int64(len(p)) > w.length {
+		return 0, http.ErrContentLength
+	}
+	if !w.committed {
+		if w.length < 0 && len(w.buf)+len(p) <= cap(w.buf) {
+			w.buf = append(w.buf, p...)
+			w.written += int64(len(p))
+			return len(p), nil
+		}
+		if err := w.commit(false); err != nil {
+			return 0, err
+		}
+	}
+	w.written += int64(len(p))
+	return w.send(p)
+}
+
+// send writes body bytes after the head.
+func (w *response) send(p []byte) (int, error) {
+	bw := w.c.bw
+	if w.chunked {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+		bw.WriteString("\r\n")
+	}
+	n, err := bw.Write(p)
+	if err == nil && w.chunked {
+		_, err = bw.WriteString("\r\n")
+	}
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// commit writes the head: with the declared length, the buffered body's
+// length when the handler is done (final), or else chunked (or until the
+// connection closes), followed by what was buffered.
+func (w *response) commit(final bool) error {
+	w.committed = true
+	bw := w.c.bw
+	r := w.req
+	if h := w.hdr["Connection"]; len(h) > 0 {
+		for _, v := range h {
+			if strings.Contains(strings.ToLower(v), "close") {
+				w.close = true
+			}
+		}
+	}
+	if r.Close || w.c.s.closing.Load() {
+		w.close = true
+	}
+	length := w.length
+	switch {
+	case w.noBody:
+	case length >= 0:
+	case final:
+		length = int64(len(w.buf))
+	case r.ProtoMinor == 1:
+		w.chunked = true
+	default:
+		w.close = true // HTTP/1.0: the body ends with the connection
+	}
+	bw.WriteString(statusLine(w.status))
+	for _, k := range [...]string{"Content-Length", "Transfer-Encoding", "Connection"} {
+		delete(w.hdr, k)
+	}
+	writeHeader(bw, w.hdr)
+	if _, ok := w.hdr["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(date())
+		bw.WriteString("\r\n")
+	}
+	if length >= 0 && (!w.noBody || w.status == http.StatusNotModified || r.Method == http.MethodHead) && w.status >= 200 && w.status != http.StatusNoContent {
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(length, 10))
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	switch {
+	case w.close:
+		bw.WriteString("Connection: close\r\n")
+	case r.ProtoMinor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	bw.WriteString("\r\n")
+	if len(w.buf) > 0 && !w.noBody {
+		if _, err := w.send(w.buf); err != nil {
+			return err
+		}
+	}
+	w.buf = w.buf[:0]
+	return w.err
+}
+
+// Flush sends the head and what was written so far.
+func (w *response) Flush() {
+	w.FlushError()
+}
+
+// FlushError is Flush with its error (http.ResponseController).
+func (w *response) FlushError() error {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		if err := w.commit(false); err != nil {
+			return err
+		}
+	}
+	if err := w.c.bw.Flush(); err != nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+// SetReadDeadline and SetWriteDeadline are the connection's
+// (http.ResponseController).
+func (w *response) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
+func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+
+// finish completes the response after the handler and reports whether the
+// connection may serve another request.
+func (w *response) finish() bool {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(true)
+	}
+	if w.chunked && w.err == nil {
+		w.c.bw.WriteString("0\r\n\r\n")
+	}
+	if w.length >= 0 && w.written < w.length && !w.noBody {
+		w.close = true // the body is shorter than announced: only closing tells the client
+	}
+	if err := w.c.bw.Flush(); err != nil || w.err != nil {
+		return false
+	}
+	b := &w.c.body
+	if w.req.Body != http.NoBody && !b.done {
+		return false // the rest of the body is unread: where would the next request start?
+	}
+	return !w.close
+}
+
+// writeHeader writes h as header lines; a value's CR, LF or NUL becomes a
+// space, so that no value can start a header of its own.
+func writeHeader(bw *bufio.Writer, h http.Header) {
+	for k, vs := range h {
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			if validValue(v) {
+				bw.WriteString(v)
+			} else {
+				bw.WriteString(sanitize(v))
+			}
+			bw.WriteString("\r\n")
+		}
+	}
+}
+
+func sanitize(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return ' '
+		}
+		return r
+	}, v)
+}
+
+var statusLines sync.Map // int → string
+
+func statusLine(code int) string {
+	if s, ok := statusLines.Load(code); ok {
+		return s.(string)
+	}
+	text := http.StatusText(code)
+	if text == "" {
+		text = "status code " + strconv.Itoa(code)
+	}
+	s := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+	statusLines.Store(code, s)
+	return s
+}
+
+// date is the Date header's value, formatted once a second.
+func date() string {
+	now := time.Now().Unix()
+	if d := lastDate.Load(); d != nil && d.unix == now {
+		return d.text
+	}
+	d := &dateValue{unix: now, text: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	lastDate.Store(d)
+	return d.text
+}
+
+type dateValue struct {
+	unix int64
+	text string
+}
+
+var lastDate atomic.Pointer[dateValue]
