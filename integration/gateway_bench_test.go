@@ -109,7 +109,7 @@ func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget)
 	decisions := gateway.NewDecisionLog(st.JetStream(), 8192)
 	go decisions.Run(ctx)
 	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01, Failures: failures,
-		Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+		AccessLog: io.Discard})
 	last, _ := e.st.LastSeq(e.ctx, "")
 	if err := model.WaitFor(e.ctx, last, 30*time.Second); err != nil {
 		b.Fatal(err)

@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,11 +49,13 @@ func main() {
 type target struct {
 	name, url string
 	headers   []string
+	pid       int // the process whose CPU time is reported per request (0: none)
 }
 
 type result struct {
 	rps []float64
 	p99 []time.Duration
+	cpu []time.Duration // CPU time per request
 }
 
 func run(bin, conns string, dur time.Duration, passes int) error {
@@ -146,7 +149,7 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 	targets := []target{
 		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", proxyPort)},
 		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
-		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}},
+		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}, pid: gw.Process.Pid},
 	}
 	fmt.Printf("wrk -t1, %s per pass, %d interleaved passes; upstream: nginx on loopback\n\n", dur, passes)
 	for _, c := range strings.Split(conns, ",") {
@@ -157,21 +160,29 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 		results := make([]result, len(targets))
 		for range passes {
 			for i, t := range targets {
+				before := cpuTime(t.pid)
 				rps, p99, err := wrk(ctx, t, n, dur)
 				if err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)
+				}
+				if t.pid != 0 {
+					results[i].cpu = append(results[i].cpu, (cpuTime(t.pid)-before)/time.Duration(rps*dur.Seconds()))
 				}
 				results[i].rps = append(results[i].rps, rps)
 				results[i].p99 = append(results[i].p99, p99)
 			}
 		}
 		floorRPS, floorP99 := median(results[0].rps), medianD(results[0].p99)
-		fmt.Printf("-c%d | req/s (median) | vs nginx | p99 (median) | p99 - nginx's\n", n)
-		fmt.Println("---|---|---|---|---")
+		fmt.Printf("-c%d | req/s (median) | vs nginx | p99 (median) | p99 - nginx's | CPU per request\n", n)
+		fmt.Println("---|---|---|---|---|---")
 		for i, t := range targets {
 			rps, p99 := median(results[i].rps), medianD(results[i].p99)
-			fmt.Printf("%s | %.0f | %.2f | %.2f ms | %+.2f ms\n", t.name, rps, rps/floorRPS,
-				float64(p99.Microseconds())/1000, float64((p99-floorP99).Microseconds())/1000)
+			cpu := "–"
+			if len(results[i].cpu) > 0 {
+				cpu = fmt.Sprintf("%.1f µs", float64(medianD(results[i].cpu).Nanoseconds())/1000)
+			}
+			fmt.Printf("%s | %.0f | %.2f | %.2f ms | %+.2f ms | %s\n", t.name, rps, rps/floorRPS,
+				float64(p99.Microseconds())/1000, float64((p99-floorP99).Microseconds())/1000, cpu)
 		}
 		fmt.Println()
 	}
@@ -359,6 +370,26 @@ func medianD(v []time.Duration) time.Duration {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// cpuTime is the user and system time a process has used (0 for pid 0 or
+// when it cannot be read).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
 func rssMB(pid int) (float64, error) {

@@ -125,18 +125,44 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// logFlags are the logging flags every mode has.
-type logFlags struct{ level string }
+// logFlags are the logging flags every mode has, and the batch its logger
+// writes through.
+type logFlags struct {
+	level string
+	batch *logBatch
+}
 
 func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// logger returns a JSON logger writing to w.
+// logger returns a JSON logger writing to w in batches (logBatch); the
+// caller defers close.
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
 		return nil, usageError{fmt.Errorf("-log-level: %w", err)}
 	}
+	if w != io.Discard && l.batch == nil {
+		l.batch = newLogBatch(w, 64<<10, logFlushEvery)
+		w = l.batch
+	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// accessLog is where a gateway's access log goes: the log's batch, when
+// the level lets Info through (nil otherwise).
+func (l *logFlags) accessLog() io.Writer {
+	var lvl slog.Level
+	if l.batch == nil || lvl.UnmarshalText([]byte(l.level)) != nil || lvl > slog.LevelInfo {
+		return nil
+	}
+	return l.batch
+}
+
+// close writes what the logger has batched.
+func (l *logFlags) close() {
+	if l.batch != nil {
+		l.batch.Close()
+	}
 }

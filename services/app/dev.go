@@ -269,6 +269,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	var cfg DevConfig
 	var lf logFlags
+	defer lf.close()
 	fs.StringVar(&cfg.DataDir, "data", DefaultDataDir, "data directory (JetStream store, root key, addresses.json)")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", DefaultAdminListen, "admin API address (port 0 picks a free port)")
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", DefaultGatewayListen, "gateway address (port 0 picks a free port)")
@@ -302,6 +303,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	cfg.Logger = log
+	cfg.Gateway.AccessLog = lf.accessLog()
 	d, err := StartDev(ctx, cfg)
 	if err != nil {
 		return err

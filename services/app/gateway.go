@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,10 @@ type GatewayConfig struct {
 	// by one per second; the rest are logged as one line (0: all logged).
 	DenialsLoggedEach int
 	TrustedProxies    []netip.Prefix
+	// AccessLog receives the access log, one JSON line per request (nil:
+	// none); the modes give it their log's batch when the level is info or
+	// lower.
+	AccessLog io.Writer
 }
 
 // gatewayRole is a running gateway: its read model, presence, decision log
@@ -172,7 +177,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	}
 	g.gw = gateway.New(gateway.Config{Failures: failures, Denials: denials, TrustedProxies: cfg.TrustedProxies, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
 		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
-		Log: log.With("component", "gateway")})
+		Log: log.With("component", "gateway"), AccessLog: cfg.AccessLog, AccessComponent: "gateway"})
 	// Plaintext HTTP/1.1 is the gateway's own server (the fast path); TLS,
 	// with HTTP/2, is net/http's, serving the same handler. No write
 	// timeout: responses may stream for as long as the upstream sends.

@@ -23,6 +23,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var nf natsFlags
 	var lf logFlags
+	defer lf.close()
 	nf.register(fs, natsauth.Control)
 	adminListen := fs.String("admin-listen", DefaultAdminListen, "admin API address")
 	replicas := fs.Int("replicas", 1, "replicas of the streams this node creates (3 on a cluster)")
@@ -86,6 +87,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var nf natsFlags
 	var lf logFlags
+	defer lf.close()
 	var gf gatewayFlags
 	nf.register(fs, natsauth.Gateway)
 	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
@@ -119,6 +121,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer closeConn(nc)
+	gf.cfg.AccessLog = lf.accessLog()
 	g, err := startGateway(ctx, nc, st, gf.cfg, log)
 	if err != nil {
 		return err

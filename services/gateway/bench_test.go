@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -18,7 +17,7 @@ import (
 // (tuned as a Go proxy would be), both to the same loopback upstream.
 func BenchmarkServeHTTP(b *testing.B) {
 	f := newFixture(b, func(c *gateway.Config) {
-		c.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+		c.AccessLog = io.Discard
 		c.Sample = 0
 	})
 	f.tenant("acme")

@@ -101,8 +101,13 @@ type Config struct {
 	// BodyTimeout bounds how long a request's body may take to arrive while
 	// it is proxied (default 60 s).
 	BodyTimeout time.Duration
-	// Log receives the access log (JSON lines) and errors.
+	// Log receives errors and warnings.
 	Log *slog.Logger
+	// AccessLog receives the access log (nil: none), one JSON line per
+	// Write in the shape of slog's JSON records, with "component" set to
+	// AccessComponent when it is not empty.
+	AccessLog       io.Writer
+	AccessComponent string
 	// Registry receives the gateway's metrics (default: a new one).
 	Registry *prometheus.Registry
 	// Now is the clock (default time.Now).
@@ -112,6 +117,7 @@ type Config struct {
 // Gateway is an http.Handler.
 type Gateway struct {
 	cfg       Config
+	access    *accessLog
 	metrics   *metrics
 	upstreams *upstreams
 }
@@ -150,6 +156,9 @@ func New(cfg Config) *Gateway {
 	}
 	cfg.Sample = min(max(cfg.Sample, 0), 1)
 	g := &Gateway{cfg: cfg}
+	if cfg.AccessLog != nil {
+		g.access = newAccessLog(cfg.AccessLog, cfg.AccessComponent)
+	}
 	g.metrics = newMetrics(cfg.Registry, cfg.Model, cfg.MaxStaleness, cfg.Now, cfg.Decisions, cfg.Limits)
 	g.upstreams = newUpstreams(cfg.Transport, cfg.Egress, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log, cfg.TrustedProxies)
 	return g
@@ -204,7 +213,11 @@ type exchange struct {
 	upstream time.Duration
 	failOpen bool
 	body     bool // the request has a body
-	quiet    bool // a denial past its address's threshold: counted, not logged one by one
+	// connection is the client's Connection header; extra what the
+	// upstream request adds (upstreams.extra): kept here, not allocated.
+	connection []string
+	extra      [16]string
+	quiet      bool // a denial past its address's threshold: counted, not logged one by one
 }
 
 // ServeHTTP routes, verifies, limits and proxies one request.
@@ -329,14 +342,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // presented.
 func presentedKey(r *http.Request) (key string, ok bool) {
 	var bearer string
-	auths := r.Header.Values("Authorization")
+	auths := r.Header["Authorization"]
 	if len(auths) > 1 {
 		return "", false // which one would the upstream believe?
 	}
 	if len(auths) == 1 && len(auths[0]) > 7 && strings.EqualFold(auths[0][:7], "bearer ") {
 		bearer = strings.TrimSpace(auths[0][7:])
 	}
-	apiKeys := r.Header.Values(HeaderAPIKey)
+	apiKeys := r.Header[apiKeyHeader]
 	switch {
 	case len(apiKeys) > 1:
 		return "", false
@@ -349,6 +362,9 @@ func presentedKey(r *http.Request) (key string, ok bool) {
 	}
 	return "", true
 }
+
+// apiKeyHeader is HeaderAPIKey as net/http and h1 store it.
+var apiKeyHeader = http.CanonicalHeaderKey(HeaderAPIKey)
 
 // notCanonical says why a request path is not canonical, "" when it is. A
 // path an upstream could read as another than the one it was routed by is
@@ -516,13 +532,10 @@ func (g *Gateway) finish(r *http.Request, x *exchange) {
 	if x.upstream > 0 {
 		g.metrics.proxy.Observe(x.upstream.Seconds())
 	}
-	if !x.quiet && g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
-		g.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("request_id", x.id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", x.status), slog.String("code", code), slog.String("key_id", x.decision.KeyID),
-			slog.String("tenant", x.decision.Tenant), slog.String("api", x.api.ID), slog.Uint64("seq", x.decision.Seq),
-			slog.Bool("fail_open", x.failOpen), slog.Float64("duration_ms", float64(time.Since(x.start).Microseconds())/1000),
-			slog.Float64("upstream_ms", float64(x.upstream.Microseconds())/1000))
+	if g.access != nil && !x.quiet {
+		g.access.write(&accessEntry{at: time.Now(), requestID: x.id, method: r.Method, path: r.URL.Path, status: x.status,
+			code: code, keyID: x.decision.KeyID, tenant: x.decision.Tenant, api: x.api.ID, seq: x.decision.Seq,
+			failOpen: x.failOpen, duration: time.Since(x.start), upstream: x.upstream})
 	}
 }
 

@@ -98,7 +98,7 @@ func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 	decisions := gateway.NewDecisionLog(js, 1000)
 	go decisions.Run(runCtx)
 	cfg := gateway.Config{Model: f.model, Node: "gw-test", Decisions: decisions, Sample: 1,
-		Log: slog.New(slog.NewJSONHandler(f.access, nil)), Now: func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }}
+		AccessLog: f.access, Now: func() time.Time { return time.Now().Add(time.Duration(f.skew.Load())) }}
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -69,9 +69,8 @@ func newUpstreams(t *h1.Transport, policy *egress.Policy, timeout, ejectFor time
 // serve proxies a verified request and streams the answer back.
 func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 	x.status = http.StatusBadGateway
-	out := h1.Request{Method: r.Method, Host: r.Host, Header: headers.Get().(http.Header)}
-	defer func() { clear(out.Header); headers.Put(out.Header) }()
-	u.rewrite(out.Header, r, x)
+	x.connection = r.Header["Connection"]
+	out := h1.Request{Method: r.Method, Host: r.Host, Header: r.Header, Skip: x, Extra: u.extra(r, x)}
 	if x.body {
 		out.Body, out.ContentLength = r.Body, r.ContentLength
 	}
@@ -84,14 +83,10 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 	}
 	defer resp.Body.Close()
 	h := w.Header()
+	conn := resp.Header["Connection"]
 	for k, v := range resp.Header {
-		if !hopByHop(k) {
+		if !hopByHop(k) && !listedIn(conn, k) {
 			h[k] = v
-		}
-	}
-	for _, v := range resp.Header["Connection"] {
-		for _, name := range strings.Split(v, ",") {
-			delete(h, http.CanonicalHeaderKey(strings.TrimSpace(name)))
 		}
 	}
 	x.status = resp.Status
@@ -124,43 +119,51 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 	}
 }
 
-// rewrite fills the upstream request's headers: the client's, without
-// hop-by-hop headers, credentials or any Keytrail-* header it sent (an
-// upstream must be able to trust them), with the verified identity and
-// X-Forwarded-*.
-func (u *upstreams) rewrite(h http.Header, r *http.Request, x *exchange) {
-	for name, v := range r.Header {
-		if !hopByHop(name) && !reservedHeader(name) && !forwarding(name) {
-			h[name] = v
-		}
-	}
-	for _, v := range r.Header["Connection"] {
-		for _, name := range strings.Split(v, ",") {
-			delete(h, http.CanonicalHeaderKey(strings.TrimSpace(name)))
-		}
-	}
+// Skip reports whether a client's header stays out of the upstream
+// request: hop-by-hop headers (and those its Connection names),
+// credentials and any Keytrail-* header it sent (an upstream must be able
+// to trust them), and the X-Forwarded-* the gateway sets itself.
+func (x *exchange) Skip(name string) bool {
+	return hopByHop(name) || reservedHeader(name) || forwarding(name) || listedIn(x.connection, name)
+}
+
+// extra is what the gateway adds to the upstream request: X-Forwarded-*
+// and the verified identity, in the exchange's own storage.
+func (u *upstreams) extra(r *http.Request, x *exchange) []string {
 	// X-Forwarded-For names the peer, after what a trusted proxy said.
-	if peer, ok := remoteAddr(r); ok {
-		ip := peer.String()
-		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 && isTrusted(u.trusted, peer) {
-			ip = strings.Join(prior, ", ") + ", " + ip
+	forwardedFor := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		forwardedFor = host
+	}
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		if peer, ok := remoteAddr(r); ok && isTrusted(u.trusted, peer) {
+			forwardedFor = strings.Join(prior, ", ") + ", " + forwardedFor
 		}
-		h["X-Forwarded-For"] = []string{ip}
 	}
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
-	h["X-Forwarded-Host"] = []string{r.Host}
-	h["X-Forwarded-Proto"] = []string{proto}
-	// The identity headers share one backing array: one allocation, not
-	// five (the names are canonical already).
 	d := &x.decision
-	v := [...]string{d.KeyID, d.Tenant, d.User, strings.Join(d.KeyScopes(), ","), x.id}
-	vals := v[:]
-	for i, name := range identityHeaders {
-		h[name] = vals[i : i+1 : i+1]
+	scopes := ""
+	if s := d.KeyScopes(); len(s) == 1 {
+		scopes = s[0]
+	} else if len(s) > 1 {
+		scopes = strings.Join(s, ",")
 	}
+	x.extra = [...]string{"X-Forwarded-For", forwardedFor, "X-Forwarded-Host", r.Host, "X-Forwarded-Proto", proto,
+		HeaderKeyID, d.KeyID, HeaderTenant, d.Tenant, HeaderUser, d.User, HeaderScopes, scopes, HeaderRequestID, x.id}
+	return x.extra[:]
+}
+
+// listedIn reports whether a Connection header names name.
+func listedIn(connection []string, name string) bool {
+	for _, v := range connection {
+		if h1.Listed(v, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // hopByHop reports whether a header concerns one connection only and is
@@ -183,8 +186,6 @@ func forwarding(name string) bool {
 	}
 	return false
 }
-
-var headers = sync.Pool{New: func() any { return make(http.Header, 16) }}
 
 // reservedHeader reports whether a client's header must not reach an
 // upstream: a credential (Authorization, Proxy-Authorization, X-API-Key) or
@@ -215,10 +216,6 @@ func normalEqual(name, lower string) bool {
 	}
 	return true
 }
-
-// identityHeaders are what the upstream learns of the verified key, in the
-// order rewrite fills them.
-var identityHeaders = [...]string{HeaderKeyID, HeaderTenant, HeaderUser, HeaderScopes, HeaderRequestID}
 
 // roundTrip sends the request to the API's upstreams.
 func (u *upstreams) roundTrip(r *http.Request, out *h1.Request, x *exchange) (*h1.Response, error) {

@@ -53,14 +53,20 @@ type Request struct {
 	Target string
 	// Host is the Host header.
 	Host string
-	// Header is sent as it is: the caller has removed the hop-by-hop
-	// headers. Content-Length and Transfer-Encoding are the transport's.
+	// Header is sent but for the names Skip reports (the caller skips the
+	// hop-by-hop headers), then Extra (name, value, name, value…).
+	// Content-Length and Transfer-Encoding are the transport's.
 	Header http.Header
+	Skip   Skipper
+	Extra  []string
 	// Body is nil for none; ContentLength is its length, -1 when unknown
 	// (sent chunked).
 	Body          io.Reader
 	ContentLength int64
 }
+
+// Skipper says which of a request's headers are not sent.
+type Skipper interface{ Skip(name string) bool }
 
 // Response is an upstream's answer. Its Header and Body are the
 // connection's: valid until Body is closed, which must be done once.
@@ -86,6 +92,17 @@ type pconn struct {
 	idleAt time.Time
 	reused bool
 	stop   func() bool // stops watching the caller's context
+	rd     time.Time   // the read deadline set last
+}
+
+// deadline is conn.deadline's for upstream connections.
+func (pc *pconn) deadline(timeout time.Duration) {
+	t := time.Now().Add(timeout)
+	if d := t.Sub(pc.rd); !pc.rd.IsZero() && d >= 0 && d < min(timeout/16, time.Second) {
+		return
+	}
+	pc.rd = t
+	pc.nc.SetReadDeadline(t)
 }
 
 func (t *Transport) maxIdle() int {
@@ -234,7 +251,17 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(req.Host)
 	bw.WriteString("\r\n")
-	writeHeader(bw, req.Header)
+	for k, vs := range req.Header {
+		if req.Skip != nil && req.Skip.Skip(k) {
+			continue
+		}
+		for _, v := range vs {
+			writeField(bw, k, v)
+		}
+	}
+	for i := 0; i+1 < len(req.Extra); i += 2 {
+		writeField(bw, req.Extra[i], req.Extra[i+1])
+	}
 	switch {
 	case req.Body == nil:
 		if req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
@@ -259,7 +286,7 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	pc.nc.SetReadDeadline(time.Now().Add(timeout))
+	pc.deadline(timeout)
 	resp, got, err := pc.readResponse(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -270,7 +297,12 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 		}
 		return nil, sent || got, err
 	}
-	pc.nc.SetReadDeadline(time.Time{})
+	if !resp.Body.done && (resp.Body.left < 0 || int64(pc.br.Buffered()) < resp.Body.left) {
+		// The body is still to come, for as long as the upstream streams
+		// it: no deadline. (One already whole in the buffer needs none.)
+		pc.rd = time.Time{}
+		pc.nc.SetReadDeadline(pc.rd)
+	}
 	return resp, true, nil
 }
 
@@ -328,18 +360,14 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 		}
 		h := pc.head.hdr
 		b := &pc.body
-		*b = ResponseBody{pc: pc, reuse: true, left: -1}
-		if minor == 0 {
-			b.reuse = false
-			for _, v := range h["Connection"] {
-				if strings.EqualFold(strings.TrimSpace(v), "keep-alive") {
-					b.reuse = true
-				}
-			}
-		}
+		*b = ResponseBody{pc: pc, reuse: minor == 1, left: -1}
 		for _, v := range h["Connection"] {
-			if strings.Contains(strings.ToLower(v), "close") {
+			if Listed(v, "close") {
 				b.reuse = false
+				break
+			}
+			if Listed(v, "keep-alive") {
+				b.reuse = true
 			}
 		}
 		te, hasTE := h["Transfer-Encoding"]

@@ -20,6 +20,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -194,7 +195,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}
 	c.head = newHead(c.br)
-	c.template = (&http.Request{}).WithContext(s.ctx)
+	// Requests' context is never cancelled: what a handler waits for is
+	// bounded, and Close ends the connections under it.
+	c.template = (&http.Request{}).WithContext(context.WithoutCancel(s.ctx))
+	c.remote = nc.RemoteAddr().String()
 	c.req = new(http.Request)
 	c.w.c = c
 	c.w.hdr = http.Header{}
@@ -223,7 +227,32 @@ type conn struct {
 	head     head
 	body     body
 	w        response
+	rd       time.Time // the read deadline set last
+	remote   string
 }
+
+// deadline sets the connection's read deadline to timeout from now,
+// unless the one set is earlier by less than a sixteenth of the timeout (at
+// most a second): a connection serving many requests a second then sets
+// its deadline about once a second rather than once a request (a system
+// call and a timer each), and a wait is never cut shorter than 15/16 of its
+// timeout.
+func (c *conn) deadline(timeout time.Duration) {
+	t := time.Now().Add(timeout)
+	if d := t.Sub(c.rd); !c.rd.IsZero() && d >= 0 && d < min(timeout/16, time.Second) {
+		return
+	}
+	c.rd = t
+	c.nc.SetReadDeadline(t)
+}
+
+// headWhole reports whether br holds a whole head (up to its empty line).
+func headWhole(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 func (c *conn) serve() {
 	defer func() {
@@ -240,13 +269,18 @@ func (c *conn) serve() {
 			return
 		}
 		if c.br.Buffered() == 0 {
-			c.nc.SetReadDeadline(time.Now().Add(c.s.IdleTimeout))
+			c.deadline(c.s.IdleTimeout)
 			if _, err := c.br.Peek(1); err != nil {
 				return
 			}
 		}
 		c.active.Store(true)
-		c.nc.SetReadDeadline(time.Now().Add(c.s.ReadHeaderTimeout))
+		// A head already whole in the buffer is read without waiting: the
+		// header timeout matters only when it is not.
+		whole := headWhole(c.br)
+		if !whole {
+			c.deadline(c.s.ReadHeaderTimeout)
+		}
 		status, reason, err := c.readRequest()
 		if err != nil {
 			return
@@ -256,7 +290,9 @@ func (c *conn) serve() {
 			c.lingerClose()
 			return
 		}
-		c.nc.SetReadDeadline(time.Time{})
+		if !whole {
+			c.deadline(c.s.IdleTimeout)
+		}
 		c.w.reset(c.req)
 		c.s.Handler.ServeHTTP(&c.w, c.req)
 		if !c.w.finish() {
@@ -277,7 +313,7 @@ func (c *conn) lingerClose() {
 	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	c.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	c.deadline(500 * time.Millisecond)
 	io.Copy(io.Discard, io.LimitReader(c.nc, 8<<20))
 }
 
@@ -342,8 +378,11 @@ func (c *conn) readRequest() (status int, reason string, err error) {
 		return st, why, nil
 	}
 	r.URL = &c.url
-	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1."+strconv.Itoa(minor), 1, minor
-	r.RemoteAddr = c.nc.RemoteAddr().String()
+	r.Proto, r.ProtoMajor, r.ProtoMinor = string(proto), 1, minor
+	if minor == 1 {
+		r.Proto = "HTTP/1.1" // no allocation
+	}
+	r.RemoteAddr = c.remote
 
 	switch err := c.head.headers(&left); {
 	case err == errLineTooLong:
@@ -400,13 +439,10 @@ func (c *conn) framing(r *http.Request, minor int) (int, string, error) {
 	}
 	r.Close = minor == 0
 	for _, v := range h["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			switch tok = strings.TrimSpace(tok); {
-			case strings.EqualFold(tok, "close"):
-				r.Close = true
-			case strings.EqualFold(tok, "keep-alive") && minor == 0:
-				r.Close = false
-			}
+		if Listed(v, "close") {
+			r.Close = true
+		} else if minor == 0 && Listed(v, "keep-alive") {
+			r.Close = false
 		}
 	}
 	expect := false
@@ -632,11 +668,9 @@ func (w *response) commit(final bool) error {
 	w.committed = true
 	bw := w.c.bw
 	r := w.req
-	if h := w.hdr["Connection"]; len(h) > 0 {
-		for _, v := range h {
-			if strings.Contains(strings.ToLower(v), "close") {
-				w.close = true
-			}
+	for _, v := range w.hdr["Connection"] {
+		if Listed(v, "close") {
+			w.close = true
 		}
 	}
 	if r.Close || w.c.s.closing.Load() {
@@ -711,7 +745,10 @@ func (w *response) FlushError() error {
 
 // SetReadDeadline and SetWriteDeadline are the connection's
 // (http.ResponseController).
-func (w *response) SetReadDeadline(t time.Time) error  { return w.c.nc.SetReadDeadline(t) }
+func (w *response) SetReadDeadline(t time.Time) error {
+	w.c.rd = t
+	return w.c.nc.SetReadDeadline(t)
+}
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
 
 // finish completes the response after the handler and reports whether the
@@ -744,16 +781,34 @@ func (w *response) finish() bool {
 func writeHeader(bw *bufio.Writer, h http.Header) {
 	for k, vs := range h {
 		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			if validValue(v) {
-				bw.WriteString(v)
-			} else {
-				bw.WriteString(sanitize(v))
-			}
-			bw.WriteString("\r\n")
+			writeField(bw, k, v)
 		}
 	}
+}
+
+// writeField writes one header line (writeHeader's rule for values).
+func writeField(bw *bufio.Writer, name, value string) {
+	bw.WriteString(name)
+	bw.WriteString(": ")
+	if validValue(value) {
+		bw.WriteString(value)
+	} else {
+		bw.WriteString(sanitize(value))
+	}
+	bw.WriteString("\r\n")
+}
+
+// Listed reports whether a comma-separated header value (Connection's)
+// lists token, in any case.
+func Listed(value, token string) bool {
+	for value != "" {
+		var item string
+		item, value, _ = strings.Cut(value, ",")
+		if strings.EqualFold(strings.Trim(item, " \t"), token) {
+			return true
+		}
+	}
+	return false
 }
 
 func sanitize(v string) string {
