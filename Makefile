@@ -46,7 +46,7 @@ soak:
 FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecoderAgreesWithEncodingJSON \
 	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies ./projections:FuzzReadSnapshot \
 	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway ./services/natsauth:FuzzParseIdentity \
-	./services/gateway:FuzzCanonicalPathAgainstTheRouter
+	./services/gateway:FuzzCanonicalPathAgainstTheRouter ./services/gateway/h1:FuzzRequests ./services/gateway/h1:FuzzResponses
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

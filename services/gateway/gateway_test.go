@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -1054,4 +1055,79 @@ func serve(t testing.TB, g *gateway.Gateway) *served {
 	go func() { srv.Serve(ln); close(done) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	return &served{URL: "http://" + ln.Addr().String()}
+}
+
+// TestTheProxyKeepsHTTPSemantics, through the gateway's own HTTP/1.1 path:
+// hop-by-hop headers (and those a Connection header names) stop at the
+// gateway both ways; a chunked request body reaches the upstream whole; a
+// large answer keeps its Content-Length; HEAD keeps the length a GET would
+// have; X-Forwarded-For from an untrusted client is replaced by its
+// address.
+func TestTheProxyKeepsHTTPSemantics(t *testing.T) {
+	f := newFixture(t)
+	got := make(chan *http.Request, 1)
+	bodies := make(chan string, 1)
+	big := strings.Repeat("b", 100<<10)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- string(b)
+		w.Header().Set("Connection", "X-Up-Hop")
+		w.Header().Set("X-Up-Hop", "1")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		io.WriteString(w, big)
+	}))
+	defer up.Close()
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil, up.URL)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "POST /orders/1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nConnection: X-Client-Hop\r\nX-Client-Hop: 1\r\n"+
+		"Te: trailers\r\nX-Forwarded-For: 10.9.9.9\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", sec)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	r := <-got
+	if body := <-bodies; body != "hello world" {
+		t.Fatalf("the chunked body reached the upstream as %q", body)
+	}
+	for _, name := range []string{"X-Client-Hop", "Te", "Connection"} {
+		if r.Header.Get(name) != "" {
+			t.Errorf("%s reached the upstream: %v", name, r.Header)
+		}
+	}
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For %q", xff)
+	}
+	if resp.StatusCode != 200 || string(b) != big || resp.ContentLength != int64(len(big)) {
+		t.Fatalf("%d, %d bytes, Content-Length %d", resp.StatusCode, len(b), resp.ContentLength)
+	}
+	for _, name := range []string{"X-Up-Hop", "Keep-Alive"} {
+		if resp.Header.Get(name) != "" {
+			t.Errorf("%s reached the client", name)
+		}
+	}
+	// The connection is still good for the next request: a HEAD.
+	fmt.Fprintf(c, "HEAD /orders/1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n\r\n", sec)
+	resp, err = http.ReadResponse(br, &http.Request{Method: "HEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-got
+	<-bodies
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(big)) {
+		t.Fatalf("HEAD: %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
+	}
 }

@@ -124,7 +124,7 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 // credentials and any Keytrail-* header it sent (an upstream must be able
 // to trust them), and the X-Forwarded-* the gateway sets itself.
 func (x *exchange) Skip(name string) bool {
-	return hopByHop(name) || reservedHeader(name) || forwarding(name) || listedIn(x.connection, name)
+	return hopByHop(name) || transportOwned(name) || reservedHeader(name) || forwarding(name) || listedIn(x.connection, name)
 }
 
 // extra is what the gateway adds to the upstream request: X-Forwarded-*
@@ -167,14 +167,21 @@ func listedIn(connection []string, name string) bool {
 }
 
 // hopByHop reports whether a header concerns one connection only and is
-// not passed on (RFC 9110 7.6.1), or is the transport's to set.
+// not passed on (RFC 9110 7.6.1).
 func hopByHop(name string) bool {
 	switch name {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer",
-		"Transfer-Encoding", "Upgrade", "Content-Length", "Expect", "Host":
+		"Transfer-Encoding", "Upgrade":
 		return true
 	}
 	return false
+}
+
+// transportOwned reports whether a request header is set by the transport
+// for the upstream connection (the client's Expect is answered by the
+// gateway's server).
+func transportOwned(name string) bool {
+	return name == "Content-Length" || name == "Expect" || name == "Host"
 }
 
 // forwarding reports whether a header is one the gateway sets itself about

@@ -68,7 +68,8 @@ type Request struct {
 // Skipper says which of a request's headers are not sent.
 type Skipper interface{ Skip(name string) bool }
 
-// Response is an upstream's answer. Its Header and Body are the
+// Response is an upstream's answer. Its Header (with the upstream's
+// Content-Length, without Transfer-Encoding) and Body are the
 // connection's: valid until Body is closed, which must be done once.
 type Response struct {
 	Status int
@@ -376,12 +377,17 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 		case req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified:
 			b.done = true
 		case hasTE:
+			if minor == 0 {
+				// RFC 9112 6.1: the framing of such a message is faulty.
+				return nil, true, errMalformed("h1: Transfer-Encoding in an HTTP/1.0 answer from the upstream")
+			}
 			if len(te) != 1 || !strings.EqualFold(te[len(te)-1], "chunked") {
 				return nil, true, errMalformed("h1: unsupported transfer coding from the upstream")
 			}
 			b.chunked = httputil.NewChunkedReader(pc.br)
 			if hasCL {
 				b.reuse = false // which one did the upstream mean?
+				delete(h, "Content-Length")
 			}
 		case hasCL:
 			n, err := strconv.ParseInt(cl[0], 10, 64)
@@ -397,7 +403,6 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 		default:
 			b.reuse = false // the body ends with the connection
 		}
-		delete(h, "Content-Length")
 		delete(h, "Transfer-Encoding")
 		return &Response{Status: status, Header: h, Body: b}, true, nil
 	}

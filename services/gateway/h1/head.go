@@ -17,7 +17,13 @@ type head struct {
 	pairs  []string          // name, value, name, value… of the head being read
 	names  map[string]string // raw header name → canonical
 	values map[string]string // values (and request targets) seen before
+	// lines are the header lines of the previous head, parsed: a peer
+	// sends much the same lines in the same order each time, and a line
+	// equal to the one at its place last time costs a comparison.
+	lines []parsedLine
 }
+
+type parsedLine struct{ raw, name, value string }
 
 func newHead(br *bufio.Reader) head {
 	return head{br: br, hdr: http.Header{}, names: map[string]string{}, values: map[string]string{}}
@@ -72,6 +78,11 @@ func (h *head) headers(left *int) error {
 		if len(line) == 0 {
 			break
 		}
+		n := len(h.pairs) / 2
+		if n < len(h.lines) && h.lines[n].raw == string(line) {
+			h.pairs = append(h.pairs, h.lines[n].name, h.lines[n].value)
+			continue
+		}
 		if line[0] == ' ' || line[0] == '\t' {
 			return errMalformed("obsolete line folding in the headers")
 		}
@@ -83,7 +94,16 @@ func (h *head) headers(left *int) error {
 		if !validValue(value) {
 			return errMalformed("a control character in header " + http.CanonicalHeaderKey(string(name)))
 		}
-		h.pairs = append(h.pairs, h.canonical(name), h.intern(value))
+		p := parsedLine{name: h.canonical(name), value: h.intern(value)}
+		h.pairs = append(h.pairs, p.name, p.value)
+		if n < 32 && len(line) <= 256 {
+			p.raw = string(line)
+			if n < len(h.lines) {
+				h.lines[n] = p
+			} else if n == len(h.lines) {
+				h.lines = append(h.lines, p)
+			}
+		}
 	}
 	clear(h.hdr)
 	vals := make([]string, len(h.pairs)/2) // one allocation for every value

@@ -620,6 +620,7 @@ func (w *response) Write(p []byte) (int, error) {
 	}
 	if w.noBody {
 		if w.req.Method == http.MethodHead {
+			w.written += int64(len(p)) // the length a GET would have
 			return len(p), nil
 		}
 		return 0, http.ErrBodyNotAllowed
@@ -676,12 +677,20 @@ func (w *response) commit(final bool) error {
 	if r.Close || w.c.s.closing.Load() {
 		w.close = true
 	}
+	// The Content-Length sent: the handler's; else, once it is done, what
+	// it wrote — but never for 1xx and 204, and for HEAD and 304 only one
+	// that says something (the length a GET would have).
 	length := w.length
 	switch {
-	case w.noBody:
+	case w.status < 200 || w.status == http.StatusNoContent:
+		length = -1
 	case length >= 0:
+	case w.noBody:
+		if r.Method == http.MethodHead && final && w.written > 0 {
+			length = w.written
+		}
 	case final:
-		length = int64(len(w.buf))
+		length = w.written
 	case r.ProtoMinor == 1:
 		w.chunked = true
 	default:
@@ -697,7 +706,7 @@ func (w *response) commit(final bool) error {
 		bw.WriteString(date())
 		bw.WriteString("\r\n")
 	}
-	if length >= 0 && (!w.noBody || w.status == http.StatusNotModified || r.Method == http.MethodHead) && w.status >= 200 && w.status != http.StatusNoContent {
+	if length >= 0 {
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(length, 10))
 		bw.WriteString("\r\n")

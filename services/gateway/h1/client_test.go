@@ -1,0 +1,271 @@
+package h1_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/services/gateway/h1"
+)
+
+// scripted is an upstream on loopback that reads one request head per
+// exchange and answers with the next of its answers, raw; after the last
+// it closes. It counts connections.
+type scripted struct {
+	addr  string
+	conns atomic.Int32
+}
+
+func newScripted(t *testing.T, answer func(conn, n int, head string) (string, bool)) *scripted {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := &scripted{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			id := int(s.conns.Add(1))
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 1; ; n++ {
+					head, err := readHead(br)
+					if err != nil {
+						return
+					}
+					out, keep := answer(id, n, head)
+					io.WriteString(c, out)
+					if !keep {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+func readHead(br *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(line)
+		if line == "\r\n" {
+			return b.String(), nil
+		}
+	}
+}
+
+func roundTrip(t *testing.T, tr *h1.Transport, addr string, req h1.Request) (int, http.Header, string, error) {
+	t.Helper()
+	req.Addr = addr
+	if req.Method == "" {
+		req.Method = "GET"
+	}
+	if req.Target == "" {
+		req.Target = "/"
+	}
+	req.Host = "upstream"
+	resp, err := tr.RoundTrip(context.Background(), &req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	h := resp.Header.Clone()
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.Status, h, string(b), err
+}
+
+// TestConnectionsAreReused: one connection serves request after request,
+// each body read to its end; an answer that ends with the connection, or
+// says Connection: close, is not reused.
+func TestConnectionsAreReused(t *testing.T) {
+	up := newScripted(t, func(conn, n int, head string) (string, bool) {
+		switch {
+		case strings.HasPrefix(head, "GET /close "):
+			return "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", true
+		case strings.HasPrefix(head, "GET /eof "):
+			return "HTTP/1.1 200 OK\r\n\r\nuntil the end", false
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	tr := &h1.Transport{}
+	for range 5 {
+		if st, _, body, err := roundTrip(t, tr, up.addr, h1.Request{}); st != 200 || body != "ok" || err != nil {
+			t.Fatalf("%d %q %v", st, body, err)
+		}
+	}
+	if n := up.conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 5 requests", n)
+	}
+	if _, _, body, err := roundTrip(t, tr, up.addr, h1.Request{Target: "/eof"}); body != "until the end" || err != nil {
+		t.Fatalf("close-delimited: %q %v", body, err)
+	}
+	roundTrip(t, tr, up.addr, h1.Request{Target: "/close"})
+	roundTrip(t, tr, up.addr, h1.Request{})
+	if n := up.conns.Load(); n != 3 {
+		t.Fatalf("%d connections; want a new one after each of the two that ended", n)
+	}
+}
+
+// TestAConnectionClosedWhileIdleIsReplaced: an upstream that closed an idle
+// connection costs a request without a body nothing; a request with a body
+// is never sent twice.
+func TestAConnectionClosedWhileIdleIsReplaced(t *testing.T) {
+	up := newScripted(t, func(conn, n int, head string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false // closes after each answer, without saying so
+	})
+	tr := &h1.Transport{}
+	for i := range 3 {
+		if st, _, _, err := roundTrip(t, tr, up.addr, h1.Request{}); st != 200 || err != nil {
+			t.Fatalf("GET %d: %d %v", i, st, err)
+		}
+	}
+	// The pool holds a connection the upstream has closed; a POST on it
+	// fails rather than being sent again.
+	_, _, _, err := roundTrip(t, tr, up.addr, h1.Request{Method: "POST", Body: strings.NewReader("x"), ContentLength: 1})
+	if err == nil {
+		t.Fatal("a POST with a body on a dead connection succeeded: was it sent twice?")
+	}
+}
+
+// TestResponseBodies: Content-Length, chunked (with trailers), none for
+// HEAD, 204 and 304; interim answers are read past; an upgrade is refused.
+func TestResponseBodies(t *testing.T) {
+	up := newScripted(t, func(conn, n int, head string) (string, bool) {
+		switch strings.Fields(head)[1] {
+		case "/chunked":
+			return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nT: 1\r\n\r\n", true
+		case "/interim":
+			return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nz", true
+		case "/nocontent":
+			return "HTTP/1.1 204 No Content\r\n\r\n", true
+		case "/upgrade":
+			return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", true
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true // HEAD
+	})
+	tr := &h1.Transport{}
+	if st, h, body, err := roundTrip(t, tr, up.addr, h1.Request{Target: "/chunked"}); st != 200 || body != "abcde" || err != nil || h.Get("Transfer-Encoding") != "" {
+		t.Fatalf("chunked: %d %q %v %v", st, body, err, h)
+	}
+	if st, _, body, err := roundTrip(t, tr, up.addr, h1.Request{Target: "/interim"}); st != 201 || body != "z" || err != nil {
+		t.Fatalf("interim: %d %q %v", st, body, err)
+	}
+	if st, _, body, err := roundTrip(t, tr, up.addr, h1.Request{Target: "/nocontent"}); st != 204 || body != "" || err != nil {
+		t.Fatalf("204: %d %q %v", st, body, err)
+	}
+	if st, h, body, err := roundTrip(t, tr, up.addr, h1.Request{Method: "HEAD", Target: "/head"}); st != 200 || body != "" || err != nil || h.Get("Content-Length") != "5" {
+		t.Fatalf("HEAD: %d %q %v %v", st, body, err, h)
+	}
+	if _, _, _, err := roundTrip(t, tr, up.addr, h1.Request{Target: "/upgrade"}); !errors.Is(err, h1.ErrUpgrade) {
+		t.Fatalf("upgrade: %v", err)
+	}
+	if st, _, _, err := roundTrip(t, tr, up.addr, h1.Request{Target: "/nocontent"}); st != 204 || err != nil {
+		t.Fatalf("after the upgrade: %d %v", st, err)
+	}
+	if n := up.conns.Load(); n != 2 {
+		t.Fatalf("%d connections; only the upgrade should have cost one", n)
+	}
+}
+
+// TestMalformedAnswersAreErrors: an upstream's answer that could be read
+// two ways is an error, never passed on.
+func TestMalformedAnswersAreErrors(t *testing.T) {
+	for _, answer := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+		"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\n\r\n",
+		"HTTP/1.1 2000 OK\r\n\r\n",
+		"HTTP/2 200 OK\r\n\r\n",
+		"garbage\r\n\r\n",
+	} {
+		up := newScripted(t, func(conn, n int, head string) (string, bool) { return answer, false })
+		if st, _, _, err := roundTrip(t, &h1.Transport{}, up.addr, h1.Request{}); err == nil {
+			t.Errorf("%q: %d and no error", answer, st)
+		}
+	}
+}
+
+// TestRequestBodiesAndHeaders: a body of known length and one of unknown
+// length (sent chunked) arrive whole; skipped headers stay behind and
+// extra ones are added; a value with CR LF cannot start a header.
+func TestRequestBodiesAndHeaders(t *testing.T) {
+	seen := make(chan *http.Request, 4)
+	bodies := make(chan string, 4)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seen <- r
+		bodies <- string(b)
+	}))
+	defer up.Close()
+	addr := strings.TrimPrefix(up.URL, "http://")
+	tr := &h1.Transport{}
+	h := http.Header{"X-Keep": {"1"}, "X-Drop": {"2"}, "X-Inject": {"a\r\nX-Evil: 1"}}
+	for _, req := range []h1.Request{
+		{Method: "POST", Body: strings.NewReader("known"), ContentLength: 5, Header: h, Skip: skip("X-Drop"), Extra: []string{"X-Added", "3"}},
+		{Method: "POST", Body: io.MultiReader(strings.NewReader("unknown "), strings.NewReader("length")), ContentLength: -1},
+	} {
+		if st, _, _, err := roundTrip(t, tr, addr, req); st != 200 || err != nil {
+			t.Fatalf("%d %v", st, err)
+		}
+	}
+	r := <-seen
+	if b := <-bodies; b != "known" || r.Header.Get("X-Keep") != "1" || r.Header.Get("X-Drop") != "" || r.Header.Get("X-Added") != "3" ||
+		r.Header.Get("X-Evil") != "" || r.Host != "upstream" {
+		t.Fatalf("%q %v host %s", b, r.Header, r.Host)
+	}
+	r = <-seen
+	if b := <-bodies; b != "unknown length" || r.ContentLength != -1 {
+		t.Fatalf("%q %d", b, r.ContentLength)
+	}
+}
+
+type skip string
+
+func (s skip) Skip(name string) bool { return name == string(s) }
+
+// TestTheResponseHeaderTimeout: an upstream that does not answer in time
+// is a timeout error.
+func TestTheResponseHeaderTimeout(t *testing.T) {
+	release := make(chan struct{})
+	up := newScripted(t, func(conn, n int, head string) (string, bool) { <-release; return "", false })
+	defer close(release)
+	tr := &h1.Transport{ResponseHeaderTimeout: 100 * time.Millisecond}
+	_, _, _, err := roundTrip(t, tr, up.addr, h1.Request{})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestAFailedDialIsADialError: the gateway ejects an upstream (and retries
+// elsewhere) only on a *net.OpError with Op "dial".
+func TestAFailedDialIsADialError(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, _, _, err := roundTrip(t, &h1.Transport{}, addr, h1.Request{})
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "dial" {
+		t.Fatalf("%v", err)
+	}
+}
