@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -93,13 +94,25 @@ func (e *benchEnv) gatewayWithModel(b *testing.B) (string, *readmodel.Model) {
 // gatewayWith is gatewayWithModel with a failure budget.
 func (e *benchEnv) gatewayWith(b *testing.B, failures *gateway.FailureBudget) (string, *readmodel.Model) {
 	g, model := e.gatewayHandler(b, failures)
-	srv := httptest.NewServer(g)
-	b.Cleanup(srv.Close)
-	return srv.URL, model
+	return servePlain(b, g), model
+}
+
+// servePlain serves g as production does on a plaintext listener: with its
+// own HTTP/1.1 server, on a loopback port; it returns the base URL.
+func servePlain(b *testing.B, g *gateway.Gateway) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := g.Server()
+	done := make(chan struct{})
+	go func() { srv.Serve(ln); close(done) }()
+	b.Cleanup(func() { srv.Close(); <-done })
+	return "http://" + ln.Addr().String()
 }
 
 // gatewayHandler is a gateway caught up with the log, not yet listening.
-func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget) (http.Handler, *readmodel.Model) {
+func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget) (*gateway.Gateway, *readmodel.Model) {
 	st := openStore(b, e.srv.Connect(b, natsauth.Gateway), store.Config{})
 	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -271,14 +284,13 @@ func BenchmarkGatewayThroughputTLS(b *testing.B) {
 	e := newBenchEnv(b)
 	_, sec := e.key(b)
 	g, _ := e.gatewayHandler(b, nil)
-	plain := httptest.NewServer(g)
-	b.Cleanup(plain.Close)
+	plain := servePlain(b, g)
 	tlsSrv := httptest.NewUnstartedServer(g)
 	tlsSrv.StartTLS()
 	b.Cleanup(tlsSrv.Close)
 	tlsClient := loadClient(conc)
 	tlsClient.Transport.(*http.Transport).TLSClientConfig = tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig
-	plainAll, tlsAll := interleave(b, e.ctx, conc, loadTarget{loadClient(conc), plain.URL + "/bench/1", sec}, loadTarget{tlsClient, tlsSrv.URL + "/bench/1", sec})
+	plainAll, tlsAll := interleave(b, e.ctx, conc, loadTarget{loadClient(conc), plain + "/bench/1", sec}, loadTarget{tlsClient, tlsSrv.URL + "/bench/1", sec})
 	b.ReportMetric(plainAll.perSecond(), "plain-req/s")
 	b.ReportMetric(tlsAll.perSecond(), "tls-req/s")
 	b.ReportMetric(tlsAll.perSecond()/plainAll.perSecond(), "ratio")
@@ -475,7 +487,7 @@ func BenchmarkFloodFromOneAddress(b *testing.B) {
 	e := newBenchEnv(b)
 	_, sec := e.key(b)
 	proxy := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	guarded, _ := e.gatewayWith(b, gateway.NewFailureBudget(10, 100, proxy))
+	guarded, _ := e.gatewayWith(b, gateway.NewFailureBudget(10, 100, proxy).Tarpit(time.Second, 4096)) // the defaults of keytrail gateway
 	gateways := map[string]string{"budget": guarded, "nobudget": e.gateway(b)}
 	legit := func(req *http.Request) {
 		req.Header.Set("Authorization", "Bearer "+sec)

@@ -55,6 +55,10 @@ type GatewayConfig struct {
 	// proxies whose X-Forwarded-For is believed (and who have no budget).
 	FailuresPerSecond float64
 	FailureBurst      int
+	// FailureDelay and FailureMaxHeld are the tarpit of addresses past
+	// their budget (gateway.FailureBudget.Tarpit).
+	FailureDelay   time.Duration
+	FailureMaxHeld int
 	// DenialsLoggedEach: denials of one code from one address logged one
 	// by one per second; the rest are logged as one line (0: all logged).
 	DenialsLoggedEach int
@@ -171,6 +175,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
 	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
+	if failures != nil {
+		failures.Tarpit(cfg.FailureDelay, cfg.FailureMaxHeld)
+	}
 	var denials *gateway.DenialLog
 	if cfg.DenialsLoggedEach > 0 {
 		denials = gateway.NewDenialLog(cfg.DenialsLoggedEach, log.With("component", "gateway"))

@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -148,8 +149,10 @@ type gatewayFlags struct {
 func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tenants, "tenants", "", "serve only these tenants, comma-separated (default: all)")
 	fs.StringVar(&f.cfg.MetricsListen, "metrics-listen", DefaultMetricsListen, "operator listener of the gateway's /metrics (not on the public port)")
-	fs.Float64Var(&f.cfg.FailuresPerSecond, "auth-failures-per-second", 10, "failed authentications (no key, malformed or unknown key) each client address may cause per second before it is answered 429 at once (0: no budget)")
+	fs.Float64Var(&f.cfg.FailuresPerSecond, "auth-failures-per-second", 10, "failed authentications (no key, malformed or unknown key) each client address may cause per second before it is answered 429 without verification (0: no budget)")
 	fs.IntVar(&f.cfg.FailureBurst, "auth-failures-burst", 100, "burst of -auth-failures-per-second")
+	fs.DurationVar(&f.cfg.FailureDelay, "auth-failures-delay", time.Second, "hold each 429 to an address past its budget this long at most (until a failure is back), so that a flood slows to a few requests per connection a second (0: answer at once)")
+	fs.IntVar(&f.cfg.FailureMaxHeld, "auth-failures-max-held", 4096, "429s held at once at most; past it the 429 closes the connection")
 	fs.IntVar(&f.cfg.DenialsLoggedEach, "denials-logged-each", 10, "denials of one code from one client address logged one by one (access log and decision record) per second; the rest are logged as one aggregate line (0: log every denial)")
 	fs.StringVar(&f.trusted, "trusted-proxies", "", "CIDRs of proxies whose X-Forwarded-For names the client (they have no failure budget themselves)")
 	fs.DurationVar(&f.cfg.MaxStaleness, "max-staleness", DefaultMaxStaleness, "deny with STALE once the read model cannot be confirmed current for this long (confirmed every fifth of it, 20 ms to 1 s, and every half -confirm-window)")
@@ -178,8 +181,8 @@ func (f *gatewayFlags) validate() error {
 	if f.cfg.DenialsLoggedEach < 0 {
 		return usageError{fmt.Errorf("-denials-logged-each must not be negative")}
 	}
-	if f.cfg.FailuresPerSecond < 0 || f.cfg.FailureBurst < 0 {
-		return usageError{fmt.Errorf("-auth-failures-per-second and -auth-failures-burst must not be negative")}
+	if f.cfg.FailuresPerSecond < 0 || f.cfg.FailureBurst < 0 || f.cfg.FailureDelay < 0 || f.cfg.FailureMaxHeld < 0 {
+		return usageError{fmt.Errorf("-auth-failures-per-second, -auth-failures-burst, -auth-failures-delay and -auth-failures-max-held must not be negative")}
 	}
 	if f.cfg.Sample < 0 || f.cfg.Sample > 1 {
 		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,13 @@ import (
 // decision-log record — until tokens come back, so that one address
 // flooding unknown keys cannot take the gateway from everyone else.
 //
+// A spent address's 429 can be held for a moment first (Tarpit): a client
+// that floods on a few connections then makes a few requests a second
+// instead of tens of thousands, and the gateway's time goes to everyone
+// else. Held answers are bounded in number; past the bound the answer
+// closes the connection instead, so that a flood over many connections
+// pays a handshake per request.
+//
 // The client address is the connection's, or, when the connection comes
 // from a trusted proxy, the last address in X-Forwarded-For that is not a
 // trusted proxy's; trusted proxies' own addresses have no budget.
@@ -23,8 +32,43 @@ type FailureBudget struct {
 	trusted     []netip.Prefix
 	max         int // addresses tracked at most; past it, new ones are not limited
 
+	delay   time.Duration // a spent address's answer is held this long at most
+	maxHeld int64         // answers held at once at most
+	held    atomic.Int64
+
 	mu      sync.Mutex
 	buckets map[netip.Addr]*bucket
+}
+
+// Tarpit holds each answer to a spent address for up to delay (until a
+// failure is back, at most delay), with at most maxHeld answers held at
+// once; delay 0 answers at once. It returns b.
+func (b *FailureBudget) Tarpit(delay time.Duration, maxHeld int) *FailureBudget {
+	b.delay, b.maxHeld = max(delay, 0), int64(max(maxHeld, 0))
+	return b
+}
+
+// hold waits before a spent address's answer: until a failure is back or
+// the tarpit's delay, whichever is sooner. It reports false, at once, when
+// as many answers as allowed are held already: the answer then closes the
+// connection.
+func (b *FailureBudget) hold(ctx context.Context, wait time.Duration) bool {
+	d := min(wait, b.delay)
+	if d <= 0 {
+		return true
+	}
+	if b.held.Add(1) > b.maxHeld {
+		b.held.Add(-1)
+		return false
+	}
+	defer b.held.Add(-1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return true
 }
 
 // NewFailureBudget allows each address perSecond failures, in bursts of

@@ -257,7 +257,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if b := g.cfg.Failures; b != nil {
 		if client, budgeted = b.client(r); budgeted {
 			if wait, spent := b.Spent(client, now); spent {
-				// Cheap: no verification, no decision, no decision record.
+				// Cheap: no verification, no decision, no decision record;
+				// held a moment (the tarpit), or the connection closed.
+				if !b.hold(r.Context(), wait) {
+					w.Header().Set("Connection", "close")
+				}
 				w.Header().Set("Retry-After", RetryAfter(wait))
 				g.problem(w, x, http.StatusTooManyRequests, "TOO_MANY_FAILURES",
 					"too many requests without a valid key from this address; retry after Retry-After seconds")

@@ -156,6 +156,7 @@ func (f *fixture) sync() uint64 {
 }
 
 type answer struct {
+	close   bool // the gateway closed the connection after it
 	status  int
 	header  http.Header
 	body    string
@@ -190,7 +191,7 @@ func (f *fixture) send(method, path string, hdr http.Header) answer {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	a := answer{status: resp.StatusCode, header: resp.Header, body: string(b), close: resp.Close}
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/problem+json") {
 		if err := json.Unmarshal(b, &a.problem); err != nil {
 			f.t.Fatalf("problem body %q: %v", b, err)
@@ -927,6 +928,50 @@ func TestAFloodOfUnknownKeysSpendsOnlyItsOwnBudget(t *testing.T) {
 		if !trusted && legit.problem.Code != "TOO_MANY_FAILURES" {
 			t.Fatalf("a spoofed X-Forwarded-For from an untrusted address escaped the budget: %d %s", legit.status, legit.body)
 		}
+	}
+}
+
+// TestASpentAddressIsTarpitted: past its budget an address's 429 is held
+// (here 300 ms; a failure comes back only after 1 000 s), so that a flood
+// on one connection slows to a few requests a second; past the bound of
+// held answers the 429 comes at once and closes the connection. Another
+// client is not held.
+func TestASpentAddressIsTarpitted(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	budget := gateway.NewFailureBudget(0.001, 1, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}).Tarpit(delay, 1)
+	f := newFixture(t, func(c *gateway.Config) { c.Failures = budget })
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	flood := map[string]string{"Authorization": "Bearer " + mustSecret(t).Reveal(), "X-Forwarded-For": "10.0.0.1"}
+	if a := f.do("GET", "/orders/1", flood); a.problem.Code != "NOT_FOUND" {
+		t.Fatalf("the first failure: %s", a.body)
+	}
+	start := time.Now()
+	if a := f.do("GET", "/orders/1", flood); a.problem.Code != "TOO_MANY_FAILURES" || time.Since(start) < delay || a.close {
+		t.Fatalf("held: %s after %s, closed %v", a.problem.Code, time.Since(start), a.close)
+	}
+	// One answer held (the bound is 1): the next spent request is answered
+	// at once and its connection closed; a valid client is never held.
+	held := make(chan answer, 1)
+	go func() { held <- f.do("GET", "/orders/1", flood) }()
+	var a answer
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		start = time.Now()
+		if a = f.do("GET", "/orders/1", flood); a.close {
+			break
+		}
+	}
+	if a.problem.Code != "TOO_MANY_FAILURES" || !a.close || time.Since(start) >= delay {
+		t.Fatalf("past the bound: %s, closed %v, after %s", a.problem.Code, a.close, time.Since(start))
+	}
+	<-held
+	start = time.Now()
+	if a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + sec, "X-Forwarded-For": "10.0.0.2"}); a.status != 200 || time.Since(start) >= delay {
+		t.Fatalf("another client: %d after %s", a.status, time.Since(start))
 	}
 }
 
