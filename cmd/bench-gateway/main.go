@@ -4,8 +4,13 @@
 // limit, JSON access log to a file), all in front of the same upstream (an
 // nginx server block answering a small body), each loaded in turn by wrk
 // in interleaved passes. It prints requests per second, the ratio to
-// nginx, p99 and its difference to nginx's, and the gateway's resident
-// memory. Everything listens on loopback; every run is bounded by -d.
+// nginx, p99 and its difference to nginx's, the gateway's CPU time per
+// request and resident memory; then legitimate traffic alone and under a
+// flood of unknown keys from another address (flood.go); then the time
+// from a revocation's acknowledgement to three loaded gateways denying the
+// key, and the STALE answers under a 250 ms staleness bound
+// (revocation.go). Everything listens on loopback (127.0.0.1, and
+// 127.0.0.2 for the flood); every run is bounded by -d.
 package main
 
 import (
@@ -119,28 +124,10 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 	if err != nil {
 		return err
 	}
-	accessLog, err := os.Create(filepath.Join(dir, "gateway.log"))
+	e := &env{ctx: ctx, bin: bin, dir: dir, data: data, admin: httpURL(addrs.Admin), root: strings.TrimSpace(string(root)), secret: secret}
+	gw, gwURL, err := e.gateway("gateway")
 	if err != nil {
 		return err
-	}
-	defer accessLog.Close()
-	gw := exec.CommandContext(ctx, bin, "gateway", "--data", data, "--nats-nkey", filepath.Join(data, "nats", "gateway.nk"),
-		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8")
-	gw.Stderr = accessLog
-	out, err := gw.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := gw.Start(); err != nil {
-		return err
-	}
-	defer gw.Process.Signal(os.Interrupt)
-	gwURL, err := readyLine(out, "gateway ")
-	if err != nil {
-		return err
-	}
-	if err := waitOK(gwURL+"/bench/1", "Authorization", "Bearer "+secret); err != nil {
-		return fmt.Errorf("the gateway never served the key: %w", err)
 	}
 	if err := waitOK(fmt.Sprintf("http://127.0.0.1:%d/bench/1", proxyPort)); err != nil {
 		return fmt.Errorf("nginx never answered: %w", err)
@@ -187,9 +174,48 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 		fmt.Println()
 	}
 	if rss, err := rssMB(gw.Process.Pid); err == nil {
-		fmt.Printf("gateway resident memory: %.1f MB\n", rss)
+		fmt.Printf("gateway resident memory: %.1f MB\n\n", rss)
 	}
-	return nil
+	if err := e.flood(gwURL, dur, passes); err != nil {
+		return fmt.Errorf("flood: %w", err)
+	}
+	return e.revocation(dur)
+}
+
+// env is a running Keytrail (dev) the phases start gateways beside.
+type env struct {
+	ctx                 context.Context
+	bin, dir, data      string
+	admin, root, secret string
+}
+
+// gateway starts a gateway process beside dev, logging to name.log, and
+// returns it and its URL once it serves the bench key.
+func (e *env) gateway(name string, args ...string) (*exec.Cmd, string, error) {
+	accessLog, err := os.Create(filepath.Join(e.dir, name+".log"))
+	if err != nil {
+		return nil, "", err
+	}
+	gw := exec.CommandContext(e.ctx, e.bin, append([]string{"gateway", "--data", e.data, "--nats-nkey", filepath.Join(e.data, "nats", "gateway.nk"),
+		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8"}, args...)...)
+	gw.Stderr = accessLog
+	gw.Cancel = func() error { return gw.Process.Signal(os.Interrupt) }
+	out, err := gw.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := gw.Start(); err != nil {
+		return nil, "", err
+	}
+	go func() { gw.Wait(); accessLog.Close() }()
+	u, err := readyLine(out, "gateway ")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := waitOK(u+"/bench/1", "Authorization", "Bearer "+e.secret); err != nil {
+		return nil, "", fmt.Errorf("%s never served the key: %w", name, err)
+	}
+	return gw, u, nil
 }
 
 func nginxConf(dir string, upPort, proxyPort int) string {
@@ -251,8 +277,29 @@ var (
 	p99Line = regexp.MustCompile(`(?m)^\s+99%\s+([0-9.]+)(us|ms|s)\s*$`)
 )
 
-// wrk loads t with n connections for d and returns req/s and p99.
+// wrk loads t with n connections for d and returns req/s and p99; an
+// answer other than 2xx or 3xx is an error.
 func wrk(ctx context.Context, t target, n int, d time.Duration) (float64, time.Duration, error) {
+	r, err := wrkRun(ctx, t, n, d)
+	if err == nil && r.non2xx > 0 {
+		err = fmt.Errorf("%d non-2xx answers", r.non2xx)
+	}
+	return r.rps, r.p99, err
+}
+
+// wrkResult is what one wrk run measured.
+type wrkResult struct {
+	rps              float64
+	p99              time.Duration
+	requests, non2xx int
+}
+
+var (
+	requestsLine = regexp.MustCompile(`(\d+) requests in`)
+	non2xxLine   = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func wrkRun(ctx context.Context, t target, n int, d time.Duration) (wrkResult, error) {
 	args := []string{"-t1", "-c" + strconv.Itoa(n), "-d" + strconv.Itoa(int(d.Seconds())) + "s", "--latency"}
 	for _, h := range t.headers {
 		args = append(args, "-H", h)
@@ -261,20 +308,22 @@ func wrk(ctx context.Context, t target, n int, d time.Duration) (float64, time.D
 	defer cancel()
 	out, err := exec.CommandContext(cctx, "wrk", append(args, t.url)...).CombinedOutput()
 	if err != nil {
-		return 0, 0, fmt.Errorf("wrk: %w: %s", err, out)
+		return wrkResult{}, fmt.Errorf("wrk: %w: %s", err, out)
 	}
-	if strings.Contains(string(out), "Non-2xx") {
-		return 0, 0, fmt.Errorf("non-2xx answers: %s", out)
+	m, p, q := rpsLine.FindSubmatch(out), p99Line.FindSubmatch(out), requestsLine.FindSubmatch(out)
+	if m == nil || p == nil || q == nil {
+		return wrkResult{}, fmt.Errorf("cannot read wrk's output: %s", out)
 	}
-	m := rpsLine.FindSubmatch(out)
-	p := p99Line.FindSubmatch(out)
-	if m == nil || p == nil {
-		return 0, 0, fmt.Errorf("cannot read wrk's output: %s", out)
-	}
-	rps, _ := strconv.ParseFloat(string(m[1]), 64)
+	var r wrkResult
+	r.rps, _ = strconv.ParseFloat(string(m[1]), 64)
 	v, _ := strconv.ParseFloat(string(p[1]), 64)
 	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(p[2])]
-	return rps, time.Duration(v * float64(unit)), nil
+	r.p99 = time.Duration(v * float64(unit))
+	r.requests, _ = strconv.Atoi(string(q[1]))
+	if x := non2xxLine.FindSubmatch(out); x != nil {
+		r.non2xx, _ = strconv.Atoi(string(x[1]))
+	}
+	return r, nil
 }
 
 func freePort() int {
