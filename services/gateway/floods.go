@@ -48,6 +48,9 @@ func (b *FailureBudget) Tarpit(delay time.Duration, maxHeld int) *FailureBudget 
 	return b
 }
 
+// Held is how many answers are held now.
+func (b *FailureBudget) Held() int64 { return b.held.Load() }
+
 // hold waits before a spent address's answer: until a failure is back or
 // the tarpit's delay, whichever is sooner. It reports false, at once, when
 // as many answers as allowed are held already: the answer then closes the

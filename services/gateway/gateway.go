@@ -159,7 +159,7 @@ func New(cfg Config) *Gateway {
 	if cfg.AccessLog != nil {
 		g.access = newAccessLog(cfg.AccessLog, cfg.AccessComponent)
 	}
-	g.metrics = newMetrics(cfg.Registry, cfg.Model, cfg.MaxStaleness, cfg.Now, cfg.Decisions, cfg.Limits)
+	g.metrics = newMetrics(cfg.Registry, cfg.Model, cfg.MaxStaleness, cfg.Now, cfg.Decisions, cfg.Limits, cfg.Failures)
 	g.upstreams = newUpstreams(cfg.Transport, cfg.Egress, cfg.UpstreamTimeout, cfg.EjectFor, cfg.Now, g.metrics, cfg.Log, cfg.TrustedProxies)
 	return g
 }
@@ -537,9 +537,10 @@ func (g *Gateway) finish(r *http.Request, x *exchange) {
 		g.metrics.proxy.Observe(x.upstream.Seconds())
 	}
 	if g.access != nil && !x.quiet {
-		g.access.write(&accessEntry{at: time.Now(), requestID: x.id, method: r.Method, path: r.URL.Path, status: x.status,
+		end := time.Now()
+		g.access.write(&accessEntry{at: end, requestID: x.id, method: r.Method, path: r.URL.Path, status: x.status,
 			code: code, keyID: x.decision.KeyID, tenant: x.decision.Tenant, api: x.api.ID, seq: x.decision.Seq,
-			failOpen: x.failOpen, duration: time.Since(x.start), upstream: x.upstream})
+			failOpen: x.failOpen, duration: end.Sub(x.start), upstream: x.upstream})
 	}
 }
 

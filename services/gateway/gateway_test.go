@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -957,14 +958,14 @@ func TestASpentAddressIsTarpitted(t *testing.T) {
 	// at once and its connection closed; a valid client is never held.
 	held := make(chan answer, 1)
 	go func() { held <- f.do("GET", "/orders/1", flood) }()
-	var a answer
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		start = time.Now()
-		if a = f.do("GET", "/orders/1", flood); a.close {
-			break
+	natstest.Eventually(t, 5*time.Second, func() error {
+		if budget.Held() == 0 {
+			return errors.New("the first spent request is not held yet")
 		}
-	}
+		return nil
+	})
+	start = time.Now()
+	a := f.do("GET", "/orders/1", flood)
 	if a.problem.Code != "TOO_MANY_FAILURES" || !a.close || time.Since(start) >= delay {
 		t.Fatalf("past the bound: %s, closed %v, after %s", a.problem.Code, a.close, time.Since(start))
 	}

@@ -26,7 +26,7 @@ type metrics struct {
 var fineBuckets = prometheus.ExponentialBuckets(1e-6, 4, 12) // 1 µs … 4 s
 
 func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.Duration, now func() time.Time,
-	decisions *DecisionLog, limits *Limits) *metrics {
+	decisions *DecisionLog, limits *Limits, failures *FailureBudget) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "keytrail_gateway_requests_total",
 			Help: "Requests by API (its tenant and id) and outcome code (NONE: answered before verification)."}, []string{"tenant", "api", "code"}),
@@ -84,6 +84,11 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_written_total",
 				Help: "Decisions the decision log's stream acknowledged."},
 				func() float64 { return float64(decisions.Written()) }))
+	}
+	if failures != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_tarpit_held",
+			Help: "Answers to addresses past their failure budget being held (the tarpit)."},
+			func() float64 { return float64(failures.Held()) }))
 	}
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return m

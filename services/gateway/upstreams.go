@@ -76,8 +76,8 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 	}
 	start := time.Now()
 	resp, err := u.roundTrip(r, &out, x)
-	x.upstream = time.Since(start)
 	if err != nil {
+		x.upstream = time.Since(start)
 		u.failed(w, r, x, err)
 		return
 	}
@@ -101,6 +101,7 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
+				x.upstream = time.Since(start)
 				return
 			}
 			if flusher != nil && resp.Body.Buffered() == 0 && err == nil {
@@ -111,6 +112,7 @@ func (u *upstreams) serve(w http.ResponseWriter, r *http.Request, x *exchange) {
 			if err != io.EOF {
 				// The upstream broke off: the client must not take a
 				// truncated body for a whole one.
+				x.upstream = time.Since(start)
 				panic(http.ErrAbortHandler)
 			}
 			x.upstream = time.Since(start)

@@ -362,6 +362,10 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 		h := pc.head.hdr
 		b := &pc.body
 		*b = ResponseBody{pc: pc, reuse: minor == 1, left: -1}
+		seen := pc.head.seen
+		if seen&hasConnection == 0 {
+			h = nil // no lookup finds anything below
+		}
 		for _, v := range h["Connection"] {
 			if Listed(v, "close") {
 				b.reuse = false
@@ -371,8 +375,15 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 				b.reuse = true
 			}
 		}
-		te, hasTE := h["Transfer-Encoding"]
-		cl, hasCL := h["Content-Length"]
+		h = pc.head.hdr
+		var te, cl []string
+		var hasTE, hasCL bool
+		if seen&hasTransferEncoding != 0 {
+			te, hasTE = h["Transfer-Encoding"]
+		}
+		if seen&hasContentLength != 0 {
+			cl, hasCL = h["Content-Length"]
+		}
 		switch {
 		case req.Method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified:
 			b.done = true
@@ -403,7 +414,9 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 		default:
 			b.reuse = false // the body ends with the connection
 		}
-		delete(h, "Transfer-Encoding")
+		if hasTE {
+			delete(h, "Transfer-Encoding")
+		}
 		return &Response{Status: status, Header: h, Body: b}, true, nil
 	}
 	return nil, true, errMalformed("h1: too many interim answers from the upstream")

@@ -15,7 +15,8 @@ type head struct {
 	hdr    http.Header
 	long   []byte            // a line longer than br's buffer
 	pairs  []string          // name, value, name, value… of the head being read
-	names  map[string]string // raw header name → canonical
+	names  map[string]name // raw header name → canonical
+	seen   uint8           // which framing headers the head has (the bits below)
 	values map[string]string // values (and request targets) seen before
 	// lines are the header lines of the previous head, parsed: a peer
 	// sends much the same lines in the same order each time, and a line
@@ -23,10 +24,31 @@ type head struct {
 	lines []parsedLine
 }
 
-type parsedLine struct{ raw, name, value string }
+type parsedLine struct {
+	raw, name, value string
+	bit              uint8
+}
+
+// name is a header name's canonical form, and its bit when it is one of
+// the headers that frame a message: a head without them needs no lookup.
+type name struct {
+	canonical string
+	bit       uint8
+}
+
+const (
+	hasHost uint8 = 1 << iota
+	hasConnection
+	hasExpect
+	hasTransferEncoding
+	hasContentLength
+)
+
+var framingBits = map[string]uint8{"Host": hasHost, "Connection": hasConnection, "Expect": hasExpect,
+	"Transfer-Encoding": hasTransferEncoding, "Content-Length": hasContentLength}
 
 func newHead(br *bufio.Reader) head {
-	return head{br: br, hdr: http.Header{}, names: map[string]string{}, values: map[string]string{}}
+	return head{br: br, hdr: http.Header{}, names: map[string]name{}, values: map[string]string{}}
 }
 
 var errLineTooLong = errors.New("h1: line too long")
@@ -70,6 +92,7 @@ func (h *head) line(left *int) ([]byte, error) {
 // among them) and control characters in a value are errMalformed.
 func (h *head) headers(left *int) error {
 	h.pairs = h.pairs[:0]
+	h.seen = 0
 	for {
 		line, err := h.line(left)
 		if err != nil {
@@ -81,6 +104,7 @@ func (h *head) headers(left *int) error {
 		n := len(h.pairs) / 2
 		if n < len(h.lines) && h.lines[n].raw == string(line) {
 			h.pairs = append(h.pairs, h.lines[n].name, h.lines[n].value)
+			h.seen |= h.lines[n].bit
 			continue
 		}
 		if line[0] == ' ' || line[0] == '\t' {
@@ -94,8 +118,10 @@ func (h *head) headers(left *int) error {
 		if !validValue(value) {
 			return errMalformed("a control character in header " + http.CanonicalHeaderKey(string(name)))
 		}
-		p := parsedLine{name: h.canonical(name), value: h.intern(value)}
+		nm := h.canonical(name)
+		p := parsedLine{name: nm.canonical, value: h.intern(value), bit: nm.bit}
 		h.pairs = append(h.pairs, p.name, p.value)
+		h.seen |= p.bit
 		if n < 32 && len(line) <= 256 {
 			p.raw = string(line)
 			if n < len(h.lines) {
@@ -136,15 +162,16 @@ func (h *head) skipTrailer(max int) error {
 
 // canonical returns a header name's canonical form, remembered per
 // connection.
-func (h *head) canonical(name []byte) string {
-	if s, ok := h.names[string(name)]; ok {
-		return s
+func (h *head) canonical(raw []byte) name {
+	if n, ok := h.names[string(raw)]; ok {
+		return n
 	}
-	s := http.CanonicalHeaderKey(string(name))
+	c := http.CanonicalHeaderKey(string(raw))
+	n := name{canonical: c, bit: framingBits[c]}
 	if len(h.names) < 128 {
-		h.names[string(name)] = s
+		h.names[string(raw)] = n
 	}
-	return s
+	return n
 }
 
 // intern returns b as a string, the one seen before on this connection

@@ -423,8 +423,11 @@ func (c *conn) parseTarget(target string) (int, string) {
 // framing checks the headers that say where the request ends and who it is
 // for, and sets the request's body.
 func (c *conn) framing(r *http.Request, minor int) (int, string, error) {
-	h := r.Header
-	hosts := h["Host"]
+	h, seen := r.Header, c.head.seen
+	var hosts []string
+	if seen&hasHost != 0 {
+		hosts = h["Host"]
+	}
 	switch {
 	case len(hosts) > 1:
 		return http.StatusBadRequest, "more than one Host header", nil
@@ -433,24 +436,35 @@ func (c *conn) framing(r *http.Request, minor int) (int, string, error) {
 	case len(hosts) == 1 && !validHost(hosts[0]):
 		return http.StatusBadRequest, "malformed Host header", nil
 	}
-	r.Host = h.Get("Host")
+	r.Host = ""
+	if len(hosts) == 1 {
+		r.Host = hosts[0]
+	}
 	if c.url.Host != "" {
 		r.Host = c.url.Host // absolute form wins (RFC 9112 3.2.2)
 	}
 	r.Close = minor == 0
-	for _, v := range h["Connection"] {
-		if Listed(v, "close") {
-			r.Close = true
-		} else if minor == 0 && Listed(v, "keep-alive") {
-			r.Close = false
+	if seen&hasConnection != 0 {
+		for _, v := range h["Connection"] {
+			if Listed(v, "close") {
+				r.Close = true
+			} else if minor == 0 && Listed(v, "keep-alive") {
+				r.Close = false
+			}
 		}
 	}
 	expect := false
-	if v, ok := h["Expect"]; ok {
+	if seen&hasExpect != 0 {
+		v := h["Expect"]
 		if len(v) != 1 || !strings.EqualFold(v[0], "100-continue") {
 			return http.StatusExpectationFailed, "only Expect: 100-continue is understood", nil
 		}
 		expect = minor == 1
+	}
+	if seen&(hasTransferEncoding|hasContentLength) == 0 {
+		c.body = body{c: c}
+		r.ContentLength, r.Body = 0, http.NoBody
+		return 0, "", nil
 	}
 	te, hasTE := h["Transfer-Encoding"]
 	cl, hasCL := h["Content-Length"]
