@@ -15,8 +15,8 @@ type head struct {
 	hdr    http.Header
 	long   []byte            // a line longer than br's buffer
 	pairs  []string          // name, value, name, value… of the head being read
-	names  map[string]name // raw header name → canonical
-	seen   uint8           // which framing headers the head has (the bits below)
+	names  map[string]name   // raw header name → canonical
+	seen   uint8             // which framing headers the head has (the bits below)
 	values map[string]string // values (and request targets) seen before
 	// lines are the header lines of the previous head, parsed: a peer
 	// sends much the same lines in the same order each time, and a line
