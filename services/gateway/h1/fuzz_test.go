@@ -3,8 +3,10 @@ package h1
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -126,4 +128,30 @@ func FuzzResponses(f *testing.F) {
 			t.Fatalf("h1 read %d %q, net/http %d %q", resp.Status, ours, theirs.StatusCode, b)
 		}
 	})
+}
+
+// TestWhatAConnectionRemembersIsBounded: a client sending ever-different
+// names, values and targets on one connection grows none of the
+// connection's caches past its bound.
+func TestWhatAConnectionRemembersIsBounded(t *testing.T) {
+	var b bytes.Buffer
+	for i := range 2000 {
+		fmt.Fprintf(&b, "GET /%d HTTP/1.1\r\nHost: x\r\nX-Name-%d: v%d\r\nX-Long: %s\r\n\r\n", i, i, i, strings.Repeat("y", i%300))
+	}
+	br := bufio.NewReader(&b)
+	c := &conn{s: &Server{MaxHeaderBytes: 64 << 10}, br: br, bw: bufio.NewWriter(io.Discard), remote: "192.0.2.1:1"}
+	c.head = newHead(br)
+	c.template, c.req = &http.Request{}, new(http.Request)
+	n := 0
+	for {
+		status, _, err := c.readRequest()
+		if err != nil || status != 0 {
+			break
+		}
+		n++
+	}
+	h := &c.head
+	if n != 2000 || len(h.names) > maxNames || len(h.values) > maxValues || len(h.lines) > maxLines {
+		t.Fatalf("%d requests; %d names, %d values, %d lines remembered", n, len(h.names), len(h.values), len(h.lines))
+	}
 }

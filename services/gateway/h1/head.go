@@ -24,6 +24,15 @@ type head struct {
 	lines []parsedLine
 }
 
+// What a connection remembers is bounded (a few KiB at most), so that
+// many connections sending ever-different heads cost no more than their
+// buffers.
+const (
+	maxLines, maxLine   = 16, 128 // header lines of the previous head, and their length
+	maxNames            = 32      // header names
+	maxValues, maxValue = 64, 64  // values and request targets, and their length
+)
+
 type parsedLine struct {
 	raw, name, value string
 	bit              uint8
@@ -122,7 +131,7 @@ func (h *head) headers(left *int) error {
 		p := parsedLine{name: nm.canonical, value: h.intern(value), bit: nm.bit}
 		h.pairs = append(h.pairs, p.name, p.value)
 		h.seen |= p.bit
-		if n < 32 && len(line) <= 256 {
+		if n < maxLines && len(line) <= maxLine {
 			p.raw = string(line)
 			if n < len(h.lines) {
 				h.lines[n] = p
@@ -168,7 +177,7 @@ func (h *head) canonical(raw []byte) name {
 	}
 	c := http.CanonicalHeaderKey(string(raw))
 	n := name{canonical: c, bit: framingBits[c]}
-	if len(h.names) < 128 {
+	if len(h.names) < maxNames {
 		h.names[string(raw)] = n
 	}
 	return n
@@ -181,7 +190,7 @@ func (h *head) intern(b []byte) string {
 		return s
 	}
 	s := string(b)
-	if len(h.values) < 256 && len(b) <= 256 {
+	if len(h.values) < maxValues && len(b) <= maxValue {
 		h.values[s] = s
 	}
 	return s
