@@ -223,7 +223,9 @@ func (a *adminRole) Close() { stopRole(a.srv, a.cancel, &a.wg) }
 func stopRole(srv roleServer, cancel context.CancelFunc, wg *sync.WaitGroup) {
 	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	srv.Shutdown(ctx)
+	if srv.Shutdown(ctx) != nil {
+		srv.Close() // a stream still open after the grace: cut it
+	}
 	cancel()
 	wg.Wait()
 }

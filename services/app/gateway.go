@@ -237,4 +237,5 @@ func (g *gatewayRole) MetricsURL() string { return "http://" + g.maddr + "/metri
 func (g *gatewayRole) Close() {
 	g.metrics.Close()
 	stopRole(g.srv, g.cancel, &g.wg)
+	g.gw.CloseIdle()
 }

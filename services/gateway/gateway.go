@@ -172,6 +172,10 @@ func (g *Gateway) Server() *h1.Server {
 		BadRequest: g.badRequest, Log: g.cfg.Log}
 }
 
+// CloseIdle closes the idle connections to upstreams (after the server
+// has stopped).
+func (g *Gateway) CloseIdle() { g.upstreams.transport.CloseIdle() }
+
 // badRequest is the problem answering a request the server could not read.
 func (g *Gateway) badRequest(h http.Header, status int, reason string) []byte {
 	g.metrics.requests.WithLabelValues("", "", "NONE").Inc()
