@@ -298,6 +298,12 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 		}
 		return nil, sent || got, err
 	}
+	if werr != nil {
+		// The upstream answered before it had the whole body: it still
+		// waits for the rest, so the connection can never carry another
+		// request (what followed would be read as this body's end).
+		resp.Body.reuse = false
+	}
 	if !resp.Body.done && (resp.Body.left < 0 || int64(pc.br.Buffered()) < resp.Body.left) {
 		// The body is still to come, for as long as the upstream streams
 		// it: no deadline. (One already whole in the buffer needs none.)

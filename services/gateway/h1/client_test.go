@@ -3,7 +3,9 @@ package h1_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -25,12 +27,20 @@ type scripted struct {
 }
 
 func newScripted(t *testing.T, answer func(conn, n int, head string) (string, bool)) *scripted {
+	return newScriptedOn(t, nil, answer)
+}
+
+// newScriptedOn is newScripted with TLS when cfg is set.
+func newScriptedOn(t *testing.T, cfg *tls.Config, answer func(conn, n int, head string) (string, bool)) *scripted {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
 	s := &scripted{addr: ln.Addr().String()}
 	go func() {
 		for {
@@ -267,5 +277,58 @@ func TestAFailedDialIsADialError(t *testing.T) {
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "dial" {
 		t.Fatalf("%v", err)
+	}
+}
+
+// failingBody sends n bytes, then fails: a client that hung up mid-body.
+type failingBody struct{ n int }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, errors.New("the client went away")
+	}
+	k := min(len(p), b.n)
+	for i := range k {
+		p[i] = 'A'
+	}
+	b.n -= k
+	return k, nil
+}
+
+// TestAConnectionWhoseBodyWasCutIsNeverReused: an upstream that answers as
+// soon as it has read a head (as nginx does for a `return`, a static file or
+// an error page) still waits for the rest of the body; if the client's body
+// breaks off, that connection must not carry another request — the upstream
+// would read it as the end of the body, and a request hidden in the next
+// body would reach it with identity headers of the attacker's choosing,
+// while the next client got someone else's answer.
+func TestAConnectionWhoseBodyWasCutIsNeverReused(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", secure), func(t *testing.T) { cutBody(t, secure) })
+	}
+}
+
+func cutBody(t *testing.T, secure bool) {
+	var cfg *tls.Config
+	tr := &h1.Transport{ResponseHeaderTimeout: 2 * time.Second}
+	if secure {
+		srv := httptest.NewUnstartedServer(nil)
+		srv.StartTLS()
+		cfg = srv.TLS
+		tr.TLS = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs, ServerName: "example.com"}
+		srv.Close()
+	}
+	up := newScriptedOn(t, cfg, func(conn, n int, head string) (string, bool) {
+		line := strings.SplitN(head, "\r\n", 2)[0]
+		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(line), line), true
+	})
+	req := h1.Request{TLS: secure, Method: "POST", Target: "/cut", Body: &failingBody{n: 5000}, ContentLength: 100000}
+	roundTrip(t, tr, up.addr, req) // the answer may or may not come first: either way, the connection is done
+	st, _, body, err := roundTrip(t, tr, up.addr, h1.Request{TLS: secure, Method: "POST", Target: "/next", Body: strings.NewReader("x"), ContentLength: 1})
+	if err != nil || st != 200 || body != "POST /next HTTP/1.1" {
+		t.Fatalf("the next request: %d %.80q %v", st, body, err)
+	}
+	if n := up.conns.Load(); n != 2 {
+		t.Fatalf("%d connections: the cut one was reused", n)
 	}
 }
