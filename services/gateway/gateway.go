@@ -403,6 +403,8 @@ func notCanonical(u *url.URL) string {
 			return "no ;"
 		case c == '\\':
 			return "no backslash"
+		case c == '#':
+			return "no #" // a fragment is the client's: some servers end the path there
 		case c == '.' && (i+1 == len(p) || p[i+1] == '/'):
 			return "no segment ending in ."
 		}

@@ -412,6 +412,11 @@ func (c *conn) parseTarget(target string) (int, string) {
 		c.url = url.URL{Path: "*"}
 		return 0, ""
 	}
+	if strings.IndexByte(target, '#') >= 0 {
+		// A fragment is never sent (RFC 9112 3.2); servers disagree on
+		// where a path with one ends.
+		return http.StatusBadRequest, "a fragment (#) in the request target"
+	}
 	u, err := url.ParseRequestURI(target)
 	if err != nil || (u.Scheme != "" && u.Scheme != "http" && u.Scheme != "https") {
 		return http.StatusBadRequest, "malformed request target"
