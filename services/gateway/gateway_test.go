@@ -779,11 +779,24 @@ func TestCredentialHeadersNeverReachTheUpstream(t *testing.T) {
 		"X_Api_Key":           {"kt_smuggled"},
 		"Proxy-Authorization": {"Basic bWFsbG9yeTp4"},
 		"Proxy_Authorization": {"Basic bWFsbG9yeTp4"},
+		"X_Forwarded_For":     {"10.6.6.6"},
+		"X-Real-IP":           {"10.6.6.6"},
+		"X-Original-URL":      {"/admin"},
+		"x-rewrite-url":       {"/admin"},
+		"X-Forwarded-Prefix":  {"/admin"},
 	})
 	if a.status != 200 {
 		t.Fatalf("%d %s", a.status, a.body)
 	}
 	h := <-f.seen
+	for _, name := range []string{"X_Forwarded_For", "X-Real-Ip", "X-Original-Url", "X-Rewrite-Url", "X-Forwarded-Prefix"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("the client's %s reached the upstream: %v", name, v)
+		}
+	}
+	if xff := h.Get("X-Forwarded-For"); xff != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For %q", xff)
+	}
 	for name := range h {
 		switch n := strings.ToLower(strings.ReplaceAll(name, "_", "-")); {
 		case n == "authorization", n == "proxy-authorization", n == "x-api-key":

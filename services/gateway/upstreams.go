@@ -186,14 +186,14 @@ func transportOwned(name string) bool {
 	return name == "Content-Length" || name == "Expect" || name == "Host"
 }
 
-// forwarding reports whether a header is one the gateway sets itself about
-// the client (a client's own is not believed).
+// forwarding reports whether a header says something about the client or
+// the original request that only a proxy may say — the gateway sets its
+// own X-Forwarded-*, and a client's is not believed — in any case and
+// with '_' read as '-': Forwarded, X-Forwarded-*, X-Real-IP, and the
+// path overrides some frameworks obey (X-Original-URL, X-Rewrite-URL).
 func forwarding(name string) bool {
-	switch name {
-	case "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded":
-		return true
-	}
-	return false
+	return normalEqual(name, "forwarded") || (len(name) >= 12 && normalEqual(name[:12], "x-forwarded-")) ||
+		normalEqual(name, "x-real-ip") || normalEqual(name, "x-original-url") || normalEqual(name, "x-rewrite-url")
 }
 
 // reservedHeader reports whether a client's header must not reach an

@@ -407,13 +407,8 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 				delete(h, "Content-Length")
 			}
 		case hasCL:
-			n, err := strconv.ParseInt(cl[0], 10, 64)
-			for _, v := range cl[1:] {
-				if v != cl[0] {
-					err = errors.New("differing")
-				}
-			}
-			if err != nil || n < 0 || cl[0][0] == '+' {
+			n, ok := parseLength(cl)
+			if !ok {
 				return nil, true, errMalformed("h1: malformed Content-Length from the upstream")
 			}
 			b.left, b.done = n, n == 0
@@ -473,6 +468,7 @@ func (b *ResponseBody) Read(p []byte) (int, error) {
 			b.done = true
 			if terr := b.pc.head.skipTrailer(64 << 10); terr != nil {
 				b.reuse = false
+				err = unexpected(terr) // cut short in the trailer
 			}
 		}
 	case b.left >= 0:
@@ -503,6 +499,7 @@ func (b *ResponseBody) Read(p []byte) (int, error) {
 func (b *ResponseBody) Close() error {
 	pc := b.pc
 	watched := pc.stop == nil || pc.stop()
+	pc.head.release()
 	if b.done && b.reuse && b.err == nil && watched {
 		pc.t.put(pc)
 	} else {

@@ -155,3 +155,37 @@ func TestWhatAConnectionRemembersIsBounded(t *testing.T) {
 		t.Fatalf("%d requests; %d names, %d values, %d lines remembered", n, len(h.names), len(h.values), len(h.lines))
 	}
 }
+
+// TestALargeHeadLeavesNothingBehind: a head with more than maxFields
+// header lines is too large (431); one just within leaves none of the
+// storage it grew once released — an idle connection holds little.
+func TestALargeHeadLeavesNothingBehind(t *testing.T) {
+	read := func(fields int) (*conn, int) {
+		var b bytes.Buffer
+		b.WriteString("GET / HTTP/1.1\r\nHost: x\r\n")
+		for i := range fields - 1 {
+			fmt.Fprintf(&b, "X-%d: v\r\n", i)
+		}
+		b.WriteString("\r\n")
+		br := bufio.NewReader(&b)
+		c := &conn{s: &Server{MaxHeaderBytes: 64 << 10}, br: br, bw: bufio.NewWriter(io.Discard), remote: "192.0.2.1:1"}
+		c.head = newHead(br)
+		c.template, c.req = &http.Request{}, new(http.Request)
+		status, _, err := c.readRequest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, status
+	}
+	if _, status := read(maxFields + 1); status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("%d fields: %d", maxFields+1, status)
+	}
+	c, status := read(maxFields)
+	if status != 0 || len(c.req.Header) != maxFields {
+		t.Fatalf("%d fields: %d, %d headers", maxFields, status, len(c.req.Header))
+	}
+	c.head.release()
+	if len(c.head.hdr) != 0 || cap(c.head.pairs) != 0 {
+		t.Fatalf("after release: %d headers, %d pairs kept", len(c.head.hdr), cap(c.head.pairs))
+	}
+}

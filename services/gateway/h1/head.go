@@ -31,6 +31,8 @@ const (
 	maxLines, maxLine   = 16, 128 // header lines of the previous head, and their length
 	maxNames            = 32      // header names
 	maxValues, maxValue = 64, 64  // values and request targets, and their length
+	maxFields           = 256     // header lines in one head (more: too large)
+	keptFields          = 32      // a head with more leaves no storage behind
 )
 
 type parsedLine struct {
@@ -111,6 +113,9 @@ func (h *head) headers(left *int) error {
 			break
 		}
 		n := len(h.pairs) / 2
+		if n >= maxFields {
+			return errLineTooLong
+		}
 		if n < len(h.lines) && h.lines[n].raw == string(line) {
 			h.pairs = append(h.pairs, h.lines[n].name, h.lines[n].value)
 			h.seen |= h.lines[n].bit
@@ -152,6 +157,20 @@ func (h *head) headers(left *int) error {
 		h.hdr[k] = vals[i/2 : i/2+1 : i/2+1]
 	}
 	return nil
+}
+
+// release drops the storage an unusually large head grew, so that an idle
+// connection keeps only what an ordinary head needs.
+func (h *head) release() {
+	if len(h.hdr) > keptFields {
+		h.hdr = http.Header{}
+	}
+	if cap(h.pairs) > 2*keptFields {
+		h.pairs = nil
+	}
+	if cap(h.long) > 4096 {
+		h.long = nil
+	}
 }
 
 // skipTrailer reads the trailer section after a last chunk; trailers are

@@ -249,6 +249,8 @@ func (c *conn) deadline(timeout time.Duration) {
 // headWhole reports whether br holds a whole head (up to its empty line).
 func headWhole(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
+	// Empty lines before a request line are not its end.
+	b = bytes.TrimLeft(b, "\r\n")
 	return bytes.Contains(b, crlfcrlf)
 }
 
@@ -295,6 +297,7 @@ func (c *conn) serve() {
 		}
 		c.w.reset(c.req)
 		c.s.Handler.ServeHTTP(&c.w, c.req)
+		c.head.release()
 		if !c.w.finish() {
 			if c.req.Body != http.NoBody && !c.body.done {
 				c.lingerClose()
@@ -488,13 +491,8 @@ func (c *conn) framing(r *http.Request, minor int) (int, string, error) {
 		c.body.chunked = httputil.NewChunkedReader(c.br)
 		r.Body = &c.body
 	case hasCL:
-		n, err := strconv.ParseInt(cl[0], 10, 64)
-		for _, v := range cl[1:] {
-			if v != cl[0] {
-				err = errors.New("differing")
-			}
-		}
-		if err != nil || n < 0 || cl[0][0] == '+' {
+		n, ok := parseLength(cl)
+		if !ok {
 			return http.StatusBadRequest, "malformed Content-Length", nil
 		}
 		r.ContentLength = n
@@ -547,8 +545,8 @@ func (b *body) Read(p []byte) (int, error) {
 		if err == io.EOF {
 			b.done = true
 			if terr := b.c.head.skipTrailer(b.c.s.MaxHeaderBytes); terr != nil {
-				b.err = terr
-				return n, terr
+				b.err = unexpected(terr)
+				return n, b.err
 			}
 		} else if err != nil {
 			b.err = err
@@ -693,7 +691,8 @@ func (w *response) commit(final bool) error {
 			w.close = true
 		}
 	}
-	if r.Close || w.c.s.closing.Load() {
+	if r.Close || w.c.s.closing.Load() || (final && r.Body != http.NoBody && !w.c.body.done) {
+		// (An unread body ends the connection: say so.)
 		w.close = true
 	}
 	// The Content-Length sent: the handler's; else, once it is done, what

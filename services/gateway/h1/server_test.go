@@ -83,6 +83,7 @@ func TestRequestsThatCouldBeReadTwoWaysAreRefused(t *testing.T) {
 		{"differing Content-Lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
 		{"a signed Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\na", 400},
 		{"a negative Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400},
+		{"a Content-Length of -0", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -0\r\n\r\n", 400},
 		{"a list as Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 1\r\n\r\na", 400},
 		{"obsolete line folding", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400},
 		{"white space before a colon", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\n", 400},
@@ -155,6 +156,19 @@ func TestChunkedRequestBodies(t *testing.T) {
 	got := exchange(t, addr, "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if !strings.Contains(got, `POST /a HTTP/1.1 host=x cl=-1 body="abcde"`) || !strings.Contains(got, "GET /b") {
 		t.Fatalf("%q", got)
+	}
+	// A body cut off in its trailer is cut off, not whole.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-Tra")
+	c.(*net.TCPConn).CloseWrite()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if got := string(b); strings.Contains(got, "200 OK") {
+		t.Fatalf("cut in the trailer: %q", got)
 	}
 	// A malformed chunk size fails the read, and the connection closes.
 	got = exchange(t, addr, "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -284,21 +298,26 @@ func TestAPanickingHandlerClosesOnlyItsConnection(t *testing.T) {
 // TestASlowHeadIsCutOff: a client that sends part of a head and stops is
 // disconnected after ReadHeaderTimeout; an idle one after IdleTimeout.
 func TestASlowHeadIsCutOff(t *testing.T) {
-	_, addr := start(t, echo, func(s *h1.Server) {
-		s.ReadHeaderTimeout, s.IdleTimeout = 200*time.Millisecond, 300*time.Millisecond
-	})
-	for _, partial := range []string{"GET / HTTP/1.1\r\nHost: x\r\n", ""} {
-		c, err := net.Dial("tcp", addr)
+	for _, c := range []struct {
+		name, partial    string
+		header, idle, by time.Duration
+	}{
+		{"half a head", "GET / HTTP/1.1\r\nHost: x\r\n", 200 * time.Millisecond, time.Minute, 5 * time.Second},
+		{"empty lines, then half a head", "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n", 200 * time.Millisecond, time.Minute, 5 * time.Second},
+		{"nothing", "", time.Minute, 300 * time.Millisecond, 5 * time.Second},
+	} {
+		_, addr := start(t, echo, func(s *h1.Server) { s.ReadHeaderTimeout, s.IdleTimeout = c.header, c.idle })
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.WriteString(c, partial)
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		start := time.Now()
-		n, err := c.Read(make([]byte, 1))
-		c.Close()
-		if n != 0 || err == nil || time.Since(start) > 4*time.Second {
-			t.Fatalf("%q: read %d %v after %s", partial, n, err, time.Since(start))
+		io.WriteString(conn, c.partial)
+		conn.SetReadDeadline(time.Now().Add(c.by))
+		begin := time.Now()
+		n, err := conn.Read(make([]byte, 1))
+		conn.Close()
+		if n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: read %d %v after %s", c.name, n, err, time.Since(begin))
 		}
 	}
 }

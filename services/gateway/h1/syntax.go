@@ -1,5 +1,7 @@
 package h1
 
+import "io"
+
 // The grammar of RFC 9110 and 9112 that the server and the client check.
 
 // cutByte splits b around the first sep.
@@ -75,4 +77,35 @@ func validHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// parseLength reads Content-Length values: one or more equal values, each
+// 1*DIGIT (no sign, no list, at most 18 digits).
+func parseLength(values []string) (int64, bool) {
+	v := values[0]
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	for _, other := range values[1:] {
+		if other != v {
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// unexpected is err, with the end of the input read as a message cut short.
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
