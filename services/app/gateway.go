@@ -198,6 +198,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.run(func() error { return g.model.Run(runCtx, st, cfg.Filters) })
 	g.run(func() error { return presence.Run(runCtx) })
 	g.run(func() error { sweepEvery(runCtx, time.Minute, func() { limits.Sweep(time.Now()) }); return nil })
+	g.run(func() error { sweepEvery(runCtx, 10*time.Second, func() { g.gw.SweepIdle(time.Now()) }); return nil })
 	if denials != nil {
 		g.run(func() error { sweepEvery(runCtx, time.Second, func() { denials.Flush(time.Now()) }); return nil })
 	}
@@ -237,5 +238,5 @@ func (g *gatewayRole) MetricsURL() string { return "http://" + g.maddr + "/metri
 func (g *gatewayRole) Close() {
 	g.metrics.Close()
 	stopRole(g.srv, g.cancel, &g.wg)
-	g.gw.CloseIdle()
+	g.gw.Close()
 }

@@ -172,9 +172,13 @@ func (g *Gateway) Server() *h1.Server {
 		BadRequest: g.badRequest, Log: g.cfg.Log}
 }
 
-// CloseIdle closes the idle connections to upstreams (after the server
-// has stopped).
-func (g *Gateway) CloseIdle() { g.upstreams.transport.CloseIdle() }
+// Close closes the connections to upstreams, idle or in use (after the
+// server has stopped: an answer still streaming is cut).
+func (g *Gateway) Close() { g.upstreams.transport.Close() }
+
+// SweepIdle closes upstream connections idle for longer than they are
+// kept (the app calls it every few seconds).
+func (g *Gateway) SweepIdle(now time.Time) { g.upstreams.transport.SweepIdle(now) }
 
 // badRequest is the problem answering a request the server could not read.
 func (g *Gateway) badRequest(h http.Header, status int, reason string) []byte {

@@ -1219,3 +1219,45 @@ func TestTheProxyKeepsHTTPSemantics(t *testing.T) {
 		t.Fatalf("HEAD: %d, Content-Length %d", resp.StatusCode, resp.ContentLength)
 	}
 }
+
+// TestAClientLeavingAQuietStreamFreesTheUpstream: a client that closes its
+// connection while a quiet upstream streams to it ends the gateway's wait
+// and the upstream connection; they used to be held until the upstream
+// spoke again.
+func TestAClientLeavingAQuietStreamFreesTheUpstream(t *testing.T) {
+	f := newFixture(t)
+	freed := make(chan bool, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			freed <- true
+		case <-time.After(10 * time.Second):
+			freed <- false
+		}
+	}))
+	defer up.Close()
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "events", "/events", nil, nil, up.URL)
+	_, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET /events HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n\r\n", sec)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	if line != "first\n" {
+		t.Fatalf("%q", line)
+	}
+	c.Close()
+	if !<-freed {
+		t.Fatal("the upstream connection was held after the client left")
+	}
+}

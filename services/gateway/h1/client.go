@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -33,9 +34,14 @@ type Transport struct {
 	ResponseHeaderTimeout time.Duration
 	// MaxHeaderBytes bounds a response's line and headers (default 64 KiB).
 	MaxHeaderBytes int
+	// HandshakeTimeout bounds a TLS handshake with an upstream (default
+	// 10 s).
+	HandshakeTimeout time.Duration
 
-	mu   sync.Mutex
-	idle map[upstreamKey][]*pconn
+	mu     sync.Mutex
+	idle   map[upstreamKey][]*pconn
+	inUse  map[*pconn]struct{}
+	closed bool
 }
 
 type upstreamKey struct {
@@ -127,7 +133,7 @@ func (t *Transport) idleTimeout() time.Duration {
 func (t *Transport) RoundTrip(ctx context.Context, req *Request) (*Response, error) {
 	key := upstreamKey{req.TLS, req.Addr}
 	for attempt := 0; ; attempt++ {
-		pc, err := t.get(ctx, key, attempt > 0)
+		pc, err := t.get(ctx, key, attempt > 0, req.Body != nil)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +141,7 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request) (*Response, err
 		if err == nil {
 			return resp, nil
 		}
-		pc.nc.Close()
+		t.done(pc, false)
 		if pc.reused && !sent && req.Body == nil && attempt == 0 && ctx.Err() == nil {
 			continue // the upstream closed it while it was idle
 		}
@@ -143,27 +149,15 @@ func (t *Transport) RoundTrip(ctx context.Context, req *Request) (*Response, err
 	}
 }
 
-// get returns an idle connection to key, or a new one.
-func (t *Transport) get(ctx context.Context, key upstreamKey, fresh bool) (*pconn, error) {
+// get returns an idle connection to key, or a new one. A request with a
+// body takes an idle connection only if nothing is waiting to be read on it
+// (an upstream that closed it has sent its end): such a request is never
+// sent twice, so it must not go out on a connection that is already gone.
+func (t *Transport) get(ctx context.Context, key upstreamKey, fresh, body bool) (*pconn, error) {
 	if !fresh {
-		now := time.Now()
-		t.mu.Lock()
-		list := t.idle[key]
-		for len(list) > 0 {
-			pc := list[len(list)-1]
-			list = list[:len(list)-1]
-			if now.Sub(pc.idleAt) < t.idleTimeout() {
-				t.idle[key] = list
-				t.mu.Unlock()
-				pc.reused = true
-				return pc, nil
-			}
-			pc.nc.Close()
+		if pc := t.idleConn(key, body); pc != nil {
+			return pc, nil
 		}
-		if t.idle != nil {
-			t.idle[key] = list
-		}
-		t.mu.Unlock()
 	}
 	dial := t.Dial
 	if dial == nil {
@@ -184,7 +178,14 @@ func (t *Transport) get(ctx context.Context, key upstreamKey, fresh bool) (*pcon
 		}
 		cfg.NextProtos = []string{"http/1.1"}
 		tc := tls.Client(nc, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
+		timeout := t.HandshakeTimeout
+		if timeout <= 0 {
+			timeout = 10 * time.Second
+		}
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
 			nc.Close()
 			return nil, &net.OpError{Op: "tls", Net: "tcp", Addr: nc.RemoteAddr(), Err: err}
 		}
@@ -193,14 +194,61 @@ func (t *Transport) get(ctx context.Context, key upstreamKey, fresh bool) (*pcon
 	pc := &pconn{t: t, key: key, nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}
 	pc.head = newHead(pc.br)
 	pc.body.pc = pc
+	if !t.use(pc) {
+		nc.Close()
+		return nil, net.ErrClosed
+	}
 	return pc, nil
 }
 
-// put returns a connection whose exchange ended cleanly to the pool.
-func (t *Transport) put(pc *pconn) {
+// idleConn takes the most recently used idle connection to key that is
+// still fresh (and, for a body, still quiet).
+func (t *Transport) idleConn(key upstreamKey, body bool) *pconn {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	list := t.idle[key]
+	for len(list) > 0 {
+		pc := list[len(list)-1]
+		list = list[:len(list)-1]
+		if now.Sub(pc.idleAt) < t.idleTimeout() && (!body || quiet(pc.nc)) {
+			t.idle[key] = list
+			pc.reused = true
+			t.inUse[pc] = struct{}{}
+			return pc
+		}
+		pc.nc.Close()
+	}
+	if t.idle != nil {
+		t.idle[key] = list
+	}
+	return nil
+}
+
+// use records pc as in use; false once the transport is closed.
+func (t *Transport) use(pc *pconn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	if t.inUse == nil {
+		t.inUse = map[*pconn]struct{}{}
+	}
+	t.inUse[pc] = struct{}{}
+	return true
+}
+
+// done forgets pc as in use, and keeps it idle when reuse says so.
+func (t *Transport) done(pc *pconn, reuse bool) {
 	pc.idleAt = time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.inUse, pc)
+	if !reuse || t.closed {
+		pc.nc.Close()
+		return
+	}
 	if t.idle == nil {
 		t.idle = map[upstreamKey][]*pconn{}
 	}
@@ -218,15 +266,42 @@ func (t *Transport) put(pc *pconn) {
 	t.idle[pc.key] = append(list, pc)
 }
 
-// CloseIdle closes every idle connection.
-func (t *Transport) CloseIdle() {
+// SweepIdle closes the idle connections kept longer than IdleTimeout (an
+// upstream no longer used would otherwise keep them open).
+func (t *Transport) SweepIdle(now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for k, list := range t.idle {
+		keep := list[:0]
+		for _, pc := range list {
+			if now.Sub(pc.idleAt) < t.idleTimeout() {
+				keep = append(keep, pc)
+			} else {
+				pc.nc.Close()
+			}
+		}
+		if len(keep) == 0 {
+			delete(t.idle, k)
+		} else {
+			t.idle[k] = keep
+		}
+	}
+}
+
+// Close closes every connection, idle or in use (an exchange in flight
+// then fails), and every one opened after.
+func (t *Transport) Close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
 	for k, list := range t.idle {
 		for _, pc := range list {
 			pc.nc.Close()
 		}
 		delete(t.idle, k)
+	}
+	for pc := range t.inUse {
+		pc.nc.Close()
 	}
 }
 
@@ -235,16 +310,6 @@ func (t *Transport) CloseIdle() {
 // request is never sent again.
 func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, sent bool, err error) {
 	pc.stop = nil
-	if ctx.Done() != nil {
-		// The caller going away (its client disconnected, the server
-		// closing) ends the exchange, until the body is closed.
-		pc.stop = context.AfterFunc(ctx, func() { pc.nc.SetDeadline(time.Unix(1, 0)) })
-		defer func() {
-			if err != nil {
-				pc.stop()
-			}
-		}()
-	}
 	bw := pc.bw
 	bw.WriteString(req.Method)
 	bw.WriteByte(' ')
@@ -306,9 +371,14 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 	}
 	if !resp.Body.done && (resp.Body.left < 0 || int64(pc.br.Buffered()) < resp.Body.left) {
 		// The body is still to come, for as long as the upstream streams
-		// it: no deadline. (One already whole in the buffer needs none.)
+		// it: no deadline (one already whole in the buffer needs none) —
+		// but the caller going away (its client gone, the server closing)
+		// ends it, until the body is closed.
 		pc.rd = time.Time{}
 		pc.nc.SetReadDeadline(pc.rd)
+		if ctx.Done() != nil {
+			pc.stop = context.AfterFunc(ctx, func() { pc.nc.SetDeadline(time.Unix(1, 0)) })
+		}
 	}
 	return resp, true, nil
 }
@@ -500,12 +570,17 @@ func (b *ResponseBody) Close() error {
 	pc := b.pc
 	watched := pc.stop == nil || pc.stop()
 	pc.head.release()
-	if b.done && b.reuse && b.err == nil && watched {
-		pc.t.put(pc)
-	} else {
-		pc.nc.Close()
-	}
+	pc.t.done(pc, b.done && b.reuse && b.err == nil && watched)
 	return nil
 }
 
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// netConnOf is the TCP connection under a TLS one.
+func netConnOf(c net.Conn) (syscall.Conn, bool) {
+	if tc, ok := c.(*tls.Conn); ok {
+		sc, ok := tc.NetConn().(syscall.Conn)
+		return sc, ok
+	}
+	return nil, false
+}

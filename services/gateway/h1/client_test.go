@@ -22,8 +22,8 @@ import (
 // exchange and answers with the next of its answers, raw; after the last
 // it closes. It counts connections.
 type scripted struct {
-	addr  string
-	conns atomic.Int32
+	addr         string
+	conns, ended atomic.Int32 // connections accepted, and closed
 }
 
 func newScripted(t *testing.T, answer func(conn, n int, head string) (string, bool)) *scripted {
@@ -50,6 +50,7 @@ func newScriptedOn(t *testing.T, cfg *tls.Config, answer func(conn, n int, head 
 			}
 			id := int(s.conns.Add(1))
 			go func() {
+				defer s.ended.Add(1)
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for n := 1; ; n++ {
@@ -136,10 +137,15 @@ func TestConnectionsAreReused(t *testing.T) {
 }
 
 // TestAConnectionClosedWhileIdleIsReplaced: an upstream that closed an idle
-// connection costs a request without a body nothing; a request with a body
-// is never sent twice.
+// connection costs a request without a body nothing (it is sent again on a
+// new connection); one with a body never goes out on it (the connection is
+// seen to be closed before), and is sent exactly once.
 func TestAConnectionClosedWhileIdleIsReplaced(t *testing.T) {
+	var posts atomic.Int32
 	up := newScripted(t, func(conn, n int, head string) (string, bool) {
+		if strings.HasPrefix(head, "POST ") {
+			posts.Add(1)
+		}
 		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false // closes after each answer, without saying so
 	})
 	tr := &h1.Transport{}
@@ -148,11 +154,10 @@ func TestAConnectionClosedWhileIdleIsReplaced(t *testing.T) {
 			t.Fatalf("GET %d: %d %v", i, st, err)
 		}
 	}
-	// The pool holds a connection the upstream has closed; a POST on it
-	// fails rather than being sent again.
-	_, _, _, err := roundTrip(t, tr, up.addr, h1.Request{Method: "POST", Body: strings.NewReader("x"), ContentLength: 1})
-	if err == nil {
-		t.Fatal("a POST with a body on a dead connection succeeded: was it sent twice?")
+	// The pool holds a connection the upstream has closed.
+	st, _, _, err := roundTrip(t, tr, up.addr, h1.Request{Method: "POST", Body: strings.NewReader("x"), ContentLength: 1})
+	if st != 200 || err != nil || posts.Load() != 1 {
+		t.Fatalf("a POST after the upstream closed the idle connection: %d %v, sent %d times", st, err, posts.Load())
 	}
 }
 
@@ -330,5 +335,67 @@ func cutBody(t *testing.T, secure bool) {
 	}
 	if n := up.conns.Load(); n != 2 {
 		t.Fatalf("%d connections: the cut one was reused", n)
+	}
+}
+
+// TestNothingWaitsForEver: a TLS handshake an upstream never answers is
+// bounded; Close ends an exchange waiting for an answer at once; idle
+// connections past IdleTimeout are closed by SweepIdle.
+func TestNothingWaitsForEver(t *testing.T) {
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	tr := &h1.Transport{HandshakeTimeout: 200 * time.Millisecond}
+	start := time.Now()
+	if _, _, _, err := roundTrip(t, tr, silent.Addr().String(), h1.Request{TLS: true}); err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("a handshake never answered: %v after %s", err, time.Since(start))
+	}
+
+	// An exchange waiting for an answer ends when the transport closes.
+	done := make(chan error, 1)
+	go func() { _, _, _, err := roundTrip(t, tr, silent.Addr().String(), h1.Request{}); done <- err }()
+	<-accepted
+	<-accepted
+	tr.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an answer from nowhere")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close left an exchange waiting")
+	}
+
+	// Idle connections are swept.
+	up := newScripted(t, func(conn, n int, head string) (string, bool) {
+		return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+	})
+	tr = &h1.Transport{IdleTimeout: time.Minute}
+	if st, _, _, err := roundTrip(t, tr, up.addr, h1.Request{}); st != 200 || err != nil {
+		t.Fatal(st, err)
+	}
+	tr.SweepIdle(time.Now())
+	if up.ended.Load() != 0 {
+		t.Fatal("a connection idle for less than IdleTimeout was closed")
+	}
+	tr.SweepIdle(time.Now().Add(time.Hour))
+	deadline := time.Now().Add(5 * time.Second)
+	for up.ended.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // poll
+	}
+	if up.ended.Load() != 1 {
+		t.Fatal("the sweep left an expired idle connection open")
 	}
 }

@@ -49,6 +49,10 @@ type Server struct {
 	ReadHeaderTimeout, IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's line and headers (default 64 KiB).
 	MaxHeaderBytes int
+	// WriteTimeout bounds how long a client may leave what it was sent
+	// unread: each write of an answer, or of a part of a streamed one, must
+	// be taken within it (default 60 s).
+	WriteTimeout time.Duration
 	// BadRequest writes the body of an answer to a request that cannot be
 	// parsed (nil: text/plain with the reason).
 	BadRequest func(h http.Header, status int, reason string) []byte
@@ -77,6 +81,9 @@ func (s *Server) init() {
 		}
 		if s.MaxHeaderBytes <= 0 {
 			s.MaxHeaderBytes = 64 << 10
+		}
+		if s.WriteTimeout <= 0 {
+			s.WriteTimeout = time.Minute
 		}
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
@@ -195,9 +202,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	}
 	c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}
 	c.head = newHead(c.br)
-	// Requests' context is never cancelled: what a handler waits for is
-	// bounded, and Close ends the connections under it.
-	c.template = (&http.Request{}).WithContext(context.WithoutCancel(s.ctx))
+	// Requests' context ends with the connection, with Close, and when a
+	// client goes away while its answer streams (watch).
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.template = (&http.Request{}).WithContext(c.ctx)
 	c.remote = nc.RemoteAddr().String()
 	c.req = new(http.Request)
 	c.w.c = c
@@ -228,7 +236,58 @@ type conn struct {
 	body     body
 	w        response
 	rd       time.Time // the read deadline set last
+	wd       time.Time // the write deadline set last
 	remote   string
+	ctx      context.Context
+	cancel   context.CancelFunc
+	// watching: a goroutine waits to read from the client while its answer
+	// streams (watch); unwatching stops it.
+	watching   bool
+	unwatching atomic.Bool
+	watched    chan struct{}
+}
+
+// writeDeadline gives the client WriteTimeout from now to take what is
+// written next (set about once a second, as deadline does).
+func (c *conn) writeDeadline() {
+	timeout := c.s.WriteTimeout
+	t := time.Now().Add(timeout)
+	if d := t.Sub(c.wd); !c.wd.IsZero() && d >= 0 && d < min(timeout/16, time.Second) {
+		return
+	}
+	c.wd = t
+	c.nc.SetWriteDeadline(t)
+}
+
+// watch notices a client that goes away while its answer streams (nothing
+// else reads from its connection then): the request's context ends, and
+// with it the wait on a quiet upstream. Only once the request's body is
+// read: the watcher then owns the reader until unwatch.
+func (c *conn) watch() {
+	if c.watching || (c.req.Body != http.NoBody && !c.body.done) {
+		return
+	}
+	c.watching = true
+	c.unwatching.Store(false)
+	c.watched = make(chan struct{})
+	go func() {
+		defer close(c.watched)
+		if _, err := c.br.Peek(1); err != nil && !c.unwatching.Load() {
+			c.cancel()
+		}
+	}()
+}
+
+// unwatch stops the watcher after the handler and gives the reader back.
+func (c *conn) unwatch() {
+	if !c.watching {
+		return
+	}
+	c.unwatching.Store(true)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+	<-c.watched
+	c.watching = false
+	c.rd = time.Unix(1, 0) // the next deadline is set anew
 }
 
 // deadline sets the connection's read deadline to timeout from now,
@@ -263,6 +322,8 @@ func (c *conn) serve() {
 		if v := recover(); v != nil && v != http.ErrAbortHandler {
 			c.s.Log.Error("gateway handler panicked", "panic", v, "stack", string(debug.Stack()))
 		}
+		c.unwatch()
+		c.cancel()
 		c.nc.Close()
 		c.s.forget(c)
 	}()
@@ -297,6 +358,10 @@ func (c *conn) serve() {
 		}
 		c.w.reset(c.req)
 		c.s.Handler.ServeHTTP(&c.w, c.req)
+		c.unwatch()
+		if c.ctx.Err() != nil {
+			return // the client went away
+		}
 		c.head.release()
 		if !c.w.finish() {
 			if c.req.Body != http.NoBody && !c.body.done {
@@ -684,6 +749,7 @@ func (w *response) send(p []byte) (int, error) {
 // connection closes), followed by what was buffered.
 func (w *response) commit(final bool) error {
 	w.committed = true
+	w.c.writeDeadline()
 	bw := w.c.bw
 	r := w.req
 	for _, v := range w.hdr["Connection"] {
@@ -763,10 +829,12 @@ func (w *response) FlushError() error {
 			return err
 		}
 	}
+	w.c.writeDeadline()
 	if err := w.c.bw.Flush(); err != nil {
 		w.err = err
 		return err
 	}
+	w.c.watch()
 	return nil
 }
 

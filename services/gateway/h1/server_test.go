@@ -382,3 +382,64 @@ func TestUnparseableRequestsGetTheConfiguredBody(t *testing.T) {
 		t.Fatalf("%q", got)
 	}
 }
+
+// TestAClientThatStopsReadingIsCutOff: an answer the client leaves unread
+// fails the handler's writes after WriteTimeout, rather than holding the
+// handler for ever.
+func TestAClientThatStopsReadingIsCutOff(t *testing.T) {
+	failed := make(chan error, 1)
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 32<<10)
+		for range 4096 { // 128 MiB at most: far beyond any socket buffer
+			if _, err := w.Write(chunk); err != nil {
+				failed <- err
+				return
+			}
+		}
+		failed <- nil
+	}), func(s *h1.Server) { s.WriteTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Fatal("128 MiB written to a client that reads nothing")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler is still writing")
+	}
+}
+
+// TestAClientGoneWhileItsAnswerStreamsEndsTheRequest: once an answer is
+// streaming, a client that closes its connection ends the request's
+// context (what the gateway's wait on a quiet upstream watches).
+func TestAClientGoneWhileItsAnswerStreamsEndsTheRequest(t *testing.T) {
+	ended := make(chan bool, 1)
+	_, addr := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			ended <- true
+		case <-time.After(10 * time.Second):
+			ended <- false
+		}
+	}))
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if line != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("%q", line)
+	}
+	c.Close()
+	if !<-ended {
+		t.Fatal("the request went on after its client left")
+	}
+}
