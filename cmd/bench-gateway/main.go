@@ -29,11 +29,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/keytrail/keytrail/client"
@@ -45,9 +47,14 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
 	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
 	flag.Parse()
-	if err := run(*bin, *conns, *dur, *passes); err != nil {
+	// Interrupted, the run stops what it started before it exits.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *bin, *conns, *dur, *passes); err != nil {
+		stop()
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
-		os.Exit(1)
+		os.Exit(1) // run has stopped its processes
+
 	}
 }
 
@@ -63,14 +70,12 @@ type result struct {
 	cpu []time.Duration // CPU time per request
 }
 
-func run(bin, conns string, dur time.Duration, passes int) error {
+func run(ctx context.Context, bin, conns string, dur time.Duration, passes int) error {
 	for _, tool := range []string{"nginx", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (make bench-gateway installs it)", tool)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	dir, err := os.MkdirTemp("", "keytrail-bench-gateway-")
 	if err != nil {
 		return err
@@ -84,12 +89,13 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 	if err := os.WriteFile(conf, []byte(nginxConf(dir, upPort, proxyPort)), 0o600); err != nil {
 		return err
 	}
-	ngx := exec.CommandContext(ctx, "nginx", "-p", dir, "-c", conf)
+	var ps procs
+	defer ps.stop() // before the directory goes: every process we started, stopped and waited for
+	ngx := exec.Command("nginx", "-p", dir, "-c", conf)
 	ngx.Stderr = os.Stderr
-	if err := ngx.Start(); err != nil {
+	if _, err := ps.start(ngx); err != nil {
 		return err
 	}
-	defer ngx.Process.Signal(os.Interrupt)
 
 	// The bare Go proxy, tuned as the gateway's transport is.
 	u, _ := url.Parse(upstream)
@@ -105,13 +111,12 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 	// Keytrail: dev (NATS, control plane) and a gateway process of its own
 	// (so that its memory is the gateway's alone), logging to a file.
 	data := filepath.Join(dir, "kt")
-	dev := exec.CommandContext(ctx, bin, "dev", "--data", data, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+	dev := exec.Command(bin, "dev", "--data", data, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
 		"--nats-listen", "127.0.0.1:0", "--log-level", "warn")
 	dev.Stdout, dev.Stderr = nil, os.Stderr
-	if err := dev.Start(); err != nil {
+	if _, err := ps.start(dev); err != nil {
 		return err
 	}
-	defer dev.Process.Signal(os.Interrupt)
 	addrs, err := waitAddresses(filepath.Join(data, "addresses.json"))
 	if err != nil {
 		return err
@@ -124,7 +129,7 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 	if err != nil {
 		return err
 	}
-	e := &env{ctx: ctx, bin: bin, dir: dir, data: data, admin: httpURL(addrs.Admin), root: strings.TrimSpace(string(root)), secret: secret}
+	e := &env{ctx: ctx, ps: &ps, bin: bin, dir: dir, data: data, admin: httpURL(addrs.Admin), root: strings.TrimSpace(string(root)), secret: secret}
 	gw, gwURL, err := e.gateway("gateway")
 	if err != nil {
 		return err
@@ -185,6 +190,7 @@ func run(bin, conns string, dur time.Duration, passes int) error {
 // env is a running Keytrail (dev) the phases start gateways beside.
 type env struct {
 	ctx                 context.Context
+	ps                  *procs
 	bin, dir, data      string
 	admin, root, secret string
 }
@@ -196,18 +202,18 @@ func (e *env) gateway(name string, args ...string) (*exec.Cmd, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	gw := exec.CommandContext(e.ctx, e.bin, append([]string{"gateway", "--data", e.data, "--nats-nkey", filepath.Join(e.data, "nats", "gateway.nk"),
+	gw := exec.Command(e.bin, append([]string{"gateway", "--data", e.data, "--nats-nkey", filepath.Join(e.data, "nats", "gateway.nk"),
 		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8"}, args...)...)
 	gw.Stderr = accessLog
-	gw.Cancel = func() error { return gw.Process.Signal(os.Interrupt) }
 	out, err := gw.StdoutPipe()
 	if err != nil {
 		return nil, "", err
 	}
-	if err := gw.Start(); err != nil {
+	done, err := e.ps.start(gw)
+	if err != nil {
 		return nil, "", err
 	}
-	go func() { gw.Wait(); accessLog.Close() }()
+	go func() { <-done; accessLog.Close() }()
 	u, err := readyLine(out, "gateway ")
 	if err != nil {
 		return nil, "", err
@@ -419,6 +425,37 @@ func medianD(v []time.Duration) time.Duration {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// procs are the processes a run started; stop ends them all.
+type procs struct {
+	cmds  []*exec.Cmd
+	dones []chan struct{}
+}
+
+// start starts cmd; the channel closes when it has exited.
+func (p *procs) start(cmd *exec.Cmd) (chan struct{}, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	p.cmds, p.dones = append(p.cmds, cmd), append(p.dones, done)
+	return done, nil
+}
+
+// stop interrupts each process, newest first (gateways before the dev
+// they read from), and waits for it (10 s at most, then kills it).
+func (p *procs) stop() {
+	for i := len(p.cmds) - 1; i >= 0; i-- {
+		p.cmds[i].Process.Signal(os.Interrupt)
+		select {
+		case <-p.dones[i]:
+		case <-time.After(10 * time.Second):
+			p.cmds[i].Process.Kill()
+			<-p.dones[i]
+		}
+	}
 }
 
 // cpuTime is the user and system time a process has used (0 for pid 0 or
