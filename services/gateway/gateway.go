@@ -225,6 +225,7 @@ type exchange struct {
 	// upstream request adds (upstreams.extra): kept here, not allocated.
 	connection []string
 	extra      [16]string
+	idHeader   [1]string
 	quiet      bool // a denial past its address's threshold: counted, not logged one by one
 }
 
@@ -239,7 +240,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x := &exchange{id: requestID(), start: time.Now(), body: r.ContentLength != 0}
-	w.Header().Set(HeaderRequestID, x.id)
+	x.idHeader[0] = x.id
+	w.Header()[HeaderRequestID] = x.idHeader[:] // the exchange's own storage: no allocation
 	defer g.finish(r, x)
 	if why := notCanonical(r.URL); why != "" {
 		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path is not in canonical form: "+why)

@@ -25,8 +25,13 @@ type Limits struct {
 
 type limitShard struct {
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[limitKey]*bucket
 }
+
+// limitKey names a bucket: a key's (its id) or an API's (its tenant and id;
+// two strings rather than one joined, which would cost an allocation a
+// request).
+type limitKey struct{ tenant, id string }
 
 type bucket struct {
 	tokens, rate, burst float64
@@ -38,9 +43,9 @@ type bucket struct {
 func NewLimits(p *Presence) *Limits {
 	l := &Limits{presence: p, seed: maphash.MakeSeed()}
 	for i := range l.keys {
-		l.keys[i].buckets = map[string]*bucket{}
+		l.keys[i].buckets = map[limitKey]*bucket{}
 	}
-	l.apis.buckets = map[string]*bucket{}
+	l.apis.buckets = map[limitKey]*bucket{}
 	return l
 }
 
@@ -66,14 +71,14 @@ func (l *Limits) Take(d *projections.Decision, a *projections.API, now time.Time
 	var ks *limitShard
 	if kr != nil {
 		ks = &l.keys[maphash.String(l.seed, d.KeyID)%uint64(len(l.keys))]
-		if retry, limited = ks.take(d.KeyID, kr, share, now); limited {
+		if retry, limited = ks.take(limitKey{id: d.KeyID}, kr, share, now); limited {
 			return retry, true
 		}
 	}
 	if ar != nil {
-		if retry, limited = l.apis.take(a.Tenant+"/"+a.ID, ar, share, now); limited {
+		if retry, limited = l.apis.take(limitKey{a.Tenant, a.ID}, ar, share, now); limited {
 			if ks != nil {
-				ks.refund(d.KeyID, kr, share)
+				ks.refund(limitKey{id: d.KeyID}, kr, share)
 			}
 			return retry, true
 		}
@@ -97,7 +102,7 @@ func limit(r *events.RateLimit, share float64) (rate, burst float64) {
 	return r.PerSecond * share, max(float64(r.Burst)*share, 1)
 }
 
-func (s *limitShard) take(id string, r *events.RateLimit, share float64, now time.Time) (time.Duration, bool) {
+func (s *limitShard) take(id limitKey, r *events.RateLimit, share float64, now time.Time) (time.Duration, bool) {
 	rate, burst := limit(r, share)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -125,7 +130,7 @@ func (s *limitShard) take(id string, r *events.RateLimit, share float64, now tim
 	return 0, false
 }
 
-func (s *limitShard) refund(id string, r *events.RateLimit, share float64) {
+func (s *limitShard) refund(id limitKey, r *events.RateLimit, share float64) {
 	_, burst := limit(r, share)
 	s.mu.Lock()
 	if b := s.buckets[id]; b != nil {

@@ -95,6 +95,7 @@ type pconn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	head   head
+	resp   Response
 	body   ResponseBody
 	idleAt time.Time
 	reused bool
@@ -488,7 +489,8 @@ func (pc *pconn) readResponse(req *Request) (*Response, bool, error) {
 		if hasTE {
 			delete(h, "Transfer-Encoding")
 		}
-		return &Response{Status: status, Header: h, Body: b}, true, nil
+		pc.resp = Response{Status: status, Header: h, Body: b}
+		return &pc.resp, true, nil
 	}
 	return nil, true, errMalformed("h1: too many interim answers from the upstream")
 }

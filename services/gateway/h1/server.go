@@ -446,9 +446,9 @@ func (c *conn) readRequest() (status int, reason string, err error) {
 		return st, why, nil
 	}
 	r.URL = &c.url
-	r.Proto, r.ProtoMajor, r.ProtoMinor = string(proto), 1, minor
-	if minor == 1 {
-		r.Proto = "HTTP/1.1" // no allocation
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, minor
+	if minor == 0 {
+		r.Proto = "HTTP/1.0"
 	}
 	r.RemoteAddr = c.remote
 
