@@ -46,11 +46,16 @@ func main() {
 	conns := flag.String("c", "8,32", "wrk connections, comma-separated")
 	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
 	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
+	phases := flag.String("phases", "throughput,flood,revocation", "which phases to run, comma-separated")
 	flag.Parse()
 	// Interrupted, the run stops what it started before it exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *conns, *dur, *passes); err != nil {
+	want := map[string]bool{}
+	for _, p := range strings.Split(*phases, ",") {
+		want[strings.TrimSpace(p)] = true
+	}
+	if err := run(ctx, *bin, *conns, *dur, *passes, want); err != nil {
 		stop()
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1) // run has stopped its processes
@@ -70,7 +75,7 @@ type result struct {
 	cpu []time.Duration // CPU time per request
 }
 
-func run(ctx context.Context, bin, conns string, dur time.Duration, passes int) error {
+func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool) error {
 	for _, tool := range []string{"nginx", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (make bench-gateway installs it)", tool)
@@ -143,6 +148,28 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int) 
 		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
 		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}, pid: gw.Process.Pid},
 	}
+	if phases["throughput"] {
+		if err := throughput(ctx, targets, conns, dur, passes); err != nil {
+			return err
+		}
+		if rss, err := rssMB(gw.Process.Pid); err == nil {
+			fmt.Printf("gateway resident memory: %.1f MB\n\n", rss)
+		}
+	}
+	if phases["flood"] {
+		if err := e.flood(gwURL, dur, passes); err != nil {
+			return fmt.Errorf("flood: %w", err)
+		}
+	}
+	if phases["revocation"] {
+		return e.revocation(dur)
+	}
+	return nil
+}
+
+// throughput loads each target with wrk at each concurrency, passes
+// interleaved, and prints the medians against nginx's (targets[0]).
+func throughput(ctx context.Context, targets []target, conns string, dur time.Duration, passes int) error {
 	fmt.Printf("wrk -t1, %s per pass, %d interleaved passes; upstream: nginx on loopback\n\n", dur, passes)
 	for _, c := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -178,13 +205,7 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int) 
 		}
 		fmt.Println()
 	}
-	if rss, err := rssMB(gw.Process.Pid); err == nil {
-		fmt.Printf("gateway resident memory: %.1f MB\n\n", rss)
-	}
-	if err := e.flood(gwURL, dur, passes); err != nil {
-		return fmt.Errorf("flood: %w", err)
-	}
-	return e.revocation(dur)
+	return nil
 }
 
 // env is a running Keytrail (dev) the phases start gateways beside.
