@@ -727,7 +727,7 @@ func TestPathsThatCouldReachAnotherAPIAreRefused(t *testing.T) {
 	// the '/' after it, read by nginx as the end of the path. Refused by
 	// the gateway's server, and by the handler behind net/http (TLS).
 	raw := "GET /orders/admin#/users HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + sec + "\r\nConnection: close\r\n\r\n"
-	if got := rawExchange(t, f.srv.URL, raw); !strings.HasPrefix(got, "HTTP/1.1 400 ") {
+	if got := f.rawExchange(raw); !strings.HasPrefix(got, "HTTP/1.1 400 ") {
 		t.Errorf("a fragment in the target: %.120q", got)
 	}
 	req := httptest.NewRequest("GET", "/orders/admin#/users", nil)
@@ -742,19 +742,26 @@ func TestPathsThatCouldReachAnotherAPIAreRefused(t *testing.T) {
 	}
 }
 
-// rawExchange writes raw to the server at base and returns what it answers
-// until it closes the connection (10 s at most).
-func rawExchange(t *testing.T, base, raw string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+// rawExchange writes raw to the gateway and returns what it answers until
+// it closes the connection (10 s at most).
+func (f *fixture) rawExchange(raw string) string {
+	c := f.dial()
 	io.WriteString(c, raw)
 	b, _ := io.ReadAll(c)
 	return string(b)
+}
+
+// dial opens a connection to the gateway, for requests an HTTP client would
+// not send; it has 10 s to live and is closed when the test ends.
+func (f *fixture) dial() net.Conn {
+	f.t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
 }
 
 // TestCredentialHeadersNeverReachTheUpstream: a header that an upstream
@@ -1173,12 +1180,7 @@ func TestTheProxyKeepsHTTPSemantics(t *testing.T) {
 	_, sec := f.key("acme", control.KeySpec{User: "bob"})
 	f.sync()
 
-	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := f.dial()
 	fmt.Fprintf(c, "POST /orders/1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nConnection: X-Client-Hop\r\nX-Client-Hop: 1\r\n"+
 		"Te: trailers\r\nX-Forwarded-For: 10.9.9.9\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", sec)
 	br := bufio.NewReader(c)
@@ -1243,10 +1245,7 @@ func TestAClientLeavingAQuietStreamFreesTheUpstream(t *testing.T) {
 	f.api("acme", "events", "/events", nil, nil, up.URL)
 	_, sec := f.key("acme", control.KeySpec{User: "bob"})
 	f.sync()
-	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := f.dial()
 	fmt.Fprintf(c, "GET /events HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n\r\n", sec)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {

@@ -100,17 +100,14 @@ type pconn struct {
 	idleAt time.Time
 	reused bool
 	stop   func() bool // stops watching the caller's context
-	rd     time.Time   // the read deadline set last
+	rd     deadline    // the read deadline set last
 }
 
-// deadline is conn.deadline's for upstream connections.
+// deadline moves the read deadline for a wait of timeout (coarsely).
 func (pc *pconn) deadline(timeout time.Duration) {
-	t := time.Now().Add(timeout)
-	if d := t.Sub(pc.rd); !pc.rd.IsZero() && d >= 0 && d < min(timeout/16, time.Second) {
-		return
+	if t, ok := pc.rd.due(timeout); ok {
+		pc.nc.SetReadDeadline(t)
 	}
-	pc.rd = t
-	pc.nc.SetReadDeadline(t)
 }
 
 func (t *Transport) maxIdle() int {
@@ -375,8 +372,8 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 		// it: no deadline (one already whole in the buffer needs none) —
 		// but the caller going away (its client gone, the server closing)
 		// ends it, until the body is closed.
-		pc.rd = time.Time{}
-		pc.nc.SetReadDeadline(pc.rd)
+		pc.rd = deadline{}
+		pc.nc.SetReadDeadline(time.Time{})
 		if ctx.Done() != nil {
 			pc.stop = context.AfterFunc(ctx, func() { pc.nc.SetDeadline(time.Unix(1, 0)) })
 		}

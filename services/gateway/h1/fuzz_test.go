@@ -17,16 +17,21 @@ type parsed struct {
 	body           string
 }
 
+// readerConn is a server connection that reads from r and writes nowhere,
+// for reading heads as the server does without a network.
+func readerConn(r io.Reader) *conn {
+	br := bufio.NewReader(r)
+	c := &conn{s: &Server{MaxHeaderBytes: 64 << 10}, br: br, bw: bufio.NewWriter(io.Discard), remote: "192.0.2.1:1"}
+	c.head = newHead(br)
+	c.template, c.req = &http.Request{}, new(http.Request)
+	c.w.c = c
+	return c
+}
+
 // h1Requests reads requests from data as the server does, until one is
 // refused or the data ends.
 func h1Requests(data []byte) []parsed {
-	s := &Server{MaxHeaderBytes: 64 << 10}
-	br := bufio.NewReader(bytes.NewReader(data))
-	c := &conn{s: s, br: br, bw: bufio.NewWriter(io.Discard), remote: "192.0.2.1:1"}
-	c.head = newHead(br)
-	c.template = &http.Request{}
-	c.req = new(http.Request)
-	c.w.c = c
+	c := readerConn(bytes.NewReader(data))
 	var out []parsed
 	for {
 		status, _, err := c.readRequest()
@@ -138,10 +143,7 @@ func TestWhatAConnectionRemembersIsBounded(t *testing.T) {
 	for i := range 2000 {
 		fmt.Fprintf(&b, "GET /%d HTTP/1.1\r\nHost: x\r\nX-Name-%d: v%d\r\nX-Long: %s\r\n\r\n", i, i, i, strings.Repeat("y", i%300))
 	}
-	br := bufio.NewReader(&b)
-	c := &conn{s: &Server{MaxHeaderBytes: 64 << 10}, br: br, bw: bufio.NewWriter(io.Discard), remote: "192.0.2.1:1"}
-	c.head = newHead(br)
-	c.template, c.req = &http.Request{}, new(http.Request)
+	c := readerConn(&b)
 	n := 0
 	for {
 		status, _, err := c.readRequest()
@@ -167,10 +169,7 @@ func TestALargeHeadLeavesNothingBehind(t *testing.T) {
 			fmt.Fprintf(&b, "X-%d: v\r\n", i)
 		}
 		b.WriteString("\r\n")
-		br := bufio.NewReader(&b)
-		c := &conn{s: &Server{MaxHeaderBytes: 64 << 10}, br: br, bw: bufio.NewWriter(io.Discard), remote: "192.0.2.1:1"}
-		c.head = newHead(br)
-		c.template, c.req = &http.Request{}, new(http.Request)
+		c := readerConn(&b)
 		status, _, err := c.readRequest()
 		if err != nil {
 			t.Fatal(err)

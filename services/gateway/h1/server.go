@@ -235,8 +235,8 @@ type conn struct {
 	head     head
 	body     body
 	w        response
-	rd       time.Time // the read deadline set last
-	wd       time.Time // the write deadline set last
+	rd       deadline // the read deadline set last
+	wd       deadline // the write deadline set last
 	remote   string
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -248,15 +248,11 @@ type conn struct {
 }
 
 // writeDeadline gives the client WriteTimeout from now to take what is
-// written next (set about once a second, as deadline does).
+// written next (coarsely).
 func (c *conn) writeDeadline() {
-	timeout := c.s.WriteTimeout
-	t := time.Now().Add(timeout)
-	if d := t.Sub(c.wd); !c.wd.IsZero() && d >= 0 && d < min(timeout/16, time.Second) {
-		return
+	if t, ok := c.wd.due(c.s.WriteTimeout); ok {
+		c.nc.SetWriteDeadline(t)
 	}
-	c.wd = t
-	c.nc.SetWriteDeadline(t)
 }
 
 // watch notices a client that goes away while its answer streams (nothing
@@ -287,22 +283,14 @@ func (c *conn) unwatch() {
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 	<-c.watched
 	c.watching = false
-	c.rd = time.Unix(1, 0) // the next deadline is set anew
+	c.rd = deadline{} // the next deadline is set anew
 }
 
-// deadline sets the connection's read deadline to timeout from now,
-// unless the one set is earlier by less than a sixteenth of the timeout (at
-// most a second): a connection serving many requests a second then sets
-// its deadline about once a second rather than once a request (a system
-// call and a timer each), and a wait is never cut shorter than 15/16 of its
-// timeout.
+// deadline moves the read deadline for a wait of timeout (coarsely).
 func (c *conn) deadline(timeout time.Duration) {
-	t := time.Now().Add(timeout)
-	if d := t.Sub(c.rd); !c.rd.IsZero() && d >= 0 && d < min(timeout/16, time.Second) {
-		return
+	if t, ok := c.rd.due(timeout); ok {
+		c.nc.SetReadDeadline(t)
 	}
-	c.rd = t
-	c.nc.SetReadDeadline(t)
 }
 
 // headWhole reports whether br holds a whole head (up to its empty line).
@@ -841,10 +829,13 @@ func (w *response) FlushError() error {
 // SetReadDeadline and SetWriteDeadline are the connection's
 // (http.ResponseController).
 func (w *response) SetReadDeadline(t time.Time) error {
-	w.c.rd = t
+	w.c.rd = deadline{at: t}
 	return w.c.nc.SetReadDeadline(t)
 }
-func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.c.wd = deadline{at: t}
+	return w.c.nc.SetWriteDeadline(t)
+}
 
 // finish completes the response after the handler and reports whether the
 // connection may serve another request.

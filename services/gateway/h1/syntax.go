@@ -1,6 +1,9 @@
 package h1
 
-import "io"
+import (
+	"io"
+	"time"
+)
 
 // The grammar of RFC 9110 and 9112 that the server and the client check.
 
@@ -108,4 +111,21 @@ func unexpected(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// deadline is a read or write deadline set coarsely: a connection serving
+// many requests a second moves it about once a second rather than once a
+// request (a system call and a timer each). due says whether it must move
+// for a wait of timeout from now: not when the one set is earlier than
+// wanted by less than a sixteenth of the timeout (at most a second), so a
+// wait is never cut shorter than 15/16 of its timeout.
+type deadline struct{ at time.Time }
+
+func (d *deadline) due(timeout time.Duration) (time.Time, bool) {
+	t := time.Now().Add(timeout)
+	if g := t.Sub(d.at); !d.at.IsZero() && g >= 0 && g < min(timeout/16, time.Second) {
+		return t, false
+	}
+	d.at = t
+	return t, true
 }
