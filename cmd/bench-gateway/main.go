@@ -73,6 +73,7 @@ type result struct {
 	rps []float64
 	p99 []time.Duration
 	cpu []time.Duration // CPU time per request
+	sys []float64       // read and write system calls per request
 }
 
 func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool) error {
@@ -179,13 +180,14 @@ func throughput(ctx context.Context, targets []target, conns string, dur time.Du
 		results := make([]result, len(targets))
 		for range passes {
 			for i, t := range targets {
-				before := cpuTime(t.pid)
+				before, sysBefore := cpuTime(t.pid), syscalls(t.pid)
 				rps, p99, err := wrk(ctx, t, n, dur)
 				if err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)
 				}
 				if t.pid != 0 {
 					results[i].cpu = append(results[i].cpu, (cpuTime(t.pid)-before)/time.Duration(rps*dur.Seconds()))
+					results[i].sys = append(results[i].sys, float64(syscalls(t.pid)-sysBefore)/(rps*dur.Seconds()))
 				}
 				results[i].rps = append(results[i].rps, rps)
 				results[i].p99 = append(results[i].p99, p99)
@@ -198,7 +200,7 @@ func throughput(ctx context.Context, targets []target, conns string, dur time.Du
 			rps, p99 := median(results[i].rps), medianD(results[i].p99)
 			cpu := "–"
 			if len(results[i].cpu) > 0 {
-				cpu = fmt.Sprintf("%.1f µs", float64(medianD(results[i].cpu).Nanoseconds())/1000)
+				cpu = fmt.Sprintf("%.1f µs, %.1f reads and writes", float64(medianD(results[i].cpu).Nanoseconds())/1000, median(results[i].sys))
 			}
 			fmt.Printf("%s | %.0f | %.2f | %.2f ms | %+.2f ms | %s\n", t.name, rps, rps/floorRPS,
 				float64(p99.Microseconds())/1000, float64((p99-floorP99).Microseconds())/1000, cpu)
@@ -477,6 +479,26 @@ func (p *procs) stop() {
 			<-p.dones[i]
 		}
 	}
+}
+
+// syscalls is how many read and write system calls a process has made (0
+// when /proc cannot say).
+func syscalls(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && (k == "syscr" || k == "syscw") {
+			c, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			n += c
+		}
+	}
+	return n
 }
 
 // cpuTime is the user and system time a process has used (0 for pid 0 or
