@@ -1260,3 +1260,74 @@ func TestAClientLeavingAQuietStreamFreesTheUpstream(t *testing.T) {
 		t.Fatal("the upstream connection was held after the client left")
 	}
 }
+
+// TestTheSameHandlerBehindNetHTTP: a TLS listener is net/http's (for
+// HTTP/2), serving the same handler; what the h1 tests check holds there
+// too: proxying with the identity and without the credential, a denial's
+// problem, a refused body closing the connection, a stream flushed as it
+// comes, HEAD keeping the upstream's length.
+func TestTheSameHandlerBehindNetHTTP(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	defer close(release)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/s/stream" {
+			io.WriteString(w, "first\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("X-Saw-Key-Id", r.Header.Get(gateway.HeaderKeyID))
+		w.Header().Set("X-Saw-Authorization", r.Header.Get("Authorization"))
+		w.Header().Set("Content-Length", "5")
+		io.WriteString(w, "hello")
+	}))
+	defer up.Close()
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "s", "/s", nil, nil, up.URL)
+	kid, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	srv := httptest.NewUnstartedServer(f.gw)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	client := srv.Client()
+	get := func(method, path string, body io.Reader, auth bool) *http.Response {
+		req, _ := http.NewRequestWithContext(f.ctx, method, srv.URL+path, body)
+		if auth {
+			req.Header.Set("Authorization", "Bearer "+sec)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := get("GET", "/s/1", nil, true)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "hello" || resp.Header.Get("X-Saw-Key-Id") != kid || resp.Header.Get("X-Saw-Authorization") != "" || resp.ProtoMajor != 2 {
+		t.Fatalf("proxied over HTTP/%d: %d %q %v", resp.ProtoMajor, resp.StatusCode, b, resp.Header)
+	}
+	resp = get("HEAD", "/s/1", nil, true)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ContentLength != 5 {
+		t.Fatalf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+	resp = get("POST", "/s/1", strings.NewReader(strings.Repeat("x", 1<<20)), false)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var p gateway.Problem
+	if resp.StatusCode != 401 || json.Unmarshal(b, &p) != nil || p.Code != "MISSING" {
+		t.Fatalf("a denial with a body: %d %s", resp.StatusCode, b)
+	}
+	resp = get("GET", "/s/stream", nil, true)
+	defer resp.Body.Close()
+	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); line != "first\n" || err != nil {
+		t.Fatalf("streamed: %q %v", line, err)
+	}
+}
