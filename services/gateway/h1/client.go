@@ -350,6 +350,11 @@ func (pc *pconn) exchange(ctx context.Context, req *Request) (resp *Response, se
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
+	if werr != nil {
+		// The body broke off: an answer the upstream already sent (a 413,
+		// say) is still worth passing on, but not worth a long wait.
+		timeout = min(timeout, time.Second)
+	}
 	pc.deadline(timeout)
 	resp, got, err := pc.readResponse(req)
 	if err != nil {

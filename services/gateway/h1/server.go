@@ -283,7 +283,8 @@ func (c *conn) unwatch() {
 	c.nc.SetReadDeadline(time.Unix(1, 0))
 	<-c.watched
 	c.watching = false
-	c.rd = deadline{} // the next deadline is set anew
+	c.rd = deadline{}
+	c.deadline(c.s.IdleTimeout) // not the past: a head already buffered is read without a new one
 }
 
 // deadline moves the read deadline for a wait of timeout (coarsely).
