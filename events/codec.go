@@ -187,6 +187,13 @@ func (c Codec) finish(w *envelope) (Event, error) {
 	return e, nil
 }
 
+// WrittenVersion is the version of t's payload that Encode writes (0 for
+// a type it does not know).
+func WrittenVersion(t Type) int {
+	s, _ := schemaOf(t)
+	return s.version
+}
+
 // Encode encodes with the zero Codec.
 func Encode(e *Event) ([]byte, error) { return Codec{}.Encode(e) }
 

@@ -65,6 +65,37 @@ func TestSubscriptionsLeaveNoConsumers(t *testing.T) {
 	}
 }
 
+// TestTheVersionHeaderIsThePayloads: the Keytrail-Version header of an
+// appended event says the version its payload was written in (it said 0
+// while the payload said 1), and so does the Recorded the append returns.
+func TestTheVersionHeaderIsThePayloads(t *testing.T) {
+	node := natstest.RunServer(t)
+	st := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{CreateIfMissing: true})
+	ctx := testCtx(t, time.Minute)
+	e := storetest.Event("acme", events.TenantAggregate("acme"), events.TenantCreatedV1{Name: "Acme"}, "cmd-version")
+	recs, err := st.Append(ctx, store.Head{}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := st.JetStream().Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := s.GetMsg(ctx, recs[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wire struct {
+		V int `json:"v"`
+	}
+	if err := json.Unmarshal(msg.Data, &wire); err != nil || wire.V != 1 {
+		t.Fatalf("payload version %d: %v", wire.V, err)
+	}
+	if h := msg.Header.Get(events.HeaderVersion); h != "1" || recs[0].Version != 1 {
+		t.Fatalf("header %q, recorded %d; the payload is v%d", h, recs[0].Version, wire.V)
+	}
+}
+
 // TestWatermarkRefusesARewoundStream: a node that saw the stream hold 100
 // events (its watermark) refuses the same stream holding 3 - as a restored
 // older backup would - at open and when it checks, and says why.

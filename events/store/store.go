@@ -225,6 +225,7 @@ func prepare(scope *Scope, writes []Write) (*prepared, error) {
 				return nil, invalid("events of several commands in one append")
 			}
 			e.PrevHash = prev
+			e.Version = events.WrittenVersion(e.Type) // the Keytrail-Version header says what the payload is
 			b, err := events.Encode(&e)
 			if err != nil {
 				return nil, invalid("%v", err)
