@@ -72,12 +72,21 @@ func CheckDecisionStream(ctx context.Context, js jetstream.JetStream) error {
 // DecisionLog writes decisions to the stream from its own goroutine: a
 // request only hands its decision over, and when the writer cannot keep up
 // (or NATS is away) decisions are dropped and counted, never waited for.
+// When Run ends, what is queued is written within DrainTimeout; from then
+// on every decision offered is written or counted dropped: written +
+// dropped = offered.
 type DecisionLog struct {
 	js      jetstream.JetStream
 	queue   chan *events.DecisionRecord
+	offered atomic.Uint64
 	dropped atomic.Uint64
 	written atomic.Uint64
+	closed  atomic.Bool
 }
+
+// DrainTimeout bounds how long a stopping decision log writes what is
+// queued and waits for the stream's acknowledgements.
+const DrainTimeout = 2 * time.Second
 
 // NewDecisionLog returns a log writing through js with room for buffer
 // decisions in flight.
@@ -85,8 +94,13 @@ func NewDecisionLog(js jetstream.JetStream, buffer int) *DecisionLog {
 	return &DecisionLog{js: js, queue: make(chan *events.DecisionRecord, max(buffer, 1))}
 }
 
-// Offer hands d to the writer, or drops it if the writer is behind.
+// Offer hands d to the writer, or drops it if the writer is behind or has
+// stopped.
 func (l *DecisionLog) Offer(d *events.DecisionRecord) {
+	l.offered.Add(1)
+	if l.closed.Load() {
+		return // counted by Dropped
+	}
 	select {
 	case l.queue <- d:
 	default:
@@ -94,17 +108,28 @@ func (l *DecisionLog) Offer(d *events.DecisionRecord) {
 	}
 }
 
-// Dropped is how many decisions were not written.
-func (l *DecisionLog) Dropped() uint64 { return l.dropped.Load() }
+// Offered is how many decisions were handed to the log.
+func (l *DecisionLog) Offered() uint64 { return l.offered.Load() }
+
+// Dropped is how many decisions were not written; once the log has
+// stopped, every decision offered and not written.
+func (l *DecisionLog) Dropped() uint64 {
+	if l.closed.Load() {
+		return l.offered.Load() - l.written.Load()
+	}
+	return l.dropped.Load()
+}
 
 // Written is how many decisions the stream acknowledged.
 func (l *DecisionLog) Written() uint64 { return l.written.Load() }
 
-// Run writes decisions until ctx ends: one goroutine publishes, another
+// Run writes decisions until ctx ends, then what is queued, waiting for
+// acknowledgements at most DrainTimeout. One goroutine publishes, another
 // counts the acknowledgements as they come (in order, mostly), so that a
 // flood of denials costs two goroutines, not one per decision.
 func (l *DecisionLog) Run(ctx context.Context) {
 	acks := make(chan jetstream.PubAckFuture, 4096)
+	giveUp := make(chan struct{}) // closed when the drain's time is up
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -114,32 +139,53 @@ func (l *DecisionLog) Run(ctx context.Context) {
 				l.written.Add(1)
 			case <-ack.Err():
 				l.dropped.Add(1)
-			case <-ctx.Done():
+			case <-giveUp:
+				l.dropped.Add(1)
 			}
 		}
 	}()
-	defer func() { close(acks); <-done }()
-	for {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
 		case d := <-l.queue:
-			data, err := json.Marshal(d)
-			if err != nil {
-				l.dropped.Add(1)
-				continue
-			}
-			ack, err := l.publish(ctx, events.DecisionSubject(d.Tenant), data)
-			if err != nil {
-				l.dropped.Add(1)
-				continue
-			}
-			select {
-			case acks <- ack:
-			case <-ctx.Done():
-				return
-			}
+			l.write(ctx, d, acks)
 		}
+	}
+	// Stopping: write what is queued, bounded in time.
+	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), DrainTimeout)
+	defer cancel()
+	stop := context.AfterFunc(drain, func() { close(giveUp) })
+	defer stop()
+queued:
+	for drain.Err() == nil {
+		select {
+		case d := <-l.queue:
+			l.write(drain, d, acks)
+		default:
+			break queued
+		}
+	}
+	l.closed.Store(true)
+	close(acks)
+	<-done
+}
+
+// write publishes d and hands its acknowledgement to the counter.
+func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks chan<- jetstream.PubAckFuture) {
+	data, err := json.Marshal(d)
+	if err != nil {
+		l.dropped.Add(1)
+		return
+	}
+	ack, err := l.publish(ctx, events.DecisionSubject(d.Tenant), data)
+	if err != nil {
+		l.dropped.Add(1)
+		return
+	}
+	select {
+	case acks <- ack:
+	case <-ctx.Done():
+		l.dropped.Add(1) // its acknowledgement will not be waited for
 	}
 }
 

@@ -674,6 +674,35 @@ func TestDecisionLogNeverBlocks(t *testing.T) {
 	})
 }
 
+// TestDecisionsQueuedAtShutdownAreWritten: decisions offered just before
+// the log stops are written, not lost uncounted; with NATS gone the log
+// stops within DrainTimeout all the same, and in both cases every decision
+// offered is written or counted dropped.
+func TestDecisionsQueuedAtShutdownAreWritten(t *testing.T) {
+	for _, natsUp := range []bool{true, false} {
+		f := newFixture(t)
+		log := gateway.NewDecisionLog(f.js, 1000)
+		for range 500 {
+			log.Offer(&events.DecisionRecord{Tenant: "acme", Code: "MISSING"})
+		}
+		if !natsUp {
+			f.node.Shutdown()
+		}
+		ctx, cancel := context.WithCancel(f.ctx)
+		cancel() // stopped before it wrote anything
+		start := time.Now()
+		log.Run(ctx)
+		if took := time.Since(start); took > gateway.DrainTimeout+2*time.Second {
+			t.Fatalf("nats up %v: stopping took %s", natsUp, took)
+		}
+		log.Offer(&events.DecisionRecord{Tenant: "acme", Code: "MISSING"}) // after the stop: dropped
+		written, dropped, offered := log.Written(), log.Dropped(), log.Offered()
+		if written+dropped != offered || offered != 501 || (natsUp && written != 500) || (!natsUp && written != 0) {
+			t.Fatalf("nats up %v: written %d + dropped %d, offered %d", natsUp, written, dropped, offered)
+		}
+	}
+}
+
 // TestRequestIDsAreUnpredictable: every request id is 96 random bits (24
 // hex characters) with nothing shared between consecutive ones, so nobody
 // can plant a decision under the id of a request still to come.

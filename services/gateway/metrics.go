@@ -81,6 +81,9 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_dropped_total",
 				Help: "Decisions not written to the decision log (writer behind, or NATS away)."},
 				func() float64 { return float64(decisions.Dropped()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_offered_total",
+				Help: "Decisions handed to the decision log (written + dropped, once it has stopped)."},
+				func() float64 { return float64(decisions.Offered()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_written_total",
 				Help: "Decisions the decision log's stream acknowledged."},
 				func() float64 { return float64(decisions.Written()) }))
