@@ -45,7 +45,10 @@ type Verifier struct {
 	cfg    Config
 	model  *readmodel.Model
 	cancel context.CancelFunc
-	done   chan error
+	// stopped is closed when following the log has ended, runErr being
+	// why (read only after stopped).
+	stopped chan struct{}
+	runErr  error
 }
 
 // Start opens the event log (which must exist, with safe settings) and
@@ -79,8 +82,8 @@ func Start(ctx context.Context, cfg Config) (*Verifier, error) {
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	v := &Verifier{cfg: cfg, model: readmodel.New(cfg.Logger, readmodel.WithClock(cfg.Now), readmodel.VerificationOnly()), cancel: cancel, done: make(chan error, 1)}
-	go func() { v.done <- v.model.Run(runCtx, st, filters) }()
+	v := &Verifier{cfg: cfg, model: readmodel.New(cfg.Logger, readmodel.WithClock(cfg.Now), readmodel.VerificationOnly()), cancel: cancel, stopped: make(chan struct{})}
+	go func() { v.runErr = v.model.Run(runCtx, st, filters); close(v.stopped) }()
 	return v, nil
 }
 
@@ -96,11 +99,11 @@ func (v *Verifier) WaitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-v.done:
-			if err == nil {
-				err = errors.New("verifier: stopped")
+		case <-v.stopped:
+			if v.runErr == nil {
+				return errors.New("verifier: stopped")
 			}
-			return err
+			return v.runErr
 		case <-t.C:
 		}
 	}
@@ -127,10 +130,10 @@ func (v *Verifier) WaitFor(ctx context.Context, seq uint64, max time.Duration) e
 	return v.model.WaitFor(ctx, seq, max)
 }
 
-// Close stops following the log.
+// Close stops following the log and returns why it had stopped, if it
+// had (also after WaitReady returned that).
 func (v *Verifier) Close() error {
 	v.cancel()
-	err := <-v.done
-	v.done <- err
-	return err
+	<-v.stopped
+	return v.runErr
 }
