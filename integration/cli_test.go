@@ -124,3 +124,46 @@ func TestCLIVerify(t *testing.T) {
 		t.Fatalf("malformed: %d %s", code, out)
 	}
 }
+
+// TestCommandsKeepNothingBetweenRuns: two commands in one process — the
+// first with --scope, --expires-at and --not-before, the second with none
+// — and the second key, as the API returns it, has none of the first's
+// (it had the first's --expires-at and --not-before: the subcommands' flag
+// storage lived in package variables, made once per process).
+func TestCommandsKeepNothingBetweenRuns(t *testing.T) {
+	e := startAdmin(t)
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir, "-o", "json"), &out, &errb, func(string) string { return "" }); code != 0 {
+			t.Fatalf("keytrail %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+		}
+		return out.String()
+	}
+	run("tenant", "create", "acme", "--name", "Acme")
+	run("user", "create", "--tenant", "acme", "bob")
+	expires := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+	notBefore := time.Now().Add(-time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
+	run("key", "issue", "--tenant", "acme", "--user", "bob", "--scope", "orders:write", "--expires-at", expires, "--not-before", notBefore)
+	var second struct {
+		Key struct{ ID string }
+	}
+	if err := json.Unmarshal([]byte(run("key", "issue", "--tenant", "acme", "--user", "bob")), &second); err != nil {
+		t.Fatal(err)
+	}
+	var shown struct {
+		Key struct {
+			ID        string     `json:"id"`
+			Scopes    []string   `json:"scopes"`
+			ExpiresAt *time.Time `json:"expires_at"`
+			NotBefore *time.Time `json:"not_before"`
+		} `json:"key"`
+	}
+	if err := json.Unmarshal([]byte(run("key", "get", "--tenant", "acme", second.Key.ID)), &shown); err != nil || shown.Key.ID != second.Key.ID {
+		t.Fatalf("%v: %+v", err, shown)
+	}
+	got := shown.Key
+	if len(got.Scopes) != 0 || got.ExpiresAt != nil || got.NotBefore != nil {
+		t.Fatalf("the second key inherited the first's flags: scopes %v, expires %v, not before %v", got.Scopes, got.ExpiresAt, got.NotBefore)
+	}
+}

@@ -230,8 +230,11 @@ type subcommand struct {
 }
 
 // runNoun dispatches `keytrail <noun> <verb> [flags] [args]`.
-func runNoun(noun string, verbs map[string]subcommand, tenantScoped bool) func(context.Context, []string, io.Writer, io.Writer, func(string) string) error {
+func runNoun(noun string, table func() map[string]subcommand, tenantScoped bool) func(context.Context, []string, io.Writer, io.Writer, func(string) string) error {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+		// The table is made for this run: its subcommands keep their flag
+		// values in storage of their own, which must not outlive the run.
+		verbs := table()
 		if len(args) == 0 || verbs[args[0]].run == nil {
 			var names []string
 			for v := range verbs {

@@ -109,56 +109,60 @@ func get(path func(*clientFlags, string) string, what, view string) subcommand {
 	}}
 }
 
-var tenantCmd = runNoun("tenant", map[string]subcommand{
-	"list": list(func(*clientFlags) string { return "/v1/tenants" }, "", "tenants", nil, "id", "name", "status", "created_at"),
-	"create": func() subcommand {
-		var name *string
-		return subcommand{usage: "ID [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
-			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageError{errors.New("want one tenant id")}
-				}
-				return c.call(ctx, out, "POST", "/v1/tenants", map[string]any{"id": args[0], "name": *name}, showObject("tenant"))
-			}}
-	}(),
-	"get":         get(tenantPath, "TENANT", "tenant"),
-	"suspend":     stateChange(tenantPath, "suspend", "TENANT", "tenant"),
-	"resume":      stateChange(tenantPath, "resume", "TENANT", "tenant"),
-	"revoke-keys": revokeKeys(tenantPath, "TENANT [--before RFC3339]", "tenant id", "tenant"),
+var tenantCmd = runNoun("tenant", func() map[string]subcommand {
+	return map[string]subcommand{
+		"list": list(func(*clientFlags) string { return "/v1/tenants" }, "", "tenants", nil, "id", "name", "status", "created_at"),
+		"create": func() subcommand {
+			var name *string
+			return subcommand{usage: "ID [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
+				run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+					if len(args) != 1 {
+						return usageError{errors.New("want one tenant id")}
+					}
+					return c.call(ctx, out, "POST", "/v1/tenants", map[string]any{"id": args[0], "name": *name}, showObject("tenant"))
+				}}
+		}(),
+		"get":         get(tenantPath, "TENANT", "tenant"),
+		"suspend":     stateChange(tenantPath, "suspend", "TENANT", "tenant"),
+		"resume":      stateChange(tenantPath, "resume", "TENANT", "tenant"),
+		"revoke-keys": revokeKeys(tenantPath, "TENANT [--before RFC3339]", "tenant id", "tenant"),
+	}
 }, false)
 
-var userCmd = runNoun("user", map[string]subcommand{
-	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users" }, "--tenant T", "users", nil,
-		"id", "name", "status", "created_at"),
-	"create": func() subcommand {
-		var name *string
-		return subcommand{usage: "--tenant T [ID] [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
-			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-				if len(args) > 1 {
-					return usageError{errors.New("want at most one user id")}
-				}
-				body := map[string]any{"name": *name}
-				if len(args) == 1 {
-					body["id"] = args[0]
-				}
-				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/users", body, showObject("user"))
-			}}
-	}(),
-	"get":     get(userPath, "--tenant T USER", "user"),
-	"disable": stateChange(userPath, "disable", "--tenant T USER", "user"),
-	"enable":  stateChange(userPath, "enable", "--tenant T USER", "user"),
-	"delete": func() subcommand {
-		var reason *string
-		return subcommand{usage: "--tenant T USER", flags: func(fs *flag.FlagSet) { reason = reasonFlag(fs) },
-			run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-				id, err := one(args, "user id")
-				if err != nil {
-					return err
-				}
-				return c.call(ctx, out, "DELETE", userPath(c, id), map[string]any{"reason": *reason}, showObject("user"))
-			}}
-	}(),
-	"revoke-keys": revokeKeys(userPath, "--tenant T USER [--before RFC3339]", "user id", "user"),
+var userCmd = runNoun("user", func() map[string]subcommand {
+	return map[string]subcommand{
+		"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users" }, "--tenant T", "users", nil,
+			"id", "name", "status", "created_at"),
+		"create": func() subcommand {
+			var name *string
+			return subcommand{usage: "--tenant T [ID] [--name NAME]", flags: func(fs *flag.FlagSet) { name = fs.String("name", "", "display name") },
+				run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+					if len(args) > 1 {
+						return usageError{errors.New("want at most one user id")}
+					}
+					body := map[string]any{"name": *name}
+					if len(args) == 1 {
+						body["id"] = args[0]
+					}
+					return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/users", body, showObject("user"))
+				}}
+		}(),
+		"get":     get(userPath, "--tenant T USER", "user"),
+		"disable": stateChange(userPath, "disable", "--tenant T USER", "user"),
+		"enable":  stateChange(userPath, "enable", "--tenant T USER", "user"),
+		"delete": func() subcommand {
+			var reason *string
+			return subcommand{usage: "--tenant T USER", flags: func(fs *flag.FlagSet) { reason = reasonFlag(fs) },
+				run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
+					id, err := one(args, "user id")
+					if err != nil {
+						return err
+					}
+					return c.call(ctx, out, "DELETE", userPath(c, id), map[string]any{"reason": *reason}, showObject("user"))
+				}}
+		}(),
+		"revoke-keys": revokeKeys(userPath, "--tenant T USER [--before RFC3339]", "user id", "user"),
+	}
 }, true)
 
 // rateLimit parses --rate PER_SECOND/BURST into b["rate_limit"].
@@ -223,77 +227,79 @@ func (k *keyAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
 	return nil
 }
 
-var keyCmd = runNoun("key", map[string]subcommand{
-	"issue": func() subcommand {
-		var attrs keyAttrFlags
-		var user, ttl *string
-		var notBefore timeFlag
-		return subcommand{usage: "--tenant T --user U [--name N] [--scope S]... [--ttl 24h | --expires-at T] [--rate 5/10] [--meta k=v]...",
-			flags: func(fs *flag.FlagSet) {
-				attrs.register(fs)
-				user = fs.String("user", "", "the key's user (required)")
-				ttl = fs.String("ttl", "", "lifetime from now, such as 720h")
-				fs.Var(&notBefore, "not-before", "not valid before, RFC 3339")
-			},
-			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
-				if len(args) != 0 || *user == "" {
-					return usageError{errors.New("want --user and no arguments")}
-				}
-				body := map[string]any{"user": *user}
-				if err := attrs.body(fs, body); err != nil {
-					return err
-				}
-				if *ttl != "" {
-					if _, err := time.ParseDuration(*ttl); err != nil {
-						return usageError{fmt.Errorf("--ttl: %w", err)}
+var keyCmd = runNoun("key", func() map[string]subcommand {
+	return map[string]subcommand{
+		"issue": func() subcommand {
+			var attrs keyAttrFlags
+			var user, ttl *string
+			var notBefore timeFlag
+			return subcommand{usage: "--tenant T --user U [--name N] [--scope S]... [--ttl 24h | --expires-at T] [--rate 5/10] [--meta k=v]...",
+				flags: func(fs *flag.FlagSet) {
+					attrs.register(fs)
+					user = fs.String("user", "", "the key's user (required)")
+					ttl = fs.String("ttl", "", "lifetime from now, such as 720h")
+					fs.Var(&notBefore, "not-before", "not valid before, RFC 3339")
+				},
+				run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+					if len(args) != 0 || *user == "" {
+						return usageError{errors.New("want --user and no arguments")}
 					}
-					body["ttl"] = *ttl
-				}
-				if notBefore.t != nil {
-					body["not_before"] = notBefore.t
-				}
-				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/keys", body, showObject("key", "secret"))
-			}}
-	}(),
-	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/keys" }, "--tenant T", "keys",
-		[]listFilter{{"user", "user", "only this user's keys"},
-			{"status", "status", "an effective status: active, revoked, expired, user_disabled, user_deleted, user_unknown, tenant_suspended, suspended, not_yet_valid"},
-			{"expiring-within", "expiring_within", "only keys expiring within this duration, e.g. 72h"}},
-		"id", "user", "name", "status", "scopes", "expires_at", "hint"),
-	"get": get(keyPath, "--tenant T KEY", "key"),
-	"update": func() subcommand {
-		var attrs keyAttrFlags
-		return subcommand{usage: "--tenant T KEY [--name N] [--scope S]... [--expires-at T] [--rate 5/10] [--meta k=v]... [--if-match V]",
-			flags: attrs.register,
-			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+					body := map[string]any{"user": *user}
+					if err := attrs.body(fs, body); err != nil {
+						return err
+					}
+					if *ttl != "" {
+						if _, err := time.ParseDuration(*ttl); err != nil {
+							return usageError{fmt.Errorf("--ttl: %w", err)}
+						}
+						body["ttl"] = *ttl
+					}
+					if notBefore.t != nil {
+						body["not_before"] = notBefore.t
+					}
+					return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/keys", body, showObject("key", "secret"))
+				}}
+		}(),
+		"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/keys" }, "--tenant T", "keys",
+			[]listFilter{{"user", "user", "only this user's keys"},
+				{"status", "status", "an effective status: active, revoked, expired, user_disabled, user_deleted, user_unknown, tenant_suspended, suspended, not_yet_valid"},
+				{"expiring-within", "expiring_within", "only keys expiring within this duration, e.g. 72h"}},
+			"id", "user", "name", "status", "scopes", "expires_at", "hint"),
+		"get": get(keyPath, "--tenant T KEY", "key"),
+		"update": func() subcommand {
+			var attrs keyAttrFlags
+			return subcommand{usage: "--tenant T KEY [--name N] [--scope S]... [--expires-at T] [--rate 5/10] [--meta k=v]... [--if-match V]",
+				flags: attrs.register,
+				run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+					id, err := one(args, "key id")
+					if err != nil {
+						return err
+					}
+					body := map[string]any{}
+					if err := attrs.body(fs, body); err != nil {
+						return err
+					}
+					return c.call(ctx, out, "PATCH", keyPath(c, id), body, showObject("key"))
+				}}
+		}(),
+		"suspend": stateChange(keyPath, "suspend", "--tenant T KEY", "key"),
+		"resume":  stateChange(keyPath, "resume", "--tenant T KEY", "key"),
+		"revoke":  stateChange(keyPath, "revoke", "--tenant T KEY", "key"),
+		"rotate": func() subcommand {
+			var grace, reason *string
+			return subcommand{usage: "--tenant T KEY [--grace 24h]", flags: func(fs *flag.FlagSet) {
+				grace = fs.String("grace", "24h", "how long the old key keeps working")
+				reason = reasonFlag(fs)
+			}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
 				id, err := one(args, "key id")
 				if err != nil {
 					return err
 				}
-				body := map[string]any{}
-				if err := attrs.body(fs, body); err != nil {
-					return err
-				}
-				return c.call(ctx, out, "PATCH", keyPath(c, id), body, showObject("key"))
+				return c.call(ctx, out, "POST", keyPath(c, id)+"/rotate", map[string]any{"grace": *grace, "reason": *reason},
+					showObject("key", "secret", "previous"))
 			}}
-	}(),
-	"suspend": stateChange(keyPath, "suspend", "--tenant T KEY", "key"),
-	"resume":  stateChange(keyPath, "resume", "--tenant T KEY", "key"),
-	"revoke":  stateChange(keyPath, "revoke", "--tenant T KEY", "key"),
-	"rotate": func() subcommand {
-		var grace, reason *string
-		return subcommand{usage: "--tenant T KEY [--grace 24h]", flags: func(fs *flag.FlagSet) {
-			grace = fs.String("grace", "24h", "how long the old key keeps working")
-			reason = reasonFlag(fs)
-		}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-			id, err := one(args, "key id")
-			if err != nil {
-				return err
-			}
-			return c.call(ctx, out, "POST", keyPath(c, id)+"/rotate", map[string]any{"grace": *grace, "reason": *reason},
-				showObject("key", "secret", "previous"))
-		}}
-	}(),
+		}(),
+	}
 }, true)
 
 // apiAttrFlags are the flags shared by api create and api update.
@@ -328,57 +334,59 @@ func (a *apiAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
 	return rateLimit(*a.rate, b)
 }
 
-var apiCmd = runNoun("api", map[string]subcommand{
-	"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis" }, "--tenant T", "apis", nil,
-		"id", "path_prefix", "status", "upstreams", "scopes"),
-	"create": func() subcommand {
-		var attrs apiAttrFlags
-		return subcommand{usage: "--tenant T ID --prefix /p --upstream URL... [--scope S]...", flags: attrs.register,
-			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
-				if len(args) != 1 {
-					return usageError{errors.New("want one API id")}
-				}
-				body := map[string]any{"id": args[0]}
-				if err := attrs.body(fs, body); err != nil {
-					return err
-				}
-				return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/apis", body, showObject("api"))
-			}}
-	}(),
-	"get": get(apiPath, "--tenant T API", "api"),
-	"update": func() subcommand {
-		var attrs apiAttrFlags
-		return subcommand{usage: "--tenant T API [--prefix /p] [--upstream URL]... [--scope S]...", flags: attrs.register,
-			run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+var apiCmd = runNoun("api", func() map[string]subcommand {
+	return map[string]subcommand{
+		"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis" }, "--tenant T", "apis", nil,
+			"id", "path_prefix", "status", "upstreams", "scopes"),
+		"create": func() subcommand {
+			var attrs apiAttrFlags
+			return subcommand{usage: "--tenant T ID --prefix /p --upstream URL... [--scope S]...", flags: attrs.register,
+				run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+					if len(args) != 1 {
+						return usageError{errors.New("want one API id")}
+					}
+					body := map[string]any{"id": args[0]}
+					if err := attrs.body(fs, body); err != nil {
+						return err
+					}
+					return c.call(ctx, out, "POST", "/v1/tenants/"+url.PathEscape(c.tenantID)+"/apis", body, showObject("api"))
+				}}
+		}(),
+		"get": get(apiPath, "--tenant T API", "api"),
+		"update": func() subcommand {
+			var attrs apiAttrFlags
+			return subcommand{usage: "--tenant T API [--prefix /p] [--upstream URL]... [--scope S]...", flags: attrs.register,
+				run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
+					id, err := one(args, "API id")
+					if err != nil {
+						return err
+					}
+					body := map[string]any{}
+					if err := attrs.body(fs, body); err != nil {
+						return err
+					}
+					return c.call(ctx, out, "PATCH", apiPath(c, id), body, showObject("api"))
+				}}
+		}(),
+		"deprecate": func() subcommand {
+			var sunset timeFlag
+			var reason *string
+			return subcommand{usage: "--tenant T API --sunset RFC3339", flags: func(fs *flag.FlagSet) {
+				fs.Var(&sunset, "sunset", "when the API will be retired (required)")
+				reason = reasonFlag(fs)
+			}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
 				id, err := one(args, "API id")
 				if err != nil {
 					return err
 				}
-				body := map[string]any{}
-				if err := attrs.body(fs, body); err != nil {
-					return err
+				if sunset.t == nil {
+					return usageError{errors.New("--sunset is required")}
 				}
-				return c.call(ctx, out, "PATCH", apiPath(c, id), body, showObject("api"))
+				return c.call(ctx, out, "POST", apiPath(c, id)+"/deprecate", map[string]any{"sunset": sunset.t, "reason": *reason}, showObject("api"))
 			}}
-	}(),
-	"deprecate": func() subcommand {
-		var sunset timeFlag
-		var reason *string
-		return subcommand{usage: "--tenant T API --sunset RFC3339", flags: func(fs *flag.FlagSet) {
-			fs.Var(&sunset, "sunset", "when the API will be retired (required)")
-			reason = reasonFlag(fs)
-		}, run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
-			id, err := one(args, "API id")
-			if err != nil {
-				return err
-			}
-			if sunset.t == nil {
-				return usageError{errors.New("--sunset is required")}
-			}
-			return c.call(ctx, out, "POST", apiPath(c, id)+"/deprecate", map[string]any{"sunset": sunset.t, "reason": *reason}, showObject("api"))
-		}}
-	}(),
-	"retire": stateChange(apiPath, "retire", "--tenant T API", "api"),
+		}(),
+		"retire": stateChange(apiPath, "retire", "--tenant T API", "api"),
+	}
 }, true)
 
 // errNotValid is a decision other than VALID: exit status 3.
