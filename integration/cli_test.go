@@ -167,3 +167,35 @@ func TestCommandsKeepNothingBetweenRuns(t *testing.T) {
 		t.Fatalf("the second key inherited the first's flags: scopes %v, expires %v, not before %v", got.Scopes, got.ExpiresAt, got.NotBefore)
 	}
 }
+
+// TestDurationsAcceptDays: --ttl 30d issues a key that expires in 30 days
+// (it failed with Go's "unknown unit" error); a duration nobody can read is
+// refused by the API with the field named.
+func TestDurationsAcceptDays(t *testing.T) {
+	e := startAdmin(t)
+	run := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir, "-o", "json"), &out, &errb, func(string) string { return "" })
+		return out.String() + errb.String(), code
+	}
+	for _, args := range [][]string{{"tenant", "create", "acme", "--name", "Acme"}, {"user", "create", "--tenant", "acme", "bob"}} {
+		if out, code := run(args...); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, out)
+		}
+	}
+	out, code := run("key", "issue", "--tenant", "acme", "--user", "bob", "--ttl", "30d")
+	var issued struct {
+		Key struct {
+			ExpiresAt *time.Time `json:"expires_at"`
+		} `json:"key"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &issued) != nil || issued.Key.ExpiresAt == nil {
+		t.Fatalf("--ttl 30d: exit %d %s", code, out)
+	}
+	if d := time.Until(*issued.Key.ExpiresAt); d < 29*24*time.Hour || d > 30*24*time.Hour+time.Minute {
+		t.Fatalf("--ttl 30d expires in %s", d)
+	}
+	if out, code := run("key", "issue", "--tenant", "acme", "--user", "bob", "--ttl", "soon"); code == 0 || !strings.Contains(out, "ttl") {
+		t.Fatalf("--ttl soon: exit %d %s", code, out)
+	}
+}

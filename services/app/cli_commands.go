@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // reasonFlag adds --reason and returns where it lands.
@@ -237,7 +236,7 @@ var keyCmd = runNoun("key", func() map[string]subcommand {
 				flags: func(fs *flag.FlagSet) {
 					attrs.register(fs)
 					user = fs.String("user", "", "the key's user (required)")
-					ttl = fs.String("ttl", "", "lifetime from now, such as 720h")
+					ttl = fs.String("ttl", "", "lifetime from now, such as 720h or 30d")
 					fs.Var(&notBefore, "not-before", "not valid before, RFC 3339")
 				},
 				run: func(ctx context.Context, c *clientFlags, fs *flag.FlagSet, args []string, out io.Writer) error {
@@ -249,10 +248,7 @@ var keyCmd = runNoun("key", func() map[string]subcommand {
 						return err
 					}
 					if *ttl != "" {
-						if _, err := time.ParseDuration(*ttl); err != nil {
-							return usageError{fmt.Errorf("--ttl: %w", err)}
-						}
-						body["ttl"] = *ttl
+						body["ttl"] = *ttl // the API reads it ("720h", "30d") and names it if it cannot
 					}
 					if notBefore.t != nil {
 						body["not_before"] = notBefore.t
