@@ -52,6 +52,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return MainEnv(ctx, args, stdout, stderr, os.Getenv)
 }
 
+// commands are the first words keytrail knows, for suggestions.
+var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "audit", "nats-config", "help"}
+
 // MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
 func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -89,7 +92,7 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case "nats-config":
 		run = runNATSConfig
 	default:
-		fmt.Fprintf(stderr, "keytrail: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], didYouMean(args[0], commands), usage)
 		return ExitUsage
 	}
 	err := run(ctx, args[1:], stdout, stderr)

@@ -241,7 +241,11 @@ func runNoun(noun string, table func() map[string]subcommand, tenantScoped bool)
 				names = append(names, v)
 			}
 			sort.Strings(names)
-			return usageError{fmt.Errorf("usage: keytrail %s <%s> [flags]", noun, strings.Join(names, "|"))}
+			usage := fmt.Errorf("usage: keytrail %s <%s> [flags]", noun, strings.Join(names, "|"))
+			if len(args) == 0 {
+				return usageError{usage}
+			}
+			return usageError{fmt.Errorf("unknown command %q for keytrail %s%s\n%w", args[0], noun, didYouMean(args[0], names), usage)}
 		}
 		sc := verbs[args[0]]
 		fs := flag.NewFlagSet(noun+" "+args[0], flag.ContinueOnError)
@@ -294,4 +298,41 @@ func one(args []string, what string) (string, error) {
 		return "", usageError{fmt.Errorf("want one %s", what)}
 	}
 	return url.PathEscape(args[0]), nil
+}
+
+// didYouMean is ` (did you mean "x"?)` for the known word nearest to
+// typed, when one is near enough (at most two edits, and fewer than half
+// its letters); "" otherwise.
+func didYouMean(typed string, known []string) string {
+	best, bestDist := "", 3
+	for _, k := range known {
+		if d := editDistance(typed, k); d < bestDist && 2*d < len(k) {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
