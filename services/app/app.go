@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"sort"
 	"strings"
 )
 
@@ -27,7 +29,11 @@ const (
 // usageError marks an error in the command line: exit status 2.
 type usageError struct{ error }
 
-const usage = `keytrail — event-sourced API key lifecycle service
+// usage is the command line's help: the modes, then every noun with every
+// verb of its table (so that no command can be left out of it).
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`keytrail — event-sourced API key lifecycle service
 
 Usage:
   keytrail dev      [flags]   embedded NATS + control + gateway on loopback
@@ -36,15 +42,59 @@ Usage:
   keytrail nats-config --out DIR   NATS identities (nkey seeds) and the server
                               configuration fragment for a real cluster
 
-  keytrail tenant   create|list|get|suspend|resume
-  keytrail user     create|list|get|disable|enable|delete|revoke-keys   --tenant T
-  keytrail key      issue|list|get|update|suspend|resume|revoke|rotate   --tenant T
-  keytrail api      create|list|get|update|deprecate|retire   --tenant T
-  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise
-  keytrail audit    history|explain|verify-decisions|verify-chain   --nats URL
+`)
+	for _, n := range []struct {
+		noun  string
+		verbs func() map[string]subcommand
+		scope string
+	}{{"tenant", tenantVerbs, ""}, {"user", userVerbs, "   --tenant T"}, {"key", keyVerbs, "   --tenant T"}, {"api", apiVerbs, "   --tenant T"}} {
+		fmt.Fprintf(&b, "  keytrail %-8s %s%s\n", n.noun, strings.Join(sortedVerbs(n.verbs()), "|"), n.scope)
+	}
+	fmt.Fprintf(&b, "  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise\n")
+	fmt.Fprintf(&b, "  keytrail audit    %s   --nats URL\n", strings.Join(auditVerbs, "|"))
+	b.WriteString("  keytrail version\n\nRun 'keytrail <command> -h' for a command's flags.\n")
+	return b.String()
+}
 
-Run 'keytrail <mode> -h' for a mode's flags.
-`
+// sortedVerbs are a table's verbs in order.
+func sortedVerbs(verbs map[string]subcommand) []string {
+	names := make([]string, 0, len(verbs))
+	for v := range verbs {
+		names = append(names, v)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// version is the binary's version: the module's, and the commit it was
+// built from when the build recorded it.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "keytrail (unknown version)"
+	}
+	v := "keytrail " + bi.Main.Version
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = " (modified)"
+			}
+		}
+	}
+	if rev != "" {
+		v += " " + rev[:min(12, len(rev))] + dirty
+		if at != "" {
+			v += " " + at
+		}
+	}
+	return v + " " + bi.GoVersion
+}
 
 // Main runs the command line args (without the program name) until ctx ends
 // and returns the process exit status.
@@ -53,15 +103,19 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // commands are the first words keytrail knows, for suggestions.
-var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "audit", "nats-config", "help"}
+var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "audit", "nats-config", "help", "version"}
 
 // MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
 func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return ExitUsage
-		}
+	switch {
+	case len(args) == 0:
+		fmt.Fprint(stderr, usage()) // a mistake: the help goes with the error
+		return ExitUsage
+	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
+		fmt.Fprint(stdout, usage()) // asked for
+		return ExitOK
+	case args[0] == "--version" || args[0] == "version":
+		fmt.Fprintln(stdout, version())
 		return ExitOK
 	}
 	var run func(context.Context, []string, io.Writer, io.Writer) error
@@ -92,7 +146,7 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case "nats-config":
 		run = runNATSConfig
 	default:
-		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], didYouMean(args[0], commands), usage)
+		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], didYouMean(args[0], commands), usage())
 		return ExitUsage
 	}
 	err := run(ctx, args[1:], stdout, stderr)

@@ -59,6 +59,33 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
+// TestHelpListsEveryCommand: asked for, the help goes to stdout (it went to
+// stderr) and names every verb of every noun's table and of audit (it left
+// out audit decision and tenant revoke-keys); --version says which build.
+func TestHelpListsEveryCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(ctxFor(t), []string{"--help"}, &out, &errb); code != ExitOK || errb.Len() != 0 {
+		t.Fatalf("--help: %d, stderr %q", code, errb.String())
+	}
+	help := out.String()
+	for noun, verbs := range map[string]func() map[string]subcommand{"tenant": tenantVerbs, "user": userVerbs, "key": keyVerbs, "api": apiVerbs} {
+		for v := range verbs() {
+			if !strings.Contains(help, v) {
+				t.Errorf("the help leaves out %s %s", noun, v)
+			}
+		}
+	}
+	for _, v := range append(auditVerbs, "revoke-keys", "version") {
+		if !strings.Contains(help, v) {
+			t.Errorf("the help leaves out %s", v)
+		}
+	}
+	out.Reset()
+	if code := Main(ctxFor(t), []string{"--version"}, &out, &errb); code != ExitOK || !strings.HasPrefix(out.String(), "keytrail ") || !strings.Contains(out.String(), "go1.") {
+		t.Fatalf("--version: %d %q", code, out.String())
+	}
+}
+
 func startDev(t *testing.T, dir string) *Dev {
 	t.Helper()
 	d, err := StartDev(ctxFor(t), DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})

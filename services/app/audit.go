@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,8 +36,11 @@ const auditUsage = `usage: keytrail audit <command> --nats URL [flags]
   -o table|json                        tables for people, JSON lines for machines`
 
 // runAudit is `keytrail audit`: questions answered from JetStream alone.
+// auditVerbs are audit's commands (the help lists them from here).
+var auditVerbs = []string{"history", "explain", "decision", "verify-decisions", "verify-chain"}
+
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || !strings.Contains(" history explain decision verify-decisions verify-chain ", " "+args[0]+" ") {
+	if len(args) == 0 || !slices.Contains(auditVerbs, args[0]) {
 		return usageError{errors.New(auditUsage)}
 	}
 	cmd := args[0]

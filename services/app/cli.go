@@ -236,11 +236,7 @@ func runNoun(noun string, table func() map[string]subcommand, tenantScoped bool)
 		// values in storage of their own, which must not outlive the run.
 		verbs := table()
 		if len(args) == 0 || verbs[args[0]].run == nil {
-			var names []string
-			for v := range verbs {
-				names = append(names, v)
-			}
-			sort.Strings(names)
+			names := sortedVerbs(verbs)
 			usage := fmt.Errorf("usage: keytrail %s <%s> [flags]", noun, strings.Join(names, "|"))
 			if len(args) == 0 {
 				return usageError{usage}

@@ -11,6 +11,13 @@ import (
 	"strings"
 )
 
+// The nouns of the command line, each with its table of verbs (made anew
+// for each run: see runNoun).
+var tenantCmd = runNoun("tenant", tenantVerbs, false)
+var userCmd = runNoun("user", userVerbs, true)
+var keyCmd = runNoun("key", keyVerbs, true)
+var apiCmd = runNoun("api", apiVerbs, true)
+
 // reasonFlag adds --reason and returns where it lands.
 func reasonFlag(fs *flag.FlagSet) *string {
 	return fs.String("reason", "", "why (recorded on the event)")
@@ -108,7 +115,7 @@ func get(path func(*clientFlags, string) string, what, view string) subcommand {
 	}}
 }
 
-var tenantCmd = runNoun("tenant", func() map[string]subcommand {
+func tenantVerbs() map[string]subcommand {
 	return map[string]subcommand{
 		"list": list(func(*clientFlags) string { return "/v1/tenants" }, "", "tenants", nil, "id", "name", "status", "created_at"),
 		"create": func() subcommand {
@@ -126,9 +133,9 @@ var tenantCmd = runNoun("tenant", func() map[string]subcommand {
 		"resume":      stateChange(tenantPath, "resume", "TENANT", "tenant"),
 		"revoke-keys": revokeKeys(tenantPath, "TENANT [--before RFC3339]", "tenant id", "tenant"),
 	}
-}, false)
+}
 
-var userCmd = runNoun("user", func() map[string]subcommand {
+func userVerbs() map[string]subcommand {
 	return map[string]subcommand{
 		"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/users" }, "--tenant T", "users", nil,
 			"id", "name", "status", "created_at"),
@@ -162,7 +169,7 @@ var userCmd = runNoun("user", func() map[string]subcommand {
 		}(),
 		"revoke-keys": revokeKeys(userPath, "--tenant T USER [--before RFC3339]", "user id", "user"),
 	}
-}, true)
+}
 
 // rateLimit parses --rate PER_SECOND/BURST into b["rate_limit"].
 func rateLimit(rate string, b map[string]any) error {
@@ -226,7 +233,7 @@ func (k *keyAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
 	return nil
 }
 
-var keyCmd = runNoun("key", func() map[string]subcommand {
+func keyVerbs() map[string]subcommand {
 	return map[string]subcommand{
 		"issue": func() subcommand {
 			var attrs keyAttrFlags
@@ -296,7 +303,7 @@ var keyCmd = runNoun("key", func() map[string]subcommand {
 			}}
 		}(),
 	}
-}, true)
+}
 
 // apiAttrFlags are the flags shared by api create and api update.
 type apiAttrFlags struct {
@@ -330,7 +337,7 @@ func (a *apiAttrFlags) body(fs *flag.FlagSet, b map[string]any) error {
 	return rateLimit(*a.rate, b)
 }
 
-var apiCmd = runNoun("api", func() map[string]subcommand {
+func apiVerbs() map[string]subcommand {
 	return map[string]subcommand{
 		"list": list(func(c *clientFlags) string { return "/v1/tenants/" + url.PathEscape(c.tenantID) + "/apis" }, "--tenant T", "apis", nil,
 			"id", "path_prefix", "status", "upstreams", "scopes"),
@@ -383,7 +390,7 @@ var apiCmd = runNoun("api", func() map[string]subcommand {
 		}(),
 		"retire": stateChange(apiPath, "retire", "--tenant T API", "api"),
 	}
-}, true)
+}
 
 // errNotValid is a decision other than VALID: exit status 3.
 var errNotValid = errors.New("not valid")
