@@ -201,3 +201,35 @@ func TestDurationsAcceptDays(t *testing.T) {
 		t.Fatalf("--ttl soon: exit %d %s", code, out)
 	}
 }
+
+// TestTheSecretComesLastShownOnce: key issue and key rotate print the
+// secret as the last thing, with the warning that it is shown once (it was
+// a row in the middle of the key's attributes).
+func TestTheSecretComesLastShownOnce(t *testing.T) {
+	e := startAdmin(t)
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir), &out, &errb, func(string) string { return "" }); code != 0 {
+			t.Fatalf("keytrail %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+		}
+		return out.String()
+	}
+	run("tenant", "create", "acme", "--name", "Acme")
+	run("user", "create", "--tenant", "acme", "bob")
+	issued := run("key", "issue", "--tenant", "acme", "--user", "bob")
+	id := ""
+	for _, line := range strings.Split(issued, "\n") {
+		if v, ok := strings.CutPrefix(line, "id:"); ok {
+			id = strings.TrimSpace(v)
+		}
+	}
+	rotated := run("key", "rotate", "--tenant", "acme", id)
+	for name, out := range map[string]string{"issue": issued, "rotate": rotated} {
+		lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+		n := len(lines)
+		if n < 3 || !strings.HasPrefix(lines[n-2], "secret: kt_") || !strings.Contains(lines[n-1], "shown once") || strings.Count(out, "kt_") != 1+strings.Count(out, "hint:") {
+			t.Fatalf("key %s: the secret is not last with its warning:\n%s", name, out)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -119,6 +120,9 @@ func showObject(names ...string) func(io.Writer, map[string]any) {
 	return func(w io.Writer, out map[string]any) {
 		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 		for _, n := range names {
+			if n == "secret" {
+				continue // last, on its own (below)
+			}
 			obj, ok := out[n].(map[string]any)
 			if !ok {
 				if v, ok := out[n]; ok {
@@ -142,6 +146,10 @@ func showObject(names ...string) func(io.Writer, map[string]any) {
 			fmt.Fprintf(tw, "seq:\t%s\n", cell(seq))
 		}
 		tw.Flush()
+		if secret, ok := out["secret"].(string); ok && slices.Contains(names, "secret") {
+			// Last, where it is seen: it cannot be shown again.
+			fmt.Fprintf(w, "\nsecret: %s\nThis secret is shown once: store it now. Keytrail keeps only its hash.\n", secret)
+		}
 	}
 }
 
