@@ -86,6 +86,29 @@ func TestHelpListsEveryCommand(t *testing.T) {
 	}
 }
 
+// TestFlagsAreTheCommandsOwn: a read offers no write's flags (verify -h
+// listed -if-match), a write no read's; a bad flag is said once (it was
+// printed twice).
+func TestFlagsAreTheCommandsOwn(t *testing.T) {
+	var out, errb bytes.Buffer
+	Main(ctxFor(t), []string{"verify", "-h"}, &out, &errb)
+	if help := errb.String() + out.String(); strings.Contains(help, "if-match") || strings.Contains(help, "idempotency-key") || !strings.Contains(help, "min-seq") {
+		t.Fatalf("verify -h:\n%s", help)
+	}
+	out.Reset()
+	errb.Reset()
+	Main(ctxFor(t), []string{"key", "revoke", "-h"}, &out, &errb)
+	if help := errb.String() + out.String(); !strings.Contains(help, "if-match") || strings.Contains(help, "min-seq") {
+		t.Fatalf("key revoke -h:\n%s", help)
+	}
+	out.Reset()
+	errb.Reset()
+	code := Main(ctxFor(t), []string{"key", "list", "--tenant", "acme", "--bogus"}, &out, &errb)
+	if n := strings.Count(errb.String(), "flag provided but not defined: -bogus"); code != ExitUsage || n != 1 {
+		t.Fatalf("a bad flag: exit %d, said %d times:\n%s", code, n, errb.String())
+	}
+}
+
 func startDev(t *testing.T, dir string) *Dev {
 	t.Helper()
 	d, err := StartDev(ctxFor(t), DevConfig{DataDir: dir, AdminListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0"})

@@ -35,14 +35,17 @@ type clientFlags struct {
 	onBody func(map[string]any)
 }
 
-func (c *clientFlags) register(fs *flag.FlagSet, tenant bool) {
+func (c *clientFlags) register(fs *flag.FlagSet, tenant, writes bool) {
 	fs.StringVar(&c.server, "server", "", "admin API URL (default: <data>/addresses.json, else http://"+DefaultAdminListen+")")
 	fs.StringVar(&c.token, "token", "", "admin key (default: $KEYTRAIL_TOKEN, else <data>/root.key)")
 	fs.StringVar(&c.data, "data", DefaultDataDir, "data directory of a local keytrail dev")
 	fs.StringVar(&c.output, "o", "table", "output: table or json")
-	fs.StringVar(&c.idemKey, "idempotency-key", "", "Idempotency-Key for a write")
-	fs.StringVar(&c.ifMatch, "if-match", "", "expected version (If-Match) for a write")
-	fs.StringVar(&c.minSeq, "min-seq", "", "Keytrail-Min-Seq for a read")
+	if writes {
+		fs.StringVar(&c.idemKey, "idempotency-key", "", "Idempotency-Key for a write")
+		fs.StringVar(&c.ifMatch, "if-match", "", "expected version (If-Match) for a write")
+	} else {
+		fs.StringVar(&c.minSeq, "min-seq", "", "Keytrail-Min-Seq for a read")
+	}
 	if tenant {
 		fs.StringVar(&c.tenantID, "tenant", "", "tenant id (required)")
 	}
@@ -254,7 +257,7 @@ func runNoun(noun string, table func() map[string]subcommand, tenantScoped bool)
 		sc := verbs[args[0]]
 		fs := flag.NewFlagSet(noun+" "+args[0], flag.ContinueOnError)
 		c := &clientFlags{getenv: getenv}
-		c.register(fs, tenantScoped)
+		c.register(fs, tenantScoped, args[0] != "get" && args[0] != "list") // only get and list read
 		if sc.flags != nil {
 			sc.flags(fs)
 		}
@@ -280,6 +283,21 @@ func runNoun(noun string, table func() map[string]subcommand, tenantScoped bool)
 // parseInterleaved parses flags that may come before or after the
 // positional arguments, and returns the positional ones.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	// A bad flag is said once, by whoever reports the error: the flag
+	// package's own line is dropped, its usage text kept.
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	defer fs.SetOutput(out)
+	fs.Usage = func() {
+		fs.SetOutput(out)
+		defer fs.SetOutput(io.Discard)
+		if usage != nil {
+			usage()
+		} else {
+			fmt.Fprintf(out, "Usage of %s:\n", fs.Name())
+			fs.PrintDefaults()
+		}
+	}
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {

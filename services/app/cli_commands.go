@@ -400,7 +400,7 @@ var errNotValid = errors.New("not valid")
 func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	c := &clientFlags{getenv: getenv}
-	c.register(fs, false)
+	c.register(fs, false, false) // a question, not a write
 	tenant := fs.String("tenant", "", "the tenant the request is for (TENANT_MISMATCH otherwise)")
 	var scopes listFlag
 	fs.Var(&scopes, "scope", "a scope the request needs (repeat for more)")
