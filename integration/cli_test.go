@@ -233,3 +233,20 @@ func TestTheSecretComesLastShownOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsMayComeBeforeTheCommand: global flags before the noun and the
+// verb (they were taken for an unknown command).
+func TestFlagsMayComeBeforeTheCommand(t *testing.T) {
+	e := startAdmin(t)
+	run := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := app.MainEnv(testCtx(t, 30*time.Second), args, &out, &errb, func(string) string { return "" })
+		return out.String() + errb.String(), code
+	}
+	if out, code := run("--data", e.dir, "tenant", "create", "acme", "--name", "Acme"); code != 0 {
+		t.Fatalf("flags before the noun: %d %s", code, out)
+	}
+	if out, code := run("--data", e.dir, "tenant", "-o", "json", "get", "acme"); code != 0 || !strings.Contains(out, `"id": "acme"`) {
+		t.Fatalf("flags before the verb: %d %s", code, out)
+	}
+}

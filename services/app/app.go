@@ -124,6 +124,7 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 			return noun(ctx, args, stdout, stderr, getenv)
 		}
 	}
+	args = commandFirst(args, commands)
 	switch args[0] {
 	case "dev":
 		run = runDev

@@ -246,6 +246,7 @@ func runNoun(noun string, table func() map[string]subcommand, tenantScoped bool)
 		// The table is made for this run: its subcommands keep their flag
 		// values in storage of their own, which must not outlive the run.
 		verbs := table()
+		args = commandFirst(args, sortedVerbs(verbs))
 		if len(args) == 0 || verbs[args[0]].run == nil {
 			names := sortedVerbs(verbs)
 			usage := fmt.Errorf("usage: keytrail %s <%s> [flags]", noun, strings.Join(names, "|"))
@@ -357,4 +358,21 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// commandFirst moves the first argument that names one of known to the
+// front, so that flags may come before the command they go with
+// (`keytrail --data DIR key --tenant acme list`); args are unchanged when
+// none does, or the first already is one.
+func commandFirst(args, known []string) []string {
+	for i, a := range args {
+		if slices.Contains(known, a) {
+			if i == 0 {
+				return args
+			}
+			out := append([]string{a}, args[:i]...)
+			return append(out, args[i+1:]...)
+		}
+	}
+	return args
 }
