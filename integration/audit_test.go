@@ -332,7 +332,7 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 		!strings.Contains(out, fmt.Sprintf("because: key.revoked at seq %d, by root (\"leaked\")", res.Seq)) {
 		t.Fatalf("explain after: exit %d\n%s", code, out)
 	}
-	if out, code := runCLI("audit", "explain", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--nats", nats, "--data", e.dir); code != 1 || !strings.Contains(out, "no such key") {
+	if out, code := runCLI("audit", "explain", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "--nats", nats, "--data", e.dir); code != 1 || !strings.Contains(out, "no key key_01JDQ8Z6W4M2N9V3X5C7B1D2E3 in the event log at nats://") || strings.Contains(out, "audit: audit") {
 		t.Fatalf("explain an unknown key: exit %d\n%s", code, out)
 	}
 	// Why was this request denied? From its request id to the event.

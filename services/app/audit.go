@@ -81,6 +81,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch cmd {
 	case "history", "explain":
 		ref, err := a.Locate(ctx, *tenant, positional[0])
+		if errors.Is(err, audit.ErrNoKey) {
+			// Say where it looked: the wrong deployment is the usual cause.
+			return fmt.Errorf("no key %s in the event log at %s", positional[0], nc.ConnectedUrlRedacted())
+		}
 		if err != nil {
 			return err
 		}

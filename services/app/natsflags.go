@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,7 +130,7 @@ func (n *natsFlags) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, 
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("connect to NATS: %w", r.err)
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactedURLs(n.urls), r.err)
 		}
 		return r.nc, nil
 	case <-ctx.Done():
@@ -140,4 +141,18 @@ func (n *natsFlags) connect(ctx context.Context, log *slog.Logger) (*nats.Conn, 
 		}()
 		return nil, ctx.Err()
 	}
+}
+
+// redactedURLs is a comma-separated list of NATS URLs with any password
+// replaced, for messages.
+func redactedURLs(urls string) string {
+	var out []string
+	for _, u := range strings.Split(urls, ",") {
+		u = strings.TrimSpace(u)
+		if p, err := url.Parse(u); err == nil && p.User != nil {
+			u = p.Redacted()
+		}
+		out = append(out, u)
+	}
+	return strings.Join(out, ",")
 }

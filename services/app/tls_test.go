@@ -84,7 +84,7 @@ func TestRolesReachNATSOverTLS(t *testing.T) {
 		t.Fatalf("gateway over TLS with the CA: exit %d, %q", code, errb.String())
 	}
 	errb.Reset()
-	if code := Main(ctxFor(t), []string{"gateway", "--nats", url, "--nats-nkey", seed}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "connect to NATS") {
+	if code := Main(ctxFor(t), []string{"gateway", "--nats", url, "--nats-nkey", seed}, &bytes.Buffer{}, &errb); code != ExitError || !strings.Contains(errb.String(), "connect to NATS at "+url) {
 		t.Fatalf("gateway over TLS without the CA: exit %d, %q", code, errb.String())
 	}
 }
