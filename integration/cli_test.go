@@ -250,3 +250,31 @@ func TestFlagsMayComeBeforeTheCommand(t *testing.T) {
 		t.Fatalf("flags before the verb: %d %s", code, out)
 	}
 }
+
+// TestListAllPagesThrough: --all prints every page as one list (a list
+// printed its first page and "more: --cursor").
+func TestListAllPagesThrough(t *testing.T) {
+	e := startAdmin(t)
+	run := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir), &out, &errb, func(string) string { return "" }); code != 0 {
+			t.Fatalf("keytrail %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+		}
+		return out.String()
+	}
+	run("tenant", "create", "acme", "--name", "Acme")
+	for i := range 5 {
+		run("user", "create", "--tenant", "acme", fmt.Sprintf("u%d", i))
+	}
+	if first := run("user", "list", "--tenant", "acme", "--limit", "2"); !strings.Contains(first, "more: --cursor") {
+		t.Fatalf("one page of 2: %s", first)
+	}
+	out := run("user", "list", "--tenant", "acme", "--limit", "2", "--all", "-o", "json")
+	var got struct {
+		Users []struct{ ID string } `json:"users"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Users) != 5 {
+		t.Fatalf("--all: %v %s", err, out)
+	}
+}

@@ -80,6 +80,15 @@ func (c *clientFlags) resolve() error {
 // call sends one request through the client package and prints the
 // answer; a problem is an error.
 func (c *clientFlags) call(ctx context.Context, stdout io.Writer, method, path string, body any, view func(io.Writer, map[string]any)) error {
+	out, err := c.fetch(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	return c.show(stdout, out, view)
+}
+
+// fetch makes one request of the admin API and returns its answer.
+func (c *clientFlags) fetch(ctx context.Context, method, path string, body any) (map[string]any, error) {
 	call := &client.Call{IdempotencyKey: c.idemKey}
 	for _, h := range []struct {
 		flag, value string
@@ -90,7 +99,7 @@ func (c *clientFlags) call(ctx context.Context, stdout io.Writer, method, path s
 		}
 		n, err := strconv.ParseUint(strings.Trim(h.value, `"`), 10, 64)
 		if err != nil {
-			return usageError{fmt.Errorf("%s wants a number", h.flag)}
+			return nil, usageError{fmt.Errorf("%s wants a number", h.flag)}
 		}
 		*h.into = n
 	}
@@ -102,13 +111,18 @@ func (c *clientFlags) call(ctx context.Context, stdout io.Writer, method, path s
 			if p.KeyID != "" {
 				msg += " (" + p.KeyID + ")"
 			}
-			return errors.New(msg)
+			return nil, errors.New(msg)
 		}
-		return err
+		return nil, err
 	}
 	if c.onBody != nil {
 		c.onBody(out)
 	}
+	return out, nil
+}
+
+// show prints an answer: as JSON with -o json, else through view.
+func (c *clientFlags) show(stdout io.Writer, out map[string]any, view func(io.Writer, map[string]any)) error {
 	if c.output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

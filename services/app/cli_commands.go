@@ -74,18 +74,22 @@ func apiPath(c *clientFlags, id string) string {
 // listFilter is a flag of a list that becomes a query parameter.
 type listFilter struct{ flag, query, help string }
 
-// list pages through a collection: GET path?<filters>&cursor=&limit=.
+// list pages through a collection: GET path?<filters>&cursor=&limit=; with
+// --all, every page, printed as one.
 func list(path func(*clientFlags) string, usage, name string, filters []listFilter, columns ...string) subcommand {
 	filters = append(filters, listFilter{"cursor", "cursor", "next page after this id"}, listFilter{"limit", "limit", "page size (default 100)"})
 	vals := make([]*string, len(filters))
+	var all *bool
 	for _, f := range filters {
 		usage += " [--" + f.flag + " V]"
 	}
+	usage += " [--all]"
 	return subcommand{usage: strings.TrimSpace(usage),
 		flags: func(fs *flag.FlagSet) {
 			for i, f := range filters {
 				vals[i] = fs.String(f.flag, "", f.help)
 			}
+			all = fs.Bool("all", false, "every page, not just the first")
 		},
 		run: func(ctx context.Context, c *clientFlags, _ *flag.FlagSet, args []string, out io.Writer) error {
 			if len(args) != 0 {
@@ -97,11 +101,35 @@ func list(path func(*clientFlags) string, usage, name string, filters []listFilt
 					q.Set(f.query, *vals[i])
 				}
 			}
-			p := path(c)
-			if len(q) > 0 {
-				p += "?" + q.Encode()
+			page := func() string {
+				if len(q) == 0 {
+					return path(c)
+				}
+				return path(c) + "?" + q.Encode()
 			}
-			return c.call(ctx, out, "GET", p, nil, showList(name, columns...))
+			if !*all {
+				return c.call(ctx, out, "GET", page(), nil, showList(name, columns...))
+			}
+			var items []any
+			seen := map[string]bool{}
+			for {
+				got, err := c.fetch(ctx, "GET", page(), nil)
+				if err != nil {
+					return err
+				}
+				more, _ := got[name].([]any)
+				items = append(items, more...)
+				next, _ := got["next_cursor"].(string)
+				if next == "" {
+					break
+				}
+				if seen[next] {
+					return fmt.Errorf("the server returned cursor %s twice", next)
+				}
+				seen[next] = true
+				q.Set("cursor", next)
+			}
+			return c.show(out, map[string]any{name: items}, showList(name, columns...))
 		}}
 }
 
