@@ -241,3 +241,18 @@ func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
 		t.Fatalf("serve created a weak stream: %v", w)
 	}
 }
+
+// TestTablesShowTimesForPeople: a time in a table is local, to the second,
+// with its zone (it was RFC 3339 UTC with nanoseconds); anything else is
+// as it came.
+func TestTablesShowTimesForPeople(t *testing.T) {
+	at := time.Date(2026, 12, 7, 0, 58, 18, 123456789, time.UTC)
+	if got, want := cell(at.Format(time.RFC3339Nano)), at.Local().Format("2006-01-02 15:04:05 MST"); got != want {
+		t.Fatalf("cell(time) = %q, want %q", got, want)
+	}
+	for _, v := range []string{"acme", "2026", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3"} {
+		if got := cell(v); got != v {
+			t.Fatalf("cell(%q) = %q", v, got)
+		}
+	}
+}

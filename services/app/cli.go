@@ -200,6 +200,11 @@ func cell(v any) string {
 		if x == "" {
 			return "-"
 		}
+		if t, err := time.Parse(time.RFC3339Nano, x); err == nil && len(x) >= len("2006-01-02T15:04:05Z") {
+			// For people: the local time to the second, with its zone
+			// (-o json keeps RFC 3339 with every digit).
+			return t.Local().Format("2006-01-02 15:04:05 MST")
+		}
 		return x
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
