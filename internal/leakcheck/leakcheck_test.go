@@ -11,8 +11,9 @@ import (
 // TestALeftGoroutineIsFound: a goroutine of Keytrail's code still running
 // is reported with its stack, and no longer once it has ended.
 func TestALeftGoroutineIsFound(t *testing.T) {
-	release, ended := make(chan struct{}), make(chan struct{})
-	go lingering(release, ended)
+	started, release, ended := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go lingering(started, release, ended)
+	<-started
 	found := false
 	for _, g := range leakcheck.Running() {
 		found = found || strings.Contains(g, "leakcheck_test.lingering")
@@ -32,7 +33,8 @@ func TestALeftGoroutineIsFound(t *testing.T) {
 	t.Fatalf("still reported after it ended:\n%s", strings.Join(leakcheck.Running(), "\n\n"))
 }
 
-func lingering(release, ended chan struct{}) {
+func lingering(started, release, ended chan struct{}) {
+	close(started)
 	<-release
 	close(ended)
 }
