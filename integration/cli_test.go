@@ -134,14 +134,7 @@ func TestCLIVerify(t *testing.T) {
 // storage lived in package variables, made once per process).
 func TestCommandsKeepNothingBetweenRuns(t *testing.T) {
 	e := startAdmin(t)
-	run := func(args ...string) string {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir, "-o", "json"), &out, &errb, func(string) string { return "" }); code != 0 {
-			t.Fatalf("keytrail %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
-		}
-		return out.String()
-	}
+	run := func(args ...string) string { t.Helper(); return mustKeytrail(t, e.dir, append(args, "-o", "json")...) }
 	run("tenant", "create", "acme", "--name", "Acme")
 	run("user", "create", "--tenant", "acme", "bob")
 	expires := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second).Format(time.RFC3339)
@@ -175,11 +168,7 @@ func TestCommandsKeepNothingBetweenRuns(t *testing.T) {
 // refused by the API with the field named.
 func TestDurationsAcceptDays(t *testing.T) {
 	e := startAdmin(t)
-	run := func(args ...string) (string, int) {
-		var out, errb bytes.Buffer
-		code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir, "-o", "json"), &out, &errb, func(string) string { return "" })
-		return out.String() + errb.String(), code
-	}
+	run := func(args ...string) (string, int) { return keytrail(t, e.dir, append(args, "-o", "json")...) }
 	for _, args := range [][]string{{"tenant", "create", "acme", "--name", "Acme"}, {"user", "create", "--tenant", "acme", "bob"}} {
 		if out, code := run(args...); code != 0 {
 			t.Fatalf("%v: %d %s", args, code, out)
@@ -207,14 +196,7 @@ func TestDurationsAcceptDays(t *testing.T) {
 // a row in the middle of the key's attributes).
 func TestTheSecretComesLastShownOnce(t *testing.T) {
 	e := startAdmin(t)
-	run := func(args ...string) string {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir), &out, &errb, func(string) string { return "" }); code != 0 {
-			t.Fatalf("keytrail %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
-		}
-		return out.String()
-	}
+	run := func(args ...string) string { t.Helper(); return mustKeytrail(t, e.dir, args...) }
 	run("tenant", "create", "acme", "--name", "Acme")
 	run("user", "create", "--tenant", "acme", "bob")
 	issued := run("key", "issue", "--tenant", "acme", "--user", "bob")
@@ -255,14 +237,7 @@ func TestFlagsMayComeBeforeTheCommand(t *testing.T) {
 // printed its first page and "more: --cursor").
 func TestListAllPagesThrough(t *testing.T) {
 	e := startAdmin(t)
-	run := func(args ...string) string {
-		t.Helper()
-		var out, errb bytes.Buffer
-		if code := app.MainEnv(testCtx(t, 30*time.Second), append(args, "--data", e.dir), &out, &errb, func(string) string { return "" }); code != 0 {
-			t.Fatalf("keytrail %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
-		}
-		return out.String()
-	}
+	run := func(args ...string) string { t.Helper(); return mustKeytrail(t, e.dir, args...) }
 	run("tenant", "create", "acme", "--name", "Acme")
 	for i := range 5 {
 		run("user", "create", "--tenant", "acme", fmt.Sprintf("u%d", i))
@@ -277,4 +252,25 @@ func TestListAllPagesThrough(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Users) != 5 {
 		t.Fatalf("--all: %v %s", err, out)
 	}
+}
+
+// keytrail runs the command line in this process against a dev's data
+// directory (its flags first, so that they may be overridden) and returns
+// what it printed and its exit status.
+func keytrail(t *testing.T, dir string, args ...string) (string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := app.MainEnv(testCtx(t, 30*time.Second), append([]string{args[0]}, append([]string{"--data", dir}, args[1:]...)...), &out, &errb, func(string) string { return "" })
+	return out.String() + errb.String(), code
+}
+
+// mustKeytrail is keytrail for a command that must succeed; it returns
+// what it printed.
+func mustKeytrail(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, code := keytrail(t, dir, args...)
+	if code != 0 {
+		t.Fatalf("keytrail %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
 }

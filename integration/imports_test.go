@@ -3,8 +3,6 @@ package integration
 import (
 	"go/parser"
 	"go/token"
-	"io/fs"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,23 +43,8 @@ func ioImport(imp string) bool {
 // server is imported outside services/natsnode, or when client imports the
 // server's code. Test files are exempt (tests start real servers).
 func TestImportsPointOneWay(t *testing.T) {
-	root := ".."
 	checked := 0
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if name := d.Name(); path != root && (strings.HasPrefix(name, ".") || name == "testdata") {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, filepath.Dir(path))
-		pkg := filepath.ToSlash(rel)
+	err := eachGoFile("..", func(path, pkg string) error {
 		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
 		if err != nil {
 			return err
@@ -79,7 +62,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	if checked < 50 {
-		t.Fatalf("checked only %d files from %s", checked, root)
+		t.Fatalf("checked only %d files", checked)
 	}
 }
 
