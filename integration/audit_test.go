@@ -407,3 +407,28 @@ func mustSecret(t *testing.T) secret.Secret {
 	}
 	return s
 }
+
+// TestExplainNamesTheDecidingFact: an EXPIRED explanation names the expiry
+// and the event that set it, with the key's scopes beside it (it named the
+// event only, not the time, so "when did it expire?" needed another look).
+func TestExplainNamesTheDecidingFact(t *testing.T) {
+	e := startAudited(t)
+	nats := e.dev.Addresses().NATS
+	_, _, err := e.admin.CreateTenant(e.ctx, "acme", "Acme", nil)
+	e.must(t, err)
+	_, _, err = e.admin.CreateUser(e.ctx, "acme", "bob", "", nil)
+	e.must(t, err)
+	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", Scopes: []string{"orders:read"}, ExpiresAt: &expires}, nil)
+	e.must(t, err)
+	at := expires.Add(time.Minute).Format(time.RFC3339)
+	out, code := runCLI("audit", "explain", k.Key.ID, "--at", at, "--nats", nats, "--data", e.dir)
+	if code != 0 || !strings.HasPrefix(out, "EXPIRED for key") || !strings.Contains(out, "expires "+expires.Format(time.RFC3339)) ||
+		!strings.Contains(out, "key scopes orders:read") {
+		t.Fatalf("explain after the expiry: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "explain", k.Key.ID, "--at", at, "--nats", nats, "--data", e.dir, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"fact":"key scopes orders:read; expires `+expires.Format(time.RFC3339)+`"`) {
+		t.Fatalf("explain -o json: exit %d\n%s", code, out)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/natsauth"
 )
@@ -203,6 +204,52 @@ type evidenceLine struct {
 	Actor  string      `json:"actor"`
 	Reason string      `json:"reason,omitempty"`
 	Before string      `json:"before_decision"`
+	// Fact is what the event set that a decision can turn on: an expiry,
+	// a start, scopes, a rate limit, a rotation's grace.
+	Fact string `json:"fact,omitempty"`
+}
+
+// factOf says what an event set that a decision can turn on ("" for
+// events that set none of it).
+func factOf(data events.Payload) string {
+	var parts []string
+	when := func(what string, t *time.Time) {
+		if t != nil {
+			parts = append(parts, what+" "+t.UTC().Format(time.RFC3339))
+		}
+	}
+	scopes := func(what string, s []string) {
+		if len(s) == 0 {
+			parts = append(parts, what+" no scopes")
+		} else {
+			parts = append(parts, what+" scopes "+strings.Join(s, ","))
+		}
+	}
+	rate := func(r *events.RateLimit) {
+		if r != nil {
+			parts = append(parts, fmt.Sprintf("rate limit %g/s, burst %d", r.PerSecond, r.Burst))
+		}
+	}
+	switch e := data.(type) {
+	case events.KeyIssuedV1:
+		scopes("key", e.Scopes)
+		when("valid from", e.NotBefore)
+		when("expires", e.ExpiresAt)
+		rate(e.RateLimit)
+	case events.KeyUpdatedV1:
+		scopes("key", e.Scopes)
+		when("expires", e.ExpiresAt)
+		rate(e.RateLimit)
+	case events.KeyRotatedV1:
+		when("the old key works until", &e.GraceUntil)
+	case events.APICreatedV1:
+		scopes("requires", e.Scopes)
+		rate(e.RateLimit)
+	case events.APIUpdatedV1:
+		scopes("requires", e.Scopes)
+		rate(e.RateLimit)
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
@@ -232,7 +279,11 @@ func (p printer) because(ev []evidenceLine, suffix string) {
 		if e.Reason != "" {
 			by += fmt.Sprintf(" (%q)", e.Reason)
 		}
-		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before%s\n", e.Type, e.Seq, by, e.Before, suffix)
+		fact := ""
+		if e.Fact != "" {
+			fact = " — " + e.Fact
+		}
+		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before%s%s\n", e.Type, e.Seq, by, e.Before, suffix, fact)
 	}
 }
 
@@ -241,7 +292,7 @@ func evidenceLines(recs []events.Recorded, now time.Time) []evidenceLine {
 	var ev []evidenceLine
 	for _, r := range recs {
 		ev = append(ev, evidenceLine{Seq: r.Seq, Type: r.Type, At: r.OccurredAt, Actor: r.Actor, Reason: r.Reason,
-			Before: now.Sub(r.OccurredAt).Round(time.Millisecond).String()})
+			Before: now.Sub(r.OccurredAt).Round(time.Millisecond).String(), Fact: factOf(r.Data)})
 	}
 	return ev
 }
@@ -251,6 +302,10 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 	ev := evidenceLines(x.Evidence, r.Now)
 	verdict := "the history gives the same decision"
 	switch {
+	case r.Code == string(projections.CodeRateLimited) && x.Why == "" && !x.Unverifiable:
+		// The history says VALID: the limit depends on traffic, which it
+		// does not hold. Text and JSON say the same.
+		verdict = "the history gives VALID: the key was good, and a rate limit (below) denied the request; limits depend on traffic, which the history does not hold"
 	case x.Unverifiable:
 		verdict = "not re-derivable from the history (it rests on the node's freshness or on the presented secret, which is never logged)"
 	case x.Why != "":
