@@ -432,3 +432,43 @@ func TestExplainNamesTheDecidingFact(t *testing.T) {
 		t.Fatalf("explain -o json: exit %d\n%s", code, out)
 	}
 }
+
+// TestARateLimitedDecisionIsToldAsWhatItIs: audit decision on a request a
+// rate limit denied says the history gives VALID and names the limit (its
+// text said "the history gives the same decision" while its JSON said
+// derived VALID).
+func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
+	e := startAudited(t)
+	nats := e.dev.Addresses().NATS
+	_, _, err := e.admin.CreateTenant(e.ctx, "acme", "Acme", nil)
+	e.must(t, err)
+	_, _, err = e.admin.CreateUser(e.ctx, "acme", "bob", "", nil)
+	e.must(t, err)
+	_, _, err = e.admin.CreateAPI(e.ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}}, nil)
+	e.must(t, err)
+	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", RateLimit: &client.RateLimit{PerSecond: 0.01, Burst: 1}}, nil)
+	e.must(t, err)
+	var rid string
+	natstest.Eventually(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest("GET", e.dev.Addresses().Gateway+"/orders/1", nil)
+		req.Header.Set("Authorization", "Bearer "+k.Secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		rid = resp.Header.Get("Keytrail-Request-Id")
+		return nil
+	})
+	natstest.Eventually(t, 10*time.Second, func() error {
+		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
+		if code != 0 || !strings.Contains(out, "decided RATE_LIMITED") || !strings.Contains(out, "the history gives VALID") ||
+			strings.Contains(out, "the same decision") || !strings.Contains(out, "rate limit 0.01/s, burst 1") {
+			return fmt.Errorf("audit decision: exit %d\n%s", code, out)
+		}
+		return nil
+	})
+}
