@@ -69,6 +69,10 @@ type revokeRequest struct {
 // RevocationSubject is the subject of a tenant's revocations.
 func RevocationSubject(tenant string) string { return "keytrail.cmd." + tenant + ".keys.revoke" }
 
+// noControlNodeWait is how long a revocation is asked again while no
+// control node answers.
+const noControlNodeWait = 3 * time.Second
+
 func (r *Revoker) revoke(ctx context.Context, tenant string, q revokeRequest, call *Call) (uint64, error) {
 	data, err := json.Marshal(q)
 	if err != nil {
@@ -85,9 +89,26 @@ func (r *Revoker) revoke(ctx context.Context, tenant string, q revokeRequest, ca
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	reply, err := r.nc.RequestMsgWithContext(ctx, m)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return 0, fmt.Errorf("%w: %w", errNoReply, &Problem{Status: 503, Code: CodeUnavailable, Detail: "no control node serves revocations"})
+	// No responder means no control node received it (one is starting or
+	// restarting): asked again for a moment, which is safe — nothing was
+	// done, and a revocation done twice is done once.
+	var reply *nats.Msg
+	giveUp := time.Now().Add(noControlNodeWait)
+	for wait := 25 * time.Millisecond; ; wait = min(2*wait, 400*time.Millisecond) {
+		reply, err = r.nc.RequestMsgWithContext(ctx, m)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		if time.Now().Add(wait).After(giveUp) {
+			return 0, fmt.Errorf("%w: %w", errNoReply, &Problem{Status: 503, Code: CodeUnavailable, Detail: "no control node serves revocations"})
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("keytrail: revoke: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("keytrail: revoke: %w", err)

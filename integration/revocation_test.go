@@ -12,6 +12,7 @@ import (
 
 	"github.com/keytrail/keytrail/client"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // TestRevocationsOverNATS: other services revoke over NATS with the same
@@ -171,4 +172,43 @@ func TestRevocationsOverNATS(t *testing.T) {
 
 func containsCode(body string, code client.Code) bool {
 	return strings.Contains(body, `"code":"`+string(code)+`"`)
+}
+
+// TestARevocationWaitsForAControlNodeToAnswer: a service revoking while no
+// control node listens yet (one starting or restarting) is answered once
+// one does, within a few seconds, instead of failing at once with "no
+// control node serves revocations" (as it did, and made a deployment test
+// fail whenever the service was quicker than the control node).
+func TestARevocationWaitsForAControlNodeToAnswer(t *testing.T) {
+	node := natstest.RunServer(t)
+	svc := node.ConnectAs(t, natsauth.Service)
+	ctx := testCtx(t, 30*time.Second)
+	answered := make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		seq, err := client.NewRevoker(svc, "kt_token").RevokeKey(ctx, "acme", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "leaked", nil)
+		if err == nil && seq != 7 {
+			err = fmt.Errorf("seq %d", seq)
+		}
+		result <- err
+	}()
+	// A control node comes up a moment later: here a plain subscriber on the
+	// revocation subject, answering as the control plane does.
+	time.Sleep(300 * time.Millisecond) // not waiting for something: the delay is the point
+	ctl := node.ConnectAs(t, natsauth.Control)
+	sub, err := ctl.Subscribe(client.RevocationSubject("acme"), func(m *nats.Msg) {
+		reply := nats.NewMsg(m.Reply)
+		reply.Header.Set("Keytrail-Status", "200")
+		reply.Data = []byte(`{"seq":7}`)
+		m.RespondMsg(reply)
+		close(answered)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := <-result; err != nil {
+		t.Fatalf("revoked before a control node listened: %v", err)
+	}
+	<-answered
 }
