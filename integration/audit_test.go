@@ -342,21 +342,7 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	e.must(t, err)
 	_, _, err = e.admin.CreateAPI(ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}}, nil)
 	e.must(t, err)
-	var rid string
-	natstest.Eventually(t, 10*time.Second, func() error {
-		req, _ := http.NewRequest("GET", e.dev.Addresses().Gateway+"/orders/1", nil)
-		req.Header.Set("Authorization", "Bearer "+k.Secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 403 {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		rid = resp.Header.Get("Keytrail-Request-Id")
-		return nil
-	})
+	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", k.Secret, http.StatusForbidden)
 	natstest.Eventually(t, 10*time.Second, func() error {
 		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
 		if code != 0 || !strings.Contains(out, "decided REVOKED (also USER_DISABLED) for key "+k.Key.ID) ||
@@ -448,21 +434,7 @@ func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 	e.must(t, err)
 	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", RateLimit: &client.RateLimit{PerSecond: 0.01, Burst: 1}}, nil)
 	e.must(t, err)
-	var rid string
-	natstest.Eventually(t, 10*time.Second, func() error {
-		req, _ := http.NewRequest("GET", e.dev.Addresses().Gateway+"/orders/1", nil)
-		req.Header.Set("Authorization", "Bearer "+k.Secret)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusTooManyRequests {
-			return fmt.Errorf("status %d", resp.StatusCode)
-		}
-		rid = resp.Header.Get("Keytrail-Request-Id")
-		return nil
-	})
+	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", k.Secret, http.StatusTooManyRequests)
 	natstest.Eventually(t, 10*time.Second, func() error {
 		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
 		if code != 0 || !strings.Contains(out, "decided RATE_LIMITED") || !strings.Contains(out, "the history gives VALID") ||
@@ -471,4 +443,26 @@ func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// requestAnswered sends GET url with secret until it is answered with
+// status (10 s at most) and returns that request's id.
+func requestAnswered(t *testing.T, url, secret string, status int) string {
+	t.Helper()
+	var rid string
+	natstest.Eventually(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != status {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		rid = resp.Header.Get("Keytrail-Request-Id")
+		return nil
+	})
+	return rid
 }
