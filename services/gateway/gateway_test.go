@@ -1203,11 +1203,7 @@ func TestTheProxyKeepsHTTPSemantics(t *testing.T) {
 		io.WriteString(w, big)
 	}))
 	defer up.Close()
-	f.tenant("acme")
-	f.user("acme", "bob")
-	f.api("acme", "orders", "/orders", nil, nil, up.URL)
-	_, sec := f.key("acme", control.KeySpec{User: "bob"})
-	f.sync()
+	_, sec := f.bobOn("orders", "/orders", up.URL)
 
 	c := f.dial()
 	fmt.Fprintf(c, "POST /orders/1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nConnection: X-Client-Hop\r\nX-Client-Hop: 1\r\n"+
@@ -1269,11 +1265,7 @@ func TestAClientLeavingAQuietStreamFreesTheUpstream(t *testing.T) {
 		}
 	}))
 	defer up.Close()
-	f.tenant("acme")
-	f.user("acme", "bob")
-	f.api("acme", "events", "/events", nil, nil, up.URL)
-	_, sec := f.key("acme", control.KeySpec{User: "bob"})
-	f.sync()
+	_, sec := f.bobOn("events", "/events", up.URL)
 	c := f.dial()
 	fmt.Fprintf(c, "GET /events HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\n\r\n", sec)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -1315,11 +1307,7 @@ func TestTheSameHandlerBehindNetHTTP(t *testing.T) {
 		io.WriteString(w, "hello")
 	}))
 	defer up.Close()
-	f.tenant("acme")
-	f.user("acme", "bob")
-	f.api("acme", "s", "/s", nil, nil, up.URL)
-	kid, sec := f.key("acme", control.KeySpec{User: "bob"})
-	f.sync()
+	kid, sec := f.bobOn("s", "/s", up.URL)
 	srv := httptest.NewUnstartedServer(f.gw)
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
@@ -1359,4 +1347,17 @@ func TestTheSameHandlerBehindNetHTTP(t *testing.T) {
 	if line, err := bufio.NewReader(resp.Body).ReadString('\n'); line != "first\n" || err != nil {
 		t.Fatalf("streamed: %q %v", line, err)
 	}
+}
+
+// bobOn sets up tenant acme, its user bob, an API id at prefix in front of
+// upstream, and a key of bob's, and waits for the gateway to have them; it
+// returns the key's id and secret.
+func (f *fixture) bobOn(id, prefix, upstream string) (string, string) {
+	f.t.Helper()
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", id, prefix, nil, nil, upstream)
+	kid, sec := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
+	return kid, sec
 }
