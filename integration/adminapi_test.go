@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/client"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -307,4 +309,56 @@ func TestVerifyHistoryAndExplain(t *testing.T) {
 	// ...and may not administer anything.
 	e.problem(e.call("GET", "/v1/tenants/globex/keys", fmt.Sprint(field(g, "secret")), nil), 403, "permission_denied")
 	e.checkSecretsStayPut(sec, issued.raw)
+}
+
+// TestRotationKeepsEveryAttribute: the successor of a rotated key has
+// every attribute of its predecessor but those a rotation is meant to
+// change, field by field over client.Key — so a field added to keys that
+// rotation forgets fails here rather than being lost silently.
+func TestRotationKeepsEveryAttribute(t *testing.T) {
+	e := startAdmin(t)
+	c := client.New(e.base, e.root, nil)
+	ctx := testCtx(t, 30*time.Second)
+	if _, _, err := c.CreateTenant(ctx, "acme", "Acme", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.CreateUser(ctx, "acme", "bob", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(72 * time.Hour).UTC().Truncate(time.Second)
+	notBefore := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	old, err := c.IssueKey(ctx, "acme", client.KeySpec{User: "bob", Name: "billing", Scopes: []string{"orders:read", "orders:write"},
+		ExpiresAt: &expires, NotBefore: &notBefore, RateLimit: &client.RateLimit{PerSecond: 5, Burst: 10},
+		Metadata: map[string]string{"team": "payments"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rotated struct {
+		Key      client.Key `json:"key"`
+		Previous client.Key `json:"previous"`
+		Seq      uint64     `json:"seq"`
+	}
+	if _, err := c.Do(ctx, "POST", "/v1/tenants/acme/keys/"+old.Key.ID+"/rotate", map[string]string{"grace": "1h"}, nil, &rotated); err != nil {
+		t.Fatal(err)
+	}
+	next, err := c.Key(ctx, "acme", rotated.Key.ID, &client.Call{MinSeq: rotated.Seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a rotation changes, on purpose.
+	differ := map[string]bool{"ID": true, "Hint": true, "CreatedAt": true, "Version": true, "RotatedFrom": true, "RotatedTo": true,
+		"GraceUntil": true, "Status": true}
+	a, b := reflect.ValueOf(old.Key), reflect.ValueOf(next)
+	for i := range a.NumField() {
+		name := a.Type().Field(i).Name
+		if differ[name] {
+			continue
+		}
+		if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			t.Errorf("rotation lost %s: %v, then %v", name, a.Field(i).Interface(), b.Field(i).Interface())
+		}
+	}
+	if next.RotatedFrom != old.Key.ID || next.Status != "active" {
+		t.Fatalf("the successor: %+v", next)
+	}
 }
