@@ -17,8 +17,8 @@ import (
 
 	"github.com/keytrail/keytrail/client"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // adminEnv is a running `keytrail dev` and a client of its admin API.
@@ -28,7 +28,7 @@ type adminEnv struct {
 	dir   string
 	root  string
 	base  string
-	logs  *natstest.Buffer
+	logs  *testkit.Buffer
 	seen  []string // every response body, to look for secrets
 	store store.Store
 	// doc validates every answer against /openapi.json.
@@ -37,13 +37,13 @@ type adminEnv struct {
 
 func startAdmin(t *testing.T) *adminEnv {
 	t.Helper()
-	logs := &natstest.Buffer{}
+	logs := &testkit.Buffer{}
 	return startAdminWith(t, app.DevConfig{Logger: slog.New(slog.NewJSONHandler(logs, nil)), MinSeqWait: 2 * time.Second}, logs)
 }
 
 // startAdminWith starts `keytrail dev` with cfg on loopback ports and a data
 // directory of the test's, and waits until its admin API is ready.
-func startAdminWith(t *testing.T, cfg app.DevConfig, logs *natstest.Buffer) *adminEnv {
+func startAdminWith(t *testing.T, cfg app.DevConfig, logs *testkit.Buffer) *adminEnv {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
 	cfg.DataDir, cfg.AdminListen, cfg.GatewayListen, cfg.NATSListen = dir, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
@@ -66,7 +66,7 @@ func startAdminWith(t *testing.T, cfg app.DevConfig, logs *natstest.Buffer) *adm
 }
 
 func (e *adminEnv) waitReady() {
-	natstest.Eventually(e.t, 20*time.Second, func() error {
+	testkit.Eventually(e.t, 20*time.Second, func() error {
 		resp, err := http.Get(e.base + "/readyz")
 		if err != nil {
 			return err

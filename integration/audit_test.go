@@ -24,10 +24,10 @@ import (
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/natsauth"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // auditEnv is `keytrail dev` whose gateway logs every decision, and an
@@ -44,7 +44,7 @@ func startAudited(t *testing.T) *auditEnv {
 	a := startAdminWith(t, app.DevConfig{Logger: slog.New(slog.DiscardHandler), MinSeqWait: 50 * time.Millisecond,
 		Gateway: app.GatewayConfig{Sample: 1}}, nil)
 	e := &auditEnv{dir: a.dir, dev: a.dev, root: a.root, ctx: testCtx(t, 3*time.Minute), admin: client.New(a.base, a.root, nil)}
-	natstest.Eventually(t, 20*time.Second, func() error {
+	testkit.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(a.dev.Addresses().Gateway); s != 200 {
 			return fmt.Errorf("gateway readyz %d", s)
 		}
@@ -195,7 +195,7 @@ func TestVerifyDecisions(t *testing.T) {
 	// shed a few).
 	js, _ := jetstream.New(devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Auditor))
 	var dropped int64
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		s, err := js.Stream(ctx, events.DecisionStream)
 		if err != nil {
 			return err
@@ -343,7 +343,7 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	_, _, err = e.admin.CreateAPI(ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}}, nil)
 	e.must(t, err)
 	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", k.Secret, http.StatusForbidden)
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
 		if code != 0 || !strings.Contains(out, "decided REVOKED (also USER_DISABLED) for key "+k.Key.ID) ||
 			!strings.Contains(out, "the history gives the same decision") ||
@@ -435,7 +435,7 @@ func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", RateLimit: &client.RateLimit{PerSecond: 0.01, Burst: 1}}, nil)
 	e.must(t, err)
 	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", k.Secret, http.StatusTooManyRequests)
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
 		if code != 0 || !strings.Contains(out, "decided RATE_LIMITED") || !strings.Contains(out, "the history gives VALID") ||
 			strings.Contains(out, "the same decision") || !strings.Contains(out, "rate limit 0.01/s, burst 1") {
@@ -450,7 +450,7 @@ func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 func requestAnswered(t *testing.T, url, secret string, status int) string {
 	t.Helper()
 	var rid string
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Authorization", "Bearer "+secret)
 		resp, err := http.DefaultClient.Do(req)

@@ -13,8 +13,8 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // buildBinary builds cmd/keytrail once per test run.
@@ -45,7 +45,7 @@ func TestDevBinaryStopsCleanlyOnSignals(t *testing.T) {
 			t.Fatal(err)
 		}
 		var addrs struct{ NATS string }
-		natstest.Eventually(t, 30*time.Second, func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			b, err := os.ReadFile(filepath.Join(dir, "addresses.json"))
 			if err != nil {
 				return err

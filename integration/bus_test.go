@@ -19,6 +19,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
@@ -284,7 +285,7 @@ func TestForgedLinkedEventWithGatewayCredentials(t *testing.T) {
 	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders",
 		"upstreams": []string{up.URL}, "scopes": []string{"orders:read"}}), 201)
 	e.waitReady()
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s, code := through(e.dev.Addresses().Gateway, "/orders", self.Reveal()); s != http.StatusUnauthorized || code != "NOT_FOUND" {
 			return fmt.Errorf("the self-made secret through the gateway: %d %s", s, code)
 		}
@@ -309,7 +310,7 @@ func TestPresenceCannotShrinkLimitsBelowTheFloor(t *testing.T) {
 	go p.Run(ctx)
 	limits := gateway.NewLimits(p)
 	attacker := node.ConnectAs(t, natsauth.Gateway)
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		for i := range 63 {
 			attacker.Publish(events.PresenceSubjectPrefix+"all", fmt.Appendf(nil, "fake-%d", i))
 		}
@@ -335,7 +336,7 @@ func TestStreamDeletedAndMadeAnewBehindTheNodesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &natstest.Buffer{}
+	logs := &testkit.Buffer{}
 	cfg := app.DevConfig{OperatorKey: op.PublicKey(), Logger: slog.New(slog.NewJSONHandler(logs, nil)), MinSeqWait: time.Second,
 		Gateway: app.GatewayConfig{MaxStaleness: 30 * time.Second}}
 	e := startAdminWith(t, cfg, logs)
@@ -345,7 +346,7 @@ func TestStreamDeletedAndMadeAnewBehindTheNodesBack(t *testing.T) {
 	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders",
 		"upstreams": []string{up.URL}, "scopes": []string{"orders:read"}}), 201)
 	gw := e.dev.Addresses().Gateway
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec); s != 200 {
 			return fmt.Errorf("%d %s", s, code)
 		}
@@ -357,7 +358,7 @@ func TestStreamDeletedAndMadeAnewBehindTheNodesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s := e.call("GET", "/readyz", "", nil).status; s != http.StatusServiceUnavailable {
 			return fmt.Errorf("admin readyz %d", s)
 		}
@@ -465,14 +466,14 @@ func TestEveryModeStopsWithinTenSecondsWithItsStreamGone(t *testing.T) {
 		name   string
 		cancel context.CancelFunc
 		done   chan int
-		logs   *natstest.Buffer
+		logs   *testkit.Buffer
 	}
 	start := func(name, ready string, args ...string) *mode {
 		mctx, cancel := context.WithCancel(ctx)
-		m := &mode{name: name, cancel: cancel, done: make(chan int, 1), logs: &natstest.Buffer{}}
+		m := &mode{name: name, cancel: cancel, done: make(chan int, 1), logs: &testkit.Buffer{}}
 		go func() { m.done <- app.Main(mctx, args, &bytes.Buffer{}, m.logs) }()
 		t.Cleanup(func() { cancel() })
-		natstest.Eventually(t, 30*time.Second, func() error {
+		testkit.Eventually(t, 30*time.Second, func() error {
 			if !strings.Contains(m.logs.String(), ready) {
 				return fmt.Errorf("%s not up: %s", name, m.logs.String())
 			}
@@ -490,7 +491,7 @@ func TestEveryModeStopsWithinTenSecondsWithItsStreamGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range []*mode{serve, gw} {
-		natstest.Eventually(t, 10*time.Second, func() error {
+		testkit.Eventually(t, 10*time.Second, func() error {
 			if !strings.Contains(m.logs.String(), "event stream refused") {
 				return fmt.Errorf("%s has not refused the stream", m.name)
 			}

@@ -24,11 +24,11 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
 
@@ -338,7 +338,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 		for range samples {
 			id, sec := e.key(b)
 			for _, gw := range gateways { // every gateway lets it through first
-				natstest.Eventually(b, 5*time.Second, func() error {
+				testkit.Eventually(b, 5*time.Second, func() error {
 					if s, code := through(gw, "/bench/1", sec); s != 200 {
 						return fmt.Errorf("%d %s", s, code)
 					}
@@ -435,7 +435,7 @@ func BenchmarkGatewayMemory(b *testing.B) {
 		}
 	}
 	p, gw := startKeytrail(b, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", e.srv.URL, "--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", "127.0.0.1:0")
-	natstest.Eventually(b, 60*time.Second, func() error {
+	testkit.Eventually(b, 60*time.Second, func() error {
 		if s := readyz(gw); s != 200 {
 			return fmt.Errorf("readyz %d", s)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
@@ -78,7 +79,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 		gateways = append(gateways, url)
 	}
 	for _, gw := range gateways {
-		natstest.Eventually(t, 20*time.Second, func() error {
+		testkit.Eventually(t, 20*time.Second, func() error {
 			if s, code := through(gw, "/orders/1", secret); s != 200 {
 				return fmt.Errorf("%s: %d %s", gw, s, code)
 			}
@@ -91,7 +92,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	ack := time.Now()
 	seq := r.header.Get("Keytrail-Seq")
 	for _, gw := range gateways {
-		natstest.Eventually(t, 5*time.Second, func() error {
+		testkit.Eventually(t, 5*time.Second, func() error {
 			if s, code := through(gw, "/orders/1", secret); s != 403 || code != "REVOKED" {
 				return fmt.Errorf("%s after the revocation: %d %s", gw, s, code)
 			}
@@ -107,7 +108,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 	// A gateway serving only tenant beta knows nothing of acme's APIs.
 	// Next to a dev data directory a gateway finds the NATS address and its seed by itself.
 	_, betaOnly := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--data", e.dir, "--gateway-listen", "127.0.0.1:0", "--tenants", "beta")
-	natstest.Eventually(t, 20*time.Second, func() error {
+	testkit.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(betaOnly); s != 200 {
 			return fmt.Errorf("readyz %d", s)
 		}
@@ -128,7 +129,7 @@ func TestGatewaysJoinAndEnforceRevocations(t *testing.T) {
 		fresh = append(fresh, k.body["secret"].(string))
 	}
 	_, url := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", nats, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
-	natstest.Eventually(t, 20*time.Second, func() error {
+	testkit.Eventually(t, 20*time.Second, func() error {
 		if s := readyz(url); s != 200 {
 			return fmt.Errorf("readyz %d", s)
 		}
@@ -159,7 +160,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 
 	node.Shutdown()
 	down := time.Now()
-	natstest.Eventually(t, 20*time.Second, func() error {
+	testkit.Eventually(t, 20*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec); s != 503 || code != "STALE" {
 			return fmt.Errorf("NATS down %v: %d %s", time.Since(down), s, code)
 		}
@@ -179,7 +180,7 @@ func TestGatewayStaleWithoutNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer node.Shutdown()
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec); s != 200 {
 			return fmt.Errorf("NATS back: %d %s", s, code)
 		}
@@ -203,12 +204,12 @@ func TestGatewayOnAClusterThroughLeaderLoss(t *testing.T) {
 		t.Fatalf("during the election: %d %s", s, code)
 	}
 	var seq uint64
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		_, res, err := svc.RevokeKey(ctx, control.Meta{Actor: "test"}, "acme", keyID, nil)
 		seq = res.Seq
 		return err
 	})
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec, "Keytrail-Min-Seq", fmt.Sprint(seq)); s != 403 || code != "REVOKED" {
 			return fmt.Errorf("after the revocation on the new leader: %d %s", s, code)
 		}
@@ -252,14 +253,14 @@ func givenOrdersKey(t *testing.T, ctx context.Context, st *store.JetStream) (*co
 func runGatewayInProcess(t *testing.T, ctx context.Context, secret string, args ...string) string {
 	t.Helper()
 	runCtx, stop := context.WithCancel(ctx)
-	out := &natstest.Buffer{}
+	out := &testkit.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- app.Main(runCtx, append([]string{"gateway", "--gateway-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8"}, args...), out, io.Discard)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	var gw string
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if _, err := fmt.Sscanf(out.String(), "gateway %s", &gw); err != nil {
 			return fmt.Errorf("no address yet: %q", out.String())
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -109,7 +110,7 @@ func TestAGatewayCatchesUpWhenItsLinkReturns(t *testing.T) {
 	}
 	proxy.setCut(false)
 	back := time.Now()
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec); s != 403 {
 			return &codeErr{s, code}
 		}
@@ -130,7 +131,7 @@ func TestAGatewayResumingFromAPauseNeverAnswersFromBeforeIt(t *testing.T) {
 	svc, keyID, sec := givenOrdersKey(t, ctx, st)
 	p, gw := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", node.ClientURL(),
 		"--nats-nkey", node.SeedFile(t, natsauth.Gateway), "--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0")
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec); s != 200 {
 			return &codeErr{s, code}
 		}

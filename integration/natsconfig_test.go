@@ -16,6 +16,7 @@ import (
 
 	"github.com/keytrail/keytrail/client"
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -77,7 +78,7 @@ include ./%s
 		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		servers = append(servers, s)
 	}
-	natstest.Eventually(t, 30*time.Second, func() error {
+	testkit.Eventually(t, 30*time.Second, func() error {
 		leaders := 0
 		for _, s := range servers {
 			if !s.JetStreamIsCurrent() {
@@ -103,14 +104,14 @@ include ./%s
 	defer cancel()
 	rootKey := filepath.Join(t.TempDir(), "root.key")
 	admin := fmt.Sprintf("127.0.0.1:%d", natstest.FreePorts(t, 1)[0])
-	logs := &natstest.Buffer{}
+	logs := &testkit.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- app.Main(ctx, []string{"serve", "--nats", all, "--nats-nkey", seed(natsauth.Control), "--replicas", "3",
 			"--admin-listen", admin, "--root-key", rootKey, "--allow-upstream", "127.0.0.0/8"}, &bytes.Buffer{}, logs)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	natstest.Eventually(t, 60*time.Second, func() error {
+	testkit.Eventually(t, 60*time.Second, func() error {
 		if !strings.Contains(logs.String(), "event stream ensured") {
 			return fmt.Errorf("control node not up: %s", logs.String())
 		}
@@ -145,7 +146,7 @@ include ./%s
 	if _, err := client.NewRevoker(svc, strings.TrimSpace(string(root))).RevokeKey(ctx, "acme", k.Key.ID, "leaked", nil); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s, code := through(gw, "/orders", k.Secret); code != "REVOKED" {
 			return fmt.Errorf("after the revocation: %d %s", s, code)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/natsauth"
@@ -192,7 +193,7 @@ func TestForgedSnapshotIsRefused(t *testing.T) {
 	if _, _, err := svc.RevokeKey(ctx, control.Meta{Actor: "test"}, "acme", keyID, nil); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s, code := through(gw, "/orders", sec); s != http.StatusForbidden || code != "REVOKED" {
 			return errors.New("the revocation after the snapshot is not enforced: " + code)
 		}

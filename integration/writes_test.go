@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
-	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
 
 // TestIfMatchIsHonouredOnEveryWrite: `If-Match: 999` on writes that used to
@@ -370,7 +370,7 @@ func TestKeysShowTheirEffectiveStatus(t *testing.T) {
 	if s := status(bobID); s != "user_disabled" {
 		t.Fatalf("a key of a disabled user: %s", s)
 	}
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if s := status(shortID); s != "expired" {
 			return fmt.Errorf("a key past its expiry: %s", s)
 		}
@@ -474,7 +474,7 @@ func TestTenantQuotas(t *testing.T) {
 	}
 	// Revoking a key makes room for another.
 	e.must(e.call("POST", "/v1/tenants/acme/keys/"+k.body["key"].(map[string]any)["id"].(string)+"/revoke", e.root, nil), 200)
-	natstest.Eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if r := e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}); r.status != 201 {
 			return fmt.Errorf("%d %s", r.status, r.raw)
 		}
@@ -533,7 +533,7 @@ func TestAdminAPIHoldsNoSlowBodyItRefuses(t *testing.T) {
 	e := startAdmin(t)
 	addr := strings.TrimPrefix(e.base, "http://")
 	for path, want := range map[string]int{"/v1/tenants/acme/users": 401, "/nope": 404, "/healthz": 405} {
-		if status := natstest.SlowBody(t, addr, path); status != want {
+		if status := testkit.SlowBody(t, addr, path); status != want {
 			t.Errorf("POST %s with a slow body: %d, want %d", path, status, want)
 		}
 	}

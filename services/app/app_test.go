@@ -15,6 +15,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
@@ -176,7 +177,7 @@ func TestDevRunsUntilCancelled(t *testing.T) {
 	go func() {
 		done <- Main(ctx, []string{"dev", "--data", dir, "--nats-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"}, &out, &errb)
 	}()
-	natstest.Eventually(t, 20*time.Second, func() error {
+	testkit.Eventually(t, 20*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(dir, "addresses.json"))
 		return err
 	})
@@ -217,9 +218,9 @@ func TestServeEnsuresTheStreamThenGatewayJoins(t *testing.T) {
 	run := func(ready string, args ...string) {
 		ctx, cancel := context.WithCancel(ctxFor(t))
 		done := make(chan int)
-		var errb natstest.Buffer
+		var errb testkit.Buffer
 		go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
-		natstest.Eventually(t, 20*time.Second, func() error {
+		testkit.Eventually(t, 20*time.Second, func() error {
 			if !strings.Contains(errb.String(), ready) {
 				return fmt.Errorf("%v has not logged %q: %s", args, ready, errb.String())
 			}

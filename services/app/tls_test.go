@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
@@ -162,7 +163,7 @@ func TestTLSOnTheAdminAndGatewayListeners(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		for _, u := range []string{a.Admin + "/healthz", a.Gateway + "/_keytrail/healthz"} {
 			resp, err := trusting(t, ca2).Get(u)
 			if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
@@ -50,7 +51,7 @@ type fixture struct {
 	upstream *httptest.Server
 	gw       *gateway.Gateway
 	srv      *served
-	access   *natstest.Buffer
+	access   *testkit.Buffer
 	skew     atomic.Int64 // added to the gateway's clock
 	seen     chan http.Header
 }
@@ -81,7 +82,7 @@ func newFixture(t testing.TB, mutate ...func(*gateway.Config)) *fixture {
 		t.Fatal(err)
 	}
 	js, _ := jetstream.New(gwnc)
-	f := &fixture{t: t, ctx: ctx, node: node, st: st, js: js, svc: svc, access: &natstest.Buffer{}, seen: make(chan http.Header, 100)}
+	f := &fixture{t: t, ctx: ctx, node: node, st: st, js: js, svc: svc, access: &testkit.Buffer{}, seen: make(chan http.Header, 100)}
 	f.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case f.seen <- r.Header.Clone():
@@ -341,7 +342,7 @@ func TestEveryOutcomeOnTheWire(t *testing.T) {
 func readDecisions(t *testing.T, f *fixture, n int) []events.DecisionRecord {
 	t.Helper()
 	var out []events.DecisionRecord
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		out = out[:0]
 		ajs, _ := jetstream.New(f.node.ConnectAs(f.t, natsauth.Auditor))
 		cons, err := ajs.OrderedConsumer(f.ctx, events.DecisionStream, jetstream.OrderedConsumerConfig{})
@@ -587,7 +588,7 @@ func TestRateLimitsAreShared(t *testing.T) {
 	limits := gateway.NewLimits(pa)
 	g := gateway.New(gateway.Config{Model: f.model, Limits: limits})
 	srv := serve(t, g)
-	natstest.Eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if n, m := pa.Live(), pb.Live(); n != 2 || m != 2 {
 			return fmt.Errorf("peers %d, %d", n, m)
 		}
@@ -626,7 +627,7 @@ func TestRateLimitsAreShared(t *testing.T) {
 	// b leaves: a's share grows to the whole limit (the bucket refills to
 	// the larger burst only as the rate allows, so a new key shows it).
 	stopB()
-	natstest.Eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if n := pa.Live(); n != 1 {
 			return fmt.Errorf("peers %d", n)
 		}
@@ -666,7 +667,7 @@ func TestDecisionLogNeverBlocks(t *testing.T) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	defer cancel()
 	go log.Run(ctx)
-	natstest.Eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if n := log.Written(); n != 2 {
 			return fmt.Errorf("written %d", n)
 		}
@@ -890,7 +891,7 @@ func TestMetricsAreNotOnThePublicPort(t *testing.T) {
 		t.Fatalf("/_keytrail/metrics on the public port: %d", a.status)
 	}
 	for _, p := range []string{"/_keytrail/healthz", "/_keytrail/readyz"} {
-		natstest.Eventually(t, 10*time.Second, func() error {
+		testkit.Eventually(t, 10*time.Second, func() error {
 			if a := f.do("GET", p, nil); a.status != 200 {
 				return fmt.Errorf("%s: %d", p, a.status)
 			}
@@ -966,7 +967,7 @@ func TestASlowBodyWithoutAKeyHoldsNothing(t *testing.T) {
 	f.api("acme", "orders", "/orders", nil, nil)
 	f.sync()
 	for path, want := range map[string]int{"/orders/1": 401, "/_keytrail/healthz": 200, "/_keytrail/metrics": 404, "/nope": 404} {
-		if status := natstest.SlowBody(t, strings.TrimPrefix(f.srv.URL, "http://"), path); status != want {
+		if status := testkit.SlowBody(t, strings.TrimPrefix(f.srv.URL, "http://"), path); status != want {
 			t.Errorf("POST %s with a slow body: %d, want %d", path, status, want)
 		}
 	}
@@ -1036,7 +1037,7 @@ func TestASpentAddressIsTarpitted(t *testing.T) {
 	// at once and its connection closed; a valid client is never held.
 	held := make(chan answer, 1)
 	go func() { held <- f.do("GET", "/orders/1", flood) }()
-	natstest.Eventually(t, 5*time.Second, func() error {
+	testkit.Eventually(t, 5*time.Second, func() error {
 		if budget.Held() == 0 {
 			return errors.New("the first spent request is not held yet")
 		}
@@ -1075,7 +1076,7 @@ func TestAFloodOfDenialsIsLoggedInAggregate(t *testing.T) {
 	if a := f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + sec}); a.status != 200 {
 		t.Fatalf("the valid key: %d %s", a.status, a.body)
 	}
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		s, err := f.st.JetStream().Stream(f.ctx, events.DecisionStream)
 		if err != nil {
 			return err
@@ -1152,10 +1153,10 @@ func TestDenialAggregationIsPerClient(t *testing.T) {
 
 // denialFixture is a fixture whose gateway aggregates denials past 3 per
 // client, code and second (to agg), on a clock stopped at at.
-func denialFixture(t *testing.T, mutate ...func(*gateway.Config)) (f *fixture, denials *gateway.DenialLog, agg *natstest.Buffer, at time.Time) {
+func denialFixture(t *testing.T, mutate ...func(*gateway.Config)) (f *fixture, denials *gateway.DenialLog, agg *testkit.Buffer, at time.Time) {
 	t.Helper()
 	at = time.Now()
-	agg = &natstest.Buffer{}
+	agg = &testkit.Buffer{}
 	denials = gateway.NewDenialLog(3, slog.New(slog.NewJSONHandler(agg, nil)))
 	f = newFixture(t, append([]func(*gateway.Config){func(c *gateway.Config) {
 		c.Now = func() time.Time { return at }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -41,7 +42,7 @@ func TestFailsClosed(t *testing.T) {
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
-	natstest.Eventually(t, 10*time.Second, func() error {
+	testkit.Eventually(t, 10*time.Second, func() error {
 		if d := v.Verify(projections.Request{Secret: "kt_nope"}); d.Code != projections.CodeStale {
 			return errStill(d.Code)
 		}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/gateway/h1"
 )
 
@@ -391,11 +392,10 @@ func TestNothingWaitsForEver(t *testing.T) {
 		t.Fatal("a connection idle for less than IdleTimeout was closed")
 	}
 	tr.SweepIdle(time.Now().Add(time.Hour))
-	deadline := time.Now().Add(5 * time.Second)
-	for up.ended.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // poll
-	}
-	if up.ended.Load() != 1 {
-		t.Fatal("the sweep left an expired idle connection open")
-	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if up.ended.Load() != 1 {
+			return errors.New("the sweep left an expired idle connection open")
+		}
+		return nil
+	})
 }
