@@ -400,10 +400,8 @@ func mustSecret(t *testing.T) secret.Secret {
 func TestExplainNamesTheDecidingFact(t *testing.T) {
 	e := startAudited(t)
 	nats := e.dev.Addresses().NATS
-	_, _, err := e.admin.CreateTenant(e.ctx, "acme", "Acme", nil)
-	e.must(t, err)
-	_, _, err = e.admin.CreateUser(e.ctx, "acme", "bob", "", nil)
-	e.must(t, err)
+	e.acmeBob(t)
+	var err error
 	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", Scopes: []string{"orders:read"}, ExpiresAt: &expires}, nil)
 	e.must(t, err)
@@ -426,10 +424,8 @@ func TestExplainNamesTheDecidingFact(t *testing.T) {
 func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 	e := startAudited(t)
 	nats := e.dev.Addresses().NATS
-	_, _, err := e.admin.CreateTenant(e.ctx, "acme", "Acme", nil)
-	e.must(t, err)
-	_, _, err = e.admin.CreateUser(e.ctx, "acme", "bob", "", nil)
-	e.must(t, err)
+	e.acmeBob(t)
+	var err error
 	_, _, err = e.admin.CreateAPI(e.ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}}, nil)
 	e.must(t, err)
 	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", RateLimit: &client.RateLimit{PerSecond: 0.01, Burst: 1}}, nil)
@@ -465,4 +461,13 @@ func requestAnswered(t *testing.T, url, secret string, status int) string {
 		return nil
 	})
 	return rid
+}
+
+// acmeBob creates tenant acme and its user bob.
+func (e *auditEnv) acmeBob(t *testing.T) {
+	t.Helper()
+	_, _, err := e.admin.CreateTenant(e.ctx, "acme", "Acme", nil)
+	e.must(t, err)
+	_, _, err = e.admin.CreateUser(e.ctx, "acme", "bob", "", nil)
+	e.must(t, err)
 }
