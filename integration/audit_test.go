@@ -401,7 +401,6 @@ func TestExplainNamesTheDecidingFact(t *testing.T) {
 	e := startAudited(t)
 	nats := e.dev.Addresses().NATS
 	e.acmeBob(t)
-	var err error
 	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", Scopes: []string{"orders:read"}, ExpiresAt: &expires}, nil)
 	e.must(t, err)
