@@ -43,16 +43,16 @@ Usage:
                               configuration fragment for a real cluster
 
 `)
-	for _, n := range []struct {
-		noun  string
-		verbs func() map[string]subcommand
-		scope string
-	}{{"tenant", tenantVerbs, ""}, {"user", userVerbs, "   --tenant T"}, {"key", keyVerbs, "   --tenant T"}, {"api", apiVerbs, "   --tenant T"}} {
-		fmt.Fprintf(&b, "  keytrail %-8s %s%s\n", n.noun, strings.Join(sortedVerbs(n.verbs()), "|"), n.scope)
+	for _, n := range nouns {
+		scope := ""
+		if n.tenant {
+			scope = "   --tenant T"
+		}
+		fmt.Fprintf(&b, "  keytrail %-8s %s%s\n", n.name, strings.Join(sortedVerbs(n.verbs()), "|"), scope)
 	}
 	fmt.Fprintf(&b, "  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise\n")
 	fmt.Fprintf(&b, "  keytrail audit    %s   --nats URL\n", strings.Join(auditVerbs, "|"))
-	b.WriteString("  keytrail version\n\nRun 'keytrail <command> -h' for a command's flags.\n")
+	b.WriteString("  keytrail completion bash|zsh   shell completion (source it)\n  keytrail version\n\nRun 'keytrail <command> -h' for a command's flags.\n")
 	return b.String()
 }
 
@@ -103,7 +103,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // commands are the first words keytrail knows, for suggestions.
-var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "audit", "nats-config", "help", "version"}
+var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "audit", "nats-config", "completion", "help", "version"}
 
 // MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
 func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -146,6 +146,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = runAudit
 	case "nats-config":
 		run = runNATSConfig
+	case "completion":
+		run = runCompletion
 	default:
 		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], didYouMean(args[0], commands), usage())
 		return ExitUsage

@@ -18,6 +18,7 @@ import (
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"os/exec"
 )
 
 func ctxFor(t *testing.T) context.Context {
@@ -255,5 +256,50 @@ func TestTablesShowTimesForPeople(t *testing.T) {
 		if got := cell(v); got != v {
 			t.Fatalf("cell(%q) = %q", v, got)
 		}
+	}
+}
+
+// TestShellCompletion: the bash script completes commands, a noun's verbs
+// and a verb's flags, read from the command tables, in a real bash.
+func TestShellCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash here")
+	}
+	var out, errb bytes.Buffer
+	if code := Main(ctxFor(t), []string{"completion", "bash"}, &out, &errb); code != ExitOK {
+		t.Fatalf("completion bash: %d %s", code, errb.String())
+	}
+	script := filepath.Join(t.TempDir(), "keytrail.bash")
+	if err := os.WriteFile(script, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	complete := func(words ...string) string {
+		t.Helper()
+		cmd := exec.Command(bash, "-c", `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _keytrail; echo "${COMPREPLY[*]}"`, "-", script)
+		cmd.Args = append(cmd.Args, words...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", words, err, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	for _, c := range []struct {
+		words []string
+		want  string
+	}{
+		{[]string{"keytrail", "ten"}, "tenant"},
+		{[]string{"keytrail", "key", "is"}, "issue"},
+		{[]string{"keytrail", "key", "issue", "--us"}, "--user"},
+		{[]string{"keytrail", "user", "list", "--al"}, "--all"},
+		{[]string{"keytrail", "audit", "dec"}, "decision"},
+	} {
+		if got := complete(c.words...); got != c.want {
+			t.Errorf("%v: %q, want %q", c.words, got, c.want)
+		}
+	}
+	out.Reset()
+	if code := Main(ctxFor(t), []string{"completion", "zsh"}, &out, &errb); code != ExitOK || !strings.Contains(out.String(), "bashcompinit") {
+		t.Fatalf("completion zsh: %d", code)
 	}
 }
