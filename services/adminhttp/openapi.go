@@ -131,7 +131,7 @@ func schemas() obj {
 			"MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "USER_DELETED", "USER_UNKNOWN", "TENANT_SUSPENDED", "USER_DISABLED",
 			"SUSPENDED", "NOT_YET_VALID", "TENANT_MISMATCH", "INSUFFICIENT_SCOPE", "RATE_LIMITED", "STALE", "VALID"}},
 			"also": strs, "key_id": str, "tenant": str, "user": str, "api": str, "now": dateTime, "seq": integer,
-			"evidence": obj{"type": "array", "items": ref("Evidence")}}),
+			"evidence": obj{"type": "array", "items": ref("Evidence")}, "detail": str}),
 		"History": object([]string{"events"}, obj{"events": obj{"type": "array", "items": object(nil, obj{"seq": integer, "type": str,
 			"at": dateTime, "actor": str, "reason": str, "data": obj{"type": "object"}})}}),
 	}

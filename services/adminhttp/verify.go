@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/control"
+	"strings"
 )
 
 // VerifyScope is the scope of keys that may only ask for decisions.
@@ -31,6 +33,9 @@ type decisionView struct {
 	Now      time.Time          `json:"now"`
 	Seq      uint64             `json:"seq"`
 	Evidence []evidenceView     `json:"evidence"`
+	// Detail says which check a MALFORMED key failed (prefix, length,
+	// alphabet, checksum): the key is the caller's own, so nothing leaks.
+	Detail string `json:"detail,omitempty"`
 }
 
 // decisionOf renders a decision with its evidence read from the log.
@@ -102,6 +107,11 @@ func (s *Server) verifyRoutes() {
 		v, err := s.decisionOf(r, d)
 		if err != nil {
 			return err
+		}
+		if d.Code == projections.CodeMalformed {
+			if _, err := secret.Parse(body.Key, s.cfg.SecretPrefix); err != nil {
+				v.Detail = strings.TrimPrefix(err.Error(), secret.ErrMalformed.Error()+": ")
+			}
 		}
 		writeJSON(w, http.StatusOK, v)
 		return nil

@@ -465,6 +465,9 @@ func verifyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, get
 // showDecision prints a decision for people.
 func showDecision(w io.Writer, out map[string]any) {
 	fmt.Fprintf(w, "%s", cell(out["code"]))
+	if detail, _ := out["detail"].(string); detail != "" {
+		fmt.Fprintf(w, ": %s", detail) // which check a malformed key failed
+	}
 	if also, _ := out["also"].([]any); len(also) > 0 {
 		fmt.Fprintf(w, " (also %s)", cell(also))
 	}
