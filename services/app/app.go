@@ -132,14 +132,9 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = runServe
 	case "gateway":
 		run = runGateway
-	case "tenant":
-		run = client(tenantCmd)
-	case "user":
-		run = client(userCmd)
-	case "key":
-		run = client(keyCmd)
-	case "api":
-		run = client(apiCmd)
+	case "tenant", "user", "key", "api":
+		n := nounNamed(args[0])
+		run = client(runNoun(n.name, n.verbs, n.tenant))
 	case "verify":
 		run = client(verifyCmd)
 	case "audit":

@@ -11,13 +11,6 @@ import (
 	"strings"
 )
 
-// The nouns of the command line, each with its table of verbs (made anew
-// for each run: see runNoun).
-var tenantCmd = runNoun("tenant", tenantVerbs, false)
-var userCmd = runNoun("user", userVerbs, true)
-var keyCmd = runNoun("key", keyVerbs, true)
-var apiCmd = runNoun("api", apiVerbs, true)
-
 // reasonFlag adds --reason and returns where it lands.
 func reasonFlag(fs *flag.FlagSet) *string {
 	return fs.String("reason", "", "why (recorded on the event)")

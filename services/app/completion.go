@@ -10,13 +10,27 @@ import (
 	"strings"
 )
 
-// nouns are the command line's nouns with their verb tables and whether
-// they take --tenant (the help and the completion read them).
-var nouns = []struct {
+// noun is a noun of the command line: its table of verbs (made anew for
+// each run: see runNoun) and whether it takes --tenant.
+type noun struct {
 	name   string
 	verbs  func() map[string]subcommand
 	tenant bool
-}{{"tenant", tenantVerbs, false}, {"user", userVerbs, true}, {"key", keyVerbs, true}, {"api", apiVerbs, true}}
+}
+
+// nouns are the command line's nouns; the dispatch, the help and the
+// completion all read them.
+var nouns = []noun{{"tenant", tenantVerbs, false}, {"user", userVerbs, true}, {"key", keyVerbs, true}, {"api", apiVerbs, true}}
+
+// nounNamed is the noun called name (the zero noun when there is none).
+func nounNamed(name string) noun {
+	for _, n := range nouns {
+		if n.name == name {
+			return n
+		}
+	}
+	return noun{}
+}
 
 // runCompletion prints a shell completion script: `keytrail completion
 // bash`, or zsh (through bashcompinit). It completes commands, verbs and

@@ -189,7 +189,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	// with HTTP/2, is net/http's, serving the same handler. No write
 	// timeout: responses may stream for as long as the upstream sends.
 	if cert != nil {
-		g.srv = &http.Server{Handler: g.gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		g.srv = g.gw.TLSServer()
 	} else {
 		g.srv = g.gw.Server()
 	}

@@ -164,12 +164,27 @@ func New(cfg Config) *Gateway {
 	return g
 }
 
+// The limits of both of the gateway's servers. No write timeout on
+// net/http's: answers may stream for as long as the upstream sends (h1's
+// bounds each write instead).
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
+
 // Server is the gateway's plaintext HTTP/1.1 server (package h1, the fast
-// path). A TLS listener is served by net/http, for HTTP/2, with the gateway
-// as its handler.
+// path).
 func (g *Gateway) Server() *h1.Server {
-	return &h1.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+	return &h1.Server{Handler: g, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BadRequest: g.badRequest, Log: g.cfg.Log}
+}
+
+// TLSServer is net/http's server with the gateway as its handler, for a
+// TLS listener (HTTP/2 for clients that negotiate it); the caller sets its
+// TLSConfig.
+func (g *Gateway) TLSServer() *http.Server {
+	return &http.Server{Handler: g, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 }
 
 // Close closes the connections to upstreams, idle or in use (after the

@@ -66,6 +66,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
+	lastDate  atomic.Pointer[dateValue] // the Date header, formatted once a second
 }
 
 func (s *Server) init() {
@@ -776,7 +777,7 @@ func (w *response) commit(final bool) error {
 	writeHeader(bw, w.hdr)
 	if _, ok := w.hdr["Date"]; !ok {
 		bw.WriteString("Date: ")
-		bw.WriteString(date())
+		bw.WriteString(w.c.s.date())
 		bw.WriteString("\r\n")
 	}
 	if length >= 0 {
@@ -907,29 +908,32 @@ func sanitize(v string) string {
 	}, v)
 }
 
-var statusLines sync.Map // int → string
+// statusLines are the status lines of the codes net/http names, made once
+// (a response's line costs no allocation); others are made when needed.
+var statusLines = func() (t [600]string) {
+	for code := range t {
+		if text := http.StatusText(code); text != "" {
+			t[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+		}
+	}
+	return t
+}()
 
 func statusLine(code int) string {
-	if s, ok := statusLines.Load(code); ok {
-		return s.(string)
+	if code >= 0 && code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
 	}
-	text := http.StatusText(code)
-	if text == "" {
-		text = "status code " + strconv.Itoa(code)
-	}
-	s := "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
-	statusLines.Store(code, s)
-	return s
+	return "HTTP/1.1 " + strconv.Itoa(code) + " status code " + strconv.Itoa(code) + "\r\n"
 }
 
-// date is the Date header's value, formatted once a second.
-func date() string {
+// date is the Date header's value, formatted once a second per server.
+func (s *Server) date() string {
 	now := time.Now().Unix()
-	if d := lastDate.Load(); d != nil && d.unix == now {
+	if d := s.lastDate.Load(); d != nil && d.unix == now {
 		return d.text
 	}
 	d := &dateValue{unix: now, text: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
-	lastDate.Store(d)
+	s.lastDate.Store(d)
 	return d.text
 }
 
@@ -937,5 +941,3 @@ type dateValue struct {
 	unix int64
 	text string
 }
-
-var lastDate atomic.Pointer[dateValue]
