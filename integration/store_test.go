@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,5 +163,58 @@ func TestCheckRefusesAStreamWeakenedWhileRunning(t *testing.T) {
 	var weak *store.WeakStreamError
 	if !errors.Is(err, store.ErrRefused) || !errors.As(err, &weak) || !strings.Contains(err.Error(), "max_age") || !strings.Contains(err.Error(), "discard") {
 		t.Fatalf("check on a weakened stream: %v", err)
+	}
+}
+
+// TestClusterReadsYourWritesOnAFollower: a client connected to a follower
+// has its direct gets answered by that follower, which may not yet hold
+// what the leader acknowledged (here: it was down for those writes and is
+// catching up). Load, LastSeq and a subscription's caught-up mark still
+// include every acknowledged write.
+func TestClusterReadsYourWritesOnAFollower(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	w := openStore(t, c.ConnectAs(t, natsauth.Control), store.Config{Replicas: 3})
+	follower := (c.StreamLeader(events.StreamName) + 1) % len(c.Nodes)
+	c.Stop(follower)
+	tenant, agg := "t-ryw", events.UserAggregate("late")
+	ctx := testCtx(t, time.Minute)
+	create := func(agg events.Aggregate) uint64 {
+		recs, err := w.Append(ctx, store.Head{}, storetest.Event(tenant, agg, events.UserCreatedV1{}, "c"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs[0].Seq
+	}
+	for i := range 2000 {
+		create(events.UserAggregate(fmt.Sprintf("u%d", i)))
+	}
+	want := create(agg)
+	c.Restart(follower)
+	nc := natstest.Connect(t, c.Nodes[follower].ClientURL(), c.Identity(natsauth.Control))
+	s := openStore(t, nc, store.Config{Replicas: 3})
+	h, err := s.Load(ctx, tenant, agg)
+	if err != nil || len(h.Events) != 1 || h.Head.Seq != want {
+		t.Fatalf("load: %d events, head %d (%v); acknowledged seq %d", len(h.Events), h.Head.Seq, err, want)
+	}
+	filter, _ := events.TenantFilter(tenant)
+	if last, err := s.LastSeq(ctx, filter); err != nil || last != want {
+		t.Fatalf("LastSeq %d (%v), acknowledged seq %d", last, err, want)
+	}
+	sub, err := s.Subscribe(ctx, store.SubscribeOptions{Filters: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		d, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.CaughtUp() {
+			if d.Seq != want {
+				t.Fatalf("caught up at seq %d, before the acknowledged seq %d", d.Seq, want)
+			}
+			break
+		}
 	}
 }

@@ -246,11 +246,15 @@ func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Wr
 	}
 	msgs[0].Header.Set(jetstream.ExpectedStreamHeader, events.StreamName)
 	var ack *jetstream.PubAck
-	for inFlight := 0; ; {
-		if len(msgs) == 1 {
-			ack, err = s.js.PublishMsg(ctx, msgs[0])
-		} else {
-			ack, err = s.publishBatch(ctx, msgs)
+	for inFlight, lost := 0, 0; ; {
+		ack, err = s.publishAttempt(ctx, msgs)
+		if errors.Is(err, errNoAck) && lost < maxLostAttempts {
+			// The request or its answer was lost (written to a connection
+			// that was dying, or to a leader being replaced): send the same
+			// messages again. Their Msg-Ids make a second copy a duplicate,
+			// and the compare-and-set a conflict resolved below.
+			lost++
+			continue
 		}
 		var apiErr *jetstream.APIError
 		if err == nil || !errors.As(err, &apiErr) || !isConflict(apiErr.ErrorCode) {
@@ -285,6 +289,37 @@ func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Wr
 	return p.recs, nil
 }
 
+// appendAttempt bounds one publish of an append: a request lost on a
+// dying connection or in a leader change is otherwise waited for until the
+// caller's deadline.
+const appendAttempt = 3 * time.Second
+
+// maxLostAttempts is how many times an append is sent again after an
+// attempt went unanswered.
+const maxLostAttempts = 5
+
+// errNoAck: an attempt went unanswered within appendAttempt.
+var errNoAck = errors.New("no acknowledgement")
+
+// publishAttempt publishes msgs once (one message, or an atomic batch),
+// waiting at most appendAttempt for the acknowledgement (errNoAck when it
+// does not come while ctx lasts).
+func (s *JetStream) publishAttempt(ctx context.Context, msgs []*nats.Msg) (*jetstream.PubAck, error) {
+	actx, cancel := context.WithTimeout(ctx, appendAttempt)
+	defer cancel()
+	var ack *jetstream.PubAck
+	var err error
+	if len(msgs) == 1 {
+		ack, err = s.js.PublishMsg(actx, msgs[0])
+	} else {
+		ack, err = s.publishBatch(actx, msgs)
+	}
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		return nil, fmt.Errorf("%w within %s: %w", errNoAck, appendAttempt, err)
+	}
+	return ack, err
+}
+
 // isConflict: the compare-and-set failed (10071 on R1, 10164 on R>1), or an
 // atomic batch held a Msg-Id the stream already has (10201).
 func isConflict(code jetstream.ErrorCode) bool {
@@ -310,12 +345,40 @@ func (s *JetStream) originalOf(ctx context.Context, seq uint64, p *prepared) ([]
 // leaderGet reads one message by sequence from the stream leader (not by
 // direct get, which any replica may answer).
 func (s *JetStream) leaderGet(ctx context.Context, seq uint64) (subject string, data []byte, err error) {
-	body, _ := json.Marshal(struct {
-		Seq uint64 `json:"seq"`
-	}{seq})
-	resp, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+events.StreamName, body)
+	m, err := s.leaderMsg(ctx, msgGetRequest{Seq: seq})
 	if err != nil {
 		return "", nil, err
+	}
+	if m.Sequence != seq {
+		return "", nil, fmt.Errorf("no message at seq %d", seq)
+	}
+	return m.Subject, m.Data, nil
+}
+
+// leaderAttempt bounds one request to the stream leader: during an election
+// nobody answers, and the request is made again until noResponderWait.
+const leaderAttempt = time.Second
+
+// leaderMsg asks the stream leader for one message ($JS.API.STREAM.MSG.GET:
+// only the leader answers, so what it returns includes every acknowledged
+// write). jetstream.ErrMsgNotFound when none matches.
+func (s *JetStream) leaderMsg(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, error) {
+	body, _ := json.Marshal(req)
+	var resp *nats.Msg
+	for attempt, start := 0, time.Now(); ; {
+		actx, cancel := context.WithTimeout(ctx, leaderAttempt)
+		m, err := s.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+events.StreamName, body)
+		cancel()
+		if err == nil {
+			resp = m
+			break
+		}
+		if ctx.Err() != nil || !(errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)) {
+			return nil, err
+		}
+		if perr := pauseWhileNoResponders(ctx, &attempt, start); perr != nil {
+			return nil, unavailable("stream leader", err)
+		}
 	}
 	var r struct {
 		Error   *jetstream.APIError `json:"error,omitempty"`
@@ -326,15 +389,25 @@ func (s *JetStream) leaderGet(ctx context.Context, seq uint64) (subject string, 
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if r.Error != nil {
-		return "", nil, r.Error
+		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+			return nil, jetstream.ErrMsgNotFound
+		}
+		return nil, r.Error
 	}
-	if r.Message == nil || r.Message.Seq != seq {
-		return "", nil, fmt.Errorf("no message at seq %d", seq)
+	if r.Message == nil {
+		return nil, errors.New("stream leader answered without a message")
 	}
-	return r.Message.Subject, r.Message.Data, nil
+	return &jetstream.RawStreamMsg{Subject: r.Message.Subject, Sequence: r.Message.Seq, Data: r.Message.Data}, nil
+}
+
+// replicated reports whether the stream has more than one replica, so that
+// a direct get may be answered by one behind the leader.
+func (s *JetStream) replicated() bool {
+	info := s.stream.CachedInfo()
+	return info != nil && info.Config.Replicas > 1
 }
 
 // batchAck is the server's answer to the commit of an atomic batch.
@@ -377,9 +450,11 @@ func (s *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) (*jetstr
 	return &ack.PubAck, nil
 }
 
-// directGetRequest is the body of a JetStream direct get.
-type directGetRequest struct {
+// msgGetRequest is the body of a JetStream message get, direct or from the
+// leader.
+type msgGetRequest struct {
 	Seq       uint64   `json:"seq,omitempty"`
+	LastFor   string   `json:"last_by_subj,omitempty"`
 	NextFor   string   `json:"next_by_subj,omitempty"`
 	Batch     int      `json:"batch,omitempty"`
 	MultiLast []string `json:"multi_last,omitempty"`
@@ -415,7 +490,7 @@ func (s *JetStream) LastAsOf(ctx context.Context, subjects []string, upTo uint64
 	defer sub.Unsubscribe()
 	api := "$JS.API.DIRECT.GET." + events.StreamName
 	for chunk := range slices.Chunk(subjects, multiLastBatch) {
-		body, _ := json.Marshal(directGetRequest{MultiLast: chunk, UpToSeq: upTo, Batch: len(chunk)})
+		body, _ := json.Marshal(msgGetRequest{MultiLast: chunk, UpToSeq: upTo, Batch: len(chunk)})
 		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
 			return nil, unavailable("direct get", err)
 		}
@@ -444,19 +519,57 @@ func (s *JetStream) LastAsOf(ctx context.Context, subjects []string, upTo uint64
 	return out, nil
 }
 
-// Load implements Store with batched direct gets. Any replica may answer a
-// direct get, so on a cluster the history can lag the leader by a moment;
-// an Append against it then conflicts rather than writing on a stale head.
+// Load implements Store with batched direct gets. On a replicated stream
+// any replica may answer a direct get, so Load first asks the leader for the
+// subject's last sequence and reads until it has reached it: a history
+// includes every write acknowledged before Load began.
 func (s *JetStream) Load(ctx context.Context, tenant string, agg events.Aggregate) (History, error) {
 	subject, err := events.Subject(tenant, agg)
 	if err != nil {
 		return History{}, err
 	}
 	h := History{Subject: subject}
-	err = s.directGet(ctx, subject, 1, func(seq uint64, subj string, data []byte) {
+	err = s.readAll(ctx, subject, func(seq uint64, subj string, data []byte) {
 		h.add(seq, subj, data)
 	})
 	return h, err
+}
+
+// readAll calls fn for every message under filter, in order, up to at least
+// the leader's last one under it when the stream is replicated.
+func (s *JetStream) readAll(ctx context.Context, filter string, fn func(seq uint64, subject string, data []byte)) error {
+	var floor uint64
+	if s.replicated() {
+		m, err := s.leaderMsg(ctx, msgGetRequest{LastFor: filter})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("store: last message of %s: %w", filter, err)
+		}
+		floor = m.Sequence
+	}
+	var last uint64
+	read := func(seq uint64, subject string, data []byte) {
+		last = seq
+		fn(seq, subject, data)
+	}
+	if err := s.directGet(ctx, filter, 1, read); err != nil {
+		return err
+	}
+	// A replica behind the leader answered: it catches up within moments.
+	for attempt, start := 0, time.Now(); last < floor; {
+		if time.Since(start) > noResponderWait {
+			return fmt.Errorf("%w: direct get %s: the replicas stay behind the leader's seq %d (read up to %d)", ErrUnavailable, filter, floor, last)
+		}
+		if err := pause(ctx, &attempt); err != nil {
+			return unavailable("direct get "+filter, err)
+		}
+		if err := s.directGet(ctx, filter, last+1, read); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // directGet calls fn for every message matching filter from sequence from on.
@@ -470,7 +583,7 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 	api := "$JS.API.DIRECT.GET." + events.StreamName
 	noResponders, start := 0, time.Now()
 	for {
-		body, _ := json.Marshal(directGetRequest{Seq: from, NextFor: filter, Batch: loadBatch})
+		body, _ := json.Marshal(msgGetRequest{Seq: from, NextFor: filter, Batch: loadBatch})
 		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
 			return fmt.Errorf("store: direct get: %w", err)
 		}
@@ -546,9 +659,14 @@ func pauseWhileNoResponders(ctx context.Context, attempt *int, start time.Time) 
 	return pause(ctx, attempt)
 }
 
-// lastMsg is the stream's last message under filter, asking again while no
-// replica answers direct gets (see directGet).
+// lastMsg is the stream's last message under filter: from the leader when
+// the stream is replicated (a direct get may be answered by a replica behind
+// it), else by direct get, asking again while no replica answers (see
+// directGet).
 func (s *JetStream) lastMsg(ctx context.Context, filter string) (*jetstream.RawStreamMsg, error) {
+	if s.replicated() {
+		return s.leaderMsg(ctx, msgGetRequest{LastFor: filter})
+	}
 	for attempt, start := 0, time.Now(); ; {
 		m, err := s.stream.GetLastMsgForSubject(ctx, filter)
 		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
@@ -591,7 +709,7 @@ func (s *JetStream) Get(ctx context.Context, seq uint64) (events.Recorded, error
 // LoadAll implements Store with batched direct gets.
 func (s *JetStream) LoadAll(ctx context.Context, filter string) ([]events.Recorded, error) {
 	var out []events.Recorded
-	err := s.directGet(ctx, filter, 1, func(seq uint64, subject string, data []byte) {
+	err := s.readAll(ctx, filter, func(seq uint64, subject string, data []byte) {
 		if r, err := decodeAt(seq, subject, data); err == nil {
 			out = append(out, r)
 		}
@@ -656,6 +774,19 @@ func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subsc
 	if opts.From > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.From
 	}
+	// The consumer may live on a replica behind the leader, whose pending
+	// count then ends early: on a replicated stream nothing counts as caught
+	// up before the leader's last message under the filters at this moment.
+	var floor uint64
+	if s.replicated() {
+		for _, f := range cfg.FilterSubjects {
+			seq, err := s.LastSeq(ctx, f)
+			if err != nil {
+				return nil, err
+			}
+			floor = max(floor, seq)
+		}
+	}
 	cons, err := s.js.OrderedConsumer(ctx, events.StreamName, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: ordered consumer: %w", err)
@@ -664,7 +795,7 @@ func (s *JetStream) Subscribe(ctx context.Context, opts SubscribeOptions) (Subsc
 	if err != nil {
 		return nil, fmt.Errorf("store: ordered consumer: %w", err)
 	}
-	return &jsSub{it: it, cons: cons, js: s.js}, nil
+	return &jsSub{it: it, cons: cons, js: s.js, floor: floor}, nil
 }
 
 // orderedInactive is how long an ordered consumer nobody reads from stays
@@ -678,6 +809,9 @@ type jsSub struct {
 	it   jetstream.MessagesContext
 	cons jetstream.Consumer
 	js   jetstream.JetStream
+	// floor: the leader's last sequence under the filters when the
+	// subscription began; a delivery before it has something pending.
+	floor uint64
 }
 
 func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
@@ -701,6 +835,9 @@ func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
 			return Delivery{}, fmt.Errorf("store: message metadata: %w", err)
 		}
 		d := Delivery{Seq: md.Sequence.Stream, Subject: m.Subject(), Pending: md.NumPending}
+		if d.Pending == 0 && d.Seq < s.floor {
+			d.Pending = 1 // at least the leader's last message follows
+		}
 		d.Event, d.Err = decodeAt(d.Seq, d.Subject, m.Data())
 		return d, nil
 	}

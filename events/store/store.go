@@ -119,7 +119,9 @@ type Delivery struct {
 	// aggregate's. The reader reports it and goes on with the next message.
 	Err error
 	// Pending is how many messages matching the filters follow this one, as
-	// the server last said; 0 means the reader has caught up.
+	// the server last said; 0 means the reader has caught up (on a
+	// replicated stream, at least to the leader's last message when the
+	// subscription began).
 	Pending uint64
 }
 
