@@ -24,18 +24,56 @@ import (
 // Code is a problem's stable code.
 type Code string
 
-// The problem codes of the admin API.
+// The problem codes of the admin API (ProblemCodes lists them; a test holds
+// the list to the server's table).
 const (
-	CodeInvalidArgument    Code = "invalid_argument"
-	CodeUnauthenticated    Code = "unauthenticated"
-	CodePermissionDenied   Code = "permission_denied"
-	CodeNotFound           Code = "not_found"
-	CodeConflict           Code = "conflict"
-	CodeFailedPrecondition Code = "failed_precondition"
-	CodeRateLimited        Code = "rate_limited"
-	CodeUnavailable        Code = "unavailable"
-	CodeInternal           Code = "internal"
+	CodeInvalidArgument      Code = "invalid_argument"
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
+	CodeUnauthenticated      Code = "unauthenticated"
+	CodePermissionDenied     Code = "permission_denied"
+	CodeNotFound             Code = "not_found"
+	CodeConflict             Code = "conflict"
+	CodeIdempotencyMismatch  Code = "idempotency_mismatch"
+	CodeFailedPrecondition   Code = "failed_precondition"
+	CodeRateLimited          Code = "rate_limited"
+	CodeUnavailable          Code = "unavailable"
+	CodeInternal             Code = "internal"
 )
+
+// ProblemCodes are every problem code the admin API answers with.
+var ProblemCodes = []Code{CodeInvalidArgument, CodeUnsupportedMediaType, CodeMethodNotAllowed, CodeUnauthenticated,
+	CodePermissionDenied, CodeNotFound, CodeConflict, CodeIdempotencyMismatch, CodeFailedPrecondition, CodeRateLimited,
+	CodeUnavailable, CodeInternal}
+
+// Outcome is a verification's outcome code (Decision.Code).
+type Outcome = string
+
+// The outcome codes, in the precedence of the product brief (Outcomes
+// lists them; a test holds the list to the server's table).
+const (
+	OutcomeMissing           Outcome = "MISSING"
+	OutcomeMalformed         Outcome = "MALFORMED"
+	OutcomeNotFound          Outcome = "NOT_FOUND"
+	OutcomeRevoked           Outcome = "REVOKED"
+	OutcomeExpired           Outcome = "EXPIRED"
+	OutcomeUserDeleted       Outcome = "USER_DELETED"
+	OutcomeUserUnknown       Outcome = "USER_UNKNOWN"
+	OutcomeTenantSuspended   Outcome = "TENANT_SUSPENDED"
+	OutcomeUserDisabled      Outcome = "USER_DISABLED"
+	OutcomeSuspended         Outcome = "SUSPENDED"
+	OutcomeNotYetValid       Outcome = "NOT_YET_VALID"
+	OutcomeTenantMismatch    Outcome = "TENANT_MISMATCH"
+	OutcomeInsufficientScope Outcome = "INSUFFICIENT_SCOPE"
+	OutcomeRateLimited       Outcome = "RATE_LIMITED"
+	OutcomeStale             Outcome = "STALE"
+	OutcomeValid             Outcome = "VALID"
+)
+
+// Outcomes are the outcome codes in precedence order.
+var Outcomes = []Outcome{OutcomeMissing, OutcomeMalformed, OutcomeNotFound, OutcomeRevoked, OutcomeExpired, OutcomeUserDeleted,
+	OutcomeUserUnknown, OutcomeTenantSuspended, OutcomeUserDisabled, OutcomeSuspended, OutcomeNotYetValid, OutcomeTenantMismatch,
+	OutcomeInsufficientScope, OutcomeRateLimited, OutcomeStale, OutcomeValid}
 
 // Problem is an error answered by Keytrail (RFC 9457).
 type Problem struct {
@@ -299,8 +337,8 @@ type Evidence struct {
 
 // Decision is a verification's outcome and what it rests on.
 type Decision struct {
-	Code     string     `json:"code"`
-	Also     []string   `json:"also"`
+	Code     Outcome    `json:"code"`
+	Also     []Outcome  `json:"also"`
 	KeyID    string     `json:"key_id,omitempty"`
 	Tenant   string     `json:"tenant,omitempty"`
 	User     string     `json:"user,omitempty"`

@@ -1,13 +1,17 @@
 package events
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // The decision log: gateways append every denial, and a sample of the
 // requests they let through, to this stream; auditors re-derive each from
 // the event log (keytrail audit verify-decisions).
 const (
 	DecisionStream = "KEYTRAIL_DECISIONS"
-	// DecisionSubjectPrefix is followed by the tenant ("_" when unknown).
+	// DecisionSubjectPrefix is followed by DecisionSubject's tokens.
 	DecisionSubjectPrefix = "keytrail.dec."
 	DecisionSubjects      = DecisionSubjectPrefix + ">"
 )
@@ -34,12 +38,83 @@ type DecisionRecord struct {
 	Evidence  []uint64  `json:"evidence,omitempty"`
 	Types     []string  `json:"evidence_types,omitempty"`
 	FailOpen  bool      `json:"fail_open,omitempty"`
+	// Limit is the rate limit that denied a RATE_LIMITED request.
+	Limit *DecisionLimit `json:"limit,omitempty"`
 }
 
-// DecisionSubject is where a decision on a key of tenant goes.
-func DecisionSubject(tenant string) string {
-	if tenant == "" {
-		tenant = "_"
+// DecisionLimit is the rate limit that denied a request: whose it is (the
+// key's or the API's), its terms, and how many gateways shared it then
+// (each enforces its share).
+type DecisionLimit struct {
+	Source    string  `json:"source"` // LimitSourceKey or LimitSourceAPI
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+	Gateways  int     `json:"gateways"`
+}
+
+// The sources of a rate limit.
+const (
+	LimitSourceKey = "key"
+	LimitSourceAPI = "api"
+)
+
+// DecisionQuery selects decisions by the tokens of their subject; an empty
+// field matches any value.
+type DecisionQuery struct {
+	Tenant, User, KeyID, API, Code string
+}
+
+// decisionNone stands for a field a decision does not have (no key found,
+// no API routed): a token no tenant, user, key, API or code is spelled as.
+const decisionNone = "_"
+
+// decisionToken is s as a subject token: decisionNone when s is empty or
+// not a token (such as a key id an attacker made up).
+func decisionToken(s string) string {
+	if s == "" || s == decisionNone || !ValidToken(s) {
+		return decisionNone
 	}
-	return DecisionSubjectPrefix + tenant
+	return s
+}
+
+// DecisionSubject is where a decision goes:
+// keytrail.dec.<tenant>.<user>.<key>.<api>.<code>, so that the server
+// filters a tenant's, a user's, a key's, an API's or a code's decisions
+// without a reader receiving anyone else's. The tenant is the key's, or,
+// for a key not found, the API's.
+func DecisionSubject(d *DecisionRecord) string {
+	tenant := d.Tenant
+	if tenant == "" {
+		tenant = d.APITenant
+	}
+	var b strings.Builder
+	b.Grow(len(DecisionSubjectPrefix) + len(tenant) + len(d.User) + len(d.KeyID) + len(d.API) + len(d.Code) + 4)
+	b.WriteString(DecisionSubjectPrefix)
+	for i, t := range [...]string{tenant, d.User, d.KeyID, d.API, d.Code} {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(decisionToken(t))
+	}
+	return b.String()
+}
+
+// Filter is the subject filter of the decisions q selects; an error names
+// a field that is not a subject token.
+func (q DecisionQuery) Filter() (string, error) {
+	b := []byte(DecisionSubjectPrefix)
+	for i, f := range [...]struct{ name, v string }{{"tenant", q.Tenant}, {"user", q.User}, {"key", q.KeyID}, {"api", q.API}, {"code", q.Code}} {
+		if i > 0 {
+			b = append(b, '.')
+		}
+		switch {
+		case f.v == "":
+			b = append(b, '*')
+		case !ValidToken(f.v):
+			return "", fmt.Errorf("%s %q is not a valid id", f.name, f.v)
+		default:
+			b = append(b, f.v...)
+		}
+	}
+	return string(b), nil
 }

@@ -3,6 +3,7 @@ package events
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSubjects(t *testing.T) {
@@ -107,6 +108,46 @@ func TestIsSubjectOfAgreesWithSubjectOf(t *testing.T) {
 			if got := IsSubjectOf(&e, s); got != (s == want) {
 				t.Errorf("IsSubjectOf(%s, %q) = %v; SubjectOf = %q", typ, s, got, want)
 			}
+		}
+	}
+}
+
+// TestDecisionSubjects: every decision lands on a five-token subject under
+// the prefix whatever its fields hold (a made-up key id with dots or
+// wildcards becomes "_"), and a query's filter selects by any field.
+func TestDecisionSubjects(t *testing.T) {
+	for _, c := range []struct {
+		d    DecisionRecord
+		want string
+	}{
+		{DecisionRecord{Tenant: "acme", User: "bob", KeyID: "key_1", API: "orders", APITenant: "acme", Code: "REVOKED"}, "keytrail.dec.acme.bob.key_1.orders.REVOKED"},
+		{DecisionRecord{Code: "MISSING", APITenant: "acme", API: "orders"}, "keytrail.dec.acme._._.orders.MISSING"},
+		{DecisionRecord{Code: "NOT_FOUND", KeyID: "a.b*>", User: "x y"}, "keytrail.dec._._._._.NOT_FOUND"},
+		{DecisionRecord{}, "keytrail.dec._._._._._"},
+	} {
+		if got := DecisionSubject(&c.d); got != c.want {
+			t.Errorf("%+v: %s, want %s", c.d, got, c.want)
+		}
+	}
+	if f, err := (DecisionQuery{KeyID: "key_1", Code: "EXPIRED"}).Filter(); err != nil || f != "keytrail.dec.*.*.key_1.*.EXPIRED" {
+		t.Errorf("filter %q %v", f, err)
+	}
+	for _, bad := range []DecisionQuery{{KeyID: "a.b"}, {Code: "*"}, {Tenant: ">"}, {User: "a b"}, {API: "x.>"}} {
+		if f, err := bad.Filter(); err == nil {
+			t.Errorf("%+v: filter %q, want an error", bad, f)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "720h": 720 * time.Hour, "90m": 90 * time.Minute, "1d": 24 * time.Hour} {
+		if got, err := ParseDuration(in); err != nil || got != want {
+			t.Errorf("%s: %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "d", "0d", "-1d", "36501d", "1.5d", "30x", "1e9d"} {
+		if _, err := ParseDuration(bad); err == nil {
+			t.Errorf("%q parsed", bad)
 		}
 	}
 }

@@ -243,15 +243,26 @@ func TestVerifyDecisions(t *testing.T) {
 	last, _ := e.dev.Store().LastSeq(ctx, "")
 	forged, _ := json.Marshal(events.DecisionRecord{Code: "VALID", KeyID: revoked.ID, Tenant: "acme", User: revoked.User, API: "api",
 		APITenant: "acme", Method: "GET", Path: "/acme/x", Node: "mallory", RequestID: "forged-1", Now: time.Now(), Seq: last})
-	if _, err := gjs.Publish(ctx, events.DecisionSubject("acme"), forged); err != nil {
+	// Filed where it belongs: its content is what betrays it.
+	var rec events.DecisionRecord
+	e.must(t, json.Unmarshal(forged, &rec))
+	if _, err := gjs.Publish(ctx, events.DecisionSubject(&rec), forged); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gjs.Publish(ctx, events.DecisionSubject("acme"), []byte("not json")); err != nil {
+	if _, err := gjs.Publish(ctx, events.DecisionSubject(&events.DecisionRecord{Tenant: "acme"}), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	// A true decision filed under another key's subject would hide it from
+	// a search by key.
+	rec.Code, rec.RequestID = "REVOKED", "misfiled-1"
+	misfiled, _ := json.Marshal(rec)
+	if _, err := gjs.Publish(ctx, events.DecisionSubject(&events.DecisionRecord{Tenant: "acme", KeyID: "key_other", Code: "VALID"}), misfiled); err != nil {
 		t.Fatal(err)
 	}
 	out, code := runCLI("audit", "verify-decisions", "--nats", nats, "--data", e.dir)
 	if code != 1 || !strings.Contains(out, "forged-1") || !strings.Contains(out, "the history gives REVOKED") ||
-		!strings.Contains(out, "not a decision") || strings.Count(out, "MISMATCH") != 2 {
+		!strings.Contains(out, "not a decision") || !strings.Contains(out, "misfiled-1") ||
+		!strings.Contains(out, "filed under keytrail.dec.acme._.key_other._.VALID") || strings.Count(out, "MISMATCH") != 3 {
 		t.Fatalf("verify-decisions with a forged entry: exit %d\n%s", code, out)
 	}
 }
@@ -417,9 +428,10 @@ func TestExplainNamesTheDecidingFact(t *testing.T) {
 }
 
 // TestARateLimitedDecisionIsToldAsWhatItIs: audit decision on a request a
-// rate limit denied says the history gives VALID and names the limit (its
-// text said "the history gives the same decision" while its JSON said
-// derived VALID).
+// rate limit denied says the history gives VALID and names the limit that
+// denied it, whose it is and its window (its text said "the history gives
+// the same decision" while its JSON said derived VALID, and it did not say
+// which limit).
 func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 	e := startAudited(t)
 	nats := e.dev.Addresses().NATS
@@ -427,17 +439,128 @@ func TestARateLimitedDecisionIsToldAsWhatItIs(t *testing.T) {
 	var err error
 	_, _, err = e.admin.CreateAPI(e.ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"}}, nil)
 	e.must(t, err)
+	_, _, err = e.admin.CreateAPI(e.ctx, "acme", client.APISpec{ID: "billing", PathPrefix: "/billing", Upstreams: []string{"http://127.0.0.1:1"},
+		RateLimit: &client.RateLimit{PerSecond: 0.02, Burst: 1}}, nil)
+	e.must(t, err)
 	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", RateLimit: &client.RateLimit{PerSecond: 0.01, Burst: 1}}, nil)
 	e.must(t, err)
-	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", k.Secret, http.StatusTooManyRequests)
+	free, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob"}, nil)
+	e.must(t, err)
+	for _, c := range []struct {
+		secret, path, text, json string
+	}{
+		{k.Secret, "/orders/1", "limit: the key's rate limit, 0.01 requests/s with bursts of 1 (a full burst refills in 1m40s)",
+			`"limit":"the key's rate limit, 0.01 requests/s with bursts of 1 (a full burst refills in 1m40s)"`},
+		{free.Secret, "/billing/1", "limit: the API's rate limit, 0.02 requests/s with bursts of 1 (a full burst refills in 50s)",
+			`"limit":"the API's rate limit`},
+	} {
+		rid := requestAnswered(t, e.dev.Addresses().Gateway+c.path, c.secret, http.StatusTooManyRequests)
+		testkit.Eventually(t, 10*time.Second, func() error {
+			out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
+			if code != 0 || !strings.Contains(out, "decided RATE_LIMITED") || !strings.Contains(out, "the history gives VALID") ||
+				strings.Contains(out, "the same decision") || !strings.Contains(out, c.text) {
+				return fmt.Errorf("audit decision: exit %d\n%s", code, out)
+			}
+			return nil
+		})
+		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir, "-o", "json")
+		if code != 0 || !strings.Contains(out, c.json) || !strings.Contains(out, `"derived":"VALID"`) {
+			t.Fatalf("audit decision -o json: exit %d\n%s", code, out)
+		}
+	}
+}
+
+// TestInsufficientScopeNamesTheMissingScope: audit decision on an
+// INSUFFICIENT_SCOPE denial names the scopes the key lacked, what the API
+// required and what the key held, with the events that set them (it named
+// the events only).
+func TestInsufficientScopeNamesTheMissingScope(t *testing.T) {
+	e := startAudited(t)
+	nats := e.dev.Addresses().NATS
+	e.acmeBob(t)
+	_, _, err := e.admin.CreateAPI(e.ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"},
+		Scopes: []string{"orders:read", "orders:write"}}, nil)
+	e.must(t, err)
+	k, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", Scopes: []string{"orders:read"}}, nil)
+	e.must(t, err)
+	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", k.Secret, http.StatusForbidden)
 	testkit.Eventually(t, 10*time.Second, func() error {
 		out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir)
-		if code != 0 || !strings.Contains(out, "decided RATE_LIMITED") || !strings.Contains(out, "the history gives VALID") ||
-			strings.Contains(out, "the same decision") || !strings.Contains(out, "rate limit 0.01/s, burst 1") {
+		if code != 0 || !strings.Contains(out, "decided INSUFFICIENT_SCOPE") ||
+			!strings.Contains(out, "missing scopes: orders:write (API acme/orders requires orders:read, orders:write; the key holds orders:read)") ||
+			!strings.Contains(out, "because: key.issued") || !strings.Contains(out, "because: api.created") {
 			return fmt.Errorf("audit decision: exit %d\n%s", code, out)
 		}
 		return nil
 	})
+	out, code := runCLI("audit", "decision", rid, "--nats", nats, "--data", e.dir, "-o", "json")
+	if code != 0 || !strings.Contains(out, `"scopes":{"required":["orders:read","orders:write"],"held":["orders:read"],"missing":["orders:write"]}`) {
+		t.Fatalf("audit decision -o json: exit %d\n%s", code, out)
+	}
+}
+
+// TestDecisionsAreFoundByKey: `audit decisions --key` lists a key's
+// decisions, and only its, without a request id; the server filters them
+// (the search reads no one else's), by code too; bad input is named. There
+// was no way to find decisions but by request id, over the whole log.
+func TestDecisionsAreFoundByKey(t *testing.T) {
+	e := startAudited(t)
+	nats := e.dev.Addresses().NATS
+	e.acmeBob(t)
+	_, _, err := e.admin.CreateAPI(e.ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{"http://127.0.0.1:1"},
+		Scopes: []string{"orders:write"}}, nil)
+	e.must(t, err)
+	mine, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob"}, nil)
+	e.must(t, err)
+	other, err := e.admin.IssueKey(e.ctx, "acme", client.KeySpec{User: "bob", Scopes: []string{"orders:write"}}, nil)
+	e.must(t, err)
+	gw := e.dev.Addresses().Gateway
+	var rids []string
+	for range 3 {
+		rids = append(rids, requestAnswered(t, gw+"/orders/1", mine.Secret, http.StatusForbidden))
+	}
+	for range 20 {
+		requestAnswered(t, gw+"/orders/1", other.Secret, http.StatusBadGateway) // upstream down: decided VALID, logged (sample 1)
+	}
+	auditor, err := store.OpenJetStream(e.ctx, devConnect(t, nats, e.dir, natsauth.Auditor), store.Config{})
+	e.must(t, err)
+	a := audit.New(auditor)
+	var page audit.DecisionPage
+	testkit.Eventually(t, 10*time.Second, func() error {
+		page, err = a.SearchDecisions(e.ctx, audit.DecisionSearch{DecisionQuery: events.DecisionQuery{KeyID: mine.Key.ID}, Limit: 100})
+		if err != nil || page.Matched != 3 {
+			return fmt.Errorf("%d matched (%v)", page.Matched, err)
+		}
+		return nil
+	})
+	if page.Read != 3 {
+		t.Fatalf("the search read %d entries for a key with 3 decisions: the server did not filter", page.Read)
+	}
+	for i, d := range page.Decisions {
+		if d.KeyID != mine.Key.ID || d.RequestID != rids[i] || d.Code != "INSUFFICIENT_SCOPE" {
+			t.Fatalf("decision %d: %+v", i, d)
+		}
+	}
+	out, code := runCLI("audit", "decisions", "--key", mine.Key.ID, "--nats", nats, "--data", e.dir)
+	if code != 0 || strings.Count(out, "INSUFFICIENT_SCOPE") != 3 || strings.Contains(out, other.Key.ID) || !strings.Contains(out, rids[2]) ||
+		!strings.Contains(out, "3 decisions since") {
+		t.Fatalf("audit decisions --key: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "decisions", "--user", "bob", "--tenant", "acme", "--code", "VALID", "--limit", "5", "--since", "1h", "-o", "json",
+		"--nats", nats, "--data", e.dir)
+	if code != 0 || strings.Count(out, "\n") != 5 || strings.Contains(out, mine.Key.ID) || !strings.Contains(out, other.Key.ID) {
+		t.Fatalf("audit decisions --user --code VALID --limit 5: exit %d\n%s", code, out)
+	}
+	out, code = runCLI("audit", "decisions", "--key", mine.Key.ID, "--until", "1h", "--nats", nats, "--data", e.dir)
+	if code != 0 || !strings.Contains(out, "0 decisions") {
+		t.Fatalf("audit decisions --until an hour ago: exit %d\n%s", code, out)
+	}
+	for _, bad := range [][]string{{"--key", "a.b"}, {"--code", "*"}, {"--limit", "0"}, {"--since", "yesterday"}} {
+		out, code := runCLI(append([]string{"audit", "decisions", "--nats", nats, "--data", e.dir}, bad...)...)
+		if code != 2 || !strings.Contains(out, strings.TrimPrefix(bad[0], "--")) {
+			t.Fatalf("audit decisions %v: exit %d\n%s", bad, code, out)
+		}
+	}
 }
 
 // requestAnswered sends GET url with secret until it is answered with

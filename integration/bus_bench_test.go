@@ -39,7 +39,7 @@ func BenchmarkRolePermissions(b *testing.B) {
 		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 		start := time.Now()
 		for i := range decisions {
-			if _, err := js.PublishAsync(events.DecisionSubject("acme"), body); err != nil {
+			if _, err := js.PublishAsync(events.DecisionSubject(&events.DecisionRecord{Tenant: "acme"}), body); err != nil {
 				b.Fatal(err)
 			}
 			if i%2048 == 2047 || i == decisions-1 { // at most 2048 in flight, as the decision log keeps it

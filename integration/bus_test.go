@@ -192,7 +192,7 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 				w.publish(t, "request a revocation", "keytrail.cmd.acme.keys.revoke", []byte(`{"key":"x"}`))
 			}
 			if role != natsauth.Gateway {
-				w.publish(t, "write a decision", events.DecisionSubject("acme"), []byte(`{"code":"VALID"}`))
+				w.publish(t, "write a decision", events.DecisionSubject(&events.DecisionRecord{Tenant: "acme"}), []byte(`{"code":"VALID"}`))
 				w.publish(t, "announce a gateway", events.PresenceSubjectPrefix+"all", []byte("fake"))
 			}
 			if role == natsauth.Control {

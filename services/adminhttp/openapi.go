@@ -1,10 +1,11 @@
 package adminhttp
 
 import (
-	"github.com/keytrail/keytrail/projections"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/keytrail/keytrail/projections"
 )
 
 // op documents one route for the OpenAPI document.
@@ -86,8 +87,7 @@ func schemas() obj {
 	return obj{
 		"RateLimit": rate,
 		"Problem": object([]string{"type", "title", "status", "code"}, obj{"type": str, "title": str, "status": integer, "detail": str,
-			"code": obj{"type": "string", "enum": []string{"invalid_argument", "unauthenticated", "permission_denied", "not_found", "conflict",
-				"failed_precondition", "rate_limited", "unavailable", "internal", "idempotency_mismatch", "unsupported_media_type", "method_not_allowed"}}, "request_id": str, "key_id": str}),
+			"code": obj{"type": "string", "enum": problemCodeNames()}, "request_id": str, "key_id": str}),
 		"Status": obj{"type": "object"},
 		"Tenant": object(nil, obj{"id": str, "name": str, "status": obj{"enum": []string{"active", "suspended"}}, "keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
 		"User": object(nil, obj{"id": str, "tenant": str, "name": str, "status": obj{"enum": []string{"active", "disabled", "deleted"}},
@@ -127,9 +127,7 @@ func schemas() obj {
 		"Deprecate": object([]string{"sunset"}, obj{"sunset": dateTime, "reason": str}),
 		"Verify":    object([]string{"key"}, obj{"key": str, "tenant": str, "scopes": strs}),
 		"Evidence":  object(nil, obj{"seq": integer, "type": str, "at": dateTime, "actor": str, "reason": str}),
-		"Decision": object([]string{"code", "also", "now", "seq", "evidence"}, obj{"code": obj{"type": "string", "enum": []string{
-			"MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "USER_DELETED", "USER_UNKNOWN", "TENANT_SUSPENDED", "USER_DISABLED",
-			"SUSPENDED", "NOT_YET_VALID", "TENANT_MISMATCH", "INSUFFICIENT_SCOPE", "RATE_LIMITED", "STALE", "VALID"}},
+		"Decision": object([]string{"code", "also", "now", "seq", "evidence"}, obj{"code": obj{"type": "string", "enum": projections.Codes()},
 			"also": strs, "key_id": str, "tenant": str, "user": str, "api": str, "now": dateTime, "seq": integer,
 			"evidence": obj{"type": "array", "items": ref("Evidence")}, "detail": str}),
 		"History": object([]string{"events"}, obj{"events": obj{"type": "array", "items": object(nil, obj{"seq": integer, "type": str,
@@ -285,4 +283,13 @@ func operationID(method, path string) string {
 		b.WriteString(strings.ToUpper(part[:1]) + strings.ReplaceAll(part[1:], "-", ""))
 	}
 	return b.String()
+}
+
+// problemCodeNames are the problem table's codes, for the document's enum.
+func problemCodeNames() []string {
+	var out []string
+	for _, p := range ProblemCodes() {
+		out = append(out, string(p.Code))
+	}
+	return out
 }

@@ -1,44 +1,58 @@
 package adminhttp
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/services/control"
 )
 
-// statusOf is the one table from error codes to HTTP statuses.
-var statusOf = map[control.Code]int{
-	control.CodeInvalidArgument:      http.StatusBadRequest,
-	control.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
-	control.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
-	control.CodeUnauthenticated:      http.StatusUnauthorized,
-	control.CodePermissionDenied:     http.StatusForbidden,
-	control.CodeNotFound:             http.StatusNotFound,
-	control.CodeConflict:             http.StatusConflict,
-	control.CodeIdempotencyMismatch:  http.StatusUnprocessableEntity,
-	control.CodeFailedPrecondition:   http.StatusUnprocessableEntity,
-	control.CodeRateLimited:          http.StatusTooManyRequests,
-	control.CodeUnavailable:          http.StatusServiceUnavailable,
-	control.CodeInternal:             http.StatusInternalServerError,
+// problemInfo is what the API answers with for a code.
+type problemInfo struct {
+	status int
+	title  string
 }
 
-var titleOf = map[control.Code]string{
-	control.CodeInvalidArgument:      "Invalid argument",
-	control.CodeUnsupportedMediaType: "Unsupported media type",
-	control.CodeMethodNotAllowed:     "Method not allowed",
-	control.CodeUnauthenticated:      "Unauthenticated",
-	control.CodePermissionDenied:     "Permission denied",
-	control.CodeNotFound:             "Not found",
-	control.CodeConflict:             "Conflict",
-	control.CodeIdempotencyMismatch:  "Idempotency-Key reused with another request",
-	control.CodeFailedPrecondition:   "Failed precondition",
-	control.CodeRateLimited:          "Rate limited",
-	control.CodeUnavailable:          "Unavailable",
-	control.CodeInternal:             "Internal error",
+// problems is the one table of the admin API's problem codes: the answers,
+// the OpenAPI document's enum and docs/codes.md read it, and the client's
+// constants are tested against it.
+var problems = map[control.Code]problemInfo{
+	control.CodeInvalidArgument:      {http.StatusBadRequest, "Invalid argument"},
+	control.CodeUnsupportedMediaType: {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	control.CodeMethodNotAllowed:     {http.StatusMethodNotAllowed, "Method not allowed"},
+	control.CodeUnauthenticated:      {http.StatusUnauthorized, "Unauthenticated"},
+	control.CodePermissionDenied:     {http.StatusForbidden, "Permission denied"},
+	control.CodeNotFound:             {http.StatusNotFound, "Not found"},
+	control.CodeConflict:             {http.StatusConflict, "Conflict"},
+	control.CodeIdempotencyMismatch:  {http.StatusUnprocessableEntity, "Idempotency-Key reused with another request"},
+	control.CodeFailedPrecondition:   {http.StatusUnprocessableEntity, "Failed precondition"},
+	control.CodeRateLimited:          {http.StatusTooManyRequests, "Rate limited"},
+	control.CodeUnavailable:          {http.StatusServiceUnavailable, "Unavailable"},
+	control.CodeInternal:             {http.StatusInternalServerError, "Internal error"},
+}
+
+// ProblemCode is one row of the admin API's problem table.
+type ProblemCode struct {
+	Code   control.Code
+	Status int
+	Title  string
+}
+
+// ProblemCodes are the admin API's problem codes, by status then code.
+func ProblemCodes() []ProblemCode {
+	out := make([]ProblemCode, 0, len(problems))
+	for c, p := range problems {
+		out = append(out, ProblemCode{c, p.status, p.title})
+	}
+	slices.SortFunc(out, func(a, b ProblemCode) int {
+		return cmp.Or(cmp.Compare(a.Status, b.Status), cmp.Compare(a.Code, b.Code))
+	})
+	return out
 }
 
 // Problem is an RFC 9457 problem document with Keytrail's stable code.
@@ -65,11 +79,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, code control.Code, detail, keyID string) {
-	status, ok := statusOf[code]
+	info, ok := problems[code]
 	if !ok {
-		code, status = control.CodeInternal, http.StatusInternalServerError
+		code, info = control.CodeInternal, problems[control.CodeInternal]
 	}
-	p := Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titleOf[code], Status: status,
+	status := info.status
+	p := Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: info.title, Status: status,
 		Detail: detail, Code: string(code), RequestID: requestID(r), KeyID: keyID}
 	w.Header().Set("Content-Type", "application/problem+json")
 	if r.ContentLength != 0 {

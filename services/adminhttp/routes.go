@@ -3,7 +3,6 @@ package adminhttp
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -257,19 +256,11 @@ func (d *duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// parseDuration reads a duration as Go writes them ("720h", "90m") or in
-// whole days ("30d").
+// parseDuration is events.ParseDuration, failing as an invalid argument.
 func parseDuration(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		if days, err := strconv.Atoi(n); err == nil && days > 0 && days <= 36500 {
-			return time.Duration(days) * 24 * time.Hour, nil
-		}
-	}
-	v, err := time.ParseDuration(s)
+	v, err := events.ParseDuration(s)
 	if err != nil {
-		return 0, &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("%q is not a duration: use hours, minutes or days, e.g. \"720h\", \"90m\", \"30d\"", s)}
+		return 0, &control.Error{Code: control.CodeInvalidArgument, Message: err.Error()}
 	}
 	return v, nil
 }
-
-var _ = events.RateLimit{}

@@ -292,7 +292,8 @@ func TestShellCompletion(t *testing.T) {
 		{[]string{"keytrail", "key", "is"}, "issue"},
 		{[]string{"keytrail", "key", "issue", "--us"}, "--user"},
 		{[]string{"keytrail", "user", "list", "--al"}, "--all"},
-		{[]string{"keytrail", "audit", "dec"}, "decision"},
+		{[]string{"keytrail", "audit", "dec"}, "decision decisions"},
+		{[]string{"keytrail", "audit", "decisions", "--co"}, "--code"},
 	} {
 		if got := complete(c.words...); got != c.want {
 			t.Errorf("%v: %q, want %q", c.words, got, c.want)

@@ -28,60 +28,100 @@ const auditUsage = `usage: keytrail audit <command> --nats URL [flags]
   history KEY [--tenant T]             every event that bears on the key
   explain KEY [--tenant T] --at RFC3339 | --seq N
                                        the decision as of then, and the events it rests on
-  decision REQUEST_ID [--since RFC3339]
-                                       why a gateway decided what it did: the logged decision,
+  decision REQUEST_ID [--since TIME]   why a gateway decided what it did: the logged decision,
                                        re-derived from the history, with the events it rests on
+  decisions [--key K] [--user U] [--tenant T] [--api A] [--code C] [--since TIME] [--until TIME] [--limit N]
+                                       the latest logged decisions that match (the server filters:
+                                       a key's decisions are read without anyone else's)
   verify-decisions [--since RFC3339]   re-derive every logged gateway decision; exit 1 on a mismatch
   verify-chain                         check every aggregate's hash chain; exit 1 on a problem
 
-  -o table|json                        tables for people, JSON lines for machines`
+  -o table|json                        tables for people, JSON lines for machines
+  TIME is RFC 3339 or how long ago (24h, 7d); decisions default to --since 24h`
+
+// auditVerbs are audit's commands (the help and the completion list them
+// from here).
+var auditVerbs = []string{"history", "explain", "decision", "decisions", "verify-decisions", "verify-chain"}
+
+// auditOptions are the flags of one audit command.
+type auditOptions struct {
+	nats             natsFlags
+	log              logFlags
+	tenant, output   string
+	seq              uint64
+	at, since, until timeFlag
+	query            events.DecisionQuery
+	limit            int
+}
+
+// registerAudit declares the flags of audit command cmd on fs.
+func registerAudit(fs *flag.FlagSet, cmd string) *auditOptions {
+	o := &auditOptions{}
+	o.nats.register(fs, natsauth.Auditor)
+	o.log.register(fs)
+	fs.StringVar(&o.tenant, "tenant", "", "the key's tenant (found from the key id when not given)")
+	fs.StringVar(&o.output, "o", "table", "output: table or json (JSON lines)")
+	switch cmd {
+	case "explain":
+		fs.Uint64Var(&o.seq, "seq", 0, "explain as of this stream sequence")
+		fs.Var(&o.at, "at", "explain as of this time: RFC 3339, or how long ago (24h, 7d)")
+	case "decision", "verify-decisions":
+		fs.Var(&o.since, "since", "decisions made since this time: RFC 3339, or how long ago (24h, 7d)")
+	case "decisions":
+		fs.Var(&o.since, "since", "decisions made since this time: RFC 3339, or how long ago (default 24h)")
+		fs.Var(&o.until, "until", "decisions made until this time: RFC 3339, or how long ago")
+		fs.StringVar(&o.query.KeyID, "key", "", "the key's decisions")
+		fs.StringVar(&o.query.User, "user", "", "the decisions on the keys of this user")
+		fs.StringVar(&o.query.API, "api", "", "the decisions on requests for this API")
+		fs.StringVar(&o.query.Code, "code", "", "the decisions with this outcome code (EXPIRED, RATE_LIMITED, …)")
+		fs.IntVar(&o.limit, "limit", 100, fmt.Sprintf("print at most this many, the latest (at most %d)", audit.MaxDecisionLimit))
+	}
+	return o
+}
 
 // runAudit is `keytrail audit`: questions answered from JetStream alone.
-// auditVerbs are audit's commands (the help lists them from here).
-var auditVerbs = []string{"history", "explain", "decision", "verify-decisions", "verify-chain"}
-
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || !slices.Contains(auditVerbs, args[0]) {
 		return usageError{errors.New(auditUsage)}
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet("audit "+cmd, flag.ContinueOnError)
-	var nf natsFlags
-	var lf logFlags
-	nf.register(fs, natsauth.Auditor)
-	lf.register(fs)
-	tenant := fs.String("tenant", "", "the key's tenant (found from the key id when not given)")
-	output := fs.String("o", "table", "output: table or json (JSON lines)")
-	var at, since timeFlag
-	seq := fs.Uint64("seq", 0, "explain as of this stream sequence")
-	fs.Var(&at, "at", "explain as of this time, RFC 3339")
-	fs.Var(&since, "since", "verify decisions made since this time, RFC 3339")
+	o := registerAudit(fs, cmd)
 	fs.SetOutput(stderr)
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return err
 	}
-	if *output != "table" && *output != "json" {
+	if o.output != "table" && o.output != "json" {
 		return usageError{errors.New("-o must be table or json")}
 	}
 	wantArg := cmd == "history" || cmd == "explain" || cmd == "decision"
 	if wantArg != (len(positional) == 1) || len(positional) > 1 {
 		return usageError{errors.New(auditUsage)}
 	}
-	if err := nf.validate(); err != nil {
+	if err := o.nats.validate(); err != nil {
 		return err
 	}
+	if cmd == "decisions" {
+		o.query.Tenant = o.tenant
+		if _, err := o.query.Filter(); err != nil {
+			return usageError{err}
+		}
+		if o.limit < 1 || o.limit > audit.MaxDecisionLimit {
+			return usageError{fmt.Errorf("--limit must be between 1 and %d", audit.MaxDecisionLimit)}
+		}
+	}
 	// An auditor reads a weak stream too, and verify-chain reports it.
-	_, nc, st, err := connectRole(ctx, &nf, &lf, io.Discard, store.Config{AcceptWeak: true})
+	_, nc, st, err := connectRole(ctx, &o.nats, &o.log, io.Discard, store.Config{AcceptWeak: true})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
 	a := audit.New(st)
-	p := printer{w: stdout, json: *output == "json"}
+	p := printer{w: stdout, json: o.output == "json"}
 	switch cmd {
 	case "history", "explain":
-		ref, err := a.Locate(ctx, *tenant, positional[0])
+		ref, err := a.Locate(ctx, o.tenant, positional[0])
 		if errors.Is(err, audit.ErrNoKey) {
 			// Say where it looked: the wrong deployment is the usual cause.
 			return fmt.Errorf("no key %s in the event log at %s", positional[0], nc.ConnectedUrlRedacted())
@@ -96,13 +136,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return p.history(h)
 		}
-		x, err := a.Explain(ctx, ref, *seq, at.orZero())
+		x, err := a.Explain(ctx, ref, o.seq, o.at.orZero())
 		if err != nil {
 			return err
 		}
 		return p.explain(ref, x)
 	case "decision":
-		rec, err := a.FindDecision(ctx, positional[0], since.orZero())
+		rec, err := a.FindDecision(ctx, positional[0], o.since.orZero())
 		if err != nil {
 			return err
 		}
@@ -111,8 +151,23 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		return finding(p.decision(x), x.Why != "")
+	case "decisions":
+		search := audit.DecisionSearch{DecisionQuery: o.query, Since: o.since.orZero(), Until: o.until.orZero(), Limit: o.limit,
+			Progress: func(read, total uint64) {
+				if read < total {
+					fmt.Fprintf(stderr, "read %d of %d decisions…\n", read, total)
+				}
+			}}
+		if o.since.t == nil {
+			search.Since = time.Now().Add(-24 * time.Hour)
+		}
+		page, err := a.SearchDecisions(ctx, search)
+		if err != nil {
+			return err
+		}
+		return p.decisionList(page, search)
 	case "verify-decisions":
-		rep, err := a.VerifyDecisions(ctx, since.orZero())
+		rep, err := a.VerifyDecisions(ctx, o.since.orZero())
 		if err != nil {
 			return err
 		}
@@ -191,7 +246,7 @@ func (p printer) history(h []events.Recorded) error {
 			}
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Seq, l.At.Format(time.RFC3339), l.Type, l.Aggregate, l.Actor, l.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Seq, localTime(l.At), l.Type, l.Aggregate, l.Actor, l.Reason)
 	}
 	return tw.Flush()
 }
@@ -263,7 +318,7 @@ func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
 		return p.line(map[string]any{"code": d.Code, "also": also, "key_id": ref.ID, "tenant": ref.Tenant, "user": ref.User,
 			"now": d.Now, "seq": d.Seq, "evidence": ev})
 	}
-	fmt.Fprintf(p.w, "%s for key %s (%s/%s) as of seq %d at %s\n", d.Code, ref.ID, ref.Tenant, ref.User, d.Seq, d.Now.Format(time.RFC3339Nano))
+	fmt.Fprintf(p.w, "%s for key %s (%s/%s) as of seq %d at %s\n", d.Code, ref.ID, ref.Tenant, ref.User, d.Seq, preciseTime(d.Now))
 	if len(also) > 0 {
 		fmt.Fprintf(p.w, "also: %s\n", strings.Join(also, ", "))
 	}
@@ -311,10 +366,12 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 	case x.Why != "":
 		verdict = "MISMATCH: " + x.Why
 	}
+	limit := limitText(r.Limit)
 	if p.json {
-		return p.line(map[string]any{"logged": r, "derived": x.Derived.Code, "verdict": verdict, "evidence": ev})
+		return p.line(map[string]any{"logged": r, "derived": x.Derived.Code, "verdict": verdict, "evidence": ev,
+			"scopes": x.Scopes, "limit": limit})
 	}
-	fmt.Fprintf(p.w, "request %s: %s %s on %s at %s\n", r.RequestID, r.Method, r.Path, r.Node, r.Now.Format(time.RFC3339Nano))
+	fmt.Fprintf(p.w, "request %s: %s %s on %s at %s\n", r.RequestID, r.Method, r.Path, r.Node, preciseTime(r.Now))
 	fmt.Fprintf(p.w, "decided %s", r.Code)
 	if len(r.Also) > 0 {
 		fmt.Fprintf(p.w, " (also %s)", strings.Join(r.Also, ", "))
@@ -326,8 +383,81 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 		fmt.Fprintf(p.w, " on API %s/%s", r.APITenant, r.API)
 	}
 	fmt.Fprintf(p.w, ", as of seq %d\n%s\n", r.Seq, verdict)
+	if g := x.Scopes; g != nil {
+		fmt.Fprintf(p.w, "  missing scopes: %s (API %s/%s requires %s; the key holds %s)\n", names(g.Missing), r.APITenant, r.API,
+			names(g.Required), names(g.Held))
+	}
+	if limit != "" {
+		fmt.Fprintf(p.w, "  limit: %s\n", limit)
+	}
 	p.because(ev, " the request")
 	return nil
+}
+
+// names is a list of names for people: comma-separated, "none" when empty.
+func names(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// limitText says which rate limit denied a request, its terms, and each
+// gateway's share of it then ("" when none did).
+func limitText(l *events.DecisionLimit) string {
+	if l == nil {
+		return ""
+	}
+	whose := "the key's"
+	if l.Source == events.LimitSourceAPI {
+		whose = "the API's"
+	}
+	s := fmt.Sprintf("%s rate limit, %g requests/s with bursts of %d", whose, l.PerSecond, l.Burst)
+	if l.PerSecond > 0 {
+		s += fmt.Sprintf(" (a full burst refills in %s)", time.Duration(float64(l.Burst)/l.PerSecond*float64(time.Second)).Round(time.Millisecond))
+	}
+	if l.Gateways > 1 {
+		s += fmt.Sprintf(", shared by %d gateways: %.3g requests/s and bursts of %.3g each", l.Gateways,
+			l.PerSecond/float64(l.Gateways), max(float64(l.Burst)/float64(l.Gateways), 1))
+	}
+	return s
+}
+
+// decisionList prints the decisions a search found, oldest first.
+func (p printer) decisionList(page audit.DecisionPage, q audit.DecisionSearch) error {
+	if p.json {
+		for _, d := range page.Decisions {
+			if err := p.line(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(p.w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tCODE\tKEY\tUSER\tAPI\tREQUEST\tNODE\tREQUEST ID")
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, d := range page.Decisions {
+		code := d.Code
+		if len(d.Also) > 0 {
+			code += " (+" + strings.Join(d.Also, ",") + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", localTime(d.Now), code, dash(d.KeyID), dash(d.User), dash(d.API),
+			d.Method, d.Path, d.Node, d.RequestID)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	shown := fmt.Sprintf("%d decisions", page.Matched)
+	if page.Matched > len(page.Decisions) {
+		shown = fmt.Sprintf("the latest %d of %d decisions (--limit)", len(page.Decisions), page.Matched)
+	}
+	_, err := fmt.Fprintf(p.w, "%s since %s; `keytrail audit decision REQUEST_ID` explains one\n", shown, localTime(q.Since))
+	return err
 }
 
 func (p printer) decisions(rep audit.DecisionReport) error {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/client"
+	"github.com/keytrail/keytrail/events"
 )
 
 // clientFlags are the flags every admin command has.
@@ -192,6 +193,13 @@ func showList(name string, columns ...string) func(io.Writer, map[string]any) {
 	}
 }
 
+// localTime is a time for people: local, to the second, with its zone (-o
+// json keeps RFC 3339 with every digit).
+func localTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
+
+// preciseTime is localTime to the millisecond, to set beside log lines.
+func preciseTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05.000 MST") }
+
 func cell(v any) string {
 	switch x := v.(type) {
 	case nil:
@@ -201,9 +209,7 @@ func cell(v any) string {
 			return "-"
 		}
 		if t, err := time.Parse(time.RFC3339Nano, x); err == nil && len(x) >= len("2006-01-02T15:04:05Z") {
-			// For people: the local time to the second, with its zone
-			// (-o json keeps RFC 3339 with every digit).
-			return t.Local().Format("2006-01-02 15:04:05 MST")
+			return localTime(t)
 		}
 		return x
 	case float64:
@@ -243,10 +249,16 @@ func (f *timeFlag) orZero() time.Time {
 	return *f.t
 }
 
+// Set takes an RFC 3339 time, or a duration ("24h", "7d") meaning that
+// long ago.
 func (f *timeFlag) Set(v string) error {
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return errors.New("want an RFC 3339 time such as 2026-12-31T00:00:00Z")
+		d, derr := events.ParseDuration(v)
+		if derr != nil || d <= 0 {
+			return errors.New("want an RFC 3339 time such as 2026-12-31T00:00:00Z, or how long ago, such as 24h or 7d")
+		}
+		t = time.Now().Add(-d)
 	}
 	f.t = &t
 	return nil

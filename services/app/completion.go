@@ -55,7 +55,13 @@ func runCompletion(_ context.Context, args []string, stdout, _ io.Writer) error 
 		}
 		b.WriteString("    esac;;\n")
 	}
-	fmt.Fprintf(&b, "  audit) COMPREPLY=($(compgen -W %q -- \"$cur\"));;\n", strings.Join(auditVerbs, " "))
+	fmt.Fprintf(&b, "  audit)\n    if [ \"$COMP_CWORD\" -eq 2 ]; then COMPREPLY=($(compgen -W %q -- \"$cur\")); return; fi\n    case \"$verb\" in\n", strings.Join(auditVerbs, " "))
+	for _, v := range auditVerbs {
+		fs := flag.NewFlagSet(v, flag.ContinueOnError)
+		registerAudit(fs, v)
+		fmt.Fprintf(&b, "    %s) COMPREPLY=($(compgen -W %q -- \"$cur\"));;\n", v, strings.Join(flagNames(fs), " "))
+	}
+	b.WriteString("    esac;;\n")
 	b.WriteString("  esac\n}\ncomplete -F _keytrail keytrail\n")
 	_, err := io.WriteString(stdout, b.String())
 	return err
@@ -68,6 +74,11 @@ func flagsOf(sc subcommand, tenant bool, verb string) []string {
 	if sc.flags != nil {
 		sc.flags(fs)
 	}
+	return flagNames(fs)
+}
+
+// flagNames are fs's flags as they are typed, sorted.
+func flagNames(fs *flag.FlagSet) []string {
 	var out []string
 	fs.VisitAll(func(f *flag.Flag) {
 		if len(f.Name) == 1 {

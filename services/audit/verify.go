@@ -3,8 +3,6 @@ package audit
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -195,61 +193,18 @@ func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (Decisio
 func (a *Auditor) readDecisions(ctx context.Context, since time.Time) ([]loggedDecision, []DecisionMismatch, error) {
 	var out []loggedDecision
 	var bad []DecisionMismatch
-	err := a.eachDecision(ctx, since, func(l loggedDecision, ok bool) bool {
-		if ok {
+	err := a.eachDecision(ctx, decisionScan{since: since}, func(l loggedDecision, why string) bool {
+		switch {
+		case why == "":
 			out = append(out, l)
-		} else {
-			bad = append(bad, DecisionMismatch{Seq: l.seq, Logged: "?", Why: "the entry is not a decision"})
+		case l.rec.Code == "":
+			bad = append(bad, DecisionMismatch{Seq: l.seq, Logged: "?", Why: why})
+		default:
+			bad = append(bad, mismatch(l, "", why))
 		}
 		return true
 	})
 	return out, bad, err
-}
-
-// eachDecision calls fn with every entry of the decision log (since since)
-// as it is now, ok false for one that is not a decision, until fn returns
-// false.
-func (a *Auditor) eachDecision(ctx context.Context, since time.Time, fn func(l loggedDecision, ok bool) bool) error {
-	cfg := jetstream.OrderedConsumerConfig{}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
-	}
-	js := a.st.JetStream()
-	cons, err := js.OrderedConsumer(ctx, events.DecisionStream, cfg)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil // no gateway has logged anything
-	}
-	if err != nil {
-		return fmt.Errorf("audit: read decisions: %w", err)
-	}
-	defer store.DeleteConsumer(js, events.DecisionStream, cons)
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("audit: read decisions: %w", err)
-	}
-	if info.NumPending == 0 {
-		return nil
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
-	if err != nil {
-		return fmt.Errorf("audit: read decisions: %w", err)
-	}
-	defer it.Stop()
-	for range info.NumPending {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return fmt.Errorf("audit: read decisions: %w", err)
-		}
-		var l loggedDecision
-		if meta, err := m.Metadata(); err == nil {
-			l.seq = meta.Sequence.Stream
-		}
-		ok := json.Unmarshal(m.Data(), &l.rec) == nil && l.rec.Code != ""
-		if !fn(l, ok) {
-			return nil
-		}
-	}
-	return nil
 }
 
 func mismatch(l loggedDecision, derived, why string) DecisionMismatch {
@@ -261,8 +216,7 @@ func mismatch(l loggedDecision, derived, why string) DecisionMismatch {
 func (rep *DecisionReport) check(c *projections.Catalog, l *loggedDecision) {
 	r := &l.rec
 	rep.ByCode[r.Code]++
-	switch projections.Code(r.Code) {
-	case projections.CodeStale, projections.CodeMissing, projections.CodeMalformed, projections.CodeNotFound:
+	if c := projections.Code(r.Code); c == projections.CodeStale || projections.SecretFailure(c) {
 		rep.Unverifiable++
 		return
 	}
@@ -312,29 +266,6 @@ func codes(cs []projections.Code) []string {
 	return out
 }
 
-// ErrNoDecision: no decision with this request id is in the decision log.
-var ErrNoDecision = errors.New("audit: no such decision")
-
-// FindDecision returns the logged decision on a request, by the request id
-// its answer carried (Keytrail-Request-Id, request_id in a problem).
-func (a *Auditor) FindDecision(ctx context.Context, requestID string, since time.Time) (events.DecisionRecord, error) {
-	var found *events.DecisionRecord
-	err := a.eachDecision(ctx, since, func(l loggedDecision, ok bool) bool {
-		if ok && l.rec.RequestID == requestID {
-			found = &l.rec
-			return false
-		}
-		return true
-	})
-	switch {
-	case err != nil:
-		return events.DecisionRecord{}, err
-	case found == nil:
-		return events.DecisionRecord{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
-	}
-	return *found, nil
-}
-
 // DecisionExplanation is a logged decision re-derived from the history, and
 // the events it rests on.
 type DecisionExplanation struct {
@@ -346,6 +277,16 @@ type DecisionExplanation struct {
 	// MALFORMED, NOT_FOUND, whose input is not logged) are not re-derived.
 	Why          string
 	Unverifiable bool
+	// For INSUFFICIENT_SCOPE (decided or also failing): the scopes the API
+	// required then, those the key held, and those it lacked.
+	Scopes *ScopeGap
+}
+
+// ScopeGap is why a key's scopes did not satisfy an API's.
+type ScopeGap struct {
+	Required []string `json:"required"`
+	Held     []string `json:"held"`
+	Missing  []string `json:"missing"`
 }
 
 // ExplainDecision folds the whole log up to the decision's sequence and
@@ -387,6 +328,17 @@ func (a *Auditor) ExplainDecision(ctx context.Context, rec events.DecisionRecord
 	}
 	if k, ok := c.Key(rec.Tenant, rec.KeyID); ok {
 		x.Derived = c.VerifyHash(k.SecretHash, projections.Request{APITenant: rec.APITenant, API: rec.API}, rec.Now)
+		if api, ok := c.API(rec.APITenant, rec.API); ok && (x.Derived.Code == projections.CodeInsufficientScope ||
+			slices.Contains(x.Derived.Also(), projections.CodeInsufficientScope)) {
+			held := x.Derived.KeyScopes()
+			gap := &ScopeGap{Required: api.Scopes, Held: slices.Clone(held)}
+			for _, s := range api.Scopes {
+				if !slices.Contains(held, s) {
+					gap.Missing = append(gap.Missing, s)
+				}
+			}
+			x.Scopes = gap
+		}
 		for _, e := range x.Derived.Evidence() {
 			r, err := a.st.Get(ctx, e.Seq())
 			if err != nil {

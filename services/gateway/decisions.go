@@ -177,7 +177,7 @@ func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks 
 		l.dropped.Add(1)
 		return
 	}
-	ack, err := l.publish(ctx, events.DecisionSubject(d.Tenant), data)
+	ack, err := l.publish(ctx, events.DecisionSubject(d), data)
 	if err != nil {
 		l.dropped.Add(1)
 		return
@@ -223,9 +223,23 @@ func (g *Gateway) logDecision(r *http.Request, x *exchange, denied bool) {
 	for _, c := range d.Also() {
 		rec.Also = append(rec.Also, string(c))
 	}
+	if r := x.limit(); r != nil {
+		rec.Limit = &events.DecisionLimit{Source: x.limitedBy, PerSecond: r.PerSecond, Burst: r.Burst, Gateways: g.cfg.Limits.Peers()}
+	}
 	for _, e := range d.Evidence() {
 		rec.Evidence = append(rec.Evidence, e.Seq())
 		rec.Types = append(rec.Types, string(e.Type()))
 	}
 	g.cfg.Decisions.Offer(rec)
+}
+
+// limit is the rate limit that denied x, nil when none did.
+func (x *exchange) limit() *events.RateLimit {
+	switch x.limitedBy {
+	case events.LimitSourceKey:
+		return x.decision.KeyRateLimit()
+	case events.LimitSourceAPI:
+		return x.api.RateLimit
+	}
+	return nil
 }

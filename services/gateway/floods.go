@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keytrail/keytrail/projections"
 )
 
 // FailureBudget bounds the failed authentications (MISSING, MALFORMED,
@@ -185,5 +187,5 @@ func (b *FailureBudget) Sweep(now time.Time) {
 
 // authFailure reports whether a decision's code is a failed authentication.
 func authFailure(code string) bool {
-	return code == "MISSING" || code == "MALFORMED" || code == "NOT_FOUND"
+	return projections.SecretFailure(projections.Code(code))
 }

@@ -200,8 +200,7 @@ func (g *Gateway) badRequest(h http.Header, status int, reason string) []byte {
 	g.metrics.requests.WithLabelValues("", "", "NONE").Inc()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("Cache-Control", "no-store")
-	b, _ := json.Marshal(Problem{Type: "https://keytrail.dev/problems/BAD_REQUEST", Title: "The request is not valid HTTP/1.1",
-		Status: status, Code: "BAD_REQUEST", Detail: reason, RequestID: requestID()})
+	b, _ := json.Marshal(newProblem(ProblemBadRequest, status, reason, "", requestID()))
 	return append(b, '\n')
 }
 
@@ -235,7 +234,10 @@ type exchange struct {
 	verify   time.Duration
 	upstream time.Duration
 	failOpen bool
-	body     bool // the request has a body
+	// limitedBy is the rate limit that denied the request (events'
+	// LimitSource...), "" when none did.
+	limitedBy string
+	body      bool // the request has a body
 	// connection is the client's Connection header; extra what the
 	// upstream request adds (upstreams.extra): kept here, not allocated.
 	connection []string
@@ -259,13 +261,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()[HeaderRequestID] = x.idHeader[:] // the exchange's own storage: no allocation
 	defer g.finish(r, x)
 	if why := notCanonical(r.URL); why != "" {
-		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path is not in canonical form: "+why)
+		g.problem(w, x, ProblemBadPath, "the path is not in canonical form: "+why)
 		return
 	}
 	if v := r.Header.Get(HeaderMinSeq); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			g.problem(w, x, http.StatusBadRequest, "BAD_MIN_SEQ", HeaderMinSeq+" must be a sequence number")
+			g.problem(w, x, ProblemBadMinSeq, HeaderMinSeq+" must be a sequence number")
 			return
 		}
 		if err := g.cfg.Model.WaitFor(r.Context(), n, g.cfg.MinSeqWait); err != nil {
@@ -288,9 +290,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					w.Header().Set("Connection", "close")
 				}
 				w.Header().Set("Retry-After", RetryAfter(wait))
-				g.problem(w, x, http.StatusTooManyRequests, "TOO_MANY_FAILURES",
+				g.problem(w, x, ProblemTooManyFailures,
 					"too many requests without a valid key from this address; retry after Retry-After seconds")
-				g.quiet(r, x, "TOO_MANY_FAILURES")
+				g.quiet(r, x, string(ProblemTooManyFailures))
 				return
 			}
 		}
@@ -326,13 +328,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x.verify = time.Since(verifyStart)
 	switch {
 	case routing == projections.Ambiguous:
-		g.problem(w, x, http.StatusBadRequest, "BAD_PATH", "the path matches a published prefix only when case is ignored; use the prefix's exact case")
+		g.problem(w, x, ProblemBadPath, "the path matches a published prefix only when case is ignored; use the prefix's exact case")
 		return
 	case routing == projections.NoRoute:
-		g.problem(w, x, http.StatusNotFound, "NO_API", "no API is published at this path")
+		g.problem(w, x, ProblemNoAPI, "no API is published at this path")
 		return
 	case x.api.Status == projections.APIRetired:
-		g.problem(w, x, http.StatusGone, "API_RETIRED", "this API is retired")
+		g.problem(w, x, ProblemAPIRetired, "this API is retired")
 		return
 	case !ok:
 		x.decision.Code = projections.CodeMalformed // two different keys presented
@@ -341,8 +343,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.cfg.Failures.Fail(client, now)
 	}
 	if x.decision.Code == projections.CodeValid {
-		if retry, limited := g.cfg.Limits.Take(&x.decision, &x.api, now); limited {
-			x.decision.Code = projections.CodeRateLimited
+		if retry, by := g.cfg.Limits.Take(&x.decision, &x.api, now); by != "" {
+			x.decision.Code, x.limitedBy = projections.CodeRateLimited, by
 			w.Header().Set("Retry-After", RetryAfter(retry))
 		}
 	}
@@ -440,40 +442,6 @@ func notCanonical(u *url.URL) string {
 	return ""
 }
 
-// statusOf is the HTTP status of each outcome code.
-func statusOf(c projections.Code) int {
-	switch c {
-	case projections.CodeMissing, projections.CodeMalformed, projections.CodeNotFound:
-		return http.StatusUnauthorized
-	case projections.CodeRateLimited:
-		return http.StatusTooManyRequests
-	case projections.CodeStale:
-		return http.StatusServiceUnavailable
-	case projections.CodeValid:
-		return http.StatusOK
-	}
-	return http.StatusForbidden
-}
-
-// titles say what each denial means, for people reading the problem.
-var titles = map[projections.Code]string{
-	projections.CodeMissing:           "No API key presented",
-	projections.CodeMalformed:         "The API key is malformed",
-	projections.CodeNotFound:          "Unknown API key",
-	projections.CodeRevoked:           "The API key is revoked",
-	projections.CodeExpired:           "The API key has expired",
-	projections.CodeUserDeleted:       "The key's user is deleted",
-	projections.CodeUserUnknown:       "The key's user is unknown",
-	projections.CodeTenantSuspended:   "The key's tenant is suspended",
-	projections.CodeUserDisabled:      "The key's user is disabled",
-	projections.CodeSuspended:         "The API key is suspended",
-	projections.CodeNotYetValid:       "The API key is not valid yet",
-	projections.CodeTenantMismatch:    "The API key belongs to another tenant",
-	projections.CodeInsufficientScope: "The API key lacks a required scope",
-	projections.CodeRateLimited:       "Rate limit exceeded",
-	projections.CodeStale:             "The gateway cannot confirm its view is current",
-}
-
 // Problem is a denial: an RFC 9457 problem document with the outcome code.
 // The evidence stays server-side (decision log, explain).
 type Problem struct {
@@ -486,37 +454,22 @@ type Problem struct {
 	RequestID string `json:"request_id"`
 }
 
-// details tell the caller what to do about each denial.
-var details = map[projections.Code]string{
-	projections.CodeMissing:           "send the API key in Authorization: Bearer <key> or in X-API-Key; a key in the query string is never read",
-	projections.CodeMalformed:         "the key is not one Keytrail issued (a typo, a truncated copy, or two different keys in one request); send exactly one key as issued",
-	projections.CodeNotFound:          "no such key: it may be from another environment; ask your administrator for a key",
-	projections.CodeRevoked:           "this key was revoked; ask your administrator for a new one",
-	projections.CodeExpired:           "this key has expired (or its rotation's grace period ended); use its successor or ask for a new one",
-	projections.CodeUserDeleted:       "the user this key belongs to was deleted; ask your administrator for a key of an active user",
-	projections.CodeUserUnknown:       "the user this key names does not exist; ask your administrator",
-	projections.CodeTenantSuspended:   "the organisation this key belongs to is suspended; contact its administrator",
-	projections.CodeUserDisabled:      "the user this key belongs to is disabled; ask your administrator to enable them",
-	projections.CodeSuspended:         "this key is suspended; ask your administrator to resume it",
-	projections.CodeNotYetValid:       "this key is not valid yet; retry after its not-before time",
-	projections.CodeTenantMismatch:    "this key belongs to another organisation than this API; use a key of the API's organisation",
-	projections.CodeInsufficientScope: "this key lacks a scope this API requires; ask your administrator to add it",
-	projections.CodeRateLimited:       "too many requests with this key; retry after Retry-After seconds",
-	projections.CodeStale:             "the gateway cannot confirm it knows the latest revocations; retry after Retry-After seconds",
-}
-
 // deny answers x's decision as a problem and logs it.
 func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, x *exchange) {
 	code := x.decision.Code
-	status := statusOf(code)
+	o, ok := projections.OutcomeOf(code)
+	if !ok || o.Status < 400 {
+		o = projections.Outcome{Code: code, Status: http.StatusForbidden} // not reached: deny is called for denials
+	}
+	status := o.Status
 	switch code {
 	case projections.CodeStale:
 		w.Header().Set("Retry-After", "1")
 	case projections.CodeMissing, projections.CodeMalformed, projections.CodeNotFound:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keytrail"`)
 	}
-	g.write(w, x, status, Problem{Type: "https://keytrail.dev/problems/" + string(code), Title: titles[code],
-		Status: status, Code: string(code), Detail: details[code], KeyID: x.decision.KeyID, RequestID: x.id})
+	g.write(w, x, status, Problem{Type: problemType + string(code), Title: o.Title,
+		Status: status, Code: string(code), Detail: o.Detail, KeyID: x.decision.KeyID, RequestID: x.id})
 	if !g.quiet(r, x, string(code)) {
 		g.logDecision(r, x, true)
 	}
@@ -524,9 +477,9 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, x *exchange) {
 
 // problem answers a request that is not a decision on a key (bad path,
 // unknown or retired API).
-func (g *Gateway) problem(w http.ResponseWriter, x *exchange, status int, code, title string) {
-	g.write(w, x, status, Problem{Type: "https://keytrail.dev/problems/" + code, Title: title, Status: status,
-		Code: code, RequestID: x.id})
+func (g *Gateway) problem(w http.ResponseWriter, x *exchange, code ProblemCode, detail string) {
+	status := problemOf(code).Statuses[0]
+	g.write(w, x, status, newProblem(code, status, detail, "", x.id))
 }
 
 func (g *Gateway) write(w http.ResponseWriter, x *exchange, status int, p Problem) {

@@ -59,31 +59,31 @@ func (l *Limits) Peers() int {
 }
 
 // Take consumes a token of the key's limit and one of the API's, both or
-// neither. When either is exhausted it reports how long until one is back.
-// Only a request that passed every other check gets here, so only such a
-// request consumes tokens.
-func (l *Limits) Take(d *projections.Decision, a *projections.API, now time.Time) (retry time.Duration, limited bool) {
+// neither. When either is exhausted it reports how long until one is back,
+// and which limit it was (events.LimitSourceKey or LimitSourceAPI; "" when
+// the request may go).
+func (l *Limits) Take(d *projections.Decision, a *projections.API, now time.Time) (retry time.Duration, by string) {
 	kr, ar := d.KeyRateLimit(), a.RateLimit
 	if kr == nil && ar == nil {
-		return 0, false
+		return 0, ""
 	}
 	share := 1 / float64(l.Peers())
 	var ks *limitShard
 	if kr != nil {
 		ks = &l.keys[maphash.String(l.seed, d.KeyID)%uint64(len(l.keys))]
-		if retry, limited = ks.take(limitKey{id: d.KeyID}, kr, share, now); limited {
-			return retry, true
+		if retry, limited := ks.take(limitKey{id: d.KeyID}, kr, share, now); limited {
+			return retry, events.LimitSourceKey
 		}
 	}
 	if ar != nil {
-		if retry, limited = l.apis.take(limitKey{a.Tenant, a.ID}, ar, share, now); limited {
+		if retry, limited := l.apis.take(limitKey{a.Tenant, a.ID}, ar, share, now); limited {
 			if ks != nil {
 				ks.refund(limitKey{id: d.KeyID}, kr, share)
 			}
-			return retry, true
+			return retry, events.LimitSourceAPI
 		}
 	}
-	return 0, false
+	return 0, ""
 }
 
 // maxRetryAfter bounds the wait a rate-limited caller is told of.

@@ -276,20 +276,19 @@ func (u *upstreams) failed(w http.ResponseWriter, r *http.Request, x *exchange, 
 		x.status = 499 // the client went away; nothing to answer
 		return
 	}
-	status, code, title := http.StatusBadGateway, "UPSTREAM_UNAVAILABLE", "The API's upstreams did not answer"
+	status, code, detail := http.StatusBadGateway, ProblemUpstreamUnavailable, ""
 	var ne net.Error
 	switch {
 	case errors.Is(err, egress.ErrDenied):
-		code, title = "UPSTREAM_FORBIDDEN", "The API's upstream is at an address the gateway may not reach"
+		code = ProblemUpstreamForbidden
 		u.log.Warn("upstream address denied", "tenant", x.api.Tenant, "api", x.api.ID, "err", err)
 	case errors.As(err, &ne) && ne.Timeout():
-		status, title = http.StatusGatewayTimeout, "The API's upstream timed out"
+		status, detail = http.StatusGatewayTimeout, "the API's upstream timed out"
 	}
 	x.status = status
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	writeProblemBody(w, Problem{Type: "https://keytrail.dev/problems/" + code, Title: title, Status: status,
-		Code: code, KeyID: x.decision.KeyID, RequestID: x.id})
+	writeProblemBody(w, newProblem(code, status, detail, x.decision.KeyID, x.id))
 }
 
 // poolFor returns the pool of an API's current upstream list.

@@ -1,0 +1,174 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+)
+
+// decisionScan is which part of the decision log a read covers.
+type decisionScan struct {
+	filter string    // subject filter; all decisions when empty
+	since  time.Time // from this time on; all when zero
+	// progress, when set, is told every progressEvery entries how many
+	// have been read of how many the scan covers.
+	progress func(read, total uint64)
+}
+
+// progressEvery is how often a long scan reports its progress.
+const progressEvery = 10_000
+
+// eachDecision calls fn with every entry of the decision log the scan
+// covers, as the log is now, until fn returns false. why is empty for a
+// decision filed where it belongs; otherwise it says what is wrong with the
+// entry: not a decision at all, or one filed under another decision's
+// subject (which would hide it from a search by key or code).
+func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l loggedDecision, why string) bool) error {
+	cfg := jetstream.OrderedConsumerConfig{}
+	if scan.filter != "" {
+		cfg.FilterSubjects = []string{scan.filter}
+	}
+	if !scan.since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &scan.since
+	}
+	js := a.st.JetStream()
+	cons, err := js.OrderedConsumer(ctx, events.DecisionStream, cfg)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // no gateway has logged anything
+	}
+	if err != nil {
+		return fmt.Errorf("audit: read decisions: %w", err)
+	}
+	defer store.DeleteConsumer(js, events.DecisionStream, cons)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: read decisions: %w", err)
+	}
+	total := info.NumPending
+	if total == 0 {
+		return nil
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return fmt.Errorf("audit: read decisions: %w", err)
+	}
+	defer it.Stop()
+	for n := range total {
+		if scan.progress != nil && n > 0 && n%progressEvery == 0 {
+			scan.progress(n, total)
+		}
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("audit: read decisions: %w", err)
+		}
+		var l loggedDecision
+		if meta, err := m.Metadata(); err == nil {
+			l.seq = meta.Sequence.Stream
+		}
+		why := ""
+		if json.Unmarshal(m.Data(), &l.rec) != nil || l.rec.Code == "" {
+			l.rec, why = events.DecisionRecord{}, "the entry is not a decision"
+		} else if want := events.DecisionSubject(&l.rec); m.Subject() != want {
+			why = fmt.Sprintf("filed under %s; a decision with this content belongs under %s", m.Subject(), want)
+		}
+		if !fn(l, why) {
+			return nil
+		}
+	}
+	if scan.progress != nil {
+		scan.progress(total, total)
+	}
+	return nil
+}
+
+// ErrNoDecision: no decision with this request id is in the decision log.
+var ErrNoDecision = errors.New("audit: no such decision")
+
+// FindDecision returns the logged decision on a request, by the request id
+// its answer carried (Keytrail-Request-Id, request_id in a problem).
+func (a *Auditor) FindDecision(ctx context.Context, requestID string, since time.Time) (events.DecisionRecord, error) {
+	var found *events.DecisionRecord
+	err := a.eachDecision(ctx, decisionScan{since: since}, func(l loggedDecision, why string) bool {
+		// A decision filed under a subject it does not name (written
+		// before the subject layout, or misfiled) is still found by its id.
+		if l.rec.Code != "" && l.rec.RequestID == requestID {
+			found = &l.rec
+			return false
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+		return events.DecisionRecord{}, err
+	case found == nil:
+		return events.DecisionRecord{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
+	}
+	return *found, nil
+}
+
+// DecisionSearch is a search of the decision log.
+type DecisionSearch struct {
+	events.DecisionQuery
+	// Since and Until bound the decisions' times (Until: none when zero).
+	Since, Until time.Time
+	// Limit is how many decisions to return: the latest that match.
+	Limit int
+	// Progress, when set, hears how far a long scan is.
+	Progress func(read, total uint64)
+}
+
+// DecisionPage is what a search found: the latest Limit matching
+// decisions, oldest first, and how many matched in all.
+type DecisionPage struct {
+	Decisions []events.DecisionRecord `json:"decisions"`
+	Matched   int                     `json:"matched"`
+	// Read is how many entries the server handed over: those under the
+	// query's subject filter since Since, not the whole log.
+	Read int `json:"read"`
+}
+
+// MaxDecisionLimit bounds a search's page.
+const MaxDecisionLimit = 10_000
+
+// SearchDecisions finds decisions by tenant, user, key, API and code — the
+// server filters on the subject, so a key's decisions are read without
+// anyone else's — made between Since and Until. Entries that are not
+// decisions filed where they belong are left out (verify-decisions reports
+// them).
+func (a *Auditor) SearchDecisions(ctx context.Context, q DecisionSearch) (DecisionPage, error) {
+	var page DecisionPage
+	filter, err := q.Filter()
+	if err != nil {
+		return page, err
+	}
+	if q.Limit <= 0 || q.Limit > MaxDecisionLimit {
+		return page, fmt.Errorf("limit must be between 1 and %d", MaxDecisionLimit)
+	}
+	ring := make([]events.DecisionRecord, 0, min(q.Limit, 1024))
+	next := 0
+	err = a.eachDecision(ctx, decisionScan{filter: filter, since: q.Since, progress: q.Progress}, func(l loggedDecision, why string) bool {
+		page.Read++
+		r := &l.rec
+		if why != "" || r.Now.Before(q.Since) || (!q.Until.IsZero() && r.Now.After(q.Until)) {
+			return true
+		}
+		page.Matched++
+		if len(ring) < q.Limit {
+			ring = append(ring, *r)
+			return true
+		}
+		ring[next] = *r
+		next = (next + 1) % q.Limit
+		return true
+	})
+	page.Decisions = slices.Concat(ring[next:], ring[:next])
+	return page, err
+}
