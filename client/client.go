@@ -285,10 +285,12 @@ type Key struct {
 
 // KeySpec is what a new key gets.
 type KeySpec struct {
-	User      string            `json:"user"`
-	Name      string            `json:"name,omitempty"`
-	Scopes    []string          `json:"scopes,omitempty"`
-	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
+	User      string     `json:"user"`
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// TTL is a lifetime from now ("720h", "30d"), instead of ExpiresAt.
+	TTL       string            `json:"ttl,omitempty"`
 	NotBefore *time.Time        `json:"not_before,omitempty"`
 	RateLimit *RateLimit        `json:"rate_limit,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
@@ -346,6 +348,8 @@ type Decision struct {
 	Now      time.Time  `json:"now"`
 	Seq      uint64     `json:"seq"`
 	Evidence []Evidence `json:"evidence"`
+	// Detail says which check a MALFORMED key failed.
+	Detail string `json:"detail,omitempty"`
 }
 
 // CreateTenant creates a tenant (root key only).
@@ -433,9 +437,7 @@ type revokeBody struct {
 
 // Verify asks for a decision on a secret, with the scopes the caller needs.
 func (c *Client) Verify(ctx context.Context, secret string, scopes []string, call *Call) (Decision, error) {
-	var out Decision
-	_, err := c.Do(ctx, "POST", "/v1/verify", map[string]any{"key": secret, "scopes": scopes}, call, &out)
-	return out, err
+	return c.VerifyFor(ctx, VerifyRequest{Key: secret, Scopes: scopes}, call)
 }
 
 // errNoReply wraps a NATS failure to reach any control node.

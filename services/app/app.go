@@ -6,15 +6,18 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
-	"sort"
 	"strings"
+
+	"github.com/keytrail/keytrail/services/cli"
 )
 
 // Exit codes of Main.
@@ -43,12 +46,12 @@ Usage:
                               configuration fragment for a real cluster
 
 `)
-	for _, n := range nouns {
+	for _, n := range cli.Nouns() {
 		scope := ""
-		if n.tenant {
+		if n.Tenant {
 			scope = "   --tenant T"
 		}
-		fmt.Fprintf(&b, "  keytrail %-8s %s%s\n", n.name, strings.Join(sortedVerbs(n.verbs()), "|"), scope)
+		fmt.Fprintf(&b, "  keytrail %-8s %s%s\n", n.Name, strings.Join(n.Verbs(), "|"), scope)
 	}
 	fmt.Fprintf(&b, "  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise\n")
 	fmt.Fprintf(&b, "  keytrail audit    %s   --nats URL\n", strings.Join(auditVerbs, "|"))
@@ -56,14 +59,17 @@ Usage:
 	return b.String()
 }
 
-// sortedVerbs are a table's verbs in order.
-func sortedVerbs(verbs map[string]subcommand) []string {
-	names := make([]string, 0, len(verbs))
-	for v := range verbs {
-		names = append(names, v)
+// locateDev reads the admin API's URL and the root key from a keytrail dev
+// data directory ("" for what it does not hold).
+func locateDev(dir string) (adminURL, rootKey string) {
+	var a Addresses
+	if b, err := os.ReadFile(filepath.Join(dir, "addresses.json")); err == nil && json.Unmarshal(b, &a) == nil {
+		adminURL = a.Admin
 	}
-	sort.Strings(names)
-	return names
+	if b, err := os.ReadFile(filepath.Join(dir, RootKeyFile)); err == nil {
+		rootKey = strings.TrimSpace(string(b))
+	}
+	return adminURL, rootKey
 }
 
 // version is the binary's version: the module's, and the commit it was
@@ -119,12 +125,9 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		return ExitOK
 	}
 	var run func(context.Context, []string, io.Writer, io.Writer) error
-	client := func(noun func(context.Context, []string, io.Writer, io.Writer, func(string) string) error) func(context.Context, []string, io.Writer, io.Writer) error {
-		return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-			return noun(ctx, args, stdout, stderr, getenv)
-		}
-	}
-	args = commandFirst(args, commands)
+	env := cli.Env{Stdout: stdout, Stderr: stderr, Getenv: getenv, DataDir: DefaultDataDir, Locate: locateDev,
+		DefaultServer: "http://" + DefaultAdminListen}
+	args = cli.CommandFirst(args, commands)
 	switch args[0] {
 	case "dev":
 		run = runDev
@@ -133,10 +136,10 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case "gateway":
 		run = runGateway
 	case "tenant", "user", "key", "api":
-		n := nounNamed(args[0])
-		run = client(runNoun(n.name, n.verbs, n.tenant))
+		n, _ := cli.NounNamed(args[0])
+		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return n.Run(ctx, env, args) }
 	case "verify":
-		run = client(verifyCmd)
+		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return cli.Verify(ctx, env, args) }
 	case "audit":
 		run = runAudit
 	case "nats-config":
@@ -144,18 +147,19 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case "completion":
 		run = runCompletion
 	default:
-		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], didYouMean(args[0], commands), usage())
+		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], cli.DidYouMean(args[0], commands), usage())
 		return ExitUsage
 	}
 	err := run(ctx, args[1:], stdout, stderr)
 	var ue usageError
+	var cue cli.UsageError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return ExitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &cue):
 		fmt.Fprintf(stderr, "keytrail %s: %v\n", args[0], err)
 		return ExitUsage
-	case errors.Is(err, errNotValid):
+	case errors.Is(err, cli.ErrNotValid):
 		return ExitNotValid
 	case errors.Is(err, errDiscrepancy):
 		return ExitError // the report says what; nothing to add

@@ -16,6 +16,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/cli"
 	"github.com/keytrail/keytrail/services/natsauth"
 )
 
@@ -49,7 +50,7 @@ type auditOptions struct {
 	log              logFlags
 	tenant, output   string
 	seq              uint64
-	at, since, until timeFlag
+	at, since, until cli.TimeFlag
 	query            events.DecisionQuery
 	limit            int
 }
@@ -88,7 +89,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("audit "+cmd, flag.ContinueOnError)
 	o := registerAudit(fs, cmd)
 	fs.SetOutput(stderr)
-	positional, err := parseInterleaved(fs, args[1:])
+	positional, err := cli.ParseInterleaved(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -136,13 +137,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			return p.history(h)
 		}
-		x, err := a.Explain(ctx, ref, o.seq, o.at.orZero())
+		x, err := a.Explain(ctx, ref, o.seq, o.at.OrZero())
 		if err != nil {
 			return err
 		}
 		return p.explain(ref, x)
 	case "decision":
-		rec, err := a.FindDecision(ctx, positional[0], o.since.orZero())
+		rec, err := a.FindDecision(ctx, positional[0], o.since.OrZero())
 		if err != nil {
 			return err
 		}
@@ -152,13 +153,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return finding(p.decision(x), x.Why != "")
 	case "decisions":
-		search := audit.DecisionSearch{DecisionQuery: o.query, Since: o.since.orZero(), Until: o.until.orZero(), Limit: o.limit,
+		search := audit.DecisionSearch{DecisionQuery: o.query, Since: o.since.OrZero(), Until: o.until.OrZero(), Limit: o.limit,
 			Progress: func(read, total uint64) {
 				if read < total {
 					fmt.Fprintf(stderr, "read %d of %d decisions…\n", read, total)
 				}
 			}}
-		if o.since.t == nil {
+		if o.since.T == nil {
 			search.Since = time.Now().Add(-24 * time.Hour)
 		}
 		page, err := a.SearchDecisions(ctx, search)
@@ -167,7 +168,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return p.decisionList(page, search)
 	case "verify-decisions":
-		rep, err := a.VerifyDecisions(ctx, o.since.orZero())
+		rep, err := a.VerifyDecisions(ctx, o.since.OrZero())
 		if err != nil {
 			return err
 		}
@@ -246,9 +247,32 @@ func (p printer) history(h []events.Recorded) error {
 			}
 			continue
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Seq, localTime(l.At), l.Type, l.Aggregate, l.Actor, l.Reason)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", l.Seq, cli.LocalTime(l.At), l.Type, l.Aggregate, l.Actor, l.Reason)
 	}
 	return tw.Flush()
+}
+
+// explainLine is `audit explain -o json`.
+type explainLine struct {
+	Code     string         `json:"code"`
+	Also     []string       `json:"also"`
+	KeyID    string         `json:"key_id"`
+	Tenant   string         `json:"tenant"`
+	User     string         `json:"user"`
+	Now      time.Time      `json:"now"`
+	Seq      uint64         `json:"seq"`
+	Evidence []evidenceLine `json:"evidence"`
+}
+
+// decisionLine is `audit decision -o json`: the logged decision, what the
+// history gives, the verdict and the facts the text prints.
+type decisionLine struct {
+	Logged   *events.DecisionRecord `json:"logged"`
+	Derived  string                 `json:"derived"`
+	Verdict  string                 `json:"verdict"`
+	Evidence []evidenceLine         `json:"evidence"`
+	Scopes   *audit.ScopeGap        `json:"scopes"`
+	Limit    string                 `json:"limit"`
 }
 
 // evidenceLine is an event a decision rests on.
@@ -315,10 +339,10 @@ func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
 		also = append(also, string(c))
 	}
 	if p.json {
-		return p.line(map[string]any{"code": d.Code, "also": also, "key_id": ref.ID, "tenant": ref.Tenant, "user": ref.User,
-			"now": d.Now, "seq": d.Seq, "evidence": ev})
+		return p.line(explainLine{Code: string(d.Code), Also: also, KeyID: ref.ID, Tenant: ref.Tenant, User: ref.User,
+			Now: d.Now, Seq: d.Seq, Evidence: ev})
 	}
-	fmt.Fprintf(p.w, "%s for key %s (%s/%s) as of seq %d at %s\n", d.Code, ref.ID, ref.Tenant, ref.User, d.Seq, preciseTime(d.Now))
+	fmt.Fprintf(p.w, "%s for key %s (%s/%s) as of seq %d at %s\n", d.Code, ref.ID, ref.Tenant, ref.User, d.Seq, cli.PreciseTime(d.Now))
 	if len(also) > 0 {
 		fmt.Fprintf(p.w, "also: %s\n", strings.Join(also, ", "))
 	}
@@ -368,10 +392,9 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 	}
 	limit := limitText(r.Limit)
 	if p.json {
-		return p.line(map[string]any{"logged": r, "derived": x.Derived.Code, "verdict": verdict, "evidence": ev,
-			"scopes": x.Scopes, "limit": limit})
+		return p.line(decisionLine{Logged: r, Derived: string(x.Derived.Code), Verdict: verdict, Evidence: ev, Scopes: x.Scopes, Limit: limit})
 	}
-	fmt.Fprintf(p.w, "request %s: %s %s on %s at %s\n", r.RequestID, r.Method, r.Path, r.Node, preciseTime(r.Now))
+	fmt.Fprintf(p.w, "request %s: %s %s on %s at %s\n", r.RequestID, r.Method, r.Path, r.Node, cli.PreciseTime(r.Now))
 	fmt.Fprintf(p.w, "decided %s", r.Code)
 	if len(r.Also) > 0 {
 		fmt.Fprintf(p.w, " (also %s)", strings.Join(r.Also, ", "))
@@ -446,7 +469,7 @@ func (p printer) decisionList(page audit.DecisionPage, q audit.DecisionSearch) e
 		if len(d.Also) > 0 {
 			code += " (+" + strings.Join(d.Also, ",") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", localTime(d.Now), code, dash(d.KeyID), dash(d.User), dash(d.API),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", cli.LocalTime(d.Now), code, dash(d.KeyID), dash(d.User), dash(d.API),
 			d.Method, d.Path, d.Node, d.RequestID)
 	}
 	if err := tw.Flush(); err != nil {
@@ -456,7 +479,7 @@ func (p printer) decisionList(page audit.DecisionPage, q audit.DecisionSearch) e
 	if page.Matched > len(page.Decisions) {
 		shown = fmt.Sprintf("the latest %d of %d decisions (--limit)", len(page.Decisions), page.Matched)
 	}
-	_, err := fmt.Fprintf(p.w, "%s since %s; `keytrail audit decision REQUEST_ID` explains one\n", shown, localTime(q.Since))
+	_, err := fmt.Fprintf(p.w, "%s since %s; `keytrail audit decision REQUEST_ID` explains one\n", shown, cli.LocalTime(q.Since))
 	return err
 }
 
@@ -467,8 +490,13 @@ func (p printer) decisions(rep audit.DecisionReport) error {
 				return err
 			}
 		}
-		return p.line(map[string]any{"decisions": rep.Decisions, "matched": rep.Matched, "unverifiable": rep.Unverifiable,
-			"mismatched": len(rep.Mismatches), "by_code": rep.ByCode})
+		return p.line(struct {
+			Decisions    int            `json:"decisions"`
+			Matched      int            `json:"matched"`
+			Unverifiable int            `json:"unverifiable"`
+			Mismatched   int            `json:"mismatched"`
+			ByCode       map[string]int `json:"by_code"`
+		}{rep.Decisions, rep.Matched, rep.Unverifiable, len(rep.Mismatches), rep.ByCode})
 	}
 	for _, m := range rep.Mismatches {
 		fmt.Fprintf(p.w, "MISMATCH decision %d (request %s on %s, key %s): logged %s: %s\n", m.Seq, m.RequestID, m.Node, m.KeyID, m.Logged, m.Why)
@@ -485,7 +513,11 @@ func (p printer) chain(rep audit.ChainReport) error {
 				return err
 			}
 		}
-		return p.line(map[string]any{"messages": rep.Messages, "aggregates": rep.Aggregates, "problems": len(rep.Problems)})
+		return p.line(struct {
+			Messages   uint64 `json:"messages"`
+			Aggregates int    `json:"aggregates"`
+			Problems   int    `json:"problems"`
+		}{rep.Messages, rep.Aggregates, len(rep.Problems)})
 	}
 	for _, pr := range rep.Problems {
 		fmt.Fprintf(p.w, "PROBLEM seq %d %s: %s\n", pr.Seq, pr.Subject, pr.Problem)

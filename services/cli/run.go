@@ -1,0 +1,237 @@
+package cli
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keytrail/keytrail/client"
+)
+
+// run is one command's state: the flags every admin command has, and the
+// client and call they make.
+type run struct {
+	env    Env
+	stdout io.Writer
+	set    map[string]bool // the flags given on the command line
+
+	server, token, data, output string
+	idemKey, ifMatch, minSeq    string
+	tenant                      string
+
+	client *client.Client
+	call   *client.Call
+}
+
+func (r *run) register(fs *flag.FlagSet, tenant, writes bool) {
+	fs.StringVar(&r.server, "server", "", "admin API URL (default: <data>/addresses.json, else "+r.env.DefaultServer+")")
+	fs.StringVar(&r.token, "token", "", "admin key (default: $KEYTRAIL_TOKEN, else <data>/root.key)")
+	fs.StringVar(&r.data, "data", r.env.DataDir, "data directory of a local keytrail dev")
+	fs.StringVar(&r.output, "o", "table", "output: table or json")
+	if writes {
+		fs.StringVar(&r.idemKey, "idempotency-key", "", "Idempotency-Key for a write")
+		fs.StringVar(&r.ifMatch, "if-match", "", "expected version (If-Match) for a write")
+	} else {
+		fs.StringVar(&r.minSeq, "min-seq", "", "Keytrail-Min-Seq for a read")
+	}
+	if tenant {
+		fs.StringVar(&r.tenant, "tenant", "", "tenant id (required)")
+	}
+}
+
+// connect resolves the server, the token and the call's headers into a
+// client.
+func (r *run) connect() error {
+	if r.output != "table" && r.output != "json" {
+		return usagef("-o must be table or json")
+	}
+	var located, rootKey string
+	if r.env.Locate != nil {
+		located, rootKey = r.env.Locate(r.data)
+	}
+	if r.server == "" {
+		r.server = located
+	}
+	if r.server == "" {
+		r.server = r.env.DefaultServer
+	}
+	if r.token == "" && r.env.Getenv != nil {
+		r.token = r.env.Getenv("KEYTRAIL_TOKEN")
+	}
+	if r.token == "" {
+		r.token = rootKey
+	}
+	if r.token == "" {
+		return usagef("no admin key: give --token, set KEYTRAIL_TOKEN, or run next to a keytrail dev data directory")
+	}
+	r.call = &client.Call{IdempotencyKey: r.idemKey}
+	for _, h := range []struct {
+		flag, value string
+		into        *uint64
+	}{{"--if-match", r.ifMatch, &r.call.IfMatch}, {"--min-seq", r.minSeq, &r.call.MinSeq}} {
+		if h.value == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.Trim(h.value, `"`), 10, 64)
+		if err != nil {
+			return usagef("%s wants a number", h.flag)
+		}
+		*h.into = n
+	}
+	r.client = client.New(r.server, r.token, nil)
+	return nil
+}
+
+// field is one attribute of an object as people read it.
+type field struct{ name, value string }
+
+// section is an object printed as name: value lines, under a heading when
+// an answer has several.
+type section struct {
+	heading string
+	fields  []field
+}
+
+// show prints an answer: v as JSON with -o json; else its sections, its
+// sequence, and last of all a secret, which is shown once.
+func (r *run) show(v any, seq uint64, secret string, sections ...section) error {
+	if r.output == "json" {
+		enc := json.NewEncoder(r.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 2, 2, ' ', 0)
+	for _, s := range sections {
+		if len(sections) > 1 {
+			fmt.Fprintf(tw, "[%s]\t\n", s.heading)
+		}
+		for _, f := range s.fields {
+			fmt.Fprintf(tw, "%s:\t%s\n", f.name, f.value)
+		}
+	}
+	if seq != 0 {
+		fmt.Fprintf(tw, "seq:\t%d\n", seq)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if secret != "" {
+		// Last, where it is seen: it cannot be shown again.
+		_, err := fmt.Fprintf(r.stdout, "\nsecret: %s\nThis secret is shown once: store it now. Keytrail keeps only its hash.\n", secret)
+		return err
+	}
+	return nil
+}
+
+// table prints rows under columns (field names), and how to get the next
+// page when there is one.
+func (r *run) table(columns []string, rows [][]field, next string) error {
+	tw := tabwriter.NewWriter(r.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(columns, "\t")))
+	for _, fields := range rows {
+		cells := make([]string, len(columns))
+		for i, c := range columns {
+			cells[i] = "-"
+			for _, f := range fields {
+				if f.name == c {
+					cells[i] = f.value
+				}
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		_, err := fmt.Fprintf(r.stdout, "more: --cursor %s\n", next)
+		return err
+	}
+	return nil
+}
+
+// The cells of a field, for people: "-" for nothing.
+func text(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return LocalTime(t)
+}
+
+func whenPtr(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return when(*t)
+}
+
+func names(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ",")
+}
+
+func rate(r *client.RateLimit) string {
+	if r == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%s/s, burst %d", strconv.FormatFloat(r.PerSecond, 'f', -1, 64), r.Burst)
+}
+
+func metadata(m map[string]string) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+func tenantFields(t client.Tenant) []field {
+	return []field{{"id", t.ID}, {"name", text(t.Name)}, {"status", t.Status}, {"keys_revoked_before", whenPtr(t.KeysRevokedBefore)},
+		{"created_at", when(t.CreatedAt)}, {"version", strconv.FormatUint(t.Version, 10)}}
+}
+
+func userFields(u client.User) []field {
+	return []field{{"id", u.ID}, {"tenant", u.Tenant}, {"name", text(u.Name)}, {"status", u.Status},
+		{"keys_revoked_before", whenPtr(u.KeysRevokedBefore)}, {"created_at", when(u.CreatedAt)}, {"version", strconv.FormatUint(u.Version, 10)}}
+}
+
+func keyFields(k client.Key) []field {
+	f := []field{{"id", k.ID}, {"tenant", k.Tenant}, {"user", k.User}, {"name", text(k.Name)}, {"status", k.Status},
+		{"scopes", names(k.Scopes)}, {"hint", text(k.Hint)}, {"created_at", when(k.CreatedAt)}, {"not_before", whenPtr(k.NotBefore)},
+		{"expires_at", whenPtr(k.ExpiresAt)}, {"rate_limit", rate(k.RateLimit)}, {"metadata", metadata(k.Metadata)}}
+	if k.RotatedFrom != "" {
+		f = append(f, field{"rotated_from", k.RotatedFrom})
+	}
+	if k.RotatedTo != "" {
+		f = append(f, field{"rotated_to", k.RotatedTo}, field{"grace_until", whenPtr(k.GraceUntil)})
+	}
+	return append(f, field{"version", strconv.FormatUint(k.Version, 10)})
+}
+
+func apiFields(a client.API) []field {
+	return []field{{"id", a.ID}, {"tenant", a.Tenant}, {"name", text(a.Name)}, {"path_prefix", a.PathPrefix},
+		{"upstreams", names(a.Upstreams)}, {"scopes", names(a.Scopes)}, {"rate_limit", rate(a.RateLimit)}, {"status", a.Status},
+		{"sunset", whenPtr(a.Sunset)}, {"created_at", when(a.CreatedAt)}, {"version", strconv.FormatUint(a.Version, 10)}}
+}
