@@ -91,6 +91,7 @@ type busState struct {
 	Created  time.Time
 	Snapshot string // the object's NUID: a new write changes it
 	Lease    uint64 // the lease's revision
+	Usage    uint64 // reports in the usage stream
 }
 
 func readBusState(t *testing.T, js jetstream.JetStream) busState {
@@ -117,7 +118,11 @@ func readBusState(t *testing.T, js jetstream.JetStream) busState {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return busState{Config: info.Config, Msgs: info.State.Msgs, LastSeq: info.State.LastSeq, Created: info.Created,
+	us, err := js.Stream(ctx, events.UsageStream)
+	if err != nil {
+		t.Fatalf("the usage stream: %v", err)
+	}
+	return busState{Usage: us.CachedInfo().State.Msgs, Config: info.Config, Msgs: info.State.Msgs, LastSeq: info.State.LastSeq, Created: info.Created,
 		Snapshot: oi.NUID, Lease: lease.Revision()}
 }
 
@@ -145,6 +150,9 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 	// snapshot and the lease.
 	st := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{})
 	givenOrdersKey(t, ctx, st)
+	if err := gateway.EnsureUsageStream(ctx, st.JetStream(), 1); err != nil {
+		t.Fatal(err)
+	}
 	model := readmodel.New(discard)
 	go model.Run(ctx, st, nil)
 	last, _ := st.LastSeq(ctx, "")
@@ -183,6 +191,9 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "restore over the event stream", api+"STREAM.RESTORE."+s, nil)
 			w.publish(t, "delete the decision log", api+"STREAM.DELETE."+events.DecisionStream, nil)
 			w.publish(t, "purge the decision log", api+"STREAM.PURGE."+events.DecisionStream, nil)
+			w.publish(t, "delete the usage counts", api+"STREAM.DELETE."+events.UsageStream, nil)
+			w.publish(t, "purge the usage counts", api+"STREAM.PURGE."+events.UsageStream, nil)
+			w.publish(t, "delete a usage report", api+"STREAM.MSG.DELETE."+events.UsageStream, []byte(`{"seq":1}`))
 			for _, other := range natsauth.Roles {
 				if other != role {
 					w.subscribe(t, "read "+string(other)+"'s replies", other.InboxPrefix()+".>")
@@ -194,6 +205,7 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			if role != natsauth.Gateway {
 				w.publish(t, "write a decision", events.DecisionSubject(&events.DecisionRecord{Tenant: "acme"}), []byte(`{"code":"VALID"}`))
 				w.publish(t, "announce a gateway", events.PresenceSubjectPrefix+"all", []byte("fake"))
+				w.publish(t, "report usage", events.UsageSubject("mallory"), []byte(`{"node":"mallory"}`))
 			}
 			if role == natsauth.Control {
 				return

@@ -108,6 +108,9 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if err := gateway.EnsureDecisionStream(ctx, js, dcfg); err != nil {
 		return nil, err
 	}
+	if err := gateway.EnsureUsageStream(ctx, js, cfg.Replicas); err != nil {
+		return nil, fmt.Errorf("usage stream: %w", err)
+	}
 	snaps, err := readmodel.OpenSnapshots(ctx, js, cfg.Replicas, nodeName())
 	if err != nil {
 		return nil, err

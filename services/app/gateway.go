@@ -174,6 +174,8 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
+	usage := gateway.NewUsageCounter()
+	reporter := gateway.NewUsageReporter(js, usage, node, time.Now(), log.With("component", "usage"))
 	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
 	if failures != nil {
 		failures.Tarpit(cfg.FailureDelay, cfg.FailureMaxHeld)
@@ -183,7 +185,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 		denials = gateway.NewDenialLog(cfg.DenialsLoggedEach, log.With("component", "gateway"))
 	}
 	g.gw = gateway.New(gateway.Config{Failures: failures, Denials: denials, TrustedProxies: cfg.TrustedProxies, Model: g.model, Node: node, MaxStaleness: cfg.MaxStaleness, ConfirmWindow: confirmWindow(cfg), FailOpen: cfg.FailOpen,
-		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Sample: cfg.Sample, Egress: cfg.Egress,
+		MinSeqWait: cfg.MinSeqWait, Limits: limits, Decisions: decisions, Usage: usage, Sample: cfg.Sample, Egress: cfg.Egress,
 		Log: log.With("component", "gateway"), AccessLog: cfg.AccessLog, AccessComponent: "gateway"})
 	// Plaintext HTTP/1.1 is the gateway's own server (the fast path); TLS,
 	// with HTTP/2, is net/http's, serving the same handler. No write
@@ -206,6 +208,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 		g.run(func() error { sweepEvery(runCtx, time.Minute, func() { failures.Sweep(time.Now()) }); return nil })
 	}
 	g.run(func() error { decisions.Run(runCtx); return nil })
+	g.run(func() error { reporter.Run(runCtx); return nil })
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", g.gw.MetricsHandler())
 	g.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}

@@ -85,6 +85,8 @@ type Config struct {
 	Failures *FailureBudget
 	// Decisions receives the decision log; nil: none is written.
 	Decisions *DecisionLog
+	// Usage counts every decided request (docs/usage.md); nil: none.
+	Usage *UsageCounter
 	// Sample is the fraction of allowed requests written to the decision
 	// log (denials are always written), 0 to 1.
 	Sample float64
@@ -510,6 +512,7 @@ func (g *Gateway) finish(r *http.Request, x *exchange) {
 		code = "NONE" // answered before any verification: bad path, unknown or retired API
 	}
 	g.metrics.requests.WithLabelValues(x.api.Tenant, x.api.ID, code).Inc()
+	g.count(x)
 	if x.decision.Code != "" {
 		g.metrics.verify.Observe(x.verify.Seconds())
 	}

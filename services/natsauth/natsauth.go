@@ -133,6 +133,11 @@ func eventStreamDenied() []string {
 		jsAPI + "STREAM.DELETE." + events.DecisionStream,
 		jsAPI + "STREAM.PURGE." + events.DecisionStream,
 		jsAPI + "STREAM.MSG.DELETE." + events.DecisionStream,
+		// the usage counts likewise: a count is not taken back
+		jsAPI + "STREAM.UPDATE." + events.UsageStream,
+		jsAPI + "STREAM.DELETE." + events.UsageStream,
+		jsAPI + "STREAM.PURGE." + events.UsageStream,
+		jsAPI + "STREAM.MSG.DELETE." + events.UsageStream,
 	}
 }
 
@@ -148,6 +153,9 @@ func For(r Role) Permissions {
 		pub := []string{events.AllSubjects, jsAPI + "INFO", jsAPI + "STREAM.CREATE." + events.StreamName}
 		pub = append(pub, streamRead(events.StreamName)...)
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.DecisionStream, jsAPI+"STREAM.INFO."+events.DecisionStream)
+		// the usage stream: created and folded into rollups by control
+		pub = append(pub, jsAPI+"STREAM.CREATE."+events.UsageStream)
+		pub = append(pub, streamRead(events.UsageStream)...)
 		for _, bucket := range []string{snapshotStream, leaseStream, idempotencyStream} {
 			pub = append(pub, streamOwn(bucket)...)
 			pub = append(pub, streamRead(bucket)...)
@@ -160,7 +168,8 @@ func For(r Role) Permissions {
 	case Gateway:
 		pub := streamRead(events.StreamName)
 		pub = append(pub, streamRead(snapshotStream)...)
-		pub = append(pub, jsAPI+"STREAM.INFO."+events.DecisionStream, events.DecisionSubjects, events.PresenceSubjects)
+		pub = append(pub, jsAPI+"STREAM.INFO."+events.DecisionStream, events.DecisionSubjects, events.PresenceSubjects,
+			jsAPI+"STREAM.INFO."+events.UsageStream, events.UsageSubjects)
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
 			SubscribeAllow: []string{inbox, events.PresenceSubjects}}
 	case Service:
@@ -170,6 +179,7 @@ func For(r Role) Permissions {
 	case Auditor:
 		pub := streamRead(events.StreamName)
 		pub = append(pub, streamRead(events.DecisionStream)...)
+		pub = append(pub, streamRead(events.UsageStream)...)
 		// what the nats CLI asks before it reads a stream
 		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
