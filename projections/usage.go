@@ -1,0 +1,579 @@
+package projections
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// Grain is the size of a usage bucket.
+type Grain string
+
+// The grains, and how long each is kept (relative to the latest report
+// folded, not to a clock).
+const (
+	GrainMinute Grain = "minute"
+	GrainHour   Grain = "hour"
+	GrainDay    Grain = "day"
+)
+
+var grains = [...]struct {
+	name       Grain
+	size, keep time.Duration
+}{
+	{GrainMinute, time.Minute, 7 * 24 * time.Hour},
+	{GrainHour, time.Hour, 90 * 24 * time.Hour},
+	{GrainDay, 24 * time.Hour, 3 * 365 * 24 * time.Hour},
+}
+
+// GrainSize is g's bucket size; ok is false for a name that is not a grain.
+func GrainSize(g Grain) (time.Duration, bool) {
+	for _, x := range grains {
+		if x.name == g {
+			return x.size, true
+		}
+	}
+	return 0, false
+}
+
+// UsageRow is one kind of request counted in a bucket.
+type UsageRow struct {
+	User string `json:"u,omitempty"`
+	API  string `json:"a,omitempty"`
+	Key  string `json:"k,omitempty"`
+	Code string `json:"c"`
+	N    uint64 `json:"n"`
+}
+
+type rowKey struct{ user, api, key, code string }
+
+// tenantBucket is one tenant's rows in one bucket: a slice to scan, an
+// index to add to.
+type tenantBucket struct {
+	rows []UsageRow
+	idx  map[rowKey]int
+}
+
+func (b *tenantBucket) add(c *events.UsageCount) {
+	k := rowKey{c.User, c.API, c.Key, c.Code}
+	if i, ok := b.idx[k]; ok {
+		b.rows[i].N += c.N
+		return
+	}
+	b.idx[k] = len(b.rows)
+	b.rows = append(b.rows, UsageRow{c.User, c.API, c.Key, c.Code, c.N})
+}
+
+// LastUse is the last request that presented a key: when, through which
+// gateway and for which API, and the last one it was VALID for.
+type LastUse struct {
+	At      time.Time `json:"at"`
+	Node    string    `json:"node"`
+	API     string    `json:"api,omitempty"`
+	Code    string    `json:"code"`
+	ValidAt time.Time `json:"valid_at,omitzero"`
+}
+
+// UsageGap is a stretch of a gateway's requests that no report covers: a
+// window missing from its numbering, a window with parts missing, or a
+// process that stopped reporting without a final window (killed, or cut
+// off for longer than its backlog). Those requests are not counted; they
+// are never counted twice.
+type UsageGap struct {
+	Node  string    `json:"node"`
+	Boot  string    `json:"boot"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to,omitzero"` // zero: open (no report since)
+	Why   string    `json:"why"`
+	Parts int       `json:"missing_parts,omitempty"`
+}
+
+// boot is what the fold knows of one gateway process's reports.
+type boot struct {
+	node    string
+	window  uint64    // the highest window seen
+	end     time.Time // its end
+	final   bool
+	windows map[uint64]*windowParts // the recent windows' parts
+}
+
+// windowParts are the parts of one window folded so far.
+type windowParts struct {
+	start, end time.Time
+	parts      int
+	got        map[int]bool
+}
+
+// keepWindows is how many recent windows of a process the fold remembers
+// parts of: more than a gateway's backlog (an hour) and the stream's
+// duplicate window (two hours) cover.
+const keepWindows = 1000
+
+// Usage is the gateways' usage reports folded into minute, hour and day
+// buckets per tenant, each key's last use, and the gaps. It is a pure fold
+// of the usage stream: Apply a report with its stream sequence.
+type Usage struct {
+	// Seq is the last usage-stream sequence folded.
+	Seq     uint64
+	buckets [len(grains)]map[int64]map[string]*tenantBucket
+	last    map[string]map[string]*keyUse // tenant → key → its use
+	boots   map[string]*boot
+	gaps    []UsageGap
+	latest  time.Time // the latest window end folded
+	// Skipped counts reports that were not valid (counted, never folded).
+	Skipped uint64
+}
+
+// NewUsage returns an empty fold.
+func NewUsage() *Usage {
+	u := &Usage{last: map[string]map[string]*keyUse{}, boots: map[string]*boot{}}
+	for i := range u.buckets {
+		u.buckets[i] = map[int64]map[string]*tenantBucket{}
+	}
+	return u
+}
+
+// Apply folds the report at stream sequence seq. A part already folded
+// (the same process, window and part) is ignored: a report is counted once
+// even if the stream held it twice.
+func (u *Usage) Apply(seq uint64, r *events.UsageReport) error {
+	if seq <= u.Seq {
+		return nil // folded already
+	}
+	u.Seq = seq
+	if err := r.Validate(); err != nil {
+		u.Skipped++
+		return err
+	}
+	b := u.boots[r.Boot]
+	if b == nil {
+		b = &boot{node: r.Node, windows: map[uint64]*windowParts{}}
+		u.boots[r.Boot] = b
+	}
+	if !b.newPart(r, &u.gaps) {
+		return nil
+	}
+	for i := range r.Counts {
+		c := &r.Counts[i]
+		for g := range grains {
+			at := r.Start.Truncate(grains[g].size).Unix()
+			tb := u.buckets[g][at]
+			if tb == nil {
+				tb = map[string]*tenantBucket{}
+				u.buckets[g][at] = tb
+			}
+			t := tb[c.Tenant]
+			if t == nil {
+				t = &tenantBucket{idx: map[rowKey]int{}}
+				tb[c.Tenant] = t
+			}
+			t.add(c)
+		}
+		if c.Key != "" {
+			u.used(c, r.Start, r.Node)
+		}
+	}
+	if r.End.After(u.latest) {
+		minute := !r.End.Truncate(time.Minute).Equal(u.latest.Truncate(time.Minute))
+		u.latest = r.End
+		if minute {
+			u.prune()
+		}
+	}
+	return nil
+}
+
+// newPart records r's part, and reports whether it is new. A window after
+// one that is missing opens a gap; a window forgotten with parts missing
+// too.
+func (b *boot) newPart(r *events.UsageReport, gaps *[]UsageGap) bool {
+	if r.Window+keepWindows <= b.window {
+		return false // older than anything a sender still retries
+	}
+	if r.Window > b.window {
+		if b.window > 0 && r.Window > b.window+1 {
+			*gaps = append(*gaps, UsageGap{Node: r.Node, Boot: r.Boot, From: b.end, To: r.Start,
+				Why: fmt.Sprintf("windows %d to %d were not reported", b.window+1, r.Window-1)})
+		}
+		b.window, b.end, b.final = r.Window, r.End, r.Final
+		for w, p := range b.windows {
+			if w+keepWindows <= b.window {
+				if len(p.got) < p.parts {
+					*gaps = append(*gaps, p.gap(b.node, r.Boot))
+				}
+				delete(b.windows, w)
+			}
+		}
+	}
+	p := b.windows[r.Window]
+	if p == nil {
+		p = &windowParts{start: r.Start, end: r.End, parts: r.Parts, got: map[int]bool{}}
+		b.windows[r.Window] = p
+	}
+	if p.got[r.Part] {
+		return false
+	}
+	p.got[r.Part] = true
+	return true
+}
+
+func (p *windowParts) gap(node, bootID string) UsageGap {
+	return UsageGap{Node: node, Boot: bootID, From: p.start, To: p.end, Why: "a window's parts are missing", Parts: p.parts - len(p.got)}
+}
+
+// Gaps are the stretches no report covers, as of the latest report: the
+// recorded ones, windows still missing parts (but the newest, whose parts
+// may be on their way), and processes silent for three windows without a
+// final one.
+func (u *Usage) Gaps() []UsageGap {
+	out := slices.Clone(u.gaps)
+	for id, b := range u.boots {
+		for w, p := range b.windows {
+			if w < b.window && len(p.got) < p.parts {
+				out = append(out, p.gap(b.node, id))
+			}
+		}
+		if !b.final && b.end.Before(u.latest.Add(-3*events.UsageWindow)) {
+			out = append(out, UsageGap{Node: b.node, Boot: id, From: b.end,
+				Why: "the gateway stopped reporting without a final window (killed, or cut off): up to one window of its requests is not counted"})
+		}
+	}
+	slices.SortFunc(out, func(a, b UsageGap) int { return cmp.Or(a.From.Compare(b.From), cmp.Compare(a.Node, b.Node)) })
+	return out
+}
+
+// keyUse is a key's last use and recent tally.
+type keyUse struct {
+	LastUse
+	tally keyTally
+}
+
+func (u *Usage) used(c *events.UsageCount, start time.Time, node string) {
+	keys := u.last[c.Tenant]
+	if keys == nil {
+		keys = map[string]*keyUse{}
+		u.last[c.Tenant] = keys
+	}
+	l := keys[c.Key]
+	if l == nil {
+		l = &keyUse{tally: keyTally{hours: map[int64]uint64{}, days: map[int64]uint64{}}}
+		keys[c.Key] = l
+	}
+	if c.Last.After(l.At) {
+		l.At, l.Node, l.API, l.Code = c.Last, node, c.API, c.Code
+	}
+	if c.Code == string(CodeValid) && c.Last.After(l.ValidAt) {
+		l.ValidAt = c.Last
+	}
+	l.tally.add(start, c.N)
+}
+
+// prune drops the buckets older than their grain keeps, the tallies'
+// old hours and days, and what it knows of processes silent for longer
+// than the minute buckets are kept (their gap is kept).
+func (u *Usage) prune() {
+	for _, keys := range u.last {
+		for _, k := range keys {
+			k.tally.prune(u.latest)
+		}
+	}
+	for id, b := range u.boots {
+		if b.end.Before(u.latest.Add(-grains[0].keep)) {
+			if !b.final {
+				u.gaps = append(u.gaps, UsageGap{Node: b.node, Boot: id, From: b.end,
+					Why: "the gateway stopped reporting without a final window (killed, or cut off): up to one window of its requests is not counted"})
+			}
+			delete(u.boots, id)
+		}
+	}
+	u.gaps = slices.DeleteFunc(u.gaps, func(g UsageGap) bool { return g.From.Before(u.latest.Add(-grains[len(grains)-1].keep)) })
+	for g := range grains {
+		cut := u.latest.Add(-grains[g].keep).Unix()
+		for at := range u.buckets[g] {
+			if at < cut {
+				delete(u.buckets[g], at)
+			}
+		}
+	}
+}
+
+// keyTally is a key's recent counts, for its 24 h and 30 d totals: hours
+// and days, kept a little longer than the totals need.
+type keyTally struct {
+	hours map[int64]uint64
+	days  map[int64]uint64
+}
+
+func (k *keyTally) add(at time.Time, n uint64) {
+	k.hours[at.Truncate(time.Hour).Unix()] += n
+	k.days[at.Truncate(24*time.Hour).Unix()] += n
+}
+
+func (k *keyTally) prune(latest time.Time) {
+	for h := range k.hours {
+		if h < latest.Add(-25*time.Hour).Unix() {
+			delete(k.hours, h)
+		}
+	}
+	for d := range k.days {
+		if d < latest.Add(-31*24*time.Hour).Unix() {
+			delete(k.days, d)
+		}
+	}
+}
+
+// UsageQuery selects and groups counts of one tenant.
+type UsageQuery struct {
+	Tenant               string
+	User, API, Key, Code string // "": any
+	GroupBy              string // "code", "key", "api", "user"; "": one series
+	Grain                Grain
+	Since, Until         time.Time
+}
+
+// UsagePoint is one bucket's count (only buckets with requests are
+// listed).
+type UsagePoint struct {
+	Start time.Time `json:"start"`
+	N     uint64    `json:"n"`
+}
+
+// UsageSeries is one group's counts.
+type UsageSeries struct {
+	Group   string       `json:"group,omitempty"`
+	Total   uint64       `json:"total"`
+	Buckets []UsagePoint `json:"buckets"`
+}
+
+// UsageAnswer is what a query found, largest series first.
+type UsageAnswer struct {
+	Grain  Grain         `json:"bucket"`
+	Since  time.Time     `json:"since"`
+	Until  time.Time     `json:"until"`
+	Total  uint64        `json:"total"`
+	Series []UsageSeries `json:"series"`
+}
+
+// GroupBys are the values UsageQuery.GroupBy takes.
+var GroupBys = []string{"code", "key", "api", "user"}
+
+// Query answers q from the buckets of q.Grain between Since and Until.
+func (u *Usage) Query(q UsageQuery) (UsageAnswer, error) {
+	gi := slices.IndexFunc(grains[:], func(g struct {
+		name       Grain
+		size, keep time.Duration
+	}) bool {
+		return g.name == q.Grain
+	})
+	if gi < 0 {
+		return UsageAnswer{}, fmt.Errorf("bucket %q: want minute, hour or day", q.Grain)
+	}
+	if q.GroupBy != "" && !slices.Contains(GroupBys, q.GroupBy) {
+		return UsageAnswer{}, fmt.Errorf("group_by %q: want code, key, api or user", q.GroupBy)
+	}
+	size := grains[gi].size
+	ans := UsageAnswer{Grain: q.Grain, Since: q.Since.Truncate(size), Until: q.Until}
+	series := map[string]*UsageSeries{}
+	for at := ans.Since; at.Before(q.Until); at = at.Add(size) {
+		t := u.buckets[gi][at.Unix()][q.Tenant]
+		if t == nil {
+			continue
+		}
+		for i := range t.rows {
+			r := &t.rows[i]
+			if (q.User != "" && r.User != q.User) || (q.API != "" && r.API != q.API) || (q.Key != "" && r.Key != q.Key) ||
+				(q.Code != "" && r.Code != q.Code) {
+				continue
+			}
+			var g string
+			switch q.GroupBy {
+			case "code":
+				g = r.Code
+			case "key":
+				g = r.Key
+			case "api":
+				g = r.API
+			case "user":
+				g = r.User
+			}
+			s := series[g]
+			if s == nil {
+				s = &UsageSeries{Group: g}
+				series[g] = s
+			}
+			s.Total += r.N
+			ans.Total += r.N
+			if n := len(s.Buckets); n > 0 && s.Buckets[n-1].Start.Equal(at) {
+				s.Buckets[n-1].N += r.N
+			} else {
+				s.Buckets = append(s.Buckets, UsagePoint{Start: at.UTC(), N: r.N})
+			}
+		}
+	}
+	for _, s := range series {
+		ans.Series = append(ans.Series, *s)
+	}
+	slices.SortFunc(ans.Series, func(a, b UsageSeries) int {
+		return cmp.Or(cmp.Compare(b.Total, a.Total), cmp.Compare(a.Group, b.Group))
+	})
+	return ans, nil
+}
+
+// KeyUse is a key's last use and its requests in the 24 hours and 30 days
+// before now.
+type KeyUse struct {
+	LastUse
+	Used    bool   `json:"-"`
+	Last24h uint64 `json:"requests_24h"`
+	Last30d uint64 `json:"requests_30d"`
+}
+
+// KeyUse is what the fold knows of a key's use as of now.
+func (u *Usage) KeyUse(tenant, key string, now time.Time) KeyUse {
+	l := u.last[tenant][key]
+	if l == nil {
+		return KeyUse{}
+	}
+	ku := KeyUse{LastUse: l.LastUse, Used: true}
+	for h, n := range l.tally.hours {
+		if at := time.Unix(h, 0); !at.Before(now.Add(-24*time.Hour).Truncate(time.Hour)) && at.Before(now) {
+			ku.Last24h += n
+		}
+	}
+	for d, n := range l.tally.days {
+		if at := time.Unix(d, 0); !at.Before(now.Add(-30*24*time.Hour).Truncate(24*time.Hour)) && at.Before(now) {
+			ku.Last30d += n
+		}
+	}
+	return ku
+}
+
+// usageSnapshot is the fold as a control node saves it, so that a restart
+// folds only the reports after Seq.
+type usageSnapshot struct {
+	Seq     uint64             `json:"seq"`
+	Skipped uint64             `json:"skipped,omitempty"`
+	Latest  time.Time          `json:"latest"`
+	Buckets [][]snapshotBucket `json:"buckets"` // per grain
+	Keys    []snapshotKey      `json:"keys"`
+	Boots   []snapshotBoot     `json:"boots"`
+	Gaps    []UsageGap         `json:"gaps,omitempty"`
+}
+
+type snapshotBucket struct {
+	At     int64      `json:"at"`
+	Tenant string     `json:"t"`
+	Rows   []UsageRow `json:"rows"`
+}
+
+type snapshotKey struct {
+	Tenant string           `json:"t"`
+	Key    string           `json:"k"`
+	Use    LastUse          `json:"use"`
+	Hours  map[int64]uint64 `json:"hours"`
+	Days   map[int64]uint64 `json:"days"`
+}
+
+type snapshotBoot struct {
+	ID      string                `json:"id"`
+	Node    string                `json:"node"`
+	Window  uint64                `json:"window"`
+	End     time.Time             `json:"end"`
+	Final   bool                  `json:"final,omitempty"`
+	Windows []snapshotWindowParts `json:"windows,omitempty"`
+}
+
+type snapshotWindowParts struct {
+	Window uint64    `json:"w"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Parts  int       `json:"parts"`
+	Got    []int     `json:"got"`
+}
+
+// MarshalJSON writes the fold for a snapshot.
+func (u *Usage) MarshalJSON() ([]byte, error) {
+	s := usageSnapshot{Seq: u.Seq, Skipped: u.Skipped, Latest: u.latest, Gaps: u.gaps, Buckets: make([][]snapshotBucket, len(grains))}
+	for g := range grains {
+		for at, tenants := range u.buckets[g] {
+			for t, b := range tenants {
+				s.Buckets[g] = append(s.Buckets[g], snapshotBucket{at, t, b.rows})
+			}
+		}
+	}
+	for t, keys := range u.last {
+		for k, ku := range keys {
+			s.Keys = append(s.Keys, snapshotKey{t, k, ku.LastUse, ku.tally.hours, ku.tally.days})
+		}
+	}
+	for id, b := range u.boots {
+		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final}
+		for w, p := range b.windows {
+			wp := snapshotWindowParts{Window: w, Start: p.start, End: p.end, Parts: p.parts}
+			for part := range p.got {
+				wp.Got = append(wp.Got, part)
+			}
+			sb.Windows = append(sb.Windows, wp)
+		}
+		s.Boots = append(s.Boots, sb)
+	}
+	return json.Marshal(s)
+}
+
+// UnmarshalJSON reads a fold written by MarshalJSON.
+func (u *Usage) UnmarshalJSON(data []byte) error {
+	var s usageSnapshot
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	if len(s.Buckets) != len(grains) {
+		return fmt.Errorf("usage snapshot: %d grains, want %d", len(s.Buckets), len(grains))
+	}
+	*u = *NewUsage()
+	u.Seq, u.Skipped, u.latest, u.gaps = s.Seq, s.Skipped, s.Latest, s.Gaps
+	for g := range grains {
+		for _, b := range s.Buckets[g] {
+			tenants := u.buckets[g][b.At]
+			if tenants == nil {
+				tenants = map[string]*tenantBucket{}
+				u.buckets[g][b.At] = tenants
+			}
+			tb := &tenantBucket{rows: b.Rows, idx: make(map[rowKey]int, len(b.Rows))}
+			for i, r := range b.Rows {
+				tb.idx[rowKey{r.User, r.API, r.Key, r.Code}] = i
+			}
+			tenants[b.Tenant] = tb
+		}
+	}
+	for _, k := range s.Keys {
+		keys := u.last[k.Tenant]
+		if keys == nil {
+			keys = map[string]*keyUse{}
+			u.last[k.Tenant] = keys
+		}
+		ku := &keyUse{LastUse: k.Use, tally: keyTally{hours: k.Hours, days: k.Days}}
+		if ku.tally.hours == nil {
+			ku.tally.hours = map[int64]uint64{}
+		}
+		if ku.tally.days == nil {
+			ku.tally.days = map[int64]uint64{}
+		}
+		keys[k.Key] = ku
+	}
+	for _, sb := range s.Boots {
+		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, windows: map[uint64]*windowParts{}}
+		for _, wp := range sb.Windows {
+			p := &windowParts{start: wp.Start, end: wp.End, parts: wp.Parts, got: map[int]bool{}}
+			for _, part := range wp.Got {
+				p.got[part] = true
+			}
+			b.windows[wp.Window] = p
+		}
+		u.boots[sb.ID] = b
+	}
+	return nil
+}
