@@ -29,13 +29,16 @@ const (
 // missing window, a part missing, or a process that stopped reporting
 // without a final window is a visible gap, never a guess.
 type UsageReport struct {
-	Node   string       `json:"node"`
-	Boot   string       `json:"boot"`
-	Window uint64       `json:"window"`
-	Start  time.Time    `json:"start"`
-	End    time.Time    `json:"end"`
-	Part   int          `json:"part"`
-	Parts  int          `json:"parts"`
+	Node   string    `json:"node"`
+	Boot   string    `json:"boot"`
+	Window uint64    `json:"window"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	Part   int       `json:"part"`
+	Parts  int       `json:"parts"`
+	// Every is the length of the gateway's windows, in milliseconds (a
+	// window is at most this long; the first and the final may be less).
+	Every  int64        `json:"every_ms"`
 	Final  bool         `json:"final,omitempty"`
 	Counts []UsageCount `json:"counts"`
 }
@@ -69,7 +72,9 @@ func (r *UsageReport) Validate() error {
 		return fmt.Errorf("usage report without node or boot")
 	case r.Window == 0:
 		return fmt.Errorf("usage report %s/%s: window 0", r.Node, r.Boot)
-	case !r.End.After(r.Start) || r.End.Sub(r.Start) > UsageWindow:
+	case r.Every < 1000 || r.Every > UsageWindow.Milliseconds() || time.Minute.Milliseconds()%r.Every != 0:
+		return fmt.Errorf("usage report %s/%s: windows of %d ms", r.Node, r.Boot, r.Every)
+	case !r.End.After(r.Start) || r.End.Sub(r.Start) > time.Duration(r.Every)*time.Millisecond:
 		return fmt.Errorf("usage report %s/%s window %d: bad span %s – %s", r.Node, r.Boot, r.Window, r.Start, r.End)
 	case r.Parts < 1 || r.Part < 1 || r.Part > r.Parts || len(r.Counts) > MaxUsageEntries:
 		return fmt.Errorf("usage report %s/%s window %d: part %d of %d with %d counts", r.Node, r.Boot, r.Window, r.Part, r.Parts, len(r.Counts))

@@ -298,6 +298,9 @@ type KeyFilter struct {
 	// After is the cursor: the last key id of the previous page.
 	After string
 	Limit int
+	// Keep, when set, is one more condition a key must meet (the admin
+	// API's unused_for, answered from the usage rollups).
+	Keep func(tenant, keyID string) bool
 }
 
 // Keys lists a tenant's keys in key id order (the order they were issued),
@@ -323,6 +326,9 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 			if end == never || end < from || end > until {
 				continue
 			}
+		}
+		if f.Keep != nil && !f.Keep(tenant, k.id) {
+			continue
 		}
 		all = append(all, k)
 	}

@@ -97,6 +97,7 @@ type boot struct {
 	node    string
 	window  uint64    // the highest window seen
 	end     time.Time // its end
+	every   time.Duration
 	final   bool
 	windows map[uint64]*windowParts // the recent windows' parts
 }
@@ -199,7 +200,7 @@ func (b *boot) newPart(r *events.UsageReport, gaps *[]UsageGap) bool {
 			*gaps = append(*gaps, UsageGap{Node: r.Node, Boot: r.Boot, From: b.end, To: r.Start,
 				Why: fmt.Sprintf("windows %d to %d were not reported", b.window+1, r.Window-1)})
 		}
-		b.window, b.end, b.final = r.Window, r.End, r.Final
+		b.window, b.end, b.final, b.every = r.Window, r.End, r.Final, time.Duration(r.Every)*time.Millisecond
 		for w, p := range b.windows {
 			if w+keepWindows <= b.window {
 				if len(p.got) < p.parts {
@@ -237,7 +238,7 @@ func (u *Usage) Gaps() []UsageGap {
 				out = append(out, p.gap(b.node, id))
 			}
 		}
-		if !b.final && b.end.Before(u.latest.Add(-3*events.UsageWindow)) {
+		if !b.final && b.end.Before(u.latest.Add(-3*b.every)) {
 			out = append(out, UsageGap{Node: b.node, Boot: id, From: b.end,
 				Why: "the gateway stopped reporting without a final window (killed, or cut off): up to one window of its requests is not counted"})
 		}
@@ -484,6 +485,7 @@ type snapshotBoot struct {
 	Window  uint64                `json:"window"`
 	End     time.Time             `json:"end"`
 	Final   bool                  `json:"final,omitempty"`
+	Every   time.Duration         `json:"every"`
 	Windows []snapshotWindowParts `json:"windows,omitempty"`
 }
 
@@ -511,7 +513,7 @@ func (u *Usage) MarshalJSON() ([]byte, error) {
 		}
 	}
 	for id, b := range u.boots {
-		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final}
+		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final, Every: b.every}
 		for w, p := range b.windows {
 			wp := snapshotWindowParts{Window: w, Start: p.start, End: p.end, Parts: p.parts}
 			for part := range p.got {
@@ -565,7 +567,7 @@ func (u *Usage) UnmarshalJSON(data []byte) error {
 		keys[k.Key] = ku
 	}
 	for _, sb := range s.Boots {
-		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, windows: map[uint64]*windowParts{}}
+		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, every: sb.Every, windows: map[uint64]*windowParts{}}
 		for _, wp := range sb.Windows {
 			p := &windowParts{start: wp.Start, end: wp.End, parts: wp.Parts, got: map[int]bool{}}
 			for _, part := range wp.Got {

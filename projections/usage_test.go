@@ -14,7 +14,7 @@ var u0 = time.Date(2026, 12, 7, 11, 59, 40, 0, time.UTC)
 
 func report(node, boot string, window uint64, start time.Time, final bool, counts ...events.UsageCount) *events.UsageReport {
 	end := start.Truncate(events.UsageWindow).Add(events.UsageWindow)
-	return &events.UsageReport{Node: node, Boot: boot, Window: window, Start: start, End: end, Part: 1, Parts: 1, Final: final, Counts: counts}
+	return &events.UsageReport{Node: node, Boot: boot, Window: window, Start: start, End: end, Part: 1, Parts: 1, Every: 10_000, Final: final, Counts: counts}
 }
 
 func count(tenant, key, code string, n uint64, at time.Time) events.UsageCount {

@@ -84,18 +84,41 @@ func (s *Server) keyRoutes() {
 			return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid cursor"}
 		}
 		if v := q.Get("expiring_within"); v != "" {
-			d, err := time.ParseDuration(v)
+			d, err := events.ParseDuration(v)
 			if err != nil || d <= 0 {
-				return &control.Error{Code: control.CodeInvalidArgument, Message: "expiring_within must be a positive duration such as 72h"}
+				return &control.Error{Code: control.CodeInvalidArgument, Message: "expiring_within must be a positive duration such as 72h or 30d"}
 			}
 			f.ExpiringWithin = d
+		}
+		withUsage := false
+		switch w := q.Get("with"); w {
+		case "":
+		case "usage":
+			withUsage = true
+		default:
+			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("with: %q; the one value is usage", w)}
+		}
+		if v := q.Get("unused_for"); v != "" {
+			d, err := events.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return &control.Error{Code: control.CodeInvalidArgument, Message: "unused_for must be a positive duration such as 90d"}
+			}
+			if s.cfg.Usage == nil {
+				return &control.Error{Code: control.CodeUnavailable, Message: "this node keeps no usage counts"}
+			}
+			since := f.Now.Add(-d)
+			f.Keep = func(tenant, keyID string) bool {
+				var ku projections.KeyUse
+				s.cfg.Usage.Read(func(u *projections.Usage) { ku = u.KeyUse(tenant, keyID, f.Now) })
+				return !ku.Used || ku.At.Before(since)
+			}
 		}
 		var page []projections.Key
 		var more bool
 		s.cfg.Model.Read(func(c *projections.Catalog) { page, more = c.Keys(r.PathValue("tenant"), f) })
 		views := make([]keyView, len(page))
 		for i, k := range page {
-			views[i] = s.keyView(k)
+			views[i] = s.keyViewWith(k, withUsage)
 		}
 		body := map[string]any{"keys": views}
 		if more {

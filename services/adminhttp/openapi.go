@@ -48,6 +48,7 @@ var ops = map[string]op{
 	"POST /v1/tenants/{tenant}/apis/{api}/retire":        {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
 	"GET /v1/tenants/{tenant}/keys/{key}/history":        {"Every event that bears on a key: its own, its user's, its tenant's", "", 200, "History"},
 	"GET /v1/tenants/{tenant}/keys/{key}/explain":        {"The decision a key would have received as of a time (at=) or sequence (seq=), with its evidence", "", 200, "Decision"},
+	"GET /v1/tenants/{tenant}/usage":                     {"Requests counted by the gateways, by bucket, grouped by code, key, API or user, with the gaps in their reports", "", 200, "Usage"},
 	"POST /v1/verify":                                    {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
 	"GET /healthz":                                       {"Liveness", "", 200, "Status"},
 	"GET /readyz":                                        {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
@@ -95,7 +96,15 @@ func schemas() obj {
 		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,
 			"status": obj{"enum": projections.EffectiveStatuses()}, "own_status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
 			"expires_at": nullTime, "rate_limit": nullRate, "metadata": strMap, "rotated_from": str, "rotated_to": str,
-			"grace_until": dateTime, "version": integer}),
+			"grace_until": dateTime, "version": integer, "last_used_at": nullTime,
+			"last_used": object(nil, obj{"gateway": str, "api": str, "code": str, "last_valid_at": nullTime}),
+			"usage":     object(nil, obj{"requests_24h": integer, "requests_30d": integer})}),
+		"Usage": object([]string{"bucket", "since", "until", "total", "series", "gaps"}, obj{"bucket": obj{"enum": []string{"minute", "hour", "day"}},
+			"since": dateTime, "until": dateTime, "total": integer,
+			"series": obj{"type": "array", "items": object(nil, obj{"group": str, "total": integer,
+				"buckets": obj{"type": "array", "items": object(nil, obj{"start": dateTime, "n": integer})}})},
+			"gaps": obj{"type": "array", "items": object(nil, obj{"node": str, "boot": str, "from": dateTime, "to": dateTime, "why": str,
+				"missing_parts": integer})}}),
 		"API": object(nil, obj{"id": str, "tenant": str, "name": str, "path_prefix": str, "upstreams": strs, "scopes": strs,
 			"rate_limit": nullRate, "status": obj{"enum": []string{"published", "deprecated", "retired"}}, "sunset": dateTime,
 			"created_at": dateTime, "version": integer}),
@@ -255,7 +264,19 @@ func queryOf(method, path string) []obj {
 		}
 		return append(page, obj{"name": "user", "in": "query", "schema": str},
 			obj{"name": "status", "in": "query", "schema": obj{"type": "string", "enum": statuses}},
-			obj{"name": "expiring_within", "in": "query", "schema": dur})
+			obj{"name": "expiring_within", "in": "query", "schema": dur},
+			obj{"name": "with", "in": "query", "schema": obj{"type": "string", "enum": []string{"usage"}}},
+			obj{"name": "unused_for", "in": "query", "schema": dur})
+	case strings.HasSuffix(path, "/usage"):
+		var ps []obj
+		for _, n := range []string{"key", "user", "api"} {
+			ps = append(ps, obj{"name": n, "in": "query", "schema": str})
+		}
+		return append(ps, obj{"name": "code", "in": "query", "schema": obj{"type": "string", "enum": projections.Codes()}},
+			obj{"name": "group_by", "in": "query", "schema": obj{"type": "string", "enum": projections.GroupBys}},
+			obj{"name": "bucket", "in": "query", "schema": obj{"type": "string", "enum": []string{"minute", "hour", "day"}}},
+			obj{"name": "since", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now (24h, 30d); default 24h"},
+			obj{"name": "until", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default now"})
 	case createsObject(path):
 		return page
 	}

@@ -40,6 +40,7 @@ var Routes = []string{
 	"POST /v1/tenants/{tenant}/keys/{key}/rotate",
 	"GET /v1/tenants/{tenant}/keys/{key}/history",
 	"GET /v1/tenants/{tenant}/keys/{key}/explain",
+	"GET /v1/tenants/{tenant}/usage",
 	"POST /v1/tenants/{tenant}/apis",
 	"GET /v1/tenants/{tenant}/apis/{api}",
 	"PATCH /v1/tenants/{tenant}/apis/{api}",
@@ -118,6 +119,7 @@ func (s *Server) routes() {
 			return c.RevokeUserKeys(ctx, m, r.PathValue("tenant"), r.PathValue("user"), b.Before)
 		}, ok, "user", userAny)
 	s.keyRoutes()
+	s.usageRoutes()
 	s.apiRoutes()
 	s.listRoutes()
 	s.verifyRoutes()

@@ -54,6 +54,15 @@ type Config struct {
 	// (422) across every control node. Without it the key is still bound to
 	// the request (a different body is a different command).
 	Idempotency Idempotency
+	// Usage answers the usage routes and the keys' last use (a control
+	// node's rollups); nil: the usage routes answer 503.
+	Usage UsageSource
+}
+
+// UsageSource is the usage fold of a control node.
+type UsageSource interface {
+	// Read calls fn with the fold under a read lock.
+	Read(fn func(u *projections.Usage))
 }
 
 // Quotas bound what one tenant may hold, checked against the read model

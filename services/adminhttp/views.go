@@ -66,12 +66,57 @@ type keyView struct {
 	RotatedTo   string            `json:"rotated_to,omitempty"`
 	GraceUntil  *time.Time        `json:"grace_until,omitempty"`
 	Version     uint64            `json:"version"`
+	// LastUsedAt is the last request that presented the key, as the
+	// gateways' usage reports tell it (null: none reported); LastUsed says
+	// through which gateway, for which API and with which outcome.
+	LastUsedAt *time.Time    `json:"last_used_at"`
+	LastUsed   *lastUsedView `json:"last_used,omitempty"`
+	Usage      *keyUsageView `json:"usage,omitempty"`
 }
 
-// keyView is k as the API shows it, with its effective status now.
+type lastUsedView struct {
+	Gateway string     `json:"gateway"`
+	API     string     `json:"api,omitempty"`
+	Code    string     `json:"code"`
+	ValidAt *time.Time `json:"last_valid_at"`
+}
+
+// keyUsageView is a key's requests over the last 24 hours and 30 days
+// (?with=usage).
+type keyUsageView struct {
+	Requests24h uint64 `json:"requests_24h"`
+	Requests30d uint64 `json:"requests_30d"`
+}
+
+// keyView is k as the API shows it, with its effective status now and its
+// last use.
 func (s *Server) keyView(k projections.Key) keyView {
+	return s.keyViewWith(k, false)
+}
+
+// keyViewWith is keyView, with the key's recent request counts when
+// withUsage.
+func (s *Server) keyViewWith(k projections.Key, withUsage bool) keyView {
 	v := keyOf(k)
-	s.cfg.Model.Read(func(c *projections.Catalog) { v.Status = string(c.EffectiveStatus(k, s.cfg.Now())) })
+	now := s.cfg.Now()
+	s.cfg.Model.Read(func(c *projections.Catalog) { v.Status = string(c.EffectiveStatus(k, now)) })
+	if s.cfg.Usage == nil {
+		return v
+	}
+	var ku projections.KeyUse
+	s.cfg.Usage.Read(func(u *projections.Usage) { ku = u.KeyUse(k.Tenant, k.ID, now) })
+	if ku.Used {
+		at := ku.At
+		v.LastUsedAt = &at
+		v.LastUsed = &lastUsedView{Gateway: ku.Node, API: ku.API, Code: ku.Code}
+		if !ku.ValidAt.IsZero() {
+			va := ku.ValidAt
+			v.LastUsed.ValidAt = &va
+		}
+	}
+	if withUsage {
+		v.Usage = &keyUsageView{Requests24h: ku.Last24h, Requests30d: ku.Last30d}
+	}
 	return v
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/readmodel"
+	"github.com/keytrail/keytrail/services/usage"
 )
 
 // RootKeyFile is the root key's file name in a dev data directory.
@@ -66,6 +67,7 @@ type adminRole struct {
 	addr   string
 	cert   *certificate
 	model  *readmodel.Model
+	usage  *usage.Rollups
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errc   chan error
@@ -130,14 +132,19 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if cfg.Egress != nil {
 		cfg.Egress.AddOwn(ln.Addr().String())
 	}
+	rollups, err := usage.Open(ctx, js, cfg.Replicas, log.With("component", "usage"))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
-		addr: ln.Addr().String(), cert: cert}
+		addr: ln.Addr().String(), cert: cert, usage: rollups}
 	if cert != nil {
 		reloadOnSIGHUP(runCtx, log, cert)
 	}
 	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
-		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas})
+		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas, Usage: rollups})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)
@@ -147,7 +154,11 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		cancel()
 		return nil, fmt.Errorf("serve revocations: %w", err)
 	}
-	a.wg.Add(4)
+	a.wg.Add(5)
+	go func() {
+		defer a.wg.Done()
+		rollups.Run(runCtx)
+	}()
 	go func() {
 		defer a.wg.Done()
 		<-runCtx.Done()

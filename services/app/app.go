@@ -32,9 +32,9 @@ const (
 // usageError marks an error in the command line: exit status 2.
 type usageError struct{ error }
 
-// usage is the command line's help: the modes, then every noun with every
+// helpText is the command line's help: the modes, then every noun with every
 // verb of its table (so that no command can be left out of it).
-func usage() string {
+func helpText() string {
 	var b strings.Builder
 	b.WriteString(`keytrail — event-sourced API key lifecycle service
 
@@ -115,10 +115,10 @@ var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api
 func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	switch {
 	case len(args) == 0:
-		fmt.Fprint(stderr, usage()) // a mistake: the help goes with the error
+		fmt.Fprint(stderr, helpText()) // a mistake: the help goes with the error
 		return ExitUsage
 	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
-		fmt.Fprint(stdout, usage()) // asked for
+		fmt.Fprint(stdout, helpText()) // asked for
 		return ExitOK
 	case args[0] == "--version" || args[0] == "version":
 		fmt.Fprintln(stdout, version())
@@ -147,7 +147,7 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case "completion":
 		run = runCompletion
 	default:
-		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], cli.DidYouMean(args[0], commands), usage())
+		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], cli.DidYouMean(args[0], commands), helpText())
 		return ExitUsage
 	}
 	err := run(ctx, args[1:], stdout, stderr)

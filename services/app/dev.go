@@ -23,6 +23,7 @@ import (
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
+	"github.com/keytrail/keytrail/services/usage"
 )
 
 // WatermarkFile keeps, in a dev data directory, the last sequence the node
@@ -196,6 +197,9 @@ func (d *Dev) DataDir() string { return d.cfg.DataDir }
 
 // Store is the event store of the deployment.
 func (d *Dev) Store() *store.JetStream { return d.store }
+
+// Usage is the control role's usage rollups.
+func (d *Dev) Usage() *usage.Rollups { return d.admin.usage }
 
 // Close stops everything in reverse order of starting; safe on a partial Dev.
 func (d *Dev) Close() error {

@@ -45,6 +45,9 @@ type GatewayConfig struct {
 	ConfirmWindow time.Duration
 	// PresenceEvery is how often gateways announce themselves (default 1 s).
 	PresenceEvery time.Duration
+	// UsageWindow is the length of a usage counting window (default and
+	// at most events.UsageWindow; it divides a minute).
+	UsageWindow time.Duration
 	// Egress is where upstreams may be; the gateway's own listeners are
 	// added to it.
 	Egress *egress.Policy
@@ -176,6 +179,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	decisions := gateway.NewDecisionLog(js, 8192)
 	usage := gateway.NewUsageCounter()
 	reporter := gateway.NewUsageReporter(js, usage, node, time.Now(), log.With("component", "usage"))
+	reporter.Window = cfg.UsageWindow
 	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
 	if failures != nil {
 		failures.Tarpit(cfg.FailureDelay, cfg.FailureMaxHeld)

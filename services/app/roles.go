@@ -159,6 +159,7 @@ func (f *gatewayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.cfg.ConfirmWindow, "confirm-window", DefaultConfirmWindow, "hold a request for a fresh confirmation (up to this long) when the last is older, as after a pause; confirmations come every half of it")
 	fs.BoolVar(&f.cfg.FailOpen, "fail-open", false, "verify against a stale read model instead of denying with STALE (counted; not recommended)")
 	fs.Float64Var(&f.cfg.Sample, "decision-sample", 0.01, "fraction of allowed requests written to the decision log (denials always are)")
+	fs.DurationVar(&f.cfg.UsageWindow, "usage-window", events.UsageWindow, "length of a usage counting window: 1s, 2s, 5s or 10s")
 }
 
 func (f *gatewayFlags) validate() error {
@@ -186,6 +187,9 @@ func (f *gatewayFlags) validate() error {
 	}
 	if f.cfg.Sample < 0 || f.cfg.Sample > 1 {
 		return usageError{fmt.Errorf("-decision-sample must be between 0 and 1")}
+	}
+	if w := f.cfg.UsageWindow; w <= 0 || w > events.UsageWindow || time.Minute%w != 0 || w%time.Second != 0 {
+		return usageError{fmt.Errorf("-usage-window must be 1s, 2s, 5s or 10s")}
 	}
 	return nil
 }

@@ -126,6 +126,10 @@ type UsageReporter struct {
 	boot    string
 	log     *slog.Logger
 
+	// Window is the length of a counting window (events.UsageWindow when
+	// zero); it divides a minute, so no window straddles two.
+	Window time.Duration
+
 	window  uint64    // the last window reported
 	start   time.Time // the start of the window being counted
 	pending []*events.UsageReport
@@ -153,11 +157,20 @@ func (r *UsageReporter) Boot() string { return r.boot }
 func (r *UsageReporter) Reported() uint64 { return r.reported.Load() }
 func (r *UsageReporter) Lost() uint64     { return r.lost.Load() }
 
-// Run closes a window at every multiple of events.UsageWindow until ctx
-// ends, then closes the last one, marked final, within DrainTimeout.
+// every is the window length in use.
+func (r *UsageReporter) every() time.Duration {
+	if r.Window <= 0 || r.Window > events.UsageWindow || time.Minute%r.Window != 0 {
+		return events.UsageWindow
+	}
+	return r.Window
+}
+
+// Run closes a window at every multiple of Window until ctx ends, then
+// closes the last one, marked final, within DrainTimeout.
 func (r *UsageReporter) Run(ctx context.Context) {
+	w := r.every()
 	for {
-		next := r.start.Truncate(events.UsageWindow).Add(events.UsageWindow)
+		next := r.start.Truncate(w).Add(w)
 		t := time.NewTimer(time.Until(next))
 		select {
 		case <-ctx.Done():
@@ -185,7 +198,7 @@ func (r *UsageReporter) Close(ctx context.Context, end time.Time, final bool) {
 	for p := range parts {
 		chunk := counts[min(p*events.MaxUsageEntries, len(counts)):min((p+1)*events.MaxUsageEntries, len(counts))]
 		r.pending = append(r.pending, &events.UsageReport{Node: r.node, Boot: r.boot, Window: r.window, Start: r.start, End: end,
-			Part: p + 1, Parts: parts, Final: final, Counts: slices.Clone(chunk)})
+			Part: p + 1, Parts: parts, Every: r.every().Milliseconds(), Final: final, Counts: slices.Clone(chunk)})
 	}
 	r.start = end
 	if over := len(r.pending) - maxPending; over > 0 {

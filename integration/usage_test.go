@@ -1,0 +1,173 @@
+package integration
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/internal/testkit"
+	"github.com/keytrail/keytrail/services/app"
+)
+
+// usageEnv is `keytrail dev` with one-second usage windows, an API on an
+// upstream that answers 200, and bob's key.
+type usageEnv struct {
+	*adminEnv
+	secret, keyID string
+}
+
+func startUsage(t *testing.T) *usageEnv {
+	e := startAdminWith(t, app.DevConfig{Logger: slog.New(slog.DiscardHandler), MinSeqWait: 2 * time.Second,
+		Gateway: app.GatewayConfig{UsageWindow: time.Second}}, nil)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
+	t.Cleanup(up.Close)
+	issued := e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders", "upstreams": []string{up.URL}}), 201)
+	return &usageEnv{adminEnv: e, secret: field(issued, "secret").(string), keyID: field(issued, "key", "id").(string)}
+}
+
+// load sends n requests to a gateway, with the key or without, and counts
+// the answers it got by status.
+func load(t *testing.T, gateway, secret string, n int, answers map[int]int, mu *sync.Mutex) {
+	t.Helper()
+	for range n {
+		req, _ := http.NewRequest("GET", gateway+"/orders/1", nil)
+		if secret != "" {
+			req.Header.Set("Authorization", "Bearer "+secret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		answers[resp.StatusCode]++
+		mu.Unlock()
+	}
+}
+
+// usageByCode reads the tenant's usage grouped by code over the last hour.
+func (e *usageEnv) usageByCode(query string) (map[string]uint64, response) {
+	r := e.must(e.call("GET", "/v1/tenants/acme/usage?group_by=code&bucket=minute&since=1h"+query, e.root, nil), 200)
+	got := map[string]uint64{}
+	series, _ := r.body["series"].([]any)
+	for _, s := range series {
+		m := s.(map[string]any)
+		got[m["group"].(string)] = uint64(m["total"].(float64))
+	}
+	return got, r
+}
+
+// TestUsageCountsEqualTheLoad: three gateways (the dev's, and two
+// processes of their own) serve a load generator; the counts the API
+// reports equal the generator's own count exactly. One gateway process is
+// killed with SIGKILL with requests in its current window: those are not
+// counted, the gap is reported, and nothing is counted twice; the other
+// stops cleanly and leaves no gap.
+func TestUsageCountsEqualTheLoad(t *testing.T) {
+	e := startUsage(t)
+	killed, killedURL := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--data", e.dir,
+		"--gateway-listen", "127.0.0.1:0", "--usage-window", "1s")
+	clean, cleanURL := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--data", e.dir,
+		"--gateway-listen", "127.0.0.1:0", "--usage-window", "1s")
+	gateways := []string{e.dev.Addresses().Gateway, killedURL, cleanURL}
+	for _, gw := range gateways {
+		requestAnswered(t, gw+"/orders/1", e.secret, http.StatusOK) // each has caught up
+	}
+	var mu sync.Mutex
+	answers := map[int]int{}
+	var wg sync.WaitGroup
+	for _, gw := range gateways {
+		wg.Add(2)
+		go func() { defer wg.Done(); load(t, gw, e.secret, 300, answers, &mu) }()
+		go func() { defer wg.Done(); load(t, gw, "", 50, answers, &mu) }()
+	}
+	wg.Wait()
+	answers[200] += len(gateways) // the requests that saw each gateway ready
+	want := map[string]uint64{"VALID": uint64(answers[200]), "MISSING": uint64(answers[401])}
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if got, _ := e.usageByCode(""); fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("counted %v, the load generator %v", got, want)
+		}
+		return nil
+	})
+
+	// Requests the killed gateway counts in a window it never reports.
+	var lost sync.Mutex
+	lostAnswers := map[int]int{}
+	load(t, killedURL, e.secret, 20, lostAnswers, &lost)
+	if err := killed.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := clean.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The dev's gateway goes on reporting (empty windows): the killed
+	// one's silence becomes a gap.
+	var r response
+	testkit.Eventually(t, 20*time.Second, func() error {
+		_, r = e.usageByCode("")
+		if !strings.Contains(r.raw, "stopped reporting without a final window") {
+			return fmt.Errorf("no gap reported: %s", r.raw)
+		}
+		return nil
+	})
+	gaps, _ := r.body["gaps"].([]any)
+	if len(gaps) != 1 {
+		t.Fatalf("gaps: %s", r.raw)
+	}
+	// The killed window's requests are lost (those before a window boundary
+	// the kill came after were reported); nothing is counted twice.
+	got, _ := e.usageByCode("")
+	if got["MISSING"] != want["MISSING"] || got["VALID"] < want["VALID"] || got["VALID"] > want["VALID"]+uint64(lostAnswers[200]) {
+		t.Fatalf("after the kill: counted %v, want %v plus at most the %d requests of the killed window", got, want, lostAnswers[200])
+	}
+	// The key's last use and its counts.
+	k := e.must(e.call("GET", "/v1/tenants/acme/keys?with=usage", e.root, nil), 200)
+	keys := k.body["keys"].([]any)
+	kv := keys[0].(map[string]any)
+	if kv["last_used_at"] == nil || kv["usage"].(map[string]any)["requests_24h"].(float64) < float64(want["VALID"]) {
+		t.Fatalf("the key's use: %s", k.raw)
+	}
+	if un := e.must(e.call("GET", "/v1/tenants/acme/keys?unused_for=1h", e.root, nil), 200); len(un.body["keys"].([]any)) != 0 {
+		t.Fatalf("a key used a moment ago is listed as unused for an hour: %s", un.raw)
+	}
+}
+
+// TestUsageIsTheTenantsOwn: a tenant admin sees its tenant's usage and no
+// other's, and bad parameters are 400 problems naming the parameter.
+func TestUsageIsTheTenantsOwn(t *testing.T) {
+	e := startUsage(t)
+	requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", e.secret, http.StatusOK)
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if got, _ := e.usageByCode(""); got["VALID"] != 1 {
+			return fmt.Errorf("counted %v", got)
+		}
+		return nil
+	})
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "beta", "name": "Beta"}), 201)
+	e.must(e.call("POST", "/v1/tenants/beta/users", e.root, map[string]any{"id": "eve"}), 201)
+	beta := e.must(e.call("POST", "/v1/tenants/beta/keys", e.root, map[string]any{"user": "eve", "scopes": []string{"keytrail:admin"}}), 201)
+	betaAdmin := field(beta, "secret").(string)
+	e.problem(e.call("GET", "/v1/tenants/acme/usage", betaAdmin, nil), 404, "not_found") // as every other tenant's object
+	if r := e.must(e.call("GET", "/v1/tenants/beta/usage?since=1h", betaAdmin, nil), 200); r.body["total"].(float64) != 0 {
+		t.Fatalf("beta sees acme's requests: %s", r.raw)
+	}
+	for q, name := range map[string]string{"bucket=week": "bucket", "group_by=color": "group_by", "since=yesterday": "since",
+		"code=NOPE": "code", "key=a.b": "key", "since=30d&bucket=minute": "since", "until=2h&since=1h": "since", "colour=red": "colour",
+		"user=a%20b": "user"} {
+		r := e.call("GET", "/v1/tenants/acme/usage?"+q, e.root, nil)
+		e.problem(r, 400, "invalid_argument")
+		if !strings.Contains(r.raw, name) {
+			t.Errorf("%s: the problem does not name %s: %s", q, name, r.raw)
+		}
+	}
+	for _, q := range []string{"with=everything", "unused_for=soon"} {
+		e.problem(e.call("GET", "/v1/tenants/acme/keys?"+q, e.root, nil), 400, "invalid_argument")
+	}
+}

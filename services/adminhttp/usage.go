@@ -1,0 +1,124 @@
+package adminhttp
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/control"
+)
+
+// maxUsageBuckets bounds the buckets one usage query spans (30 days of
+// minutes is 43 200: ask for hours).
+const maxUsageBuckets = 10_000
+
+// usageAnswer is GET /v1/tenants/{t}/usage: the series, and the gaps in
+// the gateways' reports that overlap the range (requests no report
+// counted).
+type usageAnswer struct {
+	projections.UsageAnswer
+	Gaps []projections.UsageGap `json:"gaps"`
+}
+
+func (s *Server) usageRoutes() {
+	s.handle("GET /v1/tenants/{tenant}/usage", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if s.cfg.Usage == nil {
+			return &control.Error{Code: control.CodeUnavailable, Message: "this node keeps no usage counts"}
+		}
+		q, err := usageQuery(r.URL.Query(), r.PathValue("tenant"), s.cfg.Now())
+		if err != nil {
+			return err
+		}
+		var ans usageAnswer
+		s.cfg.Usage.Read(func(u *projections.Usage) {
+			ans.UsageAnswer, err = u.Query(q)
+			for _, g := range u.Gaps() {
+				if g.From.Before(q.Until) && (g.To.IsZero() || g.To.After(q.Since)) {
+					ans.Gaps = append(ans.Gaps, g)
+				}
+			}
+		})
+		if err != nil {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: err.Error()}
+		}
+		if ans.Series == nil {
+			ans.Series = []projections.UsageSeries{}
+		}
+		if ans.Gaps == nil {
+			ans.Gaps = []projections.UsageGap{}
+		}
+		writeJSON(w, http.StatusOK, ans)
+		return nil
+	})
+}
+
+// usageQuery reads the usage route's parameters, naming the first that is
+// wrong.
+func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQuery, error) {
+	bad := func(format string, args ...any) error {
+		return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
+	}
+	for name := range v {
+		if !slices.Contains([]string{"key", "user", "api", "code", "group_by", "bucket", "since", "until"}, name) {
+			return projections.UsageQuery{}, bad("%s: not a parameter of this route (key, user, api, code, group_by, bucket, since, until)", name)
+		}
+	}
+	q := projections.UsageQuery{Tenant: tenant, Key: v.Get("key"), User: v.Get("user"), API: v.Get("api"), Code: v.Get("code"),
+		GroupBy: v.Get("group_by"), Grain: projections.Grain(v.Get("bucket")), Until: now}
+	switch {
+	case q.Key != "" && !events.ValidKeyID(q.Key):
+		return q, bad("key: %q is not a key id", q.Key)
+	case q.User != "" && !events.ValidUserID(q.User):
+		return q, bad("user: %q is not a user id", q.User)
+	case q.API != "" && !events.ValidAPIID(q.API):
+		return q, bad("api: %q is not an API id", q.API)
+	case q.GroupBy != "" && !slices.Contains(projections.GroupBys, q.GroupBy):
+		return q, bad("group_by: %q; want code, key, api or user", q.GroupBy)
+	}
+	if q.Code != "" {
+		if _, ok := projections.OutcomeOf(projections.Code(q.Code)); !ok {
+			return q, bad("code: %q is not an outcome code", q.Code)
+		}
+	}
+	if q.Grain == "" {
+		q.Grain = projections.GrainHour
+	}
+	size, ok := projections.GrainSize(q.Grain)
+	if !ok {
+		return q, bad("bucket: %q; want minute, hour or day", q.Grain)
+	}
+	var err error
+	if q.Since, err = timeParam(v.Get("since"), now, now.Add(-24*time.Hour)); err != nil {
+		return q, bad("since: %v", err)
+	}
+	if q.Until, err = timeParam(v.Get("until"), now, now); err != nil {
+		return q, bad("until: %v", err)
+	}
+	switch {
+	case !q.Since.Before(q.Until):
+		return q, bad("since: must be before until")
+	case q.Until.Sub(q.Since)/size > maxUsageBuckets:
+		return q, bad("since: %s of %s buckets is more than %d; ask for a larger bucket", q.Until.Sub(q.Since), q.Grain, maxUsageBuckets)
+	}
+	return q, nil
+}
+
+// timeParam is an RFC 3339 time, or a duration before now ("24h", "30d");
+// def when empty.
+func timeParam(s string, now, def time.Time) (time.Time, error) {
+	if s == "" {
+		return def, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := events.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration before now such as 24h or 30d", s)
+	}
+	return now.Add(-d), nil
+}
