@@ -218,3 +218,49 @@ func TestClusterReadsYourWritesOnAFollower(t *testing.T) {
 		}
 	}
 }
+
+// TestChecksDuringAppendsRefuseNothing: a Check whose answer was sent just
+// before an append was acknowledged (and observed) saw a stream "behind"
+// what the node had seen, and refused it — a control node stopped serving
+// under load ("this node refuses the event stream"). A Check now judges its
+// answer against what the node had seen when it asked.
+func TestChecksDuringAppendsRefuseNothing(t *testing.T) {
+	node := natstest.RunServer(t)
+	st := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{})
+	ctx := testCtx(t, 2*time.Minute)
+	done := make(chan struct{})
+	errc := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					errc <- nil
+					return
+				default:
+				}
+				agg := events.UserAggregate(fmt.Sprintf("w%d-%d", w, i))
+				if _, err := st.Append(ctx, store.Head{}, storetest.Event("acme", agg, events.UserCreatedV1{}, "c")); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	var refused error
+	for range 3000 {
+		if _, err := st.Check(ctx); errors.Is(err, store.ErrRefused) {
+			refused = err
+			break
+		}
+	}
+	close(done)
+	for range 4 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused != nil {
+		t.Fatalf("a check during appends refused the stream: %v", refused)
+	}
+}

@@ -89,17 +89,20 @@ func writeWatermark(path string, w Watermark) error {
 }
 
 // judge refuses a stream that is not the history this node knew, or is
-// weaker than required, and otherwise raises the watermark to it.
-func (s *JetStream) judge(info *jetstream.StreamInfo) error {
+// weaker than required, and otherwise raises the watermark to it. seen is
+// the watermark as it was before info was asked for: an append
+// acknowledged while the question was on its way may be newer than the
+// answer, and is no sign of a rewound stream.
+func (s *JetStream) judge(info *jetstream.StreamInfo, seen Watermark) error {
 	if w := Weaknesses(info.Config, s.cfg); len(w) > 0 && !s.cfg.AcceptWeak {
 		return &WeakStreamError{Weaknesses: w}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	wm := s.wm
-	if info.State.LastSeq < wm.Seq {
+	if info.State.LastSeq < seen.Seq {
 		return &IntegrityError{Reason: fmt.Sprintf("its last sequence is %d, but this node has seen it hold %d: "+
-			"events were removed, or the stream was made anew", info.State.LastSeq, wm.Seq)}
+			"events were removed, or the stream was made anew", info.State.LastSeq, seen.Seq)}
 	}
 	if !wm.Created.IsZero() && !info.Created.Equal(wm.Created) {
 		return &IntegrityError{Reason: fmt.Sprintf("it was created at %s, but the stream this node knew was created at %s: "+
@@ -135,6 +138,7 @@ func (s *JetStream) Watermark() Watermark {
 // sequence, or an error matching ErrRefused when the stream is gone,
 // rewound, made anew or weakened since this node saw it.
 func (s *JetStream) Check(ctx context.Context) (uint64, error) {
+	seen := s.Watermark()
 	info, err := s.stream.Info(ctx)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		wm := s.Watermark()
@@ -143,7 +147,7 @@ func (s *JetStream) Check(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, unavailable("stream info", err)
 	}
-	if err := s.judge(info); err != nil {
+	if err := s.judge(info, seen); err != nil {
 		return 0, err
 	}
 	return info.State.LastSeq, nil

@@ -178,7 +178,7 @@ func OpenJetStream(ctx context.Context, nc *nats.Conn, cfg Config) (*JetStream, 
 		return nil, err
 	}
 	st := &JetStream{nc: nc, js: js, stream: stream, cfg: cfg, wm: wm, saved: wm}
-	if err := st.judge(stream.CachedInfo()); err != nil {
+	if err := st.judge(stream.CachedInfo(), wm); err != nil {
 		return nil, err
 	}
 	return st, nil
