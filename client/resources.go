@@ -277,3 +277,61 @@ func (c *Client) VerifyFor(ctx context.Context, r VerifyRequest, call *Call) (De
 	_, err := c.Do(ctx, "POST", "/v1/verify", r, call, &out)
 	return out, err
 }
+
+// UsageQuery asks for a tenant's request counts: filters (empty: any),
+// GroupBy (code, key, api or user), Bucket (minute, hour or day), and the
+// range (RFC 3339, or a duration before now such as "24h"; empty: the
+// last 24 hours).
+type UsageQuery struct {
+	Key, User, API, Code string
+	GroupBy, Bucket      string
+	Since, Until         string
+}
+
+// UsagePoint is one bucket's count (only buckets with requests are
+// listed).
+type UsagePoint struct {
+	Start time.Time `json:"start"`
+	N     uint64    `json:"n"`
+}
+
+// UsageSeries is one group's counts.
+type UsageSeries struct {
+	Group   string       `json:"group,omitempty"`
+	Total   uint64       `json:"total"`
+	Buckets []UsagePoint `json:"buckets"`
+}
+
+// UsageGap is a stretch of a gateway's requests no report covers.
+type UsageGap struct {
+	Node         string    `json:"node"`
+	Boot         string    `json:"boot"`
+	From         time.Time `json:"from"`
+	To           time.Time `json:"to"`
+	Why          string    `json:"why"`
+	MissingParts int       `json:"missing_parts,omitempty"`
+}
+
+// Usage is a tenant's request counts over a range.
+type Usage struct {
+	Bucket string        `json:"bucket"`
+	Since  time.Time     `json:"since"`
+	Until  time.Time     `json:"until"`
+	Total  uint64        `json:"total"`
+	Series []UsageSeries `json:"series"`
+	Gaps   []UsageGap    `json:"gaps"`
+}
+
+// Usage returns a tenant's request counts as the gateways reported them.
+func (c *Client) Usage(ctx context.Context, tenant string, q UsageQuery, call *Call) (Usage, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"key": q.Key, "user": q.User, "api": q.API, "code": q.Code, "group_by": q.GroupBy,
+		"bucket": q.Bucket, "since": q.Since, "until": q.Until} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	var out Usage
+	_, err := c.Do(ctx, "GET", tenantPath(tenant)+"/usage"+ListOptions{}.query(v), nil, call, &out)
+	return out, err
+}

@@ -42,6 +42,13 @@ type DecisionRecord struct {
 	Limit *DecisionLimit `json:"limit,omitempty"`
 }
 
+// LoggedDecision is a decision as the decision log holds it, with its
+// sequence there (a search's cursor).
+type LoggedDecision struct {
+	LogSeq uint64 `json:"log_seq"`
+	DecisionRecord
+}
+
 // DecisionLimit is the rate limit that denied a request: whose it is (the
 // key's or the API's), its terms, and how many gateways shared it then
 // (each enforces its share).

@@ -531,6 +531,10 @@ func TestDecisionsAreFoundByKey(t *testing.T) {
 		if err != nil || page.Matched != 3 {
 			return fmt.Errorf("%d matched (%v)", page.Matched, err)
 		}
+		theirs, err := a.SearchDecisions(e.ctx, audit.DecisionSearch{DecisionQuery: events.DecisionQuery{KeyID: other.Key.ID}, Limit: 100})
+		if err != nil || theirs.Matched != 20 {
+			return fmt.Errorf("the other key: %d matched (%v)", theirs.Matched, err)
+		}
 		return nil
 	})
 	if page.Read != 3 {
@@ -554,6 +558,39 @@ func TestDecisionsAreFoundByKey(t *testing.T) {
 	out, code = runCLI("audit", "decisions", "--key", mine.Key.ID, "--until", "1h", "--nats", nats, "--data", e.dir)
 	if code != 0 || !strings.Contains(out, "0 decisions") {
 		t.Fatalf("audit decisions --until an hour ago: exit %d\n%s", code, out)
+	}
+	// The admin API's search: the same filtering, paged by cursor.
+	type apiPage struct {
+		Decisions []events.LoggedDecision `json:"decisions"`
+		Next      string                  `json:"next_cursor"`
+	}
+	var first, second, third apiPage
+	_, err = e.admin.Do(e.ctx, "GET", "/v1/tenants/acme/decisions?limit=2&key="+mine.Key.ID, nil, nil, &first)
+	e.must(t, err)
+	_, err = e.admin.Do(e.ctx, "GET", "/v1/tenants/acme/decisions?limit=2&key="+mine.Key.ID+"&cursor="+first.Next, nil, nil, &second)
+	e.must(t, err)
+	if len(first.Decisions) != 2 || first.Next == "" || len(second.Decisions) != 1 || second.Decisions[0].RequestID != rids[2] ||
+		first.Decisions[0].RequestID != rids[0] || first.Decisions[0].LogSeq == 0 {
+		t.Fatalf("pages: %+v / %+v", first, second)
+	}
+	_, err = e.admin.Do(e.ctx, "GET", "/v1/tenants/acme/decisions?code=VALID&since=1h", nil, nil, &third)
+	e.must(t, err)
+	if len(third.Decisions) != 20 || third.Decisions[0].KeyID != other.Key.ID {
+		t.Fatalf("VALID decisions: %d", len(third.Decisions))
+	}
+	var beta apiPage
+	_, _, err = e.admin.CreateTenant(e.ctx, "beta", "Beta", nil)
+	e.must(t, err)
+	_, err = e.admin.Do(e.ctx, "GET", "/v1/tenants/beta/decisions?since=1h", nil, nil, &beta)
+	if err != nil || len(beta.Decisions) != 0 {
+		t.Fatalf("beta's decisions: %v %+v", err, beta)
+	}
+	for q, name := range map[string]string{"key=a.b": "key", "code=NOPE": "code", "cursor=x": "cursor", "since=soon": "since", "color=red": "color"} {
+		_, err := e.admin.Do(e.ctx, "GET", "/v1/tenants/acme/decisions?"+q, nil, nil, nil)
+		var p *client.Problem
+		if !errors.As(err, &p) || p.Status != 400 || !strings.Contains(p.Detail, name) {
+			t.Errorf("%s: %v", q, err)
+		}
 	}
 	for _, bad := range [][]string{{"--key", "a.b"}, {"--code", "*"}, {"--limit", "0"}, {"--since", "yesterday"}} {
 		out, code := runCLI(append([]string{"audit", "decisions", "--nats", nats, "--data", e.dir}, bad...)...)

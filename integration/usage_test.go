@@ -167,6 +167,18 @@ func TestUsageIsTheTenantsOwn(t *testing.T) {
 			t.Errorf("%s: the problem does not name %s: %s", q, name, r.raw)
 		}
 	}
+	// The CLI: a table with a sparkline, and the same numbers in JSON.
+	out := mustKeytrail(t, e.dir, "usage", "--tenant", "acme", "--bucket", "minute", "--since", "1h")
+	if !strings.Contains(out, "VALID") || !strings.Contains(out, "BY MINUTE") || !strings.ContainsAny(out, "▁▂▃▄▅▆▇█") {
+		t.Fatalf("keytrail usage:\n%s", out)
+	}
+	out = mustKeytrail(t, e.dir, "usage", "--tenant", "acme", "--group-by", "key", "-o", "json")
+	if !strings.Contains(out, `"group": "`+e.keyID+`"`) || !strings.Contains(out, `"total": 1`) {
+		t.Fatalf("keytrail usage -o json:\n%s", out)
+	}
+	if out, code := keytrail(t, e.dir, "usage", "--tenant", "acme", "--bucket", "week"); code != 1 || !strings.Contains(out, "bucket") {
+		t.Fatalf("keytrail usage --bucket week: exit %d\n%s", code, out)
+	}
 	for _, q := range []string{"with=everything", "unused_for=soon"} {
 		e.problem(e.call("GET", "/v1/tenants/acme/keys?"+q, e.root, nil), 400, "invalid_argument")
 	}

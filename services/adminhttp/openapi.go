@@ -49,6 +49,7 @@ var ops = map[string]op{
 	"GET /v1/tenants/{tenant}/keys/{key}/history":        {"Every event that bears on a key: its own, its user's, its tenant's", "", 200, "History"},
 	"GET /v1/tenants/{tenant}/keys/{key}/explain":        {"The decision a key would have received as of a time (at=) or sequence (seq=), with its evidence", "", 200, "Decision"},
 	"GET /v1/tenants/{tenant}/usage":                     {"Requests counted by the gateways, by bucket, grouped by code, key, API or user, with the gaps in their reports", "", 200, "Usage"},
+	"GET /v1/tenants/{tenant}/decisions":                 {"The gateways' logged decisions on the tenant's keys and APIs, by key, user, API or code, oldest first (the server filters on the subject)", "", 200, "DecisionList"},
 	"POST /v1/verify":                                    {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
 	"GET /healthz":                                       {"Liveness", "", 200, "Status"},
 	"GET /readyz":                                        {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
@@ -99,6 +100,11 @@ func schemas() obj {
 			"grace_until": dateTime, "version": integer, "last_used_at": nullTime,
 			"last_used": object(nil, obj{"gateway": str, "api": str, "code": str, "last_valid_at": nullTime}),
 			"usage":     object(nil, obj{"requests_24h": integer, "requests_30d": integer})}),
+		"DecisionList": object([]string{"decisions"}, obj{"next_cursor": str, "decisions": obj{"type": "array", "items": object(
+			[]string{"log_seq", "code", "method", "path", "node", "request_id", "now", "seq"}, obj{"log_seq": integer, "code": obj{"type": "string", "enum": projections.Codes()},
+				"also": strs, "key_id": str, "tenant": str, "user": str, "api": str, "api_tenant": str, "method": str, "path": str, "node": str,
+				"request_id": str, "now": dateTime, "seq": integer, "evidence": obj{"type": "array", "items": integer}, "evidence_types": strs,
+				"fail_open": obj{"type": "boolean"}, "limit": object(nil, obj{"source": str, "per_second": obj{"type": "number"}, "burst": integer, "gateways": integer})})}}),
 		"Usage": object([]string{"bucket", "since", "until", "total", "series", "gaps"}, obj{"bucket": obj{"enum": []string{"minute", "hour", "day"}},
 			"since": dateTime, "until": dateTime, "total": integer,
 			"series": obj{"type": "array", "items": object(nil, obj{"group": str, "total": integer,
@@ -267,6 +273,14 @@ func queryOf(method, path string) []obj {
 			obj{"name": "expiring_within", "in": "query", "schema": dur},
 			obj{"name": "with", "in": "query", "schema": obj{"type": "string", "enum": []string{"usage"}}},
 			obj{"name": "unused_for", "in": "query", "schema": dur})
+	case strings.HasSuffix(path, "/decisions"):
+		ps := page
+		for _, n := range []string{"key", "user", "api"} {
+			ps = append(ps, obj{"name": n, "in": "query", "schema": str})
+		}
+		return append(ps, obj{"name": "code", "in": "query", "schema": obj{"type": "string", "enum": projections.Codes()}},
+			obj{"name": "since", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default 24h"},
+			obj{"name": "until", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default none"})
 	case strings.HasSuffix(path, "/usage"):
 		var ps []obj
 		for _, n := range []string{"key", "user", "api"} {

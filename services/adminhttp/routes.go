@@ -41,6 +41,7 @@ var Routes = []string{
 	"GET /v1/tenants/{tenant}/keys/{key}/history",
 	"GET /v1/tenants/{tenant}/keys/{key}/explain",
 	"GET /v1/tenants/{tenant}/usage",
+	"GET /v1/tenants/{tenant}/decisions",
 	"POST /v1/tenants/{tenant}/apis",
 	"GET /v1/tenants/{tenant}/apis/{api}",
 	"PATCH /v1/tenants/{tenant}/apis/{api}",
@@ -120,6 +121,7 @@ func (s *Server) routes() {
 		}, ok, "user", userAny)
 	s.keyRoutes()
 	s.usageRoutes()
+	s.decisionRoutes()
 	s.apiRoutes()
 	s.listRoutes()
 	s.verifyRoutes()

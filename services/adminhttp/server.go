@@ -57,6 +57,8 @@ type Config struct {
 	// Usage answers the usage routes and the keys' last use (a control
 	// node's rollups); nil: the usage routes answer 503.
 	Usage UsageSource
+	// Decisions searches the decision log (GET …/decisions); nil: 503.
+	Decisions DecisionSource
 }
 
 // UsageSource is the usage fold of a control node.

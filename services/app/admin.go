@@ -18,6 +18,7 @@ import (
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/adminhttp"
+	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
@@ -144,7 +145,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		reloadOnSIGHUP(runCtx, log, cert)
 	}
 	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
-		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas, Usage: rollups})
+		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas, Usage: rollups, Decisions: audit.New(st)})
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)

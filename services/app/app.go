@@ -54,6 +54,7 @@ Usage:
 		fmt.Fprintf(&b, "  keytrail %-8s %s%s\n", n.Name, strings.Join(n.Verbs(), "|"), scope)
 	}
 	fmt.Fprintf(&b, "  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise\n")
+	fmt.Fprintf(&b, "  keytrail usage    --tenant T [--key K] [--group-by code|key|api|user] [--bucket hour] [--since 24h]\n")
 	fmt.Fprintf(&b, "  keytrail audit    %s   --nats URL\n", strings.Join(auditVerbs, "|"))
 	b.WriteString("  keytrail completion bash|zsh   shell completion (source it)\n  keytrail version\n\nRun 'keytrail <command> -h' for a command's flags.\n")
 	return b.String()
@@ -109,7 +110,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // commands are the first words keytrail knows, for suggestions.
-var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "audit", "nats-config", "completion", "help", "version"}
+var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "usage", "audit", "nats-config", "completion", "help", "version"}
 
 // MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
 func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -140,6 +141,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return n.Run(ctx, env, args) }
 	case "verify":
 		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return cli.Verify(ctx, env, args) }
+	case "usage":
+		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return cli.Usage(ctx, env, args) }
 	case "audit":
 		run = runAudit
 	case "nats-config":

@@ -18,6 +18,7 @@ import (
 type decisionScan struct {
 	filter string    // subject filter; all decisions when empty
 	since  time.Time // from this time on; all when zero
+	from   uint64    // from this decision-stream sequence on (instead of since)
 	// progress, when set, is told every progressEvery entries how many
 	// have been read of how many the scan covers.
 	progress func(read, total uint64)
@@ -36,7 +37,10 @@ func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l
 	if scan.filter != "" {
 		cfg.FilterSubjects = []string{scan.filter}
 	}
-	if !scan.since.IsZero() {
+	switch {
+	case scan.from > 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, scan.from
+	case !scan.since.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &scan.since
 	}
 	js := a.st.JetStream()
@@ -171,4 +175,37 @@ func (a *Auditor) SearchDecisions(ctx context.Context, q DecisionSearch) (Decisi
 	})
 	page.Decisions = slices.Concat(ring[next:], ring[:next])
 	return page, err
+}
+
+// PageDecisions returns, oldest first, up to limit decisions that q
+// selects made between since and until (until zero: no bound), after the
+// decision-stream sequence after (a previous page's next; 0: from since).
+// next is the cursor of the page that follows, 0 when this one is the
+// last. The server filters on the subject: one key's decisions are read
+// without anyone else's.
+func (a *Auditor) PageDecisions(ctx context.Context, q events.DecisionQuery, since, until time.Time, after uint64, limit int) (page []events.LoggedDecision, next uint64, err error) {
+	filter, err := q.Filter()
+	if err != nil {
+		return nil, 0, err
+	}
+	if limit <= 0 || limit > MaxDecisionLimit {
+		return nil, 0, fmt.Errorf("limit must be between 1 and %d", MaxDecisionLimit)
+	}
+	scan := decisionScan{filter: filter, since: since}
+	if after > 0 {
+		scan.from = after + 1
+	}
+	err = a.eachDecision(ctx, scan, func(l loggedDecision, why string) bool {
+		r := &l.rec
+		if why != "" || r.Now.Before(since) || (!until.IsZero() && r.Now.After(until)) {
+			return true
+		}
+		page = append(page, events.LoggedDecision{LogSeq: l.seq, DecisionRecord: *r})
+		if len(page) == limit {
+			next = l.seq
+			return false
+		}
+		return true
+	})
+	return page, next, err
 }

@@ -60,3 +60,20 @@ func TestDidYouMean(t *testing.T) {
 		}
 	}
 }
+
+func TestSparkline(t *testing.T) {
+	for _, c := range []struct {
+		counts []uint64
+		width  int
+		want   string
+	}{
+		{[]uint64{0, 1, 8, 4}, 10, " ▁█▄"},
+		{[]uint64{0, 0}, 10, "  "},
+		{[]uint64{1, 1, 0, 0, 2, 0}, 3, "█ █"}, // runs of two: 2, 0, 2
+		{nil, 5, ""},
+	} {
+		if got := Sparkline(c.counts, c.width); got != c.want {
+			t.Errorf("Sparkline(%v, %d) = %q, want %q", c.counts, c.width, got, c.want)
+		}
+	}
+}

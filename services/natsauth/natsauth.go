@@ -152,7 +152,9 @@ func For(r Role) Permissions {
 	case Control:
 		pub := []string{events.AllSubjects, jsAPI + "INFO", jsAPI + "STREAM.CREATE." + events.StreamName}
 		pub = append(pub, streamRead(events.StreamName)...)
-		pub = append(pub, jsAPI+"STREAM.CREATE."+events.DecisionStream, jsAPI+"STREAM.INFO."+events.DecisionStream)
+		// the decision log: created by control, and searched for the admin API
+		pub = append(pub, jsAPI+"STREAM.CREATE."+events.DecisionStream)
+		pub = append(pub, streamRead(events.DecisionStream)...)
 		// the usage stream: created and folded into rollups by control
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.UsageStream)
 		pub = append(pub, streamRead(events.UsageStream)...)
