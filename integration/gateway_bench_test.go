@@ -26,6 +26,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/adminhttp"
+	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
@@ -121,8 +122,16 @@ func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget)
 	b.Cleanup(func() { cancel(); <-done })
 	decisions := gateway.NewDecisionLog(st.JetStream(), 8192)
 	go decisions.Run(ctx)
+	// The access log as production writes it: JSON lines to a file,
+	// through the log's batch.
+	f, err := os.Create(filepath.Join(b.TempDir(), "access.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	access := app.NewLogBatch(f)
+	b.Cleanup(func() { access.Close(); f.Close() })
 	g := gateway.New(gateway.Config{Model: model, Node: "bench", Decisions: decisions, Sample: 0.01, Failures: failures,
-		AccessLog: io.Discard})
+		AccessLog: access, Usage: gateway.NewUsageCounter()})
 	last, _ := e.st.LastSeq(e.ctx, "")
 	if err := model.WaitFor(e.ctx, last, 30*time.Second); err != nil {
 		b.Fatal(err)
@@ -258,6 +267,7 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	target, _ := url.Parse(e.upstream.URL)
 	bare := httputil.NewSingleHostReverseProxy(target)
 	bare.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	bare.BufferPool = copyBuffers{} // the gateway's size of copy buffer, pooled as it pools them
 	bareSrv := httptest.NewServer(bare)
 	b.Cleanup(bareSrv.Close)
 	client := loadClient(conc)
@@ -527,3 +537,12 @@ func BenchmarkFloodFromOneAddress(b *testing.B) {
 		b.ReportMetric(flooded[name].perSecond()/alone[name].perSecond(), name+"-ratio")
 	}
 }
+
+// copyBuffers pools 32 KiB copy buffers for the bare proxy, as the gateway
+// pools its own.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }

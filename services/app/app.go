@@ -191,14 +191,14 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 // writes through.
 type logFlags struct {
 	level string
-	batch *logBatch
+	batch *LogBatch
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
 }
 
-// logger returns a JSON logger writing to w in batches (logBatch); the
+// logger returns a JSON logger writing to w in batches (LogBatch); the
 // caller defers close.
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var lvl slog.Level
@@ -206,7 +206,7 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 		return nil, usageError{fmt.Errorf("-log-level: %w", err)}
 	}
 	if w != io.Discard && l.batch == nil {
-		l.batch = newLogBatch(w, 64<<10, logFlushEvery)
+		l.batch = NewLogBatch(w)
 		w = l.batch
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})), nil

@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// logBatch gathers log records (an access log line per request, above
+// LogBatch gathers log records (an access log line per request, above
 // all) into few writes: one system call per request costs a gateway about
 // a tenth of its throughput. A record is never split across writes; the
 // batch is written when the next record would not fit, every interval,
 // and on Close. A process killed with SIGKILL loses at most one interval
 // of records (nginx's access_log buffer= flush= makes the same trade).
-type logBatch struct {
+type LogBatch struct {
 	w     io.Writer
 	limit int
 
@@ -26,8 +26,12 @@ type logBatch struct {
 // logFlushEvery is how long a record may wait in a batch.
 const logFlushEvery = 100 * time.Millisecond
 
-func newLogBatch(w io.Writer, limit int, every time.Duration) *logBatch {
-	b := &logBatch{w: w, limit: limit, buf: make([]byte, 0, limit), stop: make(chan struct{}), done: make(chan struct{})}
+// NewLogBatch is the batch a gateway's log and access log write through:
+// 64 KiB, written at least every 100 ms. Close it to write the rest.
+func NewLogBatch(w io.Writer) *LogBatch { return newBatch(w, 64<<10, logFlushEvery) }
+
+func newBatch(w io.Writer, limit int, every time.Duration) *LogBatch {
+	b := &LogBatch{w: w, limit: limit, buf: make([]byte, 0, limit), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		t := time.NewTicker(every)
@@ -45,7 +49,7 @@ func newLogBatch(w io.Writer, limit int, every time.Duration) *logBatch {
 }
 
 // Write adds one record (slog's handlers write each in one call).
-func (b *logBatch) Write(p []byte) (int, error) {
+func (b *LogBatch) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(b.buf)+len(p) > b.limit {
@@ -59,13 +63,13 @@ func (b *logBatch) Write(p []byte) (int, error) {
 }
 
 // Flush writes what is batched.
-func (b *logBatch) Flush() error {
+func (b *LogBatch) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.flushLocked()
 }
 
-func (b *logBatch) flushLocked() error {
+func (b *LogBatch) flushLocked() error {
 	if len(b.buf) == 0 {
 		return nil
 	}
@@ -75,7 +79,7 @@ func (b *logBatch) flushLocked() error {
 }
 
 // Close stops the timer and writes what is left.
-func (b *logBatch) Close() error {
+func (b *LogBatch) Close() error {
 	close(b.stop)
 	<-b.done
 	return b.Flush()
