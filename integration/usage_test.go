@@ -5,13 +5,18 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/client"
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
+	"github.com/keytrail/keytrail/services/usage"
 )
 
 // usageEnv is `keytrail dev` with one-second usage windows, an API on an
@@ -182,4 +187,90 @@ func TestUsageIsTheTenantsOwn(t *testing.T) {
 	for _, q := range []string{"with=everything", "unused_for=soon"} {
 		e.problem(e.call("GET", "/v1/tenants/acme/keys?"+q, e.root, nil), 400, "invalid_argument")
 	}
+}
+
+// TestUsageSurvivesARestart: a control node restarted on its data folds
+// only the reports after its saved rollups — the counts are the same after
+// the restart, not doubled, and go on from there.
+func TestUsageSurvivesARestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := app.DevConfig{Logger: slog.New(slog.DiscardHandler), MinSeqWait: 2 * time.Second, DataDir: dir,
+		AdminListen: "127.0.0.1:0", GatewayListen: "127.0.0.1:0", NATSListen: "127.0.0.1:0",
+		Gateway: app.GatewayConfig{UsageWindow: time.Second}}
+	d, err := app.StartDev(testCtx(t, 30*time.Second), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := os.ReadFile(filepath.Join(dir, app.RootKeyFile))
+	admin := client.New(d.Addresses().Admin, strings.TrimSpace(string(root)), nil)
+	ctx := testCtx(t, time.Minute)
+	if _, _, err := admin.CreateTenant(ctx, "acme", "Acme", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := admin.CreateUser(ctx, "acme", "bob", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	if _, _, err := admin.CreateAPI(ctx, "acme", client.APISpec{ID: "orders", PathPrefix: "/orders", Upstreams: []string{up.URL}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	k, err := admin.IssueKey(ctx, "acme", client.KeySpec{User: "bob"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := func(admin *client.Client) uint64 {
+		u, err := admin.Usage(ctx, "acme", client.UsageQuery{Code: "VALID", Bucket: "minute", Since: "1h"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Total
+	}
+	send := func(gw string, n int) {
+		requestAnswered(t, gw+"/orders/1", k.Secret, http.StatusOK)
+		var mu sync.Mutex
+		load(t, gw, k.Secret, n-1, map[int]int{}, &mu)
+	}
+	send(d.Addresses().Gateway, 25)
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if n := valid(admin); n != 25 {
+			return fmt.Errorf("counted %d", n)
+		}
+		return nil
+	})
+	d.Close()
+
+	d, err = app.StartDev(testCtx(t, 30*time.Second), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	admin = client.New(d.Addresses().Admin, strings.TrimSpace(string(root)), nil)
+	// The first node saved its rollups when it stopped: the second starts
+	// from them.
+	obj, err := d.Store().JetStream().ObjectStore(ctx, events.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := obj.GetBytes(ctx, usage.SnapshotObject)
+	if err != nil || !strings.Contains(string(saved), `"seq":`) || strings.Contains(string(saved), `"seq":0,`) {
+		t.Fatalf("the saved rollups: %v %.200s", err, saved)
+	}
+	last, err := d.Store().JetStream().Stream(ctx, events.UsageStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Usage().WaitFor(ctx, last.CachedInfo().State.LastSeq); err != nil {
+		t.Fatal(err)
+	}
+	if n := valid(admin); n != 25 {
+		t.Fatalf("after the restart: counted %d, want 25", n)
+	}
+	send(d.Addresses().Gateway, 5)
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if n := valid(admin); n != 30 {
+			return fmt.Errorf("counted %d", n)
+		}
+		return nil
+	})
 }
