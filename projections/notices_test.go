@@ -1,0 +1,125 @@
+package projections
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// noticeWorld is a catalog with acme/bob and keys, and a fake clock that
+// the test moves; notices "sent" are folded back as the stream would.
+type noticeWorld struct {
+	t    *testing.T
+	h    *chain
+	c    *Catalog
+	sent NoticesSent
+	now  time.Time
+}
+
+func newNoticeWorld(t *testing.T) *noticeWorld {
+	w := &noticeWorld{t: t, h: &chain{}, c: NewCatalog(), sent: NoticesSent{}, now: t0}
+	w.apply(w.h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"}))
+	w.apply(w.h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}))
+	return w
+}
+
+func (w *noticeWorld) apply(r events.Recorded) {
+	if err := w.c.Apply(r); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *noticeWorld) key(i int, expires *time.Time) {
+	w.apply(w.h.add("acme", events.KeyAggregate("bob", keyID(i)), w.now, events.KeyIssuedV1{SecretHash: events.SecretHash{byte(i)}, ExpiresAt: expires}))
+}
+
+// at moves the clock and returns the notices due, marking them sent.
+func (w *noticeWorld) at(now time.Time) []string {
+	w.now = now
+	var got []string
+	for _, n := range DueNotices(w.c, w.sent, now, nil) {
+		w.sent[n.ID] = true
+		got = append(got, n.Type+" "+n.Before)
+	}
+	return got
+}
+
+func expect(t *testing.T, when string, got []string, want ...string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %q, want %q", when, got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("%s: %q, want %q", when, got, want)
+		}
+	}
+}
+
+const day = 24 * time.Hour
+
+// TestExpiryNoticesAtEachThreshold: 30, 7 and 1 day before, then expired —
+// each once, however often the clock is asked.
+func TestExpiryNoticesAtEachThreshold(t *testing.T) {
+	w := newNoticeWorld(t)
+	exp := t0.Add(60 * day)
+	w.key(1, &exp)
+	expect(t, "at issue", w.at(t0))
+	expect(t, "31 days before", w.at(exp.Add(-31*day)))
+	expect(t, "30 days before", w.at(exp.Add(-30*day)), "key.expiring 30d")
+	expect(t, "asked again", w.at(exp.Add(-30*day+time.Minute)))
+	expect(t, "7 days before", w.at(exp.Add(-7*day)), "key.expiring 7d")
+	expect(t, "a day before", w.at(exp.Add(-day)), "key.expiring 1d")
+	expect(t, "at the expiry", w.at(exp), "key.expired ")
+	expect(t, "after", w.at(exp.Add(day)))
+}
+
+// TestExpiryNoticesAfterDowntime: a scheduler down across thresholds tells
+// only the nearest one passed (or that the key expired), never a stale
+// "30 days" three days before the end.
+func TestExpiryNoticesAfterDowntime(t *testing.T) {
+	w := newNoticeWorld(t)
+	exp := t0.Add(60 * day)
+	w.key(1, &exp)
+	expect(t, "3 days before, nothing sent yet", w.at(exp.Add(-3*day)), "key.expiring 7d")
+	expect(t, "then a day before", w.at(exp.Add(-day)), "key.expiring 1d")
+	w.key(2, &exp)
+	expect(t, "past the expiry: both keys, and never the thresholds the second missed", w.at(exp.Add(time.Hour)), "key.expired ", "key.expired ")
+}
+
+// TestExpiryNoticesRearmAndCancel: a new expiry re-arms the thresholds; a
+// rotation's grace end counts as the end; a revoked key is told nothing.
+func TestExpiryNoticesRearmAndCancel(t *testing.T) {
+	w := newNoticeWorld(t)
+	exp := t0.Add(10 * day)
+	w.key(1, &exp)
+	expect(t, "10 days before", w.at(t0), "key.expiring 30d")
+	later := exp.Add(50 * day)
+	w.apply(w.h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyUpdatedV1{ExpiresAt: &later}))
+	expect(t, "extended to 60 days", w.at(t0.Add(time.Hour)))
+	expect(t, "30 days before the new expiry", w.at(later.Add(-30*day)), "key.expiring 30d")
+	w.apply(w.h.add("acme", events.KeyAggregate("bob", keyID(1)), w.now, events.KeyRotatedV1{Successor: keyID(2), GraceUntil: w.now.Add(12 * time.Hour)}))
+	expect(t, "rotated with 12 hours of grace", w.at(w.now.Add(time.Minute)), "key.expiring 1d")
+	w.apply(w.h.add("acme", events.KeyAggregate("bob", keyID(1)), w.now, events.KeyRevokedV1{}))
+	expect(t, "revoked", w.at(w.now.Add(13*time.Hour)))
+	w.key(3, nil)
+	expect(t, "a key that never expires", w.at(w.now.Add(1000*day)))
+}
+
+// TestNoticeIDsAreTheSameEverywhere: two nodes deriving from the same log
+// at different moments past the same threshold name the notice alike (its
+// Msg-Id), so it is stored once.
+func TestNoticeIDsAreTheSameEverywhere(t *testing.T) {
+	w := newNoticeWorld(t)
+	exp := t0.Add(60 * day)
+	w.key(1, &exp)
+	a := DueNotices(w.c, NoticesSent{}, exp.Add(-7*day), nil)
+	b := DueNotices(w.c, NoticesSent{}, exp.Add(-6*day), nil)
+	if len(a) != 1 || len(b) != 1 || a[0].ID != b[0].ID {
+		t.Fatalf("%+v\n%+v", a, b)
+	}
+	if s := events.NoticeSubject(&a[0]); s != "keytrail.ntc.acme.key.expiring."+keyID(1) {
+		t.Fatalf("subject %s", s)
+	}
+}
