@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,10 +25,45 @@ import (
 // (accessFile); the benchmark checks the file holds a line per request.
 func BenchmarkServeHTTP(b *testing.B) {
 	log := newAccessFile(b, filepath.Join(b.TempDir(), "access.log"))
+	var cfg gateway.Config
 	f := newFixture(b, func(c *gateway.Config) {
 		c.AccessLog = log
 		c.Sample = 0
+		cfg = *c
 	})
+	// The same gateway counting usage (issue 14): its own Gateway on the
+	// same read model, access log and decision log, differing from f.gw
+	// only by Config.Usage. A reporter takes the counts every second (the
+	// shortest window --usage-window allows; production's default is 10 s)
+	// and adds them up, so that the benchmark checks every request it
+	// sent through this gateway was counted once.
+	counter := gateway.NewUsageCounter()
+	cfg.Usage = counter
+	withUsage := gateway.New(cfg)
+	var counted atomic.Uint64
+	sent := uint64(0)
+	takeAll := func() {
+		for _, c := range counter.Take() {
+			if c.Code != "VALID" || c.Tenant != "acme" || c.User != "bob" || c.API != "orders" {
+				b.Errorf("counted %+v", c)
+			}
+			counted.Add(c.N)
+		}
+	}
+	stopTake, taken := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(taken)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTake:
+				return
+			case <-t.C:
+				takeAll()
+			}
+		}
+	}()
 	f.tenant("acme")
 	f.user("acme", "bob")
 	f.api("acme", "orders", "/orders", nil, nil)
@@ -49,11 +85,14 @@ func BenchmarkServeHTTP(b *testing.B) {
 	for _, side := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare", bare}, {"gateway", f.gw}} {
+	}{{"bare", bare}, {"gateway", f.gw}, {"gateway+usage", withUsage}} {
 		b.Run(side.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				serve(side.h)
+			}
+			if side.h == withUsage {
+				sent += uint64(b.N)
 			}
 		})
 	}
@@ -77,6 +116,34 @@ func BenchmarkServeHTTP(b *testing.B) {
 		b.ReportMetric(float64(bareT.Nanoseconds())/float64(n), "bare-ns/op")
 		b.ReportMetric(float64(gwT)/float64(bareT), "ratio")
 	})
+	// Usage counting on against off, alternating every 16 requests in one
+	// loop as above (target ≥ 0.95: ratio is the time without counting
+	// over the time with it, so below 1 is what counting costs).
+	b.Run("usage-interleaved", func(b *testing.B) {
+		var offT, onT time.Duration
+		n := 0
+		for b.Loop() {
+			t0 := time.Now()
+			for range 16 {
+				serve(f.gw)
+			}
+			t1 := time.Now()
+			for range 16 {
+				serve(withUsage)
+			}
+			offT, onT, n = offT+t1.Sub(t0), onT+time.Since(t1), n+16
+		}
+		sent += uint64(n)
+		b.ReportMetric(float64(onT.Nanoseconds())/float64(n), "ns/op")
+		b.ReportMetric(float64(offT.Nanoseconds())/float64(n), "off-ns/op")
+		b.ReportMetric(float64(offT)/float64(onT), "ratio")
+	})
+	close(stopTake)
+	<-taken
+	takeAll()
+	if got := counted.Load(); got != sent {
+		b.Errorf("usage counted %d requests, %d were sent through the counting gateway", got, sent)
+	}
 	if err := log.Close(); err != nil {
 		b.Fatal(err)
 	}
