@@ -194,6 +194,8 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "delete the usage counts", api+"STREAM.DELETE."+events.UsageStream, nil)
 			w.publish(t, "purge the usage counts", api+"STREAM.PURGE."+events.UsageStream, nil)
 			w.publish(t, "delete a usage report", api+"STREAM.MSG.DELETE."+events.UsageStream, []byte(`{"seq":1}`))
+			w.publish(t, "purge the notices", api+"STREAM.PURGE."+events.NoticeStream, nil)
+			w.publish(t, "delete the notices", api+"STREAM.DELETE."+events.NoticeStream, nil)
 			for _, other := range natsauth.Roles {
 				if other != role {
 					w.subscribe(t, "read "+string(other)+"'s replies", other.InboxPrefix()+".>")
@@ -210,6 +212,7 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			if role == natsauth.Control {
 				return
 			}
+			w.publish(t, "tell a tenant something", "keytrail.ntc.acme.key.expired.x", []byte(`{}`))
 			w.publish(t, "publish an event", "keytrail.evt.acme.t", event)
 			w.publish(t, "create the event stream", api+"STREAM.CREATE."+s, weakBody)
 			w.publish(t, "create another stream", api+"STREAM.CREATE.SHADOW", []byte(`{"name":"SHADOW","subjects":["shadow.>"]}`))

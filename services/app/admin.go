@@ -22,6 +22,7 @@ import (
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
+	"github.com/keytrail/keytrail/services/notices"
 	"github.com/keytrail/keytrail/services/readmodel"
 	"github.com/keytrail/keytrail/services/usage"
 )
@@ -114,6 +115,9 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if err := gateway.EnsureUsageStream(ctx, js, cfg.Replicas); err != nil {
 		return nil, fmt.Errorf("usage stream: %w", err)
 	}
+	if err := notices.EnsureStream(ctx, js, cfg.Replicas); err != nil {
+		return nil, fmt.Errorf("notice stream: %w", err)
+	}
 	snaps, err := readmodel.OpenSnapshots(ctx, js, cfg.Replicas, nodeName())
 	if err != nil {
 		return nil, err
@@ -155,10 +159,14 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		cancel()
 		return nil, fmt.Errorf("serve revocations: %w", err)
 	}
-	a.wg.Add(5)
+	a.wg.Add(6)
 	go func() {
 		defer a.wg.Done()
 		rollups.Run(runCtx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		notices.New(notices.Config{JS: js, Model: a.model, Log: log.With("component", "notices")}).Run(runCtx)
 	}()
 	go func() {
 		defer a.wg.Done()

@@ -138,6 +138,11 @@ func eventStreamDenied() []string {
 		jsAPI + "STREAM.DELETE." + events.UsageStream,
 		jsAPI + "STREAM.PURGE." + events.UsageStream,
 		jsAPI + "STREAM.MSG.DELETE." + events.UsageStream,
+		// and the notices: what a tenant was told stays told
+		jsAPI + "STREAM.UPDATE." + events.NoticeStream,
+		jsAPI + "STREAM.DELETE." + events.NoticeStream,
+		jsAPI + "STREAM.PURGE." + events.NoticeStream,
+		jsAPI + "STREAM.MSG.DELETE." + events.NoticeStream,
 	}
 }
 
@@ -158,6 +163,9 @@ func For(r Role) Permissions {
 		// the usage stream: created and folded into rollups by control
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.UsageStream)
 		pub = append(pub, streamRead(events.UsageStream)...)
+		// the notices: derived and published by control
+		pub = append(pub, jsAPI+"STREAM.CREATE."+events.NoticeStream, events.NoticeSubjects)
+		pub = append(pub, streamRead(events.NoticeStream)...)
 		for _, bucket := range []string{snapshotStream, leaseStream, idempotencyStream} {
 			pub = append(pub, streamOwn(bucket)...)
 			pub = append(pub, streamRead(bucket)...)
@@ -175,13 +183,16 @@ func For(r Role) Permissions {
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
 			SubscribeAllow: []string{inbox, events.PresenceSubjects}}
 	case Service:
-		return Permissions{PublishAllow: []string{events.RevocationSubjects},
+		// Services revoke keys, and hear (or read back) the notices.
+		pub := append([]string{events.RevocationSubjects}, streamRead(events.NoticeStream)...)
+		return Permissions{PublishAllow: pub,
 			PublishDeny:    append(deny, events.AllSubjects),
-			SubscribeAllow: []string{inbox}}
+			SubscribeAllow: []string{inbox, events.NoticeSubjects}}
 	case Auditor:
 		pub := streamRead(events.StreamName)
 		pub = append(pub, streamRead(events.DecisionStream)...)
 		pub = append(pub, streamRead(events.UsageStream)...)
+		pub = append(pub, streamRead(events.NoticeStream)...)
 		// what the nats CLI asks before it reads a stream
 		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),

@@ -1,0 +1,121 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/services/control"
+	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
+	"github.com/keytrail/keytrail/services/notices"
+	"github.com/keytrail/keytrail/services/readmodel"
+)
+
+// TestNoticesAppearOnceAcrossControlNodes: two control nodes' schedulers,
+// on the same log and clock, both find a key's notices due and publish
+// them at once: each notice is stored once. A service hears it on the bus;
+// a gateway may not write one.
+func TestNoticesAppearOnceAcrossControlNodes(t *testing.T) {
+	node := natstest.RunServer(t)
+	ctx := testCtx(t, time.Minute)
+	st := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{})
+	svc, err := control.New(control.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := control.Meta{Actor: "test"}
+	svc.CreateTenant(ctx, m, "acme", "A")
+	svc.CreateUser(ctx, m, "acme", "bob", "")
+	expires := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Second)
+	for range 3 {
+		if _, _, _, err := svc.IssueKey(ctx, m, "acme", control.KeySpec{User: "bob", ExpiresAt: &expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := notices.EnsureStream(ctx, st.JetStream(), 1); err != nil {
+		t.Fatal(err)
+	}
+	// A service listens on the bus.
+	heard := make(chan string, 16)
+	sub, err := node.ConnectAs(t, natsauth.Service).Subscribe(events.NoticeSubjects, func(msg *nats.Msg) { heard <- msg.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	now := expires.Add(-7 * 24 * time.Hour) // the 7-day threshold
+	var schedulers []*notices.Scheduler
+	for range 2 {
+		cst := openStore(t, node.ConnectAs(t, natsauth.Control), store.Config{})
+		model := readmodel.New(discard)
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { model.Run(runCtx, cst, nil); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		last, _ := st.LastSeq(ctx, "")
+		if err := model.WaitFor(ctx, last, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		schedulers = append(schedulers, notices.New(notices.Config{JS: cst.JetStream(), Model: model, Now: func() time.Time { return now }}))
+	}
+	var wg sync.WaitGroup
+	stored := make([]int, 2)
+	for i, s := range schedulers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := s.Tick(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			stored[i] = n
+		}()
+	}
+	wg.Wait()
+	for _, s := range schedulers { // again: nothing new
+		if n, err := s.Tick(ctx); err != nil || n != 0 {
+			t.Fatalf("a second tick stored %d (%v)", n, err)
+		}
+	}
+	js, _ := jetstream.New(node.ConnectAs(t, natsauth.Auditor))
+	str, err := js.Stream(ctx, events.NoticeStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := str.Info(ctx)
+	if info.State.Msgs != 3 || stored[0]+stored[1] != 3 {
+		t.Fatalf("%d notices stored (the schedulers say %d and %d), want 3", info.State.Msgs, stored[0], stored[1])
+	}
+	raw, err := str.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n events.Notice
+	if err := json.Unmarshal(raw.Data, &n); err != nil || n.Type != events.NoticeKeyExpiring || n.Before != "7d" || n.Tenant != "acme" {
+		t.Fatalf("notice %s: %v", raw.Data, err)
+	}
+	for range 3 {
+		select {
+		case <-heard:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the service heard fewer than 3 notices")
+		}
+	}
+	// A gateway may not tell tenants anything.
+	gw := node.ConnectAs(t, natsauth.Gateway)
+	gjs, _ := jetstream.New(gw)
+	if _, err := gjs.Publish(testCtx(t, 2*time.Second), "keytrail.ntc.acme.key.expired.x", []byte(`{}`)); err == nil {
+		t.Fatal("a gateway published a notice")
+	}
+	if info, _ := str.Info(ctx); info.State.Msgs != 3 {
+		t.Fatalf("%d notices after the gateway's attempt", info.State.Msgs)
+	}
+}
