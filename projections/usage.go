@@ -51,21 +51,41 @@ type UsageRow struct {
 
 type rowKey struct{ user, api, key, code string }
 
-// tenantBucket is one tenant's rows in one bucket: a slice to scan, an
-// index to add to.
-type tenantBucket struct {
-	rows []UsageRow
-	idx  map[rowKey]int
+// kindID names one kind of request (user, API, key, code) of a tenant: the
+// buckets count kinds by id, and the strings are kept once per tenant.
+type kindID uint32
+
+// tenantKinds are a tenant's kinds of request, shared by all its buckets.
+type tenantKinds struct {
+	ids   map[rowKey]kindID
+	kinds []rowKey
+	byKey map[string][]kindID
 }
 
-func (b *tenantBucket) add(c *events.UsageCount) {
+func (t *tenantKinds) id(c *events.UsageCount) kindID {
 	k := rowKey{c.User, c.API, c.Key, c.Code}
-	if i, ok := b.idx[k]; ok {
-		b.rows[i].N += c.N
-		return
+	if id, ok := t.ids[k]; ok {
+		return id
 	}
-	b.idx[k] = len(b.rows)
-	b.rows = append(b.rows, UsageRow{c.User, c.API, c.Key, c.Code, c.N})
+	id := kindID(len(t.kinds))
+	t.ids[k] = id
+	t.kinds = append(t.kinds, k)
+	if k.key != "" {
+		t.byKey[k.key] = append(t.byKey[k.key], id)
+	}
+	return id
+}
+
+// tenantBucket is one tenant's counts in one bucket, by kind, and by code
+// alone (what a tenant's overview asks, answered without the kinds).
+type tenantBucket struct {
+	counts map[kindID]uint64
+	byCode map[string]uint64
+}
+
+func (b *tenantBucket) add(id kindID, code string, n uint64) {
+	b.counts[id] += n
+	b.byCode[code] += n
 }
 
 // LastUse is the last request that presented a key: when, through which
@@ -122,6 +142,7 @@ type Usage struct {
 	Seq     uint64
 	buckets [len(grains)]map[int64]map[string]*tenantBucket
 	last    map[string]map[string]*keyUse // tenant → key → its use
+	kinds   map[string]*tenantKinds
 	boots   map[string]*boot
 	gaps    []UsageGap
 	latest  time.Time // the latest window end folded
@@ -131,7 +152,7 @@ type Usage struct {
 
 // NewUsage returns an empty fold.
 func NewUsage() *Usage {
-	u := &Usage{last: map[string]map[string]*keyUse{}, boots: map[string]*boot{}}
+	u := &Usage{last: map[string]map[string]*keyUse{}, boots: map[string]*boot{}, kinds: map[string]*tenantKinds{}}
 	for i := range u.buckets {
 		u.buckets[i] = map[int64]map[string]*tenantBucket{}
 	}
@@ -160,20 +181,7 @@ func (u *Usage) Apply(seq uint64, r *events.UsageReport) error {
 	}
 	for i := range r.Counts {
 		c := &r.Counts[i]
-		for g := range grains {
-			at := r.Start.Truncate(grains[g].size).Unix()
-			tb := u.buckets[g][at]
-			if tb == nil {
-				tb = map[string]*tenantBucket{}
-				u.buckets[g][at] = tb
-			}
-			t := tb[c.Tenant]
-			if t == nil {
-				t = &tenantBucket{idx: map[rowKey]int{}}
-				tb[c.Tenant] = t
-			}
-			t.add(c)
-		}
+		u.add(r.Start, c.Tenant, u.kindsOf(c.Tenant).id(c), c.Code, c.N)
 		if c.Key != "" {
 			u.used(c, r.Start, r.Node)
 		}
@@ -186,6 +194,34 @@ func (u *Usage) Apply(seq uint64, r *events.UsageReport) error {
 		}
 	}
 	return nil
+}
+
+// kindsOf is tenant's kinds, made when first needed.
+func (u *Usage) kindsOf(tenant string) *tenantKinds {
+	t := u.kinds[tenant]
+	if t == nil {
+		t = &tenantKinds{ids: map[rowKey]kindID{}, byKey: map[string][]kindID{}}
+		u.kinds[tenant] = t
+	}
+	return t
+}
+
+// add counts n requests of kind id at start in every grain's bucket.
+func (u *Usage) add(start time.Time, tenant string, id kindID, code string, n uint64) {
+	for g := range grains {
+		at := start.Truncate(grains[g].size).Unix()
+		tb := u.buckets[g][at]
+		if tb == nil {
+			tb = map[string]*tenantBucket{}
+			u.buckets[g][at] = tb
+		}
+		t := tb[tenant]
+		if t == nil {
+			t = &tenantBucket{counts: map[kindID]uint64{}, byCode: map[string]uint64{}}
+			tb[tenant] = t
+		}
+		t.add(id, code, n)
+	}
 }
 
 // newPart records r's part, and reports whether it is new. A window after
@@ -379,40 +415,96 @@ func (u *Usage) Query(q UsageQuery) (UsageAnswer, error) {
 	size := grains[gi].size
 	ans := UsageAnswer{Grain: q.Grain, Since: q.Since.Truncate(size), Until: q.Until}
 	series := map[string]*UsageSeries{}
+	add := func(g string, at time.Time, n uint64) {
+		if n == 0 {
+			return
+		}
+		s := series[g]
+		if s == nil {
+			s = &UsageSeries{Group: g}
+			series[g] = s
+		}
+		s.Total += n
+		ans.Total += n
+		if k := len(s.Buckets); k > 0 && s.Buckets[k-1].Start.Equal(at) {
+			s.Buckets[k-1].N += n
+		} else {
+			s.Buckets = append(s.Buckets, UsagePoint{Start: at.UTC(), N: n})
+		}
+	}
+	kinds := u.kinds[q.Tenant]
+	if kinds == nil {
+		return ans, nil
+	}
+	// The kinds the query reads: those of its key, or all of them; nil when
+	// the buckets' totals by code answer it.
+	var ids []kindID
+	switch {
+	case q.Key != "":
+		ids = kinds.byKey[q.Key]
+		if len(ids) == 0 {
+			return ans, nil
+		}
+	case q.User != "" || q.API != "" || (q.GroupBy != "" && q.GroupBy != "code"):
+		ids = make([]kindID, len(kinds.kinds))
+		for i := range ids {
+			ids[i] = kindID(i)
+		}
+	}
+	if ids != nil {
+		ids = slices.DeleteFunc(slices.Clone(ids), func(id kindID) bool {
+			k := &kinds.kinds[id]
+			return (q.User != "" && k.user != q.User) || (q.API != "" && k.api != q.API) || (q.Code != "" && k.code != q.Code)
+		})
+	}
+	var want []bool // ids as a set, to walk a bucket with
+	if ids != nil {
+		want = make([]bool, len(kinds.kinds))
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	group := func(k *rowKey) string {
+		switch q.GroupBy {
+		case "code":
+			return k.code
+		case "key":
+			return k.key
+		case "api":
+			return k.api
+		case "user":
+			return k.user
+		}
+		return ""
+	}
 	for at := ans.Since; at.Before(q.Until); at = at.Add(size) {
 		t := u.buckets[gi][at.Unix()][q.Tenant]
 		if t == nil {
 			continue
 		}
-		for i := range t.rows {
-			r := &t.rows[i]
-			if (q.User != "" && r.User != q.User) || (q.API != "" && r.API != q.API) || (q.Key != "" && r.Key != q.Key) ||
-				(q.Code != "" && r.Code != q.Code) {
-				continue
+		if ids == nil { // by code, from the totals
+			for code, n := range t.byCode {
+				if q.Code != "" && code != q.Code {
+					continue
+				}
+				g := ""
+				if q.GroupBy == "code" {
+					g = code
+				}
+				add(g, at, n)
 			}
-			var g string
-			switch q.GroupBy {
-			case "code":
-				g = r.Code
-			case "key":
-				g = r.Key
-			case "api":
-				g = r.API
-			case "user":
-				g = r.User
+			continue
+		}
+		if len(ids) > len(t.counts) { // fewer in the bucket than asked for: walk the bucket
+			for id, n := range t.counts {
+				if want[id] {
+					add(group(&kinds.kinds[id]), at, n)
+				}
 			}
-			s := series[g]
-			if s == nil {
-				s = &UsageSeries{Group: g}
-				series[g] = s
-			}
-			s.Total += r.N
-			ans.Total += r.N
-			if n := len(s.Buckets); n > 0 && s.Buckets[n-1].Start.Equal(at) {
-				s.Buckets[n-1].N += r.N
-			} else {
-				s.Buckets = append(s.Buckets, UsagePoint{Start: at.UTC(), N: r.N})
-			}
+			continue
+		}
+		for _, id := range ids {
+			add(group(&kinds.kinds[id]), at, t.counts[id])
 		}
 	}
 	for _, s := range series {
@@ -503,7 +595,13 @@ func (u *Usage) MarshalJSON() ([]byte, error) {
 	for g := range grains {
 		for at, tenants := range u.buckets[g] {
 			for t, b := range tenants {
-				s.Buckets[g] = append(s.Buckets[g], snapshotBucket{at, t, b.rows})
+				kinds := u.kinds[t]
+				rows := make([]UsageRow, 0, len(b.counts))
+				for id, n := range b.counts {
+					k := kinds.kinds[id]
+					rows = append(rows, UsageRow{k.user, k.api, k.key, k.code, n})
+				}
+				s.Buckets[g] = append(s.Buckets[g], snapshotBucket{at, t, rows})
 			}
 		}
 	}
@@ -544,9 +642,10 @@ func (u *Usage) UnmarshalJSON(data []byte) error {
 				tenants = map[string]*tenantBucket{}
 				u.buckets[g][b.At] = tenants
 			}
-			tb := &tenantBucket{rows: b.Rows, idx: make(map[rowKey]int, len(b.Rows))}
-			for i, r := range b.Rows {
-				tb.idx[rowKey{r.User, r.API, r.Key, r.Code}] = i
+			tb := &tenantBucket{counts: make(map[kindID]uint64, len(b.Rows)), byCode: map[string]uint64{}}
+			kinds := u.kindsOf(b.Tenant)
+			for _, r := range b.Rows {
+				tb.add(kinds.id(&events.UsageCount{User: r.User, API: r.API, Key: r.Key, Code: r.Code}), r.Code, r.N)
 			}
 			tenants[b.Tenant] = tb
 		}
