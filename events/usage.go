@@ -80,7 +80,8 @@ func (r *UsageReport) Validate() error {
 		return fmt.Errorf("usage report %s/%s window %d: part %d of %d with %d counts", r.Node, r.Boot, r.Window, r.Part, r.Parts, len(r.Counts))
 	}
 	for _, c := range r.Counts {
-		if !ValidTenantID(c.Tenant) || c.Code == "" || c.N == 0 {
+		if !ValidTenantID(c.Tenant) || !ValidToken(c.Code) || c.N == 0 || (c.User != "" && !ValidUserID(c.User)) ||
+			(c.API != "" && !ValidAPIID(c.API)) || (c.Key != "" && !ValidKeyID(c.Key)) {
 			return fmt.Errorf("usage report %s/%s window %d: bad count %+v", r.Node, r.Boot, r.Window, c)
 		}
 	}

@@ -84,8 +84,16 @@ type tenantBucket struct {
 }
 
 func (b *tenantBucket) add(id kindID, code string, n uint64) {
-	b.counts[id] += n
-	b.byCode[code] += n
+	b.counts[id] = satAdd(b.counts[id], n)
+	b.byCode[code] = satAdd(b.byCode[code], n)
+}
+
+// satAdd adds without wrapping.
+func satAdd(a, b uint64) uint64 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return ^uint64(0)
 }
 
 // LastUse is the last request that presented a key: when, through which
@@ -117,6 +125,7 @@ type boot struct {
 	node    string
 	window  uint64    // the highest window seen
 	end     time.Time // its end
+	seen    time.Time // when the server stored its latest report
 	every   time.Duration
 	final   bool
 	windows map[uint64]*windowParts // the recent windows' parts
@@ -159,15 +168,30 @@ func NewUsage() *Usage {
 	return u
 }
 
-// Apply folds the report at stream sequence seq. A part already folded
-// (the same process, window and part) is ignored: a report is counted once
-// even if the stream held it twice.
-func (u *Usage) Apply(seq uint64, r *events.UsageReport) error {
+// The span around its stored time a report's window may end in: a
+// gateway's clock may be a little ahead, and a gateway cut off sends its
+// backlog (an hour at most) late. Past it the report is skipped — a clock
+// far off, or a forgery — never folded: its times would move the buckets'
+// retention and every gateway's silence.
+const (
+	maxReportAhead  = time.Minute
+	maxReportBehind = 2 * time.Hour
+	// maxCount bounds one count of one window (a gateway serves far fewer
+	// requests in 10 s): totals cannot wrap.
+	maxCount = 1 << 40
+)
+
+// Apply folds the report at stream sequence seq, stored by the server at
+// stored (the message's timestamp: the fold's clock, the same on every
+// node and on every replay). A part already folded (the same process,
+// window and part) is ignored: a report is counted once even if the stream
+// held it twice.
+func (u *Usage) Apply(seq uint64, stored time.Time, r *events.UsageReport) error {
 	if seq <= u.Seq {
 		return nil // folded already
 	}
 	u.Seq = seq
-	if err := r.Validate(); err != nil {
+	if err := u.check(stored, r); err != nil {
 		u.Skipped++
 		return err
 	}
@@ -176,6 +200,7 @@ func (u *Usage) Apply(seq uint64, r *events.UsageReport) error {
 		b = &boot{node: r.Node, windows: map[uint64]*windowParts{}}
 		u.boots[r.Boot] = b
 	}
+	b.seen = stored
 	if !b.newPart(r, &u.gaps) {
 		return nil
 	}
@@ -186,11 +211,29 @@ func (u *Usage) Apply(seq uint64, r *events.UsageReport) error {
 			u.used(c, r.Start, r.Node)
 		}
 	}
-	if r.End.After(u.latest) {
-		minute := !r.End.Truncate(time.Minute).Equal(u.latest.Truncate(time.Minute))
-		u.latest = r.End
+	if stored.After(u.latest) {
+		minute := !stored.Truncate(time.Minute).Equal(u.latest.Truncate(time.Minute))
+		u.latest = stored
 		if minute {
 			u.prune()
+		}
+	}
+	return nil
+}
+
+// check refuses a report that is not valid, whose window ends too far from
+// when the server stored it, or that counts what no gateway counts.
+func (u *Usage) check(stored time.Time, r *events.UsageReport) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	if r.End.After(stored.Add(maxReportAhead)) || r.End.Before(stored.Add(-maxReportBehind)) {
+		return fmt.Errorf("usage report %s/%s window %d ends at %s, stored at %s: the gateway's clock is off",
+			r.Node, r.Boot, r.Window, r.End.UTC().Format(time.RFC3339), stored.UTC().Format(time.RFC3339))
+	}
+	for _, c := range r.Counts {
+		if _, ok := OutcomeOf(Code(c.Code)); !ok || c.N > maxCount {
+			return fmt.Errorf("usage report %s/%s window %d: a count of %d %q", r.Node, r.Boot, r.Window, c.N, c.Code)
 		}
 	}
 	return nil
@@ -274,7 +317,7 @@ func (u *Usage) Gaps() []UsageGap {
 				out = append(out, p.gap(b.node, id))
 			}
 		}
-		if !b.final && b.end.Before(u.latest.Add(-3*b.every)) {
+		if !b.final && b.seen.Before(u.latest.Add(-3*b.every)) {
 			out = append(out, UsageGap{Node: b.node, Boot: id, From: b.end,
 				Why: "the gateway stopped reporting without a final window (killed, or cut off): up to one window of its requests is not counted"})
 		}
@@ -319,7 +362,7 @@ func (u *Usage) prune() {
 		}
 	}
 	for id, b := range u.boots {
-		if b.end.Before(u.latest.Add(-grains[0].keep)) {
+		if b.seen.Before(u.latest.Add(-grains[0].keep)) {
 			if !b.final {
 				u.gaps = append(u.gaps, UsageGap{Node: b.node, Boot: id, From: b.end,
 					Why: "the gateway stopped reporting without a final window (killed, or cut off): up to one window of its requests is not counted"})
@@ -578,6 +621,7 @@ type snapshotBoot struct {
 	End     time.Time             `json:"end"`
 	Final   bool                  `json:"final,omitempty"`
 	Every   time.Duration         `json:"every"`
+	Seen    time.Time             `json:"seen"`
 	Windows []snapshotWindowParts `json:"windows,omitempty"`
 }
 
@@ -611,7 +655,7 @@ func (u *Usage) MarshalJSON() ([]byte, error) {
 		}
 	}
 	for id, b := range u.boots {
-		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final, Every: b.every}
+		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final, Every: b.every, Seen: b.seen}
 		for w, p := range b.windows {
 			wp := snapshotWindowParts{Window: w, Start: p.start, End: p.end, Parts: p.parts}
 			for part := range p.got {
@@ -666,7 +710,7 @@ func (u *Usage) UnmarshalJSON(data []byte) error {
 		keys[k.Key] = ku
 	}
 	for _, sb := range s.Boots {
-		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, every: sb.Every, windows: map[uint64]*windowParts{}}
+		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, every: sb.Every, seen: sb.Seen, windows: map[uint64]*windowParts{}}
 		for _, wp := range sb.Windows {
 			p := &windowParts{start: wp.Start, end: wp.End, parts: wp.Parts, got: map[int]bool{}}
 			for _, part := range wp.Got {

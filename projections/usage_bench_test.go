@@ -65,7 +65,7 @@ func usageFold30d(tb testing.TB) (*Usage, time.Time, int, uint64) {
 				Part: p + 1, Parts: parts, Every: 10_000, Final: h == usageBenchHours-1,
 				Counts: counts[p*events.MaxUsageEntries : min((p+1)*events.MaxUsageEntries, len(counts))]}
 			seq++
-			if err := u.Apply(seq, r); err != nil {
+			if err := u.Apply(seq, r.End, r); err != nil {
 				tb.Fatal(err)
 			}
 		}

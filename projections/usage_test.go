@@ -2,6 +2,7 @@ package projections
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,15 +32,15 @@ func TestUsageFoldsWindowsIntoBuckets(t *testing.T) {
 	apply := func(r *events.UsageReport) {
 		t.Helper()
 		seq++
-		if err := u.Apply(seq, r); err != nil {
+		if err := u.Apply(seq, r.End, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	apply(report("gw-1", "b1", 1, u0, false, count("acme", "k1", "VALID", 5, u0)))                                           // 11:59:40–50
-	apply(report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", "k1", "VALID", 7, u0)))                       // 11:59:50–12:00:00
-	apply(report("gw-1", "b1", 3, u0.Add(20*time.Second), false, count("acme", "k1", "EXPIRED", 2, u0.Add(25*time.Second)))) // 12:00:00–10
-	apply(report("gw-2", "b2", 1, u0.Add(20*time.Second), false, count("acme", "k2", "VALID", 4, u0), count("beta", "k9", "VALID", 100, u0)))
-	apply(report("gw-2", "b2", 1, u0.Add(20*time.Second), false, count("acme", "k2", "VALID", 4, u0))) // the same part again
+	apply(report("gw-1", "b1", 1, u0, false, count("acme", keyID(1), "VALID", 5, u0)))                                           // 11:59:40–50
+	apply(report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", keyID(1), "VALID", 7, u0)))                       // 11:59:50–12:00:00
+	apply(report("gw-1", "b1", 3, u0.Add(20*time.Second), false, count("acme", keyID(1), "EXPIRED", 2, u0.Add(25*time.Second)))) // 12:00:00–10
+	apply(report("gw-2", "b2", 1, u0.Add(20*time.Second), false, count("acme", keyID(2), "VALID", 4, u0), count("beta", keyID(9), "VALID", 100, u0)))
+	apply(report("gw-2", "b2", 1, u0.Add(20*time.Second), false, count("acme", keyID(2), "VALID", 4, u0))) // the same part again
 	q := UsageQuery{Tenant: "acme", GroupBy: "code", Grain: GrainMinute, Since: u0.Add(-time.Hour), Until: u0.Add(time.Hour)}
 	ans, err := u.Query(q)
 	if err != nil {
@@ -57,10 +58,10 @@ func TestUsageFoldsWindowsIntoBuckets(t *testing.T) {
 		t.Fatalf("by hour: %+v", ans.Series[0].Buckets)
 	}
 	q.Grain, q.GroupBy = GrainDay, "key"
-	if ans, _ := u.Query(q); ans.Total != 18 || len(ans.Series) != 2 || ans.Series[0].Group != "k1" || ans.Series[0].Total != 14 {
+	if ans, _ := u.Query(q); ans.Total != 18 || len(ans.Series) != 2 || ans.Series[0].Group != keyID(1) || ans.Series[0].Total != 14 {
 		t.Fatalf("by key, by day: %+v", ans)
 	}
-	q.Key = "k9"
+	q.Key = keyID(9)
 	if ans, _ := u.Query(q); ans.Total != 0 {
 		t.Fatalf("acme sees beta's key: %+v", ans)
 	}
@@ -70,11 +71,11 @@ func TestUsageFoldsWindowsIntoBuckets(t *testing.T) {
 	if _, err := u.Query(UsageQuery{Tenant: "acme", Grain: GrainHour, GroupBy: "color"}); err == nil || !strings.Contains(err.Error(), "group_by") {
 		t.Fatalf("a bad group_by: %v", err)
 	}
-	ku := u.KeyUse("acme", "k1", u0.Add(time.Hour))
+	ku := u.KeyUse("acme", keyID(1), u0.Add(time.Hour))
 	if !ku.Used || ku.Last24h != 14 || ku.Last30d != 14 || ku.Node != "gw-1" || ku.Code != "EXPIRED" || !ku.ValidAt.Equal(u0) {
 		t.Fatalf("k1's use: %+v", ku)
 	}
-	if ku := u.KeyUse("acme", "k1", u0.Add(48*time.Hour)); ku.Last24h != 0 || ku.Last30d != 14 {
+	if ku := u.KeyUse("acme", keyID(1), u0.Add(48*time.Hour)); ku.Last24h != 0 || ku.Last30d != 14 {
 		t.Fatalf("k1's use two days on: %+v", ku)
 	}
 	if ku := u.KeyUse("acme", "nope", u0); ku.Used {
@@ -90,7 +91,7 @@ func TestUsageGapsAreReported(t *testing.T) {
 	var seq uint64
 	apply := func(r *events.UsageReport) {
 		seq++
-		if err := u.Apply(seq, r); err != nil {
+		if err := u.Apply(seq, r.End, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -99,7 +100,7 @@ func TestUsageGapsAreReported(t *testing.T) {
 	}
 	apply(report("gw-1", "b1", 1, w(0), false))
 	apply(report("gw-1", "b1", 3, w(2), false)) // window 2 lost
-	split := report("gw-1", "b1", 4, w(3), false, count("acme", "k1", "VALID", 1, w(3)))
+	split := report("gw-1", "b1", 4, w(3), false, count("acme", keyID(1), "VALID", 1, w(3)))
 	split.Parts = 2 // part 2 never comes
 	apply(split)
 	apply(report("gw-2", "clean", 1, w(0), true)) // stopped cleanly
@@ -128,8 +129,8 @@ func TestUsageGapsAreReported(t *testing.T) {
 // ignored).
 func TestUsageSnapshotRestoresTheFold(t *testing.T) {
 	u := NewUsage()
-	u.Apply(1, report("gw-1", "b1", 1, u0, false, count("acme", "k1", "VALID", 5, u0)))
-	u.Apply(2, report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", "k2", "EXPIRED", 3, u0)))
+	fold(u, 1, report("gw-1", "b1", 1, u0, false, count("acme", keyID(1), "VALID", 5, u0)))
+	fold(u, 2, report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", keyID(2), "EXPIRED", 3, u0)))
 	data, err := json.Marshal(u)
 	if err != nil {
 		t.Fatal(err)
@@ -141,15 +142,15 @@ func TestUsageSnapshotRestoresTheFold(t *testing.T) {
 	q := UsageQuery{Tenant: "acme", GroupBy: "key", Grain: GrainMinute, Since: u0.Add(-time.Hour), Until: u0.Add(time.Hour)}
 	a, _ := u.Query(q)
 	b, _ := back.Query(q)
-	if !reflect.DeepEqual(a, b) || back.Seq != 2 || !reflect.DeepEqual(u.Gaps(), back.Gaps()) || back.KeyUse("acme", "k1", u0) != u.KeyUse("acme", "k1", u0) {
+	if !reflect.DeepEqual(a, b) || back.Seq != 2 || !reflect.DeepEqual(u.Gaps(), back.Gaps()) || back.KeyUse("acme", keyID(1), u0) != u.KeyUse("acme", keyID(1), u0) {
 		t.Fatalf("restored:\n%+v\nwant\n%+v", b, a)
 	}
-	back.Apply(2, report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", "k2", "EXPIRED", 3, u0)))
-	back.Apply(3, report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", "k2", "EXPIRED", 3, u0))) // a part folded before
+	fold(back, 2, report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", keyID(2), "EXPIRED", 3, u0)))
+	fold(back, 3, report("gw-1", "b1", 2, u0.Add(10*time.Second), false, count("acme", keyID(2), "EXPIRED", 3, u0))) // a part folded before
 	if b, _ := back.Query(q); b.Total != 8 {
 		t.Fatalf("after folding again: %d", b.Total)
 	}
-	if err := back.Apply(4, &events.UsageReport{Node: "x"}); err == nil || back.Skipped != 1 {
+	if err := back.Apply(4, u0, &events.UsageReport{Node: "x"}); err == nil || back.Skipped != 1 {
 		t.Fatalf("an invalid report: %v, skipped %d", err, back.Skipped)
 	}
 }
@@ -157,7 +158,7 @@ func TestUsageSnapshotRestoresTheFold(t *testing.T) {
 // FuzzUsageReport: whatever a report read from the bus holds, validating
 // and folding it never panics.
 func FuzzUsageReport(f *testing.F) {
-	good, _ := json.Marshal(report("gw-1", "b1", 1, u0, false, count("acme", "k1", "VALID", 5, u0)))
+	good, _ := json.Marshal(report("gw-1", "b1", 1, u0, false, count("acme", keyID(1), "VALID", 5, u0)))
 	f.Add(good)
 	f.Add([]byte(`{"node":"x","boot":"y","window":1,"parts":0}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -166,8 +167,48 @@ func FuzzUsageReport(f *testing.F) {
 			return
 		}
 		u := NewUsage()
-		u.Apply(1, &r)
+		u.Apply(1, r.End, &r)
 		u.Query(UsageQuery{Tenant: "acme", Grain: GrainHour, Since: u0.Add(-time.Hour), Until: u0.Add(time.Hour)})
 		u.Gaps()
 	})
+}
+
+// fold applies r as stored when its window ended.
+func fold(u *Usage, seq uint64, r *events.UsageReport) error { return u.Apply(seq, r.End, r) }
+
+// TestAFarOffClockIsSkippedNotFolded: one report whose window ends weeks
+// after the server stored it (a gateway's clock far ahead, or a forgery
+// with the gateway identity) wiped the counts and marked every healthy
+// gateway silent; it is now skipped and changes nothing. So are counts no
+// gateway makes (a code that is not one, a count beyond reason).
+func TestAFarOffClockIsSkippedNotFolded(t *testing.T) {
+	u := NewUsage()
+	w := func(i int) time.Time {
+		return u0.Truncate(events.UsageWindow).Add(time.Duration(i) * events.UsageWindow)
+	}
+	for i := range 6 {
+		if err := fold(u, uint64(i+1), report("gw-1", "b1", uint64(i+1), w(i), false, count("acme", keyID(1), "VALID", 2, w(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := UsageQuery{Tenant: "acme", GroupBy: "code", Grain: GrainMinute, Since: u0.Add(-time.Hour), Until: u0.Add(time.Hour)}
+	before, _ := u.Query(q)
+	useBefore := u.KeyUse("acme", keyID(1), w(6))
+	ahead := w(6).Add(8 * 7 * 24 * time.Hour)
+	for i, r := range []*events.UsageReport{
+		report("skewed", "b2", 1, ahead, true, count("acme", keyID(1), "VALID", 1, ahead)),
+		report("gw-1", "b1", 7, w(6), false, count("acme", keyID(1), "WHATEVER", 1, w(6))),
+		report("gw-1", "b1", 8, w(7), false, count("acme", keyID(1), "VALID", 1<<63, w(7))),
+	} {
+		if err := u.Apply(uint64(10+i), w(6), r); err == nil {
+			t.Fatalf("report %d folded", i)
+		}
+	}
+	after, _ := u.Query(q)
+	if fmt.Sprint(after) != fmt.Sprint(before) || u.Skipped != 3 || len(u.Gaps()) != 0 || u.KeyUse("acme", keyID(1), w(6)) != useBefore {
+		t.Fatalf("a skipped report changed the fold: %+v, skipped %d, gaps %+v", after, u.Skipped, u.Gaps())
+	}
+	if err := u.Apply(20, w(6).Add(time.Hour), report("late", "b3", 1, w(0), true)); err != nil {
+		t.Fatalf("a backlog an hour late: %v", err)
+	}
 }

@@ -29,7 +29,7 @@ func TestUsageCountsEveryRequestOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				u.Count("acme", "bob", "orders", fmt.Sprintf("key_%d", i%7), projections.CodeValid, time.Unix(int64(w), 0))
+				u.Count("acme", "bob", "orders", fmt.Sprintf("key_01JDQ8Z6W4M2N9V3X5C7%06d", i%7), projections.CodeValid, time.Unix(int64(w), 0))
 			}
 		}()
 	}
@@ -103,7 +103,7 @@ func TestUsageReportsEveryWindowOnce(t *testing.T) {
 	t0 := time.Date(2026, 12, 7, 10, 0, 3, 0, time.UTC)
 	r := gateway.NewUsageReporter(f.js, u, "gw-1", t0, slog.New(slog.DiscardHandler))
 	for i := range events.MaxUsageEntries + 5 {
-		u.Count("acme", "bob", "orders", fmt.Sprintf("key_%d", i), projections.CodeValid, t0)
+		u.Count("acme", "bob", "orders", fmt.Sprintf("key_01JDQ8Z6W4M2N9V3X5C7%06d", i), projections.CodeValid, t0)
 	}
 	w1 := t0.Truncate(events.UsageWindow).Add(events.UsageWindow)
 	r.Close(f.ctx, w1, false)                         // two parts

@@ -193,7 +193,7 @@ func (r *Rollups) fold(m jetstream.Msg) {
 		rep = events.UsageReport{} // fails Validate: counted as skipped
 	}
 	r.mu.Lock()
-	err = r.u.Apply(md.Sequence.Stream, &rep)
+	err = r.u.Apply(md.Sequence.Stream, md.Timestamp, &rep)
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.mu.Unlock()
