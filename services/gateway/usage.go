@@ -102,20 +102,26 @@ func (u *UsageCounter) Take() []events.UsageCount {
 }
 
 // count is what a finished exchange adds to the usage counts: a decided
-// request of a known tenant (the key's, else the API's).
+// request of a known tenant (the key's, else the API's; both, each its own
+// side, for another tenant's key on an API).
 func (g *Gateway) count(x *exchange) {
 	d := &x.decision
 	if g.cfg.Usage == nil || d.Code == "" {
 		return
 	}
-	tenant := d.Tenant
-	if tenant == "" {
-		tenant = x.api.Tenant
+	switch {
+	case d.Tenant != "" && x.api.Tenant != "" && d.Tenant != x.api.Tenant:
+		// Another tenant's key on this API: each tenant sees its side —
+		// the API's owner a foreign key (never its id), the key's owner its
+		// key used where it does not belong (never the other's API).
+		g.cfg.Usage.Count(x.api.Tenant, "", x.api.ID, "", d.Code, d.Now)
+		g.cfg.Usage.Count(d.Tenant, d.User, "", d.KeyID, d.Code, d.Now)
+	case d.Tenant != "":
+		g.cfg.Usage.Count(d.Tenant, d.User, x.api.ID, d.KeyID, d.Code, d.Now)
+	case x.api.Tenant != "":
+		g.cfg.Usage.Count(x.api.Tenant, "", x.api.ID, "", d.Code, d.Now)
 	}
-	if tenant == "" {
-		return // decided before routing (STALE): Prometheus counts it
-	}
-	g.cfg.Usage.Count(tenant, d.User, x.api.ID, d.KeyID, d.Code, d.Now)
+	// Decided before routing (STALE) has no tenant: Prometheus counts it.
 }
 
 // UsageReporter reports a counter's windows to the usage stream.

@@ -80,11 +80,18 @@ func TestGatewayCountsByTenantKeyAndCode(t *testing.T) {
 	}
 	f.do("GET", "/orders/1", nil)
 	f.do("GET", "/nowhere", nil) // not routed: not a decision, not counted
+	// Another tenant's key on acme's API: acme sees a foreign key, beta its
+	// key used where it does not belong; neither sees the other's ids.
+	f.tenant("beta")
+	f.user("beta", "carol")
+	betaID, betaSecret := f.key("beta", control.KeySpec{User: "carol"})
+	f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + betaSecret})
 	got := map[string]uint64{}
 	for _, c := range u.Take() {
 		got[fmt.Sprintf("%s/%s/%s/%s/%s", c.Tenant, c.User, c.API, c.Key, c.Code)] += c.N
 	}
-	want := map[string]uint64{"acme/bob/orders/" + id + "/VALID": 3, "acme//orders//MISSING": 1}
+	want := map[string]uint64{"acme/bob/orders/" + id + "/VALID": 3, "acme//orders//MISSING": 1,
+		"acme//orders//TENANT_MISMATCH": 1, "beta/carol//" + betaID + "/TENANT_MISMATCH": 1}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("counted %v, want %v", got, want)
 	}
