@@ -281,6 +281,26 @@ type Key struct {
 	RotatedTo   string            `json:"rotated_to,omitempty"`
 	GraceUntil  *time.Time        `json:"grace_until,omitempty"`
 	Version     uint64            `json:"version"`
+	// LastUsedAt is the last request that presented the key, as the
+	// gateways reported it (nil: none); LastUsed says where and how.
+	LastUsedAt *time.Time `json:"last_used_at"`
+	LastUsed   *LastUsed  `json:"last_used,omitempty"`
+	// Usage is the key's recent requests (lists with KeyFilter.WithUsage).
+	Usage *KeyUsage `json:"usage,omitempty"`
+}
+
+// LastUsed is the last request that presented a key.
+type LastUsed struct {
+	Gateway     string     `json:"gateway"`
+	API         string     `json:"api,omitempty"`
+	Code        Outcome    `json:"code"`
+	LastValidAt *time.Time `json:"last_valid_at"`
+}
+
+// KeyUsage is a key's requests over the last 24 hours and 30 days.
+type KeyUsage struct {
+	Requests24h uint64 `json:"requests_24h"`
+	Requests30d uint64 `json:"requests_30d"`
 }
 
 // KeySpec is what a new key gets.

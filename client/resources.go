@@ -60,6 +60,11 @@ type KeyFilter struct {
 	Status string
 	// ExpiringWithin: only keys expiring within this duration ("72h", "30d").
 	ExpiringWithin string
+	// UnusedFor: only keys no request presented for this long ("90d"),
+	// or never.
+	UnusedFor string
+	// WithUsage adds each key's requests over 24 hours and 30 days.
+	WithUsage bool
 	ListOptions
 }
 
@@ -202,10 +207,13 @@ func (c *Client) DeleteUser(ctx context.Context, tenant, id, reason string, call
 // ListKeys lists a tenant's keys that f selects.
 func (c *Client) ListKeys(ctx context.Context, tenant string, f KeyFilter, call *Call) (KeyPage, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"user": f.User, "status": f.Status, "expiring_within": f.ExpiringWithin} {
+	for k, v := range map[string]string{"user": f.User, "status": f.Status, "expiring_within": f.ExpiringWithin, "unused_for": f.UnusedFor} {
 		if v != "" {
 			q.Set(k, v)
 		}
+	}
+	if f.WithUsage {
+		q.Set("with", "usage")
 	}
 	var out KeyPage
 	_, err := c.Do(ctx, "GET", tenantPath(tenant)+"/keys"+f.query(q), nil, call, &out)

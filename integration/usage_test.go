@@ -142,6 +142,17 @@ func TestUsageCountsEqualTheLoad(t *testing.T) {
 	if un := e.must(e.call("GET", "/v1/tenants/acme/keys?unused_for=1h", e.root, nil), 200); len(un.body["keys"].([]any)) != 0 {
 		t.Fatalf("a key used a moment ago is listed as unused for an hour: %s", un.raw)
 	}
+	// The same through the CLI (it showed none of it).
+	out := mustKeytrail(t, e.dir, "key", "list", "--tenant", "acme", "--with-usage")
+	if !strings.Contains(out, "LAST_USED_AT") || !strings.Contains(out, "REQUESTS_24H") || strings.Contains(out, e.keyID+"  bob  -") {
+		t.Fatalf("key list --with-usage:\n%s", out)
+	}
+	if out := mustKeytrail(t, e.dir, "key", "get", "--tenant", "acme", e.keyID); !strings.Contains(out, "last_used:") || !strings.Contains(out, "VALID via") {
+		t.Fatalf("key get:\n%s", out)
+	}
+	if out := mustKeytrail(t, e.dir, "key", "list", "--tenant", "acme", "--unused-for", "1h"); strings.Contains(out, e.keyID) {
+		t.Fatalf("key list --unused-for 1h lists a key used a moment ago:\n%s", out)
+	}
 }
 
 // TestUsageIsTheTenantsOwn: a tenant admin sees its tenant's usage and no

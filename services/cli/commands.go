@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -49,6 +50,8 @@ type lister[T, P any] struct {
 	page    func([]T) P
 	fields  func(T) []field
 	columns []string
+	// extra, when set, are columns the run's flags add.
+	extra func() []string
 }
 
 // list pages through a collection; with --all, every page, shown as one.
@@ -95,7 +98,11 @@ func list[T, P any](usage string, l lister[T, P], filters func(fs *flag.FlagSet)
 			for _, it := range l.items(p) {
 				rows = append(rows, l.fields(it))
 			}
-			return r.table(l.columns, rows, l.next(p))
+			columns := l.columns
+			if l.extra != nil {
+				columns = append(slices.Clone(columns), l.extra()...)
+			}
+			return r.table(columns, rows, l.next(p))
 		}}
 }
 
@@ -277,7 +284,8 @@ func keyVerbs() map[string]verb {
 		return r.show(res, res.Seq, "", section{"key", keyFields(res.Key)})
 	}
 	var attrs keyAttrs
-	var user, ttl, grace, reason, status, expiring string
+	var user, ttl, grace, reason, status, expiring, unusedFor string
+	var withUsage bool
 	var notBefore TimeFlag
 	return map[string]verb{
 		"issue": {usage: "--tenant T --user U [--name N] [--scope S]... [--ttl 30d | --expires-at T] [--rate 5/10] [--meta k=v]...",
@@ -306,15 +314,24 @@ func keyVerbs() map[string]verb {
 				}
 				return r.show(k, k.Seq, k.Secret, section{"key", keyFields(k.Key)})
 			}},
-		"list": list("--tenant T [--user U] [--status S] [--expiring-within D]", lister[client.Key, client.KeyPage]{
+		"list": list("--tenant T [--user U] [--status S] [--expiring-within D] [--unused-for 90d] [--with-usage]", lister[client.Key, client.KeyPage]{
 			fetch: func(ctx context.Context, r *run, o client.ListOptions) (client.KeyPage, error) {
-				return r.client.ListKeys(ctx, r.tenant, client.KeyFilter{User: user, Status: status, ExpiringWithin: expiring, ListOptions: o}, r.call)
+				return r.client.ListKeys(ctx, r.tenant, client.KeyFilter{User: user, Status: status, ExpiringWithin: expiring,
+					UnusedFor: unusedFor, WithUsage: withUsage, ListOptions: o}, r.call)
 			},
 			items:  func(p client.KeyPage) []client.Key { return p.Keys },
 			next:   func(p client.KeyPage) string { return p.NextCursor },
 			page:   func(ks []client.Key) client.KeyPage { return client.KeyPage{Keys: ks} },
-			fields: keyFields, columns: []string{"id", "user", "name", "status", "scopes", "expires_at", "hint"},
+			fields: keyFields, columns: []string{"id", "user", "name", "status", "scopes", "expires_at", "last_used_at", "hint"},
+			extra: func() []string {
+				if withUsage {
+					return []string{"requests_24h", "requests_30d"}
+				}
+				return nil
+			},
 		}, func(fs *flag.FlagSet) {
+			fs.StringVar(&unusedFor, "unused-for", "", "only keys no request presented for this long, or never, e.g. 90d")
+			fs.BoolVar(&withUsage, "with-usage", false, "add each key's requests over 24 hours and 30 days")
 			fs.StringVar(&user, "user", "", "only this user's keys")
 			fs.StringVar(&status, "status", "", "an effective status: active, revoked, expired, user_disabled, user_deleted, user_unknown, tenant_suspended, suspended, not_yet_valid")
 			fs.StringVar(&expiring, "expiring-within", "", "only keys expiring within this duration, e.g. 72h or 30d")

@@ -227,6 +227,13 @@ func keyFields(k client.Key) []field {
 	if k.RotatedTo != "" {
 		f = append(f, field{"rotated_to", k.RotatedTo}, field{"grace_until", whenPtr(k.GraceUntil)})
 	}
+	f = append(f, field{"last_used_at", whenPtr(k.LastUsedAt)})
+	if l := k.LastUsed; l != nil {
+		f = append(f, field{"last_used", fmt.Sprintf("%s via %s on %s (last VALID %s)", l.Code, l.Gateway, text(l.API), whenPtr(l.LastValidAt))})
+	}
+	if u := k.Usage; u != nil {
+		f = append(f, field{"requests_24h", strconv.FormatUint(u.Requests24h, 10)}, field{"requests_30d", strconv.FormatUint(u.Requests30d, 10)})
+	}
 	return append(f, field{"version", strconv.FormatUint(k.Version, 10)})
 }
 
