@@ -559,6 +559,13 @@ func TestDecisionsAreFoundByKey(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "0 decisions") {
 		t.Fatalf("audit decisions --until an hour ago: exit %d\n%s", code, out)
 	}
+	// A range that ended an hour ago stops at the first decision stored
+	// after it (it read the whole log to the end).
+	past, err := a.SearchDecisions(e.ctx, audit.DecisionSearch{DecisionQuery: events.DecisionQuery{Tenant: "acme"},
+		Since: time.Now().Add(-2 * time.Hour), Until: time.Now().Add(-time.Hour), Limit: 100})
+	if err != nil || past.Matched != 0 || past.Read != 0 {
+		t.Fatalf("a range that ended an hour ago: read %d, matched %d (%v)", past.Read, past.Matched, err)
+	}
 	// The admin API's search: the same filtering, paged by cursor.
 	type apiPage struct {
 		Decisions []events.LoggedDecision `json:"decisions"`

@@ -92,7 +92,7 @@ func TestCLIDrivesTheAdminAPI(t *testing.T) {
 		{[]string{"key", "explode", "--tenant", "acme"}, 2, "usage"},
 		{[]string{"key", "lst", "--tenant", "acme"}, 2, `unknown command "lst" for keytrail key (did you mean "list"?)`},
 		{[]string{"tenat", "list"}, 2, `unknown command "tenat" (did you mean "tenant"?)`},
-		{[]string{"tenant", "create", "Bad.Id", "--data", e.dir}, 1, "invalid_argument"},
+		{[]string{"tenant", "create", "Bad.Id", "--name", "Bad", "--data", e.dir}, 1, "invalid_argument"},
 		{[]string{"tenant", "get", "nope", "--data", e.dir}, 1, "not_found"},
 		{[]string{"tenant", "get", "acme", "--server", e.base, "--token", "kt_wrong"}, 1, "unauthenticated"},
 		{[]string{"key", "issue", "--tenant", "acme", "--user", "bob", "--rate", "fast", "--data", e.dir}, 2, "--rate"},

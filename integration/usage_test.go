@@ -176,7 +176,7 @@ func TestUsageIsTheTenantsOwn(t *testing.T) {
 	}
 	for q, name := range map[string]string{"bucket=week": "bucket", "group_by=color": "group_by", "since=yesterday": "since",
 		"code=NOPE": "code", "key=a.b": "key", "since=30d&bucket=minute": "since", "until=2h&since=1h": "since", "colour=red": "colour",
-		"user=a%20b": "user"} {
+		"user=a%20b": "user", "key=a&key=b": "given 2 times", "since=1h&until=2030-01-01T00:00:00Z&bucket=minute": "until"} {
 		r := e.call("GET", "/v1/tenants/acme/usage?"+q, e.root, nil)
 		e.problem(r, 400, "invalid_argument")
 		if !strings.Contains(r.raw, name) {
@@ -194,6 +194,25 @@ func TestUsageIsTheTenantsOwn(t *testing.T) {
 	}
 	if out, code := keytrail(t, e.dir, "usage", "--tenant", "acme", "--bucket", "week"); code != 1 || !strings.Contains(out, "bucket") {
 		t.Fatalf("keytrail usage --bucket week: exit %d\n%s", code, out)
+	}
+	// Decisions: the same rules, and a range that ends before it starts.
+	for q, name := range map[string]string{"since=1h&until=2h": "since", "cursor=18446744073709551615": "cursor", "code=a&code=b": "given 2 times"} {
+		r := e.call("GET", "/v1/tenants/acme/decisions?"+q, e.root, nil)
+		e.problem(r, 400, "invalid_argument")
+		if !strings.Contains(r.raw, name) {
+			t.Errorf("decisions?%s: the problem does not name %s: %s", q, name, r.raw)
+		}
+	}
+	// A hostile value is not echoed whole.
+	if r := e.call("GET", "/v1/tenants/acme/usage?bucket="+strings.Repeat("x", 5000), e.root, nil); r.status != 400 || len(r.raw) > 1000 {
+		t.Errorf("a 5000-byte bucket: %d, %d bytes back", r.status, len(r.raw))
+	}
+	// A tenant that does not exist, or cannot: 404, as its keys (root got
+	// 500 for "*").
+	for _, tenant := range []string{"nosuch", "*", "a.b"} {
+		for _, route := range []string{"usage", "decisions"} {
+			e.problem(e.call("GET", "/v1/tenants/"+tenant+"/"+route, e.root, nil), 404, "not_found")
+		}
 	}
 	for _, q := range []string{"with=everything", "unused_for=soon"} {
 		e.problem(e.call("GET", "/v1/tenants/acme/keys?"+q, e.root, nil), 400, "invalid_argument")

@@ -3,8 +3,8 @@ package adminhttp
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
@@ -36,23 +36,21 @@ func (s *Server) decisionRoutes() {
 			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
 		}
 		v := r.URL.Query()
-		for name := range v {
-			if !slices.Contains([]string{"key", "user", "api", "code", "since", "until", "cursor", "limit"}, name) {
-				return bad("%s: not a parameter of this route (key, user, api, code, since, until, cursor, limit)", name)
-			}
+		if err := onlyParams(v, "key", "user", "api", "code", "since", "until", "cursor", "limit"); err != nil {
+			return err
 		}
 		q := events.DecisionQuery{Tenant: r.PathValue("tenant"), KeyID: v.Get("key"), User: v.Get("user"), API: v.Get("api"), Code: v.Get("code")}
 		switch {
 		case q.KeyID != "" && !events.ValidKeyID(q.KeyID):
-			return bad("key: %q is not a key id", q.KeyID)
+			return bad("key: %q is not a key id", clip(q.KeyID))
 		case q.User != "" && !events.ValidUserID(q.User):
-			return bad("user: %q is not a user id", q.User)
+			return bad("user: %q is not a user id", clip(q.User))
 		case q.API != "" && !events.ValidAPIID(q.API):
-			return bad("api: %q is not an API id", q.API)
+			return bad("api: %q is not an API id", clip(q.API))
 		}
 		if q.Code != "" {
 			if _, ok := projections.OutcomeOf(projections.Code(q.Code)); !ok {
-				return bad("code: %q is not an outcome code", q.Code)
+				return bad("code: %q is not an outcome code", clip(q.Code))
 			}
 		}
 		now := s.cfg.Now()
@@ -64,10 +62,13 @@ func (s *Server) decisionRoutes() {
 		if err != nil {
 			return bad("until: %v", err)
 		}
+		if !until.IsZero() && !since.Before(until) {
+			return bad("since: must be before until")
+		}
 		var after uint64
 		if c := v.Get("cursor"); c != "" {
-			if after, err = strconv.ParseUint(c, 10, 64); err != nil || after == 0 {
-				return bad("cursor: %q is not a cursor this route gave", c)
+			if after, err = strconv.ParseUint(c, 10, 64); err != nil || after == 0 || after == math.MaxUint64 {
+				return bad("cursor: %q is not a cursor this route gave", clip(c))
 			}
 		}
 		limit, err := pageSize(r)

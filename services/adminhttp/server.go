@@ -352,7 +352,8 @@ func (s *Server) handleScoped(pattern string, who access, scopes []string, h han
 				return
 			}
 		}
-		if tenant := r.PathValue("tenant"); tenant != "" && r.Method == http.MethodGet && createsObject(pattern) {
+		if tenant := r.PathValue("tenant"); tenant != "" && r.Method == http.MethodGet && (createsObject(pattern) ||
+			strings.HasSuffix(pattern, "/usage") || strings.HasSuffix(pattern, "/decisions")) {
 			// A list under a tenant that does not exist is 404, not an
 			// empty list (after Keytrail-Min-Seq, which a list honours;
 			// single objects are read from the log and say so themselves).
@@ -363,7 +364,7 @@ func (s *Server) handleScoped(pattern string, who access, scopes []string, h han
 			var exists bool
 			s.cfg.Model.Read(func(c *projections.Catalog) { _, exists = c.Tenant(tenant) })
 			if !exists {
-				writeProblem(w, r, control.CodeNotFound, "no tenant "+tenant, "")
+				writeProblem(w, r, control.CodeNotFound, "no tenant "+clip(tenant), "")
 				return
 			}
 		}
@@ -461,4 +462,14 @@ func written(w http.ResponseWriter, status int, res control.Result, body map[str
 	body["seq"] = res.Seq
 	writeJSON(w, status, body)
 	return nil
+}
+
+// clip is a value from a request as a problem may quote it: at most 64
+// bytes, so that a hostile parameter is not echoed whole.
+func clip(v string) string {
+	const most = 64
+	if len(v) <= most {
+		return v
+	}
+	return v[:most] + "…"
 }

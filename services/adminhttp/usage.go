@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -62,26 +63,24 @@ func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQu
 	bad := func(format string, args ...any) error {
 		return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
 	}
-	for name := range v {
-		if !slices.Contains([]string{"key", "user", "api", "code", "group_by", "bucket", "since", "until"}, name) {
-			return projections.UsageQuery{}, bad("%s: not a parameter of this route (key, user, api, code, group_by, bucket, since, until)", name)
-		}
+	if err := onlyParams(v, "key", "user", "api", "code", "group_by", "bucket", "since", "until"); err != nil {
+		return projections.UsageQuery{}, err
 	}
 	q := projections.UsageQuery{Tenant: tenant, Key: v.Get("key"), User: v.Get("user"), API: v.Get("api"), Code: v.Get("code"),
 		GroupBy: v.Get("group_by"), Grain: projections.Grain(v.Get("bucket")), Until: now}
 	switch {
 	case q.Key != "" && !events.ValidKeyID(q.Key):
-		return q, bad("key: %q is not a key id", q.Key)
+		return q, bad("key: %q is not a key id", clip(q.Key))
 	case q.User != "" && !events.ValidUserID(q.User):
-		return q, bad("user: %q is not a user id", q.User)
+		return q, bad("user: %q is not a user id", clip(q.User))
 	case q.API != "" && !events.ValidAPIID(q.API):
-		return q, bad("api: %q is not an API id", q.API)
+		return q, bad("api: %q is not an API id", clip(q.API))
 	case q.GroupBy != "" && !slices.Contains(projections.GroupBys, q.GroupBy):
-		return q, bad("group_by: %q; want code, key, api or user", q.GroupBy)
+		return q, bad("group_by: %q; want code, key, api or user", clip(q.GroupBy))
 	}
 	if q.Code != "" {
 		if _, ok := projections.OutcomeOf(projections.Code(q.Code)); !ok {
-			return q, bad("code: %q is not an outcome code", q.Code)
+			return q, bad("code: %q is not an outcome code", clip(q.Code))
 		}
 	}
 	if q.Grain == "" {
@@ -89,7 +88,7 @@ func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQu
 	}
 	size, ok := projections.GrainSize(q.Grain)
 	if !ok {
-		return q, bad("bucket: %q; want minute, hour or day", q.Grain)
+		return q, bad("bucket: %q; want minute, hour or day", clip(string(q.Grain)))
 	}
 	var err error
 	if q.Since, err = timeParam(v.Get("since"), now, now.Add(-24*time.Hour)); err != nil {
@@ -102,7 +101,7 @@ func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQu
 	case !q.Since.Before(q.Until):
 		return q, bad("since: must be before until")
 	case q.Until.Sub(q.Since)/size > maxUsageBuckets:
-		return q, bad("since: %s of %s buckets is more than %d; ask for a larger bucket", q.Until.Sub(q.Since), q.Grain, maxUsageBuckets)
+		return q, bad("since, until: more than %d %s buckets between them; ask for a larger bucket or a shorter range", maxUsageBuckets, q.Grain)
 	}
 	return q, nil
 }
@@ -118,7 +117,21 @@ func timeParam(s string, now, def time.Time) (time.Time, error) {
 	}
 	d, err := events.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration before now such as 24h or 30d", s)
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a duration before now such as 24h or 30d", clip(s))
 	}
 	return now.Add(-d), nil
+}
+
+// onlyParams refuses a query with a parameter the route does not take, or
+// one given twice (which value would it mean?).
+func onlyParams(v url.Values, names ...string) error {
+	for name, vals := range v {
+		switch {
+		case !slices.Contains(names, name):
+			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("%s: not a parameter of this route (%s)", clip(name), strings.Join(names, ", "))}
+		case len(vals) > 1:
+			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("%s: given %d times", name, len(vals))}
+		}
+	}
+	return nil
 }

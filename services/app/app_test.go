@@ -290,3 +290,21 @@ func TestShellCompletion(t *testing.T) {
 		t.Fatalf("completion zsh: %d", code)
 	}
 }
+
+// TestNounHelp: `keytrail tenant -h` lists the noun's verbs on stdout with
+// exit 0 (it said `unknown command "-h"`, while the help told to run it).
+func TestNounHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help", "help"} {
+		var out, errb bytes.Buffer
+		if code := Main(ctxFor(t), []string{"tenant", arg}, &out, &errb); code != ExitOK || !strings.Contains(out.String(), "keytrail tenant create ID --name NAME") {
+			t.Fatalf("tenant %s: exit %d\n%s%s", arg, code, out.String(), errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := Main(ctxFor(t), []string{"tenant", "create", "acme", "--token", "kt_x"}, &out, &errb); code != ExitUsage || !strings.Contains(errb.String(), "--name is required") {
+		t.Fatalf("tenant create without --name: exit %d\n%s", code, errb.String())
+	}
+	if code := Main(ctxFor(t), []string{"audit", "decisions", "--code", "bogus"}, &out, &errb); code != ExitUsage || !strings.Contains(errb.String(), "not an outcome code") {
+		t.Fatalf("audit decisions --code bogus: exit %d\n%s", code, errb.String())
+	}
+}

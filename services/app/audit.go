@@ -108,6 +108,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if _, err := o.query.Filter(); err != nil {
 			return usageError{err}
 		}
+		if c := o.query.Code; c != "" {
+			if _, ok := projections.OutcomeOf(projections.Code(c)); !ok {
+				return usageError{fmt.Errorf("--code %q is not an outcome code (%s)", c, strings.Join(projections.Codes(), ", "))}
+			}
+		}
 		if o.limit < 1 || o.limit > audit.MaxDecisionLimit {
 			return usageError{fmt.Errorf("--limit must be between 1 and %d", audit.MaxDecisionLimit)}
 		}

@@ -75,7 +75,7 @@ func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l
 		}
 		var l loggedDecision
 		if meta, err := m.Metadata(); err == nil {
-			l.seq = meta.Sequence.Stream
+			l.seq, l.stored = meta.Sequence.Stream, meta.Timestamp
 		}
 		why := ""
 		if json.Unmarshal(m.Data(), &l.rec) != nil || l.rec.Code == "" {
@@ -159,6 +159,9 @@ func (a *Auditor) SearchDecisions(ctx context.Context, q DecisionSearch) (Decisi
 	ring := make([]events.DecisionRecord, 0, min(q.Limit, 1024))
 	next := 0
 	err = a.eachDecision(ctx, decisionScan{filter: filter, since: q.Since, progress: q.Progress}, func(l loggedDecision, why string) bool {
+		if !q.Until.IsZero() && l.stored.After(q.Until.Add(decisionSkew)) {
+			return false // nothing later can be before until
+		}
 		page.Read++
 		r := &l.rec
 		if why != "" || r.Now.Before(q.Since) || (!q.Until.IsZero() && r.Now.After(q.Until)) {
@@ -177,12 +180,23 @@ func (a *Auditor) SearchDecisions(ctx context.Context, q DecisionSearch) (Decisi
 	return page, err
 }
 
+// decisionSkew is how far a gateway's clock (a decision's now) may be
+// from the server's (when it stored the decision): a search past until
+// stops once the server stored decisions this long after it.
+const decisionSkew = 5 * time.Minute
+
+// pageBudget bounds the time one page may read: past it the page ends
+// with what it found, and its cursor goes on from where the read stopped.
+const pageBudget = 3 * time.Second
+
 // PageDecisions returns, oldest first, up to limit decisions that q
 // selects made between since and until (until zero: no bound), after the
 // decision-stream sequence after (a previous page's next; 0: from since).
 // next is the cursor of the page that follows, 0 when this one is the
 // last. The server filters on the subject: one key's decisions are read
-// without anyone else's.
+// without anyone else's. A page reads for pageBudget at most and stops
+// past until: a page may hold fewer than limit decisions and still have a
+// next.
 func (a *Auditor) PageDecisions(ctx context.Context, q events.DecisionQuery, since, until time.Time, after uint64, limit int) (page []events.LoggedDecision, next uint64, err error) {
 	filter, err := q.Filter()
 	if err != nil {
@@ -195,8 +209,17 @@ func (a *Auditor) PageDecisions(ctx context.Context, q events.DecisionQuery, sin
 	if after > 0 {
 		scan.from = after + 1
 	}
+	deadline, read := time.Now().Add(pageBudget), 0
 	err = a.eachDecision(ctx, scan, func(l loggedDecision, why string) bool {
 		r := &l.rec
+		if !until.IsZero() && l.stored.After(until.Add(decisionSkew)) {
+			next = 0 // nothing later can be before until
+			return false
+		}
+		if read++; read > 1 && time.Now().After(deadline) {
+			next = l.seq - 1 // the next page goes on from this one
+			return false
+		}
 		if why != "" || r.Now.Before(since) || (!until.IsZero() && r.Now.After(until)) {
 			return true
 		}

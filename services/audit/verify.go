@@ -129,8 +129,9 @@ type DecisionReport struct {
 }
 
 type loggedDecision struct {
-	rec events.DecisionRecord
-	seq uint64 // the decision log's own sequence
+	rec    events.DecisionRecord
+	seq    uint64    // the decision log's own sequence
+	stored time.Time // when the server stored it
 }
 
 // VerifyDecisions re-derives every decision in the decision log (since

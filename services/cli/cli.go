@@ -125,6 +125,15 @@ func (n Noun) Run(ctx context.Context, env Env, args []string) error {
 	verbs := n.verbs() // made for this run: its flag storage dies with it
 	names := sortedKeys(verbs)
 	args = CommandFirst(args, names)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		// Asked for: the verbs, each with its usage, on stdout.
+		fmt.Fprintf(env.Stdout, "usage: keytrail %s <verb> [flags]\n\n", n.Name)
+		for _, name := range names {
+			fmt.Fprintf(env.Stdout, "  keytrail %s %s %s\n", n.Name, name, verbs[name].usage)
+		}
+		fmt.Fprintf(env.Stdout, "\nRun 'keytrail %s <verb> -h' for a verb's flags.\n", n.Name)
+		return nil
+	}
 	if len(args) == 0 || verbs[args[0]].run == nil {
 		usage := fmt.Errorf("usage: keytrail %s <%s> [flags]", n.Name, strings.Join(names, "|"))
 		if len(args) == 0 {

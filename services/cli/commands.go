@@ -124,11 +124,14 @@ func tenantVerbs() map[string]verb {
 			page:   func(ts []client.Tenant) client.TenantPage { return client.TenantPage{Tenants: ts} },
 			fields: tenantFields, columns: []string{"id", "name", "status", "created_at"},
 		}, nil),
-		"create": {usage: "ID [--name NAME]", flags: func(fs *flag.FlagSet) { fs.StringVar(name, "name", "", "display name") },
+		"create": {usage: "ID --name NAME", flags: func(fs *flag.FlagSet) { fs.StringVar(name, "name", "", "display name (required)") },
 			run: func(ctx context.Context, r *run, args []string) error {
 				id, err := one(args, "tenant id")
 				if err != nil {
 					return err
+				}
+				if *name == "" {
+					return usagef("--name is required")
 				}
 				t, res, err := r.client.CreateTenant(ctx, id, *name, r.call)
 				return showTenant(r, client.TenantResult{Tenant: t, Result: res}, err)
