@@ -160,7 +160,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "decisions":
 		search := audit.DecisionSearch{DecisionQuery: o.query, Since: o.since.OrZero(), Until: o.until.OrZero(), Limit: o.limit,
 			Progress: func(read, total uint64) {
-				if read < total {
+				switch {
+				case total == 0:
+					fmt.Fprintf(stderr, "read %d decisions…\n", read)
+				case read < total:
 					fmt.Fprintf(stderr, "read %d of %d decisions…\n", read, total)
 				}
 			}}

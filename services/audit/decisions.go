@@ -20,8 +20,12 @@ type decisionScan struct {
 	since  time.Time // from this time on; all when zero
 	from   uint64    // from this decision-stream sequence on (instead of since)
 	// progress, when set, is told every progressEvery entries how many
-	// have been read of how many the scan covers.
+	// have been read of how many the scan covers (0: not known).
 	progress func(read, total uint64)
+	// sparse: few entries match (one key's): they are fetched one by one
+	// from the subject index rather than by a consumer, which first counts
+	// every match in the log.
+	sparse bool
 }
 
 // progressEvery is how often a long scan reports its progress.
@@ -33,6 +37,9 @@ const progressEvery = 10_000
 // entry: not a decision at all, or one filed under another decision's
 // subject (which would hide it from a search by key or code).
 func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l loggedDecision, why string) bool) error {
+	if scan.sparse && scan.filter != "" {
+		return a.eachDecisionByGet(ctx, scan, fn)
+	}
 	cfg := jetstream.OrderedConsumerConfig{}
 	if scan.filter != "" {
 		cfg.FilterSubjects = []string{scan.filter}
@@ -73,17 +80,12 @@ func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l
 		if err != nil {
 			return fmt.Errorf("audit: read decisions: %w", err)
 		}
-		var l loggedDecision
+		var seq uint64
+		var stored time.Time
 		if meta, err := m.Metadata(); err == nil {
-			l.seq, l.stored = meta.Sequence.Stream, meta.Timestamp
+			seq, stored = meta.Sequence.Stream, meta.Timestamp
 		}
-		why := ""
-		if json.Unmarshal(m.Data(), &l.rec) != nil || l.rec.Code == "" {
-			l.rec, why = events.DecisionRecord{}, "the entry is not a decision"
-		} else if want := events.DecisionSubject(&l.rec); m.Subject() != want {
-			why = fmt.Sprintf("filed under %s; a decision with this content belongs under %s", m.Subject(), want)
-		}
-		if !fn(l, why) {
+		if !fn(judgeEntry(seq, stored, m.Subject(), m.Data())) {
 			return nil
 		}
 	}
@@ -91,6 +93,139 @@ func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l
 		scan.progress(total, total)
 	}
 	return nil
+}
+
+// msgGetRequest asks the stream's leader for the next message under a
+// subject filter, from a sequence or a time.
+type msgGetRequest struct {
+	Seq       uint64     `json:"seq,omitempty"`
+	NextFor   string     `json:"next_by_subj"`
+	StartTime *time.Time `json:"start_time,omitempty"`
+}
+
+// msgGetAttempt bounds one message get.
+const msgGetAttempt = 5 * time.Second
+
+// eachDecisionByGet is eachDecision for a sparse scan: the subjects under
+// the filter come from the stream's subject index, then each subject's
+// entries one leader get at a time (a literal subject's next entry is found
+// without reading the blocks that do not hold it), merged in log order.
+func (a *Auditor) eachDecisionByGet(ctx context.Context, scan decisionScan, fn func(l loggedDecision, why string) bool) error {
+	js := a.st.JetStream()
+	str, err := js.Stream(ctx, events.DecisionStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil // no gateway has logged anything
+	}
+	if err != nil {
+		return fmt.Errorf("audit: read decisions: %w", err)
+	}
+	info, err := str.Info(ctx, jetstream.WithSubjectFilter(scan.filter))
+	if err != nil {
+		return fmt.Errorf("audit: read decisions: %w", err)
+	}
+	// One cursor per subject: its next entry, fetched when needed.
+	type cursor struct {
+		req  msgGetRequest
+		next *loggedEntry
+		done bool
+	}
+	var cursors []*cursor
+	for subj := range info.State.Subjects {
+		c := &cursor{req: msgGetRequest{NextFor: subj, Seq: max(scan.from, 1)}}
+		if scan.from == 0 && !scan.since.IsZero() {
+			c.req.Seq, c.req.StartTime = 0, &scan.since
+		}
+		cursors = append(cursors, c)
+	}
+	fill := func(c *cursor) error {
+		if c.next != nil || c.done {
+			return nil
+		}
+		e, err := a.msgGet(ctx, c.req)
+		if err != nil {
+			return err
+		}
+		if e == nil {
+			c.done = true
+			return nil
+		}
+		c.next, c.req = e, msgGetRequest{NextFor: c.req.NextFor, Seq: e.seq + 1}
+		return nil
+	}
+	for {
+		var first *cursor
+		for _, c := range cursors {
+			if err := fill(c); err != nil {
+				return err
+			}
+			if c.next != nil && (first == nil || c.next.seq < first.next.seq) {
+				first = c
+			}
+		}
+		if first == nil {
+			return nil
+		}
+		e := first.next
+		first.next = nil
+		if !fn(judgeEntry(e.seq, e.stored, e.subject, e.data)) {
+			return nil
+		}
+	}
+}
+
+// loggedEntry is one message of the decision log as a get returns it.
+type loggedEntry struct {
+	seq     uint64
+	stored  time.Time
+	subject string
+	data    []byte
+}
+
+// msgGet asks the decision stream's leader for one message; nil when none
+// matches.
+func (a *Auditor) msgGet(ctx context.Context, req msgGetRequest) (*loggedEntry, error) {
+	body, _ := json.Marshal(req)
+	actx, cancel := context.WithTimeout(ctx, msgGetAttempt)
+	defer cancel()
+	resp, err := a.st.JetStream().Conn().RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+events.DecisionStream, body)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read decisions: %w", err)
+	}
+	var r struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, fmt.Errorf("audit: read decisions: %w", err)
+	}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, nil
+	case r.Error != nil:
+		return nil, fmt.Errorf("audit: read decisions: %w", r.Error)
+	case r.Message == nil:
+		return nil, errors.New("audit: read decisions: an answer without a message")
+	}
+	m := r.Message
+	return &loggedEntry{seq: m.Seq, stored: m.Time, subject: m.Subject, data: m.Data}, nil
+}
+
+// judgeEntry reads one entry of the decision log: why is empty for a
+// decision filed where it belongs.
+func judgeEntry(seq uint64, stored time.Time, subject string, data []byte) (loggedDecision, string) {
+	l := loggedDecision{seq: seq, stored: stored}
+	why := ""
+	if json.Unmarshal(data, &l.rec) != nil || l.rec.Code == "" {
+		l.rec, why = events.DecisionRecord{}, "the entry is not a decision"
+	} else if want := events.DecisionSubject(&l.rec); subject != want {
+		why = fmt.Sprintf("filed under %s; a decision with this content belongs under %s", subject, want)
+	}
+	return l, why
 }
 
 // ErrNoDecision: no decision with this request id is in the decision log.
@@ -158,7 +293,7 @@ func (a *Auditor) SearchDecisions(ctx context.Context, q DecisionSearch) (Decisi
 	}
 	ring := make([]events.DecisionRecord, 0, min(q.Limit, 1024))
 	next := 0
-	err = a.eachDecision(ctx, decisionScan{filter: filter, since: q.Since, progress: q.Progress}, func(l loggedDecision, why string) bool {
+	err = a.eachDecision(ctx, decisionScan{filter: filter, since: q.Since, progress: q.Progress, sparse: q.KeyID != ""}, func(l loggedDecision, why string) bool {
 		if !q.Until.IsZero() && l.stored.After(q.Until.Add(decisionSkew)) {
 			return false // nothing later can be before until
 		}
@@ -205,7 +340,7 @@ func (a *Auditor) PageDecisions(ctx context.Context, q events.DecisionQuery, sin
 	if limit <= 0 || limit > MaxDecisionLimit {
 		return nil, 0, fmt.Errorf("limit must be between 1 and %d", MaxDecisionLimit)
 	}
-	scan := decisionScan{filter: filter, since: since}
+	scan := decisionScan{filter: filter, since: since, sparse: q.KeyID != ""}
 	if after > 0 {
 		scan.from = after + 1
 	}
