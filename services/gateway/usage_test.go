@@ -75,6 +75,7 @@ func TestGatewayCountsByTenantKeyAndCode(t *testing.T) {
 	f.user("acme", "bob")
 	f.api("acme", "orders", "/orders", nil, nil)
 	id, secret := f.key("acme", control.KeySpec{User: "bob"})
+	f.sync()
 	for range 3 {
 		f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + secret})
 	}
@@ -85,6 +86,7 @@ func TestGatewayCountsByTenantKeyAndCode(t *testing.T) {
 	f.tenant("beta")
 	f.user("beta", "carol")
 	betaID, betaSecret := f.key("beta", control.KeySpec{User: "carol"})
+	f.sync()
 	f.do("GET", "/orders/1", map[string]string{"Authorization": "Bearer " + betaSecret})
 	got := map[string]uint64{}
 	for _, c := range u.Take() {
