@@ -586,9 +586,9 @@ func TestDecisionsAreFoundByKey(t *testing.T) {
 		t.Fatalf("VALID decisions: %d", len(third.Decisions))
 	}
 	var beta apiPage
-	_, _, err = e.admin.CreateTenant(e.ctx, "beta", "Beta", nil)
+	_, created, err := e.admin.CreateTenant(e.ctx, "beta", "Beta", nil)
 	e.must(t, err)
-	_, err = e.admin.Do(e.ctx, "GET", "/v1/tenants/beta/decisions?since=1h", nil, nil, &beta)
+	_, err = e.admin.Do(e.ctx, "GET", "/v1/tenants/beta/decisions?since=1h", nil, &client.Call{MinSeq: created.Seq}, &beta)
 	if err != nil || len(beta.Decisions) != 0 {
 		t.Fatalf("beta's decisions: %v %+v", err, beta)
 	}
