@@ -171,7 +171,7 @@ func TestUsageIsTheTenantsOwn(t *testing.T) {
 	beta := e.must(e.call("POST", "/v1/tenants/beta/keys", e.root, map[string]any{"user": "eve", "scopes": []string{"keytrail:admin"}}), 201)
 	betaAdmin, seen := field(beta, "secret").(string), beta.header.Get("Keytrail-Seq")
 	e.must(e.call("GET", "/v1/tenants/beta", e.root, nil, "Keytrail-Min-Seq", seen), 200) // the model knows beta's key
-	e.problem(e.call("GET", "/v1/tenants/acme/usage", betaAdmin, nil), 404, "not_found") // as every other tenant's object
+	e.problem(e.call("GET", "/v1/tenants/acme/usage", betaAdmin, nil), 404, "not_found")  // as every other tenant's object
 	if r := e.must(e.call("GET", "/v1/tenants/beta/usage?since=1h", betaAdmin, nil), 200); r.body["total"].(float64) != 0 {
 		t.Fatalf("beta sees acme's requests: %s", r.raw)
 	}
