@@ -18,8 +18,12 @@ const (
 
 // The notice types.
 const (
-	NoticeKeyExpiring = "key.expiring"
-	NoticeKeyExpired  = "key.expired"
+	NoticeKeyExpiring     = "key.expiring"
+	NoticeKeyExpired      = "key.expired"
+	NoticeKeysBlocked     = "keys.blocked"
+	NoticeDenialsStarted  = "key.denials-started"
+	NoticeRotationStalled = "key.rotation-stalled"
+	NoticeKeyUnused       = "key.unused"
 )
 
 // Notice is one thing a tenant is told. ID is the same on every control
@@ -37,6 +41,15 @@ type Notice struct {
 	// its rotation's grace); Before the threshold reached ("7d").
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	Before    string     `json:"before,omitempty"`
+	// Code is the outcome requests now get; CauseSeq and CauseType the
+	// event that causes it (the key's, its user's or its tenant's).
+	Code      string `json:"code,omitempty"`
+	CauseSeq  uint64 `json:"cause_seq,omitempty"`
+	CauseType string `json:"cause_type,omitempty"`
+	// Keys is how many keys a keys.blocked notice is about; LastUsedAt
+	// when the key (or the last of them) was last used.
+	Keys       int        `json:"keys,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	// Text says it for people.
 	Text string `json:"text"`
 }

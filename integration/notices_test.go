@@ -3,6 +3,10 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
@@ -117,5 +122,70 @@ func TestNoticesAppearOnceAcrossControlNodes(t *testing.T) {
 	}
 	if info, _ := str.Info(ctx); info.State.Msgs != 3 {
 		t.Fatalf("%d notices after the gateway's attempt", info.State.Msgs)
+	}
+}
+
+// TestBlockedKeysAreToldOnTheBus: bob's key is in use; bob is disabled;
+// his key's next request is denied. A service on the bus hears
+// keys.blocked (one key, USER_DISABLED, the disabling event) and
+// key.denials-started (the key, the code, the event) — the proactive
+// answer to "invalid user associated with this key".
+func TestBlockedKeysAreToldOnTheBus(t *testing.T) {
+	e := startUsage(t)
+	ctx := testCtx(t, time.Minute)
+	heard := make(chan events.Notice, 16)
+	nc := devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Service)
+	sub, err := nc.Subscribe("keytrail.ntc.acme.>", func(m *nats.Msg) {
+		var n events.Notice
+		if json.Unmarshal(m.Data, &n) == nil {
+			heard <- n
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	gw := e.dev.Addresses().Gateway + "/orders/1"
+	for range 5 {
+		requestAnswered(t, gw, e.secret, http.StatusOK)
+	}
+	disabled := e.must(e.call("POST", "/v1/tenants/acme/users/bob/disable", e.root, map[string]any{"reason": "invoice 2291 unpaid"}), 200)
+	seq, _ := strconv.ParseUint(disabled.header.Get("Keytrail-Seq"), 10, 64)
+	requestAnswered(t, gw, e.secret, http.StatusForbidden)
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if got, _ := e.usageByCode(""); got["USER_DISABLED"] != 1 || got["VALID"] != 5 {
+			return fmt.Errorf("counted %v", got)
+		}
+		return nil
+	})
+	// A scheduler of this control node's kind, on its read model and usage.
+	st := e.dev.Store()
+	model := readmodel.New(discard)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { model.Run(runCtx, st, nil); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := model.WaitFor(ctx, seq, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := notices.New(notices.Config{JS: st.JetStream(), Model: model, Usage: e.dev.Usage()})
+	if _, err := s.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]events.Notice{}
+	for len(got) < 2 {
+		select {
+		case n := <-heard:
+			got[n.Type] = n
+		case <-time.After(10 * time.Second):
+			t.Fatalf("heard only %v", got)
+		}
+	}
+	b, d := got[events.NoticeKeysBlocked], got[events.NoticeDenialsStarted]
+	if b.Keys != 1 || b.Code != "USER_DISABLED" || b.CauseSeq != seq || b.User != "bob" {
+		t.Fatalf("keys.blocked: %+v", b)
+	}
+	if d.KeyID != e.keyID || d.Code != "USER_DISABLED" || d.CauseSeq != seq || !strings.Contains(d.Text, "user.disabled") {
+		t.Fatalf("key.denials-started: %+v", d)
 	}
 }

@@ -97,3 +97,146 @@ func days(d time.Duration) string {
 	}
 	return d.String()
 }
+
+// UsageNoticeConfig tunes the notices that rest on usage counts.
+type UsageNoticeConfig struct {
+	// UnusedFor: a key no request presented for this long (default 90
+	// days) is told key.unused.
+	UnusedFor time.Duration
+	// Recent: "used" means used this recently (default 24 hours).
+	Recent time.Duration
+}
+
+func (c *UsageNoticeConfig) defaults() {
+	if c.UnusedFor <= 0 {
+		c.UnusedFor = 90 * 24 * time.Hour
+	}
+	if c.Recent <= 0 {
+		c.Recent = 24 * time.Hour
+	}
+}
+
+// DueUsageNotices are the notices due at now that rest on usage counts as
+// well as on the log:
+//   - keys.blocked: a user disabled or deleted, or a tenant suspended,
+//     while keys of it were used in the Recent window — one notice per
+//     causing event, counting those keys;
+//   - key.denials-started: a key whose requests were VALID in the Recent
+//     window and are now denied (its last request was) — the code, and
+//     the event that causes it;
+//   - key.rotation-stalled: a rotated key still used in the last day of
+//     its grace;
+//   - key.unused: a key issued UnusedFor ago that no request presented for
+//     that long (again after each use).
+//
+// Ids name what the notice is about and the event or time it rests on, so
+// each is told once, and again only when that changes.
+func DueUsageNotices(c *Catalog, u *Usage, sent NoticesSent, now time.Time, cfg UsageNoticeConfig) []events.Notice {
+	cfg.defaults()
+	var out []events.Notice
+	add := func(n events.Notice) {
+		if !sent[n.ID] {
+			n.At, n.Seq = now.UTC(), c.Seq
+			out = append(out, n)
+		}
+	}
+	recent := now.Add(-cfg.Recent)
+	type blocked struct {
+		n    events.Notice
+		last time.Time
+	}
+	blocks := map[string]*blocked{}
+	for tid, t := range c.tenants {
+		for _, k := range t.keys {
+			if !k.exists() || k.status == keyRevoked {
+				continue
+			}
+			use := u.KeyUse(tid, k.id, now)
+			// Whose state blocks the key: the tenant's, else the user's.
+			var cause Evidence
+			var code Code
+			switch {
+			case !t.Exists() || t.Status != TenantActive:
+				cause, code = t.StatusBy, CodeTenantSuspended
+			case k.user.Exists() && k.user.Status == UserDisabled:
+				cause, code = k.user.StatusBy, CodeUserDisabled
+			case k.user.Exists() && k.user.Status == UserDeleted:
+				cause, code = k.user.StatusBy, CodeUserDeleted
+			}
+			if cause != 0 && use.Used && use.At.After(recent) {
+				about := k.user.ID
+				if code == CodeTenantSuspended {
+					about = ""
+				}
+				id := fmt.Sprintf("%s:%s:%s:%d", events.NoticeKeysBlocked, tid, about, cause.Seq())
+				b := blocks[id]
+				if b == nil {
+					b = &blocked{n: events.Notice{ID: id, Type: events.NoticeKeysBlocked, Tenant: tid, User: about, Code: string(code),
+						CauseSeq: cause.Seq(), CauseType: string(cause.Type())}}
+					blocks[id] = b
+				}
+				b.n.Keys++
+				if use.At.After(b.last) {
+					b.last = use.At
+				}
+			}
+			// A key whose requests turned from VALID to denied.
+			if use.Used && use.Code != string(CodeValid) && use.ValidAt.After(recent) && use.At.After(use.ValidAt) {
+				d := c.VerifyHash(k.hash, Request{}, now)
+				if d.Code != CodeValid && d.Code != CodeNotFound {
+					var ev Evidence
+					if e := d.Evidence(); len(e) > 0 {
+						ev = e[0]
+					}
+					last := use.At
+					add(events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeDenialsStarted, k.id, ev.Seq()), Type: events.NoticeDenialsStarted,
+						Tenant: tid, User: k.user.ID, KeyID: k.id, Code: string(d.Code), CauseSeq: ev.Seq(), CauseType: string(ev.Type()), LastUsedAt: &last,
+						Text: fmt.Sprintf("key %s of %s/%s: requests are denied %s since %s at seq %d; its last VALID request was at %s",
+							k.id, tid, k.user.ID, d.Code, ev.Type(), ev.Seq(), use.ValidAt.UTC().Format(time.RFC3339))})
+				}
+			}
+			// A rotated key still used near the end of its grace.
+			if k.graceUntil != never && use.Used {
+				end := time.Unix(0, int64(k.graceUntil)).UTC()
+				const window = 24 * time.Hour
+				if !now.Before(end.Add(-window)) && now.Before(end) && use.At.After(end.Add(-window)) {
+					last := use.At
+					add(events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeRotationStalled, k.id, end.Unix()), Type: events.NoticeRotationStalled,
+						Tenant: tid, User: k.user.ID, KeyID: k.id, ExpiresAt: &end, LastUsedAt: &last,
+						Text: fmt.Sprintf("key %s of %s/%s was rotated and is still used; it stops working at %s", k.id, tid, k.user.ID, end.Format(time.RFC3339))})
+				}
+			}
+			// A key nobody uses.
+			since := time.Time{}
+			if k.created != always && k.created != never {
+				since = time.Unix(0, int64(k.created)).UTC()
+			}
+			if use.Used {
+				since = use.At
+			}
+			if !since.IsZero() && now.Sub(since) >= cfg.UnusedFor {
+				n := events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeKeyUnused, k.id, since.Unix()), Type: events.NoticeKeyUnused,
+					Tenant: tid, User: k.user.ID, KeyID: k.id,
+					Text: fmt.Sprintf("key %s of %s/%s has not been used for %s", k.id, tid, k.user.ID, days(cfg.UnusedFor))}
+				if use.Used {
+					last := use.At
+					n.LastUsedAt = &last
+				}
+				add(n)
+			}
+		}
+	}
+	for _, b := range blocks {
+		last := b.last
+		b.n.LastUsedAt = &last
+		who := "tenant " + b.n.Tenant
+		if b.n.User != "" {
+			who = b.n.Tenant + "/" + b.n.User
+		}
+		b.n.Text = fmt.Sprintf("%d keys of %s used in the last %s now deny %s since %s at seq %d", b.n.Keys, who, days(cfg.Recent),
+			b.n.Code, b.n.CauseType, b.n.CauseSeq)
+		add(b.n)
+	}
+	slices.SortFunc(out, func(a, b events.Notice) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}

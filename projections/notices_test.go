@@ -123,3 +123,87 @@ func TestNoticeIDsAreTheSameEverywhere(t *testing.T) {
 		t.Fatalf("subject %s", s)
 	}
 }
+
+// used folds one window of requests with key i into u, as a gateway would
+// report it at the moment at.
+func (w *noticeWorld) used(u *Usage, seq uint64, i int, code string, n uint64, at time.Time) {
+	w.t.Helper()
+	start := at.Truncate(events.UsageWindow)
+	r := &events.UsageReport{Node: "gw-1", Boot: "b1", Window: seq, Start: start, End: start.Add(events.UsageWindow), Part: 1, Parts: 1,
+		Every: events.UsageWindow.Milliseconds(), Counts: []events.UsageCount{{Tenant: "acme", User: "bob", API: "orders", Key: keyID(i), Code: code, N: n, Last: at}}}
+	if err := u.Apply(seq, r.End, r); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *noticeWorld) usageNotices(u *Usage, now time.Time) []events.Notice {
+	got := DueUsageNotices(w.c, u, w.sent, now, UsageNoticeConfig{})
+	for _, n := range got {
+		w.sent[n.ID] = true
+	}
+	return got
+}
+
+func types(ns []events.Notice) []string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.Type)
+	}
+	return out
+}
+
+// TestBlockedKeysAndDenialsStarted: a user disabled while two of their
+// keys were in use is one keys.blocked notice (2 keys, USER_DISABLED, the
+// event); a key whose requests turn from VALID to denied is told
+// key.denials-started with the code and the causing event; both once.
+func TestBlockedKeysAndDenialsStarted(t *testing.T) {
+	w := newNoticeWorld(t)
+	u := NewUsage()
+	w.key(1, nil)
+	w.key(2, nil)
+	w.key(3, nil) // never used: not blocked
+	now := t0.Add(time.Hour)
+	w.used(u, 1, 1, "VALID", 5, now.Add(-30*time.Minute))
+	w.used(u, 2, 2, "VALID", 5, now.Add(-20*time.Minute))
+	expect(t, "all well", types(w.usageNotices(u, now)))
+	disabled := w.h.add("acme", events.UserAggregate("bob"), now, events.UserDisabledV1{})
+	w.apply(disabled)
+	got := w.usageNotices(u, now.Add(time.Minute))
+	if len(got) != 1 || got[0].Type != events.NoticeKeysBlocked || got[0].Keys != 2 || got[0].Code != "USER_DISABLED" ||
+		got[0].CauseSeq != disabled.Seq || got[0].User != "bob" {
+		t.Fatalf("after the disable: %+v", got)
+	}
+	// Key 1's next requests are denied: its denials started.
+	w.used(u, 3, 1, "USER_DISABLED", 3, now.Add(2*time.Minute))
+	got = w.usageNotices(u, now.Add(3*time.Minute))
+	if len(got) != 1 || got[0].Type != events.NoticeDenialsStarted || got[0].KeyID != keyID(1) || got[0].Code != "USER_DISABLED" ||
+		got[0].CauseSeq != disabled.Seq {
+		t.Fatalf("after denied requests: %+v", got)
+	}
+	expect(t, "asked again", types(w.usageNotices(u, now.Add(4*time.Minute))))
+}
+
+// TestRotationStalledAndUnused: a rotated key still used on the last day
+// of its grace is told key.rotation-stalled; a key unused for 90 days is
+// told key.unused, and again after a use and another 90 days.
+func TestRotationStalledAndUnused(t *testing.T) {
+	w := newNoticeWorld(t)
+	u := NewUsage()
+	w.key(1, nil)
+	grace := t0.Add(3 * day)
+	w.apply(w.h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyRotatedV1{Successor: keyID(2), GraceUntil: grace}))
+	w.used(u, 1, 1, "VALID", 1, grace.Add(-2*day))
+	expect(t, "two days before the end", types(w.usageNotices(u, grace.Add(-2*day).Add(time.Minute))))
+	w.used(u, 2, 1, "VALID", 1, grace.Add(-2*time.Hour))
+	expect(t, "used two hours before the end", types(w.usageNotices(u, grace.Add(-time.Hour))), events.NoticeRotationStalled)
+	expect(t, "asked again", types(w.usageNotices(u, grace.Add(-30*time.Minute))))
+
+	w2 := newNoticeWorld(t)
+	u2 := NewUsage()
+	w2.key(5, nil)
+	expect(t, "89 days after issue", types(w2.usageNotices(u2, t0.Add(89*day))))
+	expect(t, "90 days after issue", types(w2.usageNotices(u2, t0.Add(90*day))), events.NoticeKeyUnused)
+	w2.used(u2, 1, 5, "VALID", 1, t0.Add(100*day))
+	expect(t, "used again", types(w2.usageNotices(u2, t0.Add(150*day))))
+	expect(t, "90 days after that use", types(w2.usageNotices(u2, t0.Add(190*day))), events.NoticeKeyUnused)
+}

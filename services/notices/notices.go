@@ -1,6 +1,7 @@
 // Package notices is the notice scheduler of a control node: it reads the
 // notices already sent from the notice stream, derives what is due from
-// the read model and the clock (projections.DueNotices), and publishes it
+// the read model, the usage rollups and the clock (projections.DueNotices,
+// DueUsageNotices), and publishes it
 // to KEYTRAIL_NOTICES — never to the event log. Any number of control
 // nodes run it; a notice appears once: its id (the same on every node) is
 // its Msg-Id, and each publish expects the last sequence the node saw on
@@ -32,10 +33,22 @@ type Model interface {
 	Read(fn func(c *projections.Catalog))
 }
 
+// UsageSource is the usage fold the notices about use read (a control
+// node's rollups).
+type UsageSource interface {
+	Read(fn func(u *projections.Usage))
+}
+
 // Config is a scheduler's.
 type Config struct {
 	JS    jetstream.JetStream
 	Model Model
+	// Usage, when set, adds the notices that rest on usage counts
+	// (keys.blocked, key.denials-started, key.rotation-stalled,
+	// key.unused).
+	Usage UsageSource
+	// UsageNotices tunes them.
+	UsageNotices projections.UsageNoticeConfig
 	// Now is the clock (time.Now when nil); Every how often Run looks
 	// (default one minute).
 	Now   func() time.Time
@@ -118,7 +131,14 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 	now := s.cfg.Now()
 	var due []events.Notice
 	s.mu.Lock()
-	s.cfg.Model.Read(func(c *projections.Catalog) { due = projections.DueNotices(c, s.sent, now, s.cfg.Thresholds) })
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		due = projections.DueNotices(c, s.sent, now, s.cfg.Thresholds)
+		if s.cfg.Usage != nil {
+			s.cfg.Usage.Read(func(u *projections.Usage) {
+				due = append(due, projections.DueUsageNotices(c, u, s.sent, now, s.cfg.UsageNotices)...)
+			})
+		}
+	})
 	s.mu.Unlock()
 	stored := 0
 	for i := range due {
