@@ -46,6 +46,10 @@ type Notice struct {
 	Code      string `json:"code,omitempty"`
 	CauseSeq  uint64 `json:"cause_seq,omitempty"`
 	CauseType string `json:"cause_type,omitempty"`
+	// CauseActor and CauseReason are who caused it and why, as the event
+	// says.
+	CauseActor  string `json:"cause_actor,omitempty"`
+	CauseReason string `json:"cause_reason,omitempty"`
 	// Keys is how many keys a keys.blocked notice is about; LastUsedAt
 	// when the key (or the last of them) was last used.
 	Keys       int        `json:"keys,omitempty"`

@@ -168,7 +168,7 @@ func TestBlockedKeysAreToldOnTheBus(t *testing.T) {
 	if err := model.WaitFor(ctx, seq, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	s := notices.New(notices.Config{JS: st.JetStream(), Model: model, Usage: e.dev.Usage()})
+	s := notices.New(notices.Config{JS: st.JetStream(), Model: model, Usage: e.dev.Usage(), Events: st})
 	if _, err := s.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,8 @@ func TestBlockedKeysAreToldOnTheBus(t *testing.T) {
 		}
 	}
 	b, d := got[events.NoticeKeysBlocked], got[events.NoticeDenialsStarted]
-	if b.Keys != 1 || b.Code != "USER_DISABLED" || b.CauseSeq != seq || b.User != "bob" {
+	if b.Keys != 1 || b.Code != "USER_DISABLED" || b.CauseSeq != seq || b.User != "bob" || b.CauseActor != "root" ||
+		b.CauseReason != "invoice 2291 unpaid" || !strings.Contains(b.Text, `by root ("invoice 2291 unpaid")`) {
 		t.Fatalf("keys.blocked: %+v", b)
 	}
 	if d.KeyID != e.keyID || d.Code != "USER_DISABLED" || d.CauseSeq != seq || !strings.Contains(d.Text, "user.disabled") {

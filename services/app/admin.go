@@ -166,7 +166,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	}()
 	go func() {
 		defer a.wg.Done()
-		notices.New(notices.Config{JS: js, Model: a.model, Usage: rollups, Log: log.With("component", "notices")}).Run(runCtx)
+		notices.New(notices.Config{JS: js, Model: a.model, Usage: rollups, Events: st, Log: log.With("component", "notices")}).Run(runCtx)
 	}()
 	go func() {
 		defer a.wg.Done()

@@ -39,10 +39,19 @@ type UsageSource interface {
 	Read(fn func(u *projections.Usage))
 }
 
+// Events reads one event of the log (the store), to name who caused a
+// notice and why.
+type Events interface {
+	Get(ctx context.Context, seq uint64) (events.Recorded, error)
+}
+
 // Config is a scheduler's.
 type Config struct {
 	JS    jetstream.JetStream
 	Model Model
+	// Events, when set, names the actor and the reason of a notice's
+	// causing event.
+	Events Events
 	// Usage, when set, adds the notices that rest on usage counts
 	// (keys.blocked, key.denials-started, key.rotation-stalled,
 	// key.unused).
@@ -142,6 +151,15 @@ func (s *Scheduler) Tick(ctx context.Context) (int, error) {
 	s.mu.Unlock()
 	stored := 0
 	for i := range due {
+		if n := &due[i]; n.CauseSeq > 0 && s.cfg.Events != nil {
+			if r, err := s.cfg.Events.Get(ctx, n.CauseSeq); err == nil {
+				n.CauseActor, n.CauseReason = r.Actor, r.Reason
+				n.Text += " by " + r.Actor
+				if r.Reason != "" {
+					n.Text += fmt.Sprintf(" (%q)", r.Reason)
+				}
+			}
+		}
 		ok, err := s.publish(ctx, &due[i])
 		if err != nil {
 			return stored, err
