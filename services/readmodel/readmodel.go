@@ -46,8 +46,8 @@ type Model struct {
 	epoch     time.Time
 
 	chMu      sync.Mutex
-	changed   chan struct{} // closed and replaced whenever applied moves
-	confirmCh chan struct{} // closed and replaced whenever the model is confirmed
+	changed   signal // whenever applied moves
+	confirmCh signal // whenever the model is confirmed
 
 	// kick asks the confirm loop for a confirmation now (Hold).
 	kick chan struct{}
@@ -94,7 +94,7 @@ func (m *Model) VerifyOnly() bool {
 
 // New returns an empty model; Run fills it.
 func New(log *slog.Logger, opts ...Option) *Model {
-	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), changed: make(chan struct{}), confirmCh: make(chan struct{}), kick: make(chan struct{}, 1)}
+	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), kick: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(m)
 	}
@@ -359,11 +359,30 @@ func (m *Model) confirm(at time.Time) {
 	m.wake(&m.confirmCh)
 }
 
-// wake wakes whoever awaits *ch (WaitFor: changed, Hold: confirmCh).
-func (m *Model) wake(ch *chan struct{}) {
+// signal wakes whoever waits for a change. Applying an event with nobody
+// waiting costs a lock and no allocation: the channel is closed and made
+// anew only once someone has taken it.
+type signal struct {
+	ch    chan struct{}
+	taken bool
+}
+
+// wait is the channel the next wake closes (chMu held).
+func (s *signal) wait() chan struct{} {
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	s.taken = true
+	return s.ch
+}
+
+// wake wakes whoever awaits *sig (WaitFor: changed, Hold: confirmCh).
+func (m *Model) wake(sig *signal) {
 	m.chMu.Lock()
-	close(*ch)
-	*ch = make(chan struct{})
+	if sig.taken {
+		close(sig.ch)
+		sig.ch, sig.taken = nil, false
+	}
 	m.chMu.Unlock()
 }
 
@@ -400,13 +419,13 @@ func (m *Model) WaitFor(ctx context.Context, seq uint64, max time.Duration) erro
 // await checks done each time the channel *ch (closed and replaced under
 // chMu) is closed, until done holds (nil), max passes (ErrBehind) or ctx
 // ends.
-func (m *Model) await(ctx context.Context, max time.Duration, ch *chan struct{}, done func() bool) error {
+func (m *Model) await(ctx context.Context, max time.Duration, sig *signal, done func() bool) error {
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	for {
 		// The channel first: a change after the check below closes it.
 		m.chMu.Lock()
-		changed := *ch
+		changed := sig.wait()
 		m.chMu.Unlock()
 		if done() {
 			return nil
