@@ -95,6 +95,11 @@ func (s *Server) ConnectAs(tb testing.TB, role natsauth.Role, opts ...nats.Optio
 
 func start(tb testing.TB, cfg natsnode.Config) *natsnode.Node {
 	tb.Helper()
+	if cfg.ReadyTimeout == 0 {
+		// A whole suite shares two cores: a cluster node may take longer
+		// than a production start's 10 s to listen.
+		cfg.ReadyTimeout = 45 * time.Second
+	}
 	n, err := natsnode.Start(cfg)
 	if err != nil {
 		tb.Fatal(err)
