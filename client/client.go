@@ -244,6 +244,16 @@ type Tenant struct {
 	KeysRevokedBefore *time.Time `json:"keys_revoked_before,omitempty"`
 	CreatedAt         time.Time  `json:"created_at"`
 	Version           uint64     `json:"version"`
+	// Notices are the tenant's notice settings; nil while the defaults.
+	Notices *NoticeSettings `json:"notices,omitempty"`
+}
+
+// NoticeSettings say how long before a key stops working its tenant is
+// told (ExpiryBefore, such as "30d"; empty: 30d, 7d, 1d), and after how
+// long without a request a key is told unused (UnusedAfter; empty: 90d).
+type NoticeSettings struct {
+	ExpiryBefore []string `json:"expiry_before"`
+	UnusedAfter  string   `json:"unused_after,omitempty"`
 }
 
 // User is a user.

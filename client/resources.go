@@ -176,6 +176,15 @@ func (c *Client) ResumeTenant(ctx context.Context, id, reason string, call *Call
 	return c.tenantWrite(ctx, "POST", tenantPath(id)+"/resume", reasonBody{reason}, call)
 }
 
+// ConfigureNotices sets the tenant's notice settings.
+func (c *Client) ConfigureNotices(ctx context.Context, tenant string, n NoticeSettings, reason string, call *Call) (TenantResult, error) {
+	body := struct {
+		NoticeSettings
+		Reason string `json:"reason,omitempty"`
+	}{n, reason}
+	return c.tenantWrite(ctx, "POST", tenantPath(tenant)+"/notice-settings", body, call)
+}
+
 // ListUsers lists a tenant's users.
 func (c *Client) ListUsers(ctx context.Context, tenant string, o ListOptions, call *Call) (UserPage, error) {
 	var out UserPage

@@ -212,6 +212,8 @@ func deref(p Payload) Payload {
 		return *v
 	case *TenantKeysRevokedBeforeV1:
 		return *v
+	case *TenantNoticesConfiguredV1:
+		return *v
 	case *UserCreatedV1:
 		return *v
 	case *UserDisabledV1:

@@ -50,6 +50,25 @@ func (p *UserCreatedV1) decodeFrom(d *decoder) error   { return decodeName(d, &p
 func (p *UserKeysRevokedBeforeV1) decodeFrom(d *decoder) error   { return decodeBefore(d, &p.Before) }
 func (p *TenantKeysRevokedBeforeV1) decodeFrom(d *decoder) error { return decodeBefore(d, &p.Before) }
 
+func (p *TenantNoticesConfiguredV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "expiry_before":
+			if err = once(&seen, 0, name); err == nil {
+				p.ExpiryBefore, err = d.strings()
+			}
+		case "unused_after":
+			if err = once(&seen, 1, name); err == nil {
+				p.UnusedAfter, err = d.str()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
 // decodeBefore reads {"before": time}, the payload of the revoke-before
 // events.
 func decodeBefore(d *decoder, before *time.Time) error {

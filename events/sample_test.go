@@ -52,6 +52,8 @@ func sample(t Type) Event {
 		e.Data = UserKeysRevokedBeforeV1{Before: t0.Add(-time.Hour)}
 	case TenantKeysRevokedBefore:
 		e.Data = TenantKeysRevokedBeforeV1{Before: t0.Add(-2 * time.Hour)}
+	case TenantNoticesConfigured:
+		e.Data = TenantNoticesConfiguredV1{ExpiryBefore: []string{"14d", "2d"}, UnusedAfter: "60d"}
 	case KeyIssued:
 		e.Data = KeyIssuedV1{Name: "ci", SecretHash: someSHA, Hint: "kt_…x9Qz", Scopes: []string{"orders:read", "orders:write"},
 			NotBefore: ptr(t0), ExpiresAt: ptr(t0.Add(90 * 24 * time.Hour)), RateLimit: rl, Metadata: md, RotatedFrom: keyID2}

@@ -15,9 +15,11 @@ type Type string
 
 // Every event type Keytrail records.
 const (
-	TenantCreated   Type = "tenant.created"
-	TenantSuspended Type = "tenant.suspended"
-	TenantResumed   Type = "tenant.resumed"
+	TenantCreated Type = "tenant.created"
+	// TenantNoticesConfigured: the tenant's notice settings changed.
+	TenantNoticesConfigured Type = "tenant.notices-configured"
+	TenantSuspended         Type = "tenant.suspended"
+	TenantResumed           Type = "tenant.resumed"
 	// TenantKeysRevokedBefore was added after the first eighteen: types are
 	// appended to the catalogue (Types), never inserted.
 	TenantKeysRevokedBefore Type = "tenant.keys-revoked-before"
@@ -77,6 +79,8 @@ func schemaOf(t Type) (schema, bool) {
 		return schema{KindTenant, 1, func() Payload { return new(TenantResumedV1) }}, true
 	case TenantKeysRevokedBefore:
 		return schema{KindTenant, 1, func() Payload { return new(TenantKeysRevokedBeforeV1) }}, true
+	case TenantNoticesConfigured:
+		return schema{KindTenant, 1, func() Payload { return new(TenantNoticesConfiguredV1) }}, true
 	case UserCreated:
 		return schema{KindUser, 1, func() Payload { return new(UserCreatedV1) }}, true
 	case UserDisabled:
@@ -119,6 +123,7 @@ func Types() []Type {
 		KeyIssued, KeyUpdated, KeySuspended, KeyResumed, KeyRevoked, KeyRotated,
 		APICreated, APIUpdated, APIDeprecated, APIRetired,
 		TenantKeysRevokedBefore, // appended: read models index types by their place here
+		TenantNoticesConfigured,
 	}
 }
 
@@ -359,6 +364,28 @@ type TenantSuspendedV1 struct{}
 // TenantResumedV1: a suspended tenant is active again.
 type TenantResumedV1 struct{}
 
+// TenantNoticesConfiguredV1: how long before a key stops working its
+// tenant is told (ExpiryBefore, durations such as "30d"; none: the
+// defaults), and after how long without a request a key is told unused
+// (UnusedAfter; empty: the default).
+type TenantNoticesConfiguredV1 struct {
+	ExpiryBefore []string `json:"expiry_before"`
+	UnusedAfter  string   `json:"unused_after,omitempty"`
+}
+
+// MaxExpiryThresholds bounds how many expiry notices a key gets.
+const MaxExpiryThresholds = 10
+
+// Durations are the settings as durations.
+func (p TenantNoticesConfiguredV1) Durations() (expiry []time.Duration, unused time.Duration) {
+	for _, s := range p.ExpiryBefore {
+		d, _ := ParseDuration(s)
+		expiry = append(expiry, d)
+	}
+	unused, _ = ParseDuration(p.UnusedAfter)
+	return expiry, unused
+}
+
 // TenantKeysRevokedBeforeV1: every key of the tenant issued before Before is
 // revoked (REVOKED), whatever its own state: the incident response for a
 // leak of unknown extent.
@@ -462,6 +489,9 @@ type APIRetiredV1 struct{}
 func (TenantCreatedV1) EventType() Type   { return TenantCreated }
 func (TenantSuspendedV1) EventType() Type { return TenantSuspended }
 func (TenantResumedV1) EventType() Type   { return TenantResumed }
+func (TenantNoticesConfiguredV1) EventType() Type {
+	return TenantNoticesConfigured
+}
 func (TenantKeysRevokedBeforeV1) EventType() Type {
 	return TenantKeysRevokedBefore
 }
@@ -484,6 +514,29 @@ func (APIRetiredV1) EventType() Type            { return APIRetired }
 func (p TenantCreatedV1) validate() error { return validateName(p.Name, true) }
 func (TenantSuspendedV1) validate() error { return nil }
 func (TenantResumedV1) validate() error   { return nil }
+
+// Validate says which setting is out of bounds, nil when none.
+func (p TenantNoticesConfiguredV1) Validate() error { return p.validate() }
+
+func (p TenantNoticesConfiguredV1) validate() error {
+	if len(p.ExpiryBefore) > MaxExpiryThresholds {
+		return fmt.Errorf("expiry_before: at most %d thresholds", MaxExpiryThresholds)
+	}
+	seen := map[time.Duration]bool{}
+	for _, s := range p.ExpiryBefore {
+		d, err := ParseDuration(s)
+		if err != nil || d < time.Hour || d > 365*24*time.Hour || seen[d] {
+			return fmt.Errorf("expiry_before: %q is not a duration from 1h to 365d given once", s)
+		}
+		seen[d] = true
+	}
+	if p.UnusedAfter != "" {
+		if d, err := ParseDuration(p.UnusedAfter); err != nil || d < 24*time.Hour || d > 3*365*24*time.Hour {
+			return fmt.Errorf("unused_after: %q is not a duration from 1d to 3 years", p.UnusedAfter)
+		}
+	}
+	return nil
+}
 func (p TenantKeysRevokedBeforeV1) validate() error {
 	return requireTime("before", p.Before)
 }

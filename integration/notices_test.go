@@ -190,3 +190,36 @@ func TestBlockedKeysAreToldOnTheBus(t *testing.T) {
 		t.Fatalf("key.denials-started: %+v", d)
 	}
 }
+
+// TestTenantNoticeSettings: a tenant admin sets its own thresholds and
+// unused period (the CLI, the API); bad values are 400 naming the setting
+// and append nothing.
+func TestTenantNoticeSettings(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	out := mustKeytrail(t, e.dir, "tenant", "notices", "acme", "--expiry-before", "14d", "--expiry-before", "2d", "--unused-after", "60d")
+	if !strings.Contains(out, "expiry warnings 14d,2d before; unused after 60d") {
+		t.Fatalf("tenant notices:\n%s", out)
+	}
+	r := e.must(e.call("GET", "/v1/tenants/acme", e.root, nil, "Keytrail-Min-Seq", fmt.Sprint(e.last())), 200)
+	if fmt.Sprint(field(r, "tenant", "notices", "expiry_before")) != "[14d 2d]" || field(r, "tenant", "notices", "unused_after") != "60d" {
+		t.Fatalf("the tenant: %s", r.raw)
+	}
+	before := e.last()
+	for body, name := range map[string]string{
+		`{"expiry_before":["soon"]}`:    "expiry_before",
+		`{"expiry_before":["7d","7d"]}`: "expiry_before",
+		`{"expiry_before":["10m"]}`:     "expiry_before",
+		`{"unused_after":"1h"}`:         "unused_after",
+		`{"expiry_before":["1d","2d","3d","4d","5d","6d","7d","8d","9d","10d","11d"]}`: "expiry_before",
+	} {
+		r := e.call("POST", "/v1/tenants/acme/notice-settings", e.root, body)
+		e.problem(r, 400, "invalid_argument")
+		if !strings.Contains(r.raw, name) {
+			t.Errorf("%s: the problem does not name %s: %s", body, name, r.raw)
+		}
+	}
+	if after := e.last(); after != before {
+		t.Fatalf("bad settings appended: %d → %d", before, after)
+	}
+}

@@ -143,6 +143,7 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("POST", "/v1/tenants/acme/revoke-keys", map[string]any{"reason": "x"}, 200)
 	ok("POST", "/v1/tenants/acme/suspend", nil, 200)
 	ok("POST", "/v1/tenants/acme/resume", nil, 200)
+	ok("POST", "/v1/tenants/acme/notice-settings", map[string]any{"expiry_before": []string{"14d", "2d"}, "unused_after": "60d"}, 200)
 	ok("GET", "/v1/tenants/acme/usage?group_by=code&bucket=minute&since=1h", nil, 200)
 	ok("GET", "/v1/tenants/acme/decisions?since=1h", nil, 200)
 	for _, p := range []string{"/healthz", "/readyz", "/openapi.json", "/metrics"} {

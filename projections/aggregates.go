@@ -70,6 +70,10 @@ type Tenant struct {
 	KeysRevokedBefore time.Time
 	// Version is the stream sequence of the last event applied.
 	Version uint64
+	// Notices are the tenant's notice settings (the zero value: the
+	// defaults): how long before a key stops working it is told, and after
+	// how long without a request a key is told unused.
+	Notices events.TenantNoticesConfiguredV1
 	// Created, StatusBy and RevokedBy are the events that created the
 	// tenant, last changed its status, and last revoked its keys issued
 	// before a time.
@@ -104,6 +108,11 @@ func (t Tenant) Apply(r events.Recorded) (Tenant, error) {
 			return t, impossible(r, "no such tenant")
 		}
 		t.Status, t.StatusBy = TenantActive, evidence(r)
+	case events.TenantNoticesConfiguredV1:
+		if !t.Exists() {
+			return t, impossible(r, "no such tenant")
+		}
+		t.Notices = p
 	case events.TenantKeysRevokedBeforeV1:
 		if !t.Exists() {
 			return t, impossible(r, "no such tenant")

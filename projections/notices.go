@@ -24,16 +24,21 @@ type NoticesSent map[string]bool
 // is about, so a changed expiry re-arms the thresholds, and a revoked key
 // is told nothing more. After downtime only the nearest threshold passed
 // is told (or key.expired, once expired): the rest are superseded, never
-// sent late. thresholds nil: DefaultExpiryThresholds.
+// sent late. The thresholds are the tenant's own when it set them, else
+// thresholds (nil: DefaultExpiryThresholds).
 func DueNotices(c *Catalog, sent NoticesSent, now time.Time, thresholds []time.Duration) []events.Notice {
 	if thresholds == nil {
 		thresholds = DefaultExpiryThresholds
 	}
-	ths := slices.Clone(thresholds)
-	slices.Sort(ths) // nearest first
 	var out []events.Notice
 	at := instantOf(now)
 	for tid, t := range c.tenants {
+		ths := thresholds
+		if own, _ := t.Notices.Durations(); len(own) > 0 {
+			ths = own // the tenant's own settings
+		}
+		ths = slices.Clone(ths)
+		slices.Sort(ths) // nearest first
 		for _, k := range t.keys {
 			if !k.exists() || k.status == keyRevoked {
 				continue
@@ -126,8 +131,9 @@ func (c *UsageNoticeConfig) defaults() {
 //     the event that causes it;
 //   - key.rotation-stalled: a rotated key still used in the last day of
 //     its grace;
-//   - key.unused: a key issued UnusedFor ago that no request presented for
-//     that long (again after each use).
+//   - key.unused: a key issued UnusedFor ago (the tenant's own setting
+//     when it set one) that no request presented for that long (again after
+//     each use).
 //
 // Ids name what the notice is about and the event or time it rests on, so
 // each is told once, and again only when that changes.
@@ -147,6 +153,10 @@ func DueUsageNotices(c *Catalog, u *Usage, sent NoticesSent, now time.Time, cfg 
 	}
 	blocks := map[string]*blocked{}
 	for tid, t := range c.tenants {
+		unusedFor := cfg.UnusedFor
+		if _, own := t.Notices.Durations(); own > 0 {
+			unusedFor = own // the tenant's own setting
+		}
 		for _, k := range t.keys {
 			if !k.exists() || k.status == keyRevoked {
 				continue
@@ -214,10 +224,10 @@ func DueUsageNotices(c *Catalog, u *Usage, sent NoticesSent, now time.Time, cfg 
 			if use.Used {
 				since = use.At
 			}
-			if !since.IsZero() && now.Sub(since) >= cfg.UnusedFor {
+			if !since.IsZero() && now.Sub(since) >= unusedFor {
 				n := events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeKeyUnused, k.id, since.Unix()), Type: events.NoticeKeyUnused,
 					Tenant: tid, User: k.user.ID, KeyID: k.id,
-					Text: fmt.Sprintf("key %s of %s/%s has not been used for %s", k.id, tid, k.user.ID, days(cfg.UnusedFor))}
+					Text: fmt.Sprintf("key %s of %s/%s has not been used for %s", k.id, tid, k.user.ID, days(unusedFor))}
 				if use.Used {
 					last := use.At
 					n.LastUsedAt = &last

@@ -207,3 +207,21 @@ func TestRotationStalledAndUnused(t *testing.T) {
 	expect(t, "used again", types(w2.usageNotices(u2, t0.Add(150*day))))
 	expect(t, "90 days after that use", types(w2.usageNotices(u2, t0.Add(190*day))), events.NoticeKeyUnused)
 }
+
+// TestTenantNoticeSettings: a tenant's own thresholds replace the defaults
+// (14 and 2 days here: no 30-day notice), and its own unused period the 90
+// days.
+func TestTenantNoticeSettings(t *testing.T) {
+	w := newNoticeWorld(t)
+	w.apply(w.h.add("acme", events.TenantAggregate("acme"), t0, events.TenantNoticesConfiguredV1{ExpiryBefore: []string{"14d", "2d"}, UnusedAfter: "30d"}))
+	exp := t0.Add(60 * day)
+	w.key(1, &exp)
+	expect(t, "30 days before", w.at(exp.Add(-30*day)))
+	expect(t, "14 days before", w.at(exp.Add(-14*day)), "key.expiring 14d")
+	expect(t, "7 days before", w.at(exp.Add(-7*day)))
+	expect(t, "2 days before", w.at(exp.Add(-2*day)), "key.expiring 2d")
+	w2 := newNoticeWorld(t)
+	w2.apply(w2.h.add("acme", events.TenantAggregate("acme"), t0, events.TenantNoticesConfiguredV1{UnusedAfter: "30d"}))
+	w2.key(2, nil)
+	expect(t, "30 days unused", types(w2.usageNotices(NewUsage(), t0.Add(30*day))), events.NoticeKeyUnused)
+}

@@ -22,7 +22,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 7
+	snapshotFormat = 8
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -142,6 +142,8 @@ func (e *encoder) tenant(t *tenantEntry) {
 	e.evidence(t.StatusBy)
 	e.evidence(t.RevokedBy)
 	e.bytes(t.Head[:])
+	e.strs(t.Notices.ExpiryBefore)
+	e.str(t.Notices.UnusedAfter)
 
 	e.uint(uint64(len(t.users)))
 	for _, id := range slices.Sorted(maps.Keys(t.users)) {
@@ -429,6 +431,7 @@ func (d *decoder) tenant(c *Catalog) {
 	t.ID, t.Name, t.Status = d.str(), d.str(), TenantStatus(d.str())
 	t.CreatedAt, t.KeysRevokedBefore, t.Version = d.time(), d.time(), d.uint()
 	t.Created, t.StatusBy, t.RevokedBy, t.Head = d.evidence(), d.evidence(), d.evidence(), d.hash()
+	t.Notices.ExpiryBefore, t.Notices.UnusedAfter = d.strs(), d.str()
 
 	for range d.count(1) {
 		uid := d.str()

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/projections"
 )
 
@@ -27,6 +28,7 @@ var ops = map[string]op{
 	"POST /v1/tenants/{tenant}/suspend":                  {"Suspend a tenant: its keys fail with TENANT_SUSPENDED (root key only)", "Reason", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/resume":                   {"Resume a tenant (root key only)", "Reason", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/revoke-keys":              {"Revoke every key of a tenant issued before a time (now by default)", "RevokeKeys", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/notice-settings":          {"Set how long before a key stops working the tenant is told (expiry_before, e.g. [\"30d\",\"7d\"]; empty: 30d, 7d, 1d) and after how long without a request a key is told unused (unused_after; empty: 90d)", "NoticeSettings", 200, "TenantResult"},
 	"POST /v1/tenants/{tenant}/users":                    {"Create a user (an id is generated when none is given)", "CreateUser", 201, "UserResult"},
 	"GET /v1/tenants/{tenant}/users/{user}":              {"Get a user", "", 200, "UserObject"},
 	"POST /v1/tenants/{tenant}/users/{user}/disable":     {"Disable a user: their keys fail with USER_DISABLED", "Reason", 200, "UserResult"},
@@ -91,7 +93,9 @@ func schemas() obj {
 		"Problem": object([]string{"type", "title", "status", "code"}, obj{"type": str, "title": str, "status": integer, "detail": str,
 			"code": obj{"type": "string", "enum": problemCodeNames()}, "request_id": str, "key_id": str}),
 		"Status": obj{"type": "object"},
-		"Tenant": object(nil, obj{"id": str, "name": str, "status": obj{"enum": []string{"active", "suspended"}}, "keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
+		"Tenant": object(nil, obj{"id": str, "name": str, "status": obj{"enum": []string{"active", "suspended"}}, "keys_revoked_before": dateTime, "created_at": dateTime, "version": integer,
+			"notices": object(nil, obj{"expiry_before": strs, "unused_after": str})}),
+		"NoticeSettings": object(nil, obj{"expiry_before": obj{"type": "array", "items": dur, "maxItems": events.MaxExpiryThresholds}, "unused_after": dur, "reason": str}),
 		"User": object(nil, obj{"id": str, "tenant": str, "name": str, "status": obj{"enum": []string{"active", "disabled", "deleted"}},
 			"keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
 		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,

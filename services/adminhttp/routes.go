@@ -24,6 +24,7 @@ var Routes = []string{
 	"POST /v1/tenants/{tenant}/suspend",
 	"POST /v1/tenants/{tenant}/resume",
 	"POST /v1/tenants/{tenant}/revoke-keys",
+	"POST /v1/tenants/{tenant}/notice-settings",
 	"POST /v1/tenants/{tenant}/users",
 	"GET /v1/tenants/{tenant}/users/{user}",
 	"POST /v1/tenants/{tenant}/users/{user}/disable",
@@ -64,7 +65,14 @@ type (
 		Before *time.Time `json:"before"`
 		Reason string     `json:"reason"`
 	}
+	noticesBody struct {
+		ExpiryBefore []string `json:"expiry_before"`
+		UnusedAfter  string   `json:"unused_after"`
+		Reason       string   `json:"reason"`
+	}
 )
+
+func (b noticesBody) reason() string { return b.Reason }
 
 func (createBody) reason() string       { return "" }
 func (b revokeKeysBody) reason() string { return b.Reason }
@@ -93,6 +101,11 @@ func (s *Server) routes() {
 	command(s, "POST /v1/tenants/{tenant}/revoke-keys", tenantAdmin, false,
 		func(ctx context.Context, r *http.Request, m control.Meta, b revokeKeysBody, _ *uint64) (projections.Tenant, control.Result, error) {
 			return c.RevokeTenantKeys(ctx, m, r.PathValue("tenant"), b.Before)
+		}, ok, "tenant", tenantAny)
+
+	command(s, "POST /v1/tenants/{tenant}/notice-settings", tenantAdmin, false,
+		func(ctx context.Context, r *http.Request, m control.Meta, b noticesBody, _ *uint64) (projections.Tenant, control.Result, error) {
+			return c.ConfigureNotices(ctx, m, r.PathValue("tenant"), events.TenantNoticesConfiguredV1{ExpiryBefore: b.ExpiryBefore, UnusedAfter: b.UnusedAfter})
 		}, ok, "tenant", tenantAny)
 
 	command(s, "POST /v1/tenants/{tenant}/users", tenantAdmin, true,

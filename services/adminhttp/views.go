@@ -17,10 +17,23 @@ type tenantView struct {
 	KeysRevokedBefore *time.Time `json:"keys_revoked_before,omitempty"`
 	CreatedAt         time.Time  `json:"created_at"`
 	Version           uint64     `json:"version"`
+	// Notices are the tenant's notice settings, absent while the defaults.
+	Notices *noticesView `json:"notices,omitempty"`
+}
+
+type noticesView struct {
+	ExpiryBefore []string `json:"expiry_before"`
+	UnusedAfter  string   `json:"unused_after,omitempty"`
 }
 
 func tenantOf(t projections.Tenant) tenantView {
 	v := tenantView{ID: t.ID, Name: t.Name, Status: string(t.Status), CreatedAt: t.CreatedAt, Version: t.Version}
+	if n := t.Notices; len(n.ExpiryBefore) > 0 || n.UnusedAfter != "" {
+		v.Notices = &noticesView{ExpiryBefore: n.ExpiryBefore, UnusedAfter: n.UnusedAfter}
+		if v.Notices.ExpiryBefore == nil {
+			v.Notices.ExpiryBefore = []string{}
+		}
+	}
 	if !t.KeysRevokedBefore.IsZero() {
 		v.KeysRevokedBefore = &t.KeysRevokedBefore
 	}

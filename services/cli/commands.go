@@ -152,6 +152,22 @@ func tenantVerbs() map[string]verb {
 			t, res, err := r.client.RevokeTenantKeys(ctx, id, before.T, reason, r.call)
 			return showTenant(r, client.TenantResult{Tenant: t, Result: res}, err)
 		}),
+		"notices": func() verb {
+			var expiry listFlag
+			var unused, reason string
+			return verb{usage: "TENANT [--expiry-before 30d]... [--unused-after 90d]", flags: func(fs *flag.FlagSet) {
+				fs.Var(&expiry, "expiry-before", "warn this long before a key stops working (repeat; none: 30d, 7d, 1d)")
+				fs.StringVar(&unused, "unused-after", "", "tell of a key without a request for this long (empty: 90d)")
+				fs.StringVar(&reason, "reason", "", "why (recorded on the event)")
+			}, run: func(ctx context.Context, r *run, args []string) error {
+				id, err := one(args, "tenant id")
+				if err != nil {
+					return err
+				}
+				res, err := r.client.ConfigureNotices(ctx, id, client.NoticeSettings{ExpiryBefore: expiry, UnusedAfter: unused}, reason, r.call)
+				return showTenant(r, res, err)
+			}}
+		}(),
 	}
 }
 

@@ -208,8 +208,12 @@ func metadata(m map[string]string) string {
 }
 
 func tenantFields(t client.Tenant) []field {
-	return []field{{"id", t.ID}, {"name", text(t.Name)}, {"status", t.Status}, {"keys_revoked_before", whenPtr(t.KeysRevokedBefore)},
-		{"created_at", when(t.CreatedAt)}, {"version", strconv.FormatUint(t.Version, 10)}}
+	f := []field{{"id", t.ID}, {"name", text(t.Name)}, {"status", t.Status}, {"keys_revoked_before", whenPtr(t.KeysRevokedBefore)},
+		{"created_at", when(t.CreatedAt)}}
+	if n := t.Notices; n != nil {
+		f = append(f, field{"notices", fmt.Sprintf("expiry warnings %s before; unused after %s", names(n.ExpiryBefore), text(n.UnusedAfter))})
+	}
+	return append(f, field{"version", strconv.FormatUint(t.Version, 10)})
 }
 
 func userFields(u client.User) []field {

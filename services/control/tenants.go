@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -60,6 +61,28 @@ func (s *Service) RevokeTenantKeys(ctx context.Context, meta Meta, id string, be
 				return nil, err
 			}
 			return events.TenantKeysRevokedBeforeV1{Before: at}, nil
+		}})
+}
+
+// ConfigureNotices sets how long before a key stops working the tenant is
+// told, and after how long without a request a key is told unused (empty:
+// the defaults). The same settings again change nothing.
+func (s *Service) ConfigureNotices(ctx context.Context, meta Meta, id string, settings events.TenantNoticesConfiguredV1) (projections.Tenant, Result, error) {
+	if err := checkTenantID(id); err != nil {
+		return projections.Tenant{}, Result{}, err
+	}
+	if err := settings.Validate(); err != nil {
+		return projections.Tenant{}, Result{}, errorf(CodeInvalidArgument, "%s", err.Error())
+	}
+	return transition(ctx, s, meta, step[projections.Tenant]{tenant: id, agg: events.TenantAggregate(id), version: tenantVersion,
+		decide: func(t projections.Tenant, _ time.Time) (events.Payload, error) {
+			switch {
+			case !t.Exists():
+				return nil, errorf(CodeNotFound, "no tenant %s", id)
+			case slices.Equal(t.Notices.ExpiryBefore, settings.ExpiryBefore) && t.Notices.UnusedAfter == settings.UnusedAfter:
+				return nil, nil
+			}
+			return settings, nil
 		}})
 }
 
