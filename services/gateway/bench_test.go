@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
 )
@@ -21,8 +23,8 @@ import (
 // rewrite, proxy, log, metrics) against a bare httputil.ReverseProxy's
 // (tuned as a Go proxy would be, and copying bodies with the gateway's own
 // buffer pool), both to the same loopback upstream. The gateway writes its
-// JSON access log to a file, batched as production's log writer batches it
-// (accessFile); the benchmark checks the file holds a line per request.
+// JSON access log to a file through production's log batch (accessFile);
+// the benchmark checks the file holds a line per request.
 func BenchmarkServeHTTP(b *testing.B) {
 	log := newAccessFile(b, filepath.Join(b.TempDir(), "access.log"))
 	var cfg gateway.Config
@@ -152,16 +154,13 @@ func BenchmarkServeHTTP(b *testing.B) {
 	}
 }
 
-// accessFile is production's access log destination as a test can build
-// it: a file, written through a batch like services/app's logBatch (64 KiB,
-// flushed every 100 ms and on Close; a line is never split). logBatch is
-// not exported; this is a copy of what it does, kept short.
+// accessFile is production's access log destination: a file, written
+// through the log's batch (app.NewLogBatch: 64 KiB, flushed every 100 ms and
+// on Close).
 type accessFile struct {
+	*app.LogBatch
 	f    *os.File
-	mu   sync.Mutex
-	buf  []byte
-	stop chan struct{}
-	done chan struct{}
+	once sync.Once
 }
 
 func newAccessFile(b *testing.B, path string) *accessFile {
@@ -169,59 +168,16 @@ func newAccessFile(b *testing.B, path string) *accessFile {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := &accessFile{f: f, buf: make([]byte, 0, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-a.stop:
-				return
-			case <-t.C:
-				a.mu.Lock()
-				a.flushLocked()
-				a.mu.Unlock()
-			}
-		}
-	}()
+	a := &accessFile{LogBatch: app.NewLogBatch(f), f: f}
 	b.Cleanup(func() { a.Close() })
 	return a
 }
 
-func (a *accessFile) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.buf)+len(p) > cap(a.buf) {
-		a.flushLocked()
-	}
-	if len(p) > cap(a.buf) {
-		return a.f.Write(p)
-	}
-	a.buf = append(a.buf, p...)
-	return len(p), nil
-}
-
-func (a *accessFile) flushLocked() {
-	if len(a.buf) > 0 {
-		a.f.Write(a.buf)
-		a.buf = a.buf[:0]
-	}
-}
-
-// Close stops the flushing, writes what is left and closes the file; once.
+// Close writes what the batch holds and closes the file; once.
 func (a *accessFile) Close() error {
-	select {
-	case <-a.done:
-		return nil
-	default:
-	}
-	close(a.stop)
-	<-a.done
-	a.mu.Lock()
-	a.flushLocked()
-	a.mu.Unlock()
-	return a.f.Close()
+	var err error
+	a.once.Do(func() { err = errors.Join(a.LogBatch.Close(), a.f.Close()) })
+	return err
 }
 
 // lines counts the file's lines, each a JSON access log record.
