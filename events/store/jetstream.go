@@ -863,3 +863,21 @@ func DeleteConsumer(js jetstream.JetStream, stream string, cons jetstream.Consum
 	defer cancel()
 	js.DeleteConsumer(ctx, stream, info.Name)
 }
+
+// EnsureStream creates the stream cfg describes if it is missing (another
+// node creating it at the same moment is fine); an existing stream is left
+// as its operator configured it. For the streams beside the event log
+// (decisions, usage, notices), which control nodes create.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	_, err := js.Stream(ctx, cfg.Name)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("store: stream %s: %w", cfg.Name, err)
+	}
+	if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("store: create stream %s: %w", cfg.Name, err)
+	}
+	return nil
+}

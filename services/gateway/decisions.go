@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
 )
 
 // Defaults of the decision stream: how long and how much of the decisions
@@ -40,20 +41,9 @@ func EnsureDecisionStream(ctx context.Context, js jetstream.JetStream, cfg Decis
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = DefaultDecisionMaxBytes
 	}
-	_, err := js.Stream(ctx, events.DecisionStream)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("gateway: decision stream: %w", err)
-	}
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: events.DecisionStream, Description: "Keytrail gateway decisions",
+	return store.EnsureStream(ctx, js, jetstream.StreamConfig{Name: events.DecisionStream, Description: "Keytrail gateway decisions",
 		Subjects: []string{events.DecisionSubjects}, Storage: jetstream.FileStorage, Replicas: max(cfg.Replicas, 1),
 		MaxAge: cfg.Retention, MaxBytes: cfg.MaxBytes, Discard: jetstream.DiscardOld, DenyDelete: true, DenyPurge: true})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("gateway: create decision stream: %w", err)
-	}
-	return nil
 }
 
 // CheckDecisionStream fails unless the decision stream exists: a gateway

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"hash/maphash"
 	"log/slog"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 )
 
@@ -245,18 +245,7 @@ const DefaultUsageRetention = 8 * 24 * time.Hour
 // EnsureUsageStream creates the usage stream if it is missing. Control
 // nodes call it; gateways only write to it.
 func EnsureUsageStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := js.Stream(ctx, events.UsageStream)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
-	}
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: events.UsageStream, Description: "Keytrail gateways' request counts",
+	return store.EnsureStream(ctx, js, jetstream.StreamConfig{Name: events.UsageStream, Description: "Keytrail gateways' request counts",
 		Subjects: []string{events.UsageSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		MaxAge: DefaultUsageRetention, Discard: jetstream.DiscardOld, Duplicates: 2 * time.Hour, DenyDelete: true, DenyPurge: true})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return err
-	}
-	return nil
 }

@@ -95,20 +95,9 @@ func New(cfg Config) *Scheduler {
 // EnsureStream creates the notice stream if it is missing (control nodes
 // call it).
 func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := js.Stream(ctx, events.NoticeStream)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return err
-	}
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: events.NoticeStream, Description: "Keytrail notices to tenants",
+	return store.EnsureStream(ctx, js, jetstream.StreamConfig{Name: events.NoticeStream, Description: "Keytrail notices to tenants",
 		Subjects: []string{events.NoticeSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		MaxAge: 400 * 24 * time.Hour, Duplicates: 24 * time.Hour, DenyDelete: true, DenyPurge: true})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return err
-	}
-	return nil
 }
 
 // Run ticks every Every until ctx ends.
