@@ -345,7 +345,7 @@ func (s *JetStream) originalOf(ctx context.Context, seq uint64, p *prepared) ([]
 // leaderGet reads one message by sequence from the stream leader (not by
 // direct get, which any replica may answer).
 func (s *JetStream) leaderGet(ctx context.Context, seq uint64) (subject string, data []byte, err error) {
-	m, err := s.leaderMsg(ctx, msgGetRequest{Seq: seq})
+	m, err := s.leaderMsg(ctx, MsgRequest{Seq: seq})
 	if err != nil {
 		return "", nil, err
 	}
@@ -362,45 +362,51 @@ const leaderAttempt = time.Second
 // leaderMsg asks the stream leader for one message ($JS.API.STREAM.MSG.GET:
 // only the leader answers, so what it returns includes every acknowledged
 // write). jetstream.ErrMsgNotFound when none matches.
-func (s *JetStream) leaderMsg(ctx context.Context, req msgGetRequest) (*jetstream.RawStreamMsg, error) {
-	body, _ := json.Marshal(req)
-	var resp *nats.Msg
+func (s *JetStream) leaderMsg(ctx context.Context, req MsgRequest) (*jetstream.RawStreamMsg, error) {
 	for attempt, start := 0, time.Now(); ; {
 		actx, cancel := context.WithTimeout(ctx, leaderAttempt)
-		m, err := s.nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+events.StreamName, body)
+		m, err := GetMsg(actx, s.nc, events.StreamName, req)
 		cancel()
-		if err == nil {
-			resp = m
-			break
-		}
 		if ctx.Err() != nil || !(errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded)) {
-			return nil, err
+			return m, err
 		}
 		if perr := pauseWhileNoResponders(ctx, &attempt, start); perr != nil {
 			return nil, unavailable("stream leader", err)
 		}
 	}
+}
+
+// GetMsg asks stream's leader for one message ($JS.API.STREAM.MSG.GET),
+// once: jetstream.ErrMsgNotFound when none matches. The message carries
+// its subject, sequence, data and stored time.
+func GetMsg(ctx context.Context, nc *nats.Conn, stream string, req MsgRequest) (*jetstream.RawStreamMsg, error) {
+	body, _ := json.Marshal(req)
+	resp, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
+	if err != nil {
+		return nil, err
+	}
 	var r struct {
 		Error   *jetstream.APIError `json:"error,omitempty"`
 		Message *struct {
-			Subject string `json:"subject"`
-			Seq     uint64 `json:"seq"`
-			Data    []byte `json:"data"`
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil {
 		return nil, err
 	}
-	if r.Error != nil {
-		if r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
-			return nil, jetstream.ErrMsgNotFound
-		}
+	switch {
+	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, jetstream.ErrMsgNotFound
+	case r.Error != nil:
 		return nil, r.Error
-	}
-	if r.Message == nil {
+	case r.Message == nil:
 		return nil, errors.New("stream leader answered without a message")
 	}
-	return &jetstream.RawStreamMsg{Subject: r.Message.Subject, Sequence: r.Message.Seq, Data: r.Message.Data}, nil
+	m := r.Message
+	return &jetstream.RawStreamMsg{Subject: m.Subject, Sequence: m.Seq, Data: m.Data, Time: m.Time}, nil
 }
 
 // replicated reports whether the stream has more than one replica, so that
@@ -450,15 +456,19 @@ func (s *JetStream) publishBatch(ctx context.Context, msgs []*nats.Msg) (*jetstr
 	return &ack.PubAck, nil
 }
 
-// msgGetRequest is the body of a JetStream message get, direct or from the
-// leader.
-type msgGetRequest struct {
+// MsgRequest is the body of a JetStream message get, direct or from the
+// leader: by sequence, the last or the next under a subject filter (from a
+// sequence or a time), or a batch.
+type MsgRequest struct {
 	Seq       uint64   `json:"seq,omitempty"`
 	LastFor   string   `json:"last_by_subj,omitempty"`
 	NextFor   string   `json:"next_by_subj,omitempty"`
 	Batch     int      `json:"batch,omitempty"`
 	MultiLast []string `json:"multi_last,omitempty"`
 	UpToSeq   uint64   `json:"up_to_seq,omitempty"`
+	// StartTime: from the first message stored at or after it (instead of
+	// Seq).
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
 // AsOf is an aggregate's last message at some sequence: its sequence and
@@ -490,7 +500,7 @@ func (s *JetStream) LastAsOf(ctx context.Context, subjects []string, upTo uint64
 	defer sub.Unsubscribe()
 	api := "$JS.API.DIRECT.GET." + events.StreamName
 	for chunk := range slices.Chunk(subjects, multiLastBatch) {
-		body, _ := json.Marshal(msgGetRequest{MultiLast: chunk, UpToSeq: upTo, Batch: len(chunk)})
+		body, _ := json.Marshal(MsgRequest{MultiLast: chunk, UpToSeq: upTo, Batch: len(chunk)})
 		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
 			return nil, unavailable("direct get", err)
 		}
@@ -540,7 +550,7 @@ func (s *JetStream) Load(ctx context.Context, tenant string, agg events.Aggregat
 func (s *JetStream) readAll(ctx context.Context, filter string, fn func(seq uint64, subject string, data []byte)) error {
 	var floor uint64
 	if s.replicated() {
-		m, err := s.leaderMsg(ctx, msgGetRequest{LastFor: filter})
+		m, err := s.leaderMsg(ctx, MsgRequest{LastFor: filter})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil
 		}
@@ -583,7 +593,7 @@ func (s *JetStream) directGet(ctx context.Context, filter string, from uint64, f
 	api := "$JS.API.DIRECT.GET." + events.StreamName
 	noResponders, start := 0, time.Now()
 	for {
-		body, _ := json.Marshal(msgGetRequest{Seq: from, NextFor: filter, Batch: loadBatch})
+		body, _ := json.Marshal(MsgRequest{Seq: from, NextFor: filter, Batch: loadBatch})
 		if err := s.nc.PublishRequest(api, inbox, body); err != nil {
 			return fmt.Errorf("store: direct get: %w", err)
 		}
@@ -665,7 +675,7 @@ func pauseWhileNoResponders(ctx context.Context, attempt *int, start time.Time) 
 // directGet).
 func (s *JetStream) lastMsg(ctx context.Context, filter string) (*jetstream.RawStreamMsg, error) {
 	if s.replicated() {
-		return s.leaderMsg(ctx, msgGetRequest{LastFor: filter})
+		return s.leaderMsg(ctx, MsgRequest{LastFor: filter})
 	}
 	for attempt, start := 0, time.Now(); ; {
 		m, err := s.stream.GetLastMsgForSubject(ctx, filter)

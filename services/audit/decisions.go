@@ -95,14 +95,6 @@ func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l
 	return nil
 }
 
-// msgGetRequest asks the stream's leader for the next message under a
-// subject filter, from a sequence or a time.
-type msgGetRequest struct {
-	Seq       uint64     `json:"seq,omitempty"`
-	NextFor   string     `json:"next_by_subj"`
-	StartTime *time.Time `json:"start_time,omitempty"`
-}
-
 // msgGetAttempt bounds one message get.
 const msgGetAttempt = 5 * time.Second
 
@@ -125,13 +117,13 @@ func (a *Auditor) eachDecisionByGet(ctx context.Context, scan decisionScan, fn f
 	}
 	// One cursor per subject: its next entry, fetched when needed.
 	type cursor struct {
-		req  msgGetRequest
-		next *loggedEntry
+		req  store.MsgRequest
+		next *jetstream.RawStreamMsg
 		done bool
 	}
 	var cursors []*cursor
 	for subj := range info.State.Subjects {
-		c := &cursor{req: msgGetRequest{NextFor: subj, Seq: max(scan.from, 1)}}
+		c := &cursor{req: store.MsgRequest{NextFor: subj, Seq: max(scan.from, 1)}}
 		if scan.from == 0 && !scan.since.IsZero() {
 			c.req.Seq, c.req.StartTime = 0, &scan.since
 		}
@@ -149,7 +141,7 @@ func (a *Auditor) eachDecisionByGet(ctx context.Context, scan decisionScan, fn f
 			c.done = true
 			return nil
 		}
-		c.next, c.req = e, msgGetRequest{NextFor: c.req.NextFor, Seq: e.seq + 1}
+		c.next, c.req = e, store.MsgRequest{NextFor: c.req.NextFor, Seq: e.Sequence + 1}
 		return nil
 	}
 	for {
@@ -158,7 +150,7 @@ func (a *Auditor) eachDecisionByGet(ctx context.Context, scan decisionScan, fn f
 			if err := fill(c); err != nil {
 				return err
 			}
-			if c.next != nil && (first == nil || c.next.seq < first.next.seq) {
+			if c.next != nil && (first == nil || c.next.Sequence < first.next.Sequence) {
 				first = c
 			}
 		}
@@ -167,52 +159,25 @@ func (a *Auditor) eachDecisionByGet(ctx context.Context, scan decisionScan, fn f
 		}
 		e := first.next
 		first.next = nil
-		if !fn(judgeEntry(e.seq, e.stored, e.subject, e.data)) {
+		if !fn(judgeEntry(e.Sequence, e.Time, e.Subject, e.Data)) {
 			return nil
 		}
 	}
 }
 
-// loggedEntry is one message of the decision log as a get returns it.
-type loggedEntry struct {
-	seq     uint64
-	stored  time.Time
-	subject string
-	data    []byte
-}
-
 // msgGet asks the decision stream's leader for one message; nil when none
 // matches.
-func (a *Auditor) msgGet(ctx context.Context, req msgGetRequest) (*loggedEntry, error) {
-	body, _ := json.Marshal(req)
+func (a *Auditor) msgGet(ctx context.Context, req store.MsgRequest) (*jetstream.RawStreamMsg, error) {
 	actx, cancel := context.WithTimeout(ctx, msgGetAttempt)
 	defer cancel()
-	resp, err := a.st.JetStream().Conn().RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+events.DecisionStream, body)
+	m, err := store.GetMsg(actx, a.st.JetStream().Conn(), events.DecisionStream, req)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("audit: read decisions: %w", err)
 	}
-	var r struct {
-		Error   *jetstream.APIError `json:"error"`
-		Message *struct {
-			Subject string    `json:"subject"`
-			Seq     uint64    `json:"seq"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(resp.Data, &r); err != nil {
-		return nil, fmt.Errorf("audit: read decisions: %w", err)
-	}
-	switch {
-	case r.Error != nil && r.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return nil, nil
-	case r.Error != nil:
-		return nil, fmt.Errorf("audit: read decisions: %w", r.Error)
-	case r.Message == nil:
-		return nil, errors.New("audit: read decisions: an answer without a message")
-	}
-	m := r.Message
-	return &loggedEntry{seq: m.Seq, stored: m.Time, subject: m.Subject, data: m.Data}, nil
+	return m, nil
 }
 
 // judgeEntry reads one entry of the decision log: why is empty for a
