@@ -41,6 +41,19 @@ func get(usage, what string, do func(ctx context.Context, r *run, id string) err
 	}}
 }
 
+// shown is how a verb shows a write's (or a get's) answer: the object's
+// fields under name and the write's sequence — or the error, when there is
+// one.
+func shown[R any](name string, of func(R) ([]field, uint64)) func(r *run, res R, err error) error {
+	return func(r *run, res R, err error) error {
+		if err != nil {
+			return err
+		}
+		fields, seq := of(res)
+		return r.show(res, seq, "", section{name, fields})
+	}
+}
+
 // lister is how a list verb reads one kind of object: a page, its items
 // and cursor, a page of given items (--all), and each item's fields.
 type lister[T, P any] struct {
@@ -107,12 +120,7 @@ func list[T, P any](usage string, l lister[T, P], filters func(fs *flag.FlagSet)
 }
 
 func tenantVerbs() map[string]verb {
-	showTenant := func(r *run, res client.TenantResult, err error) error {
-		if err != nil {
-			return err
-		}
-		return r.show(res, res.Seq, "", section{"tenant", tenantFields(res.Tenant)})
-	}
+	showTenant := shown("tenant", func(x client.TenantResult) ([]field, uint64) { return tenantFields(x.Tenant), x.Seq })
 	var name, before = new(string), new(TimeFlag)
 	return map[string]verb{
 		"list": list("", lister[client.Tenant, client.TenantPage]{
@@ -184,12 +192,7 @@ func revokeKeysVerb(usage, what string, before *TimeFlag, do func(ctx context.Co
 }
 
 func userVerbs() map[string]verb {
-	showUser := func(r *run, res client.UserResult, err error) error {
-		if err != nil {
-			return err
-		}
-		return r.show(res, res.Seq, "", section{"user", userFields(res.User)})
-	}
+	showUser := shown("user", func(x client.UserResult) ([]field, uint64) { return userFields(x.User), x.Seq })
 	var name, before = new(string), new(TimeFlag)
 	return map[string]verb{
 		"list": list("--tenant T", lister[client.User, client.UserPage]{
@@ -296,12 +299,7 @@ func (k *keyAttrs) patch(set map[string]bool) (client.KeyPatch, error) {
 }
 
 func keyVerbs() map[string]verb {
-	showKey := func(r *run, res client.KeyResult, err error) error {
-		if err != nil {
-			return err
-		}
-		return r.show(res, res.Seq, "", section{"key", keyFields(res.Key)})
-	}
+	showKey := shown("key", func(x client.KeyResult) ([]field, uint64) { return keyFields(x.Key), x.Seq })
 	var attrs keyAttrs
 	var user, ttl, grace, reason, status, expiring, unusedFor string
 	var withUsage bool
@@ -438,12 +436,7 @@ func (a *apiAttrs) patch(set map[string]bool) (client.APIPatch, error) {
 }
 
 func apiVerbs() map[string]verb {
-	showAPI := func(r *run, res client.APIResult, err error) error {
-		if err != nil {
-			return err
-		}
-		return r.show(res, res.Seq, "", section{"api", apiFields(res.API)})
-	}
+	showAPI := shown("api", func(x client.APIResult) ([]field, uint64) { return apiFields(x.API), x.Seq })
 	var attrs apiAttrs
 	var sunset TimeFlag
 	var reason string
