@@ -27,3 +27,17 @@ const (
 // control nodes remember, for the idempotency window, which request each
 // Idempotency-Key was first used with.
 const IdempotencyBucket = "KEYTRAIL_IDEMPOTENCY"
+
+// Webhook delivery (docs/notifications.md). WebhookSecretBucket is the
+// key-value bucket (stream KV_<bucket>) holding endpoints' signing secrets,
+// each sealed under the control nodes' key-encryption key. WebhookStream
+// holds the messages to deliver, one subject per endpoint
+// (keytrail.whk.msg.<tenant>.<webhook>), and the log of delivery attempts
+// (keytrail.whk.att.<tenant>.<webhook>).
+const (
+	WebhookSecretBucket  = "KEYTRAIL_WEBHOOK_SECRETS"
+	WebhookStream        = "KEYTRAIL_WEBHOOKS"
+	WebhookSubjects      = "keytrail.whk.>"
+	WebhookMsgPrefix     = "keytrail.whk.msg."
+	WebhookAttemptPrefix = "keytrail.whk.att."
+)

@@ -244,6 +244,18 @@ func deref(p Payload) Payload {
 		return *v
 	case *APIRetiredV1:
 		return *v
+	case *WebhookCreatedV1:
+		return *v
+	case *WebhookUpdatedV1:
+		return *v
+	case *WebhookSecretRotatedV1:
+		return *v
+	case *WebhookDisabledV1:
+		return *v
+	case *WebhookEnabledV1:
+		return *v
+	case *WebhookDeletedV1:
+		return *v
 	}
 	return p
 }
@@ -276,6 +288,9 @@ func normalizeTimes(p Payload) Payload {
 		return v
 	case APIDeprecatedV1:
 		v.Sunset = v.Sunset.UTC()
+		return v
+	case WebhookSecretRotatedV1:
+		v.PreviousUntil = v.PreviousUntil.UTC()
 		return v
 	}
 	return p

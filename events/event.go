@@ -29,6 +29,9 @@ func KeyAggregate(u, k string) Aggregate { return Aggregate{Kind: KindKey, ID: k
 // APIAggregate names the aggregate of API a.
 func APIAggregate(a string) Aggregate { return Aggregate{Kind: KindAPI, ID: a} }
 
+// WebhookAggregate names the aggregate of webhook endpoint w.
+func WebhookAggregate(w string) Aggregate { return Aggregate{Kind: KindWebhook, ID: w} }
+
 // String returns "kind/id" (or "key/user/id").
 func (a Aggregate) String() string {
 	if a.User != "" {
@@ -55,6 +58,10 @@ func (a Aggregate) validate(tenant string) error {
 	case KindAPI:
 		if !ValidAPIID(a.ID) || a.User != "" {
 			return fmt.Errorf("invalid api aggregate id")
+		}
+	case KindWebhook:
+		if !ValidWebhookID(a.ID) || a.User != "" {
+			return fmt.Errorf("invalid webhook aggregate id")
 		}
 	default:
 		return fmt.Errorf("unknown aggregate kind %q", a.Kind)

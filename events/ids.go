@@ -20,6 +20,8 @@ const (
 	MaxReasonLen   = 1024
 	MaxCommandLen  = 128
 	KeyIDPrefix    = "key_"
+	// WebhookIDPrefix starts a webhook endpoint's id: "whk_" and a ULID.
+	WebhookIDPrefix = "whk_"
 )
 
 // Byte classes, so that validating an id is one table lookup a byte: the
@@ -95,6 +97,15 @@ func ValidKeyID(s string) bool {
 		return false
 	}
 	return validULID(s[len(KeyIDPrefix):])
+}
+
+// ValidWebhookID reports whether s is a webhook endpoint id: "whk_"
+// followed by a canonical ULID.
+func ValidWebhookID(s string) bool {
+	if len(s) != len(WebhookIDPrefix)+ulid.EncodedSize || s[:len(WebhookIDPrefix)] != WebhookIDPrefix {
+		return false
+	}
+	return validULID(s[len(WebhookIDPrefix):])
 }
 
 // ValidEventID reports whether s is a canonical ULID.

@@ -29,6 +29,63 @@ func (*KeySuspendedV1) decodeFrom(d *decoder) error    { return decodeEmpty(d) }
 func (*KeyResumedV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
 func (*KeyRevokedV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
 func (*APIRetiredV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
+func (*WebhookDisabledV1) decodeFrom(d *decoder) error { return decodeEmpty(d) }
+func (*WebhookEnabledV1) decodeFrom(d *decoder) error  { return decodeEmpty(d) }
+func (*WebhookDeletedV1) decodeFrom(d *decoder) error  { return decodeEmpty(d) }
+
+// decodeWebhook reads an endpoint's url and types, and (created) its
+// secret id.
+func decodeWebhook(d *decoder, u *string, types *[]string, secretID *string) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "url":
+			if err = once(&seen, 0, name); err == nil {
+				*u, err = d.str()
+			}
+		case "types":
+			if err = once(&seen, 1, name); err == nil {
+				*types, err = d.strings()
+			}
+		case "secret_id":
+			if secretID == nil {
+				return unknown(name)
+			}
+			if err = once(&seen, 2, name); err == nil {
+				*secretID, err = d.str()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
+func (p *WebhookCreatedV1) decodeFrom(d *decoder) error {
+	return decodeWebhook(d, &p.URL, &p.Types, &p.SecretID)
+}
+func (p *WebhookUpdatedV1) decodeFrom(d *decoder) error {
+	return decodeWebhook(d, &p.URL, &p.Types, nil)
+}
+
+func (p *WebhookSecretRotatedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "secret_id":
+			if err = once(&seen, 0, name); err == nil {
+				p.SecretID, err = d.str()
+			}
+		case "previous_until":
+			if err = once(&seen, 1, name); err == nil {
+				p.PreviousUntil, err = d.time()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
 
 // decodeName reads a payload whose only member is "name".
 func decodeName(d *decoder, into *string) error {
@@ -372,7 +429,7 @@ func internType(b []byte) Type {
 }
 
 func internKind(b []byte) Kind {
-	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI} {
+	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI, KindWebhook} {
 		if string(k) == string(b) {
 			return k
 		}

@@ -24,7 +24,16 @@ const (
 	NoticeDenialsStarted  = "key.denials-started"
 	NoticeRotationStalled = "key.rotation-stalled"
 	NoticeKeyUnused       = "key.unused"
+	// NoticeWebhookDisabled: Keytrail disabled one of the tenant's webhook
+	// endpoints (it answered 410, or failed for days).
+	NoticeWebhookDisabled = "webhook.disabled"
 )
+
+// NoticeTypes lists every notice type (what an endpoint may ask for).
+func NoticeTypes() []string {
+	return []string{NoticeKeyExpiring, NoticeKeyExpired, NoticeKeysBlocked, NoticeDenialsStarted,
+		NoticeRotationStalled, NoticeKeyUnused, NoticeWebhookDisabled}
+}
 
 // Notice is one thing a tenant is told. ID is the same on every control
 // node that derives it (the notice's Msg-Id): a notice appears once.
@@ -50,6 +59,8 @@ type Notice struct {
 	// says.
 	CauseActor  string `json:"cause_actor,omitempty"`
 	CauseReason string `json:"cause_reason,omitempty"`
+	// Webhook is the endpoint a webhook.disabled notice is about.
+	Webhook string `json:"webhook,omitempty"`
 	// Keys is how many keys a keys.blocked notice is about; LastUsedAt
 	// when the key (or the last of them) was last used.
 	Keys       int        `json:"keys,omitempty"`
@@ -63,6 +74,9 @@ func NoticeSubject(n *Notice) string {
 	about := n.KeyID
 	if about == "" {
 		about = n.User
+	}
+	if about == "" {
+		about = n.Webhook
 	}
 	return fmt.Sprintf("%s%s.%s.%s", NoticeSubjectPrefix, decisionToken(n.Tenant), n.Type, decisionToken(about))
 }

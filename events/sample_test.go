@@ -30,6 +30,8 @@ func sample(t Type) Event {
 		e.Aggregate = KeyAggregate("alice_01", keyID)
 	case KindAPI:
 		e.Aggregate = APIAggregate("orders")
+	case KindWebhook:
+		e.Aggregate = WebhookAggregate("whk_01JDQ8Z6W4M2N9V3X5C7B1A0ZW")
 	}
 	rl := &RateLimit{PerSecond: 12.5, Burst: 20}
 	md := map[string]string{"team": "billing", "env": "prod"}
@@ -76,6 +78,19 @@ func sample(t Type) Event {
 		e.Data = APIDeprecatedV1{Sunset: t0.Add(30 * 24 * time.Hour)}
 	case APIRetired:
 		e.Data = APIRetiredV1{}
+	case WebhookCreated:
+		e.Data = WebhookCreatedV1{URL: "https://hooks.acme.example/keytrail?team=billing", Types: []string{"key.expiring", "keys.blocked"},
+			SecretID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZS"}
+	case WebhookUpdated:
+		e.Data = WebhookUpdatedV1{URL: "https://hooks.acme.example/keytrail/v2", Types: []string{"key.denials-started"}}
+	case WebhookSecretRotated:
+		e.Data = WebhookSecretRotatedV1{SecretID: "01JDQ8ZB0000000000000000ST", PreviousUntil: t0.Add(24 * time.Hour)}
+	case WebhookDisabled:
+		e.Data = WebhookDisabledV1{}
+	case WebhookEnabled:
+		e.Data = WebhookEnabledV1{}
+	case WebhookDeleted:
+		e.Data = WebhookDeletedV1{}
 	}
 	return e
 }

@@ -15,6 +15,7 @@ import (
 //	keytrail.evt.<tenant>.u.<user>.u         a user
 //	keytrail.evt.<tenant>.u.<user>.k.<key>   a key of that user
 //	keytrail.evt.<tenant>.a.<api>            an API
+//	keytrail.evt.<tenant>.w.<webhook>        a webhook endpoint
 const (
 	StreamName  = "KEYTRAIL_EVENTS"
 	SubjectRoot = "keytrail.evt"
@@ -79,6 +80,9 @@ func Subject(tenant string, a Aggregate) (string, error) {
 	case KindAPI:
 		b.WriteString(".a.")
 		b.WriteString(a.ID)
+	case KindWebhook:
+		b.WriteString(".w.")
+		b.WriteString(a.ID)
 	}
 	return b.String(), nil
 }
@@ -105,6 +109,8 @@ func IsSubjectOf(e *Event, subject string) bool {
 			rest[3+n:6+n] == ".k." && rest[6+n:] == a.ID
 	case KindAPI:
 		return len(rest) == len(a.ID)+3 && rest[:3] == ".a." && rest[3:] == a.ID
+	case KindWebhook:
+		return len(rest) == len(a.ID)+3 && rest[:3] == ".w." && rest[3:] == a.ID
 	}
 	return false
 }
@@ -128,6 +134,8 @@ func ParseSubject(subj string) (tenant string, a Aggregate, err error) {
 		a = KeyAggregate(tok[2], tok[4])
 	case len(tok) == 3 && tok[1] == "a":
 		a = APIAggregate(tok[2])
+	case len(tok) == 3 && tok[1] == "w":
+		a = WebhookAggregate(tok[2])
 	default:
 		return "", Aggregate{}, fmt.Errorf("events: subject %q has no aggregate layout", subj)
 	}

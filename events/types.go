@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -39,6 +41,15 @@ const (
 	APIUpdated            Type = "api.updated"
 	APIDeprecated         Type = "api.deprecated"
 	APIRetired            Type = "api.retired"
+
+	// Webhook endpoints (docs/notifications.md): where a tenant's notices
+	// are delivered.
+	WebhookCreated       Type = "webhook.created"
+	WebhookUpdated       Type = "webhook.updated"
+	WebhookSecretRotated Type = "webhook.secret-rotated"
+	WebhookDisabled      Type = "webhook.disabled"
+	WebhookEnabled       Type = "webhook.enabled"
+	WebhookDeleted       Type = "webhook.deleted"
 )
 
 // Kind is the kind of aggregate an event belongs to.
@@ -50,6 +61,8 @@ const (
 	KindUser   Kind = "user"
 	KindKey    Kind = "key"
 	KindAPI    Kind = "api"
+	// KindWebhook: a tenant's webhook endpoint.
+	KindWebhook Kind = "webhook"
 )
 
 // Payload is the typed body of an event. Each implementation is one event type
@@ -111,6 +124,18 @@ func schemaOf(t Type) (schema, bool) {
 		return schema{KindAPI, 1, func() Payload { return new(APIDeprecatedV1) }}, true
 	case APIRetired:
 		return schema{KindAPI, 1, func() Payload { return new(APIRetiredV1) }}, true
+	case WebhookCreated:
+		return schema{KindWebhook, 1, func() Payload { return new(WebhookCreatedV1) }}, true
+	case WebhookUpdated:
+		return schema{KindWebhook, 1, func() Payload { return new(WebhookUpdatedV1) }}, true
+	case WebhookSecretRotated:
+		return schema{KindWebhook, 1, func() Payload { return new(WebhookSecretRotatedV1) }}, true
+	case WebhookDisabled:
+		return schema{KindWebhook, 1, func() Payload { return new(WebhookDisabledV1) }}, true
+	case WebhookEnabled:
+		return schema{KindWebhook, 1, func() Payload { return new(WebhookEnabledV1) }}, true
+	case WebhookDeleted:
+		return schema{KindWebhook, 1, func() Payload { return new(WebhookDeletedV1) }}, true
 	}
 	return schema{}, false
 }
@@ -124,6 +149,7 @@ func Types() []Type {
 		APICreated, APIUpdated, APIDeprecated, APIRetired,
 		TenantKeysRevokedBefore, // appended: read models index types by their place here
 		TenantNoticesConfigured,
+		WebhookCreated, WebhookUpdated, WebhookSecretRotated, WebhookDisabled, WebhookEnabled, WebhookDeleted,
 	}
 }
 
@@ -147,6 +173,7 @@ const (
 	MaxURLLen        = 2048
 	MaxPathPrefixLen = 256
 	MaxHintLen       = 40
+	MaxWebhookTypes  = 16
 )
 
 // SecretHash is the SHA-256 of a key's secret: the only form in which a secret
@@ -485,6 +512,100 @@ type APIDeprecatedV1 struct {
 
 // APIRetiredV1: the API answers 410 from now on; final.
 type APIRetiredV1 struct{}
+
+// Webhook events.
+
+// WebhookCreatedV1: a tenant added an endpoint its notices are delivered
+// to. Types are the notice types it wants (none: all). SecretID names the
+// signing secret, which is kept encrypted outside the event log (never in
+// an event).
+type WebhookCreatedV1 struct {
+	URL      string   `json:"url"`
+	Types    []string `json:"types,omitempty"`
+	SecretID string   `json:"secret_id"`
+}
+
+// WebhookUpdatedV1: the endpoint's attributes after the update, all of them.
+type WebhookUpdatedV1 struct {
+	URL   string   `json:"url"`
+	Types []string `json:"types,omitempty"`
+}
+
+// WebhookSecretRotatedV1: deliveries are signed with the secret SecretID
+// from now on, and also with the one it replaces until PreviousUntil.
+type WebhookSecretRotatedV1 struct {
+	SecretID      string    `json:"secret_id"`
+	PreviousUntil time.Time `json:"previous_until"`
+}
+
+// WebhookDisabledV1: nothing is delivered to the endpoint until enabled
+// (by an admin, or by Keytrail after it failed for days or answered 410).
+type WebhookDisabledV1 struct{}
+
+// WebhookEnabledV1: a disabled endpoint gets deliveries again.
+type WebhookEnabledV1 struct{}
+
+// WebhookDeletedV1: the endpoint is gone for good; final.
+type WebhookDeletedV1 struct{}
+
+func (WebhookCreatedV1) EventType() Type       { return WebhookCreated }
+func (WebhookUpdatedV1) EventType() Type       { return WebhookUpdated }
+func (WebhookSecretRotatedV1) EventType() Type { return WebhookSecretRotated }
+func (WebhookDisabledV1) EventType() Type      { return WebhookDisabled }
+func (WebhookEnabledV1) EventType() Type       { return WebhookEnabled }
+func (WebhookDeletedV1) EventType() Type       { return WebhookDeleted }
+
+func (p WebhookCreatedV1) validate() error {
+	if !ValidEventID(p.SecretID) {
+		return fmt.Errorf("secret_id must be a ULID")
+	}
+	return validateWebhook(p.URL, p.Types)
+}
+func (p WebhookUpdatedV1) validate() error { return validateWebhook(p.URL, p.Types) }
+func (p WebhookSecretRotatedV1) validate() error {
+	if !ValidEventID(p.SecretID) {
+		return fmt.Errorf("secret_id must be a ULID")
+	}
+	return requireTime("previous_until", p.PreviousUntil)
+}
+func (WebhookDisabledV1) validate() error { return nil }
+func (WebhookEnabledV1) validate() error  { return nil }
+func (WebhookDeletedV1) validate() error  { return nil }
+
+// validateWebhook checks an endpoint's URL and the notice types it wants.
+func validateWebhook(raw string, types []string) error {
+	if err := ValidWebhookURL(raw); err != nil {
+		return err
+	}
+	if len(types) > MaxWebhookTypes {
+		return fmt.Errorf("types: at most %d", MaxWebhookTypes)
+	}
+	for i, t := range types {
+		if !slices.Contains(NoticeTypes(), t) || slices.Contains(types[:i], t) {
+			return fmt.Errorf("types: %q is not a notice type given once (one of %s)", t, strings.Join(NoticeTypes(), ", "))
+		}
+	}
+	return nil
+}
+
+// ValidWebhookURL says what is wrong with an endpoint URL: it must be an
+// absolute http or https URL with a host, without credentials or a
+// fragment, at most MaxURLLen bytes of printable ASCII.
+func ValidWebhookURL(raw string) error {
+	if raw == "" || len(raw) > MaxURLLen || !allIn(raw, clsPrint) || strings.ContainsRune(raw, ' ') {
+		return fmt.Errorf("url: an absolute http(s) URL of at most %d printable characters is required", MaxURLLen)
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("url: %q is not an absolute http or https URL with a host", raw)
+	case u.User != nil:
+		return fmt.Errorf("url: credentials in a webhook URL are refused (the URL is stored in the event log)")
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("url: a webhook URL has no fragment")
+	}
+	return nil
+}
 
 func (TenantCreatedV1) EventType() Type   { return TenantCreated }
 func (TenantSuspendedV1) EventType() Type { return TenantSuspended }

@@ -196,6 +196,9 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "delete a usage report", api+"STREAM.MSG.DELETE."+events.UsageStream, []byte(`{"seq":1}`))
 			w.publish(t, "purge the notices", api+"STREAM.PURGE."+events.NoticeStream, nil)
 			w.publish(t, "delete the notices", api+"STREAM.DELETE."+events.NoticeStream, nil)
+			w.publish(t, "purge the webhook deliveries", api+"STREAM.PURGE."+events.WebhookStream, nil)
+			w.publish(t, "delete the webhook deliveries", api+"STREAM.DELETE."+events.WebhookStream, nil)
+			w.publish(t, "delete a delivery attempt", api+"STREAM.MSG.DELETE."+events.WebhookStream, []byte(`{"seq":1}`))
 			for _, other := range natsauth.Roles {
 				if other != role {
 					w.subscribe(t, "read "+string(other)+"'s replies", other.InboxPrefix()+".>")
@@ -221,6 +224,11 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "purge the snapshots", api+"STREAM.PURGE.OBJ_"+events.SnapshotBucket, nil)
 			w.publish(t, "take the snapshot lease", "$KV."+events.LeaseBucket+".writer", []byte("mallory"))
 			w.publish(t, "claim an idempotency key", "$KV."+events.IdempotencyBucket+".k", []byte("x"))
+			w.publish(t, "read a sealed webhook secret", api+"DIRECT.GET.KV_"+events.WebhookSecretBucket, []byte(`{"last_by_subj":"$KV.`+events.WebhookSecretBucket+`.acme.x.y"}`))
+			w.publish(t, "list the webhook secrets", api+"CONSUMER.CREATE.KV_"+events.WebhookSecretBucket, []byte(`{}`))
+			w.publish(t, "plant a webhook secret", "$KV."+events.WebhookSecretBucket+".acme.whk_x.y", []byte("x"))
+			w.publish(t, "queue a webhook message", events.WebhookMsgPrefix+"acme.whk_x", []byte(`{}`))
+			w.publish(t, "forge a delivery attempt", events.WebhookAttemptPrefix+"acme.whk_x", []byte(`{}`))
 			w.subscribe(t, "hear commands (and their bearer keys)", events.CommandSubjects)
 			w.subscribe(t, "hear one tenant's revocations", "keytrail.cmd.acme.keys.revoke")
 			if role == natsauth.Service {

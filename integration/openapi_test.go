@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"time"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -146,6 +148,17 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("POST", "/v1/tenants/acme/notice-settings", map[string]any{"expiry_before": []string{"14d", "2d"}, "unused_after": "60d"}, 200)
 	ok("GET", "/v1/tenants/acme/usage?group_by=code&bucket=minute&since=1h", nil, 200)
 	ok("GET", "/v1/tenants/acme/decisions?since=1h", nil, 200)
+	wh := ok("POST", "/v1/tenants/acme/webhooks", map[string]any{"url": "http://127.0.0.1:9/hook", "types": []string{"key.expiring"}}, 201)
+	hook, whSeq := "/v1/tenants/acme/webhooks/"+wh.body["webhook"].(map[string]any)["id"].(string), wh.header.Get("Keytrail-Seq")
+	e.must(e.call("GET", "/v1/tenants/acme/webhooks", root, nil, "Keytrail-Min-Seq", whSeq), 200)
+	ok("GET", hook, nil, 200)
+	ok("PATCH", hook, map[string]any{"types": []string{}}, 200)
+	ok("POST", hook+"/rotate-secret", nil, 201)
+	e.must(e.call("GET", hook+"/deliveries", root, nil, "Keytrail-Min-Seq", whSeq), 200)
+	e.must(e.call("POST", hook+"/replay", root, map[string]any{"since": time.Now().Add(-time.Hour)}, "Keytrail-Min-Seq", whSeq), 202)
+	ok("POST", hook+"/disable", nil, 200)
+	ok("POST", hook+"/enable", nil, 200)
+	ok("DELETE", hook, nil, 200)
 	for _, p := range []string{"/healthz", "/readyz", "/openapi.json", "/metrics"} {
 		ok("GET", p, nil, 200)
 	}
@@ -156,7 +169,8 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 		if !strings.HasPrefix(path, "/v1/") {
 			continue
 		}
-		concrete := strings.NewReplacer("{tenant}", "acme", "{user}", "ghost", "{key}", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "{api}", "ghost").Replace(path)
+		concrete := strings.NewReplacer("{tenant}", "acme", "{user}", "ghost", "{key}", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "{api}", "ghost",
+			"{webhook}", "whk_01JDQ8Z6W4M2N9V3X5C7B1D2E3").Replace(path)
 		e.call(method, concrete, "", nil)                                                    // 401
 		e.call(method, strings.Replace(concrete, "acme", "nope", 1), root, map[string]any{}) // 404 or 400
 		if method != "GET" {

@@ -52,6 +52,8 @@ type tenantEntry struct {
 	users map[string]*User
 	keys  map[string]*keyState
 	apis  map[string]*API
+	// webhooks are the tenant's webhook endpoints (few: no index).
+	webhooks map[string]*Webhook
 }
 
 // NewCatalog returns an empty catalog that keeps everything: the admin
@@ -127,6 +129,11 @@ func (c *Catalog) Apply(r events.Recorded) error {
 		a := entry(t.apis, id)
 		if err = link(&r, &a.Head); err == nil {
 			err = c.applyAPI(a, &r)
+		}
+	case events.KindWebhook:
+		w := entry(t.webhooks, id)
+		if err = link(&r, &w.Head); err == nil {
+			err = applyState(w, &r, func(s *Webhook) { s.Head = r.Hash })
 		}
 	default:
 		err = impossible(r, "unknown aggregate kind")
@@ -240,7 +247,8 @@ func userEntry(t *tenantEntry, id string) *User {
 func (c *Catalog) tenant(id string) *tenantEntry {
 	t := c.tenants[id]
 	if t == nil {
-		t = &tenantEntry{id: id, users: map[string]*User{}, keys: map[string]*keyState{}, apis: map[string]*API{}}
+		t = &tenantEntry{id: id, users: map[string]*User{}, keys: map[string]*keyState{}, apis: map[string]*API{},
+			webhooks: map[string]*Webhook{}}
 		c.tenants[id] = t
 	}
 	return t
@@ -418,6 +426,9 @@ func (c *Catalog) EachHead(fn func(tenant string, a events.Aggregate, head event
 		for aid, a := range t.apis {
 			fn(tid, events.APIAggregate(aid), a.Head)
 		}
+		for wid, w := range t.webhooks {
+			fn(tid, events.WebhookAggregate(wid), w.Head)
+		}
 	}
 }
 
@@ -467,6 +478,39 @@ func (c *Catalog) APIs(tenant, after string, limit int) ([]API, bool) {
 		return nil, false
 	}
 	return pageOf(t.apis, after, limit, func(a *API) bool { return a.Exists() })
+}
+
+// Webhook returns a webhook endpoint of a tenant (a deleted one too).
+func (c *Catalog) Webhook(tenant, id string) (Webhook, bool) {
+	if t, ok := c.tenants[tenant]; ok {
+		if w, ok := t.webhooks[id]; ok && w.Exists() {
+			return *w, true
+		}
+	}
+	return Webhook{}, false
+}
+
+// Webhooks lists a tenant's webhook endpoints that are not deleted, in id
+// order.
+func (c *Catalog) Webhooks(tenant string) []Webhook {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return nil
+	}
+	page, _ := pageOf(t.webhooks, "", len(t.webhooks)+1, func(w *Webhook) bool { return w.Exists() && w.Status != WebhookDeleted })
+	return page
+}
+
+// AllWebhooks calls fn with every endpoint of every tenant, deleted ones
+// included.
+func (c *Catalog) AllWebhooks(fn func(w *Webhook)) {
+	for _, t := range c.tenants {
+		for _, w := range t.webhooks {
+			if w.Exists() {
+				fn(w)
+			}
+		}
+	}
 }
 
 // Counts is how many users, keys (not revoked) and APIs (not retired) a

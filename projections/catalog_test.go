@@ -373,6 +373,10 @@ func richHistory(t testing.TB) []events.Recorded {
 	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantCreatedV1{Name: "B"})
 	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantSuspendedV1{})
 	h.add("beta", events.TenantAggregate("beta"), t0, events.TenantKeysRevokedBeforeV1{Before: t0})
+	wh := events.WebhookAggregate("whk_01JDQ8Z6W4M2N9V3X5C7B1A0ZW")
+	h.add("acme", wh, t0, events.WebhookCreatedV1{URL: "https://hooks.example/k", Types: []string{"key.expiring"}, SecretID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZS"})
+	h.add("acme", wh, t0, events.WebhookSecretRotatedV1{SecretID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZT", PreviousUntil: exp})
+	h.add("acme", wh, t0, events.WebhookDisabledV1{})
 	return h.out
 }
 
@@ -410,6 +414,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 						t.Fatalf("decisions differ: %+v vs %+v", d1, d2)
 					}
 				}
+			}
+			if w, _ := r.Webhook("acme", "whk_01JDQ8Z6W4M2N9V3X5C7B1A0ZW"); w.Status != WebhookDisabled || w.PreviousSecretID != "01JDQ8Z6W4M2N9V3X5C7B1A0ZS" ||
+				!w.PreviousUntil.Equal(t0.Add(72*time.Hour+123)) || len(w.SecretIDs(t0)) != 2 || !w.Wants("key.expiring") || w.Wants("key.unused") {
+				t.Fatalf("webhook not restored: %+v", w)
 			}
 			if full, _ := c.Key("acme", keyID(1)); !c.VerifyOnly() && (full.Name != "ci" || full.Metadata["team"] != "x" || full.RotatedTo != keyID(2)) {
 				t.Fatalf("admin attributes lost: %+v", full)

@@ -22,7 +22,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 8
+	snapshotFormat = 9
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -180,6 +180,26 @@ func (e *encoder) tenant(t *tenantEntry) {
 		e.evidence(a.AttrsBy)
 		e.evidence(a.StatusBy)
 		e.bytes(a.Head[:])
+	}
+
+	e.uint(uint64(len(t.webhooks)))
+	for _, id := range slices.Sorted(maps.Keys(t.webhooks)) {
+		w := t.webhooks[id]
+		e.str(id)
+		e.str(w.Tenant)
+		e.str(w.ID)
+		e.str(w.URL)
+		e.strs(w.Types)
+		e.str(string(w.Status))
+		e.str(w.SecretID)
+		e.str(w.PreviousSecretID)
+		e.time(w.PreviousUntil)
+		e.time(w.CreatedAt)
+		e.uint(w.Version)
+		e.evidence(w.Created)
+		e.evidence(w.AttrsBy)
+		e.evidence(w.StatusBy)
+		e.bytes(w.Head[:])
 	}
 
 	// Keys: their ids in one string (restored as one allocation), the scope
@@ -463,6 +483,13 @@ func (d *decoder) tenant(c *Catalog) {
 			}
 		}
 		c.setPrefix(a.PathPrefix, a)
+	}
+
+	for range d.count(1) {
+		w := entry(t.webhooks, d.str())
+		w.Tenant, w.ID, w.URL, w.Types, w.Status = d.str(), d.str(), d.str(), d.strs(), WebhookStatus(d.str())
+		w.SecretID, w.PreviousSecretID, w.PreviousUntil, w.CreatedAt = d.str(), d.str(), d.time(), d.time()
+		w.Version, w.Created, w.AttrsBy, w.StatusBy, w.Head = d.uint(), d.evidence(), d.evidence(), d.evidence(), d.hash()
 	}
 
 	n := d.count(33) // a key: at least its id's length, status and chain head

@@ -43,7 +43,7 @@ func command[B reasoned, T any](s *Server, pattern string, who access, bodyRequi
 // a collection (its last segment is not a {name} or an action on one).
 func createsObject(pattern string) bool {
 	switch pattern[strings.LastIndexByte(pattern, '/')+1:] {
-	case "tenants", "users", "keys", "apis":
+	case "tenants", "users", "keys", "apis", "webhooks":
 		return true
 	}
 	return false
@@ -79,6 +79,8 @@ func versionOf(v any) (uint64, bool) {
 	case projections.Key:
 		return o.Version, true
 	case projections.API:
+		return o.Version, true
+	case projections.Webhook:
 		return o.Version, true
 	}
 	return 0, false

@@ -20,43 +20,53 @@ type op struct {
 // ops documents every route of Routes; TestOpenAPIMatchesTheRouter fails
 // when the two disagree.
 var ops = map[string]op{
-	"POST /v1/tenants":                                   {"Create a tenant (root key only)", "CreateTenant", 201, "TenantResult"},
-	"GET /v1/tenants":                                    {"List tenants (root key only; ?cursor=&limit=)", "", 200, "TenantList"},
-	"GET /v1/tenants/{tenant}/users":                     {"List a tenant's users (?cursor=&limit=)", "", 200, "UserList"},
-	"GET /v1/tenants/{tenant}/apis":                      {"List a tenant's APIs (?cursor=&limit=)", "", 200, "APIList"},
-	"GET /v1/tenants/{tenant}":                           {"Get a tenant", "", 200, "TenantObject"},
-	"POST /v1/tenants/{tenant}/suspend":                  {"Suspend a tenant: its keys fail with TENANT_SUSPENDED (root key only)", "Reason", 200, "TenantResult"},
-	"POST /v1/tenants/{tenant}/resume":                   {"Resume a tenant (root key only)", "Reason", 200, "TenantResult"},
-	"POST /v1/tenants/{tenant}/revoke-keys":              {"Revoke every key of a tenant issued before a time (now by default)", "RevokeKeys", 200, "TenantResult"},
-	"POST /v1/tenants/{tenant}/notice-settings":          {"Set how long before a key stops working the tenant is told (expiry_before, e.g. [\"30d\",\"7d\"]; empty: 30d, 7d, 1d) and after how long without a request a key is told unused (unused_after; empty: 90d)", "NoticeSettings", 200, "TenantResult"},
-	"POST /v1/tenants/{tenant}/users":                    {"Create a user (an id is generated when none is given)", "CreateUser", 201, "UserResult"},
-	"GET /v1/tenants/{tenant}/users/{user}":              {"Get a user", "", 200, "UserObject"},
-	"POST /v1/tenants/{tenant}/users/{user}/disable":     {"Disable a user: their keys fail with USER_DISABLED", "Reason", 200, "UserResult"},
-	"POST /v1/tenants/{tenant}/users/{user}/enable":      {"Enable a disabled user", "Reason", 200, "UserResult"},
-	"DELETE /v1/tenants/{tenant}/users/{user}":           {"Delete a user, for good", "Reason", 200, "UserResult"},
-	"POST /v1/tenants/{tenant}/users/{user}/revoke-keys": {"Revoke every key of a user issued before a time (now by default)", "RevokeKeys", 200, "UserResult"},
-	"POST /v1/tenants/{tenant}/keys":                     {"Issue a key; the secret is in this answer and never again", "IssueKey", 201, "IssuedKey"},
-	"GET /v1/tenants/{tenant}/keys":                      {"List keys (?user=&status=&expiring_within=&cursor=&limit=)", "", 200, "KeyList"},
-	"GET /v1/tenants/{tenant}/keys/{key}":                {"Get a key (never its secret)", "", 200, "KeyObject"},
-	"PATCH /v1/tenants/{tenant}/keys/{key}":              {"Update a key's name, scopes, expiry, rate limit or metadata (If-Match)", "PatchKey", 200, "KeyResult"},
-	"POST /v1/tenants/{tenant}/keys/{key}/suspend":       {"Suspend a key (If-Match)", "Reason", 200, "KeyResult"},
-	"POST /v1/tenants/{tenant}/keys/{key}/resume":        {"Resume a suspended key (If-Match)", "Reason", 200, "KeyResult"},
-	"POST /v1/tenants/{tenant}/keys/{key}/revoke":        {"Revoke a key, for good (If-Match)", "Reason", 200, "KeyResult"},
-	"POST /v1/tenants/{tenant}/keys/{key}/rotate":        {"Rotate a key: a new key and secret; the old one works for the grace period", "Rotate", 201, "Rotation"},
-	"POST /v1/tenants/{tenant}/apis":                     {"Publish an API under a path prefix no other tenant holds", "CreateAPI", 201, "APIResult"},
-	"GET /v1/tenants/{tenant}/apis/{api}":                {"Get an API", "", 200, "APIObject"},
-	"PATCH /v1/tenants/{tenant}/apis/{api}":              {"Update an API (If-Match)", "PatchAPI", 200, "APIResult"},
-	"POST /v1/tenants/{tenant}/apis/{api}/deprecate":     {"Deprecate an API until a sunset time", "Deprecate", 200, "APIResult"},
-	"POST /v1/tenants/{tenant}/apis/{api}/retire":        {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
-	"GET /v1/tenants/{tenant}/keys/{key}/history":        {"Every event that bears on a key: its own, its user's, its tenant's", "", 200, "History"},
-	"GET /v1/tenants/{tenant}/keys/{key}/explain":        {"The decision a key would have received as of a time (at=) or sequence (seq=), with its evidence", "", 200, "Decision"},
-	"GET /v1/tenants/{tenant}/usage":                     {"Requests counted by the gateways, by bucket, grouped by code, key, API or user, with the gaps in their reports", "", 200, "Usage"},
-	"GET /v1/tenants/{tenant}/decisions":                 {"The gateways' logged decisions on the tenant's keys and APIs, by key, user, API or code, oldest first (the server filters on the subject)", "", 200, "DecisionList"},
-	"POST /v1/verify":                                    {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
-	"GET /healthz":                                       {"Liveness", "", 200, "Status"},
-	"GET /readyz":                                        {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
-	"GET /openapi.json":                                  {"This document", "", 200, "Status"},
-	"GET /metrics":                                       {"Prometheus metrics (text exposition format)", "", 200, "Status"},
+	"POST /v1/tenants":                                           {"Create a tenant (root key only)", "CreateTenant", 201, "TenantResult"},
+	"GET /v1/tenants":                                            {"List tenants (root key only; ?cursor=&limit=)", "", 200, "TenantList"},
+	"GET /v1/tenants/{tenant}/users":                             {"List a tenant's users (?cursor=&limit=)", "", 200, "UserList"},
+	"GET /v1/tenants/{tenant}/apis":                              {"List a tenant's APIs (?cursor=&limit=)", "", 200, "APIList"},
+	"GET /v1/tenants/{tenant}":                                   {"Get a tenant", "", 200, "TenantObject"},
+	"POST /v1/tenants/{tenant}/suspend":                          {"Suspend a tenant: its keys fail with TENANT_SUSPENDED (root key only)", "Reason", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/resume":                           {"Resume a tenant (root key only)", "Reason", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/revoke-keys":                      {"Revoke every key of a tenant issued before a time (now by default)", "RevokeKeys", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/notice-settings":                  {"Set how long before a key stops working the tenant is told (expiry_before, e.g. [\"30d\",\"7d\"]; empty: 30d, 7d, 1d) and after how long without a request a key is told unused (unused_after; empty: 90d)", "NoticeSettings", 200, "TenantResult"},
+	"POST /v1/tenants/{tenant}/users":                            {"Create a user (an id is generated when none is given)", "CreateUser", 201, "UserResult"},
+	"GET /v1/tenants/{tenant}/users/{user}":                      {"Get a user", "", 200, "UserObject"},
+	"POST /v1/tenants/{tenant}/users/{user}/disable":             {"Disable a user: their keys fail with USER_DISABLED", "Reason", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/users/{user}/enable":              {"Enable a disabled user", "Reason", 200, "UserResult"},
+	"DELETE /v1/tenants/{tenant}/users/{user}":                   {"Delete a user, for good", "Reason", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/users/{user}/revoke-keys":         {"Revoke every key of a user issued before a time (now by default)", "RevokeKeys", 200, "UserResult"},
+	"POST /v1/tenants/{tenant}/keys":                             {"Issue a key; the secret is in this answer and never again", "IssueKey", 201, "IssuedKey"},
+	"GET /v1/tenants/{tenant}/keys":                              {"List keys (?user=&status=&expiring_within=&cursor=&limit=)", "", 200, "KeyList"},
+	"GET /v1/tenants/{tenant}/keys/{key}":                        {"Get a key (never its secret)", "", 200, "KeyObject"},
+	"PATCH /v1/tenants/{tenant}/keys/{key}":                      {"Update a key's name, scopes, expiry, rate limit or metadata (If-Match)", "PatchKey", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/suspend":               {"Suspend a key (If-Match)", "Reason", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/resume":                {"Resume a suspended key (If-Match)", "Reason", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/revoke":                {"Revoke a key, for good (If-Match)", "Reason", 200, "KeyResult"},
+	"POST /v1/tenants/{tenant}/keys/{key}/rotate":                {"Rotate a key: a new key and secret; the old one works for the grace period", "Rotate", 201, "Rotation"},
+	"POST /v1/tenants/{tenant}/apis":                             {"Publish an API under a path prefix no other tenant holds", "CreateAPI", 201, "APIResult"},
+	"GET /v1/tenants/{tenant}/apis/{api}":                        {"Get an API", "", 200, "APIObject"},
+	"PATCH /v1/tenants/{tenant}/apis/{api}":                      {"Update an API (If-Match)", "PatchAPI", 200, "APIResult"},
+	"POST /v1/tenants/{tenant}/apis/{api}/deprecate":             {"Deprecate an API until a sunset time", "Deprecate", 200, "APIResult"},
+	"POST /v1/tenants/{tenant}/apis/{api}/retire":                {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
+	"GET /v1/tenants/{tenant}/keys/{key}/history":                {"Every event that bears on a key: its own, its user's, its tenant's", "", 200, "History"},
+	"GET /v1/tenants/{tenant}/keys/{key}/explain":                {"The decision a key would have received as of a time (at=) or sequence (seq=), with its evidence", "", 200, "Decision"},
+	"GET /v1/tenants/{tenant}/usage":                             {"Requests counted by the gateways, by bucket, grouped by code, key, API or user, with the gaps in their reports", "", 200, "Usage"},
+	"GET /v1/tenants/{tenant}/decisions":                         {"The gateways' logged decisions on the tenant's keys and APIs, by key, user, API or code, oldest first (the server filters on the subject)", "", 200, "DecisionList"},
+	"POST /v1/tenants/{tenant}/webhooks":                         {"Add a webhook endpoint for the tenant's notices (types: which; none: all); its signing secret (whsec_…) is in this answer and never again", "CreateWebhook", 201, "CreatedWebhook"},
+	"GET /v1/tenants/{tenant}/webhooks":                          {"List the tenant's webhook endpoints (never their secrets)", "", 200, "WebhookList"},
+	"GET /v1/tenants/{tenant}/webhooks/{webhook}":                {"Get a webhook endpoint", "", 200, "WebhookObject"},
+	"PATCH /v1/tenants/{tenant}/webhooks/{webhook}":              {"Change a webhook endpoint's URL or notice types (If-Match)", "PatchWebhook", 200, "WebhookResult"},
+	"DELETE /v1/tenants/{tenant}/webhooks/{webhook}":             {"Delete a webhook endpoint, for good; its secrets are purged", "Reason", 200, "WebhookResult"},
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/disable":       {"Stop deliveries to an endpoint until it is enabled", "Reason", 200, "WebhookResult"},
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/enable":        {"Resume deliveries to a disabled endpoint (replay what it missed with /replay)", "Reason", 200, "WebhookResult"},
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/rotate-secret": {"A new signing secret, in this answer only; deliveries carry both signatures for the overlap (default 24h, at most 7d)", "RotateSecret", 201, "CreatedWebhook"},
+	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries":     {"The endpoint's delivery attempts, oldest first (?since= default 7d, ?msg_id=, ?limit=)", "", 200, "AttemptList"},
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay":        {"Deliver again one message (msg_id) or every notice since a time (since) the endpoint wants", "Replay", 202, "Replayed"},
+	"POST /v1/verify":                                            {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
+	"GET /healthz":                                               {"Liveness", "", 200, "Status"},
+	"GET /readyz":                                                {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
+	"GET /openapi.json":                                          {"This document", "", 200, "Status"},
+	"GET /metrics":                                               {"Prometheus metrics (text exposition format)", "", 200, "Status"},
 }
 
 type obj = map[string]any
@@ -149,6 +159,24 @@ func schemas() obj {
 		"Decision": object([]string{"code", "also", "now", "seq", "evidence"}, obj{"code": obj{"type": "string", "enum": projections.Codes()},
 			"also": strs, "key_id": str, "tenant": str, "user": str, "api": str, "now": dateTime, "seq": integer,
 			"evidence": obj{"type": "array", "items": ref("Evidence")}, "detail": str}),
+		"Webhook": object(nil, obj{"id": str, "tenant": str, "url": str, "types": obj{"type": "array", "items": obj{"enum": events.NoticeTypes()}},
+			"status": obj{"enum": []string{"active", "disabled", "deleted"}}, "previous_secret_until": dateTime,
+			"status_seq": integer, "status_by": str, "created_at": dateTime, "version": integer}),
+		"WebhookObject":  object([]string{"webhook"}, obj{"webhook": ref("Webhook")}),
+		"WebhookResult":  withSeq("webhook", "Webhook"),
+		"WebhookList":    object([]string{"webhooks"}, obj{"webhooks": obj{"type": "array", "items": ref("Webhook")}}),
+		"CreatedWebhook": object([]string{"webhook", "secret", "seq"}, obj{"webhook": ref("Webhook"), "secret": obj{"type": "string", "pattern": "^whsec_"}, "seq": integer}),
+		"CreateWebhook": object([]string{"url"}, obj{"url": obj{"type": "string", "format": "uri", "maxLength": events.MaxURLLen},
+			"types": obj{"type": "array", "items": obj{"enum": events.NoticeTypes()}, "maxItems": events.MaxWebhookTypes}, "reason": str}),
+		"PatchWebhook": object(nil, obj{"url": obj{"type": "string", "format": "uri"}, "types": obj{"type": "array", "items": obj{"enum": events.NoticeTypes()}}, "reason": str}),
+		"RotateSecret": object(nil, obj{"overlap": dur, "reason": str}),
+		"Replay":       object(nil, obj{"msg_id": str, "since": dateTime}),
+		"Replayed":     object([]string{"queued"}, obj{"queued": integer, "more": obj{"type": "boolean"}}),
+		"AttemptList": object([]string{"attempts"}, obj{"attempts": obj{"type": "array", "items": object(
+			[]string{"msg_id", "notice_id", "type", "attempt", "at", "latency_ms", "outcome"}, obj{"msg_id": str, "notice_id": str, "type": str,
+				"attempt": integer, "at": dateTime, "status": integer, "latency_ms": obj{"type": "number"}, "response": str, "error": str,
+				"outcome": obj{"enum": []string{"delivered", "retrying", "gave-up", "gone", "disabled"}}, "next_at": dateTime,
+				"failing_since": dateTime, "replay": obj{"type": "boolean"}})}}),
 		"History": object([]string{"events"}, obj{"events": obj{"type": "array", "items": object(nil, obj{"seq": integer, "type": str,
 			"at": dateTime, "actor": str, "reason": str, "data": obj{"type": "object"}})}}),
 	}
@@ -165,7 +193,8 @@ var (
 
 // singleObjects are the reads of one object: they carry an ETag.
 var singleObjects = map[string]bool{"GET /v1/tenants/{tenant}": true, "GET /v1/tenants/{tenant}/users/{user}": true,
-	"GET /v1/tenants/{tenant}/keys/{key}": true, "GET /v1/tenants/{tenant}/apis/{api}": true}
+	"GET /v1/tenants/{tenant}/keys/{key}": true, "GET /v1/tenants/{tenant}/apis/{api}": true,
+	"GET /v1/tenants/{tenant}/webhooks/{webhook}": true}
 
 // errorStatuses are the problems a route can answer.
 func errorStatuses(method, path string) []int {
@@ -225,7 +254,7 @@ func OpenAPI() obj {
 				"content": obj{"application/json": obj{"schema": ref(o.request)}}}
 		}
 		var params []any
-		for _, name := range []string{"tenant", "user", "key", "api"} {
+		for _, name := range []string{"tenant", "user", "key", "api", "webhook"} {
 			if strings.Contains(path, "{"+name+"}") {
 				params = append(params, obj{"name": name, "in": "path", "required": true, "schema": str})
 			}
@@ -295,6 +324,11 @@ func queryOf(method, path string) []obj {
 			obj{"name": "bucket", "in": "query", "schema": obj{"type": "string", "enum": []string{"minute", "hour", "day"}}},
 			obj{"name": "since", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now (24h, 30d); default 24h"},
 			obj{"name": "until", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default now"})
+	case strings.HasSuffix(path, "/deliveries"):
+		return []obj{{"name": "since", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default 7d"},
+			{"name": "msg_id", "in": "query", "schema": str}, page[1]}
+	case strings.HasSuffix(path, "/webhooks"):
+		return nil
 	case createsObject(path):
 		return page
 	}

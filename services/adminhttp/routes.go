@@ -48,6 +48,16 @@ var Routes = []string{
 	"PATCH /v1/tenants/{tenant}/apis/{api}",
 	"POST /v1/tenants/{tenant}/apis/{api}/deprecate",
 	"POST /v1/tenants/{tenant}/apis/{api}/retire",
+	"POST /v1/tenants/{tenant}/webhooks",
+	"GET /v1/tenants/{tenant}/webhooks",
+	"GET /v1/tenants/{tenant}/webhooks/{webhook}",
+	"PATCH /v1/tenants/{tenant}/webhooks/{webhook}",
+	"DELETE /v1/tenants/{tenant}/webhooks/{webhook}",
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/disable",
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/enable",
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/rotate-secret",
+	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries",
+	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay",
 	"POST /v1/verify",
 	"GET /healthz",
 	"GET /readyz",
@@ -136,6 +146,7 @@ func (s *Server) routes() {
 	s.usageRoutes()
 	s.decisionRoutes()
 	s.apiRoutes()
+	s.webhookRoutes()
 	s.listRoutes()
 	s.verifyRoutes()
 	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

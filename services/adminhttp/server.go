@@ -59,6 +59,8 @@ type Config struct {
 	Usage UsageSource
 	// Decisions searches the decision log (GET …/decisions); nil: 503.
 	Decisions DecisionSource
+	// Webhooks reads delivery attempts and queues replays; nil: 503.
+	Webhooks WebhookLog
 }
 
 // UsageSource is the usage fold of a control node.

@@ -25,10 +25,15 @@ import (
 	"github.com/keytrail/keytrail/services/notices"
 	"github.com/keytrail/keytrail/services/readmodel"
 	"github.com/keytrail/keytrail/services/usage"
+	"github.com/keytrail/keytrail/services/webhooks"
 )
 
 // RootKeyFile is the root key's file name in a dev data directory.
 const RootKeyFile = "root.key"
+
+// KEKFile is the key-encryption key's file name in a dev data directory:
+// it seals webhook signing secrets (serve takes --kek).
+const KEKFile = "kek"
 
 // loadOrCreateRootKey reads the root key from path, creating it (mode 0600)
 // on first start. Only its hash is kept; the file is the one place the
@@ -95,18 +100,48 @@ type adminConfig struct {
 	Quotas adminhttp.Quotas
 	// TLS terminates TLS on the admin listener (reloaded on SIGHUP).
 	TLS TLSFiles
+	// KEK seals webhook endpoints' signing secrets; without one, this node
+	// neither creates endpoints nor delivers to them.
+	KEK *webhooks.KEK
+	// Webhooks tunes delivery.
+	Webhooks WebhookConfig
+	// NoticeEvery is how often the notice scheduler looks (one minute when
+	// zero).
+	NoticeEvery time.Duration
+}
+
+// WebhookConfig tunes webhook delivery (zero values: the defaults of
+// services/webhooks).
+type WebhookConfig struct {
+	// Timeout bounds one attempt.
+	Timeout time.Duration
+	// Ladder and FailFor override the retry ladder and how long an
+	// endpoint may fail before it is disabled (tests shorten them).
+	Ladder  []time.Duration
+	FailFor time.Duration
 }
 
 // startAdmin creates the decision stream and the snapshot buckets if they
 // are missing, starts the read model (from the latest snapshot when there
 // is a consistent one), serves the admin API on cfg.Listen and revocations
 // on the bus, and writes snapshots for itself and for the gateways.
-func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *slog.Logger) (*adminRole, error) {
-	svc, err := control.New(control.Config{Store: st, Egress: cfg.Egress})
+func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *slog.Logger) (a *adminRole, err error) {
+	js := st.JetStream()
+	var vault *webhooks.Vault
+	ccfg := control.Config{Store: st, Egress: cfg.Egress}
+	if cfg.KEK != nil {
+		if vault, err = webhooks.OpenVault(ctx, js, cfg.KEK, cfg.Replicas); err != nil {
+			return nil, err
+		}
+		if err := webhooks.EnsureStream(ctx, js, cfg.Replicas); err != nil {
+			return nil, fmt.Errorf("webhook stream: %w", err)
+		}
+		ccfg.Webhooks = vault
+	}
+	svc, err := control.New(ccfg)
 	if err != nil {
 		return nil, err
 	}
-	js := st.JetStream()
 	dcfg := cfg.Decisions
 	dcfg.Replicas = cfg.Replicas
 	if err := gateway.EnsureDecisionStream(ctx, js, dcfg); err != nil {
@@ -143,13 +178,17 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a := &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
+	a = &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String(), cert: cert, usage: rollups}
 	if cert != nil {
 		reloadOnSIGHUP(runCtx, log, cert)
 	}
-	api := adminhttp.New(adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
-		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas, Usage: rollups, Decisions: audit.New(st)})
+	acfg := adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
+		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas, Usage: rollups, Decisions: audit.New(st)}
+	if vault != nil {
+		acfg.Webhooks = webhooks.NewLog(js)
+	}
+	api := adminhttp.New(acfg)
 	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)
@@ -159,6 +198,22 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		cancel()
 		return nil, fmt.Errorf("serve revocations: %w", err)
 	}
+	if vault != nil {
+		d := webhooks.NewDispatcher(webhooks.Config{JS: js, Model: a.model, Vault: vault, Egress: cfg.Egress,
+			Timeout: cfg.Webhooks.Timeout, Ladder: cfg.Webhooks.Ladder, FailFor: cfg.Webhooks.FailFor, Log: log.With("component", "webhooks"),
+			Disable: func(ctx context.Context, tenant, id, reason string) (uint64, error) {
+				_, res, err := svc.DisableWebhook(ctx, control.Meta{Actor: webhooks.Actor, Reason: reason}, tenant, id)
+				if err != nil || res.Unchanged || res.Replayed {
+					return 0, err
+				}
+				return res.Seq, nil
+			}})
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			d.Run(runCtx)
+		}()
+	}
 	a.wg.Add(6)
 	go func() {
 		defer a.wg.Done()
@@ -166,7 +221,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	}()
 	go func() {
 		defer a.wg.Done()
-		notices.New(notices.Config{JS: js, Model: a.model, Usage: rollups, Events: st, Log: log.With("component", "notices")}).Run(runCtx)
+		notices.New(notices.Config{JS: js, Model: a.model, Usage: rollups, Events: st, Every: cfg.NoticeEvery, Log: log.With("component", "notices")}).Run(runCtx)
 	}()
 	go func() {
 		defer a.wg.Done()

@@ -24,6 +24,7 @@ import (
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
 	"github.com/keytrail/keytrail/services/usage"
+	"github.com/keytrail/keytrail/services/webhooks"
 )
 
 // WatermarkFile keeps, in a dev data directory, the last sequence the node
@@ -63,6 +64,11 @@ type DevConfig struct {
 	// AllowUpstream are the internal ranges APIs' upstreams may be in
 	// (keytrail dev: loopback, unless set).
 	AllowUpstream []netip.Prefix
+	// Webhooks tunes webhook delivery (the key-encryption key is
+	// <data>/kek, created on first start).
+	Webhooks WebhookConfig
+	// NoticeEvery is how often notices are derived (one minute when zero).
+	NoticeEvery time.Duration
 	// OperatorKey, when set, is a public nkey the embedded server gives
 	// every permission: an operator's identity outside Keytrail's roles
 	// (tests use one to do what no role may, such as deleting the stream).
@@ -160,7 +166,11 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}
 	policy := &egress.Policy{Allow: allow}
 	policy.AddOwn(d.node.Addr().String())
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
+	kek, err := webhooks.LoadOrCreateKEK(filepath.Join(cfg.DataDir, KEKFile))
+	if err != nil {
+		return nil, err
+	}
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{KEK: kek, Webhooks: cfg.Webhooks, NoticeEvery: cfg.NoticeEvery, Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -279,6 +289,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", DefaultGatewayListen, "gateway address (port 0 picks a free port)")
 	fs.StringVar(&cfg.NATSListen, "nats-listen", DefaultNATSListen, "embedded NATS client address other nodes join (port 0 picks a free port)")
 	fs.DurationVar(&cfg.Duplicates, "dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	fs.DurationVar(&cfg.Webhooks.Timeout, "webhook-timeout", webhooks.DefaultTimeout, "how long one webhook delivery attempt may take")
 	var gf gatewayFlags
 	gf.register(fs)
 	var df decisionFlags

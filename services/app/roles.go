@@ -18,6 +18,7 @@ import (
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/webhooks"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,6 +31,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	replicas := fs.Int("replicas", 1, "replicas of the streams this node creates (3 on a cluster)")
 	rootKey := fs.String("root-key", "./root.key", "file holding the root key (created, mode 0600, if missing; give every control node the same)")
 	dup := fs.Duration("dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	kekFile := fs.String("kek", "", "file holding the key-encryption key that seals webhook signing secrets (64 hex characters, mode 0600; give every control node the same; without it this node neither creates nor delivers webhooks)")
+	webhookTimeout := fs.Duration("webhook-timeout", webhooks.DefaultTimeout, "how long one webhook delivery attempt may take")
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold, so that it refuses a stream rewound or made anew (default: keytrail-watermark.json next to the root key)")
 	var df decisionFlags
 	df.register(fs)
@@ -70,7 +73,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeConn(nc)
-	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg, Egress: policy, TLS: tlsFiles}, log)
+	var kek *webhooks.KEK
+	if *kekFile != "" {
+		if kek, err = webhooks.ReadKEK(*kekFile); err != nil {
+			return err
+		}
+	}
+	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg,
+		Egress: policy, TLS: tlsFiles, KEK: kek, Webhooks: WebhookConfig{Timeout: *webhookTimeout}}, log)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	// Egress, when set, is where APIs' upstreams may point (checked when an
 	// API is created or its upstreams change).
 	Egress *egress.Policy
+	// Webhooks, when set, keeps webhook endpoints' signing secrets; without
+	// it endpoints cannot be created.
+	Webhooks WebhookSecrets
 	// Attempts bounds how often a command decides again after a conflict it
 	// did not ask for (no If-Match), backing off between attempts, when its
 	// context has no deadline (default 100); with a deadline it decides again
@@ -87,6 +90,8 @@ type Meta struct {
 type Result struct {
 	Seq      uint64
 	Replayed bool
+	// Unchanged: nothing was appended, the object was already as asked.
+	Unchanged bool
 }
 
 // run executes one command: prepare it (once: ids and secrets must not

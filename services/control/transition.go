@@ -69,7 +69,7 @@ func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, st st
 		}
 		p, err := decide(l.State, now)
 		if err != nil || p == nil {
-			out, res = l.State, Result{Seq: st.version(l.State)}
+			out, res = l.State, Result{Seq: st.version(l.State), Unchanged: err == nil}
 			return err
 		}
 		if err := checkPayload(p); err != nil {

@@ -114,6 +114,9 @@ const (
 	snapshotStream    = "OBJ_" + events.SnapshotBucket
 	leaseStream       = "KV_" + events.LeaseBucket
 	idempotencyStream = "KV_" + events.IdempotencyBucket
+	// webhookSecretStream holds the sealed signing secrets of webhook
+	// endpoints: control alone reads it.
+	webhookSecretStream = "KV_" + events.WebhookSecretBucket
 )
 
 // eventStreamDenied is what no role may do to the event stream: update its
@@ -143,6 +146,11 @@ func eventStreamDenied() []string {
 		jsAPI + "STREAM.DELETE." + events.NoticeStream,
 		jsAPI + "STREAM.PURGE." + events.NoticeStream,
 		jsAPI + "STREAM.MSG.DELETE." + events.NoticeStream,
+		// and the webhook messages with their attempt log
+		jsAPI + "STREAM.UPDATE." + events.WebhookStream,
+		jsAPI + "STREAM.DELETE." + events.WebhookStream,
+		jsAPI + "STREAM.PURGE." + events.WebhookStream,
+		jsAPI + "STREAM.MSG.DELETE." + events.WebhookStream,
 	}
 }
 
@@ -166,13 +174,17 @@ func For(r Role) Permissions {
 		// the notices: derived and published by control
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.NoticeStream, events.NoticeSubjects)
 		pub = append(pub, streamRead(events.NoticeStream)...)
-		for _, bucket := range []string{snapshotStream, leaseStream, idempotencyStream} {
+		// webhook delivery: its stream, and the sealed secrets
+		pub = append(pub, jsAPI+"STREAM.CREATE."+events.WebhookStream, events.WebhookSubjects)
+		pub = append(pub, streamRead(events.WebhookStream)...)
+		for _, bucket := range []string{snapshotStream, leaseStream, idempotencyStream, webhookSecretStream} {
 			pub = append(pub, streamOwn(bucket)...)
 			pub = append(pub, streamRead(bucket)...)
 		}
 		// Writing an object replaces its chunks: a purge of the old ones.
 		pub = append(pub, jsAPI+"STREAM.PURGE."+snapshotStream,
-			"$O."+events.SnapshotBucket+".>", "$KV."+events.LeaseBucket+".>", "$KV."+events.IdempotencyBucket+".>")
+			"$O."+events.SnapshotBucket+".>", "$KV."+events.LeaseBucket+".>", "$KV."+events.IdempotencyBucket+".>",
+			"$KV."+events.WebhookSecretBucket+".>")
 		return Permissions{PublishAllow: pub, PublishDeny: deny,
 			SubscribeAllow: []string{inbox, events.CommandSubjects}, Responses: true}
 	case Gateway:
@@ -193,6 +205,7 @@ func For(r Role) Permissions {
 		pub = append(pub, streamRead(events.DecisionStream)...)
 		pub = append(pub, streamRead(events.UsageStream)...)
 		pub = append(pub, streamRead(events.NoticeStream)...)
+		pub = append(pub, streamRead(events.WebhookStream)...)
 		// what the nats CLI asks before it reads a stream
 		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
