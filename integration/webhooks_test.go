@@ -11,14 +11,21 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/app"
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 // verifyStandardWebhook is a receiver's check, written from the Standard
@@ -283,4 +290,167 @@ func TestWebhooksDeliverNoticesSigned(t *testing.T) {
 		t.Fatalf("the disabled endpoint got %d requests", n)
 	}
 	_ = slowID
+}
+
+// TestWebhookEndpointsRefuseBadInputAndStayTheTenants: bad bodies and URLs
+// are 400 problems naming the field and append nothing; another tenant's
+// admin cannot see, change or replay an endpoint; the signing secret is in
+// no event, log line, file or other answer.
+func TestWebhookEndpointsRefuseBadInputAndStayTheTenants(t *testing.T) {
+	logs := &testkit.Buffer{}
+	e := startAdminWith(t, app.DevConfig{Logger: slog.New(slog.NewJSONHandler(logs, nil)), MinSeqWait: 2 * time.Second}, logs)
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	created := e.must(e.call("POST", "/v1/tenants/acme/webhooks", e.root, map[string]any{"url": "https://hooks.example/k"}), 201)
+	id, sec := field(created, "webhook", "id").(string), field(created, "secret").(string)
+	one := "/v1/tenants/acme/webhooks/" + id
+	before := e.last()
+	long := "https://hooks.example/" + strings.Repeat("a", 2100)
+	for _, c := range []struct {
+		name, method, path string
+		body               any
+		status             int
+		names              string
+	}{
+		{"no url", "POST", "/v1/tenants/acme/webhooks", `{}`, 400, "url"},
+		{"not http", "POST", "/v1/tenants/acme/webhooks", `{"url":"ftp://hooks.example/x"}`, 400, "url"},
+		{"relative", "POST", "/v1/tenants/acme/webhooks", `{"url":"/hooks"}`, 400, "url"},
+		{"credentials", "POST", "/v1/tenants/acme/webhooks", `{"url":"https://user:pw@hooks.example/x"}`, 400, "credentials"},
+		{"fragment", "POST", "/v1/tenants/acme/webhooks", `{"url":"https://hooks.example/x#y"}`, 400, "fragment"},
+		{"control character", "POST", "/v1/tenants/acme/webhooks", `{"url":"https://hooks.example/x\u0007"}`, 400, "url"},
+		{"too long", "POST", "/v1/tenants/acme/webhooks", map[string]any{"url": long}, 400, "url"},
+		{"cloud metadata", "POST", "/v1/tenants/acme/webhooks", `{"url":"http://169.254.169.254/latest"}`, 400, "link-local"},
+		{"private address", "POST", "/v1/tenants/acme/webhooks", `{"url":"http://10.0.0.8/hook"}`, 400, "private"},
+		{"the admin API itself", "POST", "/v1/tenants/acme/webhooks", map[string]any{"url": e.base + "/v1/tenants"}, 400, "own listeners"},
+		{"unknown type", "POST", "/v1/tenants/acme/webhooks", `{"url":"https://hooks.example/x","types":["key.stolen"]}`, 400, "types"},
+		{"type twice", "POST", "/v1/tenants/acme/webhooks", `{"url":"https://hooks.example/x","types":["key.expired","key.expired"]}`, 400, "types"},
+		{"unknown field", "POST", "/v1/tenants/acme/webhooks", `{"url":"https://hooks.example/x","secret":"whsec_mine"}`, 400, "secret"},
+		{"wrong type", "POST", "/v1/tenants/acme/webhooks", `{"url":["https://hooks.example/x"]}`, 400, "url"},
+		{"patch nothing", "PATCH", one, `{}`, 400, "nothing"},
+		{"patch bad url", "PATCH", one, `{"url":"gopher://x"}`, 400, "url"},
+		{"overlap too long", "POST", one + "/rotate-secret", `{"overlap":"8d"}`, 400, "overlap"},
+		{"overlap not a duration", "POST", one + "/rotate-secret", `{"overlap":"soon"}`, 400, "overlap"},
+		{"replay nothing", "POST", one + "/replay", `{}`, 400, "msg_id"},
+		{"replay both", "POST", one + "/replay", map[string]any{"msg_id": "msg_1", "since": time.Now().Add(-time.Hour)}, 400, "msg_id"},
+		{"replay the future", "POST", one + "/replay", map[string]any{"since": time.Now().Add(time.Hour)}, 400, "since"},
+		{"replay not a message", "POST", one + "/replay", `{"msg_id":"../../x"}`, 400, "msg_id"},
+		{"replay an unknown message", "POST", one + "/replay", `{"msg_id":"msg_00000000000000000000000000000000"}`, 404, "msg_id"},
+		{"attempts bad since", "GET", one + "/deliveries?since=yesterday", nil, 400, "since"},
+		{"attempts unknown parameter", "GET", one + "/deliveries?status=500", nil, 400, "status"},
+		{"no such webhook", "GET", "/v1/tenants/acme/webhooks/whk_01JDQ8Z6W4M2N9V3X5C7B1D2E3", nil, 404, "no webhook"},
+		{"not a webhook id", "POST", "/v1/tenants/acme/webhooks/..%2Fkeys/disable", nil, 404, ""},
+	} {
+		r := e.call(c.method, c.path, e.root, c.body)
+		if r.status != c.status || !strings.Contains(fmt.Sprint(field(r, "detail")), c.names) {
+			t.Errorf("%s: %d %s, want %d naming %q", c.name, r.status, r.raw, c.status, c.names)
+		}
+	}
+	if after := e.last(); after != before {
+		t.Fatalf("bad requests appended %d events", after-before)
+	}
+
+	// Another tenant's admin sees none of it and changes nothing.
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "beta", "name": "Beta"}), 201)
+	e.must(e.call("POST", "/v1/tenants/beta/users", e.root, map[string]any{"id": "eve"}), 201)
+	adm := e.must(e.call("POST", "/v1/tenants/beta/keys", e.root, map[string]any{"user": "eve", "scopes": []string{"keytrail:admin"}}), 201)
+	eve, seq := field(adm, "secret").(string), adm.header.Get("Keytrail-Seq")
+	before = e.last()
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/tenants/acme/webhooks"}, {"GET", one}, {"PATCH", one}, {"DELETE", one}, {"POST", one + "/disable"},
+		{"POST", one + "/rotate-secret"}, {"GET", one + "/deliveries"}, {"POST", one + "/replay"},
+		{"POST", "/v1/tenants/acme/webhooks"},
+	} {
+		r := e.call(c.method, c.path, eve, map[string]any{"url": "https://evil.example/x", "since": time.Now().Add(-time.Hour)}, "Keytrail-Min-Seq", seq)
+		if r.status != 404 || strings.Contains(r.raw, "hooks.example") { // another tenant is not found, as for every object
+			t.Errorf("beta's admin: %s %s → %d %s", c.method, c.path, r.status, r.raw)
+		}
+	}
+	// Its own list is empty: the endpoint is acme's only.
+	if r := e.must(e.call("GET", "/v1/tenants/beta/webhooks", eve, nil, "Keytrail-Min-Seq", seq), 200); strings.Contains(r.raw, id) {
+		t.Fatalf("beta lists acme's endpoint: %s", r.raw)
+	}
+	if r := e.call("GET", "/v1/tenants/beta/webhooks/"+id, eve, nil); r.status != 404 {
+		t.Fatalf("acme's endpoint under beta: %d %s", r.status, r.raw)
+	}
+	if after := e.last(); after != before {
+		t.Fatalf("another tenant's admin appended %d events", after-before)
+	}
+	e.checkSecretsStayPut(sec, created.raw)
+}
+
+// TestWebhookDeliveryOutlivesSIGKILL: `keytrail dev` is killed with
+// SIGKILL while a delivery is in flight (the endpoint holds the request);
+// started again on the same data directory, it delivers the message — the
+// same webhook-id, a valid signature — and the attempt log says so.
+func TestWebhookDeliveryOutlivesSIGKILL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	args := []string{"dev", "--data", dir, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
+		"--webhook-timeout", "5s"}
+	first, admin := startKeytrail(t, "  admin:    ", args...)
+	root, err := os.ReadFile(filepath.Join(dir, app.RootKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &adminEnv{t: t, base: admin, root: strings.TrimSpace(string(root)), dir: dir, doc: loadAPIDoc(t, admin)}
+	e.waitReady()
+	arrived, release := make(chan string, 8), make(chan struct{})
+	rcv := newReceiver(t, func(n int, d delivery) int {
+		arrived <- d.id
+		if n == 1 {
+			<-release // in flight when the node dies
+		}
+		return 200
+	})
+	t.Cleanup(func() { close(release) })
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	hook, sec := e.addWebhook(rcv.srv.URL)
+
+	// A notice, as a control node publishes it.
+	var addrs app.Addresses
+	b, _ := os.ReadFile(filepath.Join(dir, "addresses.json"))
+	if err := json.Unmarshal(b, &addrs); err != nil {
+		t.Fatal(err)
+	}
+	nc := devConnect(t, addrs.NATS, dir, natsauth.Control)
+	seq := e.last2(nc)
+	n := events.Notice{ID: "key.expired:test:1", Type: events.NoticeKeyExpired, Tenant: "acme", KeyID: "key_01JDQ8Z6W4M2N9V3X5C7B1A0ZY", At: time.Now().UTC(), Seq: seq, Text: "expired"}
+	data, _ := json.Marshal(n)
+	publishRaw(t, nc, events.NoticeSubject(&n), data)
+	nc.Close()
+
+	var id string
+	select {
+	case id = <-arrived:
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing delivered")
+	}
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	first.stop() // reaps it
+
+	_, admin = startKeytrail(t, "  admin:    ", args...)
+	e.base, e.doc = admin, loadAPIDoc(t, admin)
+	e.waitReady()
+	again := rcv.waitFor("the message again after the restart", func(d delivery) bool { return d.id == id && len(rcv.deliveries()) > 1 })
+	if !verifyStandardWebhook(sec, again.header, again.body) || again.payload.Data["id"] != n.ID {
+		t.Fatalf("after the restart: %v %s", again.header, again.body)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		as := e.attempts(hook)
+		if len(as) == 0 || as[len(as)-1]["outcome"] != "delivered" || as[len(as)-1]["msg_id"] != id {
+			return fmt.Errorf("attempts: %v", as)
+		}
+		return nil
+	})
+}
+
+// last2 is the event log's last sequence, read on nc.
+func (e *adminEnv) last2(nc *nats.Conn) uint64 {
+	e.t.Helper()
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(testCtx(e.t, 10*time.Second), events.StreamName)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s.CachedInfo().State.LastSeq
 }
