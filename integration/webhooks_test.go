@@ -454,3 +454,54 @@ func (e *adminEnv) last2(nc *nats.Conn) uint64 {
 	}
 	return s.CachedInfo().State.LastSeq
 }
+
+// TestWebhookCLI: the CLI adds, lists, rotates, disables and deletes an
+// endpoint, shows the secret once, and reads the attempt log.
+func TestWebhookCLI(t *testing.T) {
+	e := startWebhooks(t)
+	rcv := newReceiver(t, nil)
+	out := mustKeytrail(t, e.dir, "webhook", "create", "--tenant", "acme", rcv.srv.URL, "--type", "key.expiring")
+	id := between(out, "id:", "\n")
+	if !strings.HasPrefix(id, "whk_") || !strings.Contains(out, "\nsecret: whsec_") || !strings.Contains(out, "shown once") {
+		t.Fatalf("create:\n%s", out)
+	}
+	sec := between(out, "secret: ", "\n")
+	if out := mustKeytrail(t, e.dir, "webhook", "list", "--tenant", "acme"); !strings.Contains(out, id) || strings.Contains(out, "whsec_") {
+		t.Fatalf("list:\n%s", out)
+	}
+	keyID := e.expiringKey()
+	got := rcv.waitFor("key.expiring", func(d delivery) bool { return d.payload.Data["key_id"] == keyID })
+	if !verifyStandardWebhook(sec, got.header, got.body) {
+		t.Fatal("the CLI's secret does not verify the delivery")
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		out := mustKeytrail(t, e.dir, "webhook", "deliveries", "--tenant", "acme", id)
+		if !strings.Contains(out, got.id) || !strings.Contains(out, "delivered") || !strings.Contains(out, "OUTCOME") {
+			return fmt.Errorf("deliveries:\n%s", out)
+		}
+		return nil
+	})
+	if out := mustKeytrail(t, e.dir, "webhook", "replay", "--tenant", "acme", id, "--msg", got.id); !strings.Contains(out, "queued:  1") {
+		t.Fatalf("replay:\n%s", out)
+	}
+	if out := mustKeytrail(t, e.dir, "webhook", "rotate-secret", "--tenant", "acme", id, "--overlap", "2h"); !strings.Contains(out, "previous_secret_until") ||
+		strings.Contains(out, sec) || !strings.Contains(out, "secret: whsec_") {
+		t.Fatalf("rotate-secret:\n%s", out)
+	}
+	if out := mustKeytrail(t, e.dir, "webhook", "disable", "--tenant", "acme", id, "--reason", "maintenance"); !strings.Contains(out, "status:                 disabled") {
+		t.Fatalf("disable:\n%s", out)
+	}
+	if out := mustKeytrail(t, e.dir, "webhook", "delete", "--tenant", "acme", id); !strings.Contains(out, "deleted") {
+		t.Fatalf("delete:\n%s", out)
+	}
+	if out, code := keytrail(t, e.dir, "webhook", "create", "--tenant", "acme", "ftp://x"); code == 0 || !strings.Contains(out, "url") {
+		t.Fatalf("a bad URL: %d\n%s", code, out)
+	}
+}
+
+// between is the text of s after start, up to end, trimmed.
+func between(s, start, end string) string {
+	_, after, _ := strings.Cut(s, start)
+	v, _, _ := strings.Cut(after, end)
+	return strings.TrimSpace(v)
+}

@@ -110,7 +110,13 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // commands are the first words keytrail knows, for suggestions.
-var commands = []string{"dev", "serve", "gateway", "tenant", "user", "key", "api", "verify", "usage", "audit", "nats-config", "completion", "help", "version"}
+var commands = func() []string {
+	out := []string{"dev", "serve", "gateway"}
+	for _, n := range cli.Nouns() {
+		out = append(out, n.Name)
+	}
+	return append(out, "verify", "usage", "audit", "nats-config", "completion", "help", "version")
+}()
 
 // MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
 func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -136,9 +142,6 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = runServe
 	case "gateway":
 		run = runGateway
-	case "tenant", "user", "key", "api":
-		n, _ := cli.NounNamed(args[0])
-		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return n.Run(ctx, env, args) }
 	case "verify":
 		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return cli.Verify(ctx, env, args) }
 	case "usage":
@@ -150,8 +153,12 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	case "completion":
 		run = runCompletion
 	default:
-		fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], cli.DidYouMean(args[0], commands), helpText())
-		return ExitUsage
+		n, ok := cli.NounNamed(args[0])
+		if !ok {
+			fmt.Fprintf(stderr, "keytrail: unknown command %q%s\n\n%s", args[0], cli.DidYouMean(args[0], commands), helpText())
+			return ExitUsage
+		}
+		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return n.Run(ctx, env, args) }
 	}
 	err := run(ctx, args[1:], stdout, stderr)
 	var ue usageError

@@ -58,7 +58,7 @@ type Noun struct {
 
 // Nouns are the admin nouns, in the order the help lists them.
 func Nouns() []Noun {
-	return []Noun{{"tenant", false, tenantVerbs}, {"user", true, userVerbs}, {"key", true, keyVerbs}, {"api", true, apiVerbs}}
+	return []Noun{{"tenant", false, tenantVerbs}, {"user", true, userVerbs}, {"key", true, keyVerbs}, {"api", true, apiVerbs}, {"webhook", true, webhookVerbs}}
 }
 
 // NounNamed is the noun called name; ok is false when there is none.

@@ -123,7 +123,7 @@ func (r *run) show(v any, seq uint64, secret string, sections ...section) error 
 	}
 	if secret != "" {
 		// Last, where it is seen: it cannot be shown again.
-		_, err := fmt.Fprintf(r.stdout, "\nsecret: %s\nThis secret is shown once: store it now. Keytrail keeps only its hash.\n", secret)
+		_, err := fmt.Fprintf(r.stdout, "\nsecret: %s\nThis secret is shown once: store it now; no command shows it again.\n", secret)
 		return err
 	}
 	return nil
