@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -224,4 +225,71 @@ func TestEndpointFailingForFiveDaysIsDisabled(t *testing.T) {
 	if hits.Load() != n {
 		t.Fatalf("a disabled endpoint got %d more requests", hits.Load()-n)
 	}
+}
+
+// TestTwoControlNodesDeliverEachMessageOnce: two dispatchers share the
+// fan-out and the endpoint's consumer; in normal operation each notice
+// reaches the endpoint once, with a signature its secret verifies.
+func TestTwoControlNodesDeliverEachMessageOnce(t *testing.T) {
+	e := newEnv(t)
+	var mu sync.Mutex
+	got := map[string]int{}
+	var secret webhooks.Secret
+	bad := atomic.Int64{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if secret.Verify(r.Header, body, e.clock.Now()) != nil {
+			bad.Add(1)
+		}
+		got[r.Header.Get(webhooks.HeaderID)]++
+	}))
+	t.Cleanup(srv.Close)
+	ctx := ctxFor(t)
+	_, whsec, _, err := e.svc.CreateWebhook(ctx, control.Meta{Actor: "test"}, "acme", control.WebhookSpec{URL: srv.URL})
+	must(t, err)
+	mu.Lock()
+	secret, err = webhooks.ParseSecret(whsec)
+	mu.Unlock()
+	must(t, err)
+	e.dispatcher(nil)
+	e.dispatcher(nil)
+	const n = 20
+	for i := range n {
+		e.notice(fmt.Sprintf("n%d", i))
+	}
+	testkit.Eventually(t, 20*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != n {
+			return fmt.Errorf("%d of %d messages delivered", len(got), n)
+		}
+		return nil
+	})
+	// Nothing more comes: each was delivered once.
+	attempts := e.attempts(mustWebhook(t, e))
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range got {
+		if c != 1 {
+			t.Errorf("%s delivered %d times", id, c)
+		}
+	}
+	if bad.Load() != 0 || len(attempts) != n {
+		t.Fatalf("%d deliveries did not verify; %d attempts logged for %d messages", bad.Load(), len(attempts), n)
+	}
+}
+
+func mustWebhook(t *testing.T, e *env) string {
+	var id string
+	e.model.Read(func(c *projections.Catalog) {
+		if ws := c.Webhooks("acme"); len(ws) == 1 {
+			id = ws[0].ID
+		}
+	})
+	if id == "" {
+		t.Fatal("no webhook in the model")
+	}
+	return id
 }
