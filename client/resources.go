@@ -65,6 +65,8 @@ type KeyFilter struct {
 	UnusedFor string
 	// WithUsage adds each key's requests over 24 hours and 30 days.
 	WithUsage bool
+	// Search keeps keys whose id, name or hint contains it.
+	Search string
 	ListOptions
 }
 
@@ -216,7 +218,8 @@ func (c *Client) DeleteUser(ctx context.Context, tenant, id, reason string, call
 // ListKeys lists a tenant's keys that f selects.
 func (c *Client) ListKeys(ctx context.Context, tenant string, f KeyFilter, call *Call) (KeyPage, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"user": f.User, "status": f.Status, "expiring_within": f.ExpiringWithin, "unused_for": f.UnusedFor} {
+	for k, v := range map[string]string{"user": f.User, "status": f.Status, "expiring_within": f.ExpiringWithin, "unused_for": f.UnusedFor,
+		"q": f.Search} {
 		if v != "" {
 			q.Set(k, v)
 		}

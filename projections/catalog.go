@@ -309,6 +309,18 @@ type KeyFilter struct {
 	// Keep, when set, is one more condition a key must meet (the admin
 	// API's unused_for, answered from the usage rollups).
 	Keep func(tenant, keyID string) bool
+	// Search, when set, keeps keys whose id, name or hint contains it,
+	// ignoring case.
+	Search string
+}
+
+// matches reports whether the key's id, name or hint contains q (lower
+// case).
+func (k *keyState) matches(q string) bool {
+	if strings.Contains(strings.ToLower(k.id), q) {
+		return true
+	}
+	return k.admin != nil && (strings.Contains(strings.ToLower(k.admin.name), q) || strings.Contains(strings.ToLower(k.admin.hint), q))
 }
 
 // Keys lists a tenant's keys in key id order (the order they were issued),
@@ -320,8 +332,9 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 	}
 	var all []*keyState
 	from, until := instantOf(f.Now), instantOf(f.Now.Add(f.ExpiringWithin))
+	search := strings.ToLower(f.Search)
 	for _, k := range t.keys {
-		if !k.exists() || k.id <= f.After || (f.User != "" && k.user.ID != f.User) {
+		if !k.exists() || k.id <= f.After || (f.User != "" && k.user.ID != f.User) || (search != "" && !k.matches(search)) {
 			continue
 		}
 		if f.Status != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -73,7 +74,10 @@ func (s *Server) keyRoutes() {
 			return err
 		}
 		f := projections.KeyFilter{User: q.Get("user"), Status: projections.KeyStatus(q.Get("status")), After: q.Get("cursor"),
-			Limit: limit, Now: s.cfg.Now()}
+			Limit: limit, Now: s.cfg.Now(), Search: strings.TrimSpace(q.Get("q"))}
+		if len(f.Search) > 128 {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: "q: at most 128 characters"}
+		}
 		if f.Status != "" && !slices.Contains(projections.EffectiveStatuses(), f.Status) {
 			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("status: %q is not a status; statuses are %v", f.Status, projections.EffectiveStatuses())}
 		}

@@ -135,7 +135,8 @@ func revocationRoute(m *nats.Msg) (route string, body []byte, bad error) {
 	return invalid("a revocation names a key, a user, or before (every key of the tenant issued before it)")
 }
 
-// recorder is the ResponseWriter of a request that came over NATS.
+// recorder is the ResponseWriter of a request answered in-process: one
+// that came over NATS, or the console's.
 type recorder struct {
 	header http.Header
 	status int

@@ -36,7 +36,7 @@ var ops = map[string]op{
 	"DELETE /v1/tenants/{tenant}/users/{user}":                   {"Delete a user, for good", "Reason", 200, "UserResult"},
 	"POST /v1/tenants/{tenant}/users/{user}/revoke-keys":         {"Revoke every key of a user issued before a time (now by default)", "RevokeKeys", 200, "UserResult"},
 	"POST /v1/tenants/{tenant}/keys":                             {"Issue a key; the secret is in this answer and never again", "IssueKey", 201, "IssuedKey"},
-	"GET /v1/tenants/{tenant}/keys":                              {"List keys (?user=&status=&expiring_within=&cursor=&limit=)", "", 200, "KeyList"},
+	"GET /v1/tenants/{tenant}/keys":                              {"List keys (?user=&status=&expiring_within=&unused_for=&q=&cursor=&limit=)", "", 200, "KeyList"},
 	"GET /v1/tenants/{tenant}/keys/{key}":                        {"Get a key (never its secret)", "", 200, "KeyObject"},
 	"PATCH /v1/tenants/{tenant}/keys/{key}":                      {"Update a key's name, scopes, expiry, rate limit or metadata (If-Match)", "PatchKey", 200, "KeyResult"},
 	"POST /v1/tenants/{tenant}/keys/{key}/suspend":               {"Suspend a key (If-Match)", "Reason", 200, "KeyResult"},
@@ -305,7 +305,8 @@ func queryOf(method, path string) []obj {
 			obj{"name": "status", "in": "query", "schema": obj{"type": "string", "enum": statuses}},
 			obj{"name": "expiring_within", "in": "query", "schema": dur},
 			obj{"name": "with", "in": "query", "schema": obj{"type": "string", "enum": []string{"usage"}}},
-			obj{"name": "unused_for", "in": "query", "schema": dur})
+			obj{"name": "unused_for", "in": "query", "schema": dur},
+			obj{"name": "q", "in": "query", "schema": obj{"type": "string", "maxLength": 128}, "description": "keys whose id, name or hint contains this (case ignored)"})
 	case strings.HasSuffix(path, "/decisions"):
 		ps := page
 		for _, n := range []string{"key", "user", "api"} {

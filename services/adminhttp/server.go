@@ -277,6 +277,10 @@ func (s *Server) authenticate(r *http.Request, scopes ...string) (*principal, er
 	if len(scopes) == 0 {
 		scopes = []string{AdminScope}
 	}
+	if sp, ok := r.Context().Value(sessionKey{}).(*Principal); ok {
+		// A console session: its key, checked again now.
+		return s.authenticateHash(sp.hash, scopes...)
+	}
 	auth := r.Header.Get("Authorization")
 	token, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok || token == "" {
@@ -286,29 +290,33 @@ func (s *Server) authenticate(r *http.Request, scopes ...string) (*principal, er
 	if err != nil {
 		return nil, &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
 	}
-	h := sec.Hash()
-	if h.Equal(s.cfg.RootKeyHash) {
-		return &principal{root: true}, nil
-	}
-	var d projections.Decision
-	check := func() {
-		s.cfg.Model.Read(func(c *projections.Catalog) {
-			for _, scope := range scopes {
-				if d = c.Verify(projections.Request{Secret: sec.Reveal(), Prefix: s.cfg.SecretPrefix, Scopes: []string{scope}}, s.cfg.Now()); d.Code == projections.CodeValid {
-					return
-				}
-			}
-		})
-	}
-	check()
-	if d.Code != projections.CodeValid && r.Header.Get("Keytrail-Min-Seq") != "" {
+	p, err := s.authenticateHash(sec.Hash(), scopes...)
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == control.CodeUnauthenticated && r.Header.Get("Keytrail-Min-Seq") != "" {
 		// A key issued a moment ago: wait until the read model has what the
 		// caller says it saw, then look again.
 		if err := s.minSeq(r); err != nil {
 			return nil, err
 		}
-		check()
+		p, err = s.authenticateHash(sec.Hash(), scopes...)
 	}
+	return p, err
+}
+
+// authenticateHash resolves a key by its hash: the root key, or an active
+// key holding one of scopes.
+func (s *Server) authenticateHash(h events.SecretHash, scopes ...string) (*principal, error) {
+	if h.Equal(s.cfg.RootKeyHash) {
+		return &principal{root: true}, nil
+	}
+	var d projections.Decision
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		for _, scope := range scopes {
+			if d = c.VerifyHash(h, projections.Request{Scopes: []string{scope}}, s.cfg.Now()); d.Code == projections.CodeValid {
+				return
+			}
+		}
+	})
 	switch d.Code {
 	case projections.CodeValid:
 		return &principal{tenant: d.Tenant, keyID: d.KeyID}, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/console"
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
@@ -189,7 +190,16 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		acfg.Webhooks = webhooks.NewLog(js)
 	}
 	api := adminhttp.New(acfg)
-	a.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	con, err := console.New(console.Config{Auth: consoleAuth{api}, Secure: cert != nil, Log: log.With("component", "console")})
+	if err != nil {
+		ln.Close()
+		cancel()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/console/", con)
+	mux.Handle("/", api)
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)
 	revocations, err := api.ServeRevocations(st.JetStream().Conn())
@@ -245,6 +255,19 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		}
 	}()
 	return a, nil
+}
+
+// consoleAuth signs in to the console with the admin API's own check of an
+// admin key, and gives the console a way to call the API as whoever signed
+// in.
+type consoleAuth struct{ api *adminhttp.Server }
+
+func (c consoleAuth) SignIn(_ context.Context, key string) (console.Who, http.RoundTripper, error) {
+	p, err := c.api.SignIn(key)
+	if err != nil {
+		return console.Who{}, nil, err
+	}
+	return console.Who{Root: p.Root, Tenant: p.Tenant, KeyID: p.KeyID}, c.api.RoundTripper(p), nil
 }
 
 // nodeName names this process among the nodes: host and pid.

@@ -1,0 +1,461 @@
+package console
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keytrail/keytrail/client"
+)
+
+// Pages mirror the API's paths under /console/; actions are form POSTs to
+// the matching path, with the session's CSRF token.
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /console/{$}", func(w http.ResponseWriter, r *http.Request) {
+		if ss := s.session(r); ss != nil {
+			http.Redirect(w, r, home(ss.who), http.StatusSeeOther)
+			return
+		}
+		http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+	})
+	s.mux.HandleFunc("GET /console/login", s.login)
+	s.mux.HandleFunc("POST /console/login", s.login)
+	s.mux.HandleFunc("POST /console/logout", s.logout)
+	s.mux.HandleFunc("GET /console/assets/{name}", s.asset)
+	s.mux.HandleFunc("GET /console/tenants", s.signedIn(s.tenants))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}", s.signedIn(s.overview))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/users", s.signedIn(s.users))
+	s.mux.HandleFunc("POST /console/tenants/{tenant}/users/{user}/{action}", s.signedIn(s.userAction))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/keys", s.signedIn(s.keys))
+	s.mux.HandleFunc("POST /console/tenants/{tenant}/keys", s.signedIn(s.issueKey))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/keys/{key}", s.signedIn(s.key))
+	s.mux.HandleFunc("POST /console/tenants/{tenant}/keys/{key}/{action}", s.signedIn(s.keyAction))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/apis", s.signedIn(s.apis))
+	s.mux.HandleFunc("POST /console/tenants/{tenant}/apis/{api}/{action}", s.signedIn(s.apiAction))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/decisions", s.signedIn(s.decisions))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/webhooks", s.signedIn(s.webhooks))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/webhooks/{webhook}", s.signedIn(s.webhook))
+	s.mux.HandleFunc("POST /console/tenants/{tenant}/webhooks/{webhook}/replay", s.signedIn(s.replay))
+	s.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, s.session(r), http.StatusNotFound, "no such page")
+	})
+}
+
+// after is the read consistency of a page loaded after a write: ?seq= (the
+// write's sequence) makes its reads wait for it.
+func after(r *http.Request) *client.Call {
+	seq, _ := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+	return &client.Call{MinSeq: seq}
+}
+
+func tenantURL(t string) string { return "/console/tenants/" + url.PathEscape(t) }
+
+func seeAfter(path string, seq uint64) error {
+	return redirectTo(path + "?seq=" + strconv.FormatUint(seq, 10))
+}
+
+func (s *Server) tenants(r *http.Request, ss *session) (page, error) {
+	if !ss.who.Root {
+		return page{}, redirectTo(home(ss.who))
+	}
+	p, err := ss.api.ListTenants(r.Context(), client.ListOptions{Cursor: r.URL.Query().Get("cursor"), Limit: 100}, after(r))
+	return page{name: "tenants", title: "Tenants", data: p}, err
+}
+
+// overviewData is a tenant at a glance.
+type overviewData struct {
+	Tenant   client.Tenant
+	Chart    chart
+	Total    uint64
+	Denied   uint64
+	Expiring []client.Key
+	Blocked  []client.Key
+	Gaps     []client.UsageGap
+}
+
+// blockedStatuses are the effective statuses of keys that fail because of
+// their owner or tenant.
+var blockedStatuses = []string{"user_disabled", "user_deleted", "user_unknown", "tenant_suspended"}
+
+func (s *Server) overview(r *http.Request, ss *session) (page, error) {
+	ctx, t := r.Context(), r.PathValue("tenant")
+	var d overviewData
+	var err error
+	if d.Tenant, err = ss.api.Tenant(ctx, t, after(r)); err != nil {
+		return page{}, err
+	}
+	u, err := ss.api.Usage(ctx, t, client.UsageQuery{GroupBy: "code", Bucket: "hour", Since: "24h"}, nil)
+	if err != nil {
+		return page{}, err
+	}
+	d.Chart, d.Total, d.Gaps = usageChart(u, s.cfg.Now()), u.Total, u.Gaps
+	for _, series := range u.Series {
+		if series.Group != "VALID" {
+			d.Denied += series.Total
+		}
+	}
+	exp, err := ss.api.ListKeys(ctx, t, client.KeyFilter{Status: "active", ExpiringWithin: "7d", ListOptions: client.ListOptions{Limit: 20}}, nil)
+	if err != nil {
+		return page{}, err
+	}
+	d.Expiring = exp.Keys
+	for _, st := range blockedStatuses {
+		b, err := ss.api.ListKeys(ctx, t, client.KeyFilter{Status: st, ListOptions: client.ListOptions{Limit: 20}}, nil)
+		if err != nil {
+			return page{}, err
+		}
+		d.Blocked = append(d.Blocked, b.Keys...)
+	}
+	return page{name: "overview", title: d.Tenant.Name + " — overview", data: d}, nil
+}
+
+func (s *Server) users(r *http.Request, ss *session) (page, error) {
+	p, err := ss.api.ListUsers(r.Context(), r.PathValue("tenant"), client.ListOptions{Cursor: r.URL.Query().Get("cursor"), Limit: 100}, after(r))
+	return page{name: "users", title: "Users", data: p}, err
+}
+
+// confirmData is a destructive action waiting for its confirmation.
+type confirmData struct {
+	Action, What, Reason, Back string
+	Fields                     map[string]string
+}
+
+// confirmed reports whether a destructive action's form was confirmed;
+// when it was not, the page to confirm it.
+func confirmed(r *http.Request, what string, fields ...string) (page, bool) {
+	if r.PostFormValue("confirm") == "yes" {
+		return page{}, true
+	}
+	// Cancel goes back to the object (a key), or to the list (users, APIs).
+	back := path.Dir(r.URL.Path)
+	if r.PathValue("key") == "" {
+		back = path.Dir(back)
+	}
+	d := confirmData{Action: r.URL.Path, What: what, Reason: r.PostFormValue("reason"), Back: back, Fields: map[string]string{}}
+	for _, f := range fields {
+		d.Fields[f] = r.PostFormValue(f)
+	}
+	return page{name: "confirm", title: "Confirm: " + what, data: d}, false
+}
+
+func (s *Server) userAction(r *http.Request, ss *session) (page, error) {
+	ctx, t, u, reason := r.Context(), r.PathValue("tenant"), r.PathValue("user"), r.PostFormValue("reason")
+	var res client.UserResult
+	var err error
+	switch a := r.PathValue("action"); a {
+	case "disable", "delete":
+		if p, ok := confirmed(r, a+" user "+u+" (every key of theirs stops working)"); !ok {
+			return p, nil
+		}
+		if a == "disable" {
+			res, err = ss.api.DisableUser(ctx, t, u, reason, nil)
+		} else {
+			res, err = ss.api.DeleteUser(ctx, t, u, reason, nil)
+		}
+	case "enable":
+		res, err = ss.api.EnableUser(ctx, t, u, reason, nil)
+	default:
+		return page{}, &client.Problem{Status: http.StatusNotFound, Detail: "no such action"}
+	}
+	if err != nil {
+		return page{}, err
+	}
+	return page{}, seeAfter(tenantURL(t)+"/users", res.Seq)
+}
+
+// keysData is a page of keys and the filters that chose it.
+type keysData struct {
+	Page     client.KeyPage
+	Filter   client.KeyFilter
+	Statuses []string
+	Next     string
+}
+
+var keyStatuses = []string{"active", "revoked", "expired", "suspended", "not_yet_valid", "user_disabled", "user_deleted", "user_unknown", "tenant_suspended"}
+
+func (s *Server) keys(r *http.Request, ss *session) (page, error) {
+	q := r.URL.Query()
+	f := client.KeyFilter{User: q.Get("user"), Status: q.Get("status"), ExpiringWithin: q.Get("expiring_within"), UnusedFor: q.Get("unused_for"),
+		Search: q.Get("q"), WithUsage: true, ListOptions: client.ListOptions{Cursor: q.Get("cursor"), Limit: 50}}
+	p, err := ss.api.ListKeys(r.Context(), r.PathValue("tenant"), f, after(r))
+	if err != nil {
+		return page{}, err
+	}
+	d := keysData{Page: p, Filter: f, Statuses: keyStatuses}
+	if p.NextCursor != "" {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("cursor", p.NextCursor)
+		next.Del("seq")
+		d.Next = "?" + next.Encode()
+	}
+	return page{name: "keys", title: "Keys", data: d}, nil
+}
+
+// secretData is a key (or endpoint) and its secret, shown once.
+type secretData struct {
+	What, Link, Secret string
+	Previous           string
+}
+
+func (s *Server) issueKey(r *http.Request, ss *session) (page, error) {
+	t := r.PathValue("tenant")
+	spec := client.KeySpec{User: r.PostFormValue("user"), Name: r.PostFormValue("name"), TTL: r.PostFormValue("ttl")}
+	for _, sc := range strings.Fields(strings.ReplaceAll(r.PostFormValue("scopes"), ",", " ")) {
+		spec.Scopes = append(spec.Scopes, sc)
+	}
+	k, err := ss.api.IssueKey(r.Context(), t, spec, nil)
+	if err != nil {
+		return page{}, err
+	}
+	return page{name: "secret", title: "Key issued", data: secretData{What: "key " + k.Key.ID + " of " + k.Key.User,
+		Link: tenantURL(t) + "/keys/" + url.PathEscape(k.Key.ID) + "?seq=" + strconv.FormatUint(k.Seq, 10), Secret: k.Secret}}, nil
+}
+
+// keyData is everything about one key.
+type keyData struct {
+	Key      client.Key
+	User     client.User
+	Tenant   client.Tenant
+	UserBy   *client.HistoryEvent
+	TenantBy *client.HistoryEvent
+	Now      client.Decision
+	Explain  *client.Decision
+	// ExplainErr is why the explanation asked for could not be given.
+	ExplainErr string
+	At         string
+	History  []client.HistoryEvent
+	Chart    chart
+	Recent   []client.LoggedDecision
+}
+
+func (s *Server) key(r *http.Request, ss *session) (page, error) {
+	ctx, t, id, call := r.Context(), r.PathValue("tenant"), r.PathValue("key"), after(r)
+	var d keyData
+	var err error
+	if d.Key, err = ss.api.Key(ctx, t, id, call); err != nil {
+		return page{}, err
+	}
+	if d.User, err = ss.api.User(ctx, t, d.Key.User, nil); err != nil {
+		var pr *client.Problem
+		if !asProblem(err, &pr) || pr.Status != http.StatusNotFound {
+			return page{}, err
+		}
+		d.User = client.User{ID: d.Key.User, Status: "unknown"}
+	}
+	if d.Tenant, err = ss.api.Tenant(ctx, t, nil); err != nil {
+		return page{}, err
+	}
+	if d.History, err = ss.api.KeyHistory(ctx, t, id, nil); err != nil {
+		return page{}, err
+	}
+	for i := range d.History {
+		switch e := &d.History[i]; {
+		case strings.HasPrefix(e.Type, "user.") && e.Type != "user.keys-revoked-before":
+			d.UserBy = e
+		case e.Type == "tenant.suspended" || e.Type == "tenant.resumed" || e.Type == "tenant.created":
+			d.TenantBy = e
+		}
+	}
+	slices.Reverse(d.History) // newest first
+	if d.Now, err = ss.api.Explain(ctx, t, id, s.cfg.Now(), nil); err != nil {
+		return page{}, err
+	}
+	if at := strings.TrimSpace(r.URL.Query().Get("at")); at != "" {
+		d.At = at
+		if when, err := parseWhen(at, s.cfg.Now()); err != nil {
+			d.ExplainErr = "at: " + err.Error()
+		} else if e, err := ss.api.Explain(ctx, t, id, when, nil); err != nil {
+			var pr *client.Problem
+			if !asProblem(err, &pr) {
+				return page{}, err
+			}
+			d.ExplainErr = pr.Detail
+		} else {
+			d.Explain = &e
+		}
+	}
+	u, err := ss.api.Usage(ctx, t, client.UsageQuery{Key: id, GroupBy: "code", Bucket: "hour", Since: "24h"}, nil)
+	if err != nil {
+		return page{}, err
+	}
+	d.Chart = usageChart(u, s.cfg.Now())
+	if dec, err := ss.api.Decisions(ctx, t, client.DecisionQuery{Key: id, Since: "24h", Limit: 20}, nil); err == nil {
+		d.Recent = dec.Decisions
+	}
+	return page{name: "key", title: "Key " + id, data: d}, nil
+}
+
+// parseWhen reads a time as RFC 3339, the browser's datetime-local form, or
+// a duration before now ("2h").
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time (2026-12-07T10:00:00Z) or a duration before now (2h)", s)
+}
+
+func asProblem(err error, pr **client.Problem) bool {
+	p, ok := err.(*client.Problem)
+	if ok {
+		*pr = p
+	}
+	return ok
+}
+
+func (s *Server) keyAction(r *http.Request, ss *session) (page, error) {
+	ctx, t, id, reason := r.Context(), r.PathValue("tenant"), r.PathValue("key"), r.PostFormValue("reason")
+	back := tenantURL(t) + "/keys/" + url.PathEscape(id)
+	var res client.KeyResult
+	var err error
+	switch a := r.PathValue("action"); a {
+	case "suspend":
+		res, err = ss.api.SuspendKey(ctx, t, id, reason, nil)
+	case "resume":
+		res, err = ss.api.ResumeKey(ctx, t, id, reason, nil)
+	case "revoke":
+		if p, ok := confirmed(r, "revoke key "+id+" for good"); !ok {
+			return p, nil
+		}
+		var k client.Key
+		var rr client.Result
+		k, rr, err = ss.api.RevokeKey(ctx, t, id, reason, nil)
+		res = client.KeyResult{Key: k, Result: rr}
+	case "rotate":
+		if p, ok := confirmed(r, "rotate key "+id+" (a new key and secret; this one works for the grace)", "grace"); !ok {
+			return p, nil
+		}
+		rot, err := ss.api.RotateKey(ctx, t, id, r.PostFormValue("grace"), reason, nil)
+		if err != nil {
+			return page{}, err
+		}
+		return page{name: "secret", title: "Key rotated", data: secretData{What: "key " + rot.Key.ID + ", the successor of " + id,
+			Link: tenantURL(t) + "/keys/" + url.PathEscape(rot.Key.ID) + "?seq=" + strconv.FormatUint(rot.Seq, 10), Secret: rot.Secret, Previous: id}}, nil
+	default:
+		return page{}, &client.Problem{Status: http.StatusNotFound, Detail: "no such action"}
+	}
+	if err != nil {
+		return page{}, err
+	}
+	return page{}, seeAfter(back, res.Seq)
+}
+
+func (s *Server) apis(r *http.Request, ss *session) (page, error) {
+	p, err := ss.api.ListAPIs(r.Context(), r.PathValue("tenant"), client.ListOptions{Cursor: r.URL.Query().Get("cursor"), Limit: 100}, after(r))
+	return page{name: "apis", title: "APIs", data: p}, err
+}
+
+func (s *Server) apiAction(r *http.Request, ss *session) (page, error) {
+	ctx, t, id, reason := r.Context(), r.PathValue("tenant"), r.PathValue("api"), r.PostFormValue("reason")
+	var res client.APIResult
+	var err error
+	switch r.PathValue("action") {
+	case "deprecate":
+		sunset, perr := parseWhen(r.PostFormValue("sunset"), s.cfg.Now())
+		if perr != nil {
+			return page{}, &client.Problem{Status: http.StatusBadRequest, Detail: "sunset: " + perr.Error()}
+		}
+		res, err = ss.api.DeprecateAPI(ctx, t, id, sunset, reason, nil)
+	case "retire":
+		if p, ok := confirmed(r, "retire API "+id+" for good (the gateways answer 410)"); !ok {
+			return p, nil
+		}
+		res, err = ss.api.RetireAPI(ctx, t, id, reason, nil)
+	default:
+		return page{}, &client.Problem{Status: http.StatusNotFound, Detail: "no such action"}
+	}
+	if err != nil {
+		return page{}, err
+	}
+	return page{}, seeAfter(tenantURL(t)+"/apis", res.Seq)
+}
+
+// decisionsData is a search of the decision log.
+type decisionsData struct {
+	Query client.DecisionQuery
+	Page  client.DecisionPage
+	Codes []string
+	Next  string
+}
+
+func (s *Server) decisions(r *http.Request, ss *session) (page, error) {
+	q := r.URL.Query()
+	dq := client.DecisionQuery{Key: q.Get("key"), User: q.Get("user"), API: q.Get("api"), Code: q.Get("code"), Since: q.Get("since"),
+		Cursor: q.Get("cursor"), Limit: 100}
+	if dq.Since == "" {
+		dq.Since = "24h"
+	}
+	p, err := ss.api.Decisions(r.Context(), r.PathValue("tenant"), dq, nil)
+	if err != nil {
+		return page{}, err
+	}
+	d := decisionsData{Query: dq, Page: p, Codes: outcomeCodes}
+	if p.NextCursor != "" {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("cursor", p.NextCursor)
+		d.Next = "?" + next.Encode()
+	}
+	return page{name: "decisions", title: "Decisions", data: d}, nil
+}
+
+var outcomeCodes = []string{"VALID", "MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "NOT_YET_VALID", "SUSPENDED",
+	"USER_DISABLED", "USER_DELETED", "USER_UNKNOWN", "TENANT_SUSPENDED", "TENANT_MISMATCH", "INSUFFICIENT_SCOPE", "RATE_LIMITED", "STALE"}
+
+func (s *Server) webhooks(r *http.Request, ss *session) (page, error) {
+	ws, err := ss.api.ListWebhooks(r.Context(), r.PathValue("tenant"), after(r))
+	return page{name: "webhooks", title: "Webhooks", data: ws}, err
+}
+
+// webhookData is an endpoint and its delivery attempts.
+type webhookData struct {
+	Webhook  client.Webhook
+	Attempts []client.Attempt
+	Queued   string
+}
+
+func (s *Server) webhook(r *http.Request, ss *session) (page, error) {
+	ctx, t, id := r.Context(), r.PathValue("tenant"), r.PathValue("webhook")
+	var d webhookData
+	var err error
+	if d.Webhook, err = ss.api.Webhook(ctx, t, id, after(r)); err != nil {
+		return page{}, err
+	}
+	if d.Attempts, err = ss.api.WebhookAttempts(ctx, t, id, client.AttemptQuery{Limit: 100}, nil); err != nil {
+		return page{}, err
+	}
+	slices.Reverse(d.Attempts)
+	d.Queued = r.URL.Query().Get("queued")
+	return page{name: "webhook", title: "Webhook " + id, data: d}, nil
+}
+
+func (s *Server) replay(r *http.Request, ss *session) (page, error) {
+	ctx, t, id := r.Context(), r.PathValue("tenant"), r.PathValue("webhook")
+	var since *time.Time
+	if v := strings.TrimSpace(r.PostFormValue("since")); v != "" {
+		when, err := parseWhen(v, s.cfg.Now())
+		if err != nil {
+			return page{}, &client.Problem{Status: http.StatusBadRequest, Detail: "since: " + err.Error()}
+		}
+		since = &when
+	}
+	x, err := ss.api.ReplayWebhook(ctx, t, id, r.PostFormValue("msg_id"), since, nil)
+	if err != nil {
+		return page{}, err
+	}
+	return page{}, redirectTo(tenantURL(t) + "/webhooks/" + url.PathEscape(id) + "?queued=" + strconv.Itoa(x.Queued))
+}
