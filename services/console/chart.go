@@ -52,7 +52,9 @@ func usageChart(u client.Usage, now time.Time) chart {
 	}
 	var c chart
 	series := append([]client.UsageSeries(nil), u.Series...)
-	sort.Slice(series, func(i, j int) bool { return series[i].Group == "VALID" || (series[j].Group != "VALID" && series[i].Group < series[j].Group) })
+	sort.Slice(series, func(i, j int) bool {
+		return series[i].Group == "VALID" || (series[j].Group != "VALID" && series[i].Group < series[j].Group)
+	})
 	for _, s := range series {
 		c.Legend = append(c.Legend, legendItem{Code: s.Group, Class: codeClass(s.Group), Total: s.Total})
 		for _, p := range s.Buckets {

@@ -231,9 +231,9 @@ type keyData struct {
 	// ExplainErr is why the explanation asked for could not be given.
 	ExplainErr string
 	At         string
-	History  []client.HistoryEvent
-	Chart    chart
-	Recent   []client.LoggedDecision
+	History    []client.HistoryEvent
+	Chart      chart
+	Recent     []client.LoggedDecision
 }
 
 func (s *Server) key(r *http.Request, ss *session) (page, error) {
