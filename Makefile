@@ -7,15 +7,21 @@ BENCHTIME ?= 2s
 FUZZTIME ?= 30s
 COUNT   ?= 1
 
-.PHONY: run test lint build bench bench-gateway soak fuzz clean
+.PHONY: run test lint browser build bench bench-gateway soak fuzz clean
 
 ## run: start `keytrail dev` (embedded NATS + control plane and admin API on loopback)
 run:
 	$(GO) run ./cmd/keytrail dev
 
-## test: formatting, vet, then every test with the race detector
-test: lint
+## test: formatting, vet, then every test with the race detector (the
+## console's tests drive a headless Chromium: `browser` installs it)
+test: lint browser
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+## browser: Debian's chromium for the console's browser tests, when missing
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 ## lint: gofmt and go vet
 lint:
@@ -47,7 +53,8 @@ FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecode
 	./events:FuzzCanonicalAgreesWithGeneral ./events/secret:FuzzParse ./services/adminhttp:FuzzRequestBodies ./projections:FuzzReadSnapshot \
 	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway ./services/natsauth:FuzzParseIdentity \
 	./services/gateway:FuzzCanonicalPathAgainstTheRouter ./services/gateway/h1:FuzzRequests ./services/gateway/h1:FuzzResponses \
-	./projections:FuzzUsageReport
+	./projections:FuzzUsageReport ./services/webhooks:FuzzVerify ./services/webhooks:FuzzOpenSealed ./services/webhooks:FuzzParseSecret \
+	./services/console:FuzzConsoleForms
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

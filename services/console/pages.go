@@ -256,12 +256,12 @@ func (s *Server) key(r *http.Request, ss *session) (page, error) {
 	if d.History, err = ss.api.KeyHistory(ctx, t, id, nil); err != nil {
 		return page{}, err
 	}
-	for i := range d.History {
-		switch e := &d.History[i]; {
+	for _, e := range d.History {
+		switch e := e; {
 		case strings.HasPrefix(e.Type, "user.") && e.Type != "user.keys-revoked-before":
-			d.UserBy = e
+			d.UserBy = &e
 		case e.Type == "tenant.suspended" || e.Type == "tenant.resumed" || e.Type == "tenant.created":
-			d.TenantBy = e
+			d.TenantBy = &e
 		}
 	}
 	slices.Reverse(d.History) // newest first
