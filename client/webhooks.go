@@ -68,6 +68,9 @@ type Attempt struct {
 	NextAt       *time.Time `json:"next_at,omitempty"`
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 	Replay       bool       `json:"replay,omitempty"`
+	// EndpointSeq is the event that last enabled the endpoint or set its
+	// URL, as of the attempt.
+	EndpointSeq uint64 `json:"endpoint_seq,omitempty"`
 }
 
 // AttemptQuery selects an endpoint's attempts: Since (RFC 3339 or a

@@ -229,6 +229,16 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "plant a webhook secret", "$KV."+events.WebhookSecretBucket+".acme.whk_x.y", []byte("x"))
 			w.publish(t, "queue a webhook message", events.WebhookMsgPrefix+"acme.whk_x", []byte(`{}`))
 			w.publish(t, "forge a delivery attempt", events.WebhookAttemptPrefix+"acme.whk_x", []byte(`{}`))
+			// The webhook fan-out's durable consumer: taking its notices,
+			// deleting it or pointing it elsewhere would drop deliveries.
+			fanout := natsauth.WebhookFanout
+			w.publish(t, "pull the webhook fan-out's notices", api+"CONSUMER.MSG.NEXT."+events.NoticeStream+"."+fanout, []byte(`{"batch":1}`))
+			w.publish(t, "ack a notice for the fan-out", "$JS.ACK."+events.NoticeStream+"."+fanout+".1.1.1.1.0", nil)
+			w.publish(t, "delete the webhook fan-out", api+"CONSUMER.DELETE."+events.NoticeStream+"."+fanout, nil)
+			w.publish(t, "redefine the webhook fan-out", api+"CONSUMER.CREATE."+events.NoticeStream+"."+fanout, []byte(`{"stream_name":"KEYTRAIL_NOTICES","config":{"durable_name":"keytrail-webhooks","filter_subject":"keytrail.ntc.nobody.>"}}`))
+			w.publish(t, "redefine the webhook fan-out (filtered form)", api+"CONSUMER.CREATE."+events.NoticeStream+"."+fanout+".keytrail.ntc.nobody.>", []byte(`{}`))
+			w.publish(t, "pull a webhook endpoint's messages", api+"CONSUMER.MSG.NEXT."+events.WebhookStream+".webhook_acme_whk_x", []byte(`{"batch":1}`))
+			w.publish(t, "delete a webhook endpoint's consumer", api+"CONSUMER.DELETE."+events.WebhookStream+".webhook_acme_whk_x", nil)
 			w.subscribe(t, "hear commands (and their bearer keys)", events.CommandSubjects)
 			w.subscribe(t, "hear one tenant's revocations", "keytrail.cmd.acme.keys.revoke")
 			if role == natsauth.Service {

@@ -375,6 +375,42 @@ func TestWebhookEndpointsRefuseBadInputAndStayTheTenants(t *testing.T) {
 		t.Fatalf("another tenant's admin appended %d events", after-before)
 	}
 	e.checkSecretsStayPut(sec, created.raw)
+
+	// Refused creations and retries leave no secret behind (found in
+	// review: each left a sealed secret in the bucket for ever).
+	js, _ := jetstream.New(devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Control))
+	kv, err := js.KeyValue(testCtx(t, 10*time.Second), events.WebhookSecretBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := func() int {
+		keys, err := kv.ListKeys(testCtx(t, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		return n
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/webhooks", e.root, map[string]any{"url": "https://hooks.example/retry"}, "Idempotency-Key", "hook-1"), 201)
+	for range 18 {
+		e.must(e.call("POST", "/v1/tenants/acme/webhooks", e.root, map[string]any{"url": "https://hooks.example/k"}), 201)
+	}
+	have := secrets()
+	if have != 20 {
+		t.Fatalf("%d sealed secrets for 20 endpoints", have)
+	}
+	if r := e.call("POST", "/v1/tenants/acme/webhooks", e.root, map[string]any{"url": "https://hooks.example/one-too-many"}); r.status != 422 {
+		t.Fatalf("the 21st endpoint: %d %s", r.status, r.raw)
+	}
+	if r := e.call("POST", "/v1/tenants/acme/webhooks", e.root, map[string]any{"url": "https://hooks.example/retry"}, "Idempotency-Key", "hook-1"); r.status != 409 || strings.Contains(r.raw, "whsec_") {
+		t.Fatalf("a retried creation: %d %s", r.status, r.raw)
+	}
+	if n := secrets(); n != have {
+		t.Fatalf("refused requests left %d sealed secrets", n-have)
+	}
 }
 
 // TestWebhookDeliveryOutlivesSIGKILL: `keytrail dev` is killed with
@@ -384,7 +420,7 @@ func TestWebhookEndpointsRefuseBadInputAndStayTheTenants(t *testing.T) {
 func TestWebhookDeliveryOutlivesSIGKILL(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	args := []string{"dev", "--data", dir, "--admin-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0",
-		"--webhook-timeout", "5s"}
+		"--webhook-timeout", "2s"}
 	first, admin := startKeytrail(t, "  admin:    ", args...)
 	root, err := os.ReadFile(filepath.Join(dir, app.RootKeyFile))
 	if err != nil {

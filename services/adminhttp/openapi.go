@@ -176,7 +176,7 @@ func schemas() obj {
 			[]string{"msg_id", "notice_id", "type", "attempt", "at", "latency_ms", "outcome"}, obj{"msg_id": str, "notice_id": str, "type": str,
 				"attempt": integer, "at": dateTime, "status": integer, "latency_ms": obj{"type": "number"}, "response": str, "error": str,
 				"outcome": obj{"enum": []string{"delivered", "retrying", "gave-up", "gone", "disabled"}}, "next_at": dateTime,
-				"failing_since": dateTime, "replay": obj{"type": "boolean"}})}}),
+				"failing_since": dateTime, "replay": obj{"type": "boolean"}, "endpoint_seq": integer})}}),
 		"History": object([]string{"events"}, obj{"events": obj{"type": "array", "items": object(nil, obj{"seq": integer, "type": str,
 			"at": dateTime, "actor": str, "reason": str, "data": obj{"type": "object"}})}}),
 	}

@@ -217,6 +217,9 @@ func (s *Server) webhookRoutes() {
 			return nil
 		}
 		n, more, err := s.cfg.Webhooks.ReplaySince(r.Context(), hook, *b.Since, p.actor())
+		if errors.Is(err, webhooks.ErrBusy) {
+			return &control.Error{Code: control.CodeConflict, Message: fmt.Sprintf("the endpoint has %d or more messages waiting; replay again when they are delivered", webhooks.MaxReplay)}
+		}
 		if err != nil {
 			return s.unavailable(err)
 		}

@@ -28,8 +28,8 @@ func attemptFields(a client.Attempt) []field {
 	if why == "" {
 		why = a.Response
 	}
-	if len(why) > 60 {
-		why = why[:60] + "…"
+	if r := []rune(why); len(r) > 60 {
+		why = string(r[:60]) + "…"
 	}
 	return []field{{"at", when(a.At)}, {"msg_id", a.MsgID}, {"type", a.Type}, {"attempt", strconv.Itoa(a.Attempt)}, {"status", status},
 		{"latency_ms", strconv.FormatFloat(a.LatencyMS, 'f', 1, 64)}, {"outcome", a.Outcome}, {"next_at", whenPtr(a.NextAt)}, {"answer", text(why)}}
@@ -45,6 +45,7 @@ func webhookVerbs() map[string]verb {
 	}
 	var (
 		types             listFlag
+		allTypes          bool
 		url, overlap, msg string
 		reason            *string
 		since             TimeFlag
@@ -84,9 +85,10 @@ func webhookVerbs() map[string]verb {
 			w, err := r.client.Webhook(ctx, r.tenant, id, r.call)
 			return showWebhook(r, client.WebhookResult{Webhook: w}, err)
 		}),
-		"update": {usage: "--tenant T WEBHOOK [--url URL] [--type T]...", flags: func(fs *flag.FlagSet) {
+		"update": {usage: "--tenant T WEBHOOK [--url URL] [--type T]... [--all-types]", flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&url, "url", "", "the endpoint's new URL")
 			typesFlag(fs)
+			fs.BoolVar(&allTypes, "all-types", false, "deliver every notice type again")
 			reason = reasonFlag(fs)
 		}, run: func(ctx context.Context, r *run, args []string) error {
 			id, err := one(args, "webhook id")
@@ -97,9 +99,14 @@ func webhookVerbs() map[string]verb {
 			if r.set["url"] {
 				p.URL = &url
 			}
-			if r.set["type"] {
+			switch {
+			case r.set["type"] && allTypes:
+				return usagef("give --type or --all-types, not both")
+			case r.set["type"]:
 				t := []string(types)
 				p.Types = &t
+			case allTypes:
+				p.Types = &[]string{}
 			}
 			res, err := r.client.UpdateWebhook(ctx, r.tenant, id, p, r.call)
 			return showWebhook(r, res, err)

@@ -17,6 +17,9 @@ type WebhookSecrets interface {
 	// New makes a secret for the endpoint, stores it sealed under id, and
 	// returns it in the whsec_ form, to be shown once.
 	New(ctx context.Context, tenant, webhook, id string) (string, error)
+	// Discard purges one secret that no event names (its endpoint's
+	// creation or rotation was refused, or was a retry).
+	Discard(ctx context.Context, tenant, webhook, id string) error
 	// Forget purges every secret of a deleted endpoint.
 	Forget(ctx context.Context, tenant, webhook string) error
 }
@@ -72,25 +75,30 @@ func (s *Service) webhookStep(tenant, id string, version *uint64, decide func(w 
 			if _, created := p.(events.WebhookCreatedV1); !created {
 				return nil
 			}
-			all, err := s.cfg.Store.LoadAll(ctx, webhookFilter(tenant))
-			if err != nil {
-				return err
-			}
-			hooks := map[string]projections.Webhook{}
-			for _, r := range all {
-				hooks[r.Aggregate.ID], _ = hooks[r.Aggregate.ID].Apply(r)
-			}
-			n := 0
-			for _, w := range hooks {
-				if w.Exists() && w.Status != projections.WebhookDeleted {
-					n++
-				}
-			}
-			if n >= MaxWebhooks {
-				return errorf(CodeFailedPrecondition, "tenant %s has %d webhook endpoints, the most it may have; delete one first", tenant, n)
-			}
-			return nil
+			return s.webhookQuota(ctx, tenant)
 		}}
+}
+
+// webhookQuota refuses another endpoint for a tenant that has MaxWebhooks.
+func (s *Service) webhookQuota(ctx context.Context, tenant string) error {
+	all, err := s.cfg.Store.LoadAll(ctx, webhookFilter(tenant))
+	if err != nil {
+		return mapStoreError(err)
+	}
+	hooks := map[string]projections.Webhook{}
+	for _, r := range all {
+		hooks[r.Aggregate.ID], _ = hooks[r.Aggregate.ID].Apply(r)
+	}
+	n := 0
+	for _, w := range hooks {
+		if w.Exists() && w.Status != projections.WebhookDeleted {
+			n++
+		}
+	}
+	if n >= MaxWebhooks {
+		return errorf(CodeFailedPrecondition, "tenant %s has %d webhook endpoints, the most it may have; delete one first", tenant, n)
+	}
+	return nil
 }
 
 // checkWebhookURL refuses a URL the codec refuses or the egress policy
@@ -136,6 +144,14 @@ func (s *Service) CreateWebhook(ctx context.Context, meta Meta, tenant string, s
 	if _, err := s.Tenant(ctx, tenant); err != nil {
 		return none, "", Result{}, err
 	}
+	// Refused before a secret is made (and again, exactly, when
+	// appending); a retry (an idempotency key) may be answered from what it
+	// recorded, so it is checked when appending only.
+	if !idempotent {
+		if err := s.webhookQuota(ctx, tenant); err != nil {
+			return none, "", Result{}, err
+		}
+	}
 	now := s.cfg.Now().UTC()
 	id, err := s.newID(idempotent, tenant, meta.CommandID, "webhook", now)
 	if err != nil {
@@ -161,8 +177,17 @@ func (s *Service) CreateWebhook(ctx context.Context, meta Meta, tenant string, s
 	}))
 	if err != nil || res.Replayed {
 		whsec = ""
+		s.discardSecret(tenant, id, secretID)
 	}
 	return w, whsec, res, err
+}
+
+// discardSecret purges a secret no event names (best effort: one left
+// behind is never used).
+func (s *Service) discardSecret(tenant, webhook, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.cfg.Webhooks.Discard(ctx, tenant, webhook, id)
 }
 
 // UpdateWebhook changes an endpoint's URL or the notice types it takes.
@@ -232,6 +257,7 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, meta Meta, tenant, id
 	}))
 	if err != nil || res.Replayed {
 		whsec = ""
+		s.discardSecret(tenant, cur.ID, secretID)
 	}
 	return w, whsec, res, err
 }
@@ -247,10 +273,15 @@ func (s *Service) EnableWebhook(ctx context.Context, meta Meta, tenant, id strin
 	return s.webhookStatus(ctx, meta, tenant, id, projections.WebhookActive, events.WebhookEnabledV1{})
 }
 
-// DeleteWebhook removes an endpoint for good and purges its secrets.
+// DeleteWebhook removes an endpoint for good and purges its secrets (on a
+// node that keeps them: elsewhere it is refused, so that no secret is left
+// behind).
 func (s *Service) DeleteWebhook(ctx context.Context, meta Meta, tenant, id string) (projections.Webhook, Result, error) {
+	if s.cfg.Webhooks == nil {
+		return projections.Webhook{}, Result{}, errorf(CodeFailedPrecondition, "webhooks are not enabled on this control node (no key-encryption key)")
+	}
 	w, res, err := s.webhookStatus(ctx, meta, tenant, id, projections.WebhookDeleted, events.WebhookDeletedV1{})
-	if err == nil && s.cfg.Webhooks != nil {
+	if err == nil {
 		if ferr := s.cfg.Webhooks.Forget(ctx, tenant, id); ferr != nil {
 			return w, res, errorf(CodeUnavailable, "the webhook is deleted, but its secrets were not purged yet; delete it again")
 		}

@@ -97,7 +97,9 @@ func streamRead(stream string) []string {
 		jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*",
 		"$JS.FC." + stream + ".>",
 		// Acknowledgements of what it read (the nats CLI acks): they change
-		// nothing in a limits stream, and Keytrail's consumers ack nothing.
+		// nothing in a limits stream. Control's durable consumers, which do
+		// ack (webhook delivery), are denied to the other roles by name
+		// (durableDenied), or their stream is not readable by them at all.
 		"$JS.ACK." + stream + ".>",
 	}
 }
@@ -154,6 +156,27 @@ func eventStreamDenied() []string {
 	}
 }
 
+// WebhookFanout is the durable consumer of the notice stream that control
+// nodes' webhook dispatchers share (services/webhooks): acknowledging,
+// pulling, deleting or redefining it would drop or resend every tenant's
+// deliveries, so only control may touch it.
+const WebhookFanout = "keytrail-webhooks"
+
+// durableDenied is what the roles that may read the notice stream (with
+// ordered consumers of their own) may not do to control's durable consumer
+// of it.
+func durableDenied() []string {
+	s, c := events.NoticeStream, WebhookFanout
+	return []string{
+		jsAPI + "CONSUMER.CREATE." + s + "." + c,
+		jsAPI + "CONSUMER.CREATE." + s + "." + c + ".>",
+		jsAPI + "CONSUMER.DURABLE.CREATE." + s + "." + c,
+		jsAPI + "CONSUMER.DELETE." + s + "." + c,
+		jsAPI + "CONSUMER.MSG.NEXT." + s + "." + c,
+		"$JS.ACK." + s + "." + c + ".>",
+	}
+}
+
 // For returns the permissions of role r. Subscriptions have allow lists
 // only: a subscribe deny list makes the server check every message it
 // delivers against it, and the allow lists already leave out everything
@@ -198,17 +221,16 @@ func For(r Role) Permissions {
 		// Services revoke keys, and hear (or read back) the notices.
 		pub := append([]string{events.RevocationSubjects}, streamRead(events.NoticeStream)...)
 		return Permissions{PublishAllow: pub,
-			PublishDeny:    append(deny, events.AllSubjects),
+			PublishDeny:    append(append(deny, events.AllSubjects), durableDenied()...),
 			SubscribeAllow: []string{inbox, events.NoticeSubjects}}
 	case Auditor:
 		pub := streamRead(events.StreamName)
 		pub = append(pub, streamRead(events.DecisionStream)...)
 		pub = append(pub, streamRead(events.UsageStream)...)
 		pub = append(pub, streamRead(events.NoticeStream)...)
-		pub = append(pub, streamRead(events.WebhookStream)...)
 		// what the nats CLI asks before it reads a stream
 		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
-		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),
+		return Permissions{PublishAllow: pub, PublishDeny: append(append(deny, events.AllSubjects, events.CommandSubjects), durableDenied()...),
 			SubscribeAllow: []string{inbox}}
 	}
 	// Not a role: nothing at all (an empty allow list would allow all).

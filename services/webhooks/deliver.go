@@ -3,6 +3,7 @@ package webhooks
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,9 +14,10 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"net/url"
 	"sync"
+	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +26,7 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/egress"
+	"github.com/keytrail/keytrail/services/natsauth"
 )
 
 // Ladder is when a message is tried again after a failed attempt: the
@@ -42,9 +45,6 @@ const (
 	Concurrency = 4
 	// excerptLen bounds the response kept in the attempt log.
 	excerptLen = 1024
-	// fanoutConsumer is the durable consumer of the notice stream that
-	// turns each notice into one message per endpoint that wants it.
-	fanoutConsumer = "keytrail-webhooks"
 	// Actor is who Keytrail's own changes to endpoints are recorded as.
 	Actor = "keytrail-webhooks"
 )
@@ -123,7 +123,23 @@ type Attempt struct {
 	// since failed).
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 	Replay       bool       `json:"replay,omitempty"`
+	// EndpointSeq is the event that last enabled the endpoint or set its
+	// URL: a failure streak belongs to one of them (re-enabling an endpoint,
+	// or pointing it elsewhere, starts afresh).
+	EndpointSeq uint64 `json:"endpoint_seq,omitempty"`
 }
+
+// streak is when an endpoint's failures began, as of one endpoint_seq.
+type streak struct {
+	since time.Time
+	epoch uint64
+	// loaded: the attempt log was read for it (a node started after the
+	// streak began still counts from its start).
+	loaded bool
+}
+
+// epochOf is the event a failure streak of w belongs to.
+func epochOf(w projections.Webhook) uint64 { return max(w.StatusBy.Seq(), w.AttrsBy.Seq()) }
 
 // MessageID is the webhook-id of a notice's messages: derived from the
 // notice's id, so that every node, retry and replay sends the same one.
@@ -145,7 +161,11 @@ func attemptSubject(tenant, webhook string) string {
 func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	return store.EnsureStream(ctx, js, jetstream.StreamConfig{Name: events.WebhookStream, Description: "Keytrail webhook messages and delivery attempts",
 		Subjects: []string{events.WebhookSubjects}, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-		MaxAge: 30 * 24 * time.Hour, Duplicates: 24 * time.Hour, DenyDelete: true, DenyPurge: true})
+		MaxAge: 30 * 24 * time.Hour, Duplicates: 24 * time.Hour, DenyDelete: true, DenyPurge: true,
+		// A bound on the disk one tenant's replays can take: full, the
+		// stream refuses new messages (fan-out retries them) rather than
+		// drop queued ones.
+		MaxBytes: 4 << 30, Discard: jetstream.DiscardNew})
 }
 
 // Dispatcher delivers notices to endpoints: a fan-out from the notice
@@ -158,7 +178,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker // tenant.webhook → its worker
-	failing map[string]time.Time
+	failing map[string]streak
 	// cleaned are the deleted endpoints whose consumer this node removed.
 	cleaned map[string]bool
 }
@@ -199,7 +219,7 @@ func NewDispatcher(cfg Config) *Dispatcher {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       cfg.Timeout,
 	}
-	return &Dispatcher{cfg: cfg, client: client, workers: map[string]*worker{}, failing: map[string]time.Time{},
+	return &Dispatcher{cfg: cfg, client: client, workers: map[string]*worker{}, failing: map[string]streak{},
 		cleaned: map[string]bool{}}
 }
 
@@ -236,9 +256,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // the messages' ids make the second fan-out store nothing new.
 func (d *Dispatcher) fanout(ctx context.Context) {
 	for ctx.Err() == nil {
-		cons, err := d.cfg.JS.CreateOrUpdateConsumer(ctx, events.NoticeStream, jetstream.ConsumerConfig{Durable: fanoutConsumer,
+		cons, err := d.cfg.JS.CreateOrUpdateConsumer(ctx, events.NoticeStream, jetstream.ConsumerConfig{Durable: natsauth.WebhookFanout,
 			Description: "Keytrail: notices to webhook endpoints", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
-			DeliverPolicy: jetstream.DeliverNewPolicy, MaxAckPending: 256, FilterSubject: events.NoticeSubjects})
+			// Every notice, from the first: one derived before an endpoint
+			// existed goes to no endpoint (see fanoutOne), so nothing old is
+			// sent, and nothing published before the consumer was made is
+			// missed.
+			DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 256, FilterSubject: events.NoticeSubjects})
 		if err == nil {
 			err = d.consume(ctx, cons, d.fanoutOne)
 		}
@@ -368,20 +392,30 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 	}
 }
 
+// AckWait is how long a message may stay unacknowledged before it is
+// delivered again (by any node): twice an attempt's timeout, and 5 s.
+func AckWait(timeout time.Duration) time.Duration { return 2*timeout + 5*time.Second }
+
+// maxAckPending bounds an endpoint's messages in flight or waiting on the
+// ladder.
+const maxAckPending = 100000
+
 // consumerName is an endpoint's durable consumer.
 func consumerName(tenant, webhook string) string { return "webhook_" + tenant + "_" + webhook }
 
 // work delivers an endpoint's messages until ctx ends, Concurrency at a
 // time.
 func (d *Dispatcher) work(ctx context.Context, tenant, webhook string) {
-	d.loadFailing(ctx, tenant, webhook)
 	sem := make(chan struct{}, Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for ctx.Err() == nil {
 		cons, err := d.cfg.JS.CreateOrUpdateConsumer(ctx, events.WebhookStream, jetstream.ConsumerConfig{Durable: consumerName(tenant, webhook),
-			Description: "Keytrail: deliveries to " + webhook, AckPolicy: jetstream.AckExplicitPolicy, AckWait: d.cfg.Timeout + 5*time.Second,
-			DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: 1000, FilterSubject: msgSubject(tenant, webhook)})
+			Description: "Keytrail: deliveries to " + webhook, AckPolicy: jetstream.AckExplicitPolicy, AckWait: AckWait(d.cfg.Timeout),
+			// Messages waiting on the retry ladder are pending too: a limit
+			// low enough for them to fill would hold new messages back
+			// for hours after the endpoint recovered.
+			DeliverPolicy: jetstream.DeliverAllPolicy, MaxAckPending: maxAckPending, FilterSubject: msgSubject(tenant, webhook)})
 		if err == nil {
 			err = d.consume(ctx, cons, func(ctx context.Context, msg jetstream.Msg) {
 				select {
@@ -389,6 +423,8 @@ func (d *Dispatcher) work(ctx context.Context, tenant, webhook string) {
 				case <-ctx.Done():
 					return // not acknowledged: delivered again later
 				}
+				// It may have waited for the slot: its ack wait starts now.
+				msg.InProgress()
 				wg.Add(1)
 				go func() {
 					defer func() { <-sem; wg.Done() }()
@@ -445,16 +481,19 @@ func (d *Dispatcher) deliver(ctx context.Context, tenant, webhook string, msg je
 	if err != nil {
 		a.Error = err.Error()
 	}
-	key := tenant + "." + webhook
-	d.mu.Lock()
-	switch {
-	case err == nil && status >= 200 && status < 300:
-		delete(d.failing, key)
-	case d.failing[key].IsZero():
-		d.failing[key] = now.UTC()
+	delivered := err == nil && status >= 200 && status < 300
+	a.EndpointSeq = epochOf(w)
+	since := d.streak(ctx, w, delivered, now)
+	if !delivered && now.Sub(since) >= d.cfg.FailFor {
+		// Another node may have delivered meanwhile: the log says.
+		if at, found := d.deliveredSince(ctx, w, since); found {
+			d.mu.Lock()
+			d.failing[tenant+"."+webhook] = streak{since: now.UTC(), epoch: a.EndpointSeq, loaded: true}
+			d.mu.Unlock()
+			since = now.UTC()
+			d.cfg.Log.Debug("webhook delivered elsewhere since its failures began", "webhook", webhook, "at", at)
+		}
 	}
-	since := d.failing[key]
-	d.mu.Unlock()
 	if !since.IsZero() {
 		a.FailingSince = &since
 	}
@@ -514,40 +553,57 @@ func (d *Dispatcher) post(ctx context.Context, url, msgID string, at time.Time, 
 	return resp.StatusCode, printable(head), time.Since(start), nil
 }
 
-// describe says why a request had no answer, without the URL (which the
-// attempt log has already).
+// describe says why a request had no answer, in words that tell a tenant
+// what to fix without telling them about the operator's network (its
+// resolvers, which ports answer).
 func describe(err error) string {
 	var ne net.Error
+	var dns *net.DNSError
+	var tlsErr *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
 	switch {
 	case errors.Is(err, egress.ErrDenied):
 		return "refused: the address is not one endpoints may have"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timed out"
+	case errors.As(err, &dns):
+		return "the name did not resolve"
+	case errors.As(err, &tlsErr):
+		return "TLS: the endpoint's certificate does not verify"
+	case errors.As(err, &recordErr):
+		return "TLS: the endpoint does not speak TLS"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection was closed without an answer"
+	case strings.Contains(err.Error(), "tls:"):
+		return "TLS handshake failed"
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		return oe.Op + ": " + oe.Err.Error()
-	}
-	msg := err.Error()
-	if _, after, ok := strings.Cut(msg, "\": "); ok { // url.Error: `Post "<url>": why`
-		msg = after
-	}
-	return msg
+	return "no answer"
 }
 
-// printable keeps an excerpt of an answer safe to show: valid UTF-8,
-// without control characters.
-func printable(b []byte) string {
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	if !utf8.ValidString(s) {
-		return ""
+// hostOf is the host of an endpoint's URL (its query may hold a token,
+// which a notice to others must not).
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Host
 	}
+	return "?"
+}
+
+// printable keeps an excerpt of an answer safe to show in a terminal or a
+// page: valid UTF-8, without control characters (C0, DEL, C1) or the
+// characters that reorder text (bidirectional overrides and isolates).
+func printable(b []byte) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case r < 0x20, r >= 0x7f && r < 0xa0, r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f:
 			return -1
 		}
 		return r
-	}, s)
+	}, strings.ToValidUTF8(string(b), "\uFFFD"))
 }
 
 // record appends an attempt to the endpoint's attempt log.
@@ -561,25 +617,62 @@ func (d *Dispatcher) record(ctx context.Context, tenant, webhook string, a Attem
 	}
 }
 
-// loadFailing reads when the endpoint's failures began from its last
-// attempt, so that a restarted node still disables it on time.
-func (d *Dispatcher) loadFailing(ctx context.Context, tenant, webhook string) {
+// streak records an attempt's outcome and returns when the endpoint's
+// failures began (zero after a success). A node that has not seen the
+// endpoint fail yet reads the streak from its last attempt in the log, so
+// that a node started later still disables it on time; a streak of an
+// earlier endpoint_seq (before it was re-enabled or pointed elsewhere) is
+// not carried over.
+func (d *Dispatcher) streak(ctx context.Context, w projections.Webhook, ok bool, now time.Time) time.Time {
+	key, epoch := w.Tenant+"."+w.ID, epochOf(w)
+	d.mu.Lock()
+	cur := d.failing[key]
+	d.mu.Unlock()
+	if cur.epoch != epoch || !cur.loaded {
+		cur = streak{epoch: epoch, loaded: true}
+		if a, found := d.lastAttempt(ctx, w.Tenant, w.ID); found && a.EndpointSeq == epoch && a.FailingSince != nil && a.Outcome != Delivered {
+			cur.since = *a.FailingSince
+		}
+	}
+	switch {
+	case ok:
+		cur.since = time.Time{}
+	case cur.since.IsZero():
+		cur.since = now.UTC()
+	}
+	d.mu.Lock()
+	d.failing[key] = cur
+	d.mu.Unlock()
+	return cur.since
+}
+
+// lastAttempt is the endpoint's last attempt in the log.
+func (d *Dispatcher) lastAttempt(ctx context.Context, tenant, webhook string) (Attempt, bool) {
 	s, err := d.cfg.JS.Stream(ctx, events.WebhookStream)
 	if err != nil {
-		return
+		return Attempt{}, false
 	}
 	m, err := s.GetLastMsgForSubject(ctx, attemptSubject(tenant, webhook))
 	if err != nil {
-		return
+		return Attempt{}, false
 	}
 	var a Attempt
-	if json.Unmarshal(m.Data, &a) == nil && a.FailingSince != nil && a.Outcome != Delivered {
-		d.mu.Lock()
-		if d.failing[tenant+"."+webhook].IsZero() {
-			d.failing[tenant+"."+webhook] = *a.FailingSince
+	return a, json.Unmarshal(m.Data, &a) == nil
+}
+
+// deliveredSince reports whether any node delivered to the endpoint (as it
+// is now) after since, and when.
+func (d *Dispatcher) deliveredSince(ctx context.Context, w projections.Webhook, since time.Time) (time.Time, bool) {
+	var at time.Time
+	epoch := epochOf(w)
+	_, err := NewLog(d.cfg.JS).scan(ctx, events.WebhookStream, attemptSubject(w.Tenant, w.ID), since, func(data []byte) bool {
+		var a Attempt
+		if json.Unmarshal(data, &a) == nil && a.Outcome == Delivered && a.EndpointSeq == epoch && a.At.After(since) {
+			at = a.At
 		}
-		d.mu.Unlock()
-	}
+		return true
+	})
+	return at, err == nil && !at.IsZero()
 }
 
 // disable disables the endpoint and, if this node did, tells the tenant
@@ -590,15 +683,12 @@ func (d *Dispatcher) disable(ctx context.Context, w projections.Webhook, why str
 		d.cfg.Log.Warn("webhook not disabled", "webhook", w.ID, "err", err)
 		return
 	}
-	d.mu.Lock()
-	delete(d.failing, w.Tenant+"."+w.ID)
-	d.mu.Unlock()
 	if seq == 0 {
 		return // another node (or an admin) did it
 	}
 	n := events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeWebhookDisabled, w.ID, seq), Type: events.NoticeWebhookDisabled,
 		Tenant: w.Tenant, Webhook: w.ID, At: d.cfg.Now().UTC(), Seq: seq, CauseSeq: seq, CauseType: string(events.WebhookDisabled),
-		CauseActor: Actor, CauseReason: why, Text: fmt.Sprintf("webhook %s (%s) was disabled: %s", w.ID, w.URL, why)}
+		CauseActor: Actor, CauseReason: why, Text: fmt.Sprintf("webhook %s (to %s) was disabled: %s", w.ID, hostOf(w.URL), why)}
 	data, err := json.Marshal(n)
 	if err == nil {
 		m := nats.NewMsg(events.NoticeSubject(&n))

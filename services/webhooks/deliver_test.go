@@ -293,3 +293,68 @@ func mustWebhook(t *testing.T, e *env) string {
 	}
 	return id
 }
+
+// TestReenabledEndpointStartsAFreshStreak: an endpoint disabled after five
+// days of failures, fixed and enabled again by its admin, is not disabled
+// again by its next transient failure (found in review: the old streak was
+// read back from the log).
+func TestReenabledEndpointStartsAFreshStreak(t *testing.T) {
+	e := newEnv(t)
+	var down atomic.Bool
+	down.Store(true)
+	var blips atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() || blips.Add(-1) >= 0 {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+	}))
+	t.Cleanup(srv.Close)
+	ctx := ctxFor(t)
+	w, _, _, err := e.svc.CreateWebhook(ctx, control.Meta{Actor: "test"}, "acme", control.WebhookSpec{URL: srv.URL})
+	must(t, err)
+	ladder := []time.Duration{0, 20 * time.Millisecond, 20 * time.Millisecond}
+	stop := e.dispatcher(ladder)
+	e.notice("n1")
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if as := e.attempts(w.ID); len(as) != 3 {
+			return fmt.Errorf("%d attempts", len(as))
+		}
+		return nil
+	})
+	e.clock.Add(5*24*time.Hour + time.Minute)
+	e.notice("n2")
+	testkit.Eventually(t, 20*time.Second, func() error {
+		if got, _ := e.svc.Webhook(ctx, "acme", w.ID); got.Status != projections.WebhookDisabled {
+			return fmt.Errorf("status %s", got.Status)
+		}
+		return nil
+	})
+	stop()
+	// An hour later the endpoint is fixed and enabled; the node that
+	// delivers to it now started after the disable.
+	e.clock.Add(time.Hour)
+	e.dispatcher(ladder)
+	down.Store(false)
+	blips.Store(1) // one transient failure, then fine
+	_, _, err = e.svc.EnableWebhook(ctx, control.Meta{Actor: "admin"}, "acme", w.ID)
+	must(t, err)
+	e.notice("n3")
+	msg := webhooks.MessageID("n3")
+	testkit.Eventually(t, 20*time.Second, func() error {
+		for _, a := range e.attempts(w.ID) {
+			if a.MsgID == msg && a.Outcome == webhooks.Delivered {
+				return nil
+			}
+		}
+		return fmt.Errorf("n3 not delivered: %+v", e.attempts(w.ID))
+	})
+	if got, _ := e.svc.Webhook(ctx, "acme", w.ID); got.Status != projections.WebhookActive {
+		t.Fatalf("the re-enabled endpoint was disabled again by one failure: %+v", got)
+	}
+	for _, a := range e.attempts(w.ID) {
+		if a.MsgID == msg && a.Outcome == webhooks.Retrying && !a.FailingSince.Equal(e.clock.Now()) {
+			t.Fatalf("the streak after enabling began at %v, not now", a.FailingSince)
+		}
+	}
+}

@@ -45,7 +45,7 @@ func (l *Log) Attempts(ctx context.Context, tenant, webhook string, q AttemptQue
 		limit = MaxAttempts
 	}
 	var ring []Attempt
-	err := l.scan(ctx, events.WebhookStream, attemptSubject(tenant, webhook), q.Since, func(data []byte) bool {
+	_, err := l.scan(ctx, events.WebhookStream, attemptSubject(tenant, webhook), q.Since, func(data []byte) bool {
 		var a Attempt
 		if json.Unmarshal(data, &a) != nil || (q.MsgID != "" && a.MsgID != q.MsgID) {
 			return true
@@ -67,7 +67,7 @@ var ErrNoMessage = errors.New("webhooks: no such message for this endpoint")
 // webhook-id); by is who asked.
 func (l *Log) ReplayMessage(ctx context.Context, w projections.Webhook, msgID, by string) error {
 	var found *Task
-	err := l.scan(ctx, events.WebhookStream, msgSubject(w.Tenant, w.ID), time.Time{}, func(data []byte) bool {
+	_, err := l.scan(ctx, events.WebhookStream, msgSubject(w.Tenant, w.ID), time.Time{}, func(data []byte) bool {
 		var t Task
 		if json.Unmarshal(data, &t) == nil && t.MsgID == msgID {
 			found = &t
@@ -85,16 +85,27 @@ func (l *Log) ReplayMessage(ctx context.Context, w projections.Webhook, msgID, b
 	return enqueue(ctx, l.js, *found, "replay:"+ulid.Make().String())
 }
 
+// ErrBusy: the endpoint has a backlog (a replay still being delivered,
+// or messages waiting on the ladder) as large as one replay.
+var ErrBusy = errors.New("webhooks: the endpoint has a backlog")
+
 // ReplaySince queues again every notice of the endpoint's tenant since
-// since that the endpoint wants (at most MaxReplay); it returns how many,
-// and whether there were more.
+// since that the endpoint wants and that was derived after it was created
+// (at most MaxReplay); it returns how many, and whether there were more. An
+// endpoint with a backlog of MaxReplay messages is refused another (ErrBusy).
 func (l *Log) ReplaySince(ctx context.Context, w projections.Webhook, since time.Time, by string) (int, bool, error) {
+	if c, err := l.js.Consumer(ctx, events.WebhookStream, consumerName(w.Tenant, w.ID)); err == nil {
+		if info := c.CachedInfo(); info.NumPending+uint64(info.NumAckPending) >= MaxReplay {
+			return 0, false, ErrBusy
+		}
+	}
 	replay := ulid.Make().String()
 	n, more := 0, false
 	var failed error
-	err := l.scan(ctx, events.NoticeStream, events.NoticeSubjectPrefix+w.Tenant+".>", since, func(data []byte) bool {
+	capped, err := l.scan(ctx, events.NoticeStream, events.NoticeSubjectPrefix+w.Tenant+".>", since, func(data []byte) bool {
 		var notice events.Notice
-		if json.Unmarshal(data, &notice) != nil || notice.ID == "" || notice.Tenant != w.Tenant || !w.Wants(notice.Type) || notice.Webhook == w.ID {
+		if json.Unmarshal(data, &notice) != nil || notice.ID == "" || notice.Tenant != w.Tenant || !w.Wants(notice.Type) ||
+			notice.Webhook == w.ID || notice.Seq < w.Created.Seq() {
 			return true
 		}
 		if n == MaxReplay {
@@ -108,42 +119,43 @@ func (l *Log) ReplaySince(ctx context.Context, w projections.Webhook, since time
 		n++
 		return true
 	})
-	return n, more, errors.Join(err, failed)
+	return n, more || capped, errors.Join(err, failed)
 }
 
 // scan reads a subject of a stream from since (the start when zero), up to
-// what it holds now, calling fn until it returns false.
-func (l *Log) scan(ctx context.Context, stream, subject string, since time.Time, fn func(data []byte) bool) error {
+// what it holds now, calling fn until it returns false; capped says it
+// stopped at maxLogScanned messages.
+func (l *Log) scan(ctx context.Context, stream, subject string, since time.Time, fn func(data []byte) bool) (capped bool, err error) {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
 	cons, err := l.js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
-		return fmt.Errorf("webhooks: read %s: %w", stream, err)
+		return false, fmt.Errorf("webhooks: read %s: %w", stream, err)
 	}
 	defer store.DeleteConsumer(l.js, stream, cons)
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("webhooks: read %s: %w", stream, err)
+		return false, fmt.Errorf("webhooks: read %s: %w", stream, err)
 	}
 	pending := min(info.NumPending, maxLogScanned)
 	if pending == 0 {
-		return nil
+		return false, nil
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(512))
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer it.Stop()
 	for range pending {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			return fmt.Errorf("webhooks: read %s: %w", stream, err)
+			return false, fmt.Errorf("webhooks: read %s: %w", stream, err)
 		}
 		if !fn(msg.Data()) {
-			return nil
+			return false, nil
 		}
 	}
-	return nil
+	return info.NumPending > maxLogScanned, nil
 }

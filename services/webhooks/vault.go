@@ -135,7 +135,8 @@ func OpenVault(ctx context.Context, js jetstream.JetStream, kek *KEK, replicas i
 		return nil, errors.New("webhooks: a key-encryption key is required")
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: events.WebhookSecretBucket,
-		Description: "Keytrail webhook signing secrets, sealed", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)})
+		Description: "Keytrail webhook signing secrets, sealed", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		MaxBytes: 64 << 20}) // about 400 000 secrets: a bound on what refused requests could leave
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: secrets bucket: %w", err)
 	}
@@ -198,6 +199,15 @@ func (v *Vault) Secrets(ctx context.Context, tenant, webhook string, ids []strin
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// Discard purges one secret (control.WebhookSecrets).
+func (v *Vault) Discard(ctx context.Context, tenant, webhook, id string) error {
+	key := vaultKey(tenant, webhook, id)
+	v.mu.Lock()
+	delete(v.cache, key)
+	v.mu.Unlock()
+	return v.kv.Purge(ctx, key)
 }
 
 // Forget purges every secret of an endpoint (deleted: nothing is signed
