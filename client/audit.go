@@ -89,3 +89,26 @@ func (c *Client) Decisions(ctx context.Context, tenant string, q DecisionQuery, 
 	_, err := c.Do(ctx, "GET", path, nil, call, &out)
 	return out, err
 }
+
+// Gateway is a gateway process as its usage reports tell it.
+type Gateway struct {
+	Node        string    `json:"node"`
+	Boot        string    `json:"boot"`
+	Applied     uint64    `json:"applied"`
+	Lag         uint64    `json:"lag"`
+	Confirmed   time.Time `json:"confirmed,omitempty"`
+	Reported    time.Time `json:"reported"`
+	Stopped     bool      `json:"stopped"`
+	Silent      bool      `json:"silent"`
+	StalenessMS int64     `json:"staleness_ms"`
+}
+
+// Gateways lists the gateway processes that report usage, the latest of
+// each node.
+func (c *Client) Gateways(ctx context.Context, call *Call) ([]Gateway, error) {
+	var out struct {
+		Gateways []Gateway `json:"gateways"`
+	}
+	_, err := c.Do(ctx, "GET", "/v1/gateways", nil, call, &out)
+	return out.Gateways, err
+}

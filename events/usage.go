@@ -41,6 +41,13 @@ type UsageReport struct {
 	Every  int64        `json:"every_ms"`
 	Final  bool         `json:"final,omitempty"`
 	Counts []UsageCount `json:"counts"`
+	// Applied, Lag and Confirmed are the gateway's read model when it
+	// closed the window: the last event-log sequence applied, how far the
+	// stream was ahead of it, and when the stream last confirmed it was
+	// current — what the console shows of each gateway.
+	Applied   uint64     `json:"applied,omitempty"`
+	Lag       uint64     `json:"lag,omitempty"`
+	Confirmed *time.Time `json:"confirmed,omitempty"`
 }
 
 // UsageCount is how many requests of one kind a window saw. Tenant is the

@@ -310,3 +310,23 @@ func TestUsageSurvivesARestart(t *testing.T) {
 		return nil
 	})
 }
+
+// TestGatewaysReportTheirReadModel: each gateway's usage reports carry its
+// read model's applied sequence, lag and last confirmation, which
+// GET /v1/gateways (and the console's overview) shows.
+func TestGatewaysReportTheirReadModel(t *testing.T) {
+	e := startUsage(t)
+	last := e.last()
+	testkit.Eventually(t, 20*time.Second, func() error {
+		r := e.must(e.call("GET", "/v1/gateways", e.root, nil), 200)
+		gws, _ := r.body["gateways"].([]any)
+		if len(gws) != 1 {
+			return fmt.Errorf("gateways: %s", r.raw)
+		}
+		g := gws[0].(map[string]any)
+		if g["applied"].(float64) < float64(last) || g["staleness_ms"].(float64) < 0 || g["silent"] != false || g["node"] == "" {
+			return fmt.Errorf("the gateway: %s", r.raw)
+		}
+		return nil
+	})
+}

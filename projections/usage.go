@@ -123,6 +123,10 @@ type UsageGap struct {
 // boot is what the fold knows of one gateway process's reports.
 type boot struct {
 	node    string
+	// applied, lag and confirmed: the gateway's read model, as its latest
+	// report says.
+	applied, lag uint64
+	confirmed    time.Time
 	window  uint64    // the highest window seen
 	end     time.Time // its end
 	seen    time.Time // when the server stored its latest report
@@ -201,6 +205,12 @@ func (u *Usage) Apply(seq uint64, stored time.Time, r *events.UsageReport) error
 		u.boots[r.Boot] = b
 	}
 	b.seen = stored
+	if r.Applied >= b.applied {
+		b.applied, b.lag = r.Applied, r.Lag
+		if r.Confirmed != nil {
+			b.confirmed = *r.Confirmed
+		}
+	}
 	if !b.newPart(r, &u.gaps) {
 		return nil
 	}
@@ -323,6 +333,40 @@ func (u *Usage) Gaps() []UsageGap {
 		}
 	}
 	slices.SortFunc(out, func(a, b UsageGap) int { return cmp.Or(a.From.Compare(b.From), cmp.Compare(a.Node, b.Node)) })
+	return out
+}
+
+// Gateway is one gateway process as its reports tell it: its read model
+// when it last reported (Applied, Lag, Confirmed: what it verifies with),
+// when that was, and whether it stopped cleanly.
+type Gateway struct {
+	Node      string    `json:"node"`
+	Boot      string    `json:"boot"`
+	Applied   uint64    `json:"applied"`
+	Lag       uint64    `json:"lag"`
+	Confirmed time.Time `json:"confirmed,omitempty"`
+	Reported  time.Time `json:"reported"`
+	Stopped   bool      `json:"stopped"`
+	// Silent: no report for three windows, without a final one.
+	Silent bool `json:"silent"`
+}
+
+// Gateways are the gateway processes that reported, the latest of each
+// node first, newest reports first.
+func (u *Usage) Gateways() []Gateway {
+	latest := map[string]Gateway{}
+	for id, b := range u.boots {
+		g := Gateway{Node: b.node, Boot: id, Applied: b.applied, Lag: b.lag, Confirmed: b.confirmed, Reported: b.seen, Stopped: b.final,
+			Silent: !b.final && b.seen.Before(u.latest.Add(-3*b.every))}
+		if cur, ok := latest[b.node]; !ok || g.Reported.After(cur.Reported) {
+			latest[b.node] = g
+		}
+	}
+	out := make([]Gateway, 0, len(latest))
+	for _, g := range latest {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b Gateway) int { return cmp.Or(b.Reported.Compare(a.Reported), cmp.Compare(a.Node, b.Node)) })
 	return out
 }
 
@@ -623,6 +667,9 @@ type snapshotBoot struct {
 	Every   time.Duration         `json:"every"`
 	Seen    time.Time             `json:"seen"`
 	Windows []snapshotWindowParts `json:"windows,omitempty"`
+	Applied uint64                `json:"applied,omitempty"`
+	Lag     uint64                `json:"lag,omitempty"`
+	Confirm time.Time             `json:"confirmed,omitzero"`
 }
 
 type snapshotWindowParts struct {
@@ -655,7 +702,8 @@ func (u *Usage) MarshalJSON() ([]byte, error) {
 		}
 	}
 	for id, b := range u.boots {
-		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final, Every: b.every, Seen: b.seen}
+		sb := snapshotBoot{ID: id, Node: b.node, Window: b.window, End: b.end, Final: b.final, Every: b.every, Seen: b.seen,
+			Applied: b.applied, Lag: b.lag, Confirm: b.confirmed}
 		for w, p := range b.windows {
 			wp := snapshotWindowParts{Window: w, Start: p.start, End: p.end, Parts: p.parts}
 			for part := range p.got {
@@ -710,7 +758,8 @@ func (u *Usage) UnmarshalJSON(data []byte) error {
 		keys[k.Key] = ku
 	}
 	for _, sb := range s.Boots {
-		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, every: sb.Every, seen: sb.Seen, windows: map[uint64]*windowParts{}}
+		b := &boot{node: sb.Node, window: sb.Window, end: sb.End, final: sb.Final, every: sb.Every, seen: sb.Seen, windows: map[uint64]*windowParts{},
+			applied: sb.Applied, lag: sb.Lag, confirmed: sb.Confirm}
 		for _, wp := range sb.Windows {
 			p := &windowParts{start: wp.Start, end: wp.End, parts: wp.Parts, got: map[int]bool{}}
 			for _, part := range wp.Got {

@@ -62,6 +62,7 @@ var ops = map[string]op{
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/rotate-secret": {"A new signing secret, in this answer only; deliveries carry both signatures for the overlap (default 24h, at most 7d)", "RotateSecret", 201, "CreatedWebhook"},
 	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries":     {"The endpoint's delivery attempts, oldest first (?since= default 7d, ?msg_id=, ?limit=)", "", 200, "AttemptList"},
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay":        {"Deliver again one message (msg_id) or every notice since a time (since) the endpoint wants", "Replay", 202, "Replayed"},
+	"GET /v1/gateways":                                           {"The gateway processes that report usage: each one's applied event-log sequence, lag and staleness as of its last report (any admin key)", "", 200, "GatewayList"},
 	"POST /v1/verify":                                            {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
 	"GET /healthz":                                               {"Liveness", "", 200, "Status"},
 	"GET /readyz":                                                {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
@@ -177,6 +178,9 @@ func schemas() obj {
 				"attempt": integer, "at": dateTime, "status": integer, "latency_ms": obj{"type": "number"}, "response": str, "error": str,
 				"outcome": obj{"enum": []string{"delivered", "retrying", "gave-up", "gone", "disabled"}}, "next_at": dateTime,
 				"failing_since": dateTime, "replay": obj{"type": "boolean"}, "endpoint_seq": integer})}}),
+		"GatewayList": object([]string{"gateways"}, obj{"gateways": obj{"type": "array", "items": object(nil, obj{"node": str, "boot": str,
+			"applied": integer, "lag": integer, "confirmed": dateTime, "reported": dateTime, "stopped": obj{"type": "boolean"},
+			"silent": obj{"type": "boolean"}, "staleness_ms": obj{"type": "integer"}})}}),
 		"History": object([]string{"events"}, obj{"events": obj{"type": "array", "items": object(nil, obj{"seq": integer, "type": str,
 			"at": dateTime, "actor": str, "reason": str, "data": obj{"type": "object"}})}}),
 	}

@@ -58,6 +58,7 @@ var Routes = []string{
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/rotate-secret",
 	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries",
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay",
+	"GET /v1/gateways",
 	"POST /v1/verify",
 	"GET /healthz",
 	"GET /readyz",

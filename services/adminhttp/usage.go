@@ -25,7 +25,36 @@ type usageAnswer struct {
 	Gaps []projections.UsageGap `json:"gaps"`
 }
 
+// gatewayView is a gateway as the console and operators see it: how far
+// its read model is, and how stale.
+type gatewayView struct {
+	projections.Gateway
+	// StalenessMS is how long before now the stream last confirmed the
+	// gateway's model current, as of its last report (-1: never).
+	StalenessMS int64 `json:"staleness_ms"`
+}
+
 func (s *Server) usageRoutes() {
+	s.handle("GET /v1/gateways", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if s.cfg.Usage == nil {
+			return &control.Error{Code: control.CodeUnavailable, Message: "this node keeps no usage counts"}
+		}
+		if err := onlyParams(r.URL.Query()); err != nil {
+			return err
+		}
+		var gws []projections.Gateway
+		s.cfg.Usage.Read(func(u *projections.Usage) { gws = u.Gateways() })
+		now := s.cfg.Now()
+		views := make([]gatewayView, len(gws))
+		for i, g := range gws {
+			views[i] = gatewayView{Gateway: g, StalenessMS: -1}
+			if !g.Confirmed.IsZero() {
+				views[i].StalenessMS = now.Sub(g.Confirmed).Milliseconds()
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"gateways": views})
+		return nil
+	})
 	s.handle("GET /v1/tenants/{tenant}/usage", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		if s.cfg.Usage == nil {
 			return &control.Error{Code: control.CodeUnavailable, Message: "this node keeps no usage counts"}

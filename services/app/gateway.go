@@ -180,6 +180,7 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	usage := gateway.NewUsageCounter()
 	reporter := gateway.NewUsageReporter(js, usage, node, time.Now(), log.With("component", "usage"))
 	reporter.Window = cfg.UsageWindow
+	reporter.Freshness = g.model.Freshness
 	failures := gateway.NewFailureBudget(cfg.FailuresPerSecond, cfg.FailureBurst, cfg.TrustedProxies)
 	if failures != nil {
 		failures.Tarpit(cfg.FailureDelay, cfg.FailureMaxHeld)

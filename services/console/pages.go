@@ -76,6 +76,7 @@ type overviewData struct {
 	Expiring []client.Key
 	Blocked  []client.Key
 	Gaps     []client.UsageGap
+	Gateways []client.Gateway
 }
 
 // blockedStatuses are the effective statuses of keys that fail because of
@@ -110,6 +111,9 @@ func (s *Server) overview(r *http.Request, ss *session) (page, error) {
 			return page{}, err
 		}
 		d.Blocked = append(d.Blocked, b.Keys...)
+	}
+	if d.Gateways, err = ss.api.Gateways(ctx, nil); err != nil {
+		return page{}, err
 	}
 	return page{name: "overview", title: d.Tenant.Name + " — overview", data: d}, nil
 }

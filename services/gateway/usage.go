@@ -135,6 +135,9 @@ type UsageReporter struct {
 	// Window is the length of a counting window (events.UsageWindow when
 	// zero); it divides a minute, so no window straddles two.
 	Window time.Duration
+	// Freshness, when set, is the read model's state each report carries
+	// (readmodel.Model.Freshness).
+	Freshness func() (applied, lag uint64, confirmed time.Time)
 
 	window  uint64    // the last window reported
 	start   time.Time // the start of the window being counted
@@ -200,11 +203,22 @@ func (r *UsageReporter) Close(ctx context.Context, end time.Time, final bool) {
 		end = r.start.Add(time.Millisecond) // a stop at the very start
 	}
 	r.window++
+	var applied, lag uint64
+	var confirmed *time.Time
+	if r.Freshness != nil {
+		a, l, c := r.Freshness()
+		applied, lag = a, l
+		if !c.IsZero() {
+			c = c.UTC()
+			confirmed = &c
+		}
+	}
 	parts := max(1, (len(counts)+events.MaxUsageEntries-1)/events.MaxUsageEntries)
 	for p := range parts {
 		chunk := counts[min(p*events.MaxUsageEntries, len(counts)):min((p+1)*events.MaxUsageEntries, len(counts))]
 		r.pending = append(r.pending, &events.UsageReport{Node: r.node, Boot: r.boot, Window: r.window, Start: r.start, End: end,
-			Part: p + 1, Parts: parts, Every: r.every().Milliseconds(), Final: final, Counts: slices.Clone(chunk)})
+			Part: p + 1, Parts: parts, Every: r.every().Milliseconds(), Final: final, Counts: slices.Clone(chunk),
+			Applied: applied, Lag: lag, Confirmed: confirmed})
 	}
 	r.start = end
 	if over := len(r.pending) - maxPending; over > 0 {
