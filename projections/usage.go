@@ -122,17 +122,17 @@ type UsageGap struct {
 
 // boot is what the fold knows of one gateway process's reports.
 type boot struct {
-	node    string
+	node string
 	// applied, lag and confirmed: the gateway's read model, as its latest
 	// report says.
 	applied, lag uint64
 	confirmed    time.Time
-	window  uint64    // the highest window seen
-	end     time.Time // its end
-	seen    time.Time // when the server stored its latest report
-	every   time.Duration
-	final   bool
-	windows map[uint64]*windowParts // the recent windows' parts
+	window       uint64    // the highest window seen
+	end          time.Time // its end
+	seen         time.Time // when the server stored its latest report
+	every        time.Duration
+	final        bool
+	windows      map[uint64]*windowParts // the recent windows' parts
 }
 
 // windowParts are the parts of one window folded so far.
