@@ -184,3 +184,49 @@ func (c *Client) ReplayWebhook(ctx context.Context, tenant, id, msgID string, si
 	_, err := c.Do(ctx, "POST", webhookPath(tenant, id)+"/replay", body, call, &out)
 	return out, err
 }
+
+// Notice is something a tenant was told (key.expiring, keys.blocked, …).
+type Notice struct {
+	ID          string     `json:"id"`
+	Type        string     `json:"type"`
+	Tenant      string     `json:"tenant"`
+	User        string     `json:"user,omitempty"`
+	KeyID       string     `json:"key_id,omitempty"`
+	Webhook     string     `json:"webhook,omitempty"`
+	At          time.Time  `json:"at"`
+	Seq         uint64     `json:"seq"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	Before      string     `json:"before,omitempty"`
+	Code        string     `json:"code,omitempty"`
+	CauseSeq    uint64     `json:"cause_seq,omitempty"`
+	CauseType   string     `json:"cause_type,omitempty"`
+	CauseActor  string     `json:"cause_actor,omitempty"`
+	CauseReason string     `json:"cause_reason,omitempty"`
+	Keys        int        `json:"keys,omitempty"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty"`
+	Text        string     `json:"text"`
+}
+
+// Notices reads the tenant's notices since (RFC 3339 or a duration before
+// now; empty: 7 days), of one type when typ is set, oldest first.
+func (c *Client) Notices(ctx context.Context, tenant, typ, since string, limit int, call *Call) ([]Notice, error) {
+	v := url.Values{}
+	if typ != "" {
+		v.Set("type", typ)
+	}
+	if since != "" {
+		v.Set("since", since)
+	}
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	path := tenantPath(tenant) + "/notices"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out struct {
+		Notices []Notice `json:"notices"`
+	}
+	_, err := c.Do(ctx, "GET", path, nil, call, &out)
+	return out.Notices, err
+}

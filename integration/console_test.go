@@ -239,7 +239,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 
 	// The other pages render.
-	for _, p := range []string{"", "/apis", "/decisions", "/webhooks"} {
+	for _, p := range []string{"", "/apis", "/decisions", "/notices", "/webhooks"} {
 		b.open("/console/tenants/acme" + p)
 		if strings.Contains(b.text("h1"), "Not Found") || strings.Contains(b.text("h1"), "Error") {
 			t.Fatalf("%s: %s", p, b.body())

@@ -149,6 +149,7 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("GET", "/v1/tenants/acme/usage?group_by=code&bucket=minute&since=1h", nil, 200)
 	ok("GET", "/v1/tenants/acme/decisions?since=1h", nil, 200)
 	ok("GET", "/v1/gateways", nil, 200)
+	ok("GET", "/v1/tenants/acme/notices?since=1h&type=key.expiring", nil, 200)
 	wh := ok("POST", "/v1/tenants/acme/webhooks", map[string]any{"url": "http://127.0.0.1:9/hook", "types": []string{"key.expiring"}}, 201)
 	hook, whSeq := "/v1/tenants/acme/webhooks/"+wh.body["webhook"].(map[string]any)["id"].(string), wh.header.Get("Keytrail-Seq")
 	e.must(e.call("GET", "/v1/tenants/acme/webhooks", root, nil, "Keytrail-Min-Seq", whSeq), 200)

@@ -206,6 +206,11 @@ func TestWebhooksDeliverNoticesSigned(t *testing.T) {
 	if !strings.HasPrefix(got.id, "msg_") || got.payload.Data["before"] != "7d" || got.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("delivery: %v %s", got.header, got.body)
 	}
+	// The tenant reads its notices back through the API.
+	if r := e.must(e.call("GET", "/v1/tenants/acme/notices?type=key.expiring", e.root, nil), 200); !strings.Contains(r.raw, keyID) ||
+		!strings.Contains(r.raw, `"before":"7d"`) {
+		t.Fatalf("notices: %s", r.raw)
+	}
 	// The slow endpoint got its request, and holds it still: the fast one
 	// was served meanwhile.
 	slow.waitFor("key.expiring (held)", expiring)

@@ -62,6 +62,7 @@ var ops = map[string]op{
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/rotate-secret": {"A new signing secret, in this answer only; deliveries carry both signatures for the overlap (default 24h, at most 7d)", "RotateSecret", 201, "CreatedWebhook"},
 	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries":     {"The endpoint's delivery attempts, oldest first (?since= default 7d, ?msg_id=, ?limit=)", "", 200, "AttemptList"},
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay":        {"Deliver again one message (msg_id) or every notice since a time (since) the endpoint wants", "Replay", 202, "Replayed"},
+	"GET /v1/tenants/{tenant}/notices":                           {"The notices told to the tenant (key.expiring, keys.blocked, …), oldest first (?since= default 7d, ?type=, ?limit=)", "", 200, "NoticeList"},
 	"GET /v1/gateways":                                           {"The gateway processes that report usage: each one's applied event-log sequence, lag and staleness as of its last report (any admin key)", "", 200, "GatewayList"},
 	"POST /v1/verify":                                            {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
 	"GET /healthz":                                               {"Liveness", "", 200, "Status"},
@@ -178,6 +179,10 @@ func schemas() obj {
 				"attempt": integer, "at": dateTime, "status": integer, "latency_ms": obj{"type": "number"}, "response": str, "error": str,
 				"outcome": obj{"enum": []string{"delivered", "retrying", "gave-up", "gone", "disabled"}}, "next_at": dateTime,
 				"failing_since": dateTime, "replay": obj{"type": "boolean"}, "endpoint_seq": integer})}}),
+		"NoticeList": object([]string{"notices"}, obj{"notices": obj{"type": "array", "items": object([]string{"id", "type", "tenant", "at", "text"}, obj{
+			"id": str, "type": obj{"enum": events.NoticeTypes()}, "tenant": str, "user": str, "key_id": str, "webhook": str, "at": dateTime, "seq": integer,
+			"expires_at": dateTime, "before": str, "code": str, "cause_seq": integer, "cause_type": str, "cause_actor": str, "cause_reason": str,
+			"keys": integer, "last_used_at": dateTime, "text": str})}}),
 		"GatewayList": object([]string{"gateways"}, obj{"gateways": obj{"type": "array", "items": object(nil, obj{"node": str, "boot": str,
 			"applied": integer, "lag": integer, "confirmed": dateTime, "reported": dateTime, "stopped": obj{"type": "boolean"},
 			"silent": obj{"type": "boolean"}, "staleness_ms": obj{"type": "integer"}})}}),
@@ -334,6 +339,9 @@ func queryOf(method, path string) []obj {
 			{"name": "msg_id", "in": "query", "schema": str}, page[1]}
 	case strings.HasSuffix(path, "/webhooks"):
 		return nil
+	case strings.HasSuffix(path, "/notices"):
+		return []obj{{"name": "since", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default 7d"},
+			{"name": "type", "in": "query", "schema": obj{"type": "string", "enum": events.NoticeTypes()}}, page[1]}
 	case createsObject(path):
 		return page
 	}

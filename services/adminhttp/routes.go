@@ -58,6 +58,7 @@ var Routes = []string{
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/rotate-secret",
 	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries",
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay",
+	"GET /v1/tenants/{tenant}/notices",
 	"GET /v1/gateways",
 	"POST /v1/verify",
 	"GET /healthz",
@@ -148,6 +149,7 @@ func (s *Server) routes() {
 	s.decisionRoutes()
 	s.apiRoutes()
 	s.webhookRoutes()
+	s.noticeRoutes()
 	s.listRoutes()
 	s.verifyRoutes()
 	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

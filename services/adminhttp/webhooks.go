@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ type WebhookLog interface {
 	Attempts(ctx context.Context, tenant, webhook string, q webhooks.AttemptQuery) ([]webhooks.Attempt, error)
 	ReplayMessage(ctx context.Context, w projections.Webhook, msgID, by string) error
 	ReplaySince(ctx context.Context, w projections.Webhook, since time.Time, by string) (int, bool, error)
+	Notices(ctx context.Context, tenant, typ string, since time.Time, limit int) ([]events.Notice, error)
 }
 
 // Request bodies of the webhook routes.
@@ -224,6 +226,40 @@ func (s *Server) webhookRoutes() {
 			return s.unavailable(err)
 		}
 		writeJSON(w, http.StatusAccepted, map[string]any{"queued": n, "more": more})
+		return nil
+	})
+}
+
+func (s *Server) noticeRoutes() {
+	s.handle("GET /v1/tenants/{tenant}/notices", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
+		if s.cfg.Webhooks == nil {
+			return &control.Error{Code: control.CodeUnavailable, Message: "this node does not read notices"}
+		}
+		v := r.URL.Query()
+		if err := onlyParams(v, "since", "type", "limit"); err != nil {
+			return err
+		}
+		typ := v.Get("type")
+		if typ != "" && !slices.Contains(events.NoticeTypes(), typ) {
+			return badParam("type: %q is not a notice type (%s)", clip(typ), strings.Join(events.NoticeTypes(), ", "))
+		}
+		now := s.cfg.Now()
+		since, err := timeParam(v.Get("since"), now, now.Add(-7*24*time.Hour))
+		if err != nil {
+			return badParam("since: %v", err)
+		}
+		limit, err := pageSize(r)
+		if err != nil {
+			return err
+		}
+		ns, err := s.cfg.Webhooks.Notices(r.Context(), r.PathValue("tenant"), typ, since, limit)
+		if err != nil {
+			return s.unavailable(err)
+		}
+		if ns == nil {
+			ns = []events.Notice{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"notices": ns})
 		return nil
 	})
 }

@@ -38,6 +38,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/apis", s.signedIn(s.apis))
 	s.mux.HandleFunc("POST /console/tenants/{tenant}/apis/{api}/{action}", s.signedIn(s.apiAction))
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/decisions", s.signedIn(s.decisions))
+	s.mux.HandleFunc("GET /console/tenants/{tenant}/notices", s.signedIn(s.notices))
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/webhooks", s.signedIn(s.webhooks))
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/webhooks/{webhook}", s.signedIn(s.webhook))
 	s.mux.HandleFunc("POST /console/tenants/{tenant}/webhooks/{webhook}/replay", s.signedIn(s.replay))
@@ -419,6 +420,25 @@ func (s *Server) decisions(r *http.Request, ss *session) (page, error) {
 
 var outcomeCodes = []string{"VALID", "MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "NOT_YET_VALID", "SUSPENDED",
 	"USER_DISABLED", "USER_DELETED", "USER_UNKNOWN", "TENANT_SUSPENDED", "TENANT_MISMATCH", "INSUFFICIENT_SCOPE", "RATE_LIMITED", "STALE"}
+
+// noticesData are a tenant's notices, newest first, and the type chosen.
+type noticesData struct {
+	Notices []client.Notice
+	Type    string
+	Types   []string
+}
+
+var noticeTypes = []string{"key.expiring", "key.expired", "keys.blocked", "key.denials-started", "key.rotation-stalled", "key.unused", "webhook.disabled"}
+
+func (s *Server) notices(r *http.Request, ss *session) (page, error) {
+	typ := r.URL.Query().Get("type")
+	ns, err := ss.api.Notices(r.Context(), r.PathValue("tenant"), typ, "30d", 200, nil)
+	if err != nil {
+		return page{}, err
+	}
+	slices.Reverse(ns)
+	return page{name: "notices", title: "Notices", data: noticesData{Notices: ns, Type: typ, Types: noticeTypes}}, nil
+}
 
 func (s *Server) webhooks(r *http.Request, ss *session) (page, error) {
 	ws, err := ss.api.ListWebhooks(r.Context(), r.PathValue("tenant"), after(r))

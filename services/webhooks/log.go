@@ -59,6 +59,34 @@ func (l *Log) Attempts(ctx context.Context, tenant, webhook string, q AttemptQue
 	return ring, err
 }
 
+// MaxNotices bounds one read of a tenant's notices.
+const MaxNotices = 1000
+
+// Notices returns the tenant's latest notices since since (of one type
+// when typ is set), oldest first, at most limit (MaxNotices).
+func (l *Log) Notices(ctx context.Context, tenant, typ string, since time.Time, limit int) ([]events.Notice, error) {
+	if limit <= 0 || limit > MaxNotices {
+		limit = MaxNotices
+	}
+	subject := events.NoticeSubjectPrefix + tenant + ".>"
+	if typ != "" {
+		subject = events.NoticeSubjectPrefix + tenant + "." + typ + ".*"
+	}
+	var ring []events.Notice
+	_, err := l.scan(ctx, events.NoticeStream, subject, since, func(data []byte) bool {
+		var n events.Notice
+		if json.Unmarshal(data, &n) != nil || n.Tenant != tenant {
+			return true
+		}
+		if len(ring) == limit {
+			ring = append(ring[:0], ring[1:]...)
+		}
+		ring = append(ring, n)
+		return true
+	})
+	return ring, err
+}
+
 // ErrNoMessage: a replay of a message the endpoint never had (or that aged
 // out of the stream).
 var ErrNoMessage = errors.New("webhooks: no such message for this endpoint")
