@@ -265,6 +265,14 @@ type User struct {
 	KeysRevokedBefore *time.Time `json:"keys_revoked_before,omitempty"`
 	CreatedAt         time.Time  `json:"created_at"`
 	Version           uint64     `json:"version"`
+	// Keys counts the user's keys (ListUsersWithKeyCounts).
+	Keys *KeyCount `json:"keys,omitempty"`
+}
+
+// KeyCount is how many keys a user holds, and how many verify now.
+type KeyCount struct {
+	Total  int `json:"total"`
+	Active int `json:"active"`
 }
 
 // RateLimit is requests per second and a burst.

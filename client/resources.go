@@ -194,6 +194,14 @@ func (c *Client) ListUsers(ctx context.Context, tenant string, o ListOptions, ca
 	return out, err
 }
 
+// ListUsersWithKeyCounts lists a tenant's users with how many keys each
+// holds and how many of them verify now.
+func (c *Client) ListUsersWithKeyCounts(ctx context.Context, tenant string, o ListOptions, call *Call) (UserPage, error) {
+	var out UserPage
+	_, err := c.Do(ctx, "GET", tenantPath(tenant)+"/users"+o.query(url.Values{"with": {"key_counts"}}), nil, call, &out)
+	return out, err
+}
+
 // User returns a user.
 func (c *Client) User(ctx context.Context, tenant, id string, call *Call) (User, error) {
 	out, err := c.userWrite(ctx, "GET", userPath(tenant, id), nil, call)

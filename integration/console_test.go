@@ -190,8 +190,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	b.shot("confirm")
 	b.submit("confirm", chromedp.Click(css("button.danger")))
-	if !strings.Contains(b.text("#user-bob"), "disabled") {
-		t.Fatalf("bob: %s", b.text("#user-bob"))
+	if bob := b.text("#user-bob"); !strings.Contains(bob, "disabled") || !strings.Contains(bob, "0 active of 1") {
+		t.Fatalf("bob: %s", bob)
 	}
 	b.open("/console/tenants/acme/keys")
 	if got := b.text(fmt.Sprintf("[data-key-status=%q]", keyID)); got != "user_disabled" {

@@ -117,6 +117,7 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("GET", "/v1/tenants/acme", nil, 200)
 	ok("POST", "/v1/tenants/acme/users", map[string]any{"id": "bob"}, 201)
 	ok("GET", "/v1/tenants/acme/users", nil, 200)
+	ok("GET", "/v1/tenants/acme/users?with=key_counts", nil, 200)
 	ok("GET", "/v1/tenants/acme/users/bob", nil, 200)
 	k := ok("POST", "/v1/tenants/acme/keys", map[string]any{"user": "bob", "scopes": []string{"orders:read"}}, 201)
 	key := k.body["key"].(map[string]any)["id"].(string)

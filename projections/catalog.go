@@ -493,6 +493,34 @@ func (c *Catalog) APIs(tenant, after string, limit int) ([]API, bool) {
 	return pageOf(t.apis, after, limit, func(a *API) bool { return a.Exists() })
 }
 
+// KeyCount is how many keys a user holds, and how many of them verify now
+// (their effective status is active).
+type KeyCount struct {
+	Total  int `json:"total"`
+	Active int `json:"active"`
+}
+
+// KeyCounts counts each user's keys of a tenant as of now.
+func (c *Catalog) KeyCounts(tenant string, now time.Time) map[string]KeyCount {
+	out := map[string]KeyCount{}
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return out
+	}
+	for _, k := range t.keys {
+		if !k.exists() {
+			continue
+		}
+		n := out[k.user.ID]
+		n.Total++
+		if c.VerifyHash(k.hash, Request{}, now).Code == CodeValid {
+			n.Active++
+		}
+		out[k.user.ID] = n
+	}
+	return out
+}
+
 // Webhook returns a webhook endpoint of a tenant (a deleted one too).
 func (c *Catalog) Webhook(tenant, id string) (Webhook, bool) {
 	if t, ok := c.tenants[tenant]; ok {

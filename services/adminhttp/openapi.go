@@ -109,7 +109,8 @@ func schemas() obj {
 			"notices": object(nil, obj{"expiry_before": strs, "unused_after": str})}),
 		"NoticeSettings": object(nil, obj{"expiry_before": obj{"type": "array", "items": dur, "maxItems": events.MaxExpiryThresholds}, "unused_after": dur, "reason": str}),
 		"User": object(nil, obj{"id": str, "tenant": str, "name": str, "status": obj{"enum": []string{"active", "disabled", "deleted"}},
-			"keys_revoked_before": dateTime, "created_at": dateTime, "version": integer}),
+			"keys_revoked_before": dateTime, "created_at": dateTime, "version": integer,
+			"keys": object([]string{"total", "active"}, obj{"total": integer, "active": integer})}),
 		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,
 			"status": obj{"enum": projections.EffectiveStatuses()}, "own_status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
 			"expires_at": nullTime, "rate_limit": nullRate, "metadata": strMap, "rotated_from": str, "rotated_to": str,
@@ -342,6 +343,8 @@ func queryOf(method, path string) []obj {
 	case strings.HasSuffix(path, "/notices"):
 		return []obj{{"name": "since", "in": "query", "schema": str, "description": "RFC 3339, or a duration before now; default 7d"},
 			{"name": "type", "in": "query", "schema": obj{"type": "string", "enum": events.NoticeTypes()}}, page[1]}
+	case strings.HasSuffix(path, "/users"):
+		return append(page, obj{"name": "with", "in": "query", "schema": obj{"type": "string", "enum": []string{"key_counts"}}})
 	case createsObject(path):
 		return page
 	}

@@ -3,6 +3,7 @@ package adminhttp
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -196,7 +197,8 @@ func created(res control.Result) int {
 // page, valid by valid) and ?limit=, answering {name: [...], next_cursor?}
 // from the read model (Keytrail-Min-Seq honoured).
 func listRoute[T any](s *Server, pattern string, who access, name string, valid func(string) bool,
-	list func(c *projections.Catalog, r *http.Request, after string, limit int) ([]T, bool), id func(T) string, view func(T) any) {
+	list func(c *projections.Catalog, r *http.Request, after string, limit int) ([]T, bool), id func(T) string,
+	view func(c *projections.Catalog, r *http.Request) (func(T) any, error)) {
 	s.handle(pattern, who, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		if err := s.minSeq(r); err != nil {
 			return err
@@ -211,10 +213,20 @@ func listRoute[T any](s *Server, pattern string, who access, name string, valid 
 		}
 		var page []T
 		var more bool
-		s.cfg.Model.Read(func(c *projections.Catalog) { page, more = list(c, r, after, limit) })
-		views := make([]any, len(page))
-		for i, v := range page {
-			views[i] = view(v)
+		var views []any
+		s.cfg.Model.Read(func(c *projections.Catalog) {
+			var of func(T) any
+			if of, err = view(c, r); err != nil {
+				return
+			}
+			page, more = list(c, r, after, limit)
+			views = make([]any, len(page))
+			for i, v := range page {
+				views[i] = of(v)
+			}
+		})
+		if err != nil {
+			return err
 		}
 		body := map[string]any{name: views}
 		if more {
@@ -225,19 +237,39 @@ func listRoute[T any](s *Server, pattern string, who access, name string, valid 
 	})
 }
 
+// plain is the view of a list whose items are shown as they are.
+func plain[T any](view func(T) any) func(*projections.Catalog, *http.Request) (func(T) any, error) {
+	return func(*projections.Catalog, *http.Request) (func(T) any, error) { return view, nil }
+}
+
 func (s *Server) listRoutes() {
 	listRoute(s, "GET /v1/tenants", rootOnly, "tenants", events.ValidTenantID,
 		func(c *projections.Catalog, _ *http.Request, after string, limit int) ([]projections.Tenant, bool) {
 			return c.Tenants(after, limit)
-		}, func(t projections.Tenant) string { return t.ID }, tenantAny)
+		}, func(t projections.Tenant) string { return t.ID }, plain(tenantAny))
 	listRoute(s, "GET /v1/tenants/{tenant}/users", tenantAdmin, "users", events.ValidUserID,
 		func(c *projections.Catalog, r *http.Request, after string, limit int) ([]projections.User, bool) {
 			return c.Users(r.PathValue("tenant"), after, limit)
-		}, func(u projections.User) string { return u.ID }, userAny)
+		}, func(u projections.User) string { return u.ID },
+		func(c *projections.Catalog, r *http.Request) (func(projections.User) any, error) {
+			switch with := r.URL.Query().Get("with"); with {
+			case "":
+				return userAny, nil
+			case "key_counts":
+				counts := c.KeyCounts(r.PathValue("tenant"), s.cfg.Now())
+				return func(u projections.User) any {
+					v, n := userOf(u), counts[u.ID]
+					v.Keys = &n
+					return v
+				}, nil
+			default:
+				return nil, &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("with: %q; the one value is key_counts", clip(with))}
+			}
+		})
 	listRoute(s, "GET /v1/tenants/{tenant}/apis", tenantAdmin, "apis", events.ValidAPIID,
 		func(c *projections.Catalog, r *http.Request, after string, limit int) ([]projections.API, bool) {
 			return c.APIs(r.PathValue("tenant"), after, limit)
-		}, func(a projections.API) string { return a.ID }, apiAny)
+		}, func(a projections.API) string { return a.ID }, plain(apiAny))
 }
 
 func pageSize(r *http.Request) (int, error) {

@@ -48,6 +48,8 @@ type userView struct {
 	KeysRevokedBefore *time.Time `json:"keys_revoked_before,omitempty"`
 	CreatedAt         time.Time  `json:"created_at"`
 	Version           uint64     `json:"version"`
+	// Keys counts the user's keys (lists with ?with=key_counts).
+	Keys *projections.KeyCount `json:"keys,omitempty"`
 }
 
 func userOf(u projections.User) userView {

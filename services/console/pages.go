@@ -120,7 +120,7 @@ func (s *Server) overview(r *http.Request, ss *session) (page, error) {
 }
 
 func (s *Server) users(r *http.Request, ss *session) (page, error) {
-	p, err := ss.api.ListUsers(r.Context(), r.PathValue("tenant"), client.ListOptions{Cursor: r.URL.Query().Get("cursor"), Limit: 100}, after(r))
+	p, err := ss.api.ListUsersWithKeyCounts(r.Context(), r.PathValue("tenant"), client.ListOptions{Cursor: r.URL.Query().Get("cursor"), Limit: 100}, after(r))
 	return page{name: "users", title: "Users", data: p}, err
 }
 
