@@ -196,10 +196,20 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		cancel()
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/console/", con)
-	mux.Handle("/", api)
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	// The console has /console/; the API everything else, as it arrives (a
+	// mux would clean and redirect paths the API answers 404 itself).
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/console":
+			http.Redirect(w, r, "/console/", http.StatusSeeOther)
+			return
+		case strings.HasPrefix(r.URL.Path, "/console/"):
+			con.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+	a.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	restoreSnapshot(ctx, st, a.model, nil, log)
 	revocations, err := api.ServeRevocations(st.JetStream().Conn())
