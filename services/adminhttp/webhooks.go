@@ -84,25 +84,10 @@ func webhookAny(w projections.Webhook) any {
 func (s *Server) webhookRoutes() {
 	c := s.cfg.Control
 	const one = "/v1/tenants/{tenant}/webhooks/{webhook}"
-	s.handle("POST /v1/tenants/{tenant}/webhooks", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		var b createWebhookBody
-		if err := decode(r, &b, false); err != nil {
-			return err
-		}
-		m, err := s.meta(r, p, b.Reason, true)
-		if err != nil {
-			return err
-		}
-		hook, sec, res, err := c.CreateWebhook(r.Context(), m, r.PathValue("tenant"), control.WebhookSpec{URL: b.URL, Types: b.Types})
-		if err != nil {
-			return err
-		}
-		if res.Replayed {
-			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already created a webhook; its secret was returned to that request and is never returned again", hook.ID)
-			return nil
-		}
-		return written(w, http.StatusCreated, res, map[string]any{"webhook": webhookAny(hook), "secret": sec})
-	})
+	withSecret(s, "POST /v1/tenants/{tenant}/webhooks", false, true, "created a webhook",
+		func(r *http.Request, m control.Meta, b createWebhookBody) (projections.Webhook, string, control.Result, error) {
+			return c.CreateWebhook(r.Context(), m, r.PathValue("tenant"), control.WebhookSpec{URL: b.URL, Types: b.Types})
+		})
 	s.handle("GET /v1/tenants/{tenant}/webhooks", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		if err := s.minSeq(r); err != nil {
 			return err
@@ -136,29 +121,14 @@ func (s *Server) webhookRoutes() {
 				return op(ctx, m, r.PathValue("tenant"), r.PathValue("webhook"))
 			}, ok, "webhook", webhookAny)
 	}
-	s.handle("POST "+one+"/rotate-secret", tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
-		var b rotateSecretBody
-		if err := decode(r, &b, true); err != nil {
-			return err
-		}
-		m, err := s.meta(r, p, b.Reason, false)
-		if err != nil {
-			return err
-		}
-		overlap := 24 * time.Hour
-		if b.Overlap != nil {
-			overlap = time.Duration(*b.Overlap)
-		}
-		hook, sec, res, err := c.RotateWebhookSecret(r.Context(), m, r.PathValue("tenant"), r.PathValue("webhook"), overlap)
-		if err != nil {
-			return err
-		}
-		if res.Replayed {
-			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already rotated the secret; the new one was returned to that request and is never returned again", hook.ID)
-			return nil
-		}
-		return written(w, http.StatusCreated, res, map[string]any{"webhook": webhookAny(hook), "secret": sec})
-	})
+	withSecret(s, "POST "+one+"/rotate-secret", true, false, "rotated the secret",
+		func(r *http.Request, m control.Meta, b rotateSecretBody) (projections.Webhook, string, control.Result, error) {
+			overlap := 24 * time.Hour
+			if b.Overlap != nil {
+				overlap = time.Duration(*b.Overlap)
+			}
+			return c.RotateWebhookSecret(r.Context(), m, r.PathValue("tenant"), r.PathValue("webhook"), overlap)
+		})
 	s.handle("GET "+one+"/deliveries", tenantAdmin, func(w http.ResponseWriter, r *http.Request, _ *principal) error {
 		v := r.URL.Query()
 		if err := onlyParams(v, "since", "msg_id", "limit"); err != nil {
@@ -261,6 +231,32 @@ func (s *Server) noticeRoutes() {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"notices": ns})
 		return nil
+	})
+}
+
+// withSecret registers a write whose answer holds a new signing secret, once:
+// a retry of it (the same Idempotency-Key) is a conflict naming the
+// endpoint, never the secret again.
+func withSecret[B reasoned](s *Server, pattern string, emptyOK, creates bool, did string,
+	run func(r *http.Request, m control.Meta, b B) (projections.Webhook, string, control.Result, error)) {
+	s.handle(pattern, tenantAdmin, func(w http.ResponseWriter, r *http.Request, p *principal) error {
+		var b B
+		if err := decode(r, &b, emptyOK); err != nil {
+			return err
+		}
+		m, err := s.meta(r, p, b.reason(), creates)
+		if err != nil {
+			return err
+		}
+		hook, sec, res, err := run(r, m, b)
+		if err != nil {
+			return err
+		}
+		if res.Replayed {
+			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already "+did+"; the secret was returned to that request and is never returned again", hook.ID)
+			return nil
+		}
+		return written(w, http.StatusCreated, res, map[string]any{"webhook": webhookAny(hook), "secret": sec})
 	})
 }
 
