@@ -191,17 +191,22 @@ func (s *Server) keys(r *http.Request, ss *session) (page, error) {
 	if err != nil {
 		return page{}, err
 	}
-	d := keysData{Page: p, Filter: f, Statuses: keyStatuses}
-	if p.NextCursor != "" {
-		next := url.Values{}
-		for k, v := range q {
-			next[k] = v
-		}
-		next.Set("cursor", p.NextCursor)
-		next.Del("seq")
-		d.Next = "?" + next.Encode()
+	return page{name: "keys", title: "Keys", data: keysData{Page: p, Filter: f, Statuses: keyStatuses, Next: nextPage(q, p.NextCursor)}}, nil
+}
+
+// nextPage is the link to the page after cursor: the same query, from
+// there ("" when there is none).
+func nextPage(q url.Values, cursor string) string {
+	if cursor == "" {
+		return ""
 	}
-	return page{name: "keys", title: "Keys", data: d}, nil
+	next := url.Values{}
+	for k, v := range q {
+		next[k] = v
+	}
+	next.Set("cursor", cursor)
+	next.Del("seq")
+	return "?" + next.Encode()
 }
 
 // secretData is a key (or endpoint) and its secret, shown once.
@@ -406,16 +411,7 @@ func (s *Server) decisions(r *http.Request, ss *session) (page, error) {
 	if err != nil {
 		return page{}, err
 	}
-	d := decisionsData{Query: dq, Page: p, Codes: outcomeCodes}
-	if p.NextCursor != "" {
-		next := url.Values{}
-		for k, v := range q {
-			next[k] = v
-		}
-		next.Set("cursor", p.NextCursor)
-		d.Next = "?" + next.Encode()
-	}
-	return page{name: "decisions", title: "Decisions", data: d}, nil
+	return page{name: "decisions", title: "Decisions", data: decisionsData{Query: dq, Page: p, Codes: outcomeCodes, Next: nextPage(q, p.NextCursor)}}, nil
 }
 
 var outcomeCodes = []string{"VALID", "MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "NOT_YET_VALID", "SUSPENDED",
