@@ -179,6 +179,13 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatal("the key list shows the secret, or not the key")
 	}
 	b.shot("keys")
+	// "Which key is this?": the secret pasted in finds its key, and is in
+	// no URL.
+	b.run("paste the secret", chromedp.SendKeys(css("#find-secret"), secret))
+	b.submit("find", chromedp.Submit(css("#find-secret")))
+	if where := get(b, "where", chromedp.Location()); !strings.HasSuffix(where, "/keys/"+keyID) || !strings.Contains(b.text("h1"), keyID) {
+		t.Fatalf("finding the key by its secret led to %s", where)
+	}
 
 	// Disable its user, confirming, with a reason.
 	b.open("/console/tenants/acme/users")

@@ -63,7 +63,7 @@ var ops = map[string]op{
 	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries":     {"The endpoint's delivery attempts, oldest first (?since= default 7d, ?msg_id=, ?limit=)", "", 200, "AttemptList"},
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay":        {"Deliver again one message (msg_id) or every notice since a time (since) the endpoint wants", "Replay", 202, "Replayed"},
 	"GET /v1/tenants/{tenant}/notices":                           {"The notices told to the tenant (key.expiring, keys.blocked, …), oldest first (?since= default 7d, ?type=, ?limit=)", "", 200, "NoticeList"},
-	"GET /v1/gateways":                                           {"The gateway processes that report usage: each one's applied event-log sequence, lag and staleness as of its last report (any admin key)", "", 200, "GatewayList"},
+	"GET /v1/gateways":                                           {"The gateway processes that report usage: each one's applied event-log sequence, lag and staleness as of its last report (a tenant admin sees lag and staleness only, the gateways unnamed)", "", 200, "GatewayList"},
 	"POST /v1/verify":                                            {"Verify a key (admin or keytrail:verify keys; another tenant's key is NOT_FOUND)", "Verify", 200, "Decision"},
 	"GET /healthz":                                               {"Liveness", "", 200, "Status"},
 	"GET /readyz":                                                {"Readiness: 503 until the read model has caught up", "", 200, "Status"},

@@ -141,6 +141,16 @@ func ago(now, t time.Time) string {
 	return s + suffix
 }
 
+// stops is when a key stops working: the earlier of its expiry and the end
+// of its rotation's grace (nil: never).
+func stops(k client.Key) *time.Time {
+	switch {
+	case k.GraceUntil != nil && (k.ExpiresAt == nil || k.GraceUntil.Before(*k.ExpiresAt)):
+		return k.GraceUntil
+	}
+	return k.ExpiresAt
+}
+
 // badge is the class of a status badge: fine, warning or bad.
 func badge(status string) string {
 	switch status {

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +76,13 @@ type session struct {
 const (
 	sessionCookie = "keytrail_session"
 	loginCookie   = "keytrail_login"
-	maxSessions   = 10000
+	// maxSessions bounds the sessions of a node; maxPerPrincipal those of
+	// one key (its oldest ends first), so that one admin cannot push the
+	// others out.
+	maxSessions     = 10000
+	maxPerPrincipal = 20
+	// maxForm bounds a form's body.
+	maxForm = 64 << 10
 )
 
 //go:embed assets
@@ -105,7 +112,7 @@ func New(cfg Config) (*Server, error) {
 				return "never"
 			}
 			return ago(cfg.Now(), *t)
-		}, "badge": badge, "join": strings.Join, "pathesc": url.PathEscape}
+		}, "badge": badge, "join": strings.Join, "pathesc": url.PathEscape, "stops": stops}
 	names, err := fs.Glob(assets, "assets/*.html")
 	if err != nil {
 		return nil, err
@@ -137,6 +144,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// POSTs (no-referrer would make it "null"), and nothing elsewhere.
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost {
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+			s.fail(w, r, nil, http.StatusUnsupportedMediaType, "the console takes forms (application/x-www-form-urlencoded) only")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -200,6 +214,13 @@ func (s *Server) signedIn(h handler) http.HandlerFunc {
 				if msg == "" {
 					msg = pr.Title
 				}
+				if status == http.StatusUnauthorized {
+					// The key was revoked, suspended or its user disabled
+					// since sign-in: the session ends with it.
+					s.end(w, ss)
+					http.Redirect(w, r, "/console/login", http.StatusSeeOther)
+					return
+				}
 			} else {
 				s.cfg.Log.Warn("console page failed", "path", r.URL.Path, "err", err)
 			}
@@ -220,8 +241,8 @@ func (s *Server) render(w http.ResponseWriter, status int, p page, ss *session, 
 	v := view{Title: p.title, Data: p.data, Tenant: tenant, Nav: p.name, Status: status}
 	if ss != nil {
 		v.Who, v.CSRF = ss.who, ss.csrf
-		if tenant == "" && !ss.who.Root {
-			v.Tenant = ss.who.Tenant
+		if !ss.who.Root {
+			v.Tenant = ss.who.Tenant // a tenant admin's links are its own tenant's, whatever the path
 		}
 	}
 	t := s.pages[p.name]
@@ -296,19 +317,42 @@ func (s *Server) start(w http.ResponseWriter, who Who, rt http.RoundTripper) *se
 	ss := &session{id: token(), csrf: token(), who: who, start: now, seen: now,
 		api: client.New("http://console.invalid", "", &http.Client{Transport: rt, Timeout: 30 * time.Second})}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	var mine []*session
 	for id, old := range s.sessions {
-		if now.Sub(old.start) > s.cfg.TTL || now.Sub(old.seen) > s.cfg.Idle || len(s.sessions) >= maxSessions {
+		switch {
+		case now.Sub(old.start) > s.cfg.TTL || now.Sub(old.seen) > s.cfg.Idle:
 			delete(s.sessions, id)
+		case old.who == who:
+			mine = append(mine, old)
 		}
 	}
+	if len(mine) >= maxPerPrincipal {
+		slices.SortFunc(mine, func(a, b *session) int { return a.seen.Compare(b.seen) })
+		for _, old := range mine[:len(mine)-maxPerPrincipal+1] {
+			delete(s.sessions, old.id)
+		}
+	}
+	if len(s.sessions) >= maxSessions {
+		return nil
+	}
 	s.sessions[ss.id] = ss
-	s.mu.Unlock()
 	http.SetCookie(w, s.cookie(sessionCookie, ss.id, int(s.cfg.TTL.Seconds())))
 	return ss
 }
 
+// end ends a session and clears its cookie.
+func (s *Server) end(w http.ResponseWriter, ss *session) {
+	if ss != nil {
+		s.mu.Lock()
+		delete(s.sessions, ss.id)
+		s.mu.Unlock()
+	}
+	http.SetCookie(w, s.cookie(sessionCookie, "", -1))
+}
+
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodGet {
+	if r.Method != http.MethodPost {
 		if ss := s.session(r); ss != nil {
 			http.Redirect(w, r, home(ss.who), http.StatusSeeOther)
 			return
@@ -333,21 +377,33 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, s.cookie(loginCookie, "", -1))
+	if old := s.session(r); old != nil {
+		s.end(w, old) // a session this browser had ends
+	}
 	ss := s.start(w, who, rt)
+	if ss == nil {
+		s.fail(w, r, nil, http.StatusServiceUnavailable, "this node has as many console sessions as it keeps; try again later")
+		return
+	}
+	s.cfg.Log.Info("console sign-in", "actor", actorOf(who))
 	http.Redirect(w, r, home(ss.who), http.StatusSeeOther)
 }
 
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	if ss := s.session(r); ss != nil {
-		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(ss.csrf)) != 1 {
-			s.fail(w, r, ss, http.StatusForbidden, "this form is not one the console gave you")
-			return
-		}
-		s.mu.Lock()
-		delete(s.sessions, ss.id)
-		s.mu.Unlock()
+// actorOf names who signed in, as events do.
+func actorOf(w Who) string {
+	if w.Root {
+		return "root"
 	}
-	http.SetCookie(w, s.cookie(sessionCookie, "", -1))
+	return w.KeyID
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	ss := s.session(r)
+	if ss != nil && subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(ss.csrf)) != 1 {
+		s.fail(w, r, ss, http.StatusForbidden, "this form is not one the console gave you")
+		return
+	}
+	s.end(w, ss)
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 }
 

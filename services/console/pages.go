@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -33,6 +34,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /console/tenants/{tenant}/users/{user}/{action}", s.signedIn(s.userAction))
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/keys", s.signedIn(s.keys))
 	s.mux.HandleFunc("POST /console/tenants/{tenant}/keys", s.signedIn(s.issueKey))
+	s.mux.HandleFunc("POST /console/tenants/{tenant}/keys/find", s.signedIn(s.findKey))
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/keys/{key}", s.signedIn(s.key))
 	s.mux.HandleFunc("POST /console/tenants/{tenant}/keys/{key}/{action}", s.signedIn(s.keyAction))
 	s.mux.HandleFunc("GET /console/tenants/{tenant}/apis", s.signedIn(s.apis))
@@ -185,6 +187,9 @@ var keyStatuses = []string{"active", "revoked", "expired", "suspended", "not_yet
 
 func (s *Server) keys(r *http.Request, ss *session) (page, error) {
 	q := r.URL.Query()
+	if looksSecret(q.Get("q")) {
+		return page{}, &client.Problem{Status: http.StatusBadRequest, Detail: "that looks like a key's secret: search by id, name or the hint's last characters, or use “Which key is this?” below, which never puts a secret in a URL"}
+	}
 	f := client.KeyFilter{User: q.Get("user"), Status: q.Get("status"), ExpiringWithin: q.Get("expiring_within"), UnusedFor: q.Get("unused_for"),
 		Search: q.Get("q"), WithUsage: true, ListOptions: client.ListOptions{Cursor: q.Get("cursor"), Limit: 50}}
 	p, err := ss.api.ListKeys(r.Context(), r.PathValue("tenant"), f, after(r))
@@ -208,6 +213,25 @@ func nextPage(q url.Values, cursor string) string {
 	next.Del("seq")
 	return "?" + next.Encode()
 }
+
+// findKey answers "which key is this?" for a secret pasted in, by POST so
+// that it is never in a URL: the API verifies it for the tenant, and the
+// page of the key it names follows.
+func (s *Server) findKey(r *http.Request, ss *session) (page, error) {
+	t := r.PathValue("tenant")
+	d, err := ss.api.VerifyFor(r.Context(), client.VerifyRequest{Key: strings.TrimSpace(r.PostFormValue("secret")), Tenant: t}, nil)
+	if err != nil {
+		return page{}, err
+	}
+	if d.KeyID == "" || d.Tenant != t {
+		return page{}, &client.Problem{Status: http.StatusNotFound, Detail: fmt.Sprintf("no key of %s has this secret (%s)", t, d.Code)}
+	}
+	return page{}, redirectTo(tenantURL(t) + "/keys/" + url.PathEscape(d.KeyID))
+}
+
+// looksSecret says whether a search is a pasted secret (kt_ and many
+// characters), which must not travel in a URL.
+func looksSecret(q string) bool { return len(q) > 20 && strings.Contains(q, "_") && !strings.HasPrefix(q, "key_") }
 
 // secretData is a key (or endpoint) and its secret, shown once.
 type secretData struct {
@@ -244,6 +268,7 @@ type keyData struct {
 	History    []client.HistoryEvent
 	Chart      chart
 	Recent     []client.LoggedDecision
+	RecentErr  string
 }
 
 func (s *Server) key(r *http.Request, ss *session) (page, error) {
@@ -297,24 +322,55 @@ func (s *Server) key(r *http.Request, ss *session) (page, error) {
 		return page{}, err
 	}
 	d.Chart = usageChart(u, s.cfg.Now())
-	if dec, err := ss.api.Decisions(ctx, t, client.DecisionQuery{Key: id, Since: "24h", Limit: 20}, nil); err == nil {
-		d.Recent = dec.Decisions
+	if d.Recent, _, err = newestDecisions(ctx, ss.api, t, client.DecisionQuery{Key: id, Since: "24h"}, 20); err != nil {
+		d.RecentErr = problemText(err)
 	}
 	return page{name: "key", title: "Key " + id, data: d}, nil
 }
 
-// parseWhen reads a time as RFC 3339, the browser's datetime-local form, or
-// a duration before now ("2h").
+// parseWhen reads a time as RFC 3339 (UTC when it names no zone), or a
+// duration before now ("2h", "3d").
 func parseWhen(s string, now time.Time) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
+	if t, ok := parseTime(s); ok {
+		return t, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+	if d, ok := parseDuration(s); ok {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("%q is not a time (2026-12-07T10:00:00Z) or a duration before now (2h)", s)
+	return time.Time{}, fmt.Errorf("%q is not a time (2026-12-07T10:00:00Z) or a duration before now (2h, 3d)", s)
+}
+
+// parseFuture reads a time as RFC 3339 (UTC when it names no zone), or a
+// duration from now ("30d").
+func parseFuture(s string, now time.Time) (time.Time, error) {
+	if t, ok := parseTime(s); ok {
+		return t, nil
+	}
+	if d, ok := parseDuration(s); ok {
+		return now.Add(d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time (2027-01-01T00:00:00Z) or a duration from now (30d)", s)
+}
+
+func parseTime(s string) (time.Time, bool) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil && t.Year() > 1 {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// parseDuration reads a Go duration or a number of days ("3d").
+func parseDuration(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		return time.Duration(n) * 24 * time.Hour, err == nil && n >= 0 && n <= 3650
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d >= 0
 }
 
 func asProblem(err error, pr **client.Problem) bool {
@@ -344,7 +400,11 @@ func (s *Server) keyAction(r *http.Request, ss *session) (page, error) {
 		k, rr, err = ss.api.RevokeKey(ctx, t, id, reason, nil)
 		res = client.KeyResult{Key: k, Result: rr}
 	case "rotate":
-		if p, ok := confirmed(r, "rotate key "+id+" (a new key and secret; this one works for the grace)", "grace"); !ok {
+		grace := "this one works for 24h more, the default grace"
+		if g := strings.TrimSpace(r.PostFormValue("grace")); g != "" {
+			grace = "this one works for " + g + " more"
+		}
+		if p, ok := confirmed(r, "rotate key "+id+" (a new key and secret; "+grace+")", "grace"); !ok {
 			return p, nil
 		}
 		rot, err := ss.api.RotateKey(ctx, t, id, r.PostFormValue("grace"), reason, nil)
@@ -373,7 +433,7 @@ func (s *Server) apiAction(r *http.Request, ss *session) (page, error) {
 	var err error
 	switch r.PathValue("action") {
 	case "deprecate":
-		sunset, perr := parseWhen(r.PostFormValue("sunset"), s.cfg.Now())
+		sunset, perr := parseFuture(r.PostFormValue("sunset"), s.cfg.Now())
 		if perr != nil {
 			return page{}, &client.Problem{Status: http.StatusBadRequest, Detail: "sunset: " + perr.Error()}
 		}
@@ -392,26 +452,63 @@ func (s *Server) apiAction(r *http.Request, ss *session) (page, error) {
 	return page{}, seeAfter(tenantURL(t)+"/apis", res.Seq)
 }
 
-// decisionsData is a search of the decision log.
+// decisionsData is a search of the decision log: its newest matches.
 type decisionsData struct {
-	Query client.DecisionQuery
-	Page  client.DecisionPage
+	Query     client.DecisionQuery
+	Decisions []client.LoggedDecision
+	// More: older matches exist than those shown.
+	More  bool
 	Codes []string
-	Next  string
+}
+
+// newestDecisions returns the newest n decisions q selects, newest first,
+// and whether older ones exist (the API pages oldest first: the console
+// reads up to 10 000 and keeps the last n).
+func newestDecisions(ctx context.Context, api *client.Client, tenant string, q client.DecisionQuery, n int) ([]client.LoggedDecision, bool, error) {
+	q.Limit = 1000
+	var ring []client.LoggedDecision
+	more := false
+	for range 10 {
+		p, err := api.Decisions(ctx, tenant, q, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		ring = append(ring, p.Decisions...)
+		if len(ring) > n {
+			more = true
+			ring = ring[len(ring)-n:]
+		}
+		if p.NextCursor == "" {
+			slices.Reverse(ring)
+			return ring, more, nil
+		}
+		q.Cursor = p.NextCursor
+	}
+	slices.Reverse(ring)
+	return ring, true, nil
+}
+
+// problemText is what an API error says, for a page.
+func problemText(err error) string {
+	var pr *client.Problem
+	if asProblem(err, &pr) {
+		return pr.Detail
+	}
+	return "the decision log did not answer"
 }
 
 func (s *Server) decisions(r *http.Request, ss *session) (page, error) {
 	q := r.URL.Query()
 	dq := client.DecisionQuery{Key: q.Get("key"), User: q.Get("user"), API: q.Get("api"), Code: q.Get("code"), Since: q.Get("since"),
-		Cursor: q.Get("cursor"), Limit: 100}
+		Until: q.Get("until")}
 	if dq.Since == "" {
 		dq.Since = "24h"
 	}
-	p, err := ss.api.Decisions(r.Context(), r.PathValue("tenant"), dq, nil)
+	ds, more, err := newestDecisions(r.Context(), ss.api, r.PathValue("tenant"), dq, 100)
 	if err != nil {
 		return page{}, err
 	}
-	return page{name: "decisions", title: "Decisions", data: decisionsData{Query: dq, Page: p, Codes: outcomeCodes, Next: nextPage(q, p.NextCursor)}}, nil
+	return page{name: "decisions", title: "Decisions", data: decisionsData{Query: dq, Decisions: ds, More: more, Codes: outcomeCodes}}, nil
 }
 
 var outcomeCodes = []string{"VALID", "MISSING", "MALFORMED", "NOT_FOUND", "REVOKED", "EXPIRED", "NOT_YET_VALID", "SUSPENDED",
@@ -459,7 +556,9 @@ func (s *Server) webhook(r *http.Request, ss *session) (page, error) {
 		return page{}, err
 	}
 	slices.Reverse(d.Attempts)
-	d.Queued = r.URL.Query().Get("queued")
+	if n, err := strconv.Atoi(r.URL.Query().Get("queued")); err == nil && n >= 0 {
+		d.Queued = strconv.Itoa(n)
+	}
 	return page{name: "webhook", title: "Webhook " + id, data: d}, nil
 }
 

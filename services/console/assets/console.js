@@ -1,5 +1,6 @@
 // Keytrail console: the copy button beside a secret. Everything else works
 // without script.
+for (const b of document.querySelectorAll("button.copy")) b.hidden = false;
 document.addEventListener("click", (e) => {
   const b = e.target.closest("button.copy");
   if (!b) return;
