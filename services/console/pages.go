@@ -231,7 +231,9 @@ func (s *Server) findKey(r *http.Request, ss *session) (page, error) {
 
 // looksSecret says whether a search is a pasted secret (kt_ and many
 // characters), which must not travel in a URL.
-func looksSecret(q string) bool { return len(q) > 20 && strings.Contains(q, "_") && !strings.HasPrefix(q, "key_") }
+func looksSecret(q string) bool {
+	return len(q) > 20 && strings.Contains(q, "_") && !strings.HasPrefix(q, "key_")
+}
 
 // secretData is a key (or endpoint) and its secret, shown once.
 type secretData struct {
