@@ -25,9 +25,11 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/internal/testkit"
+	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/app"
 	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/readmodel"
 )
 
 // auditEnv is `keytrail dev` whose gateway logs every decision, and an
@@ -384,16 +386,52 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	data, err = events.Encode(&elsewhere)
 	e.must(t, err)
 	publishRaw(t, nc, "keytrail.evt.acme.u.bob.u", data)
+	// A correctly linked key.resumed of the revoked key: every reader
+	// refuses it (revoked is final), and so must verify-chain (issue 17: it
+	// reported 0 problems for one).
+	h, err := e.dev.Store().Load(ctx, "acme", events.KeyAggregate(k.Key.User, k.Key.ID))
+	e.must(t, err)
+	resumed := storetest.Event("acme", events.KeyAggregate(k.Key.User, k.Key.ID), events.KeyResumedV1{}, "resumed")
+	resumed.PrevHash = h.Events[len(h.Events)-1].Hash
+	data, err = events.Encode(&resumed)
+	e.must(t, err)
+	publishRaw(t, nc, "keytrail.evt.acme.u."+k.Key.User+".k."+k.Key.ID, data)
 	last, _ := e.dev.Store().LastSeq(ctx, "")
 
 	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir)
-	if code != 1 || strings.Count(out, "PROBLEM") != 3 || !strings.Contains(out, fmt.Sprintf("seq %d", last)) ||
-		!strings.Contains(out, "does not link") || !strings.Contains(out, "not an event") {
+	if code != 1 || strings.Count(out, "PROBLEM") != 4 || !strings.Contains(out, fmt.Sprintf("seq %d", last)) ||
+		!strings.Contains(out, "does not link") || !strings.Contains(out, "not an event") || !strings.Contains(out, "the key is revoked") {
 		t.Fatalf("verify-chain with forgeries: exit %d\n%s", code, out)
 	}
 	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir, "-o", "json")
-	if code != 1 || strings.Count(out, "\n") != 4 {
+	if code != 1 || strings.Count(out, "\n") != 5 {
 		t.Fatalf("verify-chain -o json: exit %d\n%s", code, out)
+	}
+	// One judgement: a reader of the same log refuses exactly the messages
+	// verify-chain names.
+	reader := readmodel.New(slog.New(slog.DiscardHandler))
+	readCtx, stopReader := context.WithCancel(ctx)
+	defer stopReader()
+	go reader.Run(readCtx, e.dev.Store(), nil)
+	e.must(t, reader.WaitFor(ctx, last, 10*time.Second))
+	var refused []uint64
+	reader.Read(func(c *projections.Catalog) {
+		for _, p := range c.Problems {
+			refused = append(refused, p.Seq)
+		}
+	})
+	var named []uint64
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var p struct {
+			Seq     uint64
+			Problem string
+		}
+		if json.Unmarshal([]byte(line), &p) == nil && p.Problem != "" {
+			named = append(named, p.Seq)
+		}
+	}
+	if fmt.Sprint(refused) != fmt.Sprint(named) {
+		t.Fatalf("readers refuse %v, verify-chain names %v", refused, named)
 	}
 }
 

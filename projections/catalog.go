@@ -79,6 +79,18 @@ func (c *Catalog) VerifyOnly() bool { return c.verifyOnly }
 // ErrUnlinked: an event whose prev_hash is not its aggregate's last hash.
 var ErrUnlinked = errors.New("projections: event does not link to its aggregate's previous event")
 
+// Take folds the message at seq as every reader of the log does — the read
+// models and the audit's verify-chain alike: a message that is not a valid
+// event (decodeErr) is skipped, an event is applied; the error says why it
+// did not count (nil when it did).
+func (c *Catalog) Take(seq uint64, r events.Recorded, decodeErr error) error {
+	if decodeErr != nil {
+		c.Skip(seq, decodeErr)
+		return decodeErr
+	}
+	return c.Apply(r)
+}
+
 // Skip records a message at seq that is not a valid event (decodeErr).
 func (c *Catalog) Skip(seq uint64, err error) {
 	c.Seq = max(c.Seq, seq)

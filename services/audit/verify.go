@@ -3,6 +3,7 @@ package audit
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -30,12 +31,12 @@ type ChainReport struct {
 }
 
 // VerifyChain reads the whole event log and checks that the stream is as
-// strong as Keytrail requires (deletes and purges denied, …), that its
-// sequence has no gap, that every message decodes to an event of the
-// aggregate its subject names, and that every event links to its
-// aggregate's previous valid event. A message that fails is named and left
-// out of its chain, which goes on from its last valid event (as every reader
-// of the log sees it).
+// strong as Keytrail requires (deletes and purges denied, …) and that its
+// sequence has no gap, then judges every message exactly as the readers do
+// — one code path, projections.Catalog.Take: it must decode to an event of
+// the aggregate its subject names, link to its aggregate's previous event,
+// and be a transition its aggregate can make (a key.resumed after a
+// key.revoked is not). Each message that fails is named.
 func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 	var rep ChainReport
 	info, err := a.streamInfo(ctx, events.StreamName)
@@ -56,11 +57,8 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 		return rep, err
 	}
 	defer sub.Close()
-	type head struct {
-		hash events.Hash
-		seq  uint64
-	}
-	heads := map[string]head{}
+	cat := projections.NewVerificationCatalog()
+	subjects := map[string]bool{}
 	prev := info.State.FirstSeq - 1
 	for prev < info.State.LastSeq {
 		d, err := sub.Next(ctx)
@@ -72,24 +70,19 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 		}
 		prev = d.Seq
 		rep.Messages++
-		if d.Err != nil {
+		subjects[d.Subject] = true
+		switch err := cat.Take(d.Seq, d.Event, d.Err); {
+		case d.Err != nil:
 			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: "not an event: " + d.Err.Error()})
-			continue
+		case errors.Is(err, projections.ErrUnlinked):
+			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject,
+				Problem: "does not link: its prev_hash is not the hash of its aggregate's previous event"})
+		case err != nil:
+			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject,
+				Problem: "readers refuse it: " + strings.TrimPrefix(err.Error(), "projections: ")})
 		}
-		h := heads[d.Subject]
-		if d.Event.PrevHash != h.hash {
-			why := "does not link: its prev_hash is not the hash of its aggregate's previous event"
-			if h.seq != 0 {
-				why += fmt.Sprintf(" (seq %d)", h.seq)
-			} else {
-				why += " (it has none: this would be its first)"
-			}
-			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: why})
-			continue
-		}
-		heads[d.Subject] = head{hash: d.Event.Hash, seq: d.Seq}
 	}
-	rep.Aggregates = len(heads)
+	rep.Aggregates = len(subjects)
 	return rep, nil
 }
 

@@ -190,9 +190,7 @@ func (m *Model) follow(ctx context.Context, st store.Store, filters []string, ta
 // apply folds one delivery and moves the model's position.
 func (m *Model) apply(d store.Delivery, target uint64) {
 	m.mu.Lock()
-	if d.Err != nil {
-		m.cat.Skip(d.Seq, d.Err)
-	} else if err := m.cat.Apply(d.Event); err != nil {
+	if err := m.cat.Take(d.Seq, d.Event, d.Err); err != nil && d.Err == nil {
 		m.log.Warn("event not applied", "seq", d.Seq, "err", err)
 	}
 	m.mu.Unlock()
