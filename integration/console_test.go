@@ -162,11 +162,17 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.SendKeys(css("#new-ttl"), "90d"))
 	b.submit("issue", chromedp.Submit(css("#new-user")))
 	secret, location := get(b, "read the secret", chromedp.Value(css("#secret"))), get(b, "where", chromedp.Location())
+	b.shot("secret")
+	// The same form sent again (reload) issues no second key.
+	b.submit("resubmit", chromedp.Reload())
+	if body := b.body(); !strings.Contains(body, "already issued a key") || strings.Contains(body, secret) {
+		t.Fatalf("the issue form sent again: %s", body)
+	}
+	b.open("/console/tenants/acme/keys")
 	if !strings.HasPrefix(secret, "kt_") || strings.Contains(location, secret) {
 		t.Fatalf("secret %q at %s", secret, location)
 	}
-	b.shot("secret")
-	b.submit("go to the key", chromedp.Click(css("a[href*='/keys/key_']")))
+	b.submit("go to the key", chromedp.Click(css("table a[href*='/keys/key_']")))
 	keyURL := get(b, "where", chromedp.Location())
 	keyID := keyURL[strings.LastIndex(keyURL, "/")+1:]
 	keyID, _, _ = strings.Cut(keyID, "?")

@@ -371,6 +371,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	key := r.PostFormValue("key")
 	who, rt, err := s.cfg.Auth.SignIn(r.Context(), key)
 	if err != nil {
+		s.cfg.Log.Info("console sign-in refused", "remote", r.RemoteAddr) // never the key
 		t := token()
 		http.SetCookie(w, s.cookie(loginCookie, t, 600))
 		s.render(w, http.StatusUnauthorized, page{name: "login", title: "Sign in", data: t}, nil, "")

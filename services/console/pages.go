@@ -181,6 +181,8 @@ type keysData struct {
 	Filter   client.KeyFilter
 	Statuses []string
 	Next     string
+	// Idem is this rendering's idempotency key for the issue form.
+	Idem string
 }
 
 var keyStatuses = []string{"active", "revoked", "expired", "suspended", "not_yet_valid", "user_disabled", "user_deleted", "user_unknown", "tenant_suspended"}
@@ -196,7 +198,7 @@ func (s *Server) keys(r *http.Request, ss *session) (page, error) {
 	if err != nil {
 		return page{}, err
 	}
-	return page{name: "keys", title: "Keys", data: keysData{Page: p, Filter: f, Statuses: keyStatuses, Next: nextPage(q, p.NextCursor)}}, nil
+	return page{name: "keys", title: "Keys", data: keysData{Page: p, Filter: f, Statuses: keyStatuses, Next: nextPage(q, p.NextCursor), Idem: token()}}, nil
 }
 
 // nextPage is the link to the page after cursor: the same query, from
@@ -247,7 +249,13 @@ func (s *Server) issueKey(r *http.Request, ss *session) (page, error) {
 	for _, sc := range strings.Fields(strings.ReplaceAll(r.PostFormValue("scopes"), ",", " ")) {
 		spec.Scopes = append(spec.Scopes, sc)
 	}
-	k, err := ss.api.IssueKey(r.Context(), t, spec, nil)
+	// The form's own idempotency key: the same form sent again (reload,
+	// back and forward) is the same request, and issues no second key.
+	var call *client.Call
+	if idem := r.PostFormValue("idem"); len(idem) == 43 && strings.Trim(idem, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") == "" {
+		call = &client.Call{IdempotencyKey: "console-" + idem}
+	}
+	k, err := ss.api.IssueKey(r.Context(), t, spec, call)
 	if err != nil {
 		return page{}, err
 	}
