@@ -152,88 +152,105 @@ func DueUsageNotices(c *Catalog, u *Usage, sent NoticesSent, now time.Time, cfg 
 		last time.Time
 	}
 	blocks := map[string]*blocked{}
+	// consider judges one key of tenant t, given its use.
+	consider := func(tid string, t *tenantEntry, k *keyState, use KeyUse, unusedFor time.Duration) {
+		// Whose state blocks the key: the tenant's, else the user's.
+		var cause Evidence
+		var code Code
+		switch {
+		case !t.Exists() || t.Status != TenantActive:
+			cause, code = t.StatusBy, CodeTenantSuspended
+		case k.user.Exists() && k.user.Status == UserDisabled:
+			cause, code = k.user.StatusBy, CodeUserDisabled
+		case k.user.Exists() && k.user.Status == UserDeleted:
+			cause, code = k.user.StatusBy, CodeUserDeleted
+		}
+		if cause != 0 && use.Used && use.At.After(recent) {
+			about := k.user.ID
+			if code == CodeTenantSuspended {
+				about = ""
+			}
+			id := fmt.Sprintf("%s:%s:%s:%d", events.NoticeKeysBlocked, tid, about, cause.Seq())
+			b := blocks[id]
+			if b == nil {
+				b = &blocked{n: events.Notice{ID: id, Type: events.NoticeKeysBlocked, Tenant: tid, User: about, Code: string(code),
+					CauseSeq: cause.Seq(), CauseType: string(cause.Type())}}
+				blocks[id] = b
+			}
+			b.n.Keys++
+			if use.At.After(b.last) {
+				b.last = use.At
+			}
+		}
+		// A key whose requests turned from VALID to denied.
+		if use.Used && use.Code != string(CodeValid) && use.ValidAt.After(recent) && use.At.After(use.ValidAt) {
+			d := c.VerifyHash(k.hash, Request{}, now)
+			if d.Code != CodeValid && d.Code != CodeNotFound {
+				var ev Evidence
+				if e := d.Evidence(); len(e) > 0 {
+					ev = e[0]
+				}
+				last := use.At
+				add(events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeDenialsStarted, k.id, ev.Seq()), Type: events.NoticeDenialsStarted,
+					Tenant: tid, User: k.user.ID, KeyID: k.id, Code: string(d.Code), CauseSeq: ev.Seq(), CauseType: string(ev.Type()), LastUsedAt: &last,
+					Text: fmt.Sprintf("key %s of %s/%s: requests are denied %s since %s at seq %d; its last VALID request was at %s",
+						k.id, tid, k.user.ID, d.Code, ev.Type(), ev.Seq(), use.ValidAt.UTC().Format(time.RFC3339))})
+			}
+		}
+		// A rotated key still used near the end of its grace.
+		if k.graceUntil != never && use.Used {
+			end := time.Unix(0, int64(k.graceUntil)).UTC()
+			const window = 24 * time.Hour
+			if !now.Before(end.Add(-window)) && now.Before(end) && use.At.After(end.Add(-window)) {
+				last := use.At
+				add(events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeRotationStalled, k.id, end.Unix()), Type: events.NoticeRotationStalled,
+					Tenant: tid, User: k.user.ID, KeyID: k.id, ExpiresAt: &end, LastUsedAt: &last,
+					Text: fmt.Sprintf("key %s of %s/%s was rotated and is still used; it stops working at %s", k.id, tid, k.user.ID, end.Format(time.RFC3339))})
+			}
+		}
+		// A key nobody uses.
+		since := time.Time{}
+		if k.created != always && k.created != never {
+			since = time.Unix(0, int64(k.created)).UTC()
+		}
+		if use.Used {
+			since = use.At
+		}
+		if !since.IsZero() && now.Sub(since) >= unusedFor {
+			n := events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeKeyUnused, k.id, since.Unix()), Type: events.NoticeKeyUnused,
+				Tenant: tid, User: k.user.ID, KeyID: k.id,
+				Text: fmt.Sprintf("key %s of %s/%s has not been used for %s", k.id, tid, k.user.ID, days(unusedFor))}
+			if use.Used {
+				last := use.At
+				n.LastUsedAt = &last
+			}
+			add(n)
+		}
+	}
 	for tid, t := range c.tenants {
 		unusedFor := cfg.UnusedFor
 		if _, own := t.Notices.Durations(); own > 0 {
 			unusedFor = own // the tenant's own setting
 		}
+		// The keys requests presented (the usage fold's, far fewer than a
+		// tenant's keys): every notice that rests on use…
+		used := u.last[tid]
+		seen := make(map[*keyState]bool, len(used))
+		for kid, l := range used {
+			if k := t.keys[kid]; k != nil {
+				seen[k] = true
+				if k.exists() && k.status != keyRevoked {
+					consider(tid, t, k, KeyUse{LastUse: l.LastUse, Used: true}, unusedFor)
+				}
+			}
+		}
+		// …and the keys no request presented, which can only be unused:
+		// one pass over the tenant's keys, by pointer (reading no key id).
 		for _, k := range t.keys {
-			if !k.exists() || k.status == keyRevoked {
+			if !k.exists() || k.status == keyRevoked || seen[k] {
 				continue
 			}
-			use := u.KeyUse(tid, k.id, now)
-			// Whose state blocks the key: the tenant's, else the user's.
-			var cause Evidence
-			var code Code
-			switch {
-			case !t.Exists() || t.Status != TenantActive:
-				cause, code = t.StatusBy, CodeTenantSuspended
-			case k.user.Exists() && k.user.Status == UserDisabled:
-				cause, code = k.user.StatusBy, CodeUserDisabled
-			case k.user.Exists() && k.user.Status == UserDeleted:
-				cause, code = k.user.StatusBy, CodeUserDeleted
-			}
-			if cause != 0 && use.Used && use.At.After(recent) {
-				about := k.user.ID
-				if code == CodeTenantSuspended {
-					about = ""
-				}
-				id := fmt.Sprintf("%s:%s:%s:%d", events.NoticeKeysBlocked, tid, about, cause.Seq())
-				b := blocks[id]
-				if b == nil {
-					b = &blocked{n: events.Notice{ID: id, Type: events.NoticeKeysBlocked, Tenant: tid, User: about, Code: string(code),
-						CauseSeq: cause.Seq(), CauseType: string(cause.Type())}}
-					blocks[id] = b
-				}
-				b.n.Keys++
-				if use.At.After(b.last) {
-					b.last = use.At
-				}
-			}
-			// A key whose requests turned from VALID to denied.
-			if use.Used && use.Code != string(CodeValid) && use.ValidAt.After(recent) && use.At.After(use.ValidAt) {
-				d := c.VerifyHash(k.hash, Request{}, now)
-				if d.Code != CodeValid && d.Code != CodeNotFound {
-					var ev Evidence
-					if e := d.Evidence(); len(e) > 0 {
-						ev = e[0]
-					}
-					last := use.At
-					add(events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeDenialsStarted, k.id, ev.Seq()), Type: events.NoticeDenialsStarted,
-						Tenant: tid, User: k.user.ID, KeyID: k.id, Code: string(d.Code), CauseSeq: ev.Seq(), CauseType: string(ev.Type()), LastUsedAt: &last,
-						Text: fmt.Sprintf("key %s of %s/%s: requests are denied %s since %s at seq %d; its last VALID request was at %s",
-							k.id, tid, k.user.ID, d.Code, ev.Type(), ev.Seq(), use.ValidAt.UTC().Format(time.RFC3339))})
-				}
-			}
-			// A rotated key still used near the end of its grace.
-			if k.graceUntil != never && use.Used {
-				end := time.Unix(0, int64(k.graceUntil)).UTC()
-				const window = 24 * time.Hour
-				if !now.Before(end.Add(-window)) && now.Before(end) && use.At.After(end.Add(-window)) {
-					last := use.At
-					add(events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeRotationStalled, k.id, end.Unix()), Type: events.NoticeRotationStalled,
-						Tenant: tid, User: k.user.ID, KeyID: k.id, ExpiresAt: &end, LastUsedAt: &last,
-						Text: fmt.Sprintf("key %s of %s/%s was rotated and is still used; it stops working at %s", k.id, tid, k.user.ID, end.Format(time.RFC3339))})
-				}
-			}
-			// A key nobody uses.
-			since := time.Time{}
-			if k.created != always && k.created != never {
-				since = time.Unix(0, int64(k.created)).UTC()
-			}
-			if use.Used {
-				since = use.At
-			}
-			if !since.IsZero() && now.Sub(since) >= unusedFor {
-				n := events.Notice{ID: fmt.Sprintf("%s:%s:%d", events.NoticeKeyUnused, k.id, since.Unix()), Type: events.NoticeKeyUnused,
-					Tenant: tid, User: k.user.ID, KeyID: k.id,
-					Text: fmt.Sprintf("key %s of %s/%s has not been used for %s", k.id, tid, k.user.ID, days(unusedFor))}
-				if use.Used {
-					last := use.At
-					n.LastUsedAt = &last
-				}
-				add(n)
-			}
+			consider(tid, t, k, KeyUse{}, unusedFor)
 		}
 	}
 	for _, b := range blocks {
