@@ -256,6 +256,10 @@ func deref(p Payload) Payload {
 		return *v
 	case *WebhookDeletedV1:
 		return *v
+	case *SignerAddedV1:
+		return *v
+	case *SignerRemovedV1:
+		return *v
 	}
 	return p
 }

@@ -32,6 +32,9 @@ func APIAggregate(a string) Aggregate { return Aggregate{Kind: KindAPI, ID: a} }
 // WebhookAggregate names the aggregate of webhook endpoint w.
 func WebhookAggregate(w string) Aggregate { return Aggregate{Kind: KindWebhook, ID: w} }
 
+// TrustAggregate names the system aggregate of trusted signers.
+func TrustAggregate() Aggregate { return Aggregate{Kind: KindTrust, ID: TrustID} }
+
 // String returns "kind/id" (or "key/user/id").
 func (a Aggregate) String() string {
 	if a.User != "" {
@@ -62,6 +65,10 @@ func (a Aggregate) validate(tenant string) error {
 	case KindWebhook:
 		if !ValidWebhookID(a.ID) || a.User != "" {
 			return fmt.Errorf("invalid webhook aggregate id")
+		}
+	case KindTrust:
+		if a.ID != TrustID || a.User != "" || tenant != SystemTenant {
+			return fmt.Errorf("the trust aggregate is %s/%s", SystemTenant, TrustID)
 		}
 	default:
 		return fmt.Errorf("unknown aggregate kind %q", a.Kind)
@@ -154,4 +161,6 @@ type Recorded struct {
 	// Hash is HashOf the stored bytes.
 	Hash Hash
 	Event
+	// Seal is the event's signature, nil when it has none.
+	Seal *Seal
 }

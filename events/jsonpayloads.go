@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -66,6 +67,45 @@ func (p *WebhookCreatedV1) decodeFrom(d *decoder) error {
 }
 func (p *WebhookUpdatedV1) decodeFrom(d *decoder) error {
 	return decodeWebhook(d, &p.URL, &p.Types, nil)
+}
+
+func (p *SignerAddedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		switch string(name) {
+		case "id":
+			if err = once(&seen, 0, name); err == nil {
+				p.ID, err = d.str()
+			}
+		case "public_key":
+			if err = once(&seen, 1, name); err == nil {
+				var s string
+				if s, err = d.str(); err == nil {
+					p.PublicKey, err = base64.StdEncoding.DecodeString(s)
+				}
+			}
+		case "name":
+			if err = once(&seen, 2, name); err == nil {
+				p.Name, err = d.str()
+			}
+		default:
+			err = unknown(name)
+		}
+		return err
+	})
+}
+
+func (p *SignerRemovedV1) decodeFrom(d *decoder) error {
+	var seen uint32
+	return d.object(func(name []byte) (err error) {
+		if string(name) != "id" {
+			return unknown(name)
+		}
+		if err = once(&seen, 0, name); err == nil {
+			p.ID, err = d.str()
+		}
+		return err
+	})
 }
 
 func (p *WebhookSecretRotatedV1) decodeFrom(d *decoder) error {
@@ -429,7 +469,7 @@ func internType(b []byte) Type {
 }
 
 func internKind(b []byte) Kind {
-	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI, KindWebhook} {
+	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI, KindWebhook, KindTrust} {
 		if string(k) == string(b) {
 			return k
 		}

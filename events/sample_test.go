@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"crypto/ed25519"
+	"time"
+)
 
 // Fixed values so that golden files are stable.
 var (
@@ -11,6 +14,9 @@ var (
 )
 
 func ptr[T any](v T) *T { return &v }
+
+// samplePub is a fixed Ed25519 public key.
+var samplePub = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public().(ed25519.PublicKey)
 
 // sample returns a fully populated event of type t: every optional field set,
 // so that the golden file shows the whole wire shape.
@@ -32,6 +38,8 @@ func sample(t Type) Event {
 		e.Aggregate = APIAggregate("orders")
 	case KindWebhook:
 		e.Aggregate = WebhookAggregate("whk_01JDQ8Z6W4M2N9V3X5C7B1A0ZW")
+	case KindTrust:
+		e.Tenant, e.Aggregate = SystemTenant, TrustAggregate()
 	}
 	rl := &RateLimit{PerSecond: 12.5, Burst: 20}
 	md := map[string]string{"team": "billing", "env": "prod"}
@@ -91,6 +99,10 @@ func sample(t Type) Event {
 		e.Data = WebhookEnabledV1{}
 	case WebhookDeleted:
 		e.Data = WebhookDeletedV1{}
+	case SignerAdded:
+		e.Data = SignerAddedV1{ID: SignerID(samplePub), PublicKey: samplePub, Name: "control-1"}
+	case SignerRemoved:
+		e.Data = SignerRemovedV1{ID: SignerID(samplePub)}
 	}
 	return e
 }

@@ -16,6 +16,7 @@ import (
 //	keytrail.evt.<tenant>.u.<user>.k.<key>   a key of that user
 //	keytrail.evt.<tenant>.a.<api>            an API
 //	keytrail.evt.<tenant>.w.<webhook>        a webhook endpoint
+//	keytrail.evt.keytrail-system.s           the trusted signers
 const (
 	StreamName  = "KEYTRAIL_EVENTS"
 	SubjectRoot = "keytrail.evt"
@@ -83,6 +84,8 @@ func Subject(tenant string, a Aggregate) (string, error) {
 	case KindWebhook:
 		b.WriteString(".w.")
 		b.WriteString(a.ID)
+	case KindTrust:
+		b.WriteString(".s")
 	}
 	return b.String(), nil
 }
@@ -111,6 +114,8 @@ func IsSubjectOf(e *Event, subject string) bool {
 		return len(rest) == len(a.ID)+3 && rest[:3] == ".a." && rest[3:] == a.ID
 	case KindWebhook:
 		return len(rest) == len(a.ID)+3 && rest[:3] == ".w." && rest[3:] == a.ID
+	case KindTrust:
+		return rest == ".s"
 	}
 	return false
 }
@@ -136,6 +141,8 @@ func ParseSubject(subj string) (tenant string, a Aggregate, err error) {
 		a = APIAggregate(tok[2])
 	case len(tok) == 3 && tok[1] == "w":
 		a = WebhookAggregate(tok[2])
+	case len(tok) == 2 && tok[1] == "s":
+		a = TrustAggregate()
 	default:
 		return "", Aggregate{}, fmt.Errorf("events: subject %q has no aggregate layout", subj)
 	}

@@ -50,6 +50,11 @@ const (
 	WebhookDisabled      Type = "webhook.disabled"
 	WebhookEnabled       Type = "webhook.enabled"
 	WebhookDeleted       Type = "webhook.deleted"
+
+	// The signers whose signatures readers trust (docs/signing.md), on
+	// the system aggregate; each such event is signed by the root key.
+	SignerAdded   Type = "signer.added"
+	SignerRemoved Type = "signer.removed"
 )
 
 // Kind is the kind of aggregate an event belongs to.
@@ -63,7 +68,17 @@ const (
 	KindAPI    Kind = "api"
 	// KindWebhook: a tenant's webhook endpoint.
 	KindWebhook Kind = "webhook"
+	// KindTrust: the system aggregate of trusted signers (tenant
+	// SystemTenant, id TrustID).
+	KindTrust Kind = "trust"
 )
+
+// SystemTenant owns the system aggregates; no tenant may be created with
+// its id.
+const SystemTenant = "keytrail-system"
+
+// TrustID is the id of the signer set's aggregate.
+const TrustID = "signers"
 
 // Payload is the typed body of an event. Each implementation is one event type
 // at its current schema version.
@@ -136,6 +151,10 @@ func schemaOf(t Type) (schema, bool) {
 		return schema{KindWebhook, 1, func() Payload { return new(WebhookEnabledV1) }}, true
 	case WebhookDeleted:
 		return schema{KindWebhook, 1, func() Payload { return new(WebhookDeletedV1) }}, true
+	case SignerAdded:
+		return schema{KindTrust, 1, func() Payload { return new(SignerAddedV1) }}, true
+	case SignerRemoved:
+		return schema{KindTrust, 1, func() Payload { return new(SignerRemovedV1) }}, true
 	}
 	return schema{}, false
 }
@@ -150,6 +169,7 @@ func Types() []Type {
 		TenantKeysRevokedBefore, // appended: read models index types by their place here
 		TenantNoticesConfigured,
 		WebhookCreated, WebhookUpdated, WebhookSecretRotated, WebhookDisabled, WebhookEnabled, WebhookDeleted,
+		SignerAdded, SignerRemoved,
 	}
 }
 
@@ -512,6 +532,38 @@ type APIDeprecatedV1 struct {
 
 // APIRetiredV1: the API answers 410 from now on; final.
 type APIRetiredV1 struct{}
+
+// Signer events.
+
+// SignerAddedV1: events signed by this key count from the next sequence on.
+type SignerAddedV1 struct {
+	ID        string `json:"id"`
+	PublicKey []byte `json:"public_key"`
+	Name      string `json:"name,omitempty"`
+}
+
+// SignerRemovedV1: events signed by this key after this one do not count
+// (those before stay valid).
+type SignerRemovedV1 struct {
+	ID string `json:"id"`
+}
+
+func (SignerAddedV1) EventType() Type   { return SignerAdded }
+func (SignerRemovedV1) EventType() Type { return SignerRemoved }
+
+func (p SignerAddedV1) validate() error {
+	if len(p.PublicKey) != 32 || SignerID(p.PublicKey) != p.ID {
+		return fmt.Errorf("a signer is a 32-byte Ed25519 public_key and its id")
+	}
+	return validateName(p.Name, false)
+}
+
+func (p SignerRemovedV1) validate() error {
+	if !ValidSignerID(p.ID) {
+		return fmt.Errorf("id must be a signer id (16 hex)")
+	}
+	return nil
+}
 
 // Webhook events.
 

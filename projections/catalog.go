@@ -2,8 +2,10 @@ package projections
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +38,62 @@ type Catalog struct {
 	// impossible transitions); Problems keeps the latest of them.
 	Skipped  uint64
 	Problems []Problem
+	// trust, when set, is the pinned root public key: every event must
+	// then be signed — the signer set's by it, the others by a signer it
+	// added (docs/signing.md).
+	trust ed25519.PublicKey
+	// signers are the trusted signers as of Seq; trustHead the chain head
+	// of their aggregate.
+	signers   map[string]ed25519.PublicKey
+	trustHead events.Hash
+}
+
+// ErrUnsigned: an event without a signature a trusted signer made.
+var ErrUnsigned = errors.New("projections: not signed by a trusted signer")
+
+// SetTrust pins the root public key: from then on the catalog applies only
+// events signed by the signers it added (and the signer set's own events
+// signed by it).
+func (c *Catalog) SetTrust(root ed25519.PublicKey) { c.trust = root }
+
+// Signers are the trusted signers' ids, sorted.
+func (c *Catalog) Signers() []string { return slices.Sorted(maps.Keys(c.signers)) }
+
+// checkSeal refuses an event that is not signed as the pinned root says.
+func (c *Catalog) checkSeal(r *events.Recorded) error {
+	switch {
+	case r.Seal == nil:
+		return fmt.Errorf("%w: seq %d %s has no signature", ErrUnsigned, r.Seq, r.Type)
+	case r.Aggregate.Kind == events.KindTrust:
+		if !r.Seal.Verify(c.trust) {
+			return fmt.Errorf("%w: seq %d %s is not signed by the root key", ErrUnsigned, r.Seq, r.Type)
+		}
+	default:
+		pub, ok := c.signers[r.Seal.Signer]
+		if !ok {
+			return fmt.Errorf("%w: seq %d %s is signed by %s, not a trusted signer", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
+		}
+		if !r.Seal.Verify(pub) {
+			return fmt.Errorf("%w: seq %d %s: the signature of %s does not verify", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
+		}
+	}
+	return nil
+}
+
+// applyTrust folds an event of the signer set.
+func (c *Catalog) applyTrust(r *events.Recorded) error {
+	if err := link(r, &c.trustHead); err != nil {
+		return err
+	}
+	switch p := r.Data.(type) {
+	case events.SignerAddedV1:
+		c.signers[p.ID] = ed25519.PublicKey(p.PublicKey)
+	case events.SignerRemovedV1:
+		delete(c.signers, p.ID)
+	default:
+		return impossible(*r, "not a signer event")
+	}
+	return nil
 }
 
 // Problem is a message the catalog did not apply, and why.
@@ -60,7 +118,7 @@ type tenantEntry struct {
 // side's.
 func NewCatalog() *Catalog {
 	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, folded: map[string]int{}, scopes: map[string]*[]string{},
-		rates: map[events.RateLimit]*events.RateLimit{}}
+		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]ed25519.PublicKey{}}
 }
 
 // NewVerificationCatalog returns an empty catalog that keeps what
@@ -116,6 +174,19 @@ func (c *Catalog) problem(seq uint64, err error) {
 // not apply, so that the chain can go on from it.
 func (c *Catalog) Apply(r events.Recorded) error {
 	c.Seq = max(c.Seq, r.Seq)
+	if c.trust != nil {
+		if err := c.checkSeal(&r); err != nil {
+			c.problem(r.Seq, err)
+			return err
+		}
+	}
+	if r.Aggregate.Kind == events.KindTrust {
+		err := c.applyTrust(&r)
+		if err != nil {
+			c.problem(r.Seq, err)
+		}
+		return err
+	}
 	t := c.tenant(r.Tenant)
 	var err error
 	switch id := r.Aggregate.ID; r.Aggregate.Kind {
@@ -438,6 +509,9 @@ func (c *Catalog) Route(path string) (API, Routing) {
 // for (a key only once issued), and that head: what a node checks a
 // snapshot against the log with before it trusts it.
 func (c *Catalog) EachHead(fn func(tenant string, a events.Aggregate, head events.Hash)) {
+	if !c.trustHead.IsZero() {
+		fn(events.SystemTenant, events.TrustAggregate(), c.trustHead)
+	}
 	for tid, t := range c.tenants {
 		fn(tid, events.TenantAggregate(tid), t.Head)
 		for uid, u := range t.users {

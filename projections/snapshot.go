@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bufio"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -22,7 +23,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 9
+	snapshotFormat = 10
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -47,6 +48,12 @@ func (c *Catalog) writeSnapshot(w io.Writer, verifyOnly bool) error {
 	for _, p := range c.Problems {
 		e.uint(p.Seq)
 		e.str(p.Err.Error())
+	}
+	e.bytes(c.trustHead[:])
+	e.uint(uint64(len(c.signers)))
+	for _, id := range slices.Sorted(maps.Keys(c.signers)) {
+		e.str(id)
+		e.str(string(c.signers[id]))
 	}
 	e.uint(uint64(len(c.tenants)))
 	for _, id := range slices.Sorted(maps.Keys(c.tenants)) {
@@ -306,6 +313,15 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 	c.Skipped = d.uint()
 	for range d.count(2) {
 		c.Problems = append(c.Problems, Problem{Seq: d.uint(), Err: errors.New(d.str())})
+	}
+	c.trustHead = d.hash()
+	for range d.count(2) {
+		id, pub := d.str(), d.str()
+		if len(pub) != ed25519.PublicKeySize || events.SignerID(ed25519.PublicKey(pub)) != id {
+			d.fail("bad signer")
+			break
+		}
+		c.signers[id] = ed25519.PublicKey(pub)
 	}
 	for range d.count(1) {
 		if d.err != nil {

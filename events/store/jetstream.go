@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +43,9 @@ type Config struct {
 	// in memory only). A node then refuses a stream that was rewound or made
 	// anew, and never creates an empty one over a history it knew.
 	WatermarkFile string
+	// Signer, when set, signs every event this store appends
+	// (docs/signing.md).
+	Signer ed25519.PrivateKey
 }
 
 // DefaultDuplicates is the default idempotency window.
@@ -223,7 +227,7 @@ func (s *JetStream) Append(ctx context.Context, expect Head, evs ...events.Event
 // several are one atomic batch (ADR-50) with the compare-and-set on the first
 // message of each subject.
 func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Write) ([]events.Recorded, error) {
-	p, err := prepare(scope, writes)
+	p, err := prepare(scope, writes, s.cfg.Signer)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func (m *Memory) Append(ctx context.Context, expect Head, evs ...events.Event) (
 
 // AppendAtomic implements Store.
 func (m *Memory) AppendAtomic(ctx context.Context, scope *Scope, writes ...Write) ([]events.Recorded, error) {
-	p, err := prepare(scope, writes)
+	p, err := prepare(scope, writes, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -186,7 +187,7 @@ type prepared struct {
 // prepare validates an atomic append and encodes it: one command, distinct
 // aggregates, each write chained to its expected head, every subject inside
 // the scope. The implementations share it so that they agree on what is valid.
-func prepare(scope *Scope, writes []Write) (*prepared, error) {
+func prepare(scope *Scope, writes []Write, key ed25519.PrivateKey) (*prepared, error) {
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 	}
@@ -231,6 +232,11 @@ func prepare(scope *Scope, writes []Write) (*prepared, error) {
 			b, err := events.Encode(&e)
 			if err != nil {
 				return nil, invalid("%v", err)
+			}
+			if key != nil {
+				if b, err = events.Sign(subject, b, key); err != nil {
+					return nil, invalid("%v", err)
+				}
 			}
 			prev = events.HashOf(b)
 			p.recs = append(p.recs, events.Recorded{Subject: subject, Hash: prev, Event: e})
@@ -290,7 +296,11 @@ func (p *prepared) resolve(ctx context.Context, load func(context.Context, strin
 // decodeAt decodes a stored message and checks it sits on its aggregate's
 // subject: an event copied onto another aggregate's subject is refused.
 func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) {
-	e, err := events.Decode(data)
+	unsigned, seal, err := events.Unseal(subject, data)
+	if err != nil {
+		return events.Recorded{}, err
+	}
+	e, err := events.Decode(unsigned)
 	if err != nil {
 		return events.Recorded{}, err
 	}
@@ -298,7 +308,7 @@ func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) 
 		return events.Recorded{}, &events.DecodeError{Kind: events.ErrMalformed,
 			Detail: fmt.Sprintf("event of %s %s stored on subject %s", e.Tenant, e.Aggregate, subject)}
 	}
-	return events.Recorded{Seq: seq, Subject: subject, Hash: events.HashOf(data), Event: e}, nil
+	return events.Recorded{Seq: seq, Subject: subject, Hash: events.HashOf(data), Event: e, Seal: seal}, nil
 }
 
 // add records one stored message of the aggregate's subject. A message that

@@ -1,0 +1,65 @@
+package events
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"testing"
+)
+
+// TestSealRoundTrip: a signed event decodes to the same event, its seal
+// verifies with the signer's key only, for its subject only; any change
+// to the signed bytes breaks it; an unsigned event has no seal.
+func TestSealRoundTrip(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize))
+	e := sample(KeyRevoked)
+	enc, err := Encode(&e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, _ := SubjectOf(&e)
+	stored, err := Sign(subject, enc, key)
+	if err != nil || len(stored) != len(enc)+SealLen {
+		t.Fatalf("sign: %v, %d bytes for %d", err, len(stored), len(enc))
+	}
+	unsigned, seal, err := Unseal(subject, stored)
+	if err != nil || seal == nil || !bytes.Equal(unsigned, enc) {
+		t.Fatalf("unseal: %v %v\n%s\n%s", err, seal, unsigned, enc)
+	}
+	if !seal.Verify(key.Public().(ed25519.PublicKey)) || seal.Verify(other.Public().(ed25519.PublicKey)) {
+		t.Fatal("the seal verifies with the wrong key, or not with its own")
+	}
+	if _, s2, _ := Unseal(subject+"x", stored); s2.Verify(key.Public().(ed25519.PublicKey)) {
+		t.Fatal("the seal verifies for another subject")
+	}
+	tampered := bytes.Replace(stored, []byte(`"actor":"key_`), []byte(`"actor":"kez_`), 1)
+	if _, s3, _ := Unseal(subject, tampered); s3.Verify(key.Public().(ed25519.PublicKey)) {
+		t.Fatal("the seal verifies over changed bytes")
+	}
+	if u, s4, err := Unseal(subject, enc); err != nil || s4 != nil || !bytes.Equal(u, enc) {
+		t.Fatal("an unsigned event is not left as it is")
+	}
+	bad := append([]byte(nil), stored...)
+	copy(bad[len(bad)-SealLen+len(sealHead):], "zz")
+	if _, _, err := Unseal(subject, bad); err == nil {
+		t.Fatal("a malformed signer id unsealed")
+	}
+}
+
+// FuzzUnseal: any stored bytes unseal to an error, nothing, or a seal whose
+// unsigned event is the bytes before it.
+func FuzzUnseal(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	e := sample(KeyRevoked)
+	enc, _ := Encode(&e)
+	stored, _ := Sign("keytrail.evt.acme.u.alice_01.k."+keyID, enc, key)
+	f.Add(stored)
+	f.Add(enc)
+	f.Add([]byte(`,"signer":"0123456789abcdef","sig":"`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		u, s, err := Unseal("s", data)
+		if err == nil && s != nil && (len(u) != len(data)-SealLen || !bytes.Equal(u[:len(u)-1], data[:len(u)-1])) {
+			t.Fatalf("unsealed %q from %q", u, data)
+		}
+	})
+}

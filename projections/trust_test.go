@@ -1,0 +1,98 @@
+package projections
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+func seedKey(b byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize)) }
+
+// seal signs r (its stored bytes stand in as a digest of its seq) with key.
+func seal(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
+	d := sha256.Sum256([]byte(fmt.Sprint("event", r.Seq)))
+	r.Seal = &events.Seal{Signer: events.SignerID(key.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(key, d[:]), Digest: d}
+	return r
+}
+
+// TestOnlySignedEventsCount: with the root key pinned, the catalog applies
+// the signer set's events only when the root signed them, and every other
+// event only when a signer the set holds signed it — an unsigned event, one
+// signed by a stranger, a forged signature and a removed signer's later
+// event are refused and left out of their chain (the next valid event links
+// to the last one applied); events a removed signer signed before its
+// removal stay.
+func TestOnlySignedEventsCount(t *testing.T) {
+	root, node, next, stranger := seedKey(1), seedKey(2), seedKey(3), seedKey(4)
+	pub := func(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+	added := func(k ed25519.PrivateKey) events.Payload {
+		return events.SignerAddedV1{ID: events.SignerID(pub(k)), PublicKey: pub(k), Name: "n"}
+	}
+	c := NewCatalog()
+	c.SetTrust(pub(root))
+	var h chain
+	apply := func(r events.Recorded) error { return c.Take(r.Seq, r, nil) }
+	must := func(r events.Recorded) {
+		t.Helper()
+		if err := apply(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused := func(why string, r events.Recorded) {
+		t.Helper()
+		if err := apply(r); !errors.Is(err, ErrUnsigned) {
+			t.Fatalf("%s: %v", why, err)
+		}
+	}
+	trust := events.TrustAggregate()
+	refused("a signer added by a node, not the root", seal(h.add(events.SystemTenant, trust, t0, added(stranger)), node))
+	delete(h.heads, "keytrail.evt.keytrail-system.s") // refused: the chain goes on from before it
+	must(seal(h.add(events.SystemTenant, trust, t0, added(node)), root))
+	must(seal(h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "A"}), node))
+	refused("unsigned", h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}))
+	delete(h.heads, "keytrail.evt.acme.u.bob.u")
+	refused("a stranger's", seal(h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}), stranger))
+	delete(h.heads, "keytrail.evt.acme.u.bob.u")
+	forged := seal(h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}), node)
+	forged.Seal.Digest[0] ^= 1
+	refused("a forged signature", forged)
+	delete(h.heads, "keytrail.evt.acme.u.bob.u")
+	must(seal(h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}), node))
+	// Rotation: the next signer, then the old one removed.
+	must(seal(h.add(events.SystemTenant, trust, t0, added(next)), root))
+	must(seal(h.add("acme", events.UserAggregate("eve"), t0, events.UserCreatedV1{}), next))
+	must(seal(h.add(events.SystemTenant, trust, t0, events.SignerRemovedV1{ID: events.SignerID(pub(node))}), root))
+	refused("a removed signer's", seal(h.add("acme", events.UserAggregate("carol"), t0, events.UserCreatedV1{}), node))
+	if _, ok := c.User("acme", "bob"); !ok {
+		t.Fatal("an event the removed signer signed before its removal is gone")
+	}
+	if _, ok := c.User("acme", "carol"); ok {
+		t.Fatal("a removed signer's event applied")
+	}
+	if got := c.Signers(); len(got) != 1 || got[0] != events.SignerID(pub(next)) {
+		t.Fatalf("signers %v", got)
+	}
+	// A snapshot keeps the signer set.
+	var b bytes.Buffer
+	if err := c.WriteSnapshot(&b); err != nil {
+		t.Fatal(err)
+	}
+	r, err := ReadSnapshot(&b)
+	if err != nil || fmt.Sprint(r.Signers()) != fmt.Sprint(c.Signers()) || r.Digest() != c.Digest() {
+		t.Fatalf("restored: %v %v", r.Signers(), err)
+	}
+	// Without a pinned root, nothing is judged by signature (readers that
+	// were given no trust file).
+	open := NewCatalog()
+	for _, ev := range h.out {
+		open.Apply(ev)
+	}
+	if _, ok := open.User("acme", "carol"); !ok {
+		t.Fatal("a catalog without a root refused an event for its signature")
+	}
+}
