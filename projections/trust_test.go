@@ -11,7 +11,9 @@ import (
 	"github.com/keytrail/keytrail/events"
 )
 
-func seedKey(b byte) ed25519.PrivateKey { return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize)) }
+func seedKey(b byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{b}, ed25519.SeedSize))
+}
 
 // seal signs r (its stored bytes stand in as a digest of its seq) with key.
 func seal(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
