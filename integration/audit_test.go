@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/readmodel"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // auditEnv is `keytrail dev` whose gateway logs every decision, and an
@@ -399,9 +401,21 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	last, _ := e.dev.Store().LastSeq(ctx, "")
 
 	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir)
+	// keytrail dev signs its history (docs/signing.md), and verify-chain
+	// pins its root key (<data>/trust.pub): each of these, published with
+	// the control identity but no signing key, is refused as unsigned —
+	// the linked key.resumed as much as the rest.
 	if code != 1 || strings.Count(out, "PROBLEM") != 4 || !strings.Contains(out, fmt.Sprintf("seq %d", last)) ||
-		!strings.Contains(out, "does not link") || !strings.Contains(out, "not an event") || !strings.Contains(out, "the key is revoked") {
+		strings.Count(out, "has no signature") != 2 || strings.Count(out, "not an event") != 2 {
 		t.Fatalf("verify-chain with forgeries: exit %d\n%s", code, out)
+	}
+	// Without the root key pinned it judges as readers without one do: the
+	// linked key.resumed is still refused (revoked is final), the forgery
+	// does not link.
+	noTrust := filepath.Join(t.TempDir(), "elsewhere")
+	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", noTrust, "--nats-nkey", filepath.Join(e.dir, "nats", "auditor.nk"))
+	if code != 1 || strings.Count(out, "PROBLEM") != 4 || !strings.Contains(out, "does not link") || !strings.Contains(out, "the key is revoked") {
+		t.Fatalf("verify-chain without trust: exit %d\n%s", code, out)
 	}
 	out, code = runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir, "-o", "json")
 	if code != 1 || strings.Count(out, "\n") != 5 {
@@ -409,7 +423,9 @@ func TestAuditHistoryExplainAndChain(t *testing.T) {
 	}
 	// One judgement: a reader of the same log refuses exactly the messages
 	// verify-chain names.
-	reader := readmodel.New(slog.New(slog.DiscardHandler))
+	root, err := trust.ReadPublic(filepath.Join(e.dir, trust.RootPubFile))
+	e.must(t, err)
+	reader := readmodel.New(slog.New(slog.DiscardHandler), readmodel.Trust(root))
 	readCtx, stopReader := context.WithCancel(ctx)
 	defer stopReader()
 	go reader.Run(readCtx, e.dev.Store(), nil)

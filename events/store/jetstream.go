@@ -227,7 +227,17 @@ func (s *JetStream) Append(ctx context.Context, expect Head, evs ...events.Event
 // several are one atomic batch (ADR-50) with the compare-and-set on the first
 // message of each subject.
 func (s *JetStream) AppendAtomic(ctx context.Context, scope *Scope, writes ...Write) ([]events.Recorded, error) {
-	p, err := prepare(scope, writes, s.cfg.Signer)
+	return s.appendAtomic(ctx, s.cfg.Signer, scope, writes)
+}
+
+// AppendAs appends as AppendAtomic does, signing with key instead of the
+// store's own: the root key's events on the signer set.
+func (s *JetStream) AppendAs(ctx context.Context, key ed25519.PrivateKey, scope *Scope, writes ...Write) ([]events.Recorded, error) {
+	return s.appendAtomic(ctx, key, scope, writes)
+}
+
+func (s *JetStream) appendAtomic(ctx context.Context, key ed25519.PrivateKey, scope *Scope, writes []Write) ([]events.Recorded, error) {
+	p, err := prepare(scope, writes, key)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -109,6 +110,9 @@ type adminConfig struct {
 	// NoticeEvery is how often the notice scheduler looks (one minute when
 	// zero).
 	NoticeEvery time.Duration
+	// Trust, when set, is the pinned root public key: the read model
+	// applies only signed events (docs/signing.md).
+	Trust ed25519.PublicKey
 }
 
 // WebhookConfig tunes webhook delivery (zero values: the defaults of
@@ -179,7 +183,11 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a = &adminRole{model: readmodel.New(log.With("component", "readmodel")), cancel: cancel, errc: make(chan error, 2),
+	var mopts []readmodel.Option
+	if cfg.Trust != nil {
+		mopts = append(mopts, readmodel.Trust(cfg.Trust))
+	}
+	a = &adminRole{model: readmodel.New(log.With("component", "readmodel"), mopts...), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String(), cert: cert, usage: rollups}
 	if cert != nil {
 		reloadOnSIGHUP(runCtx, log, cert)

@@ -123,7 +123,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeConn(nc)
-	a := audit.New(st)
+	root, err := o.nats.trustKey()
+	if err != nil {
+		return err
+	}
+	a := audit.New(st).Trusting(root)
 	p := printer{w: stdout, json: o.output == "json"}
 	switch cmd {
 	case "history", "explain":

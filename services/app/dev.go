@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +24,7 @@ import (
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode"
+	"github.com/keytrail/keytrail/services/trust"
 	"github.com/keytrail/keytrail/services/usage"
 	"github.com/keytrail/keytrail/services/webhooks"
 )
@@ -144,9 +146,27 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if d.nc, err = d.node.Connect(ids[natsauth.Control]); err != nil {
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
-	d.store, err = store.OpenJetStream(ctx, d.nc, store.Config{Replicas: 1, Duplicates: cfg.Duplicates, CreateIfMissing: true,
-		WatermarkFile: filepath.Join(cfg.DataDir, WatermarkFile)})
+	// Signed history (docs/signing.md): the root key (whose public half
+	// readers pin, <data>/trust.pub) and this node's signing key; the node
+	// adds its signer, signed by the root, before it appends anything.
+	root, err := trust.LoadOrCreateKey(filepath.Join(cfg.DataDir, trust.RootKeyFile))
 	if err != nil {
+		return nil, err
+	}
+	rootPub := root.Public().(ed25519.PublicKey)
+	if err := trust.WritePublic(filepath.Join(cfg.DataDir, trust.RootPubFile), rootPub); err != nil {
+		return nil, err
+	}
+	signer, err := trust.LoadOrCreateKey(filepath.Join(cfg.DataDir, trust.SignerKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	d.store, err = store.OpenJetStream(ctx, d.nc, store.Config{Replicas: 1, Duplicates: cfg.Duplicates, CreateIfMissing: true,
+		WatermarkFile: filepath.Join(cfg.DataDir, WatermarkFile), Signer: signer})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := trust.AddSigner(ctx, d.store, root, signer.Public().(ed25519.PublicKey), "keytrail-dev"); err != nil {
 		return nil, err
 	}
 	rootHash, created, err := loadOrCreateRootKey(filepath.Join(cfg.DataDir, RootKeyFile))
@@ -170,7 +190,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{KEK: kek, Webhooks: cfg.Webhooks, NoticeEvery: cfg.NoticeEvery, Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Trust: rootPub, KEK: kek, Webhooks: cfg.Webhooks, NoticeEvery: cfg.NoticeEvery, Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -184,7 +204,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	gcfg := cfg.Gateway
-	gcfg.Listen, gcfg.Egress, gcfg.TLS = cfg.GatewayListen, policy, cfg.TLS
+	gcfg.Listen, gcfg.Egress, gcfg.TLS, gcfg.Trust = cfg.GatewayListen, policy, cfg.TLS, rootPub
 	if gcfg.MinSeqWait == 0 {
 		gcfg.MinSeqWait = cfg.MinSeqWait
 	}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,9 @@ import (
 // GatewayConfig configures a gateway role.
 type GatewayConfig struct {
 	Listen string
+	// Trust, when set, is the pinned root public key: the gateway applies
+	// only signed events (docs/signing.md).
+	Trust ed25519.PublicKey
 	// MetricsListen is the operator listener of the gateway's metrics (the
 	// public port does not serve them); port 0 picks a free port.
 	MetricsListen string
@@ -172,6 +176,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	opts := []readmodel.Option{readmodel.VerificationOnly(),
 		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
 	opts = append(opts, readmodel.ConfirmEvery(confirmEvery(cfg)))
+	if cfg.Trust != nil {
+		opts = append(opts, readmodel.Trust(cfg.Trust))
+	}
 	g.model = readmodel.New(log.With("component", "readmodel"), opts...)
 	restoreSnapshot(ctx, st, g.model, cfg.Filters, log)
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // natsFlags are how a role that does not embed NATS reaches a cluster, as
@@ -30,6 +32,8 @@ type natsFlags struct {
 	tlsCert string
 	tlsKey  string
 	name    string
+	// trust is the pinned root public key's file (--trust).
+	trust string
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet, role natsauth.Role) {
@@ -42,6 +46,21 @@ func (n *natsFlags) register(fs *flag.FlagSet, role natsauth.Role) {
 	fs.StringVar(&n.tlsCert, "nats-tls-cert", "", "client certificate file for NATS mutual TLS")
 	fs.StringVar(&n.tlsKey, "nats-tls-key", "", "client key file for NATS mutual TLS")
 	fs.StringVar(&n.name, "nats-name", "keytrail-"+string(role), "connection name shown by the NATS server")
+	fs.StringVar(&n.trust, "trust", "", "the root public key of signed history to pin: only events its signers signed count (default: <data>/trust.pub when it exists; none: events are not judged by signature)")
+}
+
+// trustKey is the pinned root public key, nil when none is given or found.
+func (n *natsFlags) trustKey() (ed25519.PublicKey, error) {
+	path := n.trust
+	if path == "" {
+		if p := filepath.Join(n.data, trust.RootPubFile); fileExists(p) {
+			path = p
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	return trust.ReadPublic(path)
 }
 
 func (n *natsFlags) validate() error {

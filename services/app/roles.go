@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/keytrail/keytrail/services/egress"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/trust"
 	"github.com/keytrail/keytrail/services/webhooks"
 )
 
@@ -31,6 +33,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	replicas := fs.Int("replicas", 1, "replicas of the streams this node creates (3 on a cluster)")
 	rootKey := fs.String("root-key", "./root.key", "file holding the root key (created, mode 0600, if missing; give every control node the same)")
 	dup := fs.Duration("dup-window", store.DefaultDuplicates, "idempotency window of the event stream")
+	signingKey := fs.String("signing-key", "", "this node's Ed25519 signing key: it signs every event the node appends (created, mode 0600, if missing; default: signer.key next to the root key)")
+	trustKey := fs.String("trust-key", "", "the root signing key of signed history, to add this node's signer to the trusted set (held by one node once, or offline)")
 	kekFile := fs.String("kek", "", "file holding the key-encryption key that seals webhook signing secrets (64 hex characters, mode 0600; give every control node the same; without it this node neither creates nor delivers webhooks)")
 	webhookTimeout := fs.Duration("webhook-timeout", webhooks.DefaultTimeout, "how long one webhook delivery attempt may take")
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold, so that it refuses a stream rewound or made anew (default: keytrail-watermark.json next to the root key)")
@@ -67,19 +71,40 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *watermark == "" {
 		*watermark = filepath.Join(filepath.Dir(*rootKey), "keytrail-watermark.json")
 	}
+	if *signingKey == "" {
+		*signingKey = filepath.Join(filepath.Dir(*rootKey), trust.SignerKeyFile)
+	}
+	signer, err := trust.LoadOrCreateKey(*signingKey)
+	if err != nil {
+		return err
+	}
+	root, err := nf.trustKey()
+	if err != nil {
+		return err
+	}
+	var rootPriv ed25519.PrivateKey
+	if *trustKey != "" {
+		if rootPriv, err = trust.ReadKey(*trustKey); err != nil {
+			return err
+		}
+		root = rootPriv.Public().(ed25519.PublicKey)
+	}
 	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{Replicas: *replicas, Duplicates: *dup, CreateIfMissing: true,
-		WatermarkFile: *watermark})
+		WatermarkFile: *watermark, Signer: signer})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
+	if err := ensureSigner(ctx, st, root, rootPriv, signer.Public().(ed25519.PublicKey)); err != nil {
+		return err
+	}
 	var kek *webhooks.KEK
 	if *kekFile != "" {
 		if kek, err = webhooks.ReadKEK(*kekFile); err != nil {
 			return err
 		}
 	}
-	admin, err := startAdmin(ctx, st, adminConfig{Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg,
+	admin, err := startAdmin(ctx, st, adminConfig{Trust: root, Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg,
 		Egress: policy, TLS: tlsFiles, KEK: kek, Webhooks: WebhookConfig{Timeout: *webhookTimeout}}, log)
 	if err != nil {
 		return err
@@ -127,6 +152,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// A gateway never creates the event stream; it refuses to run on a weak
 	// one, or on one that is not the history it saw.
+	if gf.cfg.Trust, err = nf.trustKey(); err != nil {
+		return err
+	}
 	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{WatermarkFile: *watermark})
 	if err != nil {
 		return err
@@ -261,6 +289,29 @@ func connectRole(ctx context.Context, nf *natsFlags, lf *logFlags, stderr io.Wri
 		return nil, nil, nil, err
 	}
 	return log, nc, st, nil
+}
+
+// ensureSigner makes sure the events this node signs count: with the root
+// key at hand it adds the node's signer; with only the pinned public key it
+// refuses to run a node whose signer is not in the set (its events would
+// be refused by every reader).
+func ensureSigner(ctx context.Context, st *store.JetStream, root ed25519.PublicKey, rootPriv ed25519.PrivateKey, signer ed25519.PublicKey) error {
+	switch {
+	case rootPriv != nil:
+		_, err := trust.AddSigner(ctx, st, rootPriv, signer, nodeName())
+		return err
+	case root == nil:
+		return nil // history is not judged by signature here
+	}
+	have, _, err := trust.Signers(ctx, st)
+	if err != nil {
+		return err
+	}
+	if _, ok := have[events.SignerID(signer)]; !ok {
+		return fmt.Errorf("this node's signer %s is not in the trusted set: start it once with --trust-key (the root signing key) to add it",
+			events.SignerID(signer))
+	}
+	return nil
 }
 
 // tenantFilters turns -tenants a,b into subject filters, validating each id.

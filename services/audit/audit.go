@@ -8,6 +8,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -23,10 +24,20 @@ var ErrNoKey = errors.New("audit: no such key")
 // Auditor reads one deployment's log.
 type Auditor struct {
 	st *store.JetStream
+	// trust is the pinned root public key (Trusting), nil when none.
+	trust ed25519.PublicKey
 }
 
 // New returns an auditor of st's log.
 func New(st *store.JetStream) *Auditor { return &Auditor{st: st} }
+
+// Trusting pins the root public key of signed history: VerifyChain then
+// refuses, as readers given it do, every event a trusted signer did not
+// sign.
+func (a *Auditor) Trusting(root ed25519.PublicKey) *Auditor {
+	a.trust = root
+	return a
+}
 
 // KeyRef locates a key.
 type KeyRef struct {

@@ -58,6 +58,9 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 	}
 	defer sub.Close()
 	cat := projections.NewVerificationCatalog()
+	if a.trust != nil {
+		cat.SetTrust(a.trust)
+	}
 	subjects := map[string]bool{}
 	prev := info.State.FirstSeq - 1
 	for prev < info.State.LastSeq {
@@ -74,6 +77,9 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 		switch err := cat.Take(d.Seq, d.Event, d.Err); {
 		case d.Err != nil:
 			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: "not an event: " + d.Err.Error()})
+		case errors.Is(err, projections.ErrUnsigned):
+			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject,
+				Problem: "readers refuse it: " + strings.TrimPrefix(err.Error(), "projections: ")})
 		case errors.Is(err, projections.ErrUnlinked):
 			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject,
 				Problem: "does not link: its prev_hash is not the hash of its aggregate's previous event"})

@@ -15,6 +15,9 @@ func checkTenantID(id string) error {
 	if !events.ValidTenantID(id) {
 		return errorf(CodeInvalidArgument, "tenant id must match ^[a-z0-9][a-z0-9-]{0,62}$")
 	}
+	if id == events.SystemTenant {
+		return errorf(CodeInvalidArgument, "tenant id %s is Keytrail's own", id)
+	}
 	return nil
 }
 

@@ -9,6 +9,7 @@ package readmodel
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,8 @@ type Model struct {
 	log          *slog.Logger
 	now          func() time.Time
 	confirmEvery time.Duration
+	// trust is the pinned root public key (Trust), nil when none.
+	trust ed25519.PublicKey
 
 	// mu guards the catalog alone: verifiers share it, the applier takes it
 	// for one event at a time. Freshness is in atomics, so that reading it
@@ -85,6 +88,12 @@ func VerificationOnly() Option {
 	return func(m *Model) { m.cat = projections.NewVerificationCatalog() }
 }
 
+// Trust pins the root public key: the model applies only signed events
+// (docs/signing.md), also after restoring a snapshot.
+func Trust(root ed25519.PublicKey) Option {
+	return func(m *Model) { m.trust = root }
+}
+
 // VerifyOnly reports whether the model keeps a verification-only catalog.
 func (m *Model) VerifyOnly() bool {
 	m.mu.RLock()
@@ -97,6 +106,9 @@ func New(log *slog.Logger, opts ...Option) *Model {
 	m := &Model{log: log, now: time.Now, confirmEvery: time.Second, cat: projections.NewCatalog(), kick: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(m)
+	}
+	if m.trust != nil {
+		m.cat.SetTrust(m.trust)
 	}
 	m.epoch = m.now()
 	return m

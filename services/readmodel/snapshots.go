@@ -241,6 +241,9 @@ func CheckSnapshot(ctx context.Context, log SnapshotLog, c *projections.Catalog,
 // Restore makes the model start from c (a snapshot) instead of an empty
 // catalog: Run then tails the log from c.Seq+1. Call it before Run.
 func (m *Model) Restore(c *projections.Catalog) {
+	if m.trust != nil {
+		c.SetTrust(m.trust)
+	}
 	m.mu.Lock()
 	m.cat = c
 	m.mu.Unlock()

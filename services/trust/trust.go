@@ -1,0 +1,128 @@
+// Package trust keeps the keys of signed history (docs/signing.md): the
+// root key whose public half readers pin (--trust FILE), each control
+// node's signing key, and the signer set on the event log — a node adds its
+// own signer, signed by the root key, when it holds it.
+package trust
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
+)
+
+// The files of a dev data directory.
+const (
+	RootKeyFile   = "trust.key" // the root's private key
+	RootPubFile   = "trust.pub" // what readers pin
+	SignerKeyFile = "signer.key"
+)
+
+// LoadOrCreateKey reads an Ed25519 private key (its seed, base64, on one
+// line), creating it (0600) first when it is missing.
+func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("trust: %w", err)
+		}
+		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key.Seed()) + "\n")
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, fmt.Errorf("trust: write %s: %w", path, err)
+		}
+	}
+	return ReadKey(path)
+}
+
+// ReadKey reads a private key file, refusing one others can read.
+func ReadKey(path string) (ed25519.PrivateKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("trust: %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("trust: %s is not an Ed25519 key (a base64 seed of %d bytes)", path, ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// WritePublic writes a public key (base64, one line) for readers to pin.
+func WritePublic(path string, pub ed25519.PublicKey) error {
+	return os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(pub)+"\n"), 0o644)
+}
+
+// ReadPublic reads a pinned public key (--trust FILE).
+func ReadPublic(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	pub, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("trust: %s is not an Ed25519 public key (base64 of %d bytes)", path, ed25519.PublicKeySize)
+	}
+	return pub, nil
+}
+
+// Signers are the trusted signers the log holds, by id.
+func Signers(ctx context.Context, st store.Store) (map[string]ed25519.PublicKey, store.Head, error) {
+	h, err := st.Load(ctx, events.SystemTenant, events.TrustAggregate())
+	if err != nil {
+		return nil, store.Head{}, err
+	}
+	out := map[string]ed25519.PublicKey{}
+	for _, r := range h.Events {
+		switch p := r.Data.(type) {
+		case events.SignerAddedV1:
+			out[p.ID] = ed25519.PublicKey(p.PublicKey)
+		case events.SignerRemovedV1:
+			delete(out, p.ID)
+		}
+	}
+	return out, h.Head, nil
+}
+
+// AddSigner adds a signing key to the set, signed by the root key, unless
+// it is there already; it returns whether it appended.
+func AddSigner(ctx context.Context, st *store.JetStream, root ed25519.PrivateKey, signer ed25519.PublicKey, name string) (bool, error) {
+	id := events.SignerID(signer)
+	have, head, err := Signers(ctx, st)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := have[id]; ok {
+		return false, nil
+	}
+	now := time.Now().UTC()
+	e := events.Event{ID: ulid.Make().String(), Type: events.SignerAdded, Tenant: events.SystemTenant, Aggregate: events.TrustAggregate(),
+		Actor: "keytrail", Reason: "a control node's signing key", OccurredAt: now, CommandID: "signer-" + id,
+		Data: events.SignerAddedV1{ID: id, PublicKey: signer, Name: name}}
+	_, err = st.AppendAs(ctx, root, nil, store.Write{Expect: head, Events: []events.Event{e}})
+	if err != nil {
+		return false, fmt.Errorf("trust: add signer %s: %w", id, err)
+	}
+	return true, nil
+}
