@@ -63,3 +63,32 @@ func FuzzUnseal(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSeal: what signing costs an append and verifying costs a reader,
+// per event, beside the SHA-256 of the event every reader already takes.
+func BenchmarkSeal(b *testing.B) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	e := sample(KeyIssued)
+	enc, _ := Encode(&e)
+	subject, _ := SubjectOf(&e)
+	stored, _ := Sign(subject, enc, key)
+	b.Run("hash", func(b *testing.B) {
+		for b.Loop() {
+			HashOf(stored)
+		}
+	})
+	b.Run("sign", func(b *testing.B) {
+		for b.Loop() {
+			Sign(subject, enc, key)
+		}
+	})
+	b.Run("unseal+verify", func(b *testing.B) {
+		for b.Loop() {
+			_, s, _ := Unseal(subject, stored)
+			if !s.Verify(pub) {
+				b.Fatal("does not verify")
+			}
+		}
+	})
+}
