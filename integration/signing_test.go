@@ -18,8 +18,9 @@ import (
 // control NATS identity but no signing key, publish a correctly linked,
 // possible event — a key.resumed of a suspended key. keytrail dev signs its
 // history and its readers pin the root key: the gateway goes on denying the
-// key SUSPENDED (no window in which the forgery is honoured), and
-// verify-chain names the event as unsigned. Before signing, both took it.
+// key SUSPENDED (no window in which the forgery is honoured), the admin API
+// shows it suspended, a real resume afterwards counts everywhere, and
+// verify-chain names the forgery as unsigned. Before signing, all took it.
 func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 	e := startAdmin(t)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
@@ -60,6 +61,17 @@ func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 		}
 		return nil
 	})
+	// The control node's own reads refuse it too: the API shows the key
+	// suspended, and a real resume after the forgery links to the last
+	// signed event, so every reader takes it.
+	if k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID, e.root, nil), 200); field(k, "key", "status") != "suspended" {
+		t.Fatalf("the admin API honours an unsigned key.resumed: %s", k.raw)
+	}
+	res := e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/resume", e.root, map[string]any{"reason": "checked"}), 200)
+	if k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID, e.root, nil, "Keytrail-Min-Seq", res.header.Get("Keytrail-Seq")), 200); field(k, "key", "status") != "active" {
+		t.Fatalf("after a real resume: %s", k.raw)
+	}
+	requestAnswered(t, gw, sec, http.StatusOK)
 	out, code := runCLI("audit", "verify-chain", "--nats", e.dev.Addresses().NATS, "--data", e.dir)
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("PROBLEM seq %d", last)) || !strings.Contains(out, "has no signature") ||
 		strings.Count(out, "PROBLEM") != 1 {

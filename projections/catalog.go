@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -42,10 +41,17 @@ type Catalog struct {
 	// then be signed — the signer set's by it, the others by a signer it
 	// added (docs/signing.md).
 	trust ed25519.PublicKey
-	// signers are the trusted signers as of Seq; trustHead the chain head
-	// of their aggregate.
-	signers   map[string]ed25519.PublicKey
+	// signers are every signer the set ever held, with when it was added
+	// and removed; trustHead the chain head of their aggregate.
+	signers   map[string]*signerSpan
 	trustHead events.Hash
+}
+
+// signerSpan is a signer and the sequences it was added and removed at
+// (0: still trusted).
+type signerSpan struct {
+	pub            ed25519.PublicKey
+	added, removed uint64
 }
 
 // ErrUnsigned: an event without a signature a trusted signer made.
@@ -56,26 +62,43 @@ var ErrUnsigned = errors.New("projections: not signed by a trusted signer")
 // signed by it).
 func (c *Catalog) SetTrust(root ed25519.PublicKey) { c.trust = root }
 
-// Signers are the trusted signers' ids, sorted.
-func (c *Catalog) Signers() []string { return slices.Sorted(maps.Keys(c.signers)) }
+// Signers are the ids of the signers trusted now, sorted.
+func (c *Catalog) Signers() []string {
+	var out []string
+	for id, s := range c.signers {
+		if s.removed == 0 {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
-// checkSeal refuses an event that is not signed as the pinned root says.
-func (c *Catalog) checkSeal(r *events.Recorded) error {
+// TrustedAt says whether r is signed as the pinned root requires: the
+// signer set's events by the root key, any other by a signer trusted as of
+// the sequence before r's (added before it, not removed before it). The
+// one judgement of the readers' fold, of verify-chain and of a control
+// node's own reads; nil also when no root is pinned.
+func (c *Catalog) TrustedAt(r *events.Recorded) error {
 	switch {
+	case c.trust == nil:
+		return nil
 	case r.Seal == nil:
 		return fmt.Errorf("%w: seq %d %s has no signature", ErrUnsigned, r.Seq, r.Type)
 	case r.Aggregate.Kind == events.KindTrust:
 		if !r.Seal.Verify(c.trust) {
 			return fmt.Errorf("%w: seq %d %s is not signed by the root key", ErrUnsigned, r.Seq, r.Type)
 		}
-	default:
-		pub, ok := c.signers[r.Seal.Signer]
-		if !ok {
-			return fmt.Errorf("%w: seq %d %s is signed by %s, not a trusted signer", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
-		}
-		if !r.Seal.Verify(pub) {
-			return fmt.Errorf("%w: seq %d %s: the signature of %s does not verify", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
-		}
+		return nil
+	}
+	s, ok := c.signers[r.Seal.Signer]
+	switch {
+	case !ok || s.added >= r.Seq:
+		return fmt.Errorf("%w: seq %d %s is signed by %s, not a trusted signer", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
+	case s.removed != 0 && s.removed < r.Seq:
+		return fmt.Errorf("%w: seq %d %s is signed by %s, removed at seq %d", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer, s.removed)
+	case !r.Seal.Verify(s.pub):
+		return fmt.Errorf("%w: seq %d %s: the signature of %s does not verify", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
 	}
 	return nil
 }
@@ -87,9 +110,13 @@ func (c *Catalog) applyTrust(r *events.Recorded) error {
 	}
 	switch p := r.Data.(type) {
 	case events.SignerAddedV1:
-		c.signers[p.ID] = ed25519.PublicKey(p.PublicKey)
+		if s := c.signers[p.ID]; s == nil || s.removed != 0 {
+			c.signers[p.ID] = &signerSpan{pub: ed25519.PublicKey(p.PublicKey), added: r.Seq}
+		}
 	case events.SignerRemovedV1:
-		delete(c.signers, p.ID)
+		if s := c.signers[p.ID]; s != nil && s.removed == 0 {
+			s.removed = r.Seq
+		}
 	default:
 		return impossible(*r, "not a signer event")
 	}
@@ -118,7 +145,7 @@ type tenantEntry struct {
 // side's.
 func NewCatalog() *Catalog {
 	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, folded: map[string]int{}, scopes: map[string]*[]string{},
-		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]ed25519.PublicKey{}}
+		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]*signerSpan{}}
 }
 
 // NewVerificationCatalog returns an empty catalog that keeps what
@@ -174,11 +201,9 @@ func (c *Catalog) problem(seq uint64, err error) {
 // not apply, so that the chain can go on from it.
 func (c *Catalog) Apply(r events.Recorded) error {
 	c.Seq = max(c.Seq, r.Seq)
-	if c.trust != nil {
-		if err := c.checkSeal(&r); err != nil {
-			c.problem(r.Seq, err)
-			return err
-		}
+	if err := c.TrustedAt(&r); err != nil {
+		c.problem(r.Seq, err)
+		return err
 	}
 	if r.Aggregate.Kind == events.KindTrust {
 		err := c.applyTrust(&r)

@@ -23,7 +23,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 10
+	snapshotFormat = 11
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -52,8 +52,11 @@ func (c *Catalog) writeSnapshot(w io.Writer, verifyOnly bool) error {
 	e.bytes(c.trustHead[:])
 	e.uint(uint64(len(c.signers)))
 	for _, id := range slices.Sorted(maps.Keys(c.signers)) {
+		s := c.signers[id]
 		e.str(id)
-		e.str(string(c.signers[id]))
+		e.str(string(s.pub))
+		e.uint(s.added)
+		e.uint(s.removed)
 	}
 	e.uint(uint64(len(c.tenants)))
 	for _, id := range slices.Sorted(maps.Keys(c.tenants)) {
@@ -315,13 +318,13 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 		c.Problems = append(c.Problems, Problem{Seq: d.uint(), Err: errors.New(d.str())})
 	}
 	c.trustHead = d.hash()
-	for range d.count(2) {
-		id, pub := d.str(), d.str()
+	for range d.count(4) {
+		id, pub, added, removed := d.str(), d.str(), d.uint(), d.uint()
 		if len(pub) != ed25519.PublicKeySize || events.SignerID(ed25519.PublicKey(pub)) != id {
 			d.fail("bad signer")
 			break
 		}
-		c.signers[id] = ed25519.PublicKey(pub)
+		c.signers[id] = &signerSpan{pub: ed25519.PublicKey(pub), added: added, removed: removed}
 	}
 	for range d.count(1) {
 		if d.err != nil {

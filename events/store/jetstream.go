@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -64,6 +65,8 @@ type JetStream struct {
 	mu    sync.Mutex
 	wm    Watermark // what this node has seen of the stream
 	saved Watermark // what WatermarkFile holds
+
+	verify atomic.Pointer[Verifier]
 }
 
 var _ Store = (*JetStream)(nil)
@@ -553,10 +556,26 @@ func (s *JetStream) Load(ctx context.Context, tenant string, agg events.Aggregat
 		return History{}, err
 	}
 	h := History{Subject: subject}
+	verify := s.verifier()
+	var judged error
 	err = s.readAll(ctx, subject, func(seq uint64, subj string, data []byte) {
-		h.add(seq, subj, data)
+		if judged == nil {
+			judged = h.add(seq, subj, data, verify)
+		}
 	})
-	return h, err
+	return h, errors.Join(err, judged)
+}
+
+// SetVerify makes the store's own reads (Load, LoadAll: a control node's
+// commands and the admin API's reads of one object) judge events as the
+// node's readers do.
+func (s *JetStream) SetVerify(v Verifier) { s.verify.Store(&v) }
+
+func (s *JetStream) verifier() Verifier {
+	if v := s.verify.Load(); v != nil {
+		return *v
+	}
+	return nil
 }
 
 // readAll calls fn for every message under filter, in order, up to at least
@@ -733,12 +752,21 @@ func (s *JetStream) Get(ctx context.Context, seq uint64) (events.Recorded, error
 // LoadAll implements Store with batched direct gets.
 func (s *JetStream) LoadAll(ctx context.Context, filter string) ([]events.Recorded, error) {
 	var out []events.Recorded
+	verify := s.verifier()
+	var judged error
 	err := s.readAll(ctx, filter, func(seq uint64, subject string, data []byte) {
-		if r, err := decodeAt(seq, subject, data); err == nil {
+		r, err := decodeAt(seq, subject, data)
+		if err == nil && verify != nil {
+			err = verify(&r)
+			if errors.Is(err, ErrUnavailable) && judged == nil {
+				judged = err
+			}
+		}
+		if err == nil {
 			out = append(out, r)
 		}
 	})
-	return out, err
+	return out, errors.Join(err, judged)
 }
 
 // FindKey implements Store: the last message on any user's subject for the

@@ -112,7 +112,7 @@ func (m *Memory) Load(ctx context.Context, tenant string, agg events.Aggregate) 
 	h := History{Subject: subject}
 	for i, msg := range msgs {
 		if msg.subject == subject {
-			h.add(uint64(i+1), subject, msg.data)
+			h.add(uint64(i+1), subject, msg.data, nil)
 		}
 	}
 	return h, ctx.Err()

@@ -311,20 +311,32 @@ func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) 
 	return events.Recorded{Seq: seq, Subject: subject, Hash: events.HashOf(data), Event: e, Seal: seal}, nil
 }
 
+// Verifier judges an event a store reads as the node's readers do (signed
+// history, docs/signing.md): an error wrapping ErrUnavailable means it
+// cannot judge now; any other, that the event does not count.
+type Verifier func(r *events.Recorded) error
+
 // add records one stored message of the aggregate's subject. A message that
-// does not decode, or does not link to the last valid event, is quarantined.
-func (h *History) add(seq uint64, subject string, data []byte) {
+// does not decode, that verify refuses, or that does not link to the last
+// valid event, is quarantined (the chain goes on from the last valid one).
+func (h *History) add(seq uint64, subject string, data []byte, verify Verifier) error {
 	h.Head.Seq = seq
 	r, err := decodeAt(seq, subject, data)
+	if err == nil && verify != nil {
+		if err = verify(&r); errors.Is(err, ErrUnavailable) {
+			return err
+		}
+	}
 	if err == nil && r.PrevHash != h.Head.Hash {
 		err = fmt.Errorf("%w: seq %d carries prev_hash %s, the previous event's hash is %s", ErrUnlinked, seq, r.PrevHash, h.Head.Hash)
 	}
 	if err != nil {
 		h.Quarantined = append(h.Quarantined, Quarantined{Seq: seq, Err: err})
-		return
+		return nil
 	}
 	h.Events = append(h.Events, r)
 	h.Head.Hash = r.Hash
+	return nil
 }
 
 // findCommand returns the events of a history that carry commandID, if they

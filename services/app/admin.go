@@ -18,6 +18,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/console"
@@ -191,6 +192,21 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		addr: ln.Addr().String(), cert: cert, usage: rollups}
 	if cert != nil {
 		reloadOnSIGHUP(runCtx, log, cert)
+	}
+	if cfg.Trust != nil {
+		// The node's own reads judge signatures as its read model does,
+		// with the signer set as of the event's place in the log.
+		model := a.model
+		st.SetVerify(func(r *events.Recorded) error {
+			wctx, cancel := context.WithTimeout(runCtx, 2*time.Second)
+			defer cancel()
+			if err := model.WaitFor(wctx, r.Seq-1, 2*time.Second); err != nil {
+				return fmt.Errorf("%w: the read model has not reached seq %d to judge its signature", store.ErrUnavailable, r.Seq)
+			}
+			var err error
+			model.Read(func(c *projections.Catalog) { err = c.TrustedAt(r) })
+			return err
+		})
 	}
 	acfg := adminhttp.Config{Control: svc, Model: a.model, RootKeyHash: cfg.RootHash, Log: log.With("component", "admin"),
 		MinSeqWait: cfg.MinSeqWait, Idempotency: idem, Quotas: cfg.Quotas, Usage: rollups, Decisions: audit.New(st)}
