@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
@@ -76,5 +80,56 @@ func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 	if code != 1 || !strings.Contains(out, fmt.Sprintf("PROBLEM seq %d", last)) || !strings.Contains(out, "has no signature") ||
 		strings.Count(out, "PROBLEM") != 1 {
 		t.Fatalf("verify-chain: exit %d\n%s", code, out)
+	}
+}
+
+// TestSignerRotation: `keytrail trust add-signer` trusts a new signing key
+// (signed by the root key); events it signs count; after `remove-signer`,
+// what it signed before stays and what it signs after is refused by every
+// reader and named by verify-chain.
+func TestSignerRotation(t *testing.T) {
+	e := startAdmin(t)
+	e.must(e.call("POST", "/v1/tenants", e.root, map[string]any{"id": "acme", "name": "Acme"}), 201)
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey))
+	id := events.SignerID(key.Public().(ed25519.PublicKey))
+	if out, code := runCLI("trust", "add-signer", "--data", e.dir, "--public-key", pub, "--name", "second"); code != 0 || !strings.Contains(out, "added "+id) {
+		t.Fatalf("add-signer: exit %d\n%s", code, out)
+	}
+	if out, code := runCLI("trust", "signers", "--data", e.dir); code != 0 || !strings.Contains(out, id) || strings.Count(out, "\n") != 2 {
+		t.Fatalf("signers: exit %d\n%s", code, out)
+	}
+	ctx := testCtx(t, 30*time.Second)
+	st := openStore(t, devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Control), store.Config{})
+	create := func(user string) uint64 {
+		t.Helper()
+		recs, err := st.AppendAs(ctx, key, nil, store.Write{Events: []events.Event{storetest.Event("acme", events.UserAggregate(user), events.UserCreatedV1{Name: user}, "c-"+user)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs[0].Seq
+	}
+	seq := create("carol")
+	if r := e.call("GET", "/v1/tenants/acme/users", e.root, nil, "Keytrail-Min-Seq", fmt.Sprint(seq)); !strings.Contains(r.raw, `"carol"`) {
+		t.Fatalf("an event of a trusted signer did not count: %s", r.raw)
+	}
+	if out, code := runCLI("trust", "remove-signer", "--data", e.dir, "--id", id); code != 0 || !strings.Contains(out, "removed "+id) {
+		t.Fatalf("remove-signer: exit %d\n%s", code, out)
+	}
+	seq = create("dave")
+	if r := e.call("GET", "/v1/tenants/acme/users", e.root, nil, "Keytrail-Min-Seq", fmt.Sprint(seq)); strings.Contains(r.raw, `"dave"`) || !strings.Contains(r.raw, `"carol"`) {
+		t.Fatalf("after the removal: %s", r.raw)
+	}
+	out, code := runCLI("audit", "verify-chain", "--nats", e.dev.Addresses().NATS, "--data", e.dir)
+	if code != 1 || strings.Count(out, "PROBLEM") != 1 || !strings.Contains(out, fmt.Sprintf("seq %d", seq)) || !strings.Contains(out, "removed at seq") {
+		t.Fatalf("verify-chain: exit %d\n%s", code, out)
+	}
+	// The dev's own signer is the last but one; the last is never removed.
+	devID := strings.Fields(func() string { o, _ := runCLI("trust", "signers", "--data", e.dir); return o }())[0]
+	if out, code := runCLI("trust", "remove-signer", "--data", e.dir, "--id", devID); code == 0 || !strings.Contains(out, "last trusted signer") {
+		t.Fatalf("removing the last signer: exit %d\n%s", code, out)
 	}
 }

@@ -56,6 +56,7 @@ Usage:
 	fmt.Fprintf(&b, "  keytrail verify   KEY [--tenant T] [--scope S]...   exit 0 VALID, 3 otherwise\n")
 	fmt.Fprintf(&b, "  keytrail usage    --tenant T [--key K] [--group-by code|key|api|user] [--bucket hour] [--since 24h]\n")
 	fmt.Fprintf(&b, "  keytrail audit    %s   --nats URL\n", strings.Join(auditVerbs, "|"))
+	fmt.Fprintf(&b, "  keytrail trust    %s   the signers of signed history\n", strings.Join(trustVerbs, "|"))
 	b.WriteString("  keytrail completion bash|zsh   shell completion (source it)\n  keytrail version\n\nRun 'keytrail <command> -h' for a command's flags.\n")
 	return b.String()
 }
@@ -115,7 +116,7 @@ var commands = func() []string {
 	for _, n := range cli.Nouns() {
 		out = append(out, n.Name)
 	}
-	return append(out, "verify", "usage", "audit", "nats-config", "completion", "help", "version")
+	return append(out, "verify", "usage", "audit", "trust", "nats-config", "completion", "help", "version")
 }()
 
 // MainEnv is Main with the environment injected (KEYTRAIL_TOKEN).
@@ -148,6 +149,8 @@ func MainEnv(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		run = func(ctx context.Context, args []string, _, _ io.Writer) error { return cli.Usage(ctx, env, args) }
 	case "audit":
 		run = runAudit
+	case "trust":
+		run = runTrust
 	case "nats-config":
 		run = runNATSConfig
 	case "completion":

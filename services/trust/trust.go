@@ -126,3 +126,35 @@ func AddSigner(ctx context.Context, st *store.JetStream, root ed25519.PrivateKey
 	}
 	return true, nil
 }
+
+// RemoveSigner removes a signer from the set, signed by the root key;
+// events it signed before stay valid. The last signer is not removed (no
+// event could count after it).
+func RemoveSigner(ctx context.Context, st *store.JetStream, root ed25519.PrivateKey, id string) error {
+	have, head, err := Signers(ctx, st)
+	if err != nil {
+		return err
+	}
+	if _, ok := have[id]; !ok {
+		return fmt.Errorf("trust: %s is not a trusted signer", id)
+	}
+	if len(have) == 1 {
+		return fmt.Errorf("trust: %s is the last trusted signer; add its successor first", id)
+	}
+	e := events.Event{ID: ulid.Make().String(), Type: events.SignerRemoved, Tenant: events.SystemTenant, Aggregate: events.TrustAggregate(),
+		Actor: "keytrail", Reason: "signer removed", OccurredAt: time.Now().UTC(), CommandID: "signer-removed-" + id,
+		Data: events.SignerRemovedV1{ID: id}}
+	if _, err := st.AppendAs(ctx, root, nil, store.Write{Expect: head, Events: []events.Event{e}}); err != nil {
+		return fmt.Errorf("trust: remove signer %s: %w", id, err)
+	}
+	return nil
+}
+
+// ParsePublic reads a public key given as base64.
+func ParsePublic(s string) (ed25519.PublicKey, error) {
+	pub, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("trust: not an Ed25519 public key (base64 of %d bytes)", ed25519.PublicKeySize)
+	}
+	return pub, nil
+}
