@@ -45,6 +45,10 @@ type Catalog struct {
 	// and removed; trustHead the chain head of their aggregate.
 	signers   map[string]*signerSpan
 	trustHead events.Hash
+	// signedFrom is the sequence of the first signer added: the history
+	// before it was written before signing began, and counts unsigned (it
+	// cannot be added to: the log is append-only).
+	signedFrom uint64
 }
 
 // signerSpan is a signer and the sequences it was added and removed at
@@ -83,6 +87,8 @@ func (c *Catalog) TrustedAt(r *events.Recorded) error {
 	switch {
 	case c.trust == nil:
 		return nil
+	case r.Seal == nil && (c.signedFrom == 0 || r.Seq < c.signedFrom) && r.Aggregate.Kind != events.KindTrust:
+		return nil // history from before signing began
 	case r.Seal == nil:
 		return fmt.Errorf("%w: seq %d %s has no signature", ErrUnsigned, r.Seq, r.Type)
 	case r.Aggregate.Kind == events.KindTrust:
@@ -110,6 +116,9 @@ func (c *Catalog) applyTrust(r *events.Recorded) error {
 	}
 	switch p := r.Data.(type) {
 	case events.SignerAddedV1:
+		if c.signedFrom == 0 {
+			c.signedFrom = r.Seq
+		}
 		if s := c.signers[p.ID]; s == nil || s.removed != 0 {
 			c.signers[p.ID] = &signerSpan{pub: ed25519.PublicKey(p.PublicKey), added: r.Seq}
 		}

@@ -23,7 +23,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 11
+	snapshotFormat = 12
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -50,6 +50,7 @@ func (c *Catalog) writeSnapshot(w io.Writer, verifyOnly bool) error {
 		e.str(p.Err.Error())
 	}
 	e.bytes(c.trustHead[:])
+	e.uint(c.signedFrom)
 	e.uint(uint64(len(c.signers)))
 	for _, id := range slices.Sorted(maps.Keys(c.signers)) {
 		s := c.signers[id]
@@ -318,6 +319,7 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 		c.Problems = append(c.Problems, Problem{Seq: d.uint(), Err: errors.New(d.str())})
 	}
 	c.trustHead = d.hash()
+	c.signedFrom = d.uint()
 	for range d.count(4) {
 		id, pub, added, removed := d.str(), d.str(), d.uint(), d.uint()
 		if len(pub) != ed25519.PublicKeySize || events.SignerID(ed25519.PublicKey(pub)) != id {

@@ -52,6 +52,8 @@ func TestOnlySignedEventsCount(t *testing.T) {
 		}
 	}
 	trust := events.TrustAggregate()
+	// History from before signing began counts unsigned.
+	must(h.add("old", events.TenantAggregate("old"), t0, events.TenantCreatedV1{Name: "O"}))
 	refused("a signer added by a node, not the root", seal(h.add(events.SystemTenant, trust, t0, added(stranger)), node))
 	delete(h.heads, "keytrail.evt.keytrail-system.s") // refused: the chain goes on from before it
 	must(seal(h.add(events.SystemTenant, trust, t0, added(node)), root))
@@ -75,6 +77,9 @@ func TestOnlySignedEventsCount(t *testing.T) {
 	}
 	if _, ok := c.User("acme", "carol"); ok {
 		t.Fatal("a removed signer's event applied")
+	}
+	if _, ok := c.Tenant("old"); !ok {
+		t.Fatal("history from before signing began was refused")
 	}
 	if got := c.Signers(); len(got) != 1 || got[0] != events.SignerID(pub(next)) {
 		t.Fatalf("signers %v", got)
