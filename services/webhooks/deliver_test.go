@@ -267,8 +267,15 @@ func TestTwoControlNodesDeliverEachMessageOnce(t *testing.T) {
 		}
 		return nil
 	})
-	// Nothing more comes: each was delivered once.
-	attempts := e.attempts(mustWebhook(t, e))
+	// Each was delivered once, and every attempt is logged (just after the
+	// endpoint answered).
+	var attempts []webhooks.Attempt
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if attempts = e.attempts(mustWebhook(t, e)); len(attempts) < n {
+			return fmt.Errorf("%d attempts logged", len(attempts))
+		}
+		return nil
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for id, c := range got {
