@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
@@ -131,5 +133,46 @@ func TestSignerRotation(t *testing.T) {
 	devID := strings.Fields(func() string { o, _ := runCLI("trust", "signers", "--data", e.dir); return o }())[0]
 	if out, code := runCLI("trust", "remove-signer", "--data", e.dir, "--id", devID); code == 0 || !strings.Contains(out, "last trusted signer") {
 		t.Fatalf("removing the last signer: exit %d\n%s", code, out)
+	}
+}
+
+// TestASignedEventReplayedElsewhereIsRefused: a holder of the control
+// identity copies a real, signed event — the key.suspended an admin made —
+// to another key's subject, and again to its own subject later in the log.
+// Its signature binds it to its subject and, through prev_hash, to its
+// place: both copies are refused by the readers, and named by verify-chain.
+func TestASignedEventReplayedElsewhereIsRefused(t *testing.T) {
+	e := startAdmin(t)
+	issued := e.givenKey()
+	keyID := field(issued, "key", "id").(string)
+	other := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}), 201)
+	otherID := field(other, "key", "id").(string)
+	sus := e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", e.root, map[string]any{"reason": "x"}), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/resume", e.root, map[string]any{"reason": "y"}), 200)
+	ctx := testCtx(t, 30*time.Second)
+	js, _ := jetstream.New(devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Control))
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seq uint64
+	fmt.Sscan(sus.header.Get("Keytrail-Seq"), &seq)
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Control)
+	publishRaw(t, nc, "keytrail.evt.acme.u.bob.k."+otherID, m.Data) // another subject
+	publishRaw(t, nc, m.Subject, m.Data)                            // its own, later: it no longer links
+	last, _ := e.dev.Store().LastSeq(ctx, "")
+	for _, id := range []string{keyID, otherID} {
+		k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+id, e.root, nil, "Keytrail-Min-Seq", fmt.Sprint(last)), 200)
+		if field(k, "key", "status") != "active" {
+			t.Fatalf("a replayed key.suspended counted for %s: %s", id, k.raw)
+		}
+	}
+	out, code := runCLI("audit", "verify-chain", "--nats", e.dev.Addresses().NATS, "--data", e.dir)
+	if code != 1 || strings.Count(out, "PROBLEM") != 2 || !strings.Contains(out, "stored on subject") || !strings.Contains(out, "does not link") {
+		t.Fatalf("verify-chain: exit %d\n%s", code, out)
 	}
 }
