@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/secret"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/secretfile"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/audit"
@@ -42,27 +42,19 @@ const KEKFile = "kek"
 // on first start. Only its hash is kept; the file is the one place the
 // secret lives.
 func loadOrCreateRootKey(path string) (events.SecretHash, bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	if secretfile.Missing(path) {
 		sec, err := secret.Generate(secret.DefaultPrefix, rand.Reader)
 		if err != nil {
 			return events.SecretHash{}, false, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return events.SecretHash{}, false, fmt.Errorf("root key: %w", err)
-		}
-		_, werr := f.WriteString(sec.Reveal() + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+		if err := secretfile.Create(path, []byte(sec.Reveal()+"\n")); err != nil {
 			return events.SecretHash{}, false, fmt.Errorf("root key: %w", err)
 		}
 		return sec.Hash(), true, nil
 	}
+	b, err := secretfile.Read(path)
 	if err != nil {
 		return events.SecretHash{}, false, fmt.Errorf("root key: %w", err)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		return events.SecretHash{}, false, fmt.Errorf("root key %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 	}
 	sec, err := secret.Parse(strings.TrimSpace(string(b)), secret.DefaultPrefix)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/internal/secretfile"
 )
 
 // Role is a kind of NATS client of Keytrail.
@@ -308,13 +309,8 @@ func (id Identity) ConnectOptions() []nats.Option {
 
 // Write writes the seed to path, mode 0600, refusing to overwrite a file.
 func (id Identity) Write(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := secretfile.Create(path, append(slices.Clone(id.seed), '\n')); err != nil {
 		return fmt.Errorf("natsauth: %w", err)
-	}
-	_, werr := f.Write(append(slices.Clone(id.seed), '\n'))
-	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return fmt.Errorf("natsauth: write %s: %w", path, err)
 	}
 	return nil
 }
@@ -322,14 +318,7 @@ func (id Identity) Write(path string) error {
 // ReadSeedFile reads the identity of role from a seed file, refusing one
 // that others than its owner can read.
 func ReadSeedFile(role Role, path string) (Identity, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return Identity{}, fmt.Errorf("natsauth: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return Identity{}, fmt.Errorf("natsauth: %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path)
 	if err != nil {
 		return Identity{}, fmt.Errorf("natsauth: %w", err)
 	}

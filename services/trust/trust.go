@@ -9,9 +9,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/internal/secretfile"
 )
 
 // The files of a dev data directory.
@@ -32,18 +31,13 @@ const (
 // LoadOrCreateKey reads an Ed25519 private key (its seed, base64, on one
 // line), creating it (0600) first when it is missing.
 func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if secretfile.Missing(path) {
 		_, key, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
+		if err := secretfile.Create(path, []byte(base64.StdEncoding.EncodeToString(key.Seed())+"\n")); err != nil {
 			return nil, fmt.Errorf("trust: %w", err)
-		}
-		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(key.Seed()) + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return nil, fmt.Errorf("trust: write %s: %w", path, err)
 		}
 	}
 	return ReadKey(path)
@@ -51,14 +45,7 @@ func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 
 // ReadKey reads a private key file, refusing one others can read.
 func ReadKey(path string) (ed25519.PrivateKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("trust: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("trust: %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}

@@ -10,13 +10,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/internal/secretfile"
 )
 
 // KEK is the key-encryption key that seals endpoints' signing secrets at
@@ -32,14 +31,7 @@ const kekLen = 32
 // ReadKEK reads a key-encryption key file, refusing one that others than
 // its owner can read.
 func ReadKEK(path string) (*KEK, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("webhooks: key-encryption key: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("webhooks: %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
+	b, err := secretfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("webhooks: key-encryption key: %w", err)
 	}
@@ -53,18 +45,13 @@ func ReadKEK(path string) (*KEK, error) {
 // LoadOrCreateKEK reads the key-encryption key at path, creating it (0600)
 // first if it is missing: keytrail dev's <data>/kek.
 func LoadOrCreateKEK(path string) (*KEK, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+	if secretfile.Missing(path) {
 		key := make([]byte, kekLen)
 		if _, err := rand.Read(key); err != nil {
 			return nil, err
 		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
+		if err := secretfile.Create(path, []byte(hex.EncodeToString(key)+"\n")); err != nil {
 			return nil, fmt.Errorf("webhooks: key-encryption key: %w", err)
-		}
-		_, werr := f.WriteString(hex.EncodeToString(key) + "\n")
-		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-			return nil, fmt.Errorf("webhooks: write %s: %w", path, err)
 		}
 	}
 	return ReadKEK(path)
