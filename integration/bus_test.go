@@ -199,6 +199,8 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "purge the webhook deliveries", api+"STREAM.PURGE."+events.WebhookStream, nil)
 			w.publish(t, "delete the webhook deliveries", api+"STREAM.DELETE."+events.WebhookStream, nil)
 			w.publish(t, "delete a delivery attempt", api+"STREAM.MSG.DELETE."+events.WebhookStream, []byte(`{"seq":1}`))
+			w.publish(t, "purge the checkpoints", api+"STREAM.PURGE."+events.CheckpointStream, nil)
+			w.publish(t, "delete a checkpoint", api+"STREAM.MSG.DELETE."+events.CheckpointStream, []byte(`{"seq":1}`))
 			for _, other := range natsauth.Roles {
 				if other != role {
 					w.subscribe(t, "read "+string(other)+"'s replies", other.InboxPrefix()+".>")
@@ -229,6 +231,7 @@ func TestEveryRoleIsRefusedWhatItMayNotDo(t *testing.T) {
 			w.publish(t, "plant a webhook secret", "$KV."+events.WebhookSecretBucket+".acme.whk_x.y", []byte("x"))
 			w.publish(t, "queue a webhook message", events.WebhookMsgPrefix+"acme.whk_x", []byte(`{}`))
 			w.publish(t, "forge a delivery attempt", events.WebhookAttemptPrefix+"acme.whk_x", []byte(`{}`))
+			w.publish(t, "publish a checkpoint", events.CheckpointSubject, []byte("keytrail\n1\nAAAA\n"))
 			// The webhook fan-out's durable consumer: taking its notices,
 			// deleting it or pointing it elsewhere would drop deliveries.
 			fanout := natsauth.WebhookFanout

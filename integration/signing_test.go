@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // TestAnUnsignedEventIsHonouredByNoReader is issue 17's attack: with the
@@ -174,5 +176,56 @@ func TestASignedEventReplayedElsewhereIsRefused(t *testing.T) {
 	out, code := runCLI("audit", "verify-chain", "--nats", e.dev.Addresses().NATS, "--data", e.dir)
 	if code != 1 || strings.Count(out, "PROBLEM") != 2 || !strings.Contains(out, "stored on subject") || !strings.Contains(out, "does not link") {
 		t.Fatalf("verify-chain: exit %d\n%s", code, out)
+	}
+}
+
+// TestCheckpointsAreCheckedAgainstTheLog: a control node publishes signed
+// checkpoints of the global chain (at every 1 024th sequence and when the
+// log is quiet); verify-chain recomputes the chain and checks each against
+// it and the signers trusted then. A checkpoint signed by a stranger, and
+// one the node's own key signed over another chain value (a history that
+// differs from what was signed), are named.
+func TestCheckpointsAreCheckedAgainstTheLog(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	nats := e.dev.Addresses().NATS
+	var last uint64
+	testkit.Eventually(t, 20*time.Second, func() error {
+		last, _ = e.dev.Store().LastSeq(testCtx(t, 5*time.Second), "")
+		out, code := runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir)
+		if code != 0 || !strings.Contains(out, " 0 problems") || strings.Contains(out, " 0 checkpoints") {
+			return fmt.Errorf("verify-chain: exit %d\n%s", code, out)
+		}
+		return nil
+	})
+	// Forged checkpoints of the last sequence.
+	ctx := testCtx(t, 30*time.Second)
+	js, _ := jetstream.New(devConnect(t, nats, e.dir, natsauth.Control))
+	s, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := trust.Origin(s.CachedInfo().Created)
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	own, err := trust.ReadKey(filepath.Join(e.dir, trust.SignerKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, forged := range []struct {
+		key   ed25519.PrivateKey
+		chain events.Hash
+	}{{stranger, events.Hash{1}}, {own, events.Hash{2}}} {
+		b, err := trust.SignCheckpoint(forged.key, origin, last, forged.chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(ctx, events.CheckpointSubject, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, code := runCLI("audit", "verify-chain", "--nats", nats, "--data", e.dir)
+	if code != 1 || strings.Count(out, "PROBLEM") != 2 || !strings.Contains(out, "not signed by a signer trusted then") ||
+		!strings.Contains(out, "the history differs from what was signed") {
+		t.Fatalf("verify-chain with forged checkpoints: exit %d\n%s", code, out)
 	}
 }

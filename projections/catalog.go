@@ -78,6 +78,18 @@ func (c *Catalog) Signers() []string {
 	return out
 }
 
+// SignersAt are the signers trusted for what is at seq (added before it,
+// not removed before it): who may sign a checkpoint of seq.
+func (c *Catalog) SignersAt(seq uint64) map[string]ed25519.PublicKey {
+	out := map[string]ed25519.PublicKey{}
+	for id, s := range c.signers {
+		if s.added < seq && (s.removed == 0 || s.removed >= seq) {
+			out[id] = s.pub
+		}
+	}
+	return out
+}
+
 // TrustedAt says whether r is signed as the pinned root requires: the
 // signer set's events by the root key, any other by a signer trusted as of
 // the sequence before r's (added before it, not removed before it). The

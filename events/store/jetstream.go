@@ -891,6 +891,7 @@ func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
 			d.Pending = 1 // at least the leader's last message follows
 		}
 		d.Event, d.Err = decodeAt(d.Seq, d.Subject, m.Data())
+		d.Raw = rawHash(&d, m.Data())
 		return d, nil
 	}
 }

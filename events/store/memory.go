@@ -223,6 +223,7 @@ func (s *memSub) Next(ctx context.Context) (Delivery, error) {
 			}
 			d := Delivery{Seq: seq, Subject: msg.subject, Pending: pending}
 			d.Event, d.Err = decodeAt(seq, msg.subject, msg.data)
+			d.Raw = rawHash(&d, msg.data)
 			return d, nil
 		}
 		select {

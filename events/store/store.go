@@ -119,6 +119,9 @@ type Delivery struct {
 	// (*events.DecodeError) or it sits on a subject that is not its
 	// aggregate's. The reader reports it and goes on with the next message.
 	Err error
+	// Raw is the SHA-256 of the stored bytes, valid or not: what the
+	// global chain of checkpoints folds (docs/signing.md).
+	Raw events.Hash
 	// Pending is how many messages matching the filters follow this one, as
 	// the server last said; 0 means the reader has caught up (on a
 	// replicated stream, at least to the leader's last message when the
@@ -291,6 +294,15 @@ func (p *prepared) resolve(ctx context.Context, load func(context.Context, strin
 		conflict.Subject, conflict.Expected, conflict.Actual = scope.Filter, scope.Seq, 0
 	}
 	return nil, conflict
+}
+
+// rawHash is the hash of a delivery's stored bytes (the event's own when it
+// decoded: computed once).
+func rawHash(d *Delivery, data []byte) events.Hash {
+	if d.Err == nil {
+		return d.Event.Hash
+	}
+	return events.HashOf(data)
 }
 
 // decodeAt decodes a stored message and checks it sits on its aggregate's

@@ -27,6 +27,7 @@ import (
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/notices"
 	"github.com/keytrail/keytrail/services/readmodel"
+	"github.com/keytrail/keytrail/services/trust"
 	"github.com/keytrail/keytrail/services/usage"
 	"github.com/keytrail/keytrail/services/webhooks"
 )
@@ -106,6 +107,9 @@ type adminConfig struct {
 	// Trust, when set, is the pinned root public key: the read model
 	// applies only signed events (docs/signing.md).
 	Trust ed25519.PublicKey
+	// Signer, when set, is the node's signing key: it signs checkpoints of
+	// the log too.
+	Signer ed25519.PrivateKey
 }
 
 // WebhookConfig tunes webhook delivery (zero values: the defaults of
@@ -248,6 +252,26 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		go func() {
 			defer a.wg.Done()
 			d.Run(runCtx)
+		}()
+	}
+	if cfg.Signer != nil {
+		s, err := js.Stream(ctx, events.StreamName)
+		if err == nil {
+			err = trust.EnsureCheckpointStream(ctx, js, cfg.Replicas)
+		}
+		if err != nil {
+			ln.Close()
+			cancel()
+			a.wg.Wait()
+			return nil, fmt.Errorf("checkpoint stream: %w", err)
+		}
+		cp := &trust.Checkpointer{Store: st, JS: js, Key: cfg.Signer, Origin: trust.Origin(s.CachedInfo().Created), Log: log.With("component", "checkpoints")}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := cp.Run(runCtx); err != nil && runCtx.Err() == nil {
+				log.Warn("checkpoints stopped", "err", err)
+			}
 		}()
 	}
 	a.wg.Add(6)

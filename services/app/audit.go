@@ -526,14 +526,15 @@ func (p printer) chain(rep audit.ChainReport) error {
 			}
 		}
 		return p.line(struct {
-			Messages   uint64 `json:"messages"`
-			Aggregates int    `json:"aggregates"`
-			Problems   int    `json:"problems"`
-		}{rep.Messages, rep.Aggregates, len(rep.Problems)})
+			Messages    uint64 `json:"messages"`
+			Aggregates  int    `json:"aggregates"`
+			Checkpoints int    `json:"checkpoints"`
+			Problems    int    `json:"problems"`
+		}{rep.Messages, rep.Aggregates, rep.Checkpoints, len(rep.Problems)})
 	}
 	for _, pr := range rep.Problems {
 		fmt.Fprintf(p.w, "PROBLEM seq %d %s: %s\n", pr.Seq, pr.Subject, pr.Problem)
 	}
-	fmt.Fprintf(p.w, "%d messages, %d aggregates, %d problems\n", rep.Messages, rep.Aggregates, len(rep.Problems))
+	fmt.Fprintf(p.w, "%d messages, %d aggregates, %d checkpoints, %d problems\n", rep.Messages, rep.Aggregates, rep.Checkpoints, len(rep.Problems))
 	return nil
 }

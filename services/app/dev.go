@@ -190,7 +190,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Trust: rootPub, KEK: kek, Webhooks: cfg.Webhooks, NoticeEvery: cfg.NoticeEvery, Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
+	if d.admin, err = startAdmin(ctx, d.store, adminConfig{Trust: rootPub, Signer: signer, KEK: kek, Webhooks: cfg.Webhooks, NoticeEvery: cfg.NoticeEvery, Egress: policy, Quotas: cfg.Quotas, TLS: cfg.TLS, Listen: cfg.AdminListen, Replicas: 1, Duplicates: cfg.Duplicates, RootHash: rootHash,
 		MinSeqWait: cfg.MinSeqWait, Decisions: cfg.Decisions}, cfg.Logger); err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	admin, err := startAdmin(ctx, st, adminConfig{Trust: root, Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg,
+	admin, err := startAdmin(ctx, st, adminConfig{Trust: root, Signer: signer, Listen: *adminListen, Replicas: *replicas, Duplicates: *dup, RootHash: rootHash, Decisions: df.cfg,
 		Egress: policy, TLS: tlsFiles, KEK: kek, Webhooks: WebhookConfig{Timeout: *webhookTimeout}}, log)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // ChainProblem is a message of the event log that breaks its history.
@@ -25,9 +26,12 @@ type ChainProblem struct {
 
 // ChainReport is what VerifyChain read and found.
 type ChainReport struct {
-	Messages   uint64         `json:"messages"`
-	Aggregates int            `json:"aggregates"`
-	Problems   []ChainProblem `json:"problems"`
+	Messages   uint64 `json:"messages"`
+	Aggregates int    `json:"aggregates"`
+	// Checkpoints are the signed checkpoints checked against the chain
+	// (with the root key pinned).
+	Checkpoints int            `json:"checkpoints"`
+	Problems    []ChainProblem `json:"problems"`
 }
 
 // VerifyChain reads the whole event log and checks that the stream is as
@@ -58,9 +62,15 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 	}
 	defer sub.Close()
 	cat := projections.NewVerificationCatalog()
+	var checkpoints map[uint64][][]byte
+	origin := trust.Origin(info.Created)
 	if a.trust != nil {
 		cat.SetTrust(a.trust)
+		if checkpoints, err = a.checkpoints(ctx); err != nil {
+			return rep, err
+		}
 	}
+	var chain events.Hash
 	subjects := map[string]bool{}
 	prev := info.State.FirstSeq - 1
 	for prev < info.State.LastSeq {
@@ -74,6 +84,19 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 		prev = d.Seq
 		rep.Messages++
 		subjects[d.Subject] = true
+		chain = events.ChainNext(chain, d.Seq, d.Raw)
+		for _, msg := range checkpoints[d.Seq] {
+			rep.Checkpoints++
+			o, seq, stated, err := trust.OpenCheckpoint(msg, cat.SignersAt(d.Seq))
+			switch {
+			case err != nil:
+				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: "a checkpoint not signed by a signer trusted then: " + err.Error()})
+			case o != origin || seq != d.Seq:
+				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: fmt.Sprintf("a checkpoint of another log (%s, seq %d)", o, seq)})
+			case stated != chain:
+				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: fmt.Sprintf("a checkpoint states chain %s, the log gives %s: the history differs from what was signed", stated, chain)})
+			}
+		}
 		switch err := cat.Take(d.Seq, d.Event, d.Err); {
 		case d.Err != nil:
 			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: "not an event: " + d.Err.Error()})
@@ -90,6 +113,46 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 	}
 	rep.Aggregates = len(subjects)
 	return rep, nil
+}
+
+// checkpoints reads the checkpoint stream: the notes, by the sequence
+// they name.
+func (a *Auditor) checkpoints(ctx context.Context) (map[uint64][][]byte, error) {
+	out := map[uint64][][]byte{}
+	js := a.st.JetStream()
+	cons, err := js.OrderedConsumer(ctx, events.CheckpointStream, jetstream.OrderedConsumerConfig{})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return out, nil // a log without checkpoints
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: checkpoints: %w", err)
+	}
+	defer store.DeleteConsumer(js, events.CheckpointStream, cons)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: checkpoints: %w", err)
+	}
+	for range info.NumPending {
+		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("audit: checkpoints: %w", err)
+		}
+		// The sequence a note names is read from its text; an unsigned or
+		// unparsable one is still checked (and named) at that sequence.
+		if _, seq, _, err := events.ParseCheckpointText(noteText(m.Data())); err == nil {
+			out[seq] = append(out[seq], m.Data())
+		}
+	}
+	return out, nil
+}
+
+// noteText is a signed note's text: everything up to its blank line.
+func noteText(b []byte) string {
+	s := string(b)
+	if i := strings.Index(s, "\n\n"); i >= 0 {
+		return s[:i+1]
+	}
+	return s
 }
 
 func (a *Auditor) streamInfo(ctx context.Context, name string) (*jetstream.StreamInfo, error) {

@@ -154,6 +154,11 @@ func eventStreamDenied() []string {
 		jsAPI + "STREAM.DELETE." + events.WebhookStream,
 		jsAPI + "STREAM.PURGE." + events.WebhookStream,
 		jsAPI + "STREAM.MSG.DELETE." + events.WebhookStream,
+		// and the checkpoints: what was signed stays signed
+		jsAPI + "STREAM.UPDATE." + events.CheckpointStream,
+		jsAPI + "STREAM.DELETE." + events.CheckpointStream,
+		jsAPI + "STREAM.PURGE." + events.CheckpointStream,
+		jsAPI + "STREAM.MSG.DELETE." + events.CheckpointStream,
 	}
 }
 
@@ -198,6 +203,9 @@ func For(r Role) Permissions {
 		// the notices: derived and published by control
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.NoticeStream, events.NoticeSubjects)
 		pub = append(pub, streamRead(events.NoticeStream)...)
+		// signed checkpoints of the log
+		pub = append(pub, jsAPI+"STREAM.CREATE."+events.CheckpointStream, events.CheckpointSubject)
+		pub = append(pub, streamRead(events.CheckpointStream)...)
 		// webhook delivery: its stream, and the sealed secrets
 		pub = append(pub, jsAPI+"STREAM.CREATE."+events.WebhookStream, events.WebhookSubjects)
 		pub = append(pub, streamRead(events.WebhookStream)...)
@@ -229,6 +237,7 @@ func For(r Role) Permissions {
 		pub = append(pub, streamRead(events.DecisionStream)...)
 		pub = append(pub, streamRead(events.UsageStream)...)
 		pub = append(pub, streamRead(events.NoticeStream)...)
+		pub = append(pub, streamRead(events.CheckpointStream)...)
 		// what the nats CLI asks before it reads a stream
 		pub = append(pub, jsAPI+"INFO", jsAPI+"STREAM.NAMES", jsAPI+"STREAM.LIST")
 		return Permissions{PublishAllow: pub, PublishDeny: append(append(deny, events.AllSubjects, events.CommandSubjects), durableDenied()...),
