@@ -269,8 +269,16 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if err := cp.Run(runCtx); err != nil && runCtx.Err() == nil {
-				log.Warn("checkpoints stopped", "err", err)
+			for runCtx.Err() == nil {
+				if err := cp.Run(runCtx); err != nil && runCtx.Err() == nil {
+					log.Warn("checkpoints interrupted; taking them up again", "err", err)
+					t := time.NewTimer(5 * time.Second)
+					select {
+					case <-runCtx.Done():
+					case <-t.C:
+					}
+					t.Stop()
+				}
 			}
 		}()
 	}
