@@ -229,3 +229,18 @@ func TestCheckpointsAreCheckedAgainstTheLog(t *testing.T) {
 		t.Fatalf("verify-chain with forged checkpoints: exit %d\n%s", code, out)
 	}
 }
+
+// TestAFreshLogIsCheckpointedClean: a new keytrail dev's log holds only
+// its signer.added; the checkpoint of that sequence is signed by the signer
+// it added, and verify-chain finds nothing wrong (found by hand: the
+// signer was judged as of the sequence before its own addition).
+func TestAFreshLogIsCheckpointedClean(t *testing.T) {
+	e := startAdmin(t)
+	testkit.Eventually(t, 20*time.Second, func() error {
+		out, code := runCLI("audit", "verify-chain", "--nats", e.dev.Addresses().NATS, "--data", e.dir)
+		if code != 0 || !strings.Contains(out, "1 messages, 1 aggregates, 1 checkpoints, 0 problems") {
+			return fmt.Errorf("verify-chain: exit %d\n%s", code, out)
+		}
+		return nil
+	})
+}

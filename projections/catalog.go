@@ -78,12 +78,13 @@ func (c *Catalog) Signers() []string {
 	return out
 }
 
-// SignersAt are the signers trusted for what is at seq (added before it,
-// not removed before it): who may sign a checkpoint of seq.
-func (c *Catalog) SignersAt(seq uint64) map[string]ed25519.PublicKey {
+// SignersAfter are the signers trusted once the log holds seq (added at or
+// before it, not removed at or before it): who may sign a checkpoint of
+// seq — the signer added by the event at seq included.
+func (c *Catalog) SignersAfter(seq uint64) map[string]ed25519.PublicKey {
 	out := map[string]ed25519.PublicKey{}
 	for id, s := range c.signers {
-		if s.added < seq && (s.removed == 0 || s.removed >= seq) {
+		if s.added <= seq && (s.removed == 0 || s.removed > seq) {
 			out[id] = s.pub
 		}
 	}

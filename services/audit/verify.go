@@ -85,9 +85,10 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 		rep.Messages++
 		subjects[d.Subject] = true
 		chain = events.ChainNext(chain, d.Seq, d.Raw)
+		takeErr := cat.Take(d.Seq, d.Event, d.Err) // the message first: a checkpoint of seq is judged by the signers after it
 		for _, msg := range checkpoints[d.Seq] {
 			rep.Checkpoints++
-			o, seq, stated, err := trust.OpenCheckpoint(msg, cat.SignersAt(d.Seq))
+			o, seq, stated, err := trust.OpenCheckpoint(msg, cat.SignersAfter(d.Seq))
 			switch {
 			case err != nil:
 				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: "a checkpoint not signed by a signer trusted then: " + err.Error()})
@@ -97,7 +98,7 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: fmt.Sprintf("a checkpoint states chain %s, the log gives %s: the history differs from what was signed", stated, chain)})
 			}
 		}
-		switch err := cat.Take(d.Seq, d.Event, d.Err); {
+		switch err := takeErr; {
 		case d.Err != nil:
 			rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Subject: d.Subject, Problem: "not an event: " + d.Err.Error()})
 		case errors.Is(err, projections.ErrUnsigned):
