@@ -15,6 +15,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
+	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/natsnode/natstest"
 )
@@ -135,9 +136,12 @@ func TestWatermarkRefusesARewoundStream(t *testing.T) {
 	if err := op.DeleteStream(ctx, events.StreamName); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := op.CreateStream(ctx, store.StreamConfig(store.Config{})); err != nil {
-		t.Fatal(err)
-	}
+	// (The server may still be removing the old stream's files: it answers
+	// "error creating store" for a moment.)
+	testkit.Eventually(t, 10*time.Second, func() error {
+		_, err := op.CreateStream(ctx, store.StreamConfig(store.Config{}))
+		return err
+	})
 	if _, err := gw.Check(ctx); !errors.Is(err, store.ErrRefused) || !strings.Contains(err.Error(), "its last sequence is 0, but this node has seen it hold 3") {
 		t.Fatalf("check on a stream made anew: %v", err)
 	}

@@ -511,9 +511,12 @@ func TestWebhookCLI(t *testing.T) {
 		t.Fatalf("create:\n%s", out)
 	}
 	sec := between(out, "secret: ", "\n")
-	if out := mustKeytrail(t, e.dir, "webhook", "list", "--tenant", "acme"); !strings.Contains(out, id) || strings.Contains(out, "whsec_") {
-		t.Fatalf("list:\n%s", out)
-	}
+	testkit.Eventually(t, 10*time.Second, func() error { // the list is the read model's
+		if out := mustKeytrail(t, e.dir, "webhook", "list", "--tenant", "acme"); !strings.Contains(out, id) || strings.Contains(out, "whsec_") {
+			return fmt.Errorf("list:\n%s", out)
+		}
+		return nil
+	})
 	keyID := e.expiringKey()
 	got := rcv.waitFor("key.expiring", func(d delivery) bool { return d.payload.Data["key_id"] == keyID })
 	if !verifyStandardWebhook(sec, got.header, got.body) {
