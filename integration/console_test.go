@@ -12,6 +12,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/keytrail/keytrail/internal/testkit"
 )
 
 // browser is a headless Chromium (Debian's chromium, installed by `make
@@ -87,6 +89,19 @@ func css(s string) chromedp.CSS { return chromedp.CSS(s) }
 func (b *browser) open(path string) {
 	b.t.Helper()
 	b.run("open "+path, chromedp.Navigate(b.base+path), chromedp.WaitVisible(css("h1")))
+}
+
+// openUntil loads a page until its text holds want (the console's lists
+// are the read model's, which follows a write by a moment).
+func (b *browser) openUntil(path, want string) {
+	b.t.Helper()
+	testkit.Eventually(b.t, 10*time.Second, func() error {
+		b.open(path)
+		if !strings.Contains(b.body(), want) {
+			return fmt.Errorf("%s does not show %q yet", path, want)
+		}
+		return nil
+	})
 }
 
 // text is the text of the first element sel matches.
@@ -168,7 +183,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	if body := b.body(); !strings.Contains(body, "already issued a key") || strings.Contains(body, secret) {
 		t.Fatalf("the issue form sent again: %s", body)
 	}
-	b.open("/console/tenants/acme/keys")
+	b.openUntil("/console/tenants/acme/keys", "billing-sync")
 	if !strings.HasPrefix(secret, "kt_") || strings.Contains(location, secret) {
 		t.Fatalf("secret %q at %s", secret, location)
 	}
@@ -180,7 +195,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("the key page shows the secret, or the key is not active: %s", b.text("#key-status"))
 	}
 	b.shot("key")
-	b.open("/console/tenants/acme/keys")
+	b.openUntil("/console/tenants/acme/keys", "billing-sync")
 	if strings.Contains(b.html(), secret) || !strings.Contains(b.body(), "billing-sync") {
 		t.Fatal("the key list shows the secret, or not the key")
 	}
