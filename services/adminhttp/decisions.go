@@ -2,7 +2,6 @@ package adminhttp
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -32,9 +31,6 @@ func (s *Server) decisionRoutes() {
 		if s.cfg.Decisions == nil {
 			return &control.Error{Code: control.CodeUnavailable, Message: "this node does not search the decision log"}
 		}
-		bad := func(format string, args ...any) error {
-			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
-		}
 		v := r.URL.Query()
 		if err := onlyParams(v, "key", "user", "api", "code", "since", "until", "cursor", "limit"); err != nil {
 			return err
@@ -42,33 +38,33 @@ func (s *Server) decisionRoutes() {
 		q := events.DecisionQuery{Tenant: r.PathValue("tenant"), KeyID: v.Get("key"), User: v.Get("user"), API: v.Get("api"), Code: v.Get("code")}
 		switch {
 		case q.KeyID != "" && !events.ValidKeyID(q.KeyID):
-			return bad("key: %q is not a key id", clip(q.KeyID))
+			return badParam("key: %q is not a key id", clip(q.KeyID))
 		case q.User != "" && !events.ValidUserID(q.User):
-			return bad("user: %q is not a user id", clip(q.User))
+			return badParam("user: %q is not a user id", clip(q.User))
 		case q.API != "" && !events.ValidAPIID(q.API):
-			return bad("api: %q is not an API id", clip(q.API))
+			return badParam("api: %q is not an API id", clip(q.API))
 		}
 		if q.Code != "" {
 			if _, ok := projections.OutcomeOf(projections.Code(q.Code)); !ok {
-				return bad("code: %q is not an outcome code", clip(q.Code))
+				return badParam("code: %q is not an outcome code", clip(q.Code))
 			}
 		}
 		now := s.cfg.Now()
 		since, err := timeParam(v.Get("since"), now, now.Add(-24*time.Hour))
 		if err != nil {
-			return bad("since: %v", err)
+			return badParam("since: %v", err)
 		}
 		until, err := timeParam(v.Get("until"), now, time.Time{})
 		if err != nil {
-			return bad("until: %v", err)
+			return badParam("until: %v", err)
 		}
 		if !until.IsZero() && !since.Before(until) {
-			return bad("since: must be before until")
+			return badParam("since: must be before until")
 		}
 		var after uint64
 		if c := v.Get("cursor"); c != "" {
 			if after, err = strconv.ParseUint(c, 10, 64); err != nil || after == 0 || after == math.MaxUint64 {
-				return bad("cursor: %q is not a cursor this route gave", clip(c))
+				return badParam("cursor: %q is not a cursor this route gave", clip(c))
 			}
 		}
 		limit, err := pageSize(r)

@@ -94,9 +94,6 @@ func (s *Server) usageRoutes() {
 // usageQuery reads the usage route's parameters, naming the first that is
 // wrong.
 func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQuery, error) {
-	bad := func(format string, args ...any) error {
-		return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf(format, args...)}
-	}
 	if err := onlyParams(v, "key", "user", "api", "code", "group_by", "bucket", "since", "until"); err != nil {
 		return projections.UsageQuery{}, err
 	}
@@ -104,17 +101,17 @@ func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQu
 		GroupBy: v.Get("group_by"), Grain: projections.Grain(v.Get("bucket")), Until: now}
 	switch {
 	case q.Key != "" && !events.ValidKeyID(q.Key):
-		return q, bad("key: %q is not a key id", clip(q.Key))
+		return q, badParam("key: %q is not a key id", clip(q.Key))
 	case q.User != "" && !events.ValidUserID(q.User):
-		return q, bad("user: %q is not a user id", clip(q.User))
+		return q, badParam("user: %q is not a user id", clip(q.User))
 	case q.API != "" && !events.ValidAPIID(q.API):
-		return q, bad("api: %q is not an API id", clip(q.API))
+		return q, badParam("api: %q is not an API id", clip(q.API))
 	case q.GroupBy != "" && !slices.Contains(projections.GroupBys, q.GroupBy):
-		return q, bad("group_by: %q; want code, key, api or user", clip(q.GroupBy))
+		return q, badParam("group_by: %q; want code, key, api or user", clip(q.GroupBy))
 	}
 	if q.Code != "" {
 		if _, ok := projections.OutcomeOf(projections.Code(q.Code)); !ok {
-			return q, bad("code: %q is not an outcome code", clip(q.Code))
+			return q, badParam("code: %q is not an outcome code", clip(q.Code))
 		}
 	}
 	if q.Grain == "" {
@@ -122,20 +119,20 @@ func usageQuery(v url.Values, tenant string, now time.Time) (projections.UsageQu
 	}
 	size, ok := projections.GrainSize(q.Grain)
 	if !ok {
-		return q, bad("bucket: %q; want minute, hour or day", clip(string(q.Grain)))
+		return q, badParam("bucket: %q; want minute, hour or day", clip(string(q.Grain)))
 	}
 	var err error
 	if q.Since, err = timeParam(v.Get("since"), now, now.Add(-24*time.Hour)); err != nil {
-		return q, bad("since: %v", err)
+		return q, badParam("since: %v", err)
 	}
 	if q.Until, err = timeParam(v.Get("until"), now, now); err != nil {
-		return q, bad("until: %v", err)
+		return q, badParam("until: %v", err)
 	}
 	switch {
 	case !q.Since.Before(q.Until):
-		return q, bad("since: must be before until")
+		return q, badParam("since: must be before until")
 	case q.Until.Sub(q.Since)/size > maxUsageBuckets:
-		return q, bad("since, until: more than %d %s buckets between them; ask for a larger bucket or a shorter range", maxUsageBuckets, q.Grain)
+		return q, badParam("since, until: more than %d %s buckets between them; ask for a larger bucket or a shorter range", maxUsageBuckets, q.Grain)
 	}
 	return q, nil
 }

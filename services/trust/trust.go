@@ -67,9 +67,9 @@ func ReadPublic(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}
-	pub, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("trust: %s is not an Ed25519 public key (base64 of %d bytes)", path, ed25519.PublicKeySize)
+	pub, err := ParsePublic(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
 	return pub, nil
 }
