@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/keytrail/keytrail/services/app"
+
+	"github.com/keytrail/keytrail/internal/testkit"
 )
 
 // TestCLIDrivesTheAdminAPI runs the CLI in-process against a keytrail dev:
@@ -246,13 +248,18 @@ func TestListAllPagesThrough(t *testing.T) {
 	if first := run("user", "list", "--tenant", "acme", "--limit", "2"); !strings.Contains(first, "more: --cursor") {
 		t.Fatalf("one page of 2: %s", first)
 	}
-	out := run("user", "list", "--tenant", "acme", "--limit", "2", "--all", "-o", "json")
-	var got struct {
-		Users []struct{ ID string } `json:"users"`
-	}
-	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Users) != 5 {
-		t.Fatalf("--all: %v %s", err, out)
-	}
+	// (The list is the read model's, which follows the last create by a
+	// moment.)
+	testkit.Eventually(t, 10*time.Second, func() error {
+		out := run("user", "list", "--tenant", "acme", "--limit", "2", "--all", "-o", "json")
+		var got struct {
+			Users []struct{ ID string } `json:"users"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil || len(got.Users) != 5 {
+			return fmt.Errorf("--all: %v %s", err, out)
+		}
+		return nil
+	})
 }
 
 // keytrail runs the command line in this process against a dev's data
