@@ -54,7 +54,7 @@ FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecode
 	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway ./services/natsauth:FuzzParseIdentity \
 	./services/gateway:FuzzCanonicalPathAgainstTheRouter ./services/gateway/h1:FuzzRequests ./services/gateway/h1:FuzzResponses \
 	./projections:FuzzUsageReport ./services/webhooks:FuzzVerify ./services/webhooks:FuzzOpenSealed ./services/webhooks:FuzzParseSecret \
-	./services/console:FuzzConsoleForms
+	./services/console:FuzzConsoleForms ./events:FuzzUnseal ./events:FuzzParseCheckpoint
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

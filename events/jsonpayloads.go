@@ -88,6 +88,10 @@ func (p *SignerAddedV1) decodeFrom(d *decoder) error {
 			if err = once(&seen, 2, name); err == nil {
 				p.Name, err = d.str()
 			}
+		case "role":
+			if err = once(&seen, 3, name); err == nil {
+				p.Role, err = d.str()
+			}
 		default:
 			err = unknown(name)
 		}

@@ -5,11 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"strconv"
-	"strings"
 )
 
 // Signed events (docs/signing.md). A stored event may end with two members,
@@ -34,12 +31,31 @@ const (
 	SealLen = len(sealHead) + SignerIDLen + len(sealMiddle) + sigB64Len + len(sealTail) - 1
 )
 
-// Seal is an event's signature: who signed it, and the digest it signed.
+// Seal is an event's signature: who signed it, and over what.
 type Seal struct {
 	Signer string
 	Sig    []byte
-	// Digest is what was signed (computed when the event is read).
-	Digest [32]byte
+	// digest is what was signed, computed from subject and signed when it
+	// is first asked for (a reader that a checkpoint vouches for never
+	// does).
+	digest  [32]byte
+	hashed  bool
+	subject string
+	signed  []byte
+}
+
+// NewSeal is a seal of a digest already computed.
+func NewSeal(signer string, sig []byte, digest [32]byte) *Seal {
+	return &Seal{Signer: signer, Sig: sig, digest: digest, hashed: true}
+}
+
+// Digest is what the signature is of.
+func (s *Seal) Digest() [32]byte {
+	if !s.hashed {
+		s.digest, s.hashed = sealDigest(s.subject, s.signed), true
+		s.signed = nil
+	}
+	return s.digest
 }
 
 // SignerID names a signing key: the first 8 bytes of the SHA-256 of its
@@ -115,53 +131,14 @@ func Unseal(subject string, data []byte) ([]byte, *Seal, error) {
 	unsigned := make([]byte, cut+1)
 	copy(unsigned, data[:cut])
 	unsigned[cut] = '}'
-	return unsigned, &Seal{Signer: id, Sig: sig, Digest: sealDigest(subject, data[:cut])}, nil
+	return unsigned, &Seal{Signer: id, Sig: sig, subject: subject, signed: data[:cut:cut]}, nil
 }
 
 // Verify reports whether the seal is a signature by pub.
 func (s *Seal) Verify(pub ed25519.PublicKey) bool {
-	return s != nil && len(pub) == ed25519.PublicKeySize && SignerID(pub) == s.Signer && ed25519.Verify(pub, s.Digest[:], s.Sig)
-}
-
-// Checkpoints (docs/signing.md): signed statements of the global chain,
-// folded over every message of the event log in stream order.
-const (
-	CheckpointStream  = "KEYTRAIL_CHECKPOINTS"
-	CheckpointSubject = "keytrail.chk.events"
-	// CheckpointEvery is how many messages a checkpoint spans at most.
-	CheckpointEvery = 1024
-)
-
-// ChainNext folds the message at seq (msg: the SHA-256 of its stored
-// bytes) into the global chain.
-func ChainNext(prev Hash, seq uint64, msg Hash) Hash {
-	var b [32 + 8 + 32]byte
-	copy(b[:32], prev[:])
-	binary.BigEndian.PutUint64(b[32:40], seq)
-	copy(b[40:], msg[:])
-	return sha256.Sum256(b[:])
-}
-
-// CheckpointText is a checkpoint's note text in the C2SP tlog-checkpoint
-// form: the origin (the log, named by its stream's creation), the
-// sequence, the chain value in base64.
-func CheckpointText(origin string, seq uint64, chain Hash) string {
-	return fmt.Sprintf("%s\n%d\n%s\n", origin, seq, base64.StdEncoding.EncodeToString(chain[:]))
-}
-
-// ParseCheckpointText reads a checkpoint's note text.
-func ParseCheckpointText(text string) (origin string, seq uint64, chain Hash, err error) {
-	lines := strings.Split(text, "\n")
-	if len(lines) < 4 || lines[len(lines)-1] != "" || lines[0] == "" {
-		return "", 0, Hash{}, fmt.Errorf("events: not a checkpoint")
+	if s == nil || len(pub) != ed25519.PublicKeySize || SignerID(pub) != s.Signer {
+		return false
 	}
-	if seq, err = strconv.ParseUint(lines[1], 10, 64); err != nil || strconv.FormatUint(seq, 10) != lines[1] {
-		return "", 0, Hash{}, fmt.Errorf("events: a checkpoint's sequence is not a number")
-	}
-	h, err := base64.StdEncoding.DecodeString(lines[2])
-	if err != nil || len(h) != len(chain) {
-		return "", 0, Hash{}, fmt.Errorf("events: a checkpoint's chain value is not 32 bytes in base64")
-	}
-	copy(chain[:], h)
-	return lines[0], seq, chain, nil
+	d := s.Digest()
+	return ed25519.Verify(pub, d[:], s.Sig)
 }

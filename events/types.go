@@ -535,11 +535,29 @@ type APIRetiredV1 struct{}
 
 // Signer events.
 
-// SignerAddedV1: events signed by this key count from the next sequence on.
+// SignerAddedV1: what this key signs counts from the next sequence on.
+// Role is what it signs: events and checkpoints of the event log (a
+// control node's, the default, written as no role), or checkpoints of the
+// decisions a gateway wrote (SignerRoleDecisions) — never events.
 type SignerAddedV1 struct {
 	ID        string `json:"id"`
 	PublicKey []byte `json:"public_key"`
 	Name      string `json:"name,omitempty"`
+	Role      string `json:"role,omitempty"`
+}
+
+// The roles of a signer.
+const (
+	SignerRoleEvents    = "events"
+	SignerRoleDecisions = "decisions"
+)
+
+// SignerRole is the signer's role, SignerRoleEvents when none is written.
+func (p SignerAddedV1) SignerRole() string {
+	if p.Role == "" {
+		return SignerRoleEvents
+	}
+	return p.Role
 }
 
 // SignerRemovedV1: events signed by this key after this one do not count
@@ -554,6 +572,9 @@ func (SignerRemovedV1) EventType() Type { return SignerRemoved }
 func (p SignerAddedV1) validate() error {
 	if len(p.PublicKey) != 32 || SignerID(p.PublicKey) != p.ID {
 		return fmt.Errorf("a signer is a 32-byte Ed25519 public_key and its id")
+	}
+	if p.Role != "" && p.Role != SignerRoleDecisions {
+		return fmt.Errorf("role must be absent (events) or %q", SignerRoleDecisions)
 	}
 	return validateName(p.Name, false)
 }

@@ -1,14 +1,19 @@
 package integration
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +23,9 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/internal/testkit"
+	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/readmodel"
 	"github.com/keytrail/keytrail/services/trust"
 )
 
@@ -40,19 +47,7 @@ func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 	gw := e.dev.Addresses().Gateway + "/orders/1"
 	requestAnswered(t, gw, sec, http.StatusForbidden)
 
-	ctx := testCtx(t, 30*time.Second)
-	h, err := e.dev.Store().Load(ctx, "acme", events.KeyAggregate("bob", keyID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	forged := storetest.Event("acme", events.KeyAggregate("bob", keyID), events.KeyResumedV1{}, "forged-resume")
-	forged.PrevHash = h.Events[len(h.Events)-1].Hash
-	data, err := events.Encode(&forged)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publishRaw(t, devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Control), "keytrail.evt.acme.u.bob.k."+keyID, data)
-	last, _ := e.dev.Store().LastSeq(ctx, "")
+	last := e.forgeResume(keyID)
 
 	// The gateway has read past it, and still denies the key.
 	testkit.Eventually(t, 10*time.Second, func() error {
@@ -215,7 +210,7 @@ func TestCheckpointsAreCheckedAgainstTheLog(t *testing.T) {
 		key   ed25519.PrivateKey
 		chain events.Hash
 	}{{stranger, events.Hash{1}}, {own, events.Hash{2}}} {
-		b, err := trust.SignCheckpoint(forged.key, origin, last, forged.chain)
+		b, err := events.SignCheckpoint(forged.key, events.Checkpoint{Origin: origin, Seq: last, Chain: forged.chain})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,4 +238,229 @@ func TestAFreshLogIsCheckpointedClean(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// forgeResume publishes, with the control NATS identity and no signing
+// key, a correctly linked key.resumed of bob's key keyID, and returns its
+// sequence.
+func (e *adminEnv) forgeResume(keyID string) uint64 {
+	t := e.t
+	t.Helper()
+	ctx := testCtx(t, 30*time.Second)
+	h, err := e.dev.Store().Load(ctx, "acme", events.KeyAggregate("bob", keyID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := storetest.Event("acme", events.KeyAggregate("bob", keyID), events.KeyResumedV1{}, "forged-resume")
+	forged.PrevHash = h.Events[len(h.Events)-1].Hash
+	data, err := events.Encode(&forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, devConnect(t, e.dev.Addresses().NATS, e.dir, natsauth.Control), "keytrail.evt.acme.u.bob.k."+keyID, data)
+	last, _ := e.dev.Store().LastSeq(ctx, "")
+	return last
+}
+
+// suspendedKeyAndForgery: keytrail dev with an API, bob's key suspended
+// and an unsigned key.resumed of it published after; an active key of
+// bob's too. It returns the suspended key's id and secret, the active
+// key's secret, and the forgery's sequence.
+func suspendedKeyAndForgery(t *testing.T, e *adminEnv) (keyID, suspended, active string, forgery uint64) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	issued := e.givenKey()
+	suspended, keyID = field(issued, "secret").(string), field(issued, "key", "id").(string)
+	active = field(e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}), 201), "secret").(string)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders", "upstreams": []string{up.URL}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", e.root, map[string]any{"reason": "fraud check"}), 200)
+	return keyID, suspended, active, e.forgeResume(keyID)
+}
+
+// TestAForgedSnapshotIsRefusedUnderSigning: with the control identity,
+// an attacker puts where gateways look a verification snapshot folded
+// from the log without judging signatures — it honours an unsigned
+// key.resumed, yet every chain head in it is the stream's, so the old
+// consistency check passed it. A reader with the root pinned refuses it
+// unsigned, signed by a stranger, and under a genuine manifest of other
+// bytes; a gateway started over it folds the log and denies the key
+// SUSPENDED. A snapshot a control node's signer signed is restored.
+func TestAForgedSnapshotIsRefusedUnderSigning(t *testing.T) {
+	e := startAdmin(t)
+	keyID, suspended, active, _ := suspendedKeyAndForgery(t, e)
+	ctx := testCtx(t, time.Minute)
+	nats := e.dev.Addresses().NATS
+	root, err := trust.ReadPublic(filepath.Join(e.dir, trust.RootPubFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := trust.ReadKey(filepath.Join(e.dir, trust.SignerKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cst := openStore(t, devConnect(t, nats, e.dir, natsauth.Control), store.Config{})
+	gst := openStore(t, devConnect(t, nats, e.dir, natsauth.Gateway), store.Config{})
+	forged := fold(t, cst, projections.NewVerificationCatalog()) // no root pinned: the forgery counts
+	if d := forged.VerifyHash(events.SecretHash(sha256.Sum256([]byte(suspended))), projections.Request{}, time.Now()); d.Code != projections.CodeValid {
+		t.Fatalf("the forged catalog does not honour the forgery: %s", d.Code)
+	}
+	var forgedBytes bytes.Buffer
+	if err := forged.WriteSnapshot(&forgedBytes); err != nil {
+		t.Fatal(err)
+	}
+	// A genuine snapshot, signed by the node's signer, from a model that
+	// judges signatures.
+	honest := readmodel.New(discard, readmodel.Trust(root))
+	go honest.Run(ctx, cst, nil)
+	if err := honest.WaitFor(ctx, forged.Seq, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := readmodel.OpenSnapshots(ctx, cst.JetStream(), 1, "test-writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snaps.SignWith(signer).Save(ctx, honest); err != nil {
+		t.Fatal(err)
+	}
+	load := func() (*projections.Catalog, error) {
+		return readmodel.LoadSnapshot(ctx, gst.JetStream(), gst, readmodel.New(discard, readmodel.VerificationOnly(), readmodel.Trust(root)), nil)
+	}
+	genuine, err := load()
+	if err != nil || genuine == nil || genuine.Seq != forged.Seq {
+		t.Fatalf("the signed snapshot: %v %v", genuine, err)
+	}
+	if d := genuine.VerifyHash(events.SecretHash(sha256.Sum256([]byte(suspended))), projections.Request{}, time.Now()); d.Code != projections.CodeSuspended {
+		t.Fatalf("the signed snapshot: %s", d.Code)
+	}
+	obj, err := cst.JetStream().ObjectStore(ctx, events.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obj.GetInfo(ctx, readmodel.VerificationSnapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	strangerNote, err := events.SignNote(stranger, fmt.Sprintf("keytrail/snapshot/v1\n%s\n%d\n%s\n%s\n", readmodel.VerificationSnapshot, forged.Seq,
+		base64.StdEncoding.EncodeToString(forged.Chain[:]), base64.StdEncoding.EncodeToString(sha256Of(forgedBytes.Bytes()))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, manifest := range map[string]string{"unsigned": "", "signed by a stranger": base64.StdEncoding.EncodeToString(strangerNote),
+		"under the genuine manifest": info.Metadata["manifest"]} {
+		meta := map[string]string{}
+		if manifest != "" {
+			meta["manifest"] = manifest
+		}
+		if _, err := obj.Put(ctx, jetstream.ObjectMeta{Name: readmodel.VerificationSnapshot, Metadata: meta}, bytes.NewReader(forgedBytes.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := load(); !errors.Is(err, readmodel.ErrSnapshotUnsigned) {
+			t.Fatalf("a forged snapshot %s: loaded %v, %v", name, c != nil, err)
+		}
+	}
+	// A gateway started over the last forgery refuses it and folds the log.
+	gw := runGatewayInProcess(t, ctx, active, "--nats", nats, "--nats-nkey", filepath.Join(e.dir, "nats", "gateway.nk"),
+		"--trust", filepath.Join(e.dir, trust.RootPubFile))
+	if s, code := through(gw, "/orders", suspended); s != http.StatusForbidden || code != "SUSPENDED" {
+		t.Fatalf("a gateway over a forged snapshot: %d %s (key %s)", s, code, keyID)
+	}
+}
+
+func sha256Of(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+// TestCatchUpTakesCheckpointsNotEverySignature: a gateway-kind model
+// catching up on a signed log of some thousand events verifies one
+// checkpoint per span instead of every signature — and still refuses the
+// unsigned event in the middle of a span, which the checkpoint names. A
+// checkpoint signed by a stranger that vouches for that span with no
+// refusal is not taken: the span's signatures are verified one by one,
+// and the forgery is refused all the same.
+func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
+	e := startAdmin(t)
+	keyID, suspended, _, forgery := suspendedKeyAndForgery(t, e)
+	ctx := testCtx(t, 2*time.Minute)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 600 {
+				e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": fmt.Sprintf("u%d-%d", w, i)}), 201)
+			}
+		}()
+	}
+	wg.Wait()
+	nats := e.dev.Addresses().NATS
+	cst := openStore(t, devConnect(t, nats, e.dir, natsauth.Control), store.Config{})
+	last, _ := cst.LastSeq(ctx, "")
+	js := cst.JetStream()
+	testkit.Eventually(t, 20*time.Second, func() error { // the quiet checkpoint of the last sequence
+		notes, err := store.ReadCheckpoints(ctx, js)
+		if err != nil || len(notes) == 0 {
+			return fmt.Errorf("no checkpoints: %v", err)
+		}
+		if cp, _ := events.ParseCheckpoint(events.NoteText(notes[len(notes)-1])); cp.Seq != last {
+			return fmt.Errorf("last checkpoint at %d, log at %d", cp.Seq, last)
+		}
+		return nil
+	})
+	root, err := trust.ReadPublic(filepath.Join(e.dir, trust.RootPubFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gst := openStore(t, devConnect(t, nats, e.dir, natsauth.Gateway), store.Config{})
+	catchUp := func(read func(context.Context) ([][]byte, error)) (vouched, verified uint64) {
+		t.Helper()
+		m := readmodel.New(discard, readmodel.VerificationOnly(), readmodel.Trust(root), readmodel.CatchUpBy(read))
+		mctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go m.Run(mctx, gst, nil)
+		if err := m.WaitFor(ctx, last, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m.Read(func(c *projections.Catalog) {
+			if d := c.VerifyHash(events.SecretHash(sha256.Sum256([]byte(suspended))), projections.Request{}, time.Now()); d.Code != projections.CodeSuspended {
+				t.Fatalf("the forgery at seq %d counted: key %s is %s", forgery, keyID, d.Code)
+			}
+		})
+		return m.CatchUp()
+	}
+	vouched, verified := catchUp(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, gst.JetStream()) })
+	if vouched < last/2 || verified > last/2 {
+		t.Fatalf("caught up on %d events: %d vouched by checkpoints, %d verified one by one", last, vouched, verified)
+	}
+	t.Logf("caught up on %d events: %d vouched by checkpoints, %d verified one by one", last, vouched, verified)
+
+	// A stranger's checkpoint vouching for the whole log, forgery included.
+	notes, _ := store.ReadCheckpoints(ctx, gst.JetStream())
+	cp, err := events.ParseCheckpoint(events.NoteText(notes[len(notes)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chain events.Hash
+	sub, err := gst.Subscribe(ctx, store.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= last; seq++ {
+		d, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = events.ChainNext(chain, d.Seq, d.Raw)
+	}
+	sub.Close()
+	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
+	lie, err := events.SignCheckpoint(stranger, events.Checkpoint{Origin: cp.Origin, Seq: last, Chain: chain, Judged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vouched, verified = catchUp(func(context.Context) ([][]byte, error) { return [][]byte{lie}, nil })
+	if vouched != 0 || verified < last-1 {
+		t.Fatalf("a stranger's checkpoint was taken: %d vouched, %d verified", vouched, verified)
+	}
 }

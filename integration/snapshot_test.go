@@ -121,7 +121,7 @@ func fold(t *testing.T, st *store.JetStream, c *projections.Catalog) *projection
 		t.Fatal(err)
 	}
 	for _, r := range all {
-		c.Apply(r)
+		c.Take(r.Seq, r.Hash, r, nil)
 	}
 	c.Seq = last
 	return c

@@ -18,7 +18,15 @@ import (
 // whoever wraps it.
 type Catalog struct {
 	// Seq is the stream sequence of the last message applied or skipped.
-	Seq     uint64
+	Seq uint64
+	// Chain is the global chain (docs/signing.md) at Seq, folded by Take
+	// over every message in stream order; chainGap says a sequence was
+	// missing (a reader of some subjects only), and Chain means nothing.
+	Chain    events.Hash
+	chainGap bool
+	// vouch, while set, is a verified checkpoint whose judgement of
+	// signatures TrustedAt takes for the messages it covers (catch-up).
+	vouch   *events.Checkpoint
 	tenants map[string]*tenantEntry
 	byHash  keyTable
 	prefix  map[string]*API
@@ -51,10 +59,12 @@ type Catalog struct {
 	signedFrom uint64
 }
 
-// signerSpan is a signer and the sequences it was added and removed at
-// (0: still trusted).
+// signerSpan is a signer, what it signs (events.SignerRoleEvents or
+// SignerRoleDecisions) and the sequences it was added and removed at (0:
+// still trusted).
 type signerSpan struct {
 	pub            ed25519.PublicKey
+	role           string
 	added, removed uint64
 }
 
@@ -78,13 +88,13 @@ func (c *Catalog) Signers() []string {
 	return out
 }
 
-// SignersAfter are the signers trusted once the log holds seq (added at or
-// before it, not removed at or before it): who may sign a checkpoint of
-// seq — the signer added by the event at seq included.
-func (c *Catalog) SignersAfter(seq uint64) map[string]ed25519.PublicKey {
+// SignersAfter are the signers of role trusted once the log holds seq
+// (added at or before it, not removed at or before it): who may sign a
+// checkpoint of seq — the signer added by the event at seq included.
+func (c *Catalog) SignersAfter(seq uint64, role string) map[string]ed25519.PublicKey {
 	out := map[string]ed25519.PublicKey{}
 	for id, s := range c.signers {
-		if s.added <= seq && (s.removed == 0 || s.removed > seq) {
+		if s.role == role && s.added <= seq && (s.removed == 0 || s.removed > seq) {
 			out[id] = s.pub
 		}
 	}
@@ -105,7 +115,7 @@ func (c *Catalog) TrustedAt(r *events.Recorded) error {
 	case r.Seal == nil:
 		return fmt.Errorf("%w: seq %d %s has no signature", ErrUnsigned, r.Seq, r.Type)
 	case r.Aggregate.Kind == events.KindTrust:
-		if !r.Seal.Verify(c.trust) {
+		if !c.verified(r, c.trust) {
 			return fmt.Errorf("%w: seq %d %s is not signed by the root key", ErrUnsigned, r.Seq, r.Type)
 		}
 		return nil
@@ -116,11 +126,32 @@ func (c *Catalog) TrustedAt(r *events.Recorded) error {
 		return fmt.Errorf("%w: seq %d %s is signed by %s, not a trusted signer", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
 	case s.removed != 0 && s.removed < r.Seq:
 		return fmt.Errorf("%w: seq %d %s is signed by %s, removed at seq %d", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer, s.removed)
-	case !r.Seal.Verify(s.pub):
+	case s.role != events.SignerRoleEvents:
+		return fmt.Errorf("%w: seq %d %s is signed by %s, a %s signer, which signs no events", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer, s.role)
+	case !c.verified(r, s.pub):
 		return fmt.Errorf("%w: seq %d %s: the signature of %s does not verify", ErrUnsigned, r.Seq, r.Type, r.Seal.Signer)
 	}
 	return nil
 }
+
+// verified checks r's signature by pub — or, when a checkpoint vouches for
+// r's sequence (Vouch), takes its signer's judgement of it.
+func (c *Catalog) verified(r *events.Recorded, pub ed25519.PublicKey) bool {
+	if v := c.vouch; v != nil && v.Vouches(r.Seq) {
+		return !v.IsRefused(r.Seq)
+	}
+	return r.Seal.Verify(pub)
+}
+
+// Vouch makes TrustedAt take cp's judgement of signatures for the messages
+// it covers instead of verifying each (nil: verify each again). The caller
+// has verified cp's signature and checked its chain against the messages
+// (a reader catching up: services/readmodel).
+func (c *Catalog) Vouch(cp *events.Checkpoint) { c.vouch = cp }
+
+// ChainKnown reports whether Chain is the global chain at Seq: the catalog
+// took every message from the first.
+func (c *Catalog) ChainKnown() bool { return !c.chainGap }
 
 // applyTrust folds an event of the signer set.
 func (c *Catalog) applyTrust(r *events.Recorded) error {
@@ -133,7 +164,7 @@ func (c *Catalog) applyTrust(r *events.Recorded) error {
 			c.signedFrom = r.Seq
 		}
 		if s := c.signers[p.ID]; s == nil || s.removed != 0 {
-			c.signers[p.ID] = &signerSpan{pub: ed25519.PublicKey(p.PublicKey), added: r.Seq}
+			c.signers[p.ID] = &signerSpan{pub: ed25519.PublicKey(p.PublicKey), role: p.SignerRole(), added: r.Seq}
 		}
 	case events.SignerRemovedV1:
 		if s := c.signers[p.ID]; s != nil && s.removed == 0 {
@@ -190,7 +221,16 @@ var ErrUnlinked = errors.New("projections: event does not link to its aggregate'
 // models and the audit's verify-chain alike: a message that is not a valid
 // event (decodeErr) is skipped, an event is applied; the error says why it
 // did not count (nil when it did).
-func (c *Catalog) Take(seq uint64, r events.Recorded, decodeErr error) error {
+//
+// raw is the SHA-256 of the message's stored bytes: Take folds it into the
+// global chain (Chain).
+func (c *Catalog) Take(seq uint64, raw events.Hash, r events.Recorded, decodeErr error) error {
+	switch {
+	case seq == c.Seq+1:
+		c.Chain = events.ChainNext(c.Chain, seq, raw)
+	case seq > c.Seq:
+		c.chainGap = true
+	}
 	if decodeErr != nil {
 		c.Skip(seq, decodeErr)
 		return decodeErr

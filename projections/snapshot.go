@@ -23,7 +23,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 12
+	snapshotFormat = 13
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -43,6 +43,8 @@ func (c *Catalog) writeSnapshot(w io.Writer, verifyOnly bool) error {
 	e.uint(snapshotFormat)
 	e.bool(verifyOnly)
 	e.uint(c.Seq)
+	e.bytes(c.Chain[:])
+	e.bool(c.chainGap)
 	e.uint(c.Skipped)
 	e.uint(uint64(len(c.Problems)))
 	for _, p := range c.Problems {
@@ -56,6 +58,7 @@ func (c *Catalog) writeSnapshot(w io.Writer, verifyOnly bool) error {
 		s := c.signers[id]
 		e.str(id)
 		e.str(string(s.pub))
+		e.str(s.role)
 		e.uint(s.added)
 		e.uint(s.removed)
 	}
@@ -314,6 +317,8 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 	c := NewCatalog()
 	c.verifyOnly = d.bool()
 	c.Seq = d.uint()
+	c.Chain = d.hash()
+	c.chainGap = d.bool()
 	c.Skipped = d.uint()
 	for range d.count(2) {
 		c.Problems = append(c.Problems, Problem{Seq: d.uint(), Err: errors.New(d.str())})
@@ -321,12 +326,13 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 	c.trustHead = d.hash()
 	c.signedFrom = d.uint()
 	for range d.count(4) {
-		id, pub, added, removed := d.str(), d.str(), d.uint(), d.uint()
-		if len(pub) != ed25519.PublicKeySize || events.SignerID(ed25519.PublicKey(pub)) != id {
+		id, pub, role, added, removed := d.str(), d.str(), d.str(), d.uint(), d.uint()
+		if len(pub) != ed25519.PublicKeySize || events.SignerID(ed25519.PublicKey(pub)) != id ||
+			(role != events.SignerRoleEvents && role != events.SignerRoleDecisions) {
 			d.fail("bad signer")
 			break
 		}
-		c.signers[id] = &signerSpan{pub: ed25519.PublicKey(pub), added: added, removed: removed}
+		c.signers[id] = &signerSpan{pub: ed25519.PublicKey(pub), role: role, added: added, removed: removed}
 	}
 	for range d.count(1) {
 		if d.err != nil {

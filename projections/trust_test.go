@@ -18,7 +18,7 @@ func seedKey(b byte) ed25519.PrivateKey {
 // seal signs r (its stored bytes stand in as a digest of its seq) with key.
 func seal(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
 	d := sha256.Sum256([]byte(fmt.Sprint("event", r.Seq)))
-	r.Seal = &events.Seal{Signer: events.SignerID(key.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(key, d[:]), Digest: d}
+	r.Seal = events.NewSeal(events.SignerID(key.Public().(ed25519.PublicKey)), ed25519.Sign(key, d[:]), d)
 	return r
 }
 
@@ -38,7 +38,7 @@ func TestOnlySignedEventsCount(t *testing.T) {
 	c := NewCatalog()
 	c.SetTrust(pub(root))
 	var h chain
-	apply := func(r events.Recorded) error { return c.Take(r.Seq, r, nil) }
+	apply := func(r events.Recorded) error { return c.Take(r.Seq, r.Hash, r, nil) }
 	must := func(r events.Recorded) {
 		t.Helper()
 		if err := apply(r); err != nil {
@@ -63,7 +63,7 @@ func TestOnlySignedEventsCount(t *testing.T) {
 	refused("a stranger's", seal(h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}), stranger))
 	delete(h.heads, "keytrail.evt.acme.u.bob.u")
 	forged := seal(h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}), node)
-	forged.Seal.Digest[0] ^= 1
+	forged.Seal.Sig[0] ^= 1
 	refused("a forged signature", forged)
 	delete(h.heads, "keytrail.evt.acme.u.bob.u")
 	must(seal(h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{}), node))

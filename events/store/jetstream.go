@@ -934,3 +934,29 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 	}
 	return nil
 }
+
+// ReadCheckpoints reads every signed checkpoint of the log (none when the
+// stream of checkpoints does not exist), without checking them.
+func ReadCheckpoints(ctx context.Context, js jetstream.JetStream) ([][]byte, error) {
+	cons, err := js.OrderedConsumer(ctx, events.CheckpointStream, jetstream.OrderedConsumerConfig{})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil // a log without checkpoints
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: checkpoints: %w", err)
+	}
+	defer DeleteConsumer(js, events.CheckpointStream, cons)
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: checkpoints: %w", err)
+	}
+	out := make([][]byte, 0, info.NumPending)
+	for range info.NumPending {
+		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("store: checkpoints: %w", err)
+		}
+		out = append(out, m.Data())
+	}
+	return out, nil
+}

@@ -159,6 +159,9 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Signer != nil {
+		snaps.SignWith(cfg.Signer)
+	}
 	idem, err := store.OpenIdempotencyKeys(ctx, js, cfg.Replicas, cfg.Duplicates)
 	if err != nil {
 		return nil, err
@@ -179,11 +182,25 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		ln.Close()
 		return nil, err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	var mopts []readmodel.Option
+	mopts := []readmodel.Option{readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, js) })}
 	if cfg.Trust != nil {
 		mopts = append(mopts, readmodel.Trust(cfg.Trust))
 	}
+	var cp *trust.Checkpointer
+	if cfg.Signer != nil {
+		s, err := js.Stream(ctx, events.StreamName)
+		if err == nil {
+			err = trust.EnsureCheckpointStream(ctx, js, cfg.Replicas)
+		}
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("checkpoint stream: %w", err)
+		}
+		cp = &trust.Checkpointer{JS: js, Key: cfg.Signer, Origin: trust.Origin(s.CachedInfo().Created), Judged: cfg.Trust != nil,
+			Log: log.With("component", "checkpoints")}
+		mopts = append(mopts, readmodel.OnTaken(cp.Take))
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a = &adminRole{model: readmodel.New(log.With("component", "readmodel"), mopts...), cancel: cancel, errc: make(chan error, 2),
 		addr: ln.Addr().String(), cert: cert, usage: rollups}
 	if cert != nil {
@@ -254,32 +271,11 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 			d.Run(runCtx)
 		}()
 	}
-	if cfg.Signer != nil {
-		s, err := js.Stream(ctx, events.StreamName)
-		if err == nil {
-			err = trust.EnsureCheckpointStream(ctx, js, cfg.Replicas)
-		}
-		if err != nil {
-			ln.Close()
-			cancel()
-			a.wg.Wait()
-			return nil, fmt.Errorf("checkpoint stream: %w", err)
-		}
-		cp := &trust.Checkpointer{Store: st, JS: js, Key: cfg.Signer, Origin: trust.Origin(s.CachedInfo().Created), Log: log.With("component", "checkpoints")}
+	if cp != nil {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			for runCtx.Err() == nil {
-				if err := cp.Run(runCtx); err != nil && runCtx.Err() == nil {
-					log.Warn("checkpoints interrupted; taking them up again", "err", err)
-					t := time.NewTimer(5 * time.Second)
-					select {
-					case <-runCtx.Done():
-					case <-t.C:
-					}
-					t.Stop()
-				}
-			}
+			cp.Run(runCtx)
 		}()
 	}
 	a.wg.Add(6)

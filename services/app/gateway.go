@@ -175,7 +175,8 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	cfg.Egress.AddOwn(g.addr, g.maddr)
 	opts := []readmodel.Option{readmodel.VerificationOnly(),
 		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
-	opts = append(opts, readmodel.ConfirmEvery(confirmEvery(cfg)))
+	opts = append(opts, readmodel.ConfirmEvery(confirmEvery(cfg)),
+		readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, js) }))
 	if cfg.Trust != nil {
 		opts = append(opts, readmodel.Trust(cfg.Trust))
 	}

@@ -39,6 +39,16 @@ func (a *Auditor) Trusting(root ed25519.PublicKey) *Auditor {
 	return a
 }
 
+// catalog is an empty catalog that judges events as the readers given the
+// same root do.
+func (a *Auditor) catalog() *projections.Catalog {
+	c := projections.NewCatalog()
+	if a.trust != nil {
+		c.SetTrust(a.trust)
+	}
+	return c
+}
+
 // KeyRef locates a key.
 type KeyRef struct {
 	Tenant, User, ID string

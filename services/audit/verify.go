@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,8 +71,10 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 			return rep, err
 		}
 	}
-	var chain events.Hash
 	subjects := map[string]bool{}
+	// refused are the messages whose signatures the readers refused, by
+	// sequence: what a judged checkpoint must name.
+	refused := map[uint64]bool{}
 	prev := info.State.FirstSeq - 1
 	for prev < info.State.LastSeq {
 		d, err := sub.Next(ctx)
@@ -84,18 +87,14 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 		prev = d.Seq
 		rep.Messages++
 		subjects[d.Subject] = true
-		chain = events.ChainNext(chain, d.Seq, d.Raw)
-		takeErr := cat.Take(d.Seq, d.Event, d.Err) // the message first: a checkpoint of seq is judged by the signers after it
+		takeErr := cat.Take(d.Seq, d.Raw, d.Event, d.Err) // the message first: a checkpoint of seq is judged by the signers after it
+		if errors.Is(takeErr, projections.ErrUnsigned) {
+			refused[d.Seq] = true
+		}
 		for _, msg := range checkpoints[d.Seq] {
 			rep.Checkpoints++
-			o, seq, stated, err := trust.OpenCheckpoint(msg, cat.SignersAfter(d.Seq))
-			switch {
-			case err != nil:
-				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: "a checkpoint not signed by a signer trusted then: " + err.Error()})
-			case o != origin || seq != d.Seq:
-				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: fmt.Sprintf("a checkpoint of another log (%s, seq %d)", o, seq)})
-			case stated != chain:
-				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: fmt.Sprintf("a checkpoint states chain %s, the log gives %s: the history differs from what was signed", stated, chain)})
+			if why := checkCheckpoint(msg, cat, origin, refused); why != "" {
+				rep.Problems = append(rep.Problems, ChainProblem{Seq: d.Seq, Problem: why})
 			}
 		}
 		switch err := takeErr; {
@@ -116,44 +115,62 @@ func (a *Auditor) VerifyChain(ctx context.Context) (ChainReport, error) {
 	return rep, nil
 }
 
-// checkpoints reads the checkpoint stream: the notes, by the sequence
-// they name.
-func (a *Auditor) checkpoints(ctx context.Context) (map[uint64][][]byte, error) {
-	out := map[uint64][][]byte{}
-	js := a.st.JetStream()
-	cons, err := js.OrderedConsumer(ctx, events.CheckpointStream, jetstream.OrderedConsumerConfig{})
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return out, nil // a log without checkpoints
+// checkCheckpoint checks a checkpoint of the log at cat.Seq: signed by a
+// signer of events trusted then, of this log, stating the chain the log
+// folds to, and — when judged — naming exactly the messages of its span
+// whose signatures the readers refused (refused). It says what is wrong,
+// or nothing.
+func checkCheckpoint(msg []byte, cat *projections.Catalog, origin string, refused map[uint64]bool) string {
+	cp, err := events.OpenCheckpoint(msg, cat.SignersAfter(cat.Seq, events.SignerRoleEvents))
+	switch {
+	case err != nil:
+		return "a checkpoint not signed by a signer trusted then: " + err.Error()
+	case cp.Origin != origin || cp.Seq != cat.Seq:
+		return fmt.Sprintf("a checkpoint of another log (%s, seq %d)", cp.Origin, cp.Seq)
+	case !cat.ChainKnown():
+		return "a checkpoint of a log whose beginning is gone: its chain cannot be checked"
+	case cp.Chain != cat.Chain:
+		return fmt.Sprintf("a checkpoint states chain %s, the log gives %s: the history differs from what was signed", cp.Chain, cat.Chain)
+	case !cp.Judged:
+		return ""
 	}
-	if err != nil {
-		return nil, fmt.Errorf("audit: checkpoints: %w", err)
-	}
-	defer store.DeleteConsumer(js, events.CheckpointStream, cons)
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("audit: checkpoints: %w", err)
-	}
-	for range info.NumPending {
-		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("audit: checkpoints: %w", err)
+	for s := cp.From + 1; s <= cp.Seq; s++ {
+		if refused[s] != cp.IsRefused(s) {
+			if refused[s] {
+				return fmt.Sprintf("a checkpoint vouches for the signature of seq %d, which the readers refuse", s)
+			}
+			return fmt.Sprintf("a checkpoint names seq %d refused, which the readers accept", s)
 		}
-		// The sequence a note names is read from its text; an unsigned or
-		// unparsable one is still checked (and named) at that sequence.
-		if _, seq, _, err := events.ParseCheckpointText(noteText(m.Data())); err == nil {
-			out[seq] = append(out[seq], m.Data())
+	}
+	return ""
+}
+
+// checkpointSeq is the sequence a checkpoint's text names.
+func checkpointSeq(note []byte) (uint64, bool) {
+	text := events.NoteText(note)
+	lines := strings.SplitN(text, "\n", 3)
+	if len(lines) < 3 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(lines[1], 10, 64)
+	return seq, err == nil
+}
+
+// checkpoints reads the checkpoint stream: the notes, by the sequence
+// they name. The sequence a note names is read from its text; an unsigned
+// or unparsable one is still checked (and named) at that sequence.
+func (a *Auditor) checkpoints(ctx context.Context) (map[uint64][][]byte, error) {
+	notes, err := store.ReadCheckpoints(ctx, a.st.JetStream())
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	out := map[uint64][][]byte{}
+	for _, n := range notes {
+		if seq, ok := checkpointSeq(n); ok {
+			out[seq] = append(out[seq], n)
 		}
 	}
 	return out, nil
-}
-
-// noteText is a signed note's text: everything up to its blank line.
-func noteText(b []byte) string {
-	s := string(b)
-	if i := strings.Index(s, "\n\n"); i >= 0 {
-		return s[:i+1]
-	}
-	return s
 }
 
 func (a *Auditor) streamInfo(ctx context.Context, name string) (*jetstream.StreamInfo, error) {
@@ -216,7 +233,7 @@ func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (Decisio
 	if err != nil {
 		return rep, err
 	}
-	c := projections.NewCatalog()
+	c := a.catalog()
 	i := 0
 	check := func(upTo uint64) {
 		for ; i < len(logged) && logged[i].rec.Seq <= upTo; i++ {
@@ -236,11 +253,7 @@ func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (Decisio
 				return rep, fmt.Errorf("audit: read the log after %d: %w", c.Seq, err)
 			}
 			check(d.Seq - 1) // every decision made before this event
-			if d.Err != nil {
-				c.Skip(d.Seq, d.Err)
-			} else {
-				c.Apply(d.Event)
-			}
+			c.Take(d.Seq, d.Raw, d.Event, d.Err)
 		}
 	}
 	check(c.Seq)
@@ -357,7 +370,7 @@ type ScopeGap struct {
 // decides the key at the decision's time for its API, as the gateway did.
 func (a *Auditor) ExplainDecision(ctx context.Context, rec events.DecisionRecord) (DecisionExplanation, error) {
 	x := DecisionExplanation{Logged: rec}
-	c := projections.NewCatalog()
+	c := a.catalog()
 	if rec.Seq > 0 {
 		sub, err := a.st.Subscribe(ctx, store.SubscribeOptions{})
 		if err != nil {
@@ -373,11 +386,7 @@ func (a *Auditor) ExplainDecision(ctx context.Context, rec events.DecisionRecord
 			if err != nil {
 				return x, fmt.Errorf("audit: read the log after %d: %w", c.Seq, err)
 			}
-			if d.Err != nil {
-				c.Skip(d.Seq, d.Err)
-			} else {
-				c.Apply(d.Event)
-			}
+			c.Take(d.Seq, d.Raw, d.Event, d.Err)
 		}
 	}
 	rep := DecisionReport{ByCode: map[string]int{}}

@@ -222,6 +222,7 @@ func For(r Role) Permissions {
 	case Gateway:
 		pub := streamRead(events.StreamName)
 		pub = append(pub, streamRead(snapshotStream)...)
+		pub = append(pub, streamRead(events.CheckpointStream)...) // to catch up by
 		pub = append(pub, jsAPI+"STREAM.INFO."+events.DecisionStream, events.DecisionSubjects, events.PresenceSubjects,
 			jsAPI+"STREAM.INFO."+events.UsageStream, events.UsageSubjects)
 		return Permissions{PublishAllow: pub, PublishDeny: append(deny, events.AllSubjects, events.CommandSubjects),

@@ -61,6 +61,12 @@ type Model struct {
 	refused atomic.Pointer[error]
 
 	onApplied func(r *events.Recorded, at time.Time)
+	onTaken   func(c *projections.Catalog, err error)
+	// checkpoints reads the signed checkpoints of the log, to catch up by
+	// (CatchUpBy); vouched and verified count the messages whose
+	// signatures a checkpoint vouched for and those judged one by one.
+	checkpoints       func(ctx context.Context) ([][]byte, error)
+	vouched, verified atomic.Uint64
 }
 
 // Option configures a Model.
@@ -75,6 +81,21 @@ func WithClock(now func() time.Time) Option { return func(m *Model) { m.now = no
 // it.
 func OnApplied(fn func(r *events.Recorded, at time.Time)) Option {
 	return func(m *Model) { m.onApplied = fn }
+}
+
+// OnTaken calls fn under the model's lock after every message the model
+// takes, with the catalog (its Seq and Chain) and what Take said: a control
+// node's checkpointer signs the judgement of its reads with it.
+func OnTaken(fn func(c *projections.Catalog, err error)) Option {
+	return func(m *Model) { m.onTaken = fn }
+}
+
+// CatchUpBy gives the model the signed checkpoints of the log (read, all
+// of them, by read): with a root pinned, a model catching up verifies one
+// checkpoint per span of messages instead of every signature in it
+// (docs/signing.md).
+func CatchUpBy(read func(ctx context.Context) ([][]byte, error)) Option {
+	return func(m *Model) { m.checkpoints = read }
 }
 
 // ConfirmEvery sets how often the model asks the log for its last sequence
@@ -185,27 +206,50 @@ func (m *Model) Run(ctx context.Context, st store.Store, filters []string) error
 // follow subscribes after the last applied sequence and applies until the
 // subscription fails or ctx ends; it returns how many messages it applied.
 func (m *Model) follow(ctx context.Context, st store.Store, filters []string, target uint64) (int, error) {
-	sub, err := st.Subscribe(ctx, store.SubscribeOptions{From: m.applied.Load() + 1, Filters: filters})
+	from := m.applied.Load() + 1
+	sub, err := st.Subscribe(ctx, store.SubscribeOptions{From: from, Filters: filters})
 	if err != nil {
 		return 0, fmt.Errorf("readmodel: subscribe: %w", err)
 	}
 	defer sub.Close()
+	var plan *catchUp
+	if len(filters) == 0 && target >= from+catchUpAtLeast {
+		plan = m.planCatchUp(ctx, from-1, target)
+	}
 	for n := 0; ; n++ {
 		d, err := sub.Next(ctx)
 		if err != nil {
 			return n, fmt.Errorf("readmodel: %w", err)
 		}
-		m.apply(d, target)
+		if plan.take(d) {
+			if cp, span, ok := plan.spanDone(); ok {
+				m.applySpan(span, cp, target)
+			}
+			continue
+		}
+		m.apply(d, target, false)
 	}
 }
 
-// apply folds one delivery and moves the model's position.
-func (m *Model) apply(d store.Delivery, target uint64) {
+// apply folds one delivery and moves the model's position; vouched: a
+// checkpoint vouches for its signature (applySpan).
+func (m *Model) apply(d store.Delivery, target uint64, vouched bool) {
 	m.mu.Lock()
-	if err := m.cat.Take(d.Seq, d.Event, d.Err); err != nil && d.Err == nil {
-		m.log.Warn("event not applied", "seq", d.Seq, "err", err)
+	err := m.cat.Take(d.Seq, d.Raw, d.Event, d.Err)
+	if m.onTaken != nil {
+		m.onTaken(m.cat, err)
 	}
 	m.mu.Unlock()
+	switch {
+	case m.trust == nil || d.Err != nil:
+	case vouched:
+		m.vouched.Add(1)
+	default:
+		m.verified.Add(1)
+	}
+	if err != nil && d.Err == nil {
+		m.log.Warn("event not applied", "seq", d.Seq, "err", err)
+	}
 	// A message with nothing pending behind it confirms nothing: nothing
 	// was pending when it was sent, which may be long before it is applied
 	// (a pause, a backlog). Only the confirm loop's questions confirm.

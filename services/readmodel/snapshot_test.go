@@ -155,11 +155,7 @@ func readLog(t *testing.T, ctx context.Context, st store.Store, last uint64) []d
 
 func fold(c *projections.Catalog, log []delivery) *projections.Catalog {
 	for _, d := range log {
-		if d.Err != nil {
-			c.Skip(d.Seq, d.Err)
-		} else {
-			c.Apply(d.Event)
-		}
+		c.Take(d.Seq, d.Raw, d.Event, d.Err)
 	}
 	return c
 }

@@ -3,11 +3,15 @@ package readmodel
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,7 +44,44 @@ var (
 	// (it covers sequences the stream does not have, or its chain heads are
 	// not the stream's messages): the node folds the log instead.
 	ErrSnapshotInconsistent = errors.New("readmodel: snapshot is not consistent with the event stream")
+	// ErrSnapshotUnsigned: with a root pinned, a snapshot without a
+	// manifest signed by a signer the log trusted as of its sequence, or
+	// whose manifest is not of it.
+	ErrSnapshotUnsigned = errors.New("readmodel: snapshot is not signed by a trusted signer")
 )
+
+// openManifest verifies a snapshot's manifest (the base64 of a signed
+// note) against the signers of events the log trusted as of the sequence
+// it names — the signer set folded from the log, its events judged by the
+// root key — and returns its text.
+func openManifest(ctx context.Context, log SnapshotLog, root ed25519.PublicKey, b64 string) (string, error) {
+	note, err := base64.StdEncoding.DecodeString(b64)
+	if b64 == "" || err != nil {
+		return "", fmt.Errorf("%w: it has no manifest", ErrSnapshotUnsigned)
+	}
+	lines := strings.Split(events.NoteText(note), "\n")
+	if len(lines) != 6 {
+		return "", fmt.Errorf("%w: its manifest is not one", ErrSnapshotUnsigned)
+	}
+	seq, err := strconv.ParseUint(lines[2], 10, 64)
+	if err != nil {
+		return "", fmt.Errorf("%w: its manifest names no sequence", ErrSnapshotUnsigned)
+	}
+	h, err := log.Load(ctx, events.SystemTenant, events.TrustAggregate())
+	if err != nil {
+		return "", fmt.Errorf("readmodel: the signer set: %w", err)
+	}
+	set := projections.NewVerificationCatalog()
+	set.SetTrust(root)
+	for _, r := range h.Events {
+		set.Take(r.Seq, r.Hash, r, nil)
+	}
+	text, err := events.OpenNote(note, set.SignersAfter(seq, events.SignerRoleEvents))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrSnapshotUnsigned, err)
+	}
+	return text, nil
+}
 
 // Snapshots is the writer of read-model snapshots, in the JetStream object
 // store, with the sequence each covers in its metadata. Only control nodes
@@ -50,6 +91,28 @@ type Snapshots struct {
 	obj   jetstream.ObjectStore
 	lease jetstream.KeyValue
 	node  string
+	// key signs each snapshot's manifest (SignWith).
+	key ed25519.PrivateKey
+}
+
+// SignWith makes Save sign a manifest of each snapshot with key (a control
+// node's signing key): readers with a root pinned load only a snapshot
+// whose manifest a signer of the log signed.
+func (s *Snapshots) SignWith(key ed25519.PrivateKey) *Snapshots {
+	s.key = key
+	return s
+}
+
+// manifestKey is the object metadata member holding a snapshot's signed
+// manifest (base64 of the note).
+const manifestKey = "manifest"
+
+// manifestText is what a snapshot's manifest states: the object's name,
+// the sequence it covers, the global chain there, and the SHA-256 of its
+// bytes.
+func manifestText(name string, seq uint64, chain events.Hash, sum [32]byte) string {
+	return fmt.Sprintf("keytrail/snapshot/v1\n%s\n%d\n%s\n%s\n", name, seq,
+		base64.StdEncoding.EncodeToString(chain[:]), base64.StdEncoding.EncodeToString(sum[:]))
 }
 
 // OpenSnapshots opens (creating if need be) the snapshot buckets for
@@ -79,9 +142,14 @@ func (s *Snapshots) Save(ctx context.Context, m *Model) (uint64, error) {
 	}
 	var full, verify bytes.Buffer
 	var seq uint64
+	var chain events.Hash
 	var err error
 	m.Read(func(c *projections.Catalog) {
-		seq = c.Seq
+		seq, chain = c.Seq, c.Chain
+		if s.key != nil && !c.ChainKnown() {
+			err = errors.New("readmodel: the catalog's chain is not known: no signed snapshot of it")
+			return
+		}
 		if err = c.WriteVerificationSnapshot(&verify); err == nil && !c.VerifyOnly() {
 			err = c.WriteSnapshot(&full)
 		}
@@ -93,8 +161,16 @@ func (s *Snapshots) Save(ctx context.Context, m *Model) (uint64, error) {
 		if b.Len() == 0 {
 			continue
 		}
+		meta := map[string]string{"seq": strconv.FormatUint(seq, 10), "node": s.node}
+		if s.key != nil {
+			note, err := events.SignNote(s.key, manifestText(name, seq, chain, sha256.Sum256(b.Bytes())))
+			if err != nil {
+				return 0, fmt.Errorf("readmodel: sign snapshot %s: %w", name, err)
+			}
+			meta[manifestKey] = base64.StdEncoding.EncodeToString(note)
+		}
 		_, err = s.obj.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "catalog as of seq " + strconv.FormatUint(seq, 10),
-			Metadata: map[string]string{"seq": strconv.FormatUint(seq, 10), "node": s.node}}, b)
+			Metadata: meta}, b)
 		if err != nil {
 			return 0, fmt.Errorf("readmodel: save snapshot %s: %w", name, err)
 		}
@@ -131,6 +207,7 @@ func (s *Snapshots) acquire(ctx context.Context) error {
 type SnapshotLog interface {
 	LastSeq(ctx context.Context, filter string) (uint64, error)
 	LastAsOf(ctx context.Context, subjects []string, upTo uint64) (map[string]store.AsOf, error)
+	Load(ctx context.Context, tenant string, agg events.Aggregate) (store.History, error)
 }
 
 // LoadSnapshot returns the latest snapshot of the kind of catalog m keeps
@@ -159,12 +236,25 @@ func LoadSnapshot(ctx context.Context, js jetstream.JetStream, log SnapshotLog, 
 	if err != nil {
 		return nil, fmt.Errorf("readmodel: load snapshot: %w", err)
 	}
+	var manifest string
+	if m.trust != nil {
+		info, err := obj.GetInfo(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("readmodel: load snapshot: %w", err)
+		}
+		if manifest, err = openManifest(ctx, log, m.trust, info.Metadata[manifestKey]); err != nil {
+			return nil, err
+		}
+	}
 	c, err := projections.ReadSnapshot(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
 	if c.VerifyOnly() != m.VerifyOnly() {
 		return nil, fmt.Errorf("readmodel: snapshot %s holds another kind of catalog", name)
+	}
+	if m.trust != nil && (!c.ChainKnown() || manifest != manifestText(name, c.Seq, c.Chain, sha256.Sum256(b))) {
+		return nil, fmt.Errorf("%w: its signed manifest is of other bytes, another sequence or another chain", ErrSnapshotUnsigned)
 	}
 	if err := CheckSnapshot(ctx, log, c, snapshotSample); err != nil {
 		return nil, err

@@ -3,80 +3,20 @@ package trust
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
+	"github.com/keytrail/keytrail/projections"
 )
-
-// A checkpoint is a C2SP signed note (golang.org/x/mod/sumdb/note) whose
-// key name is the signer's id.
-
-// keyHash is a note key's hash: the first 4 bytes of SHA-256(name, "\n",
-// the algorithm byte 0x01 for Ed25519, the public key).
-func keyHash(name string, pub ed25519.PublicKey) uint32 {
-	h := sha256.New()
-	h.Write([]byte(name + "\n"))
-	h.Write([]byte{0x01})
-	h.Write(pub)
-	return binary.BigEndian.Uint32(h.Sum(nil))
-}
-
-type noteSigner struct {
-	key  ed25519.PrivateKey
-	name string
-}
-
-func (s noteSigner) Name() string { return s.name }
-func (s noteSigner) KeyHash() uint32 {
-	return keyHash(s.name, s.key.Public().(ed25519.PublicKey))
-}
-func (s noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
-
-type noteVerifier struct {
-	pub  ed25519.PublicKey
-	name string
-}
-
-func (v noteVerifier) Name() string                { return v.name }
-func (v noteVerifier) KeyHash() uint32             { return keyHash(v.name, v.pub) }
-func (v noteVerifier) Verify(msg, sig []byte) bool { return ed25519.Verify(v.pub, msg, sig) }
-func (v verifiers) Verifier(name string, hash uint32) (note.Verifier, error) {
-	pub, ok := v[name]
-	if !ok || keyHash(name, pub) != hash {
-		return nil, &note.UnknownVerifierError{Name: name, KeyHash: hash}
-	}
-	return noteVerifier{pub: pub, name: name}, nil
-}
-
-// verifiers are the signers a checkpoint may be signed by, by id.
-type verifiers map[string]ed25519.PublicKey
-
-// SignCheckpoint signs the checkpoint text of the log origin at seq.
-func SignCheckpoint(key ed25519.PrivateKey, origin string, seq uint64, chain events.Hash) ([]byte, error) {
-	return note.Sign(&note.Note{Text: events.CheckpointText(origin, seq, chain)},
-		noteSigner{key: key, name: events.SignerID(key.Public().(ed25519.PublicKey))})
-}
-
-// OpenCheckpoint verifies a checkpoint against signers (id → public key)
-// and returns what it states.
-func OpenCheckpoint(msg []byte, signers map[string]ed25519.PublicKey) (origin string, seq uint64, chain events.Hash, err error) {
-	n, err := note.Open(msg, verifiers(signers))
-	if err != nil {
-		return "", 0, events.Hash{}, fmt.Errorf("trust: checkpoint: %w", err)
-	}
-	return events.ParseCheckpointText(n.Text)
-}
 
 // Origin names the log a checkpoint is of: the stream and when it was
 // created (a stream made anew is another log).
@@ -92,70 +32,134 @@ func EnsureCheckpointStream(ctx context.Context, js jetstream.JetStream, replica
 		Duplicates: 24 * time.Hour, DenyDelete: true, DenyPurge: true})
 }
 
-// Checkpointer folds the global chain over every message of the log and
-// publishes a signed checkpoint at every CheckpointEvery-th sequence, and
-// at the log's last sequence when it has been quiet for Quiet. Checkpoints
-// fall on the same sequences on every control node, and carry the sequence
-// as their Nats-Msg-Id: one is stored for each, whichever node signs it.
+// Checkpointer signs checkpoints of what a control node's read model takes
+// (Take is its readmodel.OnTaken hook): the global chain at every
+// CheckpointEvery-th sequence, when events.MaxRefused messages of a span
+// were refused, and at the model's last sequence when the log has been
+// quiet for Quiet — with the model's judgement of the span's signatures
+// when a root is pinned (Judged). Checkpoints at the same sequence carry
+// it as their Nats-Msg-Id: one is stored for each, whichever node signs
+// it. A node resumes where the stream's last checkpoint is, never signing
+// again what was signed.
 type Checkpointer struct {
-	Store  store.Store
 	JS     jetstream.JetStream
 	Key    ed25519.PrivateKey
 	Origin string
+	// Judged: the model judges signatures (a root is pinned).
+	Judged bool
 	Quiet  time.Duration
 	Log    *slog.Logger
+
+	mu      sync.Mutex
+	started bool
+	seq     uint64 // the model's position
+	chain   events.Hash
+	from    uint64   // where the span being judged began
+	refused []uint64 // refused in it
+	due     []events.Checkpoint
+	kick    chan struct{}
 }
 
-// Run publishes checkpoints until ctx ends.
-func (c *Checkpointer) Run(ctx context.Context) error {
+// Take follows the model: called under its lock after every message.
+func (c *Checkpointer) Take(cat *projections.Catalog, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.kick == nil {
+		c.kick = make(chan struct{}, 1)
+	}
+	if !cat.ChainKnown() {
+		c.started = false
+		return
+	}
+	if !c.started || cat.Seq != c.seq+1 {
+		c.started, c.from, c.refused = true, cat.Seq-1, nil
+	}
+	c.seq, c.chain = cat.Seq, cat.Chain
+	if errors.Is(err, projections.ErrUnsigned) {
+		c.refused = append(c.refused, cat.Seq)
+	}
+	if c.seq%events.CheckpointEvery == 0 || len(c.refused) >= events.MaxRefused {
+		c.due = append(c.due, c.current())
+		c.from, c.refused = c.seq, nil
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *Checkpointer) current() events.Checkpoint {
+	return events.Checkpoint{Origin: c.Origin, Seq: c.seq, Chain: c.chain, Judged: c.Judged && c.from < c.seq, From: c.from,
+		Refused: slices.Clone(c.refused)}
+}
+
+// Run publishes the checkpoints due until ctx ends.
+func (c *Checkpointer) Run(ctx context.Context) {
 	if c.Quiet <= 0 {
 		c.Quiet = time.Second
 	}
-	sub, err := c.Store.Subscribe(ctx, store.SubscribeOptions{})
-	if err != nil {
-		return err
+	c.mu.Lock()
+	if c.kick == nil {
+		c.kick = make(chan struct{}, 1)
 	}
-	defer sub.Close()
-	var chain events.Hash
-	var seq, published uint64
+	kick := c.kick
+	c.mu.Unlock()
+	published := c.lastPublished(ctx)
+	quiet := time.NewTimer(c.Quiet)
+	defer quiet.Stop()
 	for {
-		wait, cancel := context.WithTimeout(ctx, c.Quiet)
-		d, err := sub.Next(wait)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, context.DeadlineExceeded):
-			if seq > published { // quiet: what has been read so far
-				if c.publish(ctx, seq, chain) == nil {
-					published = seq
-				}
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		case <-quiet.C:
+			quiet.Reset(c.Quiet)
+			c.mu.Lock()
+			if c.started && c.seq > published {
+				c.due = append(c.due, c.current())
 			}
-			continue
-		case err != nil:
-			return err
+			c.mu.Unlock()
 		}
-		if d.Seq != seq+1 {
-			c.Log.Warn("checkpoints: a gap in the log; checkpoints stop here", "after", seq, "next", d.Seq)
-			return fmt.Errorf("trust: the log has a gap after seq %d", seq)
-		}
-		seq, chain = d.Seq, events.ChainNext(chain, d.Seq, d.Raw)
-		if seq%events.CheckpointEvery == 0 && c.publish(ctx, seq, chain) == nil {
-			published = seq
+		c.mu.Lock()
+		due := c.due
+		c.due = nil
+		c.mu.Unlock()
+		for _, cp := range due {
+			if cp.Seq > published && c.publish(ctx, cp) == nil {
+				published = cp.Seq
+			}
 		}
 	}
 }
 
-func (c *Checkpointer) publish(ctx context.Context, seq uint64, chain events.Hash) error {
-	b, err := SignCheckpoint(c.Key, c.Origin, seq, chain)
+// lastPublished is the sequence of the stream's last checkpoint (0: none,
+// or it cannot be read: then what is due is published, and deduplicated).
+func (c *Checkpointer) lastPublished(ctx context.Context) uint64 {
+	s, err := c.JS.Stream(ctx, events.CheckpointStream)
+	if err != nil {
+		return 0
+	}
+	m, err := s.GetLastMsgForSubject(ctx, events.CheckpointSubject)
+	if err != nil {
+		return 0
+	}
+	cp, err := events.ParseCheckpoint(events.NoteText(m.Data))
+	if err != nil || cp.Origin != c.Origin {
+		return 0
+	}
+	return cp.Seq
+}
+
+func (c *Checkpointer) publish(ctx context.Context, cp events.Checkpoint) error {
+	b, err := events.SignCheckpoint(c.Key, cp)
 	if err == nil {
 		m := nats.NewMsg(events.CheckpointSubject)
 		m.Data = b
-		m.Header.Set(jetstream.MsgIDHeader, "chk:"+strconv.FormatUint(seq, 10))
+		m.Header.Set(jetstream.MsgIDHeader, "chk:"+strconv.FormatUint(cp.Seq, 10))
 		_, err = c.JS.PublishMsg(ctx, m, jetstream.WithExpectStream(events.CheckpointStream))
 	}
 	if err != nil && ctx.Err() == nil {
-		c.Log.Warn("checkpoint not published", "seq", seq, "err", err)
+		c.Log.Warn("checkpoint not published", "seq", cp.Seq, "err", err)
 	}
 	return err
 }
