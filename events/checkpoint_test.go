@@ -32,7 +32,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{
-		"o\n10\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\njudged 10\n",   // an empty span
+		"o\n10\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\njudged 10\n",    // an empty span
 		"o\n10\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\njudged 2 5 4\n", // out of order
 		"o\n10\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\njudged 2 11\n",  // past its sequence
 		"o\n10\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\njudged 2 2\n",   // at its start

@@ -1,6 +1,8 @@
 package events
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"time"
@@ -124,4 +126,72 @@ func (q DecisionQuery) Filter() (string, error) {
 		}
 	}
 	return string(b), nil
+}
+
+// Decision checkpoints (docs/signing.md): a gateway with a signing key
+// (a signer of role SignerRoleDecisions) publishes, every second or every
+// DecisionCheckpointEvery decisions the stream acknowledged, a signed note
+// naming the digest of each of them, on DecisionCheckpointSubject(its
+// signer id) — in the decision stream, beside the decisions, aging out with
+// them. A decision no checkpoint names was written by no gateway.
+const (
+	DecisionCheckpointPrefix = DecisionSubjectPrefix + "chk."
+	DecisionCheckpointEvery  = 1024
+	decisionCheckpointOrigin = "keytrail/decisions/v1"
+)
+
+// DecisionCheckpointSubject is where the gateway signing as signer puts its
+// decision checkpoints.
+func DecisionCheckpointSubject(signer string) string { return DecisionCheckpointPrefix + signer }
+
+// IsDecisionCheckpoint reports whether subject is a decision checkpoint's
+// (four tokens; a decision's subject has seven).
+func IsDecisionCheckpoint(subject string) bool {
+	rest, ok := strings.CutPrefix(subject, DecisionCheckpointPrefix)
+	return ok && rest != "" && !strings.Contains(rest, ".")
+}
+
+// DecisionDigest is what a decision checkpoint names a decision by: the
+// first 16 bytes of the SHA-256 of the bytes the gateway published.
+type DecisionDigest [16]byte
+
+// DigestDecision is the digest of a decision as published.
+func DigestDecision(data []byte) DecisionDigest {
+	s := sha256.Sum256(data)
+	return DecisionDigest(s[:16])
+}
+
+// DecisionCheckpoint is what a gateway signs: its node name and the
+// digests of decisions it wrote.
+type DecisionCheckpoint struct {
+	Node    string
+	Digests []DecisionDigest
+}
+
+// Text is the checkpoint's note text: the origin line, the node, the
+// count, the digests concatenated in base64.
+func (c DecisionCheckpoint) Text() string {
+	b := make([]byte, 0, 16*len(c.Digests))
+	for _, d := range c.Digests {
+		b = append(b, d[:]...)
+	}
+	return fmt.Sprintf("%s\n%s\n%d\n%s\n", decisionCheckpointOrigin, c.Node, len(c.Digests), base64.StdEncoding.EncodeToString(b))
+}
+
+// ParseDecisionCheckpoint reads a decision checkpoint's note text.
+func ParseDecisionCheckpoint(text string) (DecisionCheckpoint, error) {
+	lines := strings.Split(text, "\n")
+	if len(lines) != 5 || lines[0] != decisionCheckpointOrigin || lines[4] != "" || lines[1] == "" {
+		return DecisionCheckpoint{}, fmt.Errorf("events: not a decision checkpoint")
+	}
+	n, ok := parseSeq(lines[2])
+	b, err := base64.StdEncoding.DecodeString(lines[3])
+	if !ok || err != nil || uint64(len(b)) != 16*n {
+		return DecisionCheckpoint{}, fmt.Errorf("events: a decision checkpoint whose count is not its digests'")
+	}
+	c := DecisionCheckpoint{Node: lines[1], Digests: make([]DecisionDigest, n)}
+	for i := range c.Digests {
+		copy(c.Digests[i][:], b[16*i:])
+	}
+	return c, nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/keytrail/keytrail/events/store/storetest"
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/audit"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/readmodel"
 	"github.com/keytrail/keytrail/services/trust"
@@ -98,7 +100,7 @@ func TestSignerRotation(t *testing.T) {
 	if out, code := runCLI("trust", "add-signer", "--data", e.dir, "--public-key", pub, "--name", "second"); code != 0 || !strings.Contains(out, "added "+id) {
 		t.Fatalf("add-signer: exit %d\n%s", code, out)
 	}
-	if out, code := runCLI("trust", "signers", "--data", e.dir); code != 0 || !strings.Contains(out, id) || strings.Count(out, "\n") != 2 {
+	if out, code := runCLI("trust", "signers", "--data", e.dir); code != 0 || !strings.Contains(out, id) || strings.Count(out, "\n") != 3 {
 		t.Fatalf("signers: exit %d\n%s", code, out)
 	}
 	ctx := testCtx(t, 30*time.Second)
@@ -126,8 +128,25 @@ func TestSignerRotation(t *testing.T) {
 	if code != 1 || strings.Count(out, "PROBLEM") != 1 || !strings.Contains(out, fmt.Sprintf("seq %d", seq)) || !strings.Contains(out, "removed at seq") {
 		t.Fatalf("verify-chain: exit %d\n%s", code, out)
 	}
-	// The dev's own signer is the last but one; the last is never removed.
-	devID := strings.Fields(func() string { o, _ := runCLI("trust", "signers", "--data", e.dir); return o }())[0]
+	// A gateway's signer (of decisions) signs no events.
+	gw, err := trust.ReadKey(filepath.Join(e.dir, trust.GatewayKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key = gw
+	seq = create("erin")
+	if r := e.call("GET", "/v1/tenants/acme/users", e.root, nil, "Keytrail-Min-Seq", fmt.Sprint(seq)); strings.Contains(r.raw, `"erin"`) {
+		t.Fatalf("an event a gateway's signer signed counted: %s", r.raw)
+	}
+	// The dev's own signer is the last signer of events left; it is never
+	// removed.
+	devID := events.SignerID(func() ed25519.PublicKey {
+		k, err := trust.ReadKey(filepath.Join(e.dir, trust.SignerKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Public().(ed25519.PublicKey)
+	}())
 	if out, code := runCLI("trust", "remove-signer", "--data", e.dir, "--id", devID); code == 0 || !strings.Contains(out, "last trusted signer") {
 		t.Fatalf("removing the last signer: exit %d\n%s", code, out)
 	}
@@ -226,14 +245,14 @@ func TestCheckpointsAreCheckedAgainstTheLog(t *testing.T) {
 }
 
 // TestAFreshLogIsCheckpointedClean: a new keytrail dev's log holds only
-// its signer.added; the checkpoint of that sequence is signed by the signer
-// it added, and verify-chain finds nothing wrong (found by hand: the
+// its two signer.added (its node's and its gateway's); the checkpoint of
+// the last sequence is signed by the node's signer it added, and verify-chain finds nothing wrong (found by hand: the
 // signer was judged as of the sequence before its own addition).
 func TestAFreshLogIsCheckpointedClean(t *testing.T) {
 	e := startAdmin(t)
 	testkit.Eventually(t, 20*time.Second, func() error {
 		out, code := runCLI("audit", "verify-chain", "--nats", e.dev.Addresses().NATS, "--data", e.dir)
-		if code != 0 || !strings.Contains(out, "1 messages, 1 aggregates, 1 checkpoints, 0 problems") {
+		if code != 0 || !strings.Contains(out, "2 messages, 1 aggregates, 1 checkpoints, 0 problems") {
 			return fmt.Errorf("verify-chain: exit %d\n%s", code, out)
 		}
 		return nil
@@ -462,5 +481,77 @@ func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
 	vouched, verified = catchUp(func(context.Context) ([][]byte, error) { return [][]byte{lie}, nil })
 	if vouched != 0 || verified < last-1 {
 		t.Fatalf("a stranger's checkpoint was taken: %d vouched, %d verified", vouched, verified)
+	}
+}
+
+// TestADecisionNoGatewayWroteIsNamed: keytrail dev's gateway signs
+// checkpoints of the decisions it writes. With the gateway NATS identity
+// (any gateway's), an attacker files a copy of a real denial under a new
+// request id — its content re-derives exactly, so verify-decisions passed
+// it — and a checkpoint naming it, signed by a key of its own on the
+// gateway's checkpoint subject. verify-decisions names both; audit
+// decision says the forgery is signed by no gateway and the real one by
+// the dev gateway's signer.
+func TestADecisionNoGatewayWroteIsNamed(t *testing.T) {
+	e := startAdmin(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	issued := e.givenKey()
+	sec, keyID := field(issued, "secret").(string), field(issued, "key", "id").(string)
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders", "upstreams": []string{up.URL}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", e.root, map[string]any{"reason": "fraud check"}), 200)
+	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", sec, http.StatusForbidden)
+	nats := e.dev.Addresses().NATS
+	auditCLI := func(args ...string) (string, int) {
+		return runCLI(append(append([]string{"audit"}, args...), "--nats", nats, "--data", e.dir, "--unsigned-grace", "0s")...)
+	}
+	gwKey, err := trust.ReadKey(filepath.Join(e.dir, trust.GatewayKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwID := events.SignerID(gwKey.Public().(ed25519.PublicKey))
+	testkit.Eventually(t, 20*time.Second, func() error { // the gateway's checkpoint, within a second
+		out, code := auditCLI("verify-decisions")
+		if code != 0 || !strings.Contains(out, "1 signed by a gateway's checkpoint") {
+			return fmt.Errorf("exit %d\n%s", code, out)
+		}
+		return nil
+	})
+	if out, code := auditCLI("decision", rid); code != 0 || !strings.Contains(out, "signed: named by a checkpoint of gateway signer "+gwID) {
+		t.Fatalf("audit decision %s: exit %d\n%s", rid, code, out)
+	}
+
+	ctx := testCtx(t, 30*time.Second)
+	gjs, _ := jetstream.New(devConnect(t, nats, e.dir, natsauth.Gateway))
+	var real events.LoggedDecision
+	testkit.Eventually(t, 10*time.Second, func() error {
+		page, _, err := audit.New(e.dev.Store()).PageDecisions(ctx, events.DecisionQuery{KeyID: keyID}, time.Time{}, time.Time{}, 0, 10)
+		if err != nil || len(page) != 1 {
+			return fmt.Errorf("%d decisions: %v", len(page), err)
+		}
+		real = page[0]
+		return nil
+	})
+	forged := real.DecisionRecord
+	forged.RequestID = "forged-1"
+	data, _ := json.Marshal(forged)
+	if _, err := gjs.Publish(ctx, events.DecisionSubject(&forged), data); err != nil {
+		t.Fatal(err)
+	}
+	_, mallory, _ := ed25519.GenerateKey(rand.Reader)
+	note, err := events.SignNote(mallory, events.DecisionCheckpoint{Node: "mallory", Digests: []events.DecisionDigest{events.DigestDecision(data)}}.Text())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gjs.Publish(ctx, events.DecisionCheckpointSubject(gwID), note); err != nil {
+		t.Fatal(err)
+	}
+	out, code := auditCLI("verify-decisions")
+	if code != 1 || !strings.Contains(out, "forged-1") || !strings.Contains(out, "written by no gateway") ||
+		!strings.Contains(out, "that it did not sign") || strings.Count(out, "MISMATCH") != 2 {
+		t.Fatalf("verify-decisions with a forged decision: exit %d\n%s", code, out)
+	}
+	if out, code := auditCLI("decision", "forged-1"); code != 1 || !strings.Contains(out, "NOT SIGNED: written by no gateway") {
+		t.Fatalf("audit decision forged-1: exit %d\n%s", code, out)
 	}
 }

@@ -101,6 +101,24 @@ func (c *Catalog) SignersAfter(seq uint64, role string) map[string]ed25519.Publi
 	return out
 }
 
+// SignerSpan is a signer of a role as the log holds it: its public key,
+// the sequence that added it and the one that removed it (0: trusted).
+type SignerSpan struct {
+	Public         ed25519.PublicKey
+	Added, Removed uint64
+}
+
+// SignerSpans are every signer of role the set ever held, by id.
+func (c *Catalog) SignerSpans(role string) map[string]SignerSpan {
+	out := map[string]SignerSpan{}
+	for id, s := range c.signers {
+		if s.role == role {
+			out[id] = SignerSpan{Public: s.pub, Added: s.added, Removed: s.removed}
+		}
+	}
+	return out
+}
+
 // TrustedAt says whether r is signed as the pinned root requires: the
 // signer set's events by the root key, any other by a signer trusted as of
 // the sequence before r's (added before it, not removed before it). The

@@ -53,6 +53,7 @@ type auditOptions struct {
 	at, since, until cli.TimeFlag
 	query            events.DecisionQuery
 	limit            int
+	grace            time.Duration
 }
 
 // registerAudit declares the flags of audit command cmd on fs.
@@ -68,6 +69,7 @@ func registerAudit(fs *flag.FlagSet, cmd string) *auditOptions {
 		fs.Var(&o.at, "at", "explain as of this time: RFC 3339, or how long ago (24h, 7d)")
 	case "decision", "verify-decisions":
 		fs.Var(&o.since, "since", "decisions made since this time: RFC 3339, or how long ago (24h, 7d)")
+		fs.DurationVar(&o.grace, "unsigned-grace", audit.PendingGrace, "a decision stored this recently may still await its gateway's signed checkpoint (not reported unsigned)")
 	case "decisions":
 		fs.Var(&o.since, "since", "decisions made since this time: RFC 3339, or how long ago (default 24h)")
 		fs.Var(&o.until, "until", "decisions made until this time: RFC 3339, or how long ago")
@@ -127,7 +129,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	a := audit.New(st).Trusting(root)
+	a := audit.New(st).Trusting(root).SignedWithin(o.grace)
 	p := printer{w: stdout, json: o.output == "json"}
 	switch cmd {
 	case "history", "explain":
@@ -152,15 +154,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return p.explain(ref, x)
 	case "decision":
-		rec, err := a.FindDecision(ctx, positional[0], o.since.OrZero())
+		x, err := a.ExplainRequest(ctx, positional[0], o.since.OrZero())
 		if err != nil {
 			return err
 		}
-		x, err := a.ExplainDecision(ctx, rec)
-		if err != nil {
-			return err
-		}
-		return finding(p.decision(x), x.Why != "")
+		return finding(p.decision(x), x.Why != "" || x.Unsigned != "")
 	case "decisions":
 		search := audit.DecisionSearch{DecisionQuery: o.query, Since: o.since.OrZero(), Until: o.until.OrZero(), Limit: o.limit,
 			Progress: func(read, total uint64) {
@@ -282,6 +280,7 @@ type decisionLine struct {
 	Logged   *events.DecisionRecord `json:"logged"`
 	Derived  string                 `json:"derived"`
 	Verdict  string                 `json:"verdict"`
+	Signed   string                 `json:"signed,omitempty"`
 	Evidence []evidenceLine         `json:"evidence"`
 	Scopes   *audit.ScopeGap        `json:"scopes"`
 	Limit    string                 `json:"limit"`
@@ -402,9 +401,16 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 	case x.Why != "":
 		verdict = "MISMATCH: " + x.Why
 	}
+	signed := ""
+	switch {
+	case x.SignedBy != "":
+		signed = "signed: named by a checkpoint of gateway signer " + x.SignedBy
+	case x.Unsigned != "":
+		signed = "NOT SIGNED: " + x.Unsigned
+	}
 	limit := limitText(r.Limit)
 	if p.json {
-		return p.line(decisionLine{Logged: r, Derived: string(x.Derived.Code), Verdict: verdict, Evidence: ev, Scopes: x.Scopes, Limit: limit})
+		return p.line(decisionLine{Logged: r, Derived: string(x.Derived.Code), Verdict: verdict, Signed: signed, Evidence: ev, Scopes: x.Scopes, Limit: limit})
 	}
 	fmt.Fprintf(p.w, "request %s: %s %s on %s at %s\n", r.RequestID, r.Method, r.Path, r.Node, cli.PreciseTime(r.Now))
 	fmt.Fprintf(p.w, "decided %s", r.Code)
@@ -418,6 +424,9 @@ func (p printer) decision(x audit.DecisionExplanation) error {
 		fmt.Fprintf(p.w, " on API %s/%s", r.APITenant, r.API)
 	}
 	fmt.Fprintf(p.w, ", as of seq %d\n%s\n", r.Seq, verdict)
+	if signed != "" {
+		fmt.Fprintln(p.w, signed)
+	}
 	if g := x.Scopes; g != nil {
 		fmt.Fprintf(p.w, "  missing scopes: %s (API %s/%s requires %s; the key holds %s)\n", names(g.Missing), r.APITenant, r.API,
 			names(g.Required), names(g.Held))
@@ -507,14 +516,19 @@ func (p printer) decisions(rep audit.DecisionReport) error {
 			Matched      int            `json:"matched"`
 			Unverifiable int            `json:"unverifiable"`
 			Mismatched   int            `json:"mismatched"`
+			Signed       int            `json:"signed"`
+			Pending      int            `json:"pending"`
 			ByCode       map[string]int `json:"by_code"`
-		}{rep.Decisions, rep.Matched, rep.Unverifiable, len(rep.Mismatches), rep.ByCode})
+		}{rep.Decisions, rep.Matched, rep.Unverifiable, len(rep.Mismatches), rep.Signed, rep.Pending, rep.ByCode})
 	}
 	for _, m := range rep.Mismatches {
 		fmt.Fprintf(p.w, "MISMATCH decision %d (request %s on %s, key %s): logged %s: %s\n", m.Seq, m.RequestID, m.Node, m.KeyID, m.Logged, m.Why)
 	}
 	fmt.Fprintf(p.w, "%d decisions: %d matched, %d mismatched, %d not re-derivable (STALE, or the secret itself: MISSING, MALFORMED, NOT_FOUND)\n",
 		rep.Decisions, rep.Matched, len(rep.Mismatches), rep.Unverifiable)
+	if rep.Signed+rep.Pending > 0 {
+		fmt.Fprintf(p.w, "%d signed by a gateway's checkpoint, %d awaiting theirs (stored in the last %s)\n", rep.Signed, rep.Pending, audit.PendingGrace)
+	}
 	return nil
 }
 

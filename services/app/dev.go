@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/services/adminhttp"
 	"github.com/keytrail/keytrail/services/egress"
@@ -166,7 +167,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := trust.AddSigner(ctx, d.store, root, signer.Public().(ed25519.PublicKey), "keytrail-dev"); err != nil {
+	if _, err := trust.AddSigner(ctx, d.store, root, signer.Public().(ed25519.PublicKey), "keytrail-dev", events.SignerRoleEvents); err != nil {
+		return nil, err
+	}
+	// The gateway's key, for checkpoints of its decisions.
+	gwSigner, err := trust.LoadOrCreateKey(filepath.Join(cfg.DataDir, trust.GatewayKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := trust.AddSigner(ctx, d.store, root, gwSigner.Public().(ed25519.PublicKey), "keytrail-dev-gateway", events.SignerRoleDecisions); err != nil {
 		return nil, err
 	}
 	rootHash, created, err := loadOrCreateRootKey(filepath.Join(cfg.DataDir, RootKeyFile))
@@ -204,7 +213,7 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		return nil, err
 	}
 	gcfg := cfg.Gateway
-	gcfg.Listen, gcfg.Egress, gcfg.TLS, gcfg.Trust = cfg.GatewayListen, policy, cfg.TLS, rootPub
+	gcfg.Listen, gcfg.Egress, gcfg.TLS, gcfg.Trust, gcfg.Signer = cfg.GatewayListen, policy, cfg.TLS, rootPub, gwSigner
 	if gcfg.MinSeqWait == 0 {
 		gcfg.MinSeqWait = cfg.MinSeqWait
 	}

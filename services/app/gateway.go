@@ -28,6 +28,9 @@ type GatewayConfig struct {
 	// Trust, when set, is the pinned root public key: the gateway applies
 	// only signed events (docs/signing.md).
 	Trust ed25519.PublicKey
+	// Signer, when set, signs checkpoints of the decisions the gateway
+	// writes (a trusted signer of decisions).
+	Signer ed25519.PrivateKey
 	// MetricsListen is the operator listener of the gateway's metrics (the
 	// public port does not serve them); port 0 picks a free port.
 	MetricsListen string
@@ -185,6 +188,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	presence := gateway.NewPresence(nc, node, cfg.Filters, cfg.PresenceEvery, nil)
 	limits := gateway.NewLimits(presence)
 	decisions := gateway.NewDecisionLog(js, 8192)
+	if cfg.Signer != nil {
+		decisions.SignWith(cfg.Signer, node)
+	}
 	usage := gateway.NewUsageCounter()
 	reporter := gateway.NewUsageReporter(js, usage, node, time.Now(), log.With("component", "usage"))
 	reporter.Window = cfg.UsageWindow

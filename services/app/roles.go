@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -129,6 +130,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
 	gf.register(fs)
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold across restarts (default: in memory only)")
+	signingKey := fs.String("signing-key", "", "this gateway's Ed25519 signing key (a trusted signer of decisions): it signs checkpoints of the decisions it writes, so that audits tell them from forgeries (created, mode 0600, if missing; default: none)")
 	var ef egressFlags
 	ef.register(fs, "")
 	tlsFlags(fs, &gf.cfg.TLS, "gateway listener")
@@ -155,11 +157,21 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if gf.cfg.Trust, err = nf.trustKey(); err != nil {
 		return err
 	}
+	if *signingKey != "" {
+		if gf.cfg.Signer, err = trust.LoadOrCreateKey(*signingKey); err != nil {
+			return err
+		}
+	}
 	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{WatermarkFile: *watermark})
 	if err != nil {
 		return err
 	}
 	defer closeConn(nc)
+	if gf.cfg.Signer != nil && gf.cfg.Trust != nil {
+		if err := checkDecisionSigner(ctx, st, gf.cfg.Signer.Public().(ed25519.PublicKey)); err != nil {
+			return err
+		}
+	}
 	gf.cfg.AccessLog = lf.accessLog()
 	g, err := startGateway(ctx, nc, st, gf.cfg, log)
 	if err != nil {
@@ -298,7 +310,7 @@ func connectRole(ctx context.Context, nf *natsFlags, lf *logFlags, stderr io.Wri
 func ensureSigner(ctx context.Context, st *store.JetStream, root ed25519.PublicKey, rootPriv ed25519.PrivateKey, signer ed25519.PublicKey) error {
 	switch {
 	case rootPriv != nil:
-		_, err := trust.AddSigner(ctx, st, rootPriv, signer, nodeName())
+		_, err := trust.AddSigner(ctx, st, rootPriv, signer, nodeName(), events.SignerRoleEvents)
 		return err
 	case root == nil:
 		return nil // history is not judged by signature here
@@ -307,9 +319,25 @@ func ensureSigner(ctx context.Context, st *store.JetStream, root ed25519.PublicK
 	if err != nil {
 		return err
 	}
-	if _, ok := have[events.SignerID(signer)]; !ok {
+	if p, ok := have[events.SignerID(signer)]; !ok || p.SignerRole() != events.SignerRoleEvents {
 		return fmt.Errorf("this node's signer %s is not in the trusted set: start it once with --trust-key (the root signing key) to add it",
 			events.SignerID(signer))
+	}
+	return nil
+}
+
+// checkDecisionSigner refuses a gateway signing its decisions with a key
+// the trusted set does not hold as a signer of decisions: every audit
+// would name its decisions as written by no gateway.
+func checkDecisionSigner(ctx context.Context, st store.Store, signer ed25519.PublicKey) error {
+	have, _, err := trust.Signers(ctx, st)
+	if err != nil {
+		return err
+	}
+	id := events.SignerID(signer)
+	if p, ok := have[id]; !ok || p.SignerRole() != events.SignerRoleDecisions {
+		return fmt.Errorf("this gateway's signing key %s is not a trusted signer of decisions: add it with keytrail trust add-signer --role decisions --public-key %s",
+			id, base64.StdEncoding.EncodeToString(signer))
 	}
 	return nil
 }

@@ -22,7 +22,9 @@ var trustVerbs = []string{"signers", "add-signer", "remove-signer"}
 
 const trustUsage = `usage: keytrail trust <command> [flags]   (docs/signing.md)
   signers                                  the trusted signers
-  add-signer --public-key B64 [--name N]   add a signer, signed by the root key (--trust-key)
+  add-signer --public-key B64 [--name N] [--role decisions]
+                                           add a signer, signed by the root key (--trust-key):
+                                           of events (a control node's) or of decisions (a gateway's)
   remove-signer --id ID                    remove one; what it signed before stays valid`
 
 // runTrust manages the set of trusted signers with the root signing key, as
@@ -41,6 +43,7 @@ func runTrust(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rootKey := fs.String("trust-key", "", "the root signing key (default: <data>/trust.key)")
 	pubKey := fs.String("public-key", "", "the signer's Ed25519 public key, base64 (add-signer)")
 	name := fs.String("name", "", "a name for the signer (add-signer)")
+	role := fs.String("role", events.SignerRoleEvents, "what the signer signs: events (a control node's key) or decisions (a gateway's) (add-signer)")
 	id := fs.String("id", "", "the signer's id (remove-signer)")
 	fs.SetOutput(stderr)
 	if _, err := cli.ParseInterleaved(fs, args[1:]); err != nil {
@@ -76,7 +79,8 @@ func runTrust(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			fmt.Fprintf(stdout, "%s  %s\n", id, base64.StdEncoding.EncodeToString(have[id]))
+			p := have[id]
+			fmt.Fprintf(stdout, "%s  %-9s  %s  %s\n", id, p.SignerRole(), base64.StdEncoding.EncodeToString(p.PublicKey), p.Name)
 		}
 		return nil
 	case "add-signer":
@@ -84,7 +88,10 @@ func runTrust(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return usageError{err}
 		}
-		added, err := trust.AddSigner(ctx, st, root, pub, *name)
+		if *role != events.SignerRoleEvents && *role != events.SignerRoleDecisions {
+			return usageError{fmt.Errorf("--role must be %s or %s", events.SignerRoleEvents, events.SignerRoleDecisions)}
+		}
+		added, err := trust.AddSigner(ctx, st, root, pub, *name, *role)
 		if err != nil {
 			return err
 		}

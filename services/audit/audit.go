@@ -26,16 +26,26 @@ type Auditor struct {
 	st *store.JetStream
 	// trust is the pinned root public key (Trusting), nil when none.
 	trust ed25519.PublicKey
+	// grace: how recently a decision may have been stored and still await
+	// its gateway's checkpoint (SignedWithin).
+	grace time.Duration
 }
 
 // New returns an auditor of st's log.
-func New(st *store.JetStream) *Auditor { return &Auditor{st: st} }
+func New(st *store.JetStream) *Auditor { return &Auditor{st: st, grace: PendingGrace} }
 
 // Trusting pins the root public key of signed history: VerifyChain then
 // refuses, as readers given it do, every event a trusted signer did not
 // sign.
 func (a *Auditor) Trusting(root ed25519.PublicKey) *Auditor {
 	a.trust = root
+	return a
+}
+
+// SignedWithin sets how recently a decision may have been stored and
+// still await its gateway's checkpoint (default PendingGrace).
+func (a *Auditor) SignedWithin(d time.Duration) *Auditor {
+	a.grace = d
 	return a
 }
 

@@ -26,6 +26,26 @@ type decisionScan struct {
 	// from the subject index rather than by a consumer, which first counts
 	// every match in the log.
 	sparse bool
+	// digests: compute each decision's digest (what gateways' checkpoints
+	// name it by).
+	digests bool
+	// checkpoint, when set, hears the gateways' decision checkpoints the
+	// scan meets (and says whether to go on); otherwise they are passed
+	// over.
+	checkpoint func(seq uint64, stored time.Time, subject string, data []byte) bool
+}
+
+// entry passes one entry of the decision log to fn, or a decision
+// checkpoint to the scan's checkpoint hook; it reports whether to go on.
+func (scan *decisionScan) entry(seq uint64, stored time.Time, subject string, data []byte, fn func(l loggedDecision, why string) bool) bool {
+	if events.IsDecisionCheckpoint(subject) {
+		return scan.checkpoint == nil || scan.checkpoint(seq, stored, subject, data)
+	}
+	l, why := judgeEntry(seq, stored, subject, data)
+	if scan.digests {
+		l.digest = events.DigestDecision(data)
+	}
+	return fn(l, why)
 }
 
 // progressEvery is how often a long scan reports its progress.
@@ -85,7 +105,7 @@ func (a *Auditor) eachDecision(ctx context.Context, scan decisionScan, fn func(l
 		if meta, err := m.Metadata(); err == nil {
 			seq, stored = meta.Sequence.Stream, meta.Timestamp
 		}
-		if !fn(judgeEntry(seq, stored, m.Subject(), m.Data())) {
+		if !scan.entry(seq, stored, m.Subject(), m.Data(), fn) {
 			return nil
 		}
 	}
@@ -159,7 +179,7 @@ func (a *Auditor) eachDecisionByGet(ctx context.Context, scan decisionScan, fn f
 		}
 		e := first.next
 		first.next = nil
-		if !fn(judgeEntry(e.Sequence, e.Time, e.Subject, e.Data)) {
+		if !scan.entry(e.Sequence, e.Time, e.Subject, e.Data, fn) {
 			return nil
 		}
 	}
@@ -199,23 +219,66 @@ var ErrNoDecision = errors.New("audit: no such decision")
 // FindDecision returns the logged decision on a request, by the request id
 // its answer carried (Keytrail-Request-Id, request_id in a problem).
 func (a *Auditor) FindDecision(ctx context.Context, requestID string, since time.Time) (events.DecisionRecord, error) {
-	var found *events.DecisionRecord
-	err := a.eachDecision(ctx, decisionScan{since: since}, func(l loggedDecision, why string) bool {
+	l, err := a.findDecision(ctx, requestID, since)
+	return l.rec, err
+}
+
+func (a *Auditor) findDecision(ctx context.Context, requestID string, since time.Time) (loggedDecision, error) {
+	var found *loggedDecision
+	err := a.eachDecision(ctx, decisionScan{since: since, digests: true}, func(l loggedDecision, why string) bool {
 		// A decision filed under a subject it does not name (written
 		// before the subject layout, or misfiled) is still found by its id.
 		if l.rec.Code != "" && l.rec.RequestID == requestID {
-			found = &l.rec
+			found = &l
 			return false
 		}
 		return true
 	})
 	switch {
 	case err != nil:
-		return events.DecisionRecord{}, err
+		return loggedDecision{}, err
 	case found == nil:
-		return events.DecisionRecord{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
+		return loggedDecision{}, fmt.Errorf("%w: %s", ErrNoDecision, requestID)
 	}
 	return *found, nil
+}
+
+// ExplainRequest finds the decision on a request (FindDecision), explains
+// it (ExplainDecision) and, with a root pinned and gateways signing their
+// decisions, says which gateway's checkpoint names it — or that none does.
+func (a *Auditor) ExplainRequest(ctx context.Context, requestID string, since time.Time) (DecisionExplanation, error) {
+	l, err := a.findDecision(ctx, requestID, since)
+	if err != nil {
+		return DecisionExplanation{}, err
+	}
+	x, err := a.ExplainDecision(ctx, l.rec)
+	if err != nil {
+		return x, err
+	}
+	gws, err := a.gatewaySigners(ctx)
+	if err != nil || gws == nil {
+		return x, err
+	}
+	// The checkpoint comes after the decision, within a second or so.
+	until := l.stored.Add(time.Minute)
+	err = a.eachDecision(ctx, decisionScan{from: l.seq, filter: events.DecisionCheckpointPrefix + "*",
+		checkpoint: func(_ uint64, stored time.Time, subject string, data []byte) bool {
+			gws.take(stored, subject, data)
+			_, found := gws.signed[l.digest]
+			return !found && stored.Before(until)
+		}}, func(loggedDecision, string) bool { return true })
+	if err != nil {
+		return x, err
+	}
+	switch id, ok := gws.signed[l.digest]; {
+	case ok:
+		x.SignedBy = id
+	case time.Since(l.stored) < a.grace:
+		x.Unsigned = "no gateway checkpoint names it yet (it was stored moments ago)"
+	default:
+		x.Unsigned = "written by no gateway: no decision checkpoint a trusted gateway signed names it"
+	}
+	return x, nil
 }
 
 // DecisionSearch is a search of the decision log.

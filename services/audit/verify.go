@@ -203,15 +203,21 @@ type DecisionReport struct {
 	// Unverifiable decisions rest on what the log does not hold: STALE (a
 	// node's freshness) and MISSING, MALFORMED, NOT_FOUND (the presented
 	// secret, which is never logged).
-	Unverifiable int                `json:"unverifiable"`
-	ByCode       map[string]int     `json:"by_code"`
-	Mismatches   []DecisionMismatch `json:"mismatches"`
+	Unverifiable int `json:"unverifiable"`
+	// Signed decisions are named by a checkpoint a trusted gateway signed;
+	// Pending ones were stored too recently for their checkpoint (with a
+	// root pinned and signers of decisions in the set: otherwise both 0).
+	Signed     int                `json:"signed"`
+	Pending    int                `json:"pending"`
+	ByCode     map[string]int     `json:"by_code"`
+	Mismatches []DecisionMismatch `json:"mismatches"`
 }
 
 type loggedDecision struct {
 	rec    events.DecisionRecord
 	seq    uint64    // the decision log's own sequence
 	stored time.Time // when the server stored it
+	digest events.DecisionDigest
 }
 
 // VerifyDecisions re-derives every decision in the decision log (since
@@ -221,12 +227,20 @@ type loggedDecision struct {
 // on history), the same also, key, tenant, user and evidence.
 func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (DecisionReport, error) {
 	rep := DecisionReport{ByCode: map[string]int{}}
-	logged, bad, err := a.readDecisions(ctx, since)
+	began := time.Now()
+	gws, err := a.gatewaySigners(ctx)
+	if err != nil {
+		return rep, err
+	}
+	logged, bad, err := a.readDecisions(ctx, since, gws)
 	if err != nil {
 		return rep, err
 	}
 	rep.Mismatches = bad
 	rep.Decisions = len(logged) + len(bad)
+	if gws != nil {
+		logged = rep.unsigned(logged, gws, began, a.grace)
+	}
 	slices.SortStableFunc(logged, func(x, y loggedDecision) int { return cmp.Compare(x.rec.Seq, y.rec.Seq) })
 
 	last, err := a.st.LastSeq(ctx, "")
@@ -267,10 +281,20 @@ func (a *Auditor) VerifyDecisions(ctx context.Context, since time.Time) (Decisio
 
 // readDecisions reads the decision log as it is now: the decisions that
 // decode, and a mismatch for each entry that does not.
-func (a *Auditor) readDecisions(ctx context.Context, since time.Time) ([]loggedDecision, []DecisionMismatch, error) {
+func (a *Auditor) readDecisions(ctx context.Context, since time.Time, gws *gatewaySigners) ([]loggedDecision, []DecisionMismatch, error) {
 	var out []loggedDecision
 	var bad []DecisionMismatch
-	err := a.eachDecision(ctx, decisionScan{since: since}, func(l loggedDecision, why string) bool {
+	scan := decisionScan{since: since}
+	if gws != nil {
+		scan.digests = true
+		scan.checkpoint = func(seq uint64, stored time.Time, subject string, data []byte) bool {
+			if why := gws.take(stored, subject, data); why != "" {
+				bad = append(bad, DecisionMismatch{Seq: seq, Logged: "checkpoint", Why: why})
+			}
+			return true
+		}
+	}
+	err := a.eachDecision(ctx, scan, func(l loggedDecision, why string) bool {
 		switch {
 		case why == "":
 			out = append(out, l)
@@ -357,6 +381,10 @@ type DecisionExplanation struct {
 	// For INSUFFICIENT_SCOPE (decided or also failing): the scopes the API
 	// required then, those the key held, and those it lacked.
 	Scopes *ScopeGap
+	// SignedBy is the gateway signer whose checkpoint names the decision;
+	// Unsigned says why none does (ExplainRequest, with a root pinned and
+	// gateways signing: otherwise both empty).
+	SignedBy, Unsigned string
 }
 
 // ScopeGap is why a key's scopes did not satisfy an API's.

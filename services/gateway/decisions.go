@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
@@ -72,6 +76,30 @@ type DecisionLog struct {
 	dropped atomic.Uint64
 	written atomic.Uint64
 	closed  atomic.Bool
+	// key and node sign decision checkpoints (SignWith); unsigned counts
+	// decisions written whose checkpoint could not be published.
+	key      ed25519.PrivateKey
+	node     string
+	unsigned atomic.Uint64
+}
+
+// SignWith makes the log publish a signed checkpoint of the decisions the
+// stream acknowledged (events.DecisionCheckpoint), every second or every
+// events.DecisionCheckpointEvery decisions: key is the gateway's signer
+// (of role decisions), node its name. Call it before Run.
+func (l *DecisionLog) SignWith(key ed25519.PrivateKey, node string) *DecisionLog {
+	l.key, l.node = key, node
+	return l
+}
+
+// Unsigned is how many decisions were written without a checkpoint
+// vouching for them (it could not be published).
+func (l *DecisionLog) Unsigned() uint64 { return l.unsigned.Load() }
+
+// pendingAck is a decision published, awaiting its acknowledgement.
+type pendingAck struct {
+	ack    jetstream.PubAckFuture
+	digest events.DecisionDigest
 }
 
 // DrainTimeout bounds how long a stopping decision log writes what is
@@ -118,16 +146,42 @@ func (l *DecisionLog) Written() uint64 { return l.written.Load() }
 // counts the acknowledgements as they come (in order, mostly), so that a
 // flood of denials costs two goroutines, not one per decision.
 func (l *DecisionLog) Run(ctx context.Context) {
-	acks := make(chan jetstream.PubAckFuture, 4096)
+	acks := make(chan pendingAck, 4096)
 	giveUp := make(chan struct{}) // closed when the drain's time is up
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ack := range acks {
+		var vouch []events.DecisionDigest
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		flush := func() {
+			if len(vouch) > 0 {
+				l.checkpoint(vouch)
+				vouch = vouch[:0]
+			}
+		}
+		defer flush()
+		for {
+			var p pendingAck
+			var ok bool
 			select {
-			case <-ack.Ok():
+			case p, ok = <-acks:
+			case <-tick.C:
+				flush()
+				continue
+			}
+			if !ok {
+				return
+			}
+			select {
+			case <-p.ack.Ok():
 				l.written.Add(1)
-			case <-ack.Err():
+				if l.key != nil {
+					if vouch = append(vouch, p.digest); len(vouch) >= events.DecisionCheckpointEvery {
+						flush()
+					}
+				}
+			case <-p.ack.Err():
 				l.dropped.Add(1)
 			case <-giveUp:
 				l.dropped.Add(1)
@@ -160,8 +214,28 @@ queued:
 	<-done
 }
 
+// checkpoint publishes a signed checkpoint of decisions written; the
+// stream deduplicates a retry by its content.
+func (l *DecisionLog) checkpoint(digests []events.DecisionDigest) {
+	note, err := events.SignNote(l.key, events.DecisionCheckpoint{Node: l.node, Digests: digests}.Text())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+		defer cancel()
+		m := nats.NewMsg(events.DecisionCheckpointSubject(events.SignerID(l.key.Public().(ed25519.PublicKey))))
+		m.Data = note
+		sum := sha256.Sum256(note)
+		m.Header.Set(jetstream.MsgIDHeader, "dchk:"+hex.EncodeToString(sum[:16]))
+		for attempt := 0; attempt < 3; attempt++ {
+			if _, err = l.js.PublishMsg(ctx, m); err == nil {
+				return
+			}
+		}
+	}
+	l.unsigned.Add(uint64(len(digests)))
+}
+
 // write publishes d and hands its acknowledgement to the counter.
-func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks chan<- jetstream.PubAckFuture) {
+func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks chan<- pendingAck) {
 	data, err := json.Marshal(d)
 	if err != nil {
 		l.dropped.Add(1)
@@ -172,8 +246,12 @@ func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks 
 		l.dropped.Add(1)
 		return
 	}
+	p := pendingAck{ack: ack}
+	if l.key != nil {
+		p.digest = events.DigestDecision(data)
+	}
 	select {
-	case acks <- ack:
+	case acks <- p:
 	case <-ctx.Done():
 		l.dropped.Add(1) // its acknowledgement will not be waited for
 	}

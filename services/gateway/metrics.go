@@ -86,7 +86,10 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 				func() float64 { return float64(decisions.Offered()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_written_total",
 				Help: "Decisions the decision log's stream acknowledged."},
-				func() float64 { return float64(decisions.Written()) }))
+				func() float64 { return float64(decisions.Written()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_unsigned_total",
+				Help: "Decisions written whose signed checkpoint could not be published (audits find no gateway vouching for them)."},
+				func() float64 { return float64(decisions.Unsigned()) }))
 	}
 	if failures != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_tarpit_held",

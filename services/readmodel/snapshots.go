@@ -19,6 +19,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // leaseTTL is how long a snapshot writer's lease lasts unrenewed.
@@ -67,14 +68,9 @@ func openManifest(ctx context.Context, log SnapshotLog, root ed25519.PublicKey, 
 	if err != nil {
 		return "", fmt.Errorf("%w: its manifest names no sequence", ErrSnapshotUnsigned)
 	}
-	h, err := log.Load(ctx, events.SystemTenant, events.TrustAggregate())
+	set, _, err := trust.SignerSet(ctx, log, root)
 	if err != nil {
-		return "", fmt.Errorf("readmodel: the signer set: %w", err)
-	}
-	set := projections.NewVerificationCatalog()
-	set.SetTrust(root)
-	for _, r := range h.Events {
-		set.Take(r.Seq, r.Hash, r, nil)
+		return "", err
 	}
 	text, err := events.OpenNote(note, set.SignersAfter(seq, events.SignerRoleEvents))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/internal/secretfile"
+	"github.com/keytrail/keytrail/projections"
 )
 
 // The files of a dev data directory.
@@ -26,6 +27,9 @@ const (
 	RootKeyFile   = "trust.key" // the root's private key
 	RootPubFile   = "trust.pub" // what readers pin
 	SignerKeyFile = "signer.key"
+	// GatewayKeyFile is keytrail dev's gateway's key: it signs checkpoints
+	// of the decisions the gateway writes.
+	GatewayKeyFile = "gateway.key"
 )
 
 // LoadOrCreateKey reads an Ed25519 private key (its seed, base64, on one
@@ -74,17 +78,18 @@ func ReadPublic(path string) (ed25519.PublicKey, error) {
 	return pub, nil
 }
 
-// Signers are the trusted signers the log holds, by id.
-func Signers(ctx context.Context, st store.Store) (map[string]ed25519.PublicKey, store.Head, error) {
+// Signers are the trusted signers the log holds, by id, as they were
+// added (their public key, name and role).
+func Signers(ctx context.Context, st store.Store) (map[string]events.SignerAddedV1, store.Head, error) {
 	h, err := st.Load(ctx, events.SystemTenant, events.TrustAggregate())
 	if err != nil {
 		return nil, store.Head{}, err
 	}
-	out := map[string]ed25519.PublicKey{}
+	out := map[string]events.SignerAddedV1{}
 	for _, r := range h.Events {
 		switch p := r.Data.(type) {
 		case events.SignerAddedV1:
-			out[p.ID] = ed25519.PublicKey(p.PublicKey)
+			out[p.ID] = p
 		case events.SignerRemovedV1:
 			delete(out, p.ID)
 		}
@@ -92,21 +97,48 @@ func Signers(ctx context.Context, st store.Store) (map[string]ed25519.PublicKey,
 	return out, h.Head, nil
 }
 
-// AddSigner adds a signing key to the set, signed by the root key, unless
-// it is there already; it returns whether it appended.
-func AddSigner(ctx context.Context, st *store.JetStream, root ed25519.PrivateKey, signer ed25519.PublicKey, name string) (bool, error) {
+// SignerSet folds the signer set's events from the log, each judged
+// against the root key as every reader judges them: a catalog holding the
+// set alone (SignersAfter, SignerSpans), and the events it was folded from.
+func SignerSet(ctx context.Context, st interface {
+	Load(ctx context.Context, tenant string, agg events.Aggregate) (store.History, error)
+}, root ed25519.PublicKey) (*projections.Catalog, []events.Recorded, error) {
+	h, err := st.Load(ctx, events.SystemTenant, events.TrustAggregate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("trust: the signer set: %w", err)
+	}
+	set := projections.NewVerificationCatalog()
+	set.SetTrust(root)
+	for _, r := range h.Events {
+		set.Take(r.Seq, r.Hash, r, nil)
+	}
+	return set, h.Events, nil
+}
+
+// AddSigner adds a signing key of role (events.SignerRoleEvents: a control
+// node's; SignerRoleDecisions: a gateway's) to the set, signed by the root
+// key, unless it is there already; it returns whether it appended.
+func AddSigner(ctx context.Context, st *store.JetStream, root ed25519.PrivateKey, signer ed25519.PublicKey, name, role string) (bool, error) {
 	id := events.SignerID(signer)
 	have, head, err := Signers(ctx, st)
 	if err != nil {
 		return false, err
 	}
-	if _, ok := have[id]; ok {
+	if p, ok := have[id]; ok {
+		if p.SignerRole() != role {
+			return false, fmt.Errorf("trust: %s is trusted already, as a signer of %s", id, p.SignerRole())
+		}
 		return false, nil
 	}
 	now := time.Now().UTC()
+	added := events.SignerAddedV1{ID: id, PublicKey: signer, Name: name}
+	reason := "a control node's signing key"
+	if role != events.SignerRoleEvents {
+		added.Role, reason = role, "a gateway's signing key, for its decisions"
+	}
 	e := events.Event{ID: ulid.Make().String(), Type: events.SignerAdded, Tenant: events.SystemTenant, Aggregate: events.TrustAggregate(),
-		Actor: "keytrail", Reason: "a control node's signing key", OccurredAt: now, CommandID: "signer-" + id,
-		Data: events.SignerAddedV1{ID: id, PublicKey: signer, Name: name}}
+		Actor: "keytrail", Reason: reason, OccurredAt: now, CommandID: "signer-" + id,
+		Data: added}
 	_, err = st.AppendAs(ctx, root, nil, store.Write{Expect: head, Events: []events.Event{e}})
 	if err != nil {
 		return false, fmt.Errorf("trust: add signer %s: %w", id, err)
@@ -122,11 +154,18 @@ func RemoveSigner(ctx context.Context, st *store.JetStream, root ed25519.Private
 	if err != nil {
 		return err
 	}
-	if _, ok := have[id]; !ok {
+	p, ok := have[id]
+	if !ok {
 		return fmt.Errorf("trust: %s is not a trusted signer", id)
 	}
-	if len(have) == 1 {
-		return fmt.Errorf("trust: %s is the last trusted signer; add its successor first", id)
+	n := 0
+	for _, q := range have {
+		if q.SignerRole() == events.SignerRoleEvents {
+			n++
+		}
+	}
+	if p.SignerRole() == events.SignerRoleEvents && n == 1 {
+		return fmt.Errorf("trust: %s is the last trusted signer of events; add its successor first", id)
 	}
 	e := events.Event{ID: ulid.Make().String(), Type: events.SignerRemoved, Tenant: events.SystemTenant, Aggregate: events.TrustAggregate(),
 		Actor: "keytrail", Reason: "signer removed", OccurredAt: time.Now().UTC(), CommandID: "signer-removed-" + id,
