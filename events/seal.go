@@ -34,7 +34,7 @@ const (
 // Seal is an event's signature: who signed it, and over what.
 type Seal struct {
 	Signer string
-	Sig    []byte
+	Sig    [ed25519.SignatureSize]byte
 	// digest is what was signed, computed from subject and signed when it
 	// is first asked for (a reader that a checkpoint vouches for never
 	// does).
@@ -46,7 +46,9 @@ type Seal struct {
 
 // NewSeal is a seal of a digest already computed.
 func NewSeal(signer string, sig []byte, digest [32]byte) *Seal {
-	return &Seal{Signer: signer, Sig: sig, digest: digest, hashed: true}
+	s := &Seal{Signer: signer, digest: digest, hashed: true}
+	copy(s.Sig[:], sig)
+	return s
 }
 
 // Digest is what the signature is of.
@@ -66,12 +68,18 @@ func SignerID(pub ed25519.PublicKey) string {
 }
 
 // ValidSignerID reports whether s can name a signer.
-func ValidSignerID(s string) bool {
+func ValidSignerID(s string) bool { return validSignerID([]byte(s)) }
+
+func validSignerID(s []byte) bool {
 	if len(s) != SignerIDLen {
 		return false
 	}
-	_, err := hex.DecodeString(s)
-	return err == nil && s == string(bytes.ToLower([]byte(s)))
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func sealDigest(subject string, signed []byte) [32]byte {
@@ -107,7 +115,12 @@ func Sign(subject string, encoded []byte, key ed25519.PrivateKey) ([]byte, error
 // signature) and its seal; a message that ends without one is returned as
 // it is, with a nil seal. A signature that is there but malformed is an
 // error.
-func Unseal(subject string, data []byte) ([]byte, *Seal, error) {
+func Unseal(subject string, data []byte) ([]byte, *Seal, error) { return UnsealTo(nil, subject, data) }
+
+// UnsealTo is Unseal appending the event as encoded to dst (a reader's
+// buffer, used again for the next message) when it was signed; the seal
+// keeps a reference to data.
+func UnsealTo(dst []byte, subject string, data []byte) ([]byte, *Seal, error) {
 	n := len(data)
 	const suffix = SealLen + 1
 	if n < suffix+2 || !bytes.HasSuffix(data, []byte(sealTail)) {
@@ -119,19 +132,19 @@ func Unseal(subject string, data []byte) ([]byte, *Seal, error) {
 		return data, nil, nil
 	}
 	rest := tail[len(sealHead):]
-	id, rest := string(rest[:SignerIDLen]), rest[SignerIDLen:]
-	if !bytes.HasPrefix(rest, []byte(sealMiddle)) || !ValidSignerID(id) {
+	id, rest := rest[:SignerIDLen], rest[SignerIDLen:]
+	if !bytes.HasPrefix(rest, []byte(sealMiddle)) || !validSignerID(id) {
 		return nil, nil, &DecodeError{ErrMalformed, "a malformed signature"}
 	}
 	rest = rest[len(sealMiddle):]
-	sig, err := base64.StdEncoding.DecodeString(string(rest[:sigB64Len]))
-	if err != nil || len(sig) != ed25519.SignatureSize {
+	seal := &Seal{Signer: string(id), subject: subject, signed: data[:cut:cut]}
+	var sig [sigB64Len / 4 * 3]byte
+	if m, err := base64.StdEncoding.Decode(sig[:], rest[:sigB64Len]); err != nil || m != ed25519.SignatureSize {
 		return nil, nil, &DecodeError{ErrMalformed, "a malformed signature"}
 	}
-	unsigned := make([]byte, cut+1)
-	copy(unsigned, data[:cut])
-	unsigned[cut] = '}'
-	return unsigned, &Seal{Signer: id, Sig: sig, subject: subject, signed: data[:cut:cut]}, nil
+	copy(seal.Sig[:], sig[:])
+	dst = append(dst, data[:cut]...)
+	return append(dst, '}'), seal, nil
 }
 
 // Verify reports whether the seal is a signature by pub.
@@ -140,5 +153,5 @@ func (s *Seal) Verify(pub ed25519.PublicKey) bool {
 		return false
 	}
 	d := s.Digest()
-	return ed25519.Verify(pub, d[:], s.Sig)
+	return ed25519.Verify(pub, d[:], s.Sig[:])
 }

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"sync"
 	"syscall"
@@ -66,15 +68,26 @@ func runConcurrently(b *testing.B, n int, op func(worker, i int) error) time.Dur
 // CAS, Nats-Msg-Id) against a raw js.Publish of the same bytes with the same
 // durability (SyncAlways; R3 on the cluster) and concurrency, in one run.
 // The ratio metric is appends/s over raw publishes/s (target ≥ 0.8).
+//
+// The -signed cases append as control nodes do (docs/signing.md): every
+// event signed by the node's key; the raw publishes are of signed bytes of
+// the same size.
 func BenchmarkAppend(b *testing.B) {
-	b.Run("R1", func(b *testing.B) {
-		node := natstest.RunServer(b)
-		benchAppend(b, node.ConnectAs(b, natsauth.Control), 1)
-	})
-	b.Run("R3", func(b *testing.B) {
-		c := natstest.RunCluster(b, 3)
-		benchAppend(b, natstest.Connect(b, c.URLs(), c.Identity(natsauth.Control)), 3)
-	})
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	for _, signer := range []ed25519.PrivateKey{nil, key} {
+		suffix := ""
+		if signer != nil {
+			suffix = "-signed"
+		}
+		b.Run("R1"+suffix, func(b *testing.B) {
+			node := natstest.RunServer(b)
+			benchAppend(b, node.ConnectAs(b, natsauth.Control), 1, signer)
+		})
+		b.Run("R3"+suffix, func(b *testing.B) {
+			c := natstest.RunCluster(b, 3)
+			benchAppend(b, natstest.Connect(b, c.URLs(), c.Identity(natsauth.Control)), 3, signer)
+		})
+	}
 }
 
 // benchRounds is how many times one benchmark iteration alternates between
@@ -83,8 +96,8 @@ func BenchmarkAppend(b *testing.B) {
 // half of the run.
 const benchRounds = 6
 
-func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
-	s := openStore(b, nc, store.Config{Replicas: replicas})
+func benchAppend(b *testing.B, nc *nats.Conn, replicas int, signer ed25519.PrivateKey) {
+	s := openStore(b, nc, store.Config{Replicas: replicas, Signer: signer})
 	js, err := jetstream.New(nc)
 	if err != nil {
 		b.Fatal(err)
@@ -94,6 +107,11 @@ func benchAppend(b *testing.B, nc *nats.Conn, replicas int) {
 	data, err := events.Encode(&sample)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if signer != nil {
+		if data, err = events.Sign("keytrail.evt.raw.u.u.k.0", data, signer); err != nil {
+			b.Fatal(err)
+		}
 	}
 	const n = 500 // appends per round and side
 	var rawTotal, oursTotal time.Duration

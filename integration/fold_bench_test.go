@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
 
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
@@ -19,6 +22,7 @@ import (
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/readmodel"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // BenchmarkFold folds a large log into a gateway's read model — the real
@@ -86,32 +90,89 @@ func BenchmarkFold(b *testing.B) {
 
 		// A gateway's read model, from start to having applied the last
 		// event (it asks the log its last sequence first, as at start).
-		runtime.GC()
-		start = time.Now()
-		m := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- m.Run(runCtx, gst, nil) }()
-		err = m.WaitFor(ctx, uint64(total), 10*time.Minute)
-		foldTotal += time.Since(start)
-		if err != nil || !m.Ready() {
-			b.Fatal("the model did not fold the log", err)
-		}
-		var skipped int
-		m.Read(func(c *projections.Catalog) { skipped = len(c.Problems) + int(c.Skipped) })
-		stop()
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-		if skipped != 0 {
-			b.Fatalf("%d events not applied", skipped)
-		}
+		took, _ := foldOnce(b, ctx, gst, total, readmodel.VerificationOnly())
+		foldTotal += took
 	}
 	n := float64(b.N * total)
 	b.ReportMetric(n/rawTotal.Seconds(), "raw-msgs/s")
 	b.ReportMetric(n/foldTotal.Seconds(), "folded/s")
 	b.ReportMetric(rawTotal.Seconds()/foldTotal.Seconds(), "ratio")
 	b.ReportMetric(rawTotal.Seconds()/decodeTotal.Seconds(), "decode-only-ratio")
+}
+
+// foldOnce folds the log of st (total messages) into a new model with
+// opts, from start to having applied the last message, and returns how
+// long it took and how many events a checkpoint vouched for; every message
+// must apply.
+func foldOnce(b *testing.B, ctx context.Context, st *store.JetStream, total int, opts ...readmodel.Option) (time.Duration, uint64) {
+	runtime.GC() // the previous round's catalog is garbage: not this round's work
+	start := time.Now()
+	m := readmodel.New(slog.New(slog.DiscardHandler), opts...)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx, st, nil) }()
+	err := m.WaitFor(ctx, uint64(total), 10*time.Minute)
+	took := time.Since(start)
+	if err != nil || !m.Ready() {
+		b.Fatal("the model did not fold the log", err)
+	}
+	var skipped int
+	m.Read(func(c *projections.Catalog) { skipped = len(c.Problems) + int(c.Skipped) })
+	stop()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	if skipped != 0 {
+		b.Fatalf("%d events not applied", skipped)
+	}
+	vouched, _ := m.CatchUp()
+	return took, vouched
+}
+
+// BenchmarkFoldSigned: folding a signed log of a million events into a
+// gateway's read model with the root pinned — each span's checkpoint
+// verified instead of every signature (docs/signing.md) — against folding
+// the same history unsigned, as before signing, in another server process;
+// the two alternate in every iteration (goal: ratio ≥ 0.95). With
+// KEYTRAIL_FOLD_EVENTS as BenchmarkFold.
+func BenchmarkFoldSigned(b *testing.B) {
+	total := 1_000_000
+	if v, err := strconv.Atoi(os.Getenv("KEYTRAIL_FOLD_EVENTS")); err == nil && v > 0 {
+		total = v
+	}
+	ctx := testCtx(b, 30*time.Minute)
+	write := func(signed bool) (*store.JetStream, ed25519.PublicKey, int) {
+		srv := startServerProcess(b)
+		nc := srv.Connect(b, natsauth.Control)
+		openStore(b, nc, store.Config{})
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		lw := newLogWriter(b, ctx, js)
+		var root ed25519.PublicKey
+		if signed {
+			root = lw.sign()
+		}
+		lw.prelude()
+		lw.keys(0, (total-101)/2, true)
+		return openStore(b, srv.Connect(b, natsauth.Gateway), store.Config{}), root, lw.done()
+	}
+	plain, _, plainTotal := write(false)
+	signed, root, signedTotal := write(true)
+	read := func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, signed.JetStream()) }
+	var plainFold, signedFold time.Duration
+	for b.Loop() {
+		took, _ := foldOnce(b, ctx, plain, plainTotal, readmodel.VerificationOnly())
+		plainFold += took
+		took, vouched := foldOnce(b, ctx, signed, signedTotal, readmodel.VerificationOnly(), readmodel.Trust(root), readmodel.CatchUpBy(read))
+		signedFold += took
+		if vouched < uint64(signedTotal)-2 {
+			b.Fatalf("checkpoints vouched for %d of %d events", vouched, signedTotal)
+		}
+	}
+	n := float64(b.N)
+	plainRate, signedRate := float64(plainTotal)*n/plainFold.Seconds(), float64(signedTotal)*n/signedFold.Seconds()
+	b.ReportMetric(plainRate, "unsigned-folded/s")
+	b.ReportMetric(signedRate, "signed-folded/s")
+	b.ReportMetric(signedRate/plainRate, "ratio")
 }
 
 // logWriter publishes chained events as the control plane would have
@@ -123,10 +184,40 @@ type logWriter struct {
 	ctx  context.Context
 	js   jetstream.JetStream
 	sent int
+	// With signing (sign): the root key, the control node's signer, the
+	// global chain and the origin of checkpoints, which the writer
+	// publishes every events.CheckpointEvery messages as a control node's
+	// checkpointer does.
+	root, signer ed25519.PrivateKey
+	chain        events.Hash
+	origin       string
+	judgedFrom   uint64
 }
 
 func newLogWriter(b *testing.B, ctx context.Context, js jetstream.JetStream) *logWriter {
 	return &logWriter{b: b, ctx: ctx, js: js}
+}
+
+// sign makes the writer sign what it writes: first the signer set's
+// signer.added (by the root key), then every event by a control node's
+// signer, with checkpoints. It returns the root's public key.
+func (w *logWriter) sign() ed25519.PublicKey {
+	b := w.b
+	_, w.root, _ = ed25519.GenerateKey(rand.Reader)
+	_, w.signer, _ = ed25519.GenerateKey(rand.Reader)
+	if err := trust.EnsureCheckpointStream(w.ctx, w.js, 1); err != nil {
+		b.Fatal(err)
+	}
+	s, err := w.js.Stream(w.ctx, events.StreamName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.origin = trust.Origin(s.CachedInfo().Created)
+	pub := w.signer.Public().(ed25519.PublicKey)
+	w.publish(events.Event{ID: ulid.Make().String(), Type: events.SignerAdded, Tenant: events.SystemTenant, Aggregate: events.TrustAggregate(),
+		Actor: "bench", OccurredAt: time.Now().UTC(), CommandID: "signer",
+		Data: events.SignerAddedV1{ID: events.SignerID(pub), PublicKey: pub}}, events.Hash{})
+	return w.root.Public().(ed25519.PublicKey)
 }
 
 func (w *logWriter) publish(e events.Event, prev events.Hash) events.Hash {
@@ -140,6 +231,19 @@ func (w *logWriter) publish(e events.Event, prev events.Hash) events.Hash {
 		b.Fatal(err)
 	}
 	subj, _ := events.SubjectOf(&e)
+	if w.signer != nil {
+		key := w.signer
+		if e.Aggregate.Kind == events.KindTrust {
+			key = w.root
+		}
+		if data, err = events.Sign(subj, data, key); err != nil {
+			b.Fatal(err)
+		}
+		seq := uint64(w.sent)
+		if w.chain = events.ChainNext(w.chain, seq, events.HashOf(data)); seq%events.CheckpointEvery == 0 {
+			w.checkpoint(seq)
+		}
+	}
 	m := nats.NewMsg(subj)
 	m.Data = data
 	m.Header.Set(events.HeaderType, string(e.Type))
@@ -150,6 +254,19 @@ func (w *logWriter) publish(e events.Event, prev events.Hash) events.Hash {
 		b.Fatal(err)
 	}
 	return events.HashOf(data)
+}
+
+// checkpoint publishes a judged checkpoint of the log at seq (nothing
+// refused) signed by the writer's signer.
+func (w *logWriter) checkpoint(seq uint64) {
+	note, err := events.SignCheckpoint(w.signer, events.Checkpoint{Origin: w.origin, Seq: seq, Chain: w.chain, Judged: true, From: w.judgedFrom})
+	if err != nil {
+		w.b.Fatal(err)
+	}
+	w.judgedFrom = seq
+	if _, err := w.js.PublishAsync(events.CheckpointSubject, note); err != nil {
+		w.b.Fatal(err)
+	}
 }
 
 func (w *logWriter) wait() {
@@ -182,8 +299,13 @@ func (w *logWriter) keys(from, n int, updated bool) {
 }
 
 // done waits for every publish to be acknowledged, checks that the stream
-// holds all that was written, and returns how many that is.
+// holds all that was written, and returns how many that is (signing, after
+// a checkpoint of the last message, as a control node makes when the log
+// is quiet).
 func (w *logWriter) done() int {
+	if w.signer != nil && uint64(w.sent) > w.judgedFrom {
+		w.checkpoint(uint64(w.sent))
+	}
 	w.wait()
 	stream, err := w.js.Stream(w.ctx, events.StreamName)
 	if err != nil {

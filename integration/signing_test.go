@@ -72,6 +72,14 @@ func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 	if k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID, e.root, nil), 200); field(k, "key", "status") != "suspended" {
 		t.Fatalf("the admin API honours an unsigned key.resumed: %s", k.raw)
 	}
+	// So do an auditor's explanation and the key's history it shows.
+	nats := e.dev.Addresses().NATS
+	if out, code := runCLI("audit", "explain", keyID, "--nats", nats, "--data", e.dir); code != 0 || !strings.Contains(out, "SUSPENDED") {
+		t.Fatalf("audit explain honours an unsigned key.resumed: exit %d\n%s", code, out)
+	}
+	if out, code := runCLI("audit", "history", keyID, "--nats", nats, "--data", e.dir); code != 0 || strings.Contains(out, "key.resumed") {
+		t.Fatalf("audit history shows an unsigned key.resumed as history: exit %d\n%s", code, out)
+	}
 	res := e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/resume", e.root, map[string]any{"reason": "checked"}), 200)
 	if k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID, e.root, nil, "Keytrail-Min-Seq", res.header.Get("Keytrail-Seq")), 200); field(k, "key", "status") != "active" {
 		t.Fatalf("after a real resume: %s", k.raw)

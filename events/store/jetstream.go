@@ -864,6 +864,8 @@ type jsSub struct {
 	// floor: the leader's last sequence under the filters when the
 	// subscription began; a delivery before it has something pending.
 	floor uint64
+	// unsealed is where a signed message is unsealed to be decoded.
+	unsealed []byte
 }
 
 func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
@@ -890,7 +892,7 @@ func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
 		if d.Pending == 0 && d.Seq < s.floor {
 			d.Pending = 1 // at least the leader's last message follows
 		}
-		d.Event, d.Err = decodeAt(d.Seq, d.Subject, m.Data())
+		d.Event, d.Err = decodeInto(&s.unsealed, d.Seq, d.Subject, m.Data())
 		d.Raw = rawHash(&d, m.Data())
 		return d, nil
 	}

@@ -308,9 +308,22 @@ func rawHash(d *Delivery, data []byte) events.Hash {
 // decodeAt decodes a stored message and checks it sits on its aggregate's
 // subject: an event copied onto another aggregate's subject is refused.
 func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) {
-	unsigned, seal, err := events.Unseal(subject, data)
+	return decodeInto(nil, seq, subject, data)
+}
+
+// decodeInto is decodeAt unsealing into *buf (a subscription's, used again
+// for every message: nothing decoded keeps a reference to it).
+func decodeInto(buf *[]byte, seq uint64, subject string, data []byte) (events.Recorded, error) {
+	var dst []byte
+	if buf != nil {
+		dst = (*buf)[:0]
+	}
+	unsigned, seal, err := events.UnsealTo(dst, subject, data)
 	if err != nil {
 		return events.Recorded{}, err
+	}
+	if buf != nil && seal != nil {
+		*buf = unsigned[:0]
 	}
 	e, err := events.Decode(unsigned)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/events/store"
 	"github.com/keytrail/keytrail/projections"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // ErrNoKey: no key with this id is in the log.
@@ -29,6 +30,8 @@ type Auditor struct {
 	// grace: how recently a decision may have been stored and still await
 	// its gateway's checkpoint (SignedWithin).
 	grace time.Duration
+	// judging: the store's reads judge signatures (judgeReads).
+	judging bool
 }
 
 // New returns an auditor of st's log.
@@ -88,9 +91,28 @@ func (a *Auditor) Locate(ctx context.Context, tenant, keyID string) (KeyRef, err
 }
 
 // History is every event that bears on the key: its own, its user's and
-// its tenant's, in stream order.
+// its tenant's, in stream order — with a root pinned, those that count,
+// judged as the readers judge them (an unsigned forgery is not history).
 func (a *Auditor) History(ctx context.Context, k KeyRef) ([]events.Recorded, error) {
+	if err := a.judgeReads(ctx); err != nil {
+		return nil, err
+	}
 	return store.KeyHistory(ctx, a.st, k.Tenant, k.User, k.ID)
+}
+
+// judgeReads makes the store's reads of single aggregates judge
+// signatures against the signer set the log holds (once).
+func (a *Auditor) judgeReads(ctx context.Context) error {
+	if a.trust == nil || a.judging {
+		return nil
+	}
+	set, _, err := trust.SignerSet(ctx, a.st, a.trust)
+	if err != nil {
+		return err
+	}
+	a.st.SetVerify(set.TrustedAt)
+	a.judging = true
+	return nil
 }
 
 // Explanation is a decision as of then and the events it rests on.
