@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"sync"
 )
 
 // Signed events (docs/signing.md). A stored event may end with two members,
@@ -137,7 +138,7 @@ func UnsealTo(dst []byte, subject string, data []byte) ([]byte, *Seal, error) {
 		return nil, nil, &DecodeError{ErrMalformed, "a malformed signature"}
 	}
 	rest = rest[len(sealMiddle):]
-	seal := &Seal{Signer: string(id), subject: subject, signed: data[:cut:cut]}
+	seal := &Seal{Signer: internSigner(id), subject: subject, signed: data[:cut:cut]}
 	var sig [sigB64Len / 4 * 3]byte
 	if m, err := base64.StdEncoding.Decode(sig[:], rest[:sigB64Len]); err != nil || m != ed25519.SignatureSize {
 		return nil, nil, &DecodeError{ErrMalformed, "a malformed signature"}
@@ -145,6 +146,32 @@ func UnsealTo(dst []byte, subject string, data []byte) ([]byte, *Seal, error) {
 	copy(seal.Sig[:], sig[:])
 	dst = append(dst, data[:cut]...)
 	return append(dst, '}'), seal, nil
+}
+
+// signerIDs interns the signer ids read (a log has a handful): a reader
+// does not allocate one per event. Bounded: ids past the first
+// maxInterned, as a forger could make up, are not kept.
+var signerIDs = struct {
+	sync.RWMutex
+	m map[string]string
+}{m: map[string]string{}}
+
+const maxInterned = 256
+
+func internSigner(id []byte) string {
+	signerIDs.RLock()
+	s, ok := signerIDs.m[string(id)]
+	signerIDs.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(id)
+	signerIDs.Lock()
+	if len(signerIDs.m) < maxInterned {
+		signerIDs.m[s] = s
+	}
+	signerIDs.Unlock()
+	return s
 }
 
 // Verify reports whether the seal is a signature by pub.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -31,22 +32,41 @@ import (
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
 	"github.com/keytrail/keytrail/services/readmodel"
+	"github.com/keytrail/keytrail/services/trust"
 )
 
 // benchEnv is a deployment for the gateway benchmarks: NATS in a child
 // process, the control plane in this one, tenant acme with user bob, API
 // /bench in front of a loopback upstream answering 200 with a small body.
+//
+// The history is signed as production signs it (docs/signing.md): the
+// control plane's store signs with a signer of events the root added,
+// gateways pin the root and sign checkpoints of their decisions.
 type benchEnv struct {
 	ctx      context.Context
 	srv      serverProcess
 	st       *store.JetStream
 	svc      *control.Service
 	upstream *httptest.Server
+	root     ed25519.PublicKey
+	gwKey    ed25519.PrivateKey
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	e := &benchEnv{ctx: testCtx(b, 20*time.Minute), srv: startServerProcess(b)}
-	e.st = openStore(b, e.srv.Connect(b, natsauth.Control), store.Config{})
+	_, rootKey, _ := ed25519.GenerateKey(rand.Reader)
+	_, gwKey, _ := ed25519.GenerateKey(rand.Reader)
+	_, signerKey, _ := ed25519.GenerateKey(rand.Reader)
+	e.root, e.gwKey = rootKey.Public().(ed25519.PublicKey), gwKey
+	e.st = openStore(b, e.srv.Connect(b, natsauth.Control), store.Config{Signer: signerKey})
+	for _, s := range []struct {
+		key  ed25519.PrivateKey
+		role string
+	}{{signerKey, events.SignerRoleEvents}, {gwKey, events.SignerRoleDecisions}} {
+		if _, err := trust.AddSigner(e.ctx, e.st, rootKey, s.key.Public().(ed25519.PublicKey), "bench", s.role); err != nil {
+			b.Fatal(err)
+		}
+	}
 	if err := gateway.EnsureDecisionStream(e.ctx, e.st.JetStream(), gateway.DecisionStreamConfig{Retention: time.Hour}); err != nil {
 		b.Fatal(err)
 	}
@@ -115,12 +135,13 @@ func servePlain(b *testing.B, g *gateway.Gateway) string {
 // gatewayHandler is a gateway caught up with the log, not yet listening.
 func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget) (*gateway.Gateway, *readmodel.Model) {
 	st := openStore(b, e.srv.Connect(b, natsauth.Gateway), store.Config{})
-	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly())
+	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly(), readmodel.Trust(e.root),
+		readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, st.JetStream()) }))
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan struct{})
 	go func() { model.Run(ctx, st, nil); close(done) }()
 	b.Cleanup(func() { cancel(); <-done })
-	decisions := gateway.NewDecisionLog(st.JetStream(), 8192)
+	decisions := gateway.NewDecisionLog(st.JetStream(), 8192).SignWith(e.gwKey, "bench")
 	go decisions.Run(ctx)
 	// The access log as production writes it: JSON lines to a file,
 	// through the log's batch.
@@ -327,7 +348,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	adminModel := readmodel.New(slog.New(slog.DiscardHandler))
+	adminModel := readmodel.New(slog.New(slog.DiscardHandler), readmodel.Trust(e.root))
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
 	go adminModel.Run(ctx, e.st, nil)

@@ -19,8 +19,8 @@ import (
 // BenchmarkReadyFromSnapshot: how long a gateway with a million keys takes
 // from start to ready when a snapshot exists and the log has moved on
 // since: fetch the snapshot from the object store (a server in a child
-// process), check it against the log, restore it, subscribe after it, and
-// fold the tail — 10 000 events written after the snapshot — before it
+// process), verify its signed manifest and check it against the log,
+// restore it, subscribe after it, and fold the tail by its checkpoints — 10 000 events written after the snapshot — before it
 // reports ready (goal ≤ 2 s). The snapshot is the real one: the log is
 // written, folded by a read model and saved with Snapshots.Save, as a
 // control node does. KEYTRAIL_READY_KEYS sets the number of keys (default
@@ -43,12 +43,15 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 	// The log up to the snapshot: the tenant, 100 users, keys issued.
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	lw := newLogWriter(b, ctx, js)
+	root := lw.sign() // signed, as production writes it
+	catchUp := readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, gst.JetStream()) })
 	lw.prelude()
 	lw.keys(0, keys, false)
 	covered := uint64(lw.done())
 
-	// A control node's model folds it and saves the snapshot.
-	writer := readmodel.New(discard, readmodel.VerificationOnly())
+	// A control node's model folds it and saves the snapshot, its
+	// manifest signed.
+	writer := readmodel.New(discard, readmodel.VerificationOnly(), readmodel.Trust(root), catchUp)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- writer.Run(runCtx, st, nil) }()
@@ -63,6 +66,7 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	snaps.SignWith(lw.signer)
 	if seq, err := snaps.Save(ctx, writer); err != nil || seq != covered {
 		b.Fatalf("snapshot covers %d, want %d (%v)", seq, covered, err)
 	}
@@ -80,7 +84,7 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 	for b.Loop() {
 		runtime.GC() // the previous iteration's model is garbage
 		start := time.Now()
-		m := readmodel.New(discard, readmodel.VerificationOnly())
+		m := readmodel.New(discard, readmodel.VerificationOnly(), readmodel.Trust(root), catchUp)
 		c, err := readmodel.LoadSnapshot(ctx, gst.JetStream(), gst, m, nil)
 		if err != nil || c == nil {
 			b.Fatal("no snapshot: ", err)

@@ -243,9 +243,19 @@ var ErrUnlinked = errors.New("projections: event does not link to its aggregate'
 // raw is the SHA-256 of the message's stored bytes: Take folds it into the
 // global chain (Chain).
 func (c *Catalog) Take(seq uint64, raw events.Hash, r events.Recorded, decodeErr error) error {
+	if seq != c.Seq+1 {
+		return c.TakeChained(seq, events.Hash{}, r, decodeErr)
+	}
+	return c.TakeChained(seq, events.ChainNext(c.Chain, seq, raw), r, decodeErr)
+}
+
+// TakeChained is Take for a message whose global chain value (Chain once
+// seq is taken) the caller has folded already — a reader that checked a
+// span against its checkpoint.
+func (c *Catalog) TakeChained(seq uint64, chain events.Hash, r events.Recorded, decodeErr error) error {
 	switch {
 	case seq == c.Seq+1:
-		c.Chain = events.ChainNext(c.Chain, seq, raw)
+		c.Chain = chain
 	case seq > c.Seq:
 		c.chainGap = true
 	}

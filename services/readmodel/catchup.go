@@ -53,7 +53,7 @@ func (m *Model) planCatchUp(ctx context.Context, applied, target uint64) *catchU
 			all = append(all, step{cp, n})
 		}
 	}
-	p := &catchUp{}
+	p := &catchUp{span: make([]store.Delivery, 0, events.CheckpointEvery)}
 	for at := applied; ; {
 		best := -1
 		for i, s := range all {
@@ -90,7 +90,9 @@ func (p *catchUp) spanDone() (step, []store.Delivery, bool) {
 		return step{}, nil, false
 	}
 	s, span := p.steps[0], p.span
-	p.steps, p.span = p.steps[1:], nil
+	// The next span reuses the array once this one is applied (take is
+	// called again only then).
+	p.steps, p.span = p.steps[1:], span[:0]
 	return s, span, true
 }
 
@@ -110,50 +112,57 @@ func (m *Model) applySpan(span []store.Delivery, s step, target uint64) {
 		}
 	}
 	for _, d := range span[:k+1] {
-		m.apply(d, target, false)
+		m.apply(d, target, nil)
 	}
 	rest := span[k+1:]
 	if len(rest) == 0 {
 		return
 	}
-	if err := m.checkSpan(rest, s); err != nil {
+	chains, err := m.checkSpan(rest, s)
+	if err != nil {
 		m.log.Warn("checkpoint not taken: verifying every signature of its span", "seq", s.cp.Seq, "err", err)
 		for _, d := range rest {
-			m.apply(d, target, false)
+			m.apply(d, target, nil)
 		}
 		return
 	}
 	m.mu.Lock()
 	m.cat.Vouch(&s.cp)
 	m.mu.Unlock()
-	for _, d := range rest {
-		m.apply(d, target, true)
+	for i, d := range rest {
+		m.apply(d, target, &chains[i])
 	}
 	m.mu.Lock()
 	m.cat.Vouch(nil)
 	m.mu.Unlock()
 }
 
-func (m *Model) checkSpan(span []store.Delivery, s step) error {
+// checkSpan checks a span against its checkpoint and returns the global
+// chain after each of its messages.
+func (m *Model) checkSpan(span []store.Delivery, s step) ([]events.Hash, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	c := m.cat
 	if !c.ChainKnown() || span[0].Seq != c.Seq+1 || span[0].Seq <= s.cp.From {
-		return fmt.Errorf("the span does not follow the model's position %d", c.Seq)
+		return nil, fmt.Errorf("the span does not follow the model's position %d", c.Seq)
 	}
+	chains := make([]events.Hash, len(span))
 	chain := c.Chain
 	for i, d := range span {
 		if d.Seq != span[0].Seq+uint64(i) {
-			return fmt.Errorf("a gap in the log at seq %d", d.Seq)
+			return nil, fmt.Errorf("a gap in the log at seq %d", d.Seq)
 		}
 		chain = events.ChainNext(chain, d.Seq, d.Raw)
+		chains[i] = chain
 	}
 	if chain != s.cp.Chain {
-		return fmt.Errorf("the log folds to another chain than the checkpoint states")
+		return nil, fmt.Errorf("the log folds to another chain than the checkpoint states")
 	}
 	// The text checked is the one planned by: s.cp was parsed from it.
-	_, err := events.OpenCheckpoint(s.note, c.SignersAfter(s.cp.Seq, events.SignerRoleEvents))
-	return err
+	if _, err := events.OpenCheckpoint(s.note, c.SignersAfter(s.cp.Seq, events.SignerRoleEvents)); err != nil {
+		return nil, err
+	}
+	return chains, nil
 }
 
 // CatchUp says how many events the model took on a checkpoint's judgement

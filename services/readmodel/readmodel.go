@@ -227,15 +227,22 @@ func (m *Model) follow(ctx context.Context, st store.Store, filters []string, ta
 			}
 			continue
 		}
-		m.apply(d, target, false)
+		m.apply(d, target, nil)
 	}
 }
 
-// apply folds one delivery and moves the model's position; vouched: a
-// checkpoint vouches for its signature (applySpan).
-func (m *Model) apply(d store.Delivery, target uint64, vouched bool) {
+// apply folds one delivery and moves the model's position. chain, when
+// set, is the global chain after it, folded and checked against a
+// checkpoint that vouches for its signature (applySpan).
+func (m *Model) apply(d store.Delivery, target uint64, chain *events.Hash) {
+	vouched := chain != nil
 	m.mu.Lock()
-	err := m.cat.Take(d.Seq, d.Raw, d.Event, d.Err)
+	var err error
+	if vouched {
+		err = m.cat.TakeChained(d.Seq, *chain, d.Event, d.Err)
+	} else {
+		err = m.cat.Take(d.Seq, d.Raw, d.Event, d.Err)
+	}
 	if m.onTaken != nil {
 		m.onTaken(m.cat, err)
 	}

@@ -335,7 +335,7 @@ func TestOnlyAQuestionToTheLogConfirms(t *testing.T) {
 	m := New(slog.New(slog.DiscardHandler), ConfirmEvery(time.Hour)) // not running: nobody asks the log
 	m.markReady(0)
 	since := m.now()
-	go m.apply(store.Delivery{Seq: 1}, 0, false) // Pending 0: caught up when sent
+	go m.apply(store.Delivery{Seq: 1}, 0, nil) // Pending 0: caught up when sent
 	if m.Hold(context.Background(), since, 200*time.Millisecond) {
 		t.Fatal("a delivery applied after the hold began confirmed the model current")
 	}
