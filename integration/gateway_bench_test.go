@@ -136,7 +136,9 @@ func servePlain(b *testing.B, g *gateway.Gateway) string {
 func (e *benchEnv) gatewayHandler(b *testing.B, failures *gateway.FailureBudget) (*gateway.Gateway, *readmodel.Model) {
 	st := openStore(b, e.srv.Connect(b, natsauth.Gateway), store.Config{})
 	model := readmodel.New(slog.New(slog.DiscardHandler), readmodel.VerificationOnly(), readmodel.Trust(e.root),
-		readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, st.JetStream()) }))
+		readmodel.CatchUpBy(func(ctx context.Context, after uint64) ([][]byte, error) {
+			return store.ReadCheckpointsAfter(ctx, st.JetStream(), after)
+		}))
 	ctx, cancel := context.WithCancel(e.ctx)
 	done := make(chan struct{})
 	go func() { model.Run(ctx, st, nil); close(done) }()

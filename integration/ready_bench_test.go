@@ -44,7 +44,9 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	lw := newLogWriter(b, ctx, js)
 	root := lw.sign() // signed, as production writes it
-	catchUp := readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, gst.JetStream()) })
+	catchUp := readmodel.CatchUpBy(func(ctx context.Context, after uint64) ([][]byte, error) {
+		return store.ReadCheckpointsAfter(ctx, gst.JetStream(), after)
+	})
 	lw.prelude()
 	lw.keys(0, keys, false)
 	covered := uint64(lw.done())
@@ -66,7 +68,7 @@ func BenchmarkReadyFromSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	snaps.SignWith(lw.signer)
+	snaps.SignWith(lw.signer, lw.origin)
 	if seq, err := snaps.Save(ctx, writer); err != nil || seq != covered {
 		b.Fatalf("snapshot covers %d, want %d (%v)", seq, covered, err)
 	}

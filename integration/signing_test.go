@@ -66,6 +66,10 @@ func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 		}
 		return nil
 	})
+	// It is counted: the gateway skipped one message.
+	if n := gatewayMetric(t, e.dev.Addresses().Metrics, "keytrail_gateway_events_skipped_total"); n != 1 {
+		t.Fatalf("the gateway counts %d skipped messages", n)
+	}
 	// The control node's own reads refuse it too: the API shows the key
 	// suspended, and a real resume after the forgery links to the last
 	// signed event, so every reader takes it.
@@ -346,11 +350,24 @@ func TestAForgedSnapshotIsRefusedUnderSigning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := snaps.SignWith(signer).Save(ctx, honest); err != nil {
+	str, err := cst.JetStream().Stream(ctx, events.StreamName)
+	if err != nil {
 		t.Fatal(err)
 	}
+	origin := trust.Origin(str.CachedInfo().Created)
 	load := func() (*projections.Catalog, error) {
 		return readmodel.LoadSnapshot(ctx, gst.JetStream(), gst, readmodel.New(discard, readmodel.VerificationOnly(), readmodel.Trust(root)), nil)
+	}
+	// Signed by a trusted signer, but for another log (a staging log
+	// signed with the same key, say).
+	if _, err := snaps.SignWith(signer, "keytrail/KEYTRAIL_EVENTS/1").Save(ctx, honest); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := load(); !errors.Is(err, readmodel.ErrSnapshotUnsigned) {
+		t.Fatalf("a snapshot signed for another log: loaded %v, %v", c != nil, err)
+	}
+	if _, err := snaps.SignWith(signer, origin).Save(ctx, honest); err != nil {
+		t.Fatal(err)
 	}
 	genuine, err := load()
 	if err != nil || genuine == nil || genuine.Seq != forged.Seq {
@@ -368,7 +385,7 @@ func TestAForgedSnapshotIsRefusedUnderSigning(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, stranger, _ := ed25519.GenerateKey(rand.Reader)
-	strangerNote, err := events.SignNote(stranger, fmt.Sprintf("keytrail/snapshot/v1\n%s\n%d\n%s\n%s\n", readmodel.VerificationSnapshot, forged.Seq,
+	strangerNote, err := events.SignNote(stranger, fmt.Sprintf("keytrail/snapshot/v1\n%s\n%s\n%d\n%s\n%s\n", origin, readmodel.VerificationSnapshot, forged.Seq,
 		base64.StdEncoding.EncodeToString(forged.Chain[:]), base64.StdEncoding.EncodeToString(sha256Of(forgedBytes.Bytes()))))
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +457,7 @@ func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
 		t.Fatal(err)
 	}
 	gst := openStore(t, devConnect(t, nats, e.dir, natsauth.Gateway), store.Config{})
-	catchUp := func(read func(context.Context) ([][]byte, error)) (vouched, verified uint64) {
+	catchUp := func(read func(context.Context, uint64) ([][]byte, error)) (vouched, verified uint64) {
 		t.Helper()
 		m := readmodel.New(discard, readmodel.VerificationOnly(), readmodel.Trust(root), readmodel.CatchUpBy(read))
 		mctx, cancel := context.WithCancel(ctx)
@@ -456,7 +473,9 @@ func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
 		})
 		return m.CatchUp()
 	}
-	vouched, verified := catchUp(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, gst.JetStream()) })
+	vouched, verified := catchUp(func(ctx context.Context, after uint64) ([][]byte, error) {
+		return store.ReadCheckpointsAfter(ctx, gst.JetStream(), after)
+	})
 	if vouched < last/2 || verified > last/2 {
 		t.Fatalf("caught up on %d events: %d vouched by checkpoints, %d verified one by one", last, vouched, verified)
 	}
@@ -486,7 +505,7 @@ func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vouched, verified = catchUp(func(context.Context) ([][]byte, error) { return [][]byte{lie}, nil })
+	vouched, verified = catchUp(func(context.Context, uint64) ([][]byte, error) { return [][]byte{lie}, nil })
 	if vouched != 0 || verified < last-1 {
 		t.Fatalf("a stranger's checkpoint was taken: %d vouched, %d verified", vouched, verified)
 	}

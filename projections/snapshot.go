@@ -307,6 +307,12 @@ func ReadSnapshot(r io.Reader) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projections: read snapshot: %w", err)
 	}
+	return DecodeSnapshot(data)
+}
+
+// DecodeSnapshot is ReadSnapshot of bytes in memory (the catalog keeps no
+// reference to them).
+func DecodeSnapshot(data []byte) (*Catalog, error) {
 	d := decoder{b: data}
 	if string(d.take(len(snapshotMagic))) != snapshotMagic {
 		return nil, fmt.Errorf("%w: no snapshot header", ErrSnapshotFormat)

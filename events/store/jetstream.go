@@ -940,10 +940,45 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 // ReadCheckpoints reads every signed checkpoint of the log (none when the
 // stream of checkpoints does not exist), without checking them.
 func ReadCheckpoints(ctx context.Context, js jetstream.JetStream) ([][]byte, error) {
-	cons, err := js.OrderedConsumer(ctx, events.CheckpointStream, jetstream.OrderedConsumerConfig{})
+	return ReadCheckpointsAfter(ctx, js, 0)
+}
+
+// ReadCheckpointsAfter reads the checkpoints stored from about where they
+// pass the log's sequence after (found by bisecting the stream with direct
+// reads: a reader catching up a short tail of a long log does not read a
+// checkpoint per thousand events of it), without checking them. What it
+// returns may include a few checkpoints of earlier sequences.
+func ReadCheckpointsAfter(ctx context.Context, js jetstream.JetStream, after uint64) ([][]byte, error) {
+	str, err := js.Stream(ctx, events.CheckpointStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil // a log without checkpoints
 	}
+	if err != nil {
+		return nil, fmt.Errorf("store: checkpoints: %w", err)
+	}
+	state := str.CachedInfo().State
+	if state.Msgs == 0 {
+		return nil, nil
+	}
+	// The first stored checkpoint past after; control nodes may store
+	// theirs slightly out of order, so start a little before it.
+	const slack = 16
+	lo, hi := state.FirstSeq, state.LastSeq+1
+	for after > 0 && lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := str.GetMsg(ctx, mid)
+		if err != nil {
+			return nil, fmt.Errorf("store: checkpoints: %w", err)
+		}
+		if cp, err := events.ParseCheckpoint(events.NoteText(m.Data)); err == nil && cp.Seq <= after {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	from := max(state.FirstSeq, lo-min(lo, slack))
+	cons, err := js.OrderedConsumer(ctx, events.CheckpointStream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
 		return nil, fmt.Errorf("store: checkpoints: %w", err)
 	}

@@ -160,7 +160,11 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		return nil, err
 	}
 	if cfg.Signer != nil {
-		snaps.SignWith(cfg.Signer)
+		s, err := js.Stream(ctx, events.StreamName)
+		if err != nil {
+			return nil, fmt.Errorf("event stream: %w", err)
+		}
+		snaps.SignWith(cfg.Signer, trust.Origin(s.CachedInfo().Created))
 	}
 	idem, err := store.OpenIdempotencyKeys(ctx, js, cfg.Replicas, cfg.Duplicates)
 	if err != nil {
@@ -182,7 +186,9 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		ln.Close()
 		return nil, err
 	}
-	mopts := []readmodel.Option{readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, js) })}
+	mopts := []readmodel.Option{readmodel.CatchUpBy(func(ctx context.Context, after uint64) ([][]byte, error) {
+		return store.ReadCheckpointsAfter(ctx, js, after)
+	})}
 	if cfg.Trust != nil {
 		mopts = append(mopts, readmodel.Trust(cfg.Trust))
 	}

@@ -179,7 +179,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	opts := []readmodel.Option{readmodel.VerificationOnly(),
 		readmodel.OnApplied(func(r *events.Recorded, at time.Time) { g.gw.ObserveApplied(r, at) })}
 	opts = append(opts, readmodel.ConfirmEvery(confirmEvery(cfg)),
-		readmodel.CatchUpBy(func(ctx context.Context) ([][]byte, error) { return store.ReadCheckpoints(ctx, js) }))
+		readmodel.CatchUpBy(func(ctx context.Context, after uint64) ([][]byte, error) {
+			return store.ReadCheckpointsAfter(ctx, js, after)
+		}))
 	if cfg.Trust != nil {
 		opts = append(opts, readmodel.Trust(cfg.Trust))
 	}

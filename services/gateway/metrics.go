@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/readmodel"
 )
 
@@ -57,6 +58,19 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 			}
 			return 0
 		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_events_skipped_total",
+			Help: "Messages of the event log the read model did not apply: not events, unlinked, impossible, or not signed by a trusted signer (docs/signing.md)."},
+			func() float64 {
+				var n uint64
+				model.Read(func(c *projections.Catalog) { n = c.Skipped })
+				return float64(n)
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_signatures_vouched_total",
+			Help: "Events whose signature a verified checkpoint vouched for while the read model caught up."},
+			func() float64 { v, _ := model.CatchUp(); return float64(v) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_signatures_verified_total",
+			Help: "Events whose signature the read model judged one by one (live events, and the log past the last checkpoint)."},
+			func() float64 { _, v := model.CatchUp(); return float64(v) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_lag",
 			Help: "Messages the log held beyond the applied sequence when last asked."},
 			func() float64 { _, lag, _ := model.Freshness(); return float64(lag) }),

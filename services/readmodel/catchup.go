@@ -41,7 +41,7 @@ func (m *Model) planCatchUp(ctx context.Context, applied, target uint64) *catchU
 	if !known {
 		return nil
 	}
-	notes, err := m.checkpoints(ctx)
+	notes, err := m.checkpoints(ctx, applied)
 	if err != nil {
 		m.log.Warn("checkpoints not read: catching up by verifying every signature", "err", err)
 		return nil

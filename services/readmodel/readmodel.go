@@ -65,7 +65,7 @@ type Model struct {
 	// checkpoints reads the signed checkpoints of the log, to catch up by
 	// (CatchUpBy); vouched and verified count the messages whose
 	// signatures a checkpoint vouched for and those judged one by one.
-	checkpoints       func(ctx context.Context) ([][]byte, error)
+	checkpoints       func(ctx context.Context, after uint64) ([][]byte, error)
 	vouched, verified atomic.Uint64
 }
 
@@ -90,11 +90,11 @@ func OnTaken(fn func(c *projections.Catalog, err error)) Option {
 	return func(m *Model) { m.onTaken = fn }
 }
 
-// CatchUpBy gives the model the signed checkpoints of the log (read, all
-// of them, by read): with a root pinned, a model catching up verifies one
-// checkpoint per span of messages instead of every signature in it
-// (docs/signing.md).
-func CatchUpBy(read func(ctx context.Context) ([][]byte, error)) Option {
+// CatchUpBy gives the model the signed checkpoints of the log (read by
+// read, those past the model's position after at least): with a root
+// pinned, a model catching up verifies one checkpoint per span of messages
+// instead of every signature in it (docs/signing.md).
+func CatchUpBy(read func(ctx context.Context, after uint64) ([][]byte, error)) Option {
 	return func(m *Model) { m.checkpoints = read }
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -61,10 +62,10 @@ func openManifest(ctx context.Context, log SnapshotLog, root ed25519.PublicKey, 
 		return "", fmt.Errorf("%w: it has no manifest", ErrSnapshotUnsigned)
 	}
 	lines := strings.Split(events.NoteText(note), "\n")
-	if len(lines) != 6 {
+	if len(lines) != 7 {
 		return "", fmt.Errorf("%w: its manifest is not one", ErrSnapshotUnsigned)
 	}
-	seq, err := strconv.ParseUint(lines[2], 10, 64)
+	seq, err := strconv.ParseUint(lines[3], 10, 64)
 	if err != nil {
 		return "", fmt.Errorf("%w: its manifest names no sequence", ErrSnapshotUnsigned)
 	}
@@ -87,15 +88,17 @@ type Snapshots struct {
 	obj   jetstream.ObjectStore
 	lease jetstream.KeyValue
 	node  string
-	// key signs each snapshot's manifest (SignWith).
-	key ed25519.PrivateKey
+	// key signs each snapshot's manifest for the log origin (SignWith).
+	key    ed25519.PrivateKey
+	origin string
 }
 
 // SignWith makes Save sign a manifest of each snapshot with key (a control
-// node's signing key): readers with a root pinned load only a snapshot
-// whose manifest a signer of the log signed.
-func (s *Snapshots) SignWith(key ed25519.PrivateKey) *Snapshots {
-	s.key = key
+// node's signing key) naming the log's origin (trust.Origin): readers with a
+// root pinned load only a snapshot whose manifest a signer of the log
+// signed, for this log.
+func (s *Snapshots) SignWith(key ed25519.PrivateKey, origin string) *Snapshots {
+	s.key, s.origin = key, origin
 	return s
 }
 
@@ -103,11 +106,11 @@ func (s *Snapshots) SignWith(key ed25519.PrivateKey) *Snapshots {
 // manifest (base64 of the note).
 const manifestKey = "manifest"
 
-// manifestText is what a snapshot's manifest states: the object's name,
-// the sequence it covers, the global chain there, and the SHA-256 of its
-// bytes.
-func manifestText(name string, seq uint64, chain events.Hash, sum [32]byte) string {
-	return fmt.Sprintf("keytrail/snapshot/v1\n%s\n%d\n%s\n%s\n", name, seq,
+// manifestText is what a snapshot's manifest states: the log (its
+// origin), the object's name, the sequence it covers, the global chain
+// there, and the SHA-256 of its bytes.
+func manifestText(origin, name string, seq uint64, chain events.Hash, sum [32]byte) string {
+	return fmt.Sprintf("keytrail/snapshot/v1\n%s\n%s\n%d\n%s\n%s\n", origin, name, seq,
 		base64.StdEncoding.EncodeToString(chain[:]), base64.StdEncoding.EncodeToString(sum[:]))
 }
 
@@ -159,7 +162,7 @@ func (s *Snapshots) Save(ctx context.Context, m *Model) (uint64, error) {
 		}
 		meta := map[string]string{"seq": strconv.FormatUint(seq, 10), "node": s.node}
 		if s.key != nil {
-			note, err := events.SignNote(s.key, manifestText(name, seq, chain, sha256.Sum256(b.Bytes())))
+			note, err := events.SignNote(s.key, manifestText(s.origin, name, seq, chain, sha256.Sum256(b.Bytes())))
 			if err != nil {
 				return 0, fmt.Errorf("readmodel: sign snapshot %s: %w", name, err)
 			}
@@ -225,7 +228,7 @@ func LoadSnapshot(ctx context.Context, js jetstream.JetStream, log SnapshotLog, 
 	if m.VerifyOnly() {
 		name = VerificationSnapshot
 	}
-	b, err := obj.GetBytes(ctx, name)
+	b, info, err := getObject(ctx, obj, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, nil
 	}
@@ -234,29 +237,66 @@ func LoadSnapshot(ctx context.Context, js jetstream.JetStream, log SnapshotLog, 
 	}
 	var manifest string
 	if m.trust != nil {
-		info, err := obj.GetInfo(ctx, name)
-		if err != nil {
-			return nil, fmt.Errorf("readmodel: load snapshot: %w", err)
-		}
 		if manifest, err = openManifest(ctx, log, m.trust, info.Metadata[manifestKey]); err != nil {
 			return nil, err
 		}
 	}
-	c, err := projections.ReadSnapshot(bytes.NewReader(b))
+	c, err := projections.DecodeSnapshot(b)
 	if err != nil {
 		return nil, err
 	}
 	if c.VerifyOnly() != m.VerifyOnly() {
 		return nil, fmt.Errorf("readmodel: snapshot %s holds another kind of catalog", name)
 	}
-	if m.trust != nil && (!c.ChainKnown() || manifest != manifestText(name, c.Seq, c.Chain, sha256.Sum256(b))) {
-		return nil, fmt.Errorf("%w: its signed manifest is of other bytes, another sequence or another chain", ErrSnapshotUnsigned)
+	if m.trust == nil {
+		// Unsigned: trusted only as far as a sample of it agrees with the log.
+		if err := CheckSnapshot(ctx, log, c, snapshotSample); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
-	if err := CheckSnapshot(ctx, log, c, snapshotSample); err != nil {
-		return nil, err
+	str, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("readmodel: load snapshot: %w", err)
+	}
+	origin := trust.Origin(str.CachedInfo().Created)
+	if !c.ChainKnown() || manifest != manifestText(origin, name, c.Seq, c.Chain, sha256.Sum256(b)) {
+		return nil, fmt.Errorf("%w: its signed manifest is of another log, other bytes, another sequence or another chain", ErrSnapshotUnsigned)
+	}
+	// Signed by a signer of this log, as of a sequence it holds: what the
+	// signer vouches for needs no sample (a signer could as well sign
+	// events).
+	if last := str.CachedInfo().State.LastSeq; c.Seq > last {
+		return nil, fmt.Errorf("%w: it covers sequence %d, but the stream ends at %d", ErrSnapshotInconsistent, c.Seq, last)
 	}
 	return c, nil
 }
+
+// getObject reads an object whole into a buffer of its size (GetBytes
+// grows one by doubling: a hundred megabytes copied again and again).
+func getObject(ctx context.Context, obj jetstream.ObjectStore, name string) ([]byte, *jetstream.ObjectInfo, error) {
+	r, err := obj.Get(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	info, err := r.Info()
+	if err != nil {
+		return nil, nil, err
+	}
+	if info.Size > maxSnapshotSize {
+		return nil, nil, fmt.Errorf("snapshot %s is %d bytes, more than any catalog makes", name, info.Size)
+	}
+	b := make([]byte, info.Size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, nil, err
+	}
+	return b, info, nil
+}
+
+// maxSnapshotSize bounds what a node allocates for a snapshot (a forged
+// object could claim any size).
+const maxSnapshotSize = 16 << 30
 
 // CheckSnapshot trusts c only if it is consistent with the log: it covers
 // no sequence past the stream's last, and the chain heads of a sample of
