@@ -7,7 +7,7 @@ BENCHTIME ?= 2s
 FUZZTIME ?= 30s
 COUNT   ?= 1
 
-.PHONY: run test lint browser build bench bench-gateway soak fuzz clean
+.PHONY: run test lint browser build bench bench-gateway soak chaos fuzz clean
 
 ## run: start `keytrail dev` (embedded NATS + control plane and admin API on loopback)
 run:
@@ -43,6 +43,15 @@ bench-gateway: build
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx wrk)
 	$(GO) run ./cmd/bench-gateway -keytrail bin/keytrail $(BENCH_GATEWAY_FLAGS)
+
+## chaos: a fault campaign on a real deployment (3 NATS nodes, 2 control
+## nodes, 3 gateways; partitions by iptables, so as root), then a checker of
+## the history (docs/reliability.md). CHAOS_FLAGS: -duration 10m -seed N
+CHAOS_FLAGS ?= -duration 10m
+chaos:
+	@command -v iptables >/dev/null || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q iptables)
+	$(GO) run ./cmd/chaos $(CHAOS_FLAGS)
 
 ## soak: long reliability runs (repeated kill -9, leader loss, issue-vs-disable races), not in CI
 soak:

@@ -101,13 +101,27 @@ func (s *JetStream) judge(info *jetstream.StreamInfo, seen Watermark) error {
 	defer s.mu.Unlock()
 	wm := s.wm
 	if info.State.LastSeq < seen.Seq {
-		return &IntegrityError{Reason: fmt.Sprintf("its last sequence is %d, but this node has seen it hold %d: "+
-			"events were removed, or the stream was made anew", info.State.LastSeq, seen.Seq)}
+		// A replicated stream's answer may come from a leader deposed by a
+		// partition that has not stepped down yet (found by the fault
+		// campaign: a gateway refused the stream for good): the same
+		// stream behind what this node saw is not trusted, and is refused
+		// only when it stays behind for RewindGrace.
+		now := s.clock()
+		if s.behindSince.IsZero() {
+			s.behindSince = now
+		}
+		behind := fmt.Sprintf("its last sequence is %d, but this node has seen it hold %d", info.State.LastSeq, seen.Seq)
+		same := wm.Created.IsZero() || info.Created.Equal(wm.Created)
+		if same && info.Config.Replicas > 1 && now.Sub(s.behindSince) < RewindGrace {
+			return fmt.Errorf("%w: %s (a replica behind, as in a partition, or a rewind: refused if it lasts %s)", ErrUnavailable, behind, RewindGrace)
+		}
+		return &IntegrityError{Reason: behind + ": events were removed, or the stream was made anew"}
 	}
 	if !wm.Created.IsZero() && !info.Created.Equal(wm.Created) {
 		return &IntegrityError{Reason: fmt.Sprintf("it was created at %s, but the stream this node knew was created at %s: "+
 			"it was deleted and made anew", info.Created.UTC().Format(time.RFC3339Nano), wm.Created.UTC().Format(time.RFC3339Nano))}
 	}
+	s.behindSince = time.Time{}
 	s.wm = Watermark{Seq: max(wm.Seq, info.State.LastSeq), Created: info.Created}
 	if s.cfg.WatermarkFile != "" && s.wm != s.saved {
 		if err := writeWatermark(s.cfg.WatermarkFile, s.wm); err != nil {
@@ -116,6 +130,19 @@ func (s *JetStream) judge(info *jetstream.StreamInfo, seen Watermark) error {
 		s.saved = s.wm
 	}
 	return nil
+}
+
+// RewindGrace is how long a replicated stream may answer with a last
+// sequence below what a node has seen before the node refuses it as
+// rewound: a deposed leader answers so until it steps down (seconds); a
+// rewind lasts.
+const RewindGrace = 30 * time.Second
+
+func (s *JetStream) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
 }
 
 // observe raises the watermark to an acknowledged append's sequence (it

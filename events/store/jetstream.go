@@ -65,6 +65,10 @@ type JetStream struct {
 	mu    sync.Mutex
 	wm    Watermark // what this node has seen of the stream
 	saved Watermark // what WatermarkFile holds
+	// behindSince is when a replicated stream first answered with a last
+	// sequence below the watermark (zero: it has not, or caught up since).
+	behindSince time.Time
+	now         func() time.Time
 
 	verify atomic.Pointer[Verifier]
 }

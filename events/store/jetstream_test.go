@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,49 @@ func TestWeaknessesNameEachProblem(t *testing.T) {
 	err := (&WeakStreamError{Weaknesses: []string{"a", "b"}}).Error()
 	if !strings.Contains(err, "KEYTRAIL_EVENTS") || !strings.Contains(err, "a; b") {
 		t.Fatalf("error %q does not name the stream and its weaknesses", err)
+	}
+}
+
+// TestAReplicaBehindIsNotARewindAtOnce: the fault campaign (issue 18) saw
+// a gateway refuse the event stream for good when, in a partition, a
+// deposed leader answered with a last sequence below what the gateway had
+// seen. A replicated stream behind the watermark is unavailable, not
+// refused, until it has stayed behind for RewindGrace; caught up, it is
+// trusted again; a single replica, or a stream made anew, is refused at
+// once as before.
+func TestAReplicaBehindIsNotARewindAtOnce(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 7, 0, 0, 0, time.UTC)
+	now := t0
+	s := &JetStream{now: func() time.Time { return now }}
+	s.wm = Watermark{Seq: 10, Created: t0}
+	info := func(replicas int, last uint64, created time.Time) *jetstream.StreamInfo {
+		return &jetstream.StreamInfo{Config: StreamConfig(Config{Replicas: replicas}), Created: created, State: jetstream.StreamState{LastSeq: last}}
+	}
+	unavailable := func(err error) bool { return errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrRefused) }
+	if err := s.judge(info(3, 8, t0), s.Watermark()); !unavailable(err) {
+		t.Fatalf("a replica behind: %v", err)
+	}
+	now = now.Add(RewindGrace / 2)
+	if err := s.judge(info(3, 9, t0), s.Watermark()); !unavailable(err) {
+		t.Fatalf("still behind, within the grace: %v", err)
+	}
+	if err := s.judge(info(3, 12, t0), s.Watermark()); err != nil || s.Watermark().Seq != 12 {
+		t.Fatalf("caught up: %v %+v", err, s.Watermark())
+	}
+	now = now.Add(time.Second)
+	if err := s.judge(info(3, 11, t0), s.Watermark()); !unavailable(err) {
+		t.Fatalf("behind again, a fresh grace: %v", err)
+	}
+	now = now.Add(RewindGrace)
+	if err := s.judge(info(3, 11, t0), s.Watermark()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("behind for the whole grace: %v", err)
+	}
+	s2 := &JetStream{now: func() time.Time { return now }}
+	s2.wm = Watermark{Seq: 10, Created: t0}
+	if err := s2.judge(info(1, 8, t0), s2.Watermark()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a single replica behind: %v", err)
+	}
+	if err := s2.judge(info(3, 8, t0.Add(time.Hour)), s2.Watermark()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a stream made anew: %v", err)
 	}
 }
