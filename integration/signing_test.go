@@ -26,7 +26,9 @@ import (
 	"github.com/keytrail/keytrail/internal/testkit"
 	"github.com/keytrail/keytrail/projections"
 	"github.com/keytrail/keytrail/services/audit"
+	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
 	"github.com/keytrail/keytrail/services/trust"
 )
@@ -580,5 +582,109 @@ func TestADecisionNoGatewayWroteIsNamed(t *testing.T) {
 	}
 	if out, code := auditCLI("decision", "forged-1"); code != 1 || !strings.Contains(out, "NOT SIGNED: written by no gateway") {
 		t.Fatalf("audit decision forged-1: exit %d\n%s", code, out)
+	}
+}
+
+// TestCheckpointsAreReadWholeFromACluster: the fault campaign's auditor
+// failed verify-chain with "no responders" reading a replicated checkpoint
+// stream of 711 notes a message at a time (its consumer gone after a dozen);
+// the checkpoints are read with one iterator, like the log.
+func TestCheckpointsAreReadWholeFromACluster(t *testing.T) {
+	c := natstest.RunCluster(t, 3)
+	ctx := testCtx(t, time.Minute)
+	js, _ := jetstream.New(natstest.Connect(t, c.URLs(), c.Identity(natsauth.Control)))
+	if err := trust.EnsureCheckpointStream(ctx, js, 3); err != nil {
+		t.Fatal(err)
+	}
+	const n = 700
+	for i := range n {
+		if _, err := js.PublishAsync(events.CheckpointSubject, []byte(fmt.Sprintf("keytrail/x\n%d\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n", i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("publishing timed out")
+	}
+	auditor, _ := jetstream.New(natstest.Connect(t, c.URLs(), c.Identity(natsauth.Auditor)))
+	for _, after := range []uint64{0, 500} {
+		notes, err := store.ReadCheckpointsAfter(ctx, auditor, after)
+		if err != nil || len(notes) < n-int(after) {
+			t.Fatalf("after %d: %d notes, %v", after, len(notes), err)
+		}
+	}
+}
+
+// TestDecisionsWhoseAcknowledgementIsLostAreStillSigned: the fault
+// campaign found ~4 000 decisions per gateway cut from NATS that no
+// checkpoint named: the gateway vouched only for decisions whose
+// acknowledgement came back, and a partition stores decisions whose
+// acknowledgement never does. Here every acknowledgement times out (the
+// decisions are stored all the same): the gateway's checkpoints still name
+// every decision it published.
+func TestDecisionsWhoseAcknowledgementIsLostAreStillSigned(t *testing.T) {
+	node := natstest.RunServer(t)
+	ctx := testCtx(t, time.Minute)
+	cjs, _ := jetstream.New(node.ConnectAs(t, natsauth.Control))
+	if err := gateway.EnsureDecisionStream(ctx, cjs, gateway.DecisionStreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	gjs, _ := jetstream.New(node.ConnectAs(t, natsauth.Gateway), jetstream.WithPublishAsyncTimeout(time.Nanosecond))
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	dl := gateway.NewDecisionLog(gjs, 100).SignWith(key, "gw-1")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { dl.Run(runCtx); close(done) }()
+	const n = 20
+	for i := range n {
+		dl.Offer(&events.DecisionRecord{Code: "REVOKED", Tenant: "acme", KeyID: fmt.Sprintf("key_%d", i), Method: "GET", Path: "/x",
+			Node: "gw-1", RequestID: fmt.Sprintf("r%d", i), Now: time.Now()})
+	}
+	id := events.SignerID(key.Public().(ed25519.PublicKey))
+	str, _ := cjs.Stream(ctx, events.DecisionStream)
+	vouched := map[events.DecisionDigest]bool{}
+	var stored [][]byte
+	testkit.Eventually(t, 10*time.Second, func() error {
+		info, err := str.Info(ctx)
+		if err != nil {
+			return err
+		}
+		stored, vouched = nil, map[events.DecisionDigest]bool{}
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+			m, err := str.GetMsg(ctx, seq)
+			if err != nil {
+				return err
+			}
+			if m.Subject != events.DecisionCheckpointSubject(id) {
+				stored = append(stored, m.Data)
+				continue
+			}
+			text, err := events.OpenNote(m.Data, map[string]ed25519.PublicKey{id: key.Public().(ed25519.PublicKey)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp, err := events.ParseDecisionCheckpoint(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range cp.Digests {
+				vouched[d] = true
+			}
+		}
+		if len(stored) != n || len(vouched) < n {
+			return fmt.Errorf("%d decisions stored, %d vouched for", len(stored), len(vouched))
+		}
+		return nil
+	})
+	for _, d := range stored {
+		if !vouched[events.DigestDecision(d)] {
+			t.Fatalf("a stored decision no checkpoint names: %s", d)
+		}
+	}
+	stop()
+	<-done
+	if dl.Written() != 0 {
+		t.Fatalf("%d acknowledgements came back: the reproduction needs them lost", dl.Written())
 	}
 }

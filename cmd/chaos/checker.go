@@ -33,6 +33,9 @@ type report struct {
 	ByCode    map[string]int `json:"by_code"`
 	Events    int            `json:"events"`
 	Anomalies []string       `json:"anomalies"`
+	// UnsignedAtKill are decisions no signed checkpoint names, written by
+	// a gateway within 3 s before the nemesis killed it.
+	UnsignedAtKill int `json:"unsigned_at_kill"`
 	// Exits are processes that exited on their own (restarted by the
 	// supervisor): a refusal to start while NATS had no quorum, say.
 	Exits      []string     `json:"exits"`
@@ -223,7 +226,7 @@ func (r *run) check(ctx context.Context) (*report, error) {
 			anomaly("LOST: %s %s/%s acknowledged at seq %d by control-%d is not in the stream", o.Kind, o.User, o.Key, o.Seq, o.Control+1)
 			continue
 		}
-		want := map[string][]string{"issue": {"key.issued"}, "suspend": {"key.suspended"}, "resume": {"key.resumed"}, "revoke": {"key.revoked"},
+		want := map[string][]string{"issue": {"key.issued"}, "update": {"key.updated"}, "suspend": {"key.suspended"}, "resume": {"key.resumed"}, "revoke": {"key.revoked"},
 			"rotate": {"key.rotated", "key.issued"}, "disable-user": {"user.disabled"}, "enable-user": {"user.enabled"}}[o.Kind]
 		objects := []string{o.Key, o.NewKey}
 		if strings.HasSuffix(o.Kind, "-user") {
@@ -277,12 +280,34 @@ func (r *run) check(ctx context.Context) (*report, error) {
 	// 4. No VALID for a key after the bound past an acknowledged change
 	// that denies it.
 	r.checkAnswers(log, ops, ans, anomaly)
-	// 5. The deployment's own audits, as an auditor.
+	// 5. The deployment's own audits, as an auditor. A decision a gateway
+	// wrote in the moment before the nemesis killed it has no signed
+	// checkpoint (a known limit, docs/signing.md): counted, not an anomaly.
 	for _, cmd := range []string{"verify-chain", "verify-decisions"} {
-		out, err := exec.CommandContext(ctx, filepath.Join(r.bin, "keytrail"), "audit", cmd, "--nats", r.natsURLs,
-			"--nats-nkey", filepath.Join(r.dir, "auth", "auditor.nk"), "--trust", filepath.Join(r.dir, "trust.pub")).CombinedOutput()
-		if err != nil {
-			anomaly("AUDIT: keytrail audit %s: %v\n%s", cmd, err, lastLines(string(out), 20))
+		out, err := exec.CommandContext(ctx, filepath.Join(r.bin, "keytrail"), "audit", cmd, "-o", "json", "--nats", r.natsURLs,
+			"--nats-nkey", filepath.Join(r.dir, "auth", "auditor.nk"), "--trust", filepath.Join(r.dir, "trust.pub")).Output()
+		if err == nil {
+			continue
+		}
+		var unexplained []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var m struct {
+				Node    string    `json:"node"`
+				Now     time.Time `json:"now"`
+				Why     string    `json:"why"`
+				Problem string    `json:"problem"`
+			}
+			if json.Unmarshal([]byte(line), &m) != nil || (m.Why == "" && m.Problem == "") {
+				continue
+			}
+			if strings.Contains(m.Why, "written by no gateway") && r.killedGateway(m.Node, m.Now) {
+				rep.UnsignedAtKill++
+				continue
+			}
+			unexplained = append(unexplained, line)
+		}
+		if len(unexplained) > 0 || len(out) == 0 {
+			anomaly("AUDIT: keytrail audit %s: %v\n%s", cmd, err, lastLines(strings.Join(unexplained, "\n"), 20))
 		}
 	}
 	// 6. Nothing panicked.
@@ -350,6 +375,22 @@ func (r *run) checkAnswers(log *eventLog, ops []*op, ans []answer, anomaly func(
 		anomaly("HONOURED: gateway-%d answered VALID for %s at %s, but every state of the log from seq %d (acknowledged more than %s before) to %d denies it",
 			a.Gateway+1, a.Key, a.Sent.Format("15:04:05.000"), lo, maxStaleness, hi)
 	}
+}
+
+// killedGateway reports whether node (a gateway's name: host-pid) was
+// killed by the nemesis within 3 s after t.
+func (r *run) killedGateway(node string, t time.Time) bool {
+	i := strings.LastIndexByte(node, '-')
+	var pid int
+	if i < 0 || func() error { _, err := fmt.Sscan(node[i+1:], &pid); return err }() != nil {
+		return false
+	}
+	for _, p := range r.gateways {
+		if p.killedAround(pid, t, 3*time.Second) {
+			return true
+		}
+	}
+	return false
 }
 
 // availability measures the answers of the gateways a fault affected
@@ -572,6 +613,9 @@ func (rep *report) print(w io.Writer) {
 	if len(took) > 0 {
 		slices.Sort(took)
 		fmt.Fprintf(w, "gateways answering again after a heal: median %s, worst %s\n", took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+	}
+	if rep.UnsignedAtKill > 0 {
+		fmt.Fprintf(w, "%d decisions unsigned because their gateway was killed before its next checkpoint (a known limit)\n", rep.UnsignedAtKill)
 	}
 	if len(rep.Exits) > 0 {
 		fmt.Fprintf(w, "%d processes exited on their own and were restarted: %s\n", len(rep.Exits), strings.Join(rep.Exits, ", "))

@@ -28,6 +28,26 @@ type proc struct {
 	done    chan struct{}
 	stopped bool // SIGSTOPped
 	starts  int
+	// lives are its runs: the pid (what its node name holds) and when
+	// the nemesis killed it.
+	lives []life
+}
+
+type life struct {
+	pid    int
+	killed time.Time
+}
+
+// killedAround reports whether the run with pid was killed within d after t.
+func (p *proc) killedAround(pid int, t time.Time, d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lives {
+		if l.pid == pid && !l.killed.IsZero() && !l.killed.Before(t) && l.killed.Sub(t) <= d {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *proc) logPath() string { return filepath.Join(p.dir, "log") }
@@ -54,6 +74,7 @@ func (p *proc) start() error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.starts++
+	p.lives = append(p.lives, life{pid: cmd.Process.Pid})
 	done := make(chan struct{})
 	go func() { cmd.Wait(); logf.Close(); close(done) }()
 	p.cmd, p.done, p.stopped = cmd, done, false
@@ -65,6 +86,9 @@ func (p *proc) kill9() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.cmd = nil
+	if cmd != nil && len(p.lives) > 0 {
+		p.lives[len(p.lives)-1].killed = time.Now()
+	}
 	p.mu.Unlock()
 	if cmd == nil {
 		return

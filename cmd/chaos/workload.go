@@ -24,7 +24,7 @@ const (
 
 // op is one write as its client saw it.
 type op struct {
-	Kind    string    `json:"kind"` // issue, suspend, resume, revoke, rotate, disable-user, enable-user
+	Kind    string    `json:"kind"` // issue, update, suspend, resume, revoke, rotate, disable-user, enable-user
 	Key     string    `json:"key,omitempty"`
 	User    string    `json:"user"`
 	Control int       `json:"control"`
@@ -149,9 +149,13 @@ func (w *workload) writer(ctx context.Context, id int, rng *rand.Rand) {
 			o.Kind, o.Key, o.User = "resume", k.id, k.user
 		case x < 75:
 			o.Kind, o.Key, o.User = "revoke", k.id, k.user
-		case x < 82:
+		case x < 80:
 			o.Kind, o.Key, o.User = "rotate", k.id, k.user
 			body = map[string]any{"grace": "1h"}
+		case x < 84:
+			o.Kind, o.Key, o.User = "update", k.id, k.user
+			method, path = "PATCH", "/v1/tenants/"+tenant+"/keys/"+o.Key
+			body = map[string]any{"name": fmt.Sprintf("n%d", n)}
 		case x < 90:
 			o.Kind, o.User = "disable-user", k.user
 			method, path = "POST", "/v1/tenants/"+tenant+"/users/"+o.User+"/disable"

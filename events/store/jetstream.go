@@ -953,6 +953,8 @@ func ReadCheckpoints(ctx context.Context, js jetstream.JetStream) ([][]byte, err
 // checkpoint per thousand events of it), without checking them. What it
 // returns may include a few checkpoints of earlier sequences.
 func ReadCheckpointsAfter(ctx context.Context, js jetstream.JetStream, after uint64) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	str, err := js.Stream(ctx, events.CheckpointStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil // a log without checkpoints
@@ -992,8 +994,19 @@ func ReadCheckpointsAfter(ctx context.Context, js jetstream.JetStream, after uin
 		return nil, fmt.Errorf("store: checkpoints: %w", err)
 	}
 	out := make([][]byte, 0, info.NumPending)
+	if info.NumPending == 0 {
+		return out, nil
+	}
+	// One iterator, as Subscribe reads the log: a Next per message, on a
+	// cluster after faults, found its consumer gone ("no responders")
+	// after a dozen messages (the fault campaign, issue 18).
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return nil, fmt.Errorf("store: checkpoints: %w", err)
+	}
+	defer it.Stop()
 	for range info.NumPending {
-		m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			return nil, fmt.Errorf("store: checkpoints: %w", err)
 		}

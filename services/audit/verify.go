@@ -190,10 +190,13 @@ type DecisionMismatch struct {
 	Seq       uint64 `json:"seq"`
 	RequestID string `json:"request_id"`
 	Node      string `json:"node"`
-	KeyID     string `json:"key_id,omitempty"`
-	Logged    string `json:"logged"`
-	Derived   string `json:"derived,omitempty"`
-	Why       string `json:"why"`
+	// Now is when the gateway decided (zero for an entry that is no
+	// decision).
+	Now     time.Time `json:"now,omitzero"`
+	KeyID   string    `json:"key_id,omitempty"`
+	Logged  string    `json:"logged"`
+	Derived string    `json:"derived,omitempty"`
+	Why     string    `json:"why"`
 }
 
 // DecisionReport is what VerifyDecisions checked and found.
@@ -309,7 +312,7 @@ func (a *Auditor) readDecisions(ctx context.Context, since time.Time, gws *gatew
 }
 
 func mismatch(l loggedDecision, derived, why string) DecisionMismatch {
-	return DecisionMismatch{Seq: l.seq, RequestID: l.rec.RequestID, Node: l.rec.Node, KeyID: l.rec.KeyID, Logged: l.rec.Code,
+	return DecisionMismatch{Seq: l.seq, RequestID: l.rec.RequestID, Node: l.rec.Node, Now: l.rec.Now, KeyID: l.rec.KeyID, Logged: l.rec.Code,
 		Derived: derived, Why: why}
 }
 

@@ -81,10 +81,15 @@ type DecisionLog struct {
 	key      ed25519.PrivateKey
 	node     string
 	unsigned atomic.Uint64
+	// vouch are the digests of the decisions published since the last
+	// checkpoint, notes the checkpoints not yet stored (the publishing
+	// goroutine's own).
+	vouch []events.DecisionDigest
+	notes []pendingNote
 }
 
-// SignWith makes the log publish a signed checkpoint of the decisions the
-// stream acknowledged (events.DecisionCheckpoint), every second or every
+// SignWith makes the log publish a signed checkpoint of the decisions it
+// published (events.DecisionCheckpoint), every second or every
 // events.DecisionCheckpointEvery decisions: key is the gateway's signer
 // (of role decisions), node its name. Call it before Run.
 func (l *DecisionLog) SignWith(key ed25519.PrivateKey, node string) *DecisionLog {
@@ -95,12 +100,6 @@ func (l *DecisionLog) SignWith(key ed25519.PrivateKey, node string) *DecisionLog
 // Unsigned is how many decisions were written without a checkpoint
 // vouching for them (it could not be published).
 func (l *DecisionLog) Unsigned() uint64 { return l.unsigned.Load() }
-
-// pendingAck is a decision published, awaiting its acknowledgement.
-type pendingAck struct {
-	ack    jetstream.PubAckFuture
-	digest events.DecisionDigest
-}
 
 // DrainTimeout bounds how long a stopping decision log writes what is
 // queued and waits for the stream's acknowledgements.
@@ -144,53 +143,35 @@ func (l *DecisionLog) Written() uint64 { return l.written.Load() }
 // Run writes decisions until ctx ends, then what is queued, waiting for
 // acknowledgements at most DrainTimeout. One goroutine publishes, another
 // counts the acknowledgements as they come (in order, mostly), so that a
-// flood of denials costs two goroutines, not one per decision.
+// flood of denials costs two goroutines, not one per decision. With a
+// signing key, the publishing goroutine also vouches for every decision it
+// published — acknowledged or not: a partition may store one whose
+// acknowledgement never comes back (found by the fault campaign) — in a
+// signed checkpoint every second or DecisionCheckpointEvery decisions.
 func (l *DecisionLog) Run(ctx context.Context) {
-	acks := make(chan pendingAck, 4096)
+	acks := make(chan jetstream.PubAckFuture, 4096)
 	giveUp := make(chan struct{}) // closed when the drain's time is up
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var vouch []events.DecisionDigest
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		flush := func() {
-			if len(vouch) > 0 {
-				l.checkpoint(vouch)
-				vouch = vouch[:0]
-			}
-		}
-		defer flush()
-		for {
-			var p pendingAck
-			var ok bool
+		for ack := range acks {
 			select {
-			case p, ok = <-acks:
-			case <-tick.C:
-				flush()
-				continue
-			}
-			if !ok {
-				return
-			}
-			select {
-			case <-p.ack.Ok():
+			case <-ack.Ok():
 				l.written.Add(1)
-				if l.key != nil {
-					if vouch = append(vouch, p.digest); len(vouch) >= events.DecisionCheckpointEvery {
-						flush()
-					}
-				}
-			case <-p.ack.Err():
+			case <-ack.Err():
 				l.dropped.Add(1)
 			case <-giveUp:
 				l.dropped.Add(1)
 			}
 		}
 	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
+		case <-tick.C:
+			l.checkpoint(ctx)
 		case d := <-l.queue:
 			l.write(ctx, d, acks)
 		}
@@ -209,33 +190,65 @@ queued:
 			break queued
 		}
 	}
+	l.checkpoint(drain)
+	for _, n := range l.notes {
+		l.unsigned.Add(uint64(n.count))
+	}
 	l.closed.Store(true)
 	close(acks)
 	<-done
 }
 
-// checkpoint publishes a signed checkpoint of decisions written; the
-// stream deduplicates a retry by its content.
-func (l *DecisionLog) checkpoint(digests []events.DecisionDigest) {
-	note, err := events.SignNote(l.key, events.DecisionCheckpoint{Node: l.node, Digests: digests}.Text())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-		defer cancel()
-		m := nats.NewMsg(events.DecisionCheckpointSubject(events.SignerID(l.key.Public().(ed25519.PublicKey))))
-		m.Data = note
-		sum := sha256.Sum256(note)
-		m.Header.Set(jetstream.MsgIDHeader, "dchk:"+hex.EncodeToString(sum[:16]))
-		for attempt := 0; attempt < 3; attempt++ {
-			if _, err = l.js.PublishMsg(ctx, m); err == nil {
-				return
-			}
-		}
-	}
-	l.unsigned.Add(uint64(len(digests)))
+// maxPendingNotes bounds the checkpoints kept for a later try while NATS
+// is away (each vouches for up to DecisionCheckpointEvery decisions).
+const maxPendingNotes = 64
+
+// pendingNote is a signed decision checkpoint not yet stored.
+type pendingNote struct {
+	msg   *nats.Msg
+	count int
 }
 
-// write publishes d and hands its acknowledgement to the counter.
-func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks chan<- pendingAck) {
+// checkpoint signs a checkpoint of the decisions published since the last
+// one, if any, and publishes the checkpoints not yet stored, oldest first
+// (the stream deduplicates a retry by its content); those it cannot
+// publish are tried again next time, the oldest dropped past
+// maxPendingNotes (their decisions counted unsigned).
+func (l *DecisionLog) checkpoint(ctx context.Context) {
+	if l.key == nil {
+		return
+	}
+	if len(l.vouch) > 0 {
+		note, err := events.SignNote(l.key, events.DecisionCheckpoint{Node: l.node, Digests: l.vouch}.Text())
+		if err != nil {
+			l.unsigned.Add(uint64(len(l.vouch)))
+		} else {
+			m := nats.NewMsg(events.DecisionCheckpointSubject(events.SignerID(l.key.Public().(ed25519.PublicKey))))
+			m.Data = note
+			sum := sha256.Sum256(note)
+			m.Header.Set(jetstream.MsgIDHeader, "dchk:"+hex.EncodeToString(sum[:16]))
+			l.notes = append(l.notes, pendingNote{msg: m, count: len(l.vouch)})
+		}
+		l.vouch = l.vouch[:0]
+	}
+	for len(l.notes) > maxPendingNotes {
+		l.unsigned.Add(uint64(l.notes[0].count))
+		l.notes = l.notes[1:]
+	}
+	for len(l.notes) > 0 && ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := l.js.PublishMsg(pctx, l.notes[0].msg)
+		cancel()
+		if err != nil {
+			return // NATS away: next time
+		}
+		l.notes = l.notes[1:]
+	}
+}
+
+// write publishes d, vouches for it, and hands its acknowledgement to the
+// counter.
+func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks chan<- jetstream.PubAckFuture) {
 	data, err := json.Marshal(d)
 	if err != nil {
 		l.dropped.Add(1)
@@ -246,12 +259,13 @@ func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks 
 		l.dropped.Add(1)
 		return
 	}
-	p := pendingAck{ack: ack}
 	if l.key != nil {
-		p.digest = events.DigestDecision(data)
+		if l.vouch = append(l.vouch, events.DigestDecision(data)); len(l.vouch) >= events.DecisionCheckpointEvery {
+			l.checkpoint(ctx)
+		}
 	}
 	select {
-	case acks <- p:
+	case acks <- ack:
 	case <-ctx.Done():
 		l.dropped.Add(1) // its acknowledgement will not be waited for
 	}
