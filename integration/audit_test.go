@@ -662,13 +662,18 @@ func TestDecisionsAreFoundByKey(t *testing.T) {
 }
 
 // requestAnswered sends GET url with secret until it is answered with
-// status (10 s at most) and returns that request's id.
-func requestAnswered(t *testing.T, url, secret string, status int) string {
+// status (10 s at most) and returns that request's id. hdr are more
+// headers, name then value (Keytrail-Min-Seq: so that no request before
+// the gateway has applied a change is answered, and counted, at all).
+func requestAnswered(t *testing.T, url, secret string, status int, hdr ...string) string {
 	t.Helper()
 	var rid string
 	testkit.Eventually(t, 10*time.Second, func() error {
 		req, _ := http.NewRequest("GET", url, nil)
 		req.Header.Set("Authorization", "Bearer "+secret)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err

@@ -42,12 +42,7 @@ import (
 // verify-chain names the forgery as unsigned. Before signing, all took it.
 func TestAnUnsignedEventIsHonouredByNoReader(t *testing.T) {
 	e := startAdmin(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	issued := e.givenKey()
-	sec, keyID := field(issued, "secret").(string), field(issued, "key", "id").(string)
-	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders", "upstreams": []string{up.URL}}), 201)
-	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", e.root, map[string]any{"reason": "fraud check"}), 200)
+	keyID, sec := e.givenSuspendedKey()
 	gw := e.dev.Addresses().Gateway + "/orders/1"
 	requestAnswered(t, gw, sec, http.StatusForbidden)
 
@@ -300,14 +295,21 @@ func (e *adminEnv) forgeResume(keyID string) uint64 {
 // bob's too. It returns the suspended key's id and secret, the active
 // key's secret, and the forgery's sequence.
 func suspendedKeyAndForgery(t *testing.T, e *adminEnv) (keyID, suspended, active string, forgery uint64) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	issued := e.givenKey()
-	suspended, keyID = field(issued, "secret").(string), field(issued, "key", "id").(string)
+	keyID, suspended = e.givenSuspendedKey()
 	active = field(e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob"}), 201), "secret").(string)
+	return keyID, suspended, active, e.forgeResume(keyID)
+}
+
+// givenSuspendedKey: tenant acme, user bob, API /orders in front of an
+// upstream that answers 200, and a key of bob's, suspended.
+func (e *adminEnv) givenSuspendedKey() (keyID, secret string) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	e.t.Cleanup(up.Close)
+	issued := e.givenKey()
+	secret, keyID = field(issued, "secret").(string), field(issued, "key", "id").(string)
 	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders", "upstreams": []string{up.URL}}), 201)
 	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", e.root, map[string]any{"reason": "fraud check"}), 200)
-	return keyID, suspended, active, e.forgeResume(keyID)
+	return keyID, secret
 }
 
 // TestAForgedSnapshotIsRefusedUnderSigning: with the control identity,
@@ -429,17 +431,35 @@ func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
 	e := startAdmin(t)
 	keyID, suspended, _, forgery := suspendedKeyAndForgery(t, e)
 	ctx := testCtx(t, 2*time.Minute)
+	// Four writers at once (plain requests: the test's API helper is one
+	// caller's).
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 600 {
-				e.must(e.call("POST", "/v1/tenants/acme/users", e.root, map[string]any{"id": fmt.Sprintf("u%d-%d", w, i)}), 201)
+				body := strings.NewReader(fmt.Sprintf(`{"id":"u%d-%d"}`, w, i))
+				req, _ := http.NewRequest("POST", e.base+"/v1/tenants/acme/users", body)
+				req.Header.Set("Authorization", "Bearer "+e.root)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 201 {
+					t.Errorf("create user: %d", resp.StatusCode)
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	nats := e.dev.Addresses().NATS
 	cst := openStore(t, devConnect(t, nats, e.dir, natsauth.Control), store.Config{})
 	last, _ := cst.LastSeq(ctx, "")
@@ -523,12 +543,7 @@ func TestCatchUpTakesCheckpointsNotEverySignature(t *testing.T) {
 // the dev gateway's signer.
 func TestADecisionNoGatewayWroteIsNamed(t *testing.T) {
 	e := startAdmin(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	issued := e.givenKey()
-	sec, keyID := field(issued, "secret").(string), field(issued, "key", "id").(string)
-	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders", "upstreams": []string{up.URL}}), 201)
-	e.must(e.call("POST", "/v1/tenants/acme/keys/"+keyID+"/suspend", e.root, map[string]any{"reason": "fraud check"}), 200)
+	keyID, sec := e.givenSuspendedKey()
 	rid := requestAnswered(t, e.dev.Addresses().Gateway+"/orders/1", sec, http.StatusForbidden)
 	nats := e.dev.Addresses().NATS
 	auditCLI := func(args ...string) (string, int) {
@@ -672,8 +687,8 @@ func TestDecisionsWhoseAcknowledgementIsLostAreStillSigned(t *testing.T) {
 				vouched[d] = true
 			}
 		}
-		if len(stored) != n || len(vouched) < n {
-			return fmt.Errorf("%d decisions stored, %d vouched for", len(stored), len(vouched))
+		if len(stored) != n || len(vouched) < n || dl.Pending() != 0 {
+			return fmt.Errorf("%d decisions stored, %d vouched for, %d awaiting a checkpoint", len(stored), len(vouched), dl.Pending())
 		}
 		return nil
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -40,7 +41,9 @@ type report struct {
 	// supervisor): a refusal to start while NATS had no quorum, say.
 	Exits      []string     `json:"exits"`
 	Partitions availability `json:"availability_during_faults"`
-	Recovery   []recovery   `json:"recovery"`
+	// ByFault is the same, by kind of fault.
+	ByFault  map[string]*availability `json:"availability_by_fault"`
+	Recovery []recovery               `json:"recovery"`
 }
 
 type availability struct {
@@ -152,7 +155,7 @@ func (r *run) converge(ctx context.Context) error {
 	}
 	logf("chaos: healed; the log ends at %d; waiting for every node", last)
 	for _, p := range r.controls {
-		if err := waitHTTP(ctx, "http://"+p.addr+":"+adminPort+"/readyz", 2*time.Minute); err != nil {
+		if err := waitHTTP(ctx, "http://"+p.addr+":"+adminPort+"/readyz", 2*time.Minute, p); err != nil {
 			return fmt.Errorf("%s not ready after the run: %w", p.name, err)
 		}
 	}
@@ -162,6 +165,10 @@ func (r *run) converge(ctx context.Context) error {
 		if err := poll(ctx, 2*time.Minute, func() error {
 			if n := metric(url, "keytrail_gateway_applied_seq"); n < float64(last) {
 				return fmt.Errorf("%s applied %v of %d", p.name, n, last)
+			}
+			// Its decisions' checkpoints stored (kept while NATS was away).
+			if n := metric(url, "keytrail_gateway_decisions_unvouched"); n != 0 {
+				return fmt.Errorf("%s has %v decisions no stored checkpoint names yet", p.name, n)
 			}
 			return nil
 		}); err != nil {
@@ -321,7 +328,7 @@ func (r *run) check(ctx context.Context) (*report, error) {
 			}
 		}
 	}
-	rep.Partitions, rep.Recovery = r.availability(ans)
+	rep.Partitions, rep.ByFault, rep.Recovery = r.availability(ans)
 	rep.Exits = r.exits
 	return rep, nil
 }
@@ -395,23 +402,31 @@ func (r *run) killedGateway(node string, t time.Time) bool {
 
 // availability measures the answers of the gateways a fault affected
 // while it lasted, and how long after its heal each answered again.
-func (r *run) availability(ans []answer) (availability, []recovery) {
+func (r *run) availability(ans []answer) (availability, map[string]*availability, []recovery) {
 	var av availability
+	byFault := map[string]*availability{}
 	var recs []recovery
 	for _, f := range r.faults {
 		for _, g := range f.Gateways {
+			k := byFault[f.Kind]
+			if k == nil {
+				k = &availability{}
+				byFault[f.Kind] = k
+			}
 			for _, a := range ans {
 				if a.Gateway != g || a.Sent.Before(f.Start) || a.Sent.After(f.End) {
 					continue
 				}
-				av.Requests++
-				switch c := codeOf(a); c {
-				case "":
-					av.Failed++
-				case "STALE":
-					av.Stale++
-				default:
-					av.Answered++
+				for _, x := range []*availability{&av, k} {
+					x.Requests++
+					switch c := codeOf(a); c {
+					case "":
+						x.Failed++
+					case "STALE":
+						x.Stale++
+					default:
+						x.Answered++
+					}
 				}
 			}
 			took := time.Duration(-1)
@@ -424,7 +439,7 @@ func (r *run) availability(ans []answer) (availability, []recovery) {
 			recs = append(recs, recovery{Fault: f.Kind + " " + f.Target, Took: took})
 		}
 	}
-	return av, recs
+	return av, byFault, recs
 }
 
 func codeOf(a answer) string {
@@ -603,6 +618,12 @@ func (rep *report) print(w io.Writer) {
 	if a.Requests > 0 {
 		fmt.Fprintf(w, "during faults on their gateway: %d requests, %.1f%% answered from the history, %.1f%% STALE, %.1f%% unanswered\n",
 			a.Requests, 100*float64(a.Answered)/float64(a.Requests), 100*float64(a.Stale)/float64(a.Requests), 100*float64(a.Failed)/float64(a.Requests))
+	}
+	for _, kind := range slices.Sorted(maps.Keys(rep.ByFault)) {
+		if a := rep.ByFault[kind]; a.Requests > 0 {
+			fmt.Fprintf(w, "  %s: %d requests, %.1f%% answered, %.1f%% STALE, %.1f%% unanswered\n", kind, a.Requests,
+				100*float64(a.Answered)/float64(a.Requests), 100*float64(a.Stale)/float64(a.Requests), 100*float64(a.Failed)/float64(a.Requests))
+		}
 	}
 	var took []time.Duration
 	for _, rc := range rep.Recovery {

@@ -277,7 +277,7 @@ include keytrail-auth.conf
 		}
 	}
 	for _, p := range r.gateways {
-		if err := waitHTTP(ctx, "http://"+p.addr+":"+gatewayPort+"/_keytrail/readyz", time.Minute); err != nil {
+		if err := waitHTTP(ctx, "http://"+p.addr+":"+gatewayPort+"/_keytrail/readyz", time.Minute, p); err != nil {
 			return fmt.Errorf("%s never ready: %w", p.name, err)
 		}
 	}
@@ -316,21 +316,7 @@ func (r *run) startControl(ctx context.Context, p *proc) error {
 	if err := p.start(); err != nil {
 		return err
 	}
-	c := &http.Client{Timeout: 2 * time.Second}
-	if err := poll(ctx, 2*time.Minute, func() error {
-		if p.exitedOnItsOwn() {
-			return errExited
-		}
-		resp, err := c.Get("http://" + p.addr + ":" + adminPort + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	}); err != nil {
+	if err := waitHTTP(ctx, "http://"+p.addr+":"+adminPort+"/readyz", 2*time.Minute, p); err != nil {
 		return fmt.Errorf("%s never ready: %w (see %s)", p.name, err, p.logPath())
 	}
 	return nil
@@ -352,9 +338,13 @@ func (r *run) teardown() {
 	teardownNet()
 }
 
-func waitHTTP(ctx context.Context, url string, max time.Duration) error {
+// waitHTTP polls url until it answers 200 (or p, when given, exits).
+func waitHTTP(ctx context.Context, url string, max time.Duration, p *proc) error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	return poll(ctx, max, func() error {
+		if p != nil && p.exitedOnItsOwn() {
+			return errExited
+		}
 		resp, err := c.Get(url)
 		if err != nil {
 			return err

@@ -86,6 +86,22 @@ type DecisionLog struct {
 	// goroutine's own).
 	vouch []events.DecisionDigest
 	notes []pendingNote
+	// pending is how many decisions no stored checkpoint names yet (read
+	// by the metrics; the publishing goroutine keeps it).
+	pending atomic.Int64
+}
+
+// Pending is how many decisions the log published that no stored
+// checkpoint names yet: those since the last checkpoint, and those of
+// checkpoints not yet stored (NATS away).
+func (l *DecisionLog) Pending() int64 { return l.pending.Load() }
+
+func (l *DecisionLog) countPending() {
+	n := len(l.vouch)
+	for _, p := range l.notes {
+		n += p.count
+	}
+	l.pending.Store(int64(n))
 }
 
 // SignWith makes the log publish a signed checkpoint of the decisions it
@@ -218,6 +234,7 @@ func (l *DecisionLog) checkpoint(ctx context.Context) {
 	if l.key == nil {
 		return
 	}
+	defer l.countPending()
 	if len(l.vouch) > 0 {
 		note, err := events.SignNote(l.key, events.DecisionCheckpoint{Node: l.node, Digests: l.vouch}.Text())
 		if err != nil {
@@ -260,7 +277,9 @@ func (l *DecisionLog) write(ctx context.Context, d *events.DecisionRecord, acks 
 		return
 	}
 	if l.key != nil {
-		if l.vouch = append(l.vouch, events.DigestDecision(data)); len(l.vouch) >= events.DecisionCheckpointEvery {
+		l.vouch = append(l.vouch, events.DigestDecision(data))
+		l.pending.Add(1)
+		if len(l.vouch) >= events.DecisionCheckpointEvery {
 			l.checkpoint(ctx)
 		}
 	}

@@ -103,7 +103,10 @@ func newMetrics(reg *prometheus.Registry, model *readmodel.Model, maxStale time.
 				func() float64 { return float64(decisions.Written()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keytrail_gateway_decisions_unsigned_total",
 				Help: "Decisions written whose signed checkpoint could not be published (audits find no gateway vouching for them)."},
-				func() float64 { return float64(decisions.Unsigned()) }))
+				func() float64 { return float64(decisions.Unsigned()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_decisions_unvouched",
+				Help: "Decisions published that no stored signed checkpoint names yet (the next is due within a second; more while NATS is away)."},
+				func() float64 { return float64(decisions.Pending()) }))
 	}
 	if failures != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keytrail_gateway_tarpit_held",
