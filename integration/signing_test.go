@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/keytrail/keytrail/events"
@@ -702,4 +703,47 @@ func TestDecisionsWhoseAcknowledgementIsLostAreStillSigned(t *testing.T) {
 	if dl.Written() != 0 {
 		t.Fatalf("%d acknowledgements came back: the reproduction needs them lost", dl.Written())
 	}
+}
+
+// TestALostAcknowledgementDoesNotStopTheDecisionLog: the fault campaign
+// found a gateway whose decision log had stopped for good: one decision's
+// acknowledgement never came (lost on a cut link; no publish timeout), the
+// counter waited for it for ever, the queues filled, and every later
+// decision was dropped and no checkpoint signed. Here something swallows
+// every decision without answering: each is counted dropped after the
+// acknowledgement wait, and the log goes on.
+func TestALostAcknowledgementDoesNotStopTheDecisionLog(t *testing.T) {
+	node := natstest.RunServer(t)
+	ctx := testCtx(t, time.Minute)
+	sink := node.ConnectAs(t, natstest.Operator)
+	if _, err := sink.Subscribe(events.DecisionSubjects, func(*nats.Msg) {}); err != nil { // no stream: no acknowledgement
+		t.Fatal(err)
+	}
+	sink.Flush()
+	gjs, _ := jetstream.New(node.ConnectAs(t, natsauth.Gateway))
+	dl := gateway.NewDecisionLog(gjs, 8)
+	dl.AckWait = 100 * time.Millisecond
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { dl.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+	offer := func(n int) {
+		for i := range n {
+			dl.Offer(&events.DecisionRecord{Code: "REVOKED", Tenant: "acme", KeyID: fmt.Sprintf("key_%d", i), Method: "GET", Path: "/x", Node: "gw", RequestID: fmt.Sprint(i), Now: time.Now()})
+		}
+	}
+	offer(5)
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if got := dl.Written() + dl.Dropped(); got != dl.Offered() {
+			return fmt.Errorf("offered %d, written %d, dropped %d: the log waits", dl.Offered(), dl.Written(), dl.Dropped())
+		}
+		return nil
+	})
+	offer(5) // and it goes on
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if got := dl.Written() + dl.Dropped(); got != 10 {
+			return fmt.Errorf("offered %d, written %d, dropped %d", dl.Offered(), dl.Written(), dl.Dropped())
+		}
+		return nil
+	})
 }

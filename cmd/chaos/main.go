@@ -65,6 +65,8 @@ type run struct {
 	nats     []*proc
 	controls []*proc
 	gateways []*proc
+	// proxies[g] are gateway g's ways to the NATS nodes (delay faults).
+	proxies  [][]*delayProxy
 	net      *netfilter
 	rootKey  string // the admin API's root bearer key
 	natsURLs string
@@ -260,13 +262,25 @@ include keytrail-auth.conf
 			return err
 		}
 		os.Chown(filepath.Join(p.dir, "gateway.key"), p.uid, p.uid)
+		// Its way to each NATS node passes a proxy that can delay it.
+		var via []string
+		var proxies []*delayProxy
+		for n := range 3 {
+			addr := fmt.Sprintf("127.0.6.%d:%s", 3*i+n+1, natsPort)
+			dp, err := startDelayProxy(addr, natsAddr(n)+":"+natsPort)
+			if err != nil {
+				return err
+			}
+			proxies, via = append(proxies, dp), append(via, "nats://"+addr)
+		}
+		r.proxies = append(r.proxies, proxies)
 		add := exec.CommandContext(ctx, filepath.Join(r.bin, "keytrail"), "trust", "add-signer", "--role", "decisions", "--name", p.name,
 			"--public-key", base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)), "--trust-key", filepath.Join(r.dir, "trust.key"),
 			"--nats", r.natsURLs, "--nats-nkey", filepath.Join(auth, "control.nk"))
 		if out, err := add.CombinedOutput(); err != nil {
 			return fmt.Errorf("add %s's signer: %v: %s", p.name, err, out)
 		}
-		p.args = []string{"gateway", "--nats", r.natsURLs, "--nats-nkey", seed, "--gateway-listen", gatewayAddr(i) + ":" + gatewayPort,
+		p.args = []string{"gateway", "--nats", strings.Join(via, ","), "--nats-nkey", seed, "--gateway-listen", gatewayAddr(i) + ":" + gatewayPort,
 			"--metrics-listen", gatewayAddr(i) + ":" + metricsPort, "--trust", filepath.Join(r.dir, "trust.pub"),
 			"--signing-key", filepath.Join(p.dir, "gateway.key"), "--watermark", filepath.Join(p.dir, "watermark.json"),
 			"--max-staleness", maxStaleness.String(), "--confirm-window", confirmWindow.String(), "--allow-upstream", "127.0.0.0/8",
@@ -330,6 +344,11 @@ func (r *run) teardown() {
 		for _, p := range ps {
 			p.signal(syscall.SIGCONT)
 			p.kill9()
+		}
+	}
+	for _, ps := range r.proxies {
+		for _, dp := range ps {
+			dp.close()
 		}
 	}
 	if r.nc != nil {

@@ -25,7 +25,7 @@ type fault struct {
 // The kinds of fault.
 var faultKinds = []string{
 	"kill-nats", "kill-control", "kill-gateway", "pause-leader",
-	"partition-nats-minority", "partition-gateway", "partition-control", "loss-gateway",
+	"partition-nats-minority", "partition-gateway", "partition-control", "loss-gateway", "delay-gateway",
 }
 
 // nemesis injects one fault after another until ctx ends: each lasts 2 to
@@ -86,6 +86,18 @@ func (r *run) inject(ctx context.Context, f *fault) (heal func()) {
 		f.Target = p.name + " | clients"
 		r.net.add(id, dropTo(p.addr, adminPort)...)
 		return func() { r.net.heal(id) }
+	case "delay-gateway":
+		g := r.rng.IntN(len(r.gateways))
+		d := []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond}[r.rng.IntN(3)]
+		f.Target, f.Gateways = fmt.Sprintf("%s | NATS, %s each way", r.gateways[g].name, d), []int{g}
+		for _, dp := range r.proxies[g] {
+			dp.setDelay(d)
+		}
+		return func() {
+			for _, dp := range r.proxies[g] {
+				dp.setDelay(0)
+			}
+		}
 	case "loss-gateway":
 		p := pick(r.gateways)
 		loss := []float64{0.05, 0.2, 0.5}[r.rng.IntN(3)]

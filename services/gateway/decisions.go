@@ -70,6 +70,9 @@ func CheckDecisionStream(ctx context.Context, js jetstream.JetStream) error {
 // on every decision offered is written or counted dropped: written +
 // dropped = offered.
 type DecisionLog struct {
+	// AckWait bounds the wait for one acknowledgement (DefaultAckWait when
+	// zero); set it before Run.
+	AckWait time.Duration
 	js      jetstream.JetStream
 	queue   chan *events.DecisionRecord
 	offered atomic.Uint64
@@ -170,7 +173,14 @@ func (l *DecisionLog) Run(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// An acknowledgement that never comes (a reply lost on a cut or
+		// lossy link, with no publish timeout) must not stop the log: the
+		// fault campaign found a gateway whose counter waited for one for
+		// ever, its queues full and every later decision dropped.
+		wait := time.NewTimer(l.ackWait())
+		defer wait.Stop()
 		for ack := range acks {
+			wait.Reset(l.ackWait())
 			select {
 			case <-ack.Ok():
 				l.written.Add(1)
@@ -178,6 +188,8 @@ func (l *DecisionLog) Run(ctx context.Context) {
 				l.dropped.Add(1)
 			case <-giveUp:
 				l.dropped.Add(1)
+			case <-wait.C:
+				l.dropped.Add(1) // stored or not, unknown: counted dropped
 			}
 		}
 	}()
@@ -213,6 +225,17 @@ queued:
 	l.closed.Store(true)
 	close(acks)
 	<-done
+}
+
+// DefaultAckWait is how long the decision log waits for one decision's
+// acknowledgement before it counts it dropped and goes on.
+const DefaultAckWait = 10 * time.Second
+
+func (l *DecisionLog) ackWait() time.Duration {
+	if l.AckWait > 0 {
+		return l.AckWait
+	}
+	return DefaultAckWait
 }
 
 // maxPendingNotes bounds the checkpoints kept for a later try while NATS
