@@ -64,9 +64,6 @@ type Checkpointer struct {
 func (c *Checkpointer) Take(cat *projections.Catalog, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.kick == nil {
-		c.kick = make(chan struct{}, 1)
-	}
 	if !cat.ChainKnown() {
 		c.started = false
 		return
@@ -82,10 +79,18 @@ func (c *Checkpointer) Take(cat *projections.Catalog, err error) {
 		c.due = append(c.due, c.current())
 		c.from, c.refused = c.seq, nil
 		select {
-		case c.kick <- struct{}{}:
+		case c.kicks() <- struct{}{}:
 		default:
 		}
 	}
+}
+
+// kicks is the channel Take wakes Run with (made on first use; c.mu held).
+func (c *Checkpointer) kicks() chan struct{} {
+	if c.kick == nil {
+		c.kick = make(chan struct{}, 1)
+	}
+	return c.kick
 }
 
 func (c *Checkpointer) current() events.Checkpoint {
@@ -99,10 +104,7 @@ func (c *Checkpointer) Run(ctx context.Context) {
 		c.Quiet = time.Second
 	}
 	c.mu.Lock()
-	if c.kick == nil {
-		c.kick = make(chan struct{}, 1)
-	}
-	kick := c.kick
+	kick := c.kicks()
 	c.mu.Unlock()
 	published := c.lastPublished(ctx)
 	quiet := time.NewTimer(c.Quiet)
