@@ -260,6 +260,12 @@ func deref(p Payload) Payload {
 		return *v
 	case *SignerRemovedV1:
 		return *v
+	case *PolicyCreatedV1:
+		return *v
+	case *PolicyUpdatedV1:
+		return *v
+	case *PolicyRetiredV1:
+		return *v
 	}
 	return p
 }

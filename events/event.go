@@ -35,6 +35,9 @@ func WebhookAggregate(w string) Aggregate { return Aggregate{Kind: KindWebhook, 
 // TrustAggregate names the system aggregate of trusted signers.
 func TrustAggregate() Aggregate { return Aggregate{Kind: KindTrust, ID: TrustID} }
 
+// PolicyAggregate names the aggregate of access policy p.
+func PolicyAggregate(p string) Aggregate { return Aggregate{Kind: KindPolicy, ID: p} }
+
 // String returns "kind/id" (or "key/user/id").
 func (a Aggregate) String() string {
 	if a.User != "" {
@@ -65,6 +68,10 @@ func (a Aggregate) validate(tenant string) error {
 	case KindWebhook:
 		if !ValidWebhookID(a.ID) || a.User != "" {
 			return fmt.Errorf("invalid webhook aggregate id")
+		}
+	case KindPolicy:
+		if !ValidPolicyID(a.ID) || a.User != "" {
+			return fmt.Errorf("invalid policy aggregate id")
 		}
 	case KindTrust:
 		if a.ID != TrustID || a.User != "" || tenant != SystemTenant {

@@ -73,6 +73,10 @@ func ValidTenantID(s string) bool { return validLowerID(s, MaxTenantIDLen) }
 // ValidAPIID reports whether s is a valid API id; same syntax as a tenant id.
 func ValidAPIID(s string) bool { return validLowerID(s, MaxAPIIDLen) }
 
+// ValidPolicyID reports whether s is a valid policy id; same syntax as an
+// API id ("billing-ro").
+func ValidPolicyID(s string) bool { return validLowerID(s, MaxAPIIDLen) }
+
 func validLowerID(s string, max int) bool {
 	if len(s) == 0 || len(s) > max || byteClass[s[0]]&clsLower == 0 {
 		return false

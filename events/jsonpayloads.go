@@ -33,6 +33,7 @@ func (*APIRetiredV1) decodeFrom(d *decoder) error      { return decodeEmpty(d) }
 func (*WebhookDisabledV1) decodeFrom(d *decoder) error { return decodeEmpty(d) }
 func (*WebhookEnabledV1) decodeFrom(d *decoder) error  { return decodeEmpty(d) }
 func (*WebhookDeletedV1) decodeFrom(d *decoder) error  { return decodeEmpty(d) }
+func (*PolicyRetiredV1) decodeFrom(d *decoder) error   { return decodeEmpty(d) }
 
 // decodeWebhook reads an endpoint's url and types, and (created) its
 // secret id.
@@ -192,9 +193,10 @@ type keyAttrs struct {
 	expiresAt **time.Time
 	rateLimit **RateLimit
 	metadata  *map[string]string
+	policies  *[]string
 }
 
-// member decodes one shared member, using bits 0-4 of seen; ok is false for
+// member decodes one shared member, using bits 0-4 and 9 of seen; ok is false for
 // a member that is not shared.
 func (k keyAttrs) member(d *decoder, name []byte, seen *uint32) (ok bool, err error) {
 	switch string(name) {
@@ -218,6 +220,10 @@ func (k keyAttrs) member(d *decoder, name []byte, seen *uint32) (ok bool, err er
 		if err = once(seen, 4, name); err == nil {
 			*k.metadata, err = d.stringMap()
 		}
+	case "policies":
+		if err = once(seen, 9, name); err == nil {
+			*k.policies, err = d.strings()
+		}
 	default:
 		return false, nil
 	}
@@ -226,7 +232,7 @@ func (k keyAttrs) member(d *decoder, name []byte, seen *uint32) (ok bool, err er
 
 func (p *KeyIssuedV1) decodeFrom(d *decoder) error {
 	var seen uint32
-	shared := keyAttrs{&p.Name, &p.Scopes, &p.ExpiresAt, &p.RateLimit, &p.Metadata}
+	shared := keyAttrs{&p.Name, &p.Scopes, &p.ExpiresAt, &p.RateLimit, &p.Metadata, &p.Policies}
 	return d.object(func(name []byte) (err error) {
 		if ok, err := shared.member(d, name, &seen); ok {
 			return err
@@ -257,7 +263,7 @@ func (p *KeyIssuedV1) decodeFrom(d *decoder) error {
 
 func (p *KeyUpdatedV1) decodeFrom(d *decoder) error {
 	var seen uint32
-	shared := keyAttrs{&p.Name, &p.Scopes, &p.ExpiresAt, &p.RateLimit, &p.Metadata}
+	shared := keyAttrs{&p.Name, &p.Scopes, &p.ExpiresAt, &p.RateLimit, &p.Metadata, &p.Policies}
 	return d.object(func(name []byte) error {
 		if ok, err := shared.member(d, name, &seen); ok {
 			return err
@@ -323,6 +329,46 @@ func (p *APICreatedV1) decodeFrom(d *decoder) error {
 
 func (p *APIUpdatedV1) decodeFrom(d *decoder) error {
 	return decodeAPI(d, &p.Name, &p.PathPrefix, &p.Upstreams, &p.Scopes, &p.RateLimit)
+}
+
+// decodePolicy reads the members of PolicyCreatedV1 and PolicyUpdatedV1.
+func decodePolicy(d *decoder, name *string, scopes *[]string, rl **RateLimit, maxTTL *string, apis *[]string) error {
+	var seen uint32
+	return d.object(func(member []byte) (err error) {
+		switch string(member) {
+		case "name":
+			if err = once(&seen, 0, member); err == nil {
+				*name, err = d.str()
+			}
+		case "scopes":
+			if err = once(&seen, 1, member); err == nil {
+				*scopes, err = d.strings()
+			}
+		case "rate_limit":
+			if err = once(&seen, 2, member); err == nil {
+				*rl, err = d.rateLimit()
+			}
+		case "max_ttl":
+			if err = once(&seen, 3, member); err == nil {
+				*maxTTL, err = d.str()
+			}
+		case "apis":
+			if err = once(&seen, 4, member); err == nil {
+				*apis, err = d.strings()
+			}
+		default:
+			err = unknown(member)
+		}
+		return err
+	})
+}
+
+func (p *PolicyCreatedV1) decodeFrom(d *decoder) error {
+	return decodePolicy(d, &p.Name, &p.Scopes, &p.RateLimit, &p.MaxTTL, &p.APIs)
+}
+
+func (p *PolicyUpdatedV1) decodeFrom(d *decoder) error {
+	return decodePolicy(d, &p.Name, &p.Scopes, &p.RateLimit, &p.MaxTTL, &p.APIs)
 }
 
 func (p *APIDeprecatedV1) decodeFrom(d *decoder) error {
@@ -473,7 +519,7 @@ func internType(b []byte) Type {
 }
 
 func internKind(b []byte) Kind {
-	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI, KindWebhook, KindTrust} {
+	for _, k := range []Kind{KindTenant, KindUser, KindKey, KindAPI, KindWebhook, KindTrust, KindPolicy} {
 		if string(k) == string(b) {
 			return k
 		}

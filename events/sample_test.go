@@ -38,6 +38,8 @@ func sample(t Type) Event {
 		e.Aggregate = APIAggregate("orders")
 	case KindWebhook:
 		e.Aggregate = WebhookAggregate("whk_01JDQ8Z6W4M2N9V3X5C7B1A0ZW")
+	case KindPolicy:
+		e.Aggregate = PolicyAggregate("billing-ro")
 	case KindTrust:
 		e.Tenant, e.Aggregate = SystemTenant, TrustAggregate()
 	}
@@ -99,6 +101,13 @@ func sample(t Type) Event {
 		e.Data = WebhookEnabledV1{}
 	case WebhookDeleted:
 		e.Data = WebhookDeletedV1{}
+	case PolicyCreated:
+		e.Data = PolicyCreatedV1{Name: "Billing, read-only", Scopes: []string{"orders:read", "invoices:read"}, RateLimit: rl,
+			MaxTTL: "90d", APIs: []string{"orders", "billing"}}
+	case PolicyUpdated:
+		e.Data = PolicyUpdatedV1{Name: "Billing, read-only", Scopes: []string{"orders:read"}, MaxTTL: "30d"}
+	case PolicyRetired:
+		e.Data = PolicyRetiredV1{}
 	case SignerAdded:
 		e.Data = SignerAddedV1{ID: SignerID(samplePub), PublicKey: samplePub, Name: "control-1"}
 	case SignerRemoved:

@@ -16,6 +16,7 @@ import (
 //	keytrail.evt.<tenant>.u.<user>.k.<key>   a key of that user
 //	keytrail.evt.<tenant>.a.<api>            an API
 //	keytrail.evt.<tenant>.w.<webhook>        a webhook endpoint
+//	keytrail.evt.<tenant>.p.<policy>         an access policy
 //	keytrail.evt.keytrail-system.s           the trusted signers
 const (
 	StreamName  = "KEYTRAIL_EVENTS"
@@ -84,6 +85,9 @@ func Subject(tenant string, a Aggregate) (string, error) {
 	case KindWebhook:
 		b.WriteString(".w.")
 		b.WriteString(a.ID)
+	case KindPolicy:
+		b.WriteString(".p.")
+		b.WriteString(a.ID)
 	case KindTrust:
 		b.WriteString(".s")
 	}
@@ -114,6 +118,8 @@ func IsSubjectOf(e *Event, subject string) bool {
 		return len(rest) == len(a.ID)+3 && rest[:3] == ".a." && rest[3:] == a.ID
 	case KindWebhook:
 		return len(rest) == len(a.ID)+3 && rest[:3] == ".w." && rest[3:] == a.ID
+	case KindPolicy:
+		return len(rest) == len(a.ID)+3 && rest[:3] == ".p." && rest[3:] == a.ID
 	case KindTrust:
 		return rest == ".s"
 	}
@@ -141,6 +147,8 @@ func ParseSubject(subj string) (tenant string, a Aggregate, err error) {
 		a = APIAggregate(tok[2])
 	case len(tok) == 3 && tok[1] == "w":
 		a = WebhookAggregate(tok[2])
+	case len(tok) == 3 && tok[1] == "p":
+		a = PolicyAggregate(tok[2])
 	case len(tok) == 2 && tok[1] == "s":
 		a = TrustAggregate()
 	default:

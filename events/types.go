@@ -55,6 +55,12 @@ const (
 	// the system aggregate; each such event is signed by the root key.
 	SignerAdded   Type = "signer.added"
 	SignerRemoved Type = "signer.removed"
+
+	// Access policies (docs/policies.md): scopes and limits shared by the
+	// keys that reference them, resolved when a key is verified.
+	PolicyCreated Type = "policy.created"
+	PolicyUpdated Type = "policy.updated"
+	PolicyRetired Type = "policy.retired"
 )
 
 // Kind is the kind of aggregate an event belongs to.
@@ -71,6 +77,8 @@ const (
 	// KindTrust: the system aggregate of trusted signers (tenant
 	// SystemTenant, id TrustID).
 	KindTrust Kind = "trust"
+	// KindPolicy: a tenant's access policy.
+	KindPolicy Kind = "policy"
 )
 
 // SystemTenant owns the system aggregates; no tenant may be created with
@@ -155,6 +163,12 @@ func schemaOf(t Type) (schema, bool) {
 		return schema{KindTrust, 1, func() Payload { return new(SignerAddedV1) }}, true
 	case SignerRemoved:
 		return schema{KindTrust, 1, func() Payload { return new(SignerRemovedV1) }}, true
+	case PolicyCreated:
+		return schema{KindPolicy, 1, func() Payload { return new(PolicyCreatedV1) }}, true
+	case PolicyUpdated:
+		return schema{KindPolicy, 1, func() Payload { return new(PolicyUpdatedV1) }}, true
+	case PolicyRetired:
+		return schema{KindPolicy, 1, func() Payload { return new(PolicyRetiredV1) }}, true
 	}
 	return schema{}, false
 }
@@ -170,6 +184,7 @@ func Types() []Type {
 		TenantNoticesConfigured,
 		WebhookCreated, WebhookUpdated, WebhookSecretRotated, WebhookDisabled, WebhookEnabled, WebhookDeleted,
 		SignerAdded, SignerRemoved,
+		PolicyCreated, PolicyUpdated, PolicyRetired,
 	}
 }
 
@@ -194,6 +209,10 @@ const (
 	MaxPathPrefixLen = 256
 	MaxHintLen       = 40
 	MaxWebhookTypes  = 16
+	// MaxKeyPolicies bounds the policies one key references; MaxPolicyAPIs
+	// the APIs one policy allows.
+	MaxKeyPolicies = 8
+	MaxPolicyAPIs  = 32
 )
 
 // SecretHash is the SHA-256 of a key's secret: the only form in which a secret
@@ -477,6 +496,10 @@ type KeyIssuedV1 struct {
 	RateLimit   *RateLimit        `json:"rate_limit,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	RotatedFrom string            `json:"rotated_from,omitempty"`
+	// Policies are the ids of the tenant's policies the key takes its
+	// scopes and limits from besides its own (added to v1: absent in
+	// events written before policies existed, which decode as none).
+	Policies []string `json:"policies,omitempty"`
 }
 
 // KeyUpdatedV1: the key's mutable attributes after the update, all of them,
@@ -487,6 +510,7 @@ type KeyUpdatedV1 struct {
 	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
 	RateLimit *RateLimit        `json:"rate_limit,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
+	Policies  []string          `json:"policies,omitempty"`
 }
 
 // KeySuspendedV1: the key stops verifying (SUSPENDED) until resumed.
@@ -758,18 +782,21 @@ func (p KeyIssuedV1) validate() error {
 	if p.NotBefore != nil && p.ExpiresAt != nil && !p.ExpiresAt.After(*p.NotBefore) {
 		return fmt.Errorf("expires_at must be after not_before")
 	}
-	return validateKeyAttrs(p.Scopes, p.RateLimit, p.Metadata)
+	return validateKeyAttrs(p.Scopes, p.RateLimit, p.Metadata, p.Policies)
 }
 
 func (p KeyUpdatedV1) validate() error {
 	if err := validateName(p.Name, false); err != nil {
 		return err
 	}
-	return validateKeyAttrs(p.Scopes, p.RateLimit, p.Metadata)
+	return validateKeyAttrs(p.Scopes, p.RateLimit, p.Metadata, p.Policies)
 }
 
-func validateKeyAttrs(scopes []string, rl *RateLimit, md map[string]string) error {
+func validateKeyAttrs(scopes []string, rl *RateLimit, md map[string]string, policies []string) error {
 	if err := validateScopes(scopes); err != nil {
+		return err
+	}
+	if err := validateIDs("policies", policies, MaxKeyPolicies, ValidPolicyID); err != nil {
 		return err
 	}
 	if err := rl.validate(); err != nil {
@@ -828,3 +855,90 @@ func (h SecretHash) Equal(o SecretHash) bool {
 // ValidatePayload checks a payload against the same rules Encode and Decode
 // apply, so that commands can refuse bad input with the codec's own words.
 func ValidatePayload(p Payload) error { return p.validate() }
+
+// validateIDs checks a list of ids: at most most, each valid and given once.
+func validateIDs(field string, ids []string, most int, valid func(string) bool) error {
+	if len(ids) > most {
+		return fmt.Errorf("%s: at most %d", field, most)
+	}
+	for i, id := range ids {
+		if !valid(id) {
+			return fmt.Errorf("%s: %q is not an id (^[a-z0-9][a-z0-9-]{0,62}$)", field, id)
+		}
+		if slices.Contains(ids[:i], id) {
+			return fmt.Errorf("%s: %q is given twice", field, id)
+		}
+	}
+	return nil
+}
+
+// Policy events.
+
+// PolicyCreatedV1: a tenant defined an access policy. Scopes are granted
+// to every key that references it; RateLimit, MaxTTL (a duration such as
+// "90d": how long after its issue a key may verify) and APIs (the only
+// APIs its keys may be used on; none: any) limit them. docs/policies.md
+// says how a key's own values and its policies' combine.
+type PolicyCreatedV1 struct {
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes"`
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	MaxTTL    string     `json:"max_ttl,omitempty"`
+	APIs      []string   `json:"apis,omitempty"`
+}
+
+// PolicyUpdatedV1: the policy's attributes after the update, all of them.
+type PolicyUpdatedV1 struct {
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes"`
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	MaxTTL    string     `json:"max_ttl,omitempty"`
+	APIs      []string   `json:"apis,omitempty"`
+}
+
+// PolicyRetiredV1: the policy grants nothing and limits nothing from now
+// on; final. Keys that reference it keep their own scopes.
+type PolicyRetiredV1 struct{}
+
+func (PolicyCreatedV1) EventType() Type { return PolicyCreated }
+func (PolicyUpdatedV1) EventType() Type { return PolicyUpdated }
+func (PolicyRetiredV1) EventType() Type { return PolicyRetired }
+
+// Bounds of a policy's max_ttl.
+const (
+	MinPolicyTTL = time.Minute
+	MaxPolicyTTL = 10 * 365 * 24 * time.Hour
+)
+
+// PolicyTTL is a max_ttl as a duration (0: none). It must be valid.
+func PolicyTTL(s string) time.Duration {
+	d, _ := ParseDuration(s)
+	return d
+}
+
+func validatePolicy(name string, scopes []string, rl *RateLimit, maxTTL string, apis []string) error {
+	if err := validateName(name, false); err != nil {
+		return err
+	}
+	if err := validateScopes(scopes); err != nil {
+		return err
+	}
+	if err := rl.validate(); err != nil {
+		return err
+	}
+	if maxTTL != "" {
+		d, err := ParseDuration(maxTTL)
+		if err != nil || d < MinPolicyTTL || d > MaxPolicyTTL {
+			return fmt.Errorf("max_ttl: %q is not a duration from 1m to 3650d", maxTTL)
+		}
+	}
+	return validateIDs("apis", apis, MaxPolicyAPIs, ValidAPIID)
+}
+
+func (p PolicyCreatedV1) validate() error {
+	return validatePolicy(p.Name, p.Scopes, p.RateLimit, p.MaxTTL, p.APIs)
+}
+func (p PolicyUpdatedV1) validate() error {
+	return validatePolicy(p.Name, p.Scopes, p.RateLimit, p.MaxTTL, p.APIs)
+}
+func (PolicyRetiredV1) validate() error { return nil }

@@ -224,8 +224,10 @@ type Key struct {
 	RotatedTo   string
 	// GraceUntil is set once the key was rotated: it is EXPIRED after it.
 	GraceUntil *time.Time
-	CreatedAt  time.Time
-	Version    uint64
+	// Policies are the ids of the access policies the key references.
+	Policies  []string
+	CreatedAt time.Time
+	Version   uint64
 	// The events that issued the key, last set its attributes (scopes,
 	// expiry: the issue or the last update), last changed its status, and
 	// rotated it.
@@ -259,9 +261,10 @@ func (k Key) Apply(r events.Recorded) (Key, error) {
 		k = Key{Tenant: r.Tenant, User: r.Aggregate.User, ID: r.Aggregate.ID, Name: p.Name, Scopes: p.Scopes,
 			Status: KeyActive, SecretHash: p.SecretHash, Hint: p.Hint, NotBefore: p.NotBefore, ExpiresAt: p.ExpiresAt,
 			RateLimit: p.RateLimit, Metadata: p.Metadata, RotatedFrom: p.RotatedFrom, CreatedAt: r.OccurredAt,
-			Issued: evidence(r), AttrsBy: evidence(r)}
+			Policies: p.Policies, Issued: evidence(r), AttrsBy: evidence(r)}
 	case events.KeyUpdatedV1:
 		k.Name, k.Scopes, k.ExpiresAt, k.RateLimit, k.Metadata = p.Name, p.Scopes, p.ExpiresAt, p.RateLimit, p.Metadata
+		k.Policies = p.Policies
 		k.AttrsBy = evidence(r)
 	case events.KeySuspendedV1:
 		k.Status, k.StatusBy = KeySuspended, evidence(r)

@@ -36,6 +36,9 @@ type Catalog struct {
 	folded map[string]int
 	scopes map[string]*[]string // interned scope lists, by their joined form
 	rates  map[events.RateLimit]*events.RateLimit
+	// policyLists are the interned lists of policies keys reference, by
+	// tenant and joined ids.
+	policyLists map[string]*[]*Policy
 	// keyBlock is where newKey takes key states from.
 	keyBlock []keyState
 	// verifyOnly: keep what verification reads, not the keys' admin-only
@@ -210,13 +213,16 @@ type tenantEntry struct {
 	apis  map[string]*API
 	// webhooks are the tenant's webhook endpoints (few: no index).
 	webhooks map[string]*Webhook
+	// policies are the tenant's access policies, and placeholders for
+	// those keys reference before they have events.
+	policies map[string]*Policy
 }
 
 // NewCatalog returns an empty catalog that keeps everything: the admin
 // side's.
 func NewCatalog() *Catalog {
 	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, folded: map[string]int{}, scopes: map[string]*[]string{},
-		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]*signerSpan{}}
+		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]*signerSpan{}, policyLists: map[string]*[]*Policy{}}
 }
 
 // NewVerificationCatalog returns an empty catalog that keeps what
@@ -333,6 +339,11 @@ func (c *Catalog) Apply(r events.Recorded) error {
 		if err = link(&r, &w.Head); err == nil {
 			err = applyState(w, &r, func(s *Webhook) { s.Head = r.Hash })
 		}
+	case events.KindPolicy:
+		p := policyEntry(t, id)
+		if err = link(&r, &p.Head); err == nil {
+			err = applyState(p, &r, func(s *Policy) { s.Head = r.Hash })
+		}
 	default:
 		err = impossible(r, "unknown aggregate kind")
 	}
@@ -446,7 +457,7 @@ func (c *Catalog) tenant(id string) *tenantEntry {
 	t := c.tenants[id]
 	if t == nil {
 		t = &tenantEntry{id: id, users: map[string]*User{}, keys: map[string]*keyState{}, apis: map[string]*API{},
-			webhooks: map[string]*Webhook{}}
+			webhooks: map[string]*Webhook{}, policies: map[string]*Policy{}}
 		c.tenants[id] = t
 	}
 	return t
@@ -642,6 +653,11 @@ func (c *Catalog) EachHead(fn func(tenant string, a events.Aggregate, head event
 		}
 		for wid, w := range t.webhooks {
 			fn(tid, events.WebhookAggregate(wid), w.Head)
+		}
+		for pid, p := range t.policies {
+			if !p.Head.IsZero() {
+				fn(tid, events.PolicyAggregate(pid), p.Head)
+			}
 		}
 	}
 }

@@ -377,6 +377,12 @@ func richHistory(t testing.TB) []events.Recorded {
 	h.add("acme", wh, t0, events.WebhookCreatedV1{URL: "https://hooks.example/k", Types: []string{"key.expiring"}, SecretID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZS"})
 	h.add("acme", wh, t0, events.WebhookSecretRotatedV1{SecretID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZT", PreviousUntil: exp})
 	h.add("acme", wh, t0, events.WebhookDisabledV1{})
+	h.add("acme", events.PolicyAggregate("billing-ro"), t0, events.PolicyCreatedV1{Name: "B", Scopes: []string{"c"}, RateLimit: &events.RateLimit{PerSecond: 1, Burst: 2},
+		MaxTTL: "90d", APIs: []string{"orders"}})
+	h.add("acme", events.PolicyAggregate("gone"), t0, events.PolicyCreatedV1{Scopes: []string{"d"}})
+	h.add("acme", events.PolicyAggregate("gone"), t0, events.PolicyRetiredV1{})
+	h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyUpdatedV1{Name: "ci", Scopes: []string{"a", "b"}, ExpiresAt: &exp, RateLimit: rl,
+		Metadata: map[string]string{"team": "x", "env": "prod"}, Policies: []string{"billing-ro", "gone", "later"}})
 	return h.out
 }
 
@@ -418,6 +424,12 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			if w, _ := r.Webhook("acme", "whk_01JDQ8Z6W4M2N9V3X5C7B1A0ZW"); w.Status != WebhookDisabled || w.PreviousSecretID != "01JDQ8Z6W4M2N9V3X5C7B1A0ZS" ||
 				!w.PreviousUntil.Equal(t0.Add(72*time.Hour+123)) || len(w.SecretIDs(t0)) != 2 || !w.Wants("key.expiring") || w.Wants("key.unused") {
 				t.Fatalf("webhook not restored: %+v", w)
+			}
+			if p, ok := r.Policy("acme", "billing-ro"); !ok || p.MaxTTL != 90*24*time.Hour || p.Revision != 1 || !slices.Equal(p.APIs, []string{"orders"}) {
+				t.Fatalf("policy not restored: %+v", p)
+			}
+			if k, _ := r.Key("acme", keyID(1)); !slices.Equal(k.Policies, []string{"billing-ro", "gone", "later"}) {
+				t.Fatalf("key's policies not restored: %v", k.Policies)
 			}
 			if full, _ := c.Key("acme", keyID(1)); !c.VerifyOnly() && (full.Name != "ci" || full.Metadata["team"] != "x" || full.RotatedTo != keyID(2)) {
 				t.Fatalf("admin attributes lost: %+v", full)

@@ -85,6 +85,8 @@ type keyState struct {
 	user   *User // the user's state, a placeholder (with its id) until the user has events
 	scopes *[]string
 	rate   *events.RateLimit
+	// policies are the policies the key references (interned, shared).
+	policies *[]*Policy
 
 	notBefore, expiresAt, graceUntil, created instant
 	issued, attrsBy, statusBy, rotatedBy      Evidence
@@ -124,7 +126,7 @@ func (k *keyState) expand() Key {
 		return Key{ID: k.id, Head: k.head}
 	}
 	out := Key{ID: k.id, Scopes: k.scopeList(), Status: keyStatuses[k.status],
-		SecretHash: k.hash, RateLimit: k.rate, Version: k.version(),
+		SecretHash: k.hash, RateLimit: k.rate, Version: k.version(), Policies: policyIDs(k.policyList()),
 		Issued: k.issued, AttrsBy: k.attrsBy, StatusBy: k.statusBy, RotatedBy: k.rotatedBy, Head: k.head}
 	if k.tenant != nil {
 		out.Tenant, out.User = k.tenant.id, k.user.ID
@@ -145,6 +147,7 @@ func (k *keyState) expand() Key {
 func (c *Catalog) set(k *keyState, key *Key) {
 	k.hash, k.rate, k.status = key.SecretHash, c.internRate(key.RateLimit), keyStatusOf(key.Status)
 	k.scopes = c.intern(key.Scopes)
+	k.policies = c.internPolicies(k.tenant, key.Policies)
 	k.notBefore, k.expiresAt, k.graceUntil = instantOr(key.NotBefore, always), instantOr(key.ExpiresAt, never), instantOr(key.GraceUntil, never)
 	k.created = instantOf(key.CreatedAt)
 	k.issued, k.attrsBy, k.statusBy, k.rotatedBy = key.Issued, key.AttrsBy, key.StatusBy, key.RotatedBy

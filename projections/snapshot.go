@@ -23,7 +23,7 @@ import (
 // node folds the log from the start instead).
 const (
 	snapshotMagic  = "KTSNAP"
-	snapshotFormat = 13
+	snapshotFormat = 14
 )
 
 // WriteSnapshot encodes the catalog: everything a node needs to resume from
@@ -216,6 +216,26 @@ func (e *encoder) tenant(t *tenantEntry) {
 		e.bytes(w.Head[:])
 	}
 
+	// Policies, placeholders that keys reference included.
+	e.uint(uint64(len(t.policies)))
+	for _, id := range slices.Sorted(maps.Keys(t.policies)) {
+		p := t.policies[id]
+		e.str(id)
+		e.str(p.Name)
+		e.strs(p.Scopes)
+		e.rate(p.RateLimit)
+		e.int(int64(p.MaxTTL))
+		e.strs(p.APIs)
+		e.str(string(p.Status))
+		e.uint(uint64(p.Revision))
+		e.time(p.CreatedAt)
+		e.uint(p.Version)
+		e.evidence(p.Created)
+		e.evidence(p.AttrsBy)
+		e.evidence(p.StatusBy)
+		e.bytes(p.Head[:])
+	}
+
 	// Keys: their ids in one string (restored as one allocation), the scope
 	// lists they use, numbered in order of first use, then each key.
 	ids := slices.Sorted(maps.Keys(t.keys))
@@ -253,6 +273,7 @@ func (e *encoder) tenant(t *tenantEntry) {
 		e.str(k.user.ID)
 		e.bytes(k.hash[:])
 		e.uint(scopeIndex[k.scopes])
+		e.strs(policyIDs(k.policyList()))
 		e.rate(k.rate)
 		e.int(int64(k.notBefore))
 		e.int(int64(k.expiresAt))
@@ -525,6 +546,18 @@ func (d *decoder) tenant(c *Catalog) {
 		w.Version, w.Created, w.AttrsBy, w.StatusBy, w.Head = d.uint(), d.evidence(), d.evidence(), d.evidence(), d.hash()
 	}
 
+	for range d.count(1) {
+		id := d.str()
+		if !events.ValidPolicyID(id) {
+			d.fail("bad policy id")
+			return
+		}
+		p := policyEntry(t, id)
+		p.Name, p.Scopes, p.RateLimit, p.MaxTTL, p.APIs = d.str(), d.strs(), d.rate(), time.Duration(d.int()), d.strs()
+		p.Status, p.Revision, p.CreatedAt, p.Version = PolicyStatus(d.str()), int(d.uint()), d.time(), d.uint()
+		p.Created, p.AttrsBy, p.StatusBy, p.Head = d.evidence(), d.evidence(), d.evidence(), d.hash()
+	}
+
 	n := d.count(33) // a key: at least its id's length, status and chain head
 	ids := d.str()
 	lists := make([]*[]string, d.count(1))
@@ -569,6 +602,13 @@ func (d *decoder) tenant(c *Catalog) {
 			return
 		} else if s > 0 {
 			k.scopes = lists[s-1]
+		}
+		if pids := d.strs(); len(pids) > 0 {
+			if len(pids) > events.MaxKeyPolicies || slices.ContainsFunc(pids, func(id string) bool { return !events.ValidPolicyID(id) }) {
+				d.fail("bad policy list")
+				return
+			}
+			k.policies = c.internPolicies(t, pids)
 		}
 		k.rate = c.internRate(d.rate())
 		k.notBefore, k.expiresAt, k.graceUntil, k.created = instant(d.int()), instant(d.int()), instant(d.int()), instant(d.int())

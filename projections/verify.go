@@ -65,6 +65,7 @@ type Decision struct {
 	Seq       uint64
 	also      uint16 // bit i: precedence[i] failed too
 	scopes    []string
+	policies  []*Policy
 	rate      *events.RateLimit
 	evidence  [maxEvidence]Evidence
 	nEvidence int
@@ -88,12 +89,13 @@ func (d *Decision) Also() []Code {
 	return out
 }
 
-// KeyScopes are the key's scopes (shared with the catalog: read, never
-// change).
+// KeyScopes are the key's own scopes (shared with the catalog: read, never
+// change); EffectiveScopes adds its policies'.
 func (d *Decision) KeyScopes() []string { return d.scopes }
 
-// KeyRateLimit is the key's rate limit, nil when it has none (shared with
-// the catalog: read, never change).
+// KeyRateLimit is the rate limit the key verifies under — the strictest of
+// its own and its live policies' — nil when none (shared with the
+// catalog: read, never change).
 func (d *Decision) KeyRateLimit() *events.RateLimit { return d.rate }
 
 // Evidence lists the events that determined the code.
@@ -167,7 +169,8 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	}
 	te, u := k.tenant, k.user
 	d.KeyID, d.Tenant, d.User = k.id, te.id, u.ID
-	d.scopes, d.rate = k.scopeList(), k.rate
+	pols := k.policyList()
+	d.scopes, d.policies, d.rate = k.scopeList(), pols, effectiveRate(k.rate, pols)
 	if !u.Exists() {
 		u = nil // the key names a user with no events (yet)
 	}
@@ -193,6 +196,13 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	}
 	if at >= k.graceUntil {
 		d.fail(CodeExpired, k.rotatedBy)
+	}
+	if len(pols) > 0 {
+		// A policy bounds a key's life; it never extends it: the earlier
+		// of the key's own expiry and its policies' bound holds.
+		if end, p := policyExpiry(k.created, pols); p != nil && at >= end {
+			d.fail(CodeExpired, p.evidence())
+		}
 	}
 	switch {
 	case u == nil:
@@ -224,28 +234,34 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 		d.fail(CodeTenantMismatch, k.issued)
 	}
 	scopes := k.scopeList()
-	if missing(scopes, q.Scopes) || (api != nil && missing(scopes, api.Scopes)) {
-		var apiEv Evidence
+	if lacks(scopes, pols, q.Scopes) || (api != nil && (lacks(scopes, pols, api.Scopes) || !allowedOn(pols, api.ID))) {
+		// The evidence: the key's attributes, the API's, and the policies
+		// that had a say (a scope removed from one, one retired).
+		var ev [maxEvidence]Evidence
+		ev[0] = k.attrsBy
+		n := 1
 		if api != nil {
-			apiEv = api.AttrsBy
+			ev[1] = api.AttrsBy
+			n++
 		}
-		d.fail(CodeInsufficientScope, k.attrsBy, apiEv)
+		for _, p := range pols {
+			if n < len(ev) && p.Exists() {
+				ev[n] = p.evidence()
+				n++
+			}
+		}
+		d.fail(CodeInsufficientScope, ev[:n]...)
 	}
 	if d.Code == "" {
 		d.Code = CodeValid
 		d.addEvidence(k.issued)
 		d.addEvidence(k.attrsBy)
-	}
-}
-
-// missing reports whether have lacks one of need.
-func missing(have, need []string) bool {
-	for _, s := range need {
-		if !slices.Contains(have, s) {
-			return true
+		for _, p := range pols {
+			if p.Exists() {
+				d.addEvidence(p.evidence())
+			}
 		}
 	}
-	return false
 }
 
 // ExplainKey re-derives the decision a key would have received as of then:

@@ -1,0 +1,292 @@
+package projections
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// PolicyStatus is an access policy's lifecycle state.
+type PolicyStatus string
+
+// Policy states. Retired is final.
+const (
+	PolicyActive  PolicyStatus = "active"
+	PolicyRetired PolicyStatus = "retired"
+)
+
+// Policy is the state of an access policy aggregate: scopes granted to the
+// keys that reference it, and limits on them (docs/policies.md). Keys hold
+// a reference, never a copy: verification resolves a key's policies from
+// the catalog, so a change reaches every key at once.
+type Policy struct {
+	Tenant, ID string
+	Name       string
+	Scopes     []string
+	RateLimit  *events.RateLimit
+	// MaxTTL is how long after its issue a key may verify (0: no bound).
+	MaxTTL time.Duration
+	// APIs are the only APIs its keys may be used on (none: any).
+	APIs   []string
+	Status PolicyStatus
+	// Revision counts the policy's events: 1 once created, one more with
+	// each update and the retirement ("billing-ro v3").
+	Revision  int
+	CreatedAt time.Time
+	// Version is the stream sequence of the last event applied.
+	Version uint64
+	// Created, AttrsBy and StatusBy are the events that created the
+	// policy, last set its attributes, and retired it.
+	Created, AttrsBy, StatusBy Evidence
+	// Head: see Tenant.Head.
+	Head events.Hash
+}
+
+// Exists reports whether the policy was created (retired ones exist).
+func (p *Policy) Exists() bool { return p.Version != 0 }
+
+// Live reports whether the policy grants and limits: created, not retired.
+func (p *Policy) Live() bool { return p.Status == PolicyActive }
+
+// evidence is the event a key's decision rests on when the policy bears on
+// it: its retirement, or the last change of its attributes.
+func (p *Policy) evidence() Evidence {
+	if p.Status == PolicyRetired {
+		return p.StatusBy
+	}
+	return p.AttrsBy
+}
+
+// Apply returns the policy after r, or the policy unchanged and an error
+// wrapping ErrTransition.
+func (p Policy) Apply(r events.Recorded) (Policy, error) {
+	if r.Aggregate.Kind != events.KindPolicy {
+		return p, impossible(r, "not a policy event")
+	}
+	if _, created := r.Data.(events.PolicyCreatedV1); !created {
+		if !p.Exists() {
+			return p, impossible(r, "no such policy")
+		}
+		if p.Status == PolicyRetired {
+			return p, impossible(r, "the policy is retired")
+		}
+	}
+	switch d := r.Data.(type) {
+	case events.PolicyCreatedV1:
+		if p.Exists() {
+			return p, impossible(r, "policy exists")
+		}
+		p = Policy{Tenant: r.Tenant, ID: r.Aggregate.ID, Name: d.Name, Scopes: d.Scopes, RateLimit: d.RateLimit,
+			MaxTTL: events.PolicyTTL(d.MaxTTL), APIs: d.APIs, Status: PolicyActive, CreatedAt: r.OccurredAt,
+			Created: evidence(r), AttrsBy: evidence(r)}
+	case events.PolicyUpdatedV1:
+		p.Name, p.Scopes, p.RateLimit, p.MaxTTL, p.APIs = d.Name, d.Scopes, d.RateLimit, events.PolicyTTL(d.MaxTTL), d.APIs
+		p.AttrsBy = evidence(r)
+	case events.PolicyRetiredV1:
+		p.Status, p.StatusBy = PolicyRetired, evidence(r)
+	default:
+		return p, impossible(r, "unknown policy event")
+	}
+	p.Revision++
+	p.Version = r.Seq
+	return p, nil
+}
+
+// policyEntry is entry for policies: a policy's state knows its id before
+// the policy exists, for the keys that reference it.
+func policyEntry(t *tenantEntry, id string) *Policy {
+	p := entry(t.policies, id)
+	if p.ID == "" {
+		p.ID, p.Tenant = id, t.id
+	}
+	return p
+}
+
+// internPolicies returns the catalog's list of the tenant's policy states
+// ids name (placeholders for those without events yet): keys that
+// reference the same policies share one list.
+func (c *Catalog) internPolicies(t *tenantEntry, ids []string) *[]*Policy {
+	if len(ids) == 0 {
+		return nil
+	}
+	joined := t.id + "\x00" + strings.Join(ids, "\x00")
+	if l, ok := c.policyLists[joined]; ok {
+		return l
+	}
+	l := make([]*Policy, len(ids))
+	for i, id := range ids {
+		l[i] = policyEntry(t, id)
+	}
+	c.policyLists[joined] = &l
+	return &l
+}
+
+func (k *keyState) policyList() []*Policy {
+	if k.policies == nil {
+		return nil
+	}
+	return *k.policies
+}
+
+func policyIDs(l []*Policy) []string {
+	if len(l) == 0 {
+		return nil
+	}
+	ids := make([]string, len(l))
+	for i, p := range l {
+		ids[i] = p.ID
+	}
+	return ids
+}
+
+// grants reports whether a key with scopes and policies holds scope s: its
+// own, or one of a live policy's.
+func grants(scopes []string, policies []*Policy, s string) bool {
+	if slices.Contains(scopes, s) {
+		return true
+	}
+	for _, p := range policies {
+		if p.Live() && slices.Contains(p.Scopes, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// lacks reports whether a key with scopes and policies lacks one of need.
+func lacks(scopes []string, policies []*Policy, need []string) bool {
+	for _, s := range need {
+		if !grants(scopes, policies, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedOn reports whether policies let their key be used on API id: yes
+// unless every live one names the APIs it allows and none names id.
+func allowedOn(policies []*Policy, id string) bool {
+	restricted := false
+	for _, p := range policies {
+		if !p.Live() {
+			continue
+		}
+		if len(p.APIs) == 0 || slices.Contains(p.APIs, id) {
+			return true
+		}
+		restricted = true
+	}
+	return !restricted
+}
+
+// stricter reports whether rate limit a admits less than b (nil: no
+// limit): a lower sustained rate, or the same rate and a smaller burst.
+func stricter(a, b *events.RateLimit) bool {
+	switch {
+	case a == nil:
+		return false
+	case b == nil:
+		return true
+	case a.PerSecond != b.PerSecond:
+		return a.PerSecond < b.PerSecond
+	}
+	return a.Burst < b.Burst
+}
+
+// effectiveRate is the rate limit a key verifies under: the strictest of
+// its own and its live policies'.
+func effectiveRate(own *events.RateLimit, policies []*Policy) *events.RateLimit {
+	r := own
+	for _, p := range policies {
+		if p.Live() && stricter(p.RateLimit, r) {
+			r = p.RateLimit
+		}
+	}
+	return r
+}
+
+// addInstant is i+d, saturated at never.
+func addInstant(i instant, d time.Duration) instant {
+	if i > never-instant(d) {
+		return never
+	}
+	return i + instant(d)
+}
+
+// policyExpiry is when the key's live policies stop it verifying (never
+// when none bounds its lifetime), and the policy that does.
+func policyExpiry(created instant, policies []*Policy) (instant, *Policy) {
+	end, by := never, (*Policy)(nil)
+	for _, p := range policies {
+		if p.Live() && p.MaxTTL > 0 {
+			if e := addInstant(created, p.MaxTTL); e < end {
+				end, by = e, p
+			}
+		}
+	}
+	return end, by
+}
+
+// EffectiveScopes appends to dst the scopes the decision's key holds: its
+// own, then its live policies' not among them. Without policies it returns
+// the key's own list, shared with the catalog (read, never change).
+func (d *Decision) EffectiveScopes(dst []string) []string {
+	if len(d.policies) == 0 {
+		if len(dst) == 0 {
+			return d.scopes
+		}
+		return append(dst, d.scopes...)
+	}
+	dst = append(dst, d.scopes...)
+	for _, p := range d.policies {
+		if !p.Live() {
+			continue
+		}
+		for _, s := range p.Scopes {
+			if !slices.Contains(dst, s) {
+				dst = append(dst, s)
+			}
+		}
+	}
+	return dst
+}
+
+// Policies are the ids of the policies the decision's key references.
+func (d *Decision) Policies() []string { return policyIDs(d.policies) }
+
+// Policy returns a policy of a tenant (a retired one too).
+func (c *Catalog) Policy(tenant, id string) (Policy, bool) {
+	if t, ok := c.tenants[tenant]; ok {
+		if p, ok := t.policies[id]; ok && p.Exists() {
+			return *p, true
+		}
+	}
+	return Policy{}, false
+}
+
+// Policies lists a tenant's policies in id order after the cursor.
+func (c *Catalog) Policies(tenant, after string, limit int) ([]Policy, bool) {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return nil, false
+	}
+	return pageOf(t.policies, after, limit, (*Policy).Exists)
+}
+
+// PolicyKeys counts the keys of a tenant that reference each policy
+// (revoked keys aside).
+func (c *Catalog) PolicyKeys(tenant string) map[string]int {
+	out := map[string]int{}
+	if t, ok := c.tenants[tenant]; ok {
+		for _, k := range t.keys {
+			if k.exists() && k.status != keyRevoked {
+				for _, p := range k.policyList() {
+					out[p.ID]++
+				}
+			}
+		}
+	}
+	return out
+}
