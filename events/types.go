@@ -872,6 +872,18 @@ func validateIDs(field string, ids []string, most int, valid func(string) bool) 
 	return nil
 }
 
+// KeyPolicies are the policies a key event sets (nil for one that sets
+// none, or is not a key.issued or key.updated).
+func KeyPolicies(p Payload) []string {
+	switch v := p.(type) {
+	case KeyIssuedV1:
+		return v.Policies
+	case KeyUpdatedV1:
+		return v.Policies
+	}
+	return nil
+}
+
 // Policy events.
 
 // PolicyCreatedV1: a tenant defined an access policy. Scopes are granted

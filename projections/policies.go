@@ -290,3 +290,31 @@ func (c *Catalog) PolicyKeys(tenant string) map[string]int {
 	}
 	return out
 }
+
+// LivePolicies counts a tenant's policies that are not retired.
+func (c *Catalog) LivePolicies(tenant string) int {
+	n := 0
+	if t, ok := c.tenants[tenant]; ok {
+		for _, p := range t.policies {
+			if p.Live() {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// KeyScopes are the scopes a key of tenant holds now: its own and its
+// live policies' (nil for no such key).
+func (c *Catalog) KeyScopes(tenant, id string) []string {
+	t, ok := c.tenants[tenant]
+	if !ok {
+		return nil
+	}
+	k, ok := t.keys[id]
+	if !ok || !k.exists() {
+		return nil
+	}
+	d := Decision{scopes: k.scopeList(), policies: k.policyList()}
+	return d.EffectiveScopes(make([]string, 0, 8))
+}

@@ -409,15 +409,31 @@ func keyFilter(tenant, keyID string) (string, error) {
 }
 
 // KeyHistory returns every event that bears on a key of user, in stream
-// order: its own, its user's and its tenant's.
+// order: its own, its user's, its tenant's and those of every policy it
+// ever referenced.
 func KeyHistory(ctx context.Context, st Store, tenant, user, keyID string) ([]events.Recorded, error) {
 	var all []events.Recorded
-	for _, agg := range []events.Aggregate{events.TenantAggregate(tenant), events.UserAggregate(user), events.KeyAggregate(user, keyID)} {
-		h, err := st.Load(ctx, tenant, agg)
+	aggs := []events.Aggregate{events.KeyAggregate(user, keyID), events.TenantAggregate(tenant), events.UserAggregate(user)}
+	seen := map[string]bool{}
+	for i := 0; i < len(aggs); i++ {
+		h, err := st.Load(ctx, tenant, aggs[i])
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, h.Events...)
+		if i > 0 {
+			continue
+		}
+		// Every policy the key ever referenced, each whole: a policy's
+		// state at any sequence is the fold of its events.
+		for _, r := range h.Events {
+			for _, id := range events.KeyPolicies(r.Data) {
+				if !seen[id] {
+					seen[id] = true
+					aggs = append(aggs, events.PolicyAggregate(id))
+				}
+			}
+		}
 	}
 	slices.SortFunc(all, func(a, b events.Recorded) int { return cmp.Compare(a.Seq, b.Seq) })
 	return all, nil

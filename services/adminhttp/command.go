@@ -43,7 +43,7 @@ func command[B reasoned, T any](s *Server, pattern string, who access, bodyRequi
 // a collection (its last segment is not a {name} or an action on one).
 func createsObject(pattern string) bool {
 	switch pattern[strings.LastIndexByte(pattern, '/')+1:] {
-	case "tenants", "users", "keys", "apis", "webhooks":
+	case "tenants", "users", "keys", "apis", "webhooks", "policies":
 		return true
 	}
 	return false
@@ -81,6 +81,8 @@ func versionOf(v any) (uint64, bool) {
 	case projections.API:
 		return o.Version, true
 	case projections.Webhook:
+		return o.Version, true
+	case projections.Policy:
 		return o.Version, true
 	}
 	return 0, false

@@ -25,6 +25,7 @@ func (s *Server) keyRoutes() {
 			NotBefore *time.Time        `json:"not_before"`
 			RateLimit *events.RateLimit `json:"rate_limit"`
 			Metadata  map[string]string `json:"metadata"`
+			Policies  []string          `json:"policies"`
 		}
 		if err := decode(r, &body, false); err != nil {
 			return err
@@ -34,7 +35,7 @@ func (s *Server) keyRoutes() {
 			return err
 		}
 		spec := control.KeySpec{User: body.User, Name: body.Name, Scopes: body.Scopes, ExpiresAt: body.ExpiresAt,
-			NotBefore: body.NotBefore, RateLimit: body.RateLimit, Metadata: body.Metadata}
+			NotBefore: body.NotBefore, RateLimit: body.RateLimit, Metadata: body.Metadata, Policies: body.Policies}
 		if body.TTL != nil {
 			if spec.TTL = time.Duration(*body.TTL); spec.TTL <= 0 {
 				return &control.Error{Code: control.CodeInvalidArgument, Message: "ttl must be positive"}
@@ -46,6 +47,9 @@ func (s *Server) keyRoutes() {
 			expires = &t
 		}
 		if err := s.confine(p, &spec.Scopes, expires, true); err != nil {
+			return err
+		}
+		if err := s.confinePolicies(p, r.PathValue("tenant"), spec.Policies); err != nil {
 			return err
 		}
 		if err := s.metadataQuota(spec.Metadata); err != nil {
@@ -141,6 +145,8 @@ func (s *Server) keyRoutes() {
 			ExpiresAt *time.Time         `json:"expires_at"`
 			RateLimit *events.RateLimit  `json:"rate_limit"`
 			Metadata  *map[string]string `json:"metadata"`
+			Policies  *[]string          `json:"policies"`
+			Reason    string             `json:"reason"`
 		}
 		if err := decode(r, &body, false); err != nil {
 			return err
@@ -148,14 +154,19 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, body.Scopes, body.ExpiresAt, false); err != nil {
 			return err
 		}
+		if body.Policies != nil {
+			if err := s.confinePolicies(p, r.PathValue("tenant"), *body.Policies); err != nil {
+				return err
+			}
+		}
 		if body.Metadata != nil {
 			if err := s.metadataQuota(*body.Metadata); err != nil {
 				return err
 			}
 		}
-		return s.keyWrite(w, r, p, "", func(ctx context.Context, m control.Meta, tenant, key string, v *uint64) (projections.Key, control.Result, error) {
+		return s.keyWrite(w, r, p, body.Reason, func(ctx context.Context, m control.Meta, tenant, key string, v *uint64) (projections.Key, control.Result, error) {
 			return c.UpdateKey(ctx, m, tenant, key, control.KeyPatch{Name: body.Name, Scopes: body.Scopes,
-				ExpiresAt: body.ExpiresAt, RateLimit: body.RateLimit, Metadata: body.Metadata}, v)
+				ExpiresAt: body.ExpiresAt, RateLimit: body.RateLimit, Metadata: body.Metadata, Policies: body.Policies}, v)
 		})
 	})
 	for verb, op := range map[string]func(context.Context, control.Meta, string, string, *uint64) (projections.Key, control.Result, error){
@@ -190,6 +201,9 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, &old.Scopes, old.ExpiresAt, true); err != nil {
 			return err
 		}
+		if err := s.confinePolicies(p, r.PathValue("tenant"), old.Policies); err != nil {
+			return err
+		}
 		m, err := s.meta(r, p, body.Reason, false)
 		if err != nil {
 			return err
@@ -215,13 +229,17 @@ func (s *Server) confine(p *principal, scopes *[]string, expires *time.Time, iss
 	}
 	var own projections.Key
 	var found bool
-	s.cfg.Model.Read(func(c *projections.Catalog) { own, found = c.Key(p.tenant, p.keyID) })
+	var held []string
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		own, found = c.Key(p.tenant, p.keyID)
+		held = c.KeyScopes(p.tenant, p.keyID)
+	})
 	if !found {
 		return &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
 	}
 	if scopes != nil {
 		for _, sc := range *scopes {
-			if !slices.Contains(own.Scopes, sc) {
+			if !slices.Contains(held, sc) {
 				return &control.Error{Code: control.CodePermissionDenied,
 					Message: fmt.Sprintf("scopes: %q is not a scope of the key making this request (%s); a key can grant only scopes it holds", sc, p.keyID)}
 			}
@@ -256,4 +274,27 @@ func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, 
 		return err
 	}
 	return written(w, http.StatusOK, res, map[string]any{"key": s.keyView(k)})
+}
+
+// confinePolicies holds what a tenant admin's key references or defines
+// within that key: a key it sets may reference only policies whose scopes
+// it holds itself (policies grant scopes), and a policy it defines may
+// grant only scopes it holds. The root key is not confined.
+func (s *Server) confinePolicies(p *principal, tenant string, ids []string) error {
+	if p.root || len(ids) == 0 {
+		return nil
+	}
+	for _, id := range ids {
+		var pol projections.Policy
+		var found bool
+		s.cfg.Model.Read(func(c *projections.Catalog) { pol, found = c.Policy(tenant, id) })
+		if !found {
+			continue // the command refuses it, in its own words
+		}
+		if err := s.confine(p, &pol.Scopes, nil, false); err != nil {
+			return &control.Error{Code: control.CodePermissionDenied,
+				Message: fmt.Sprintf("policies: policy %s grants scopes the key making this request (%s) does not hold; a key can grant only scopes it holds", id, p.keyID)}
+		}
+	}
+	return nil
 }

@@ -68,7 +68,15 @@ var ops = map[string]op{
 	"GET /healthz":                                               {"Liveness", "", 200, "Status"},
 	"GET /readyz":                                                {"Readiness: 503 until the read model has caught up", "", 200, "Status"},
 	"GET /openapi.json":                                          {"This document", "", 200, "Status"},
-	"GET /metrics":                                               {"Prometheus metrics (text exposition format)", "", 200, "Status"},
+	"POST /v1/tenants/{tenant}/policies":                         {"Define an access policy: scopes granted to the keys that reference it, and an optional rate limit, lifetime bound (max_ttl) and allowed APIs", "CreatePolicy", 201, "PolicyResult"},
+	"GET /v1/tenants/{tenant}/policies":                          {"List the tenant's policies, with how many keys reference each (?cursor=&limit=)", "", 200, "PolicyList"},
+	"GET /v1/tenants/{tenant}/policies/{policy}":                 {"Get a policy", "", 200, "PolicyObject"},
+	"PATCH /v1/tenants/{tenant}/policies/{policy}":               {"Change a policy; every key that references it verifies under the change at once (If-Match; ?dry_run=true previews)", "PatchPolicy", 200, "PolicyResult"},
+	"POST /v1/tenants/{tenant}/policies/{policy}/retire":         {"Retire a policy, for good: it grants and limits nothing (?dry_run=true previews)", "Reason", 200, "PolicyResult"},
+	"GET /v1/tenants/{tenant}/reports/orphaned-keys":             {"Keys (not revoked) whose user is disabled, deleted or unknown", "", 200, "OrphanedKeys"},
+	"GET /v1/tenants/{tenant}/reports/retired-policy-keys":       {"Keys (not revoked) that reference a retired policy", "", 200, "RetiredPolicyKeys"},
+	"GET /v1/tenants/{tenant}/reports/unneeded-scopes":           {"Keys (not revoked) holding scopes no API of the tenant requires", "", 200, "UnneededScopes"},
+	"GET /metrics": {"Prometheus metrics (text exposition format)", "", 200, "Status"},
 }
 
 type obj = map[string]any
@@ -84,13 +92,14 @@ func object(required []string, props obj) obj {
 }
 
 var (
-	str      = obj{"type": "string"}
-	integer  = obj{"type": "integer", "minimum": 0}
-	dateTime = obj{"type": "string", "format": "date-time"}
-	nullTime = obj{"type": []string{"string", "null"}, "format": "date-time"}
-	strs     = obj{"type": "array", "items": str}
-	strMap   = obj{"type": "object", "additionalProperties": str}
-	dur      = obj{"type": "string", "description": "a duration: 90m, 24h, 30d", "pattern": "^([0-9]+d|[0-9.]+(ns|us|ms|s|m|h)([0-9.]+(ns|us|ms|s|m|h))*)$"}
+	str       = obj{"type": "string"}
+	integer   = obj{"type": "integer", "minimum": 0}
+	dateTime  = obj{"type": "string", "format": "date-time"}
+	nullTime  = obj{"type": []string{"string", "null"}, "format": "date-time"}
+	strs      = obj{"type": "array", "items": str}
+	strMap    = obj{"type": "object", "additionalProperties": str}
+	policyIDs = obj{"type": "array", "items": obj{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}, "maxItems": events.MaxKeyPolicies}
+	dur       = obj{"type": "string", "description": "a duration: 90m, 24h, 30d", "pattern": "^([0-9]+d|[0-9.]+(ns|us|ms|s|m|h)([0-9.]+(ns|us|ms|s|m|h))*)$"}
 )
 
 // schemas are the components of the document.
@@ -114,7 +123,7 @@ func schemas() obj {
 		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,
 			"status": obj{"enum": projections.EffectiveStatuses()}, "own_status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
 			"expires_at": nullTime, "rate_limit": nullRate, "metadata": strMap, "rotated_from": str, "rotated_to": str,
-			"grace_until": dateTime, "version": integer, "last_used_at": nullTime,
+			"grace_until": dateTime, "version": integer, "last_used_at": nullTime, "policies": strs,
 			"last_used": object(nil, obj{"gateway": str, "api": str, "code": str, "last_valid_at": nullTime}),
 			"usage":     object(nil, obj{"requests_24h": integer, "requests_30d": integer})}),
 		"DecisionList": object([]string{"decisions"}, obj{"next_cursor": str, "decisions": obj{"type": "array", "items": object(
@@ -150,9 +159,10 @@ func schemas() obj {
 		"Reason":       object(nil, obj{"reason": str}),
 		"RevokeKeys":   object(nil, obj{"before": dateTime, "reason": str}),
 		"IssueKey": object([]string{"user"}, obj{"user": str, "name": str, "scopes": strs, "expires_at": dateTime, "ttl": dur,
-			"not_before": dateTime, "rate_limit": ref("RateLimit"), "metadata": strMap}),
-		"PatchKey": object(nil, obj{"name": str, "scopes": strs, "expires_at": dateTime, "rate_limit": ref("RateLimit"), "metadata": strMap}),
-		"Rotate":   object(nil, obj{"grace": dur, "reason": str}),
+			"not_before": dateTime, "rate_limit": ref("RateLimit"), "metadata": strMap, "policies": policyIDs}),
+		"PatchKey": object(nil, obj{"name": str, "scopes": strs, "expires_at": dateTime, "rate_limit": ref("RateLimit"), "metadata": strMap,
+			"policies": policyIDs, "reason": str}),
+		"Rotate": object(nil, obj{"grace": dur, "reason": str}),
 		"CreateAPI": object([]string{"id", "path_prefix", "upstreams"}, obj{"id": str, "name": str, "path_prefix": str, "upstreams": strs,
 			"scopes": strs, "rate_limit": ref("RateLimit")}),
 		"PatchAPI":  object(nil, obj{"name": str, "path_prefix": str, "upstreams": strs, "scopes": strs, "rate_limit": ref("RateLimit")}),
@@ -161,7 +171,28 @@ func schemas() obj {
 		"Evidence":  object(nil, obj{"seq": integer, "type": str, "at": dateTime, "actor": str, "reason": str}),
 		"Decision": object([]string{"code", "also", "now", "seq", "evidence"}, obj{"code": obj{"type": "string", "enum": projections.Codes()},
 			"also": strs, "key_id": str, "tenant": str, "user": str, "api": str, "now": dateTime, "seq": integer,
-			"evidence": obj{"type": "array", "items": ref("Evidence")}, "detail": str}),
+			"evidence": obj{"type": "array", "items": ref("Evidence")}, "detail": str, "policies": strs, "because": strs}),
+		"Policy": object(nil, obj{"id": str, "tenant": str, "name": str, "scopes": strs, "rate_limit": nullRate, "max_ttl": dur, "apis": strs,
+			"status": obj{"enum": []string{"active", "retired"}}, "revision": integer, "created_at": dateTime, "version": integer, "keys": integer}),
+		"PolicyObject": object([]string{"policy"}, obj{"policy": ref("Policy")}),
+		"PolicyResult": withSeq("policy", "Policy"),
+		"PolicyList":   object([]string{"policies"}, obj{"policies": obj{"type": "array", "items": ref("Policy")}, "next_cursor": str}),
+		"CreatePolicy": object([]string{"id"}, obj{"id": obj{"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$"}, "name": str,
+			"scopes": strs, "rate_limit": ref("RateLimit"), "max_ttl": dur, "apis": strs}),
+		"PatchPolicy": object(nil, obj{"name": str, "scopes": strs, "rate_limit": nullRate, "max_ttl": obj{"oneOf": []any{dur, obj{"type": "null"}}},
+			"apis": strs, "reason": str}),
+		"Preview": object([]string{"dry_run", "events", "impact"}, obj{"dry_run": obj{"type": "boolean"},
+			"events": obj{"type": "array", "items": object(nil, obj{"type": str, "aggregate": str, "subject": str, "at": dateTime, "actor": str,
+				"reason": str, "data": obj{"type": "object"}})},
+			"impact": object([]string{"keys", "users", "apis", "requests_24h"}, obj{"users": strs, "apis": strs, "requests_24h": integer,
+				"keys": obj{"type": "array", "items": object(nil, obj{"key": str, "user": str, "requests_24h": integer,
+					"changes": obj{"type": "array", "items": object(nil, obj{"api": str, "before": str, "after": str})}})}})}),
+		"OrphanedKeys": object([]string{"report", "keys"}, obj{"report": str, "keys": obj{"type": "array", "items": object(nil, obj{"key": str, "name": str,
+			"user": str, "owner": obj{"enum": []string{"disabled", "deleted", "unknown"}}, "seq": integer})}}),
+		"RetiredPolicyKeys": object([]string{"report", "keys"}, obj{"report": str, "keys": obj{"type": "array", "items": object(nil, obj{"key": str,
+			"name": str, "user": str, "policy": str, "seq": integer})}}),
+		"UnneededScopes": object([]string{"report", "keys"}, obj{"report": str, "keys": obj{"type": "array", "items": object(nil, obj{"key": str,
+			"name": str, "user": str, "scopes": strs, "own": strs})}}),
 		"Webhook": object(nil, obj{"id": str, "tenant": str, "url": str, "types": obj{"type": "array", "items": obj{"enum": events.NoticeTypes()}},
 			"status": obj{"enum": []string{"active", "disabled", "deleted"}}, "previous_secret_until": dateTime,
 			"status_seq": integer, "status_by": str, "created_at": dateTime, "version": integer}),
@@ -204,7 +235,7 @@ var (
 // singleObjects are the reads of one object: they carry an ETag.
 var singleObjects = map[string]bool{"GET /v1/tenants/{tenant}": true, "GET /v1/tenants/{tenant}/users/{user}": true,
 	"GET /v1/tenants/{tenant}/keys/{key}": true, "GET /v1/tenants/{tenant}/apis/{api}": true,
-	"GET /v1/tenants/{tenant}/webhooks/{webhook}": true}
+	"GET /v1/tenants/{tenant}/webhooks/{webhook}": true, "GET /v1/tenants/{tenant}/policies/{policy}": true}
 
 // errorStatuses are the problems a route can answer.
 func errorStatuses(method, path string) []int {
@@ -244,12 +275,20 @@ func OpenAPI() obj {
 			headers["ETag"] = etagHeader
 		}
 		content := obj{"application/json": obj{"schema": ref(o.response)}}
+		if denying[route] {
+			// ?dry_run=true answers a preview instead of the result.
+			content = obj{"application/json": obj{"schema": obj{"oneOf": []any{ref(o.response), ref("Preview")}}}}
+		}
 		if path == "/metrics" {
 			content = obj{"text/plain": obj{"schema": str}}
 		}
 		responses := obj{strconv.Itoa(o.status): obj{"description": http.StatusText(o.status), "headers": headers, "content": content}}
 		for _, st := range errorStatuses(method, path) {
 			responses[strconv.Itoa(st)] = problem(st)
+		}
+		if denying[route] && o.status != http.StatusOK {
+			responses["200"] = obj{"description": "a dry run's preview (?dry_run=true)", "headers": obj{"X-Request-Id": requestIDHeader},
+				"content": obj{"application/json": obj{"schema": ref("Preview")}}}
 		}
 		if createsObject(path) && method == "POST" {
 			responses["200"] = obj{"description": "a replayed creation (Idempotency-Key)", "headers": headers, "content": content}
@@ -264,13 +303,17 @@ func OpenAPI() obj {
 				"content": obj{"application/json": obj{"schema": ref(o.request)}}}
 		}
 		var params []any
-		for _, name := range []string{"tenant", "user", "key", "api", "webhook"} {
+		for _, name := range []string{"tenant", "user", "key", "api", "webhook", "policy"} {
 			if strings.Contains(path, "{"+name+"}") {
 				params = append(params, obj{"name": name, "in": "path", "required": true, "schema": str})
 			}
 		}
 		for _, q := range queryOf(method, path) {
 			params = append(params, q)
+		}
+		if denying[route] {
+			params = append(params, obj{"name": "dry_run", "in": "query", "schema": obj{"type": "boolean"},
+				"description": "answer the events the write would append and the keys, users, APIs and last day's requests it would deny; append nothing"})
 		}
 		for _, h := range headersOf(method, path) {
 			params = append(params, obj{"name": h, "in": "header", "required": false, "schema": str})

@@ -60,6 +60,14 @@ var Routes = []string{
 	"GET /v1/tenants/{tenant}/webhooks/{webhook}/deliveries",
 	"POST /v1/tenants/{tenant}/webhooks/{webhook}/replay",
 	"GET /v1/tenants/{tenant}/notices",
+	"POST /v1/tenants/{tenant}/policies",
+	"GET /v1/tenants/{tenant}/policies",
+	"GET /v1/tenants/{tenant}/policies/{policy}",
+	"PATCH /v1/tenants/{tenant}/policies/{policy}",
+	"POST /v1/tenants/{tenant}/policies/{policy}/retire",
+	"GET /v1/tenants/{tenant}/reports/orphaned-keys",
+	"GET /v1/tenants/{tenant}/reports/retired-policy-keys",
+	"GET /v1/tenants/{tenant}/reports/unneeded-scopes",
 	"GET /v1/gateways",
 	"POST /v1/verify",
 	"GET /healthz",
@@ -151,6 +159,8 @@ func (s *Server) routes() {
 	s.apiRoutes()
 	s.webhookRoutes()
 	s.noticeRoutes()
+	s.policyRoutes()
+	s.reportRoutes()
 	s.listRoutes()
 	s.verifyRoutes()
 	s.route("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

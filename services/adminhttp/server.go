@@ -75,18 +75,28 @@ type UsageSource interface {
 type Quotas struct {
 	Users, Keys, APIs int
 	MetadataBytes     int // keys and values of one key's metadata, together
+	// Policies bounds a tenant's policies, retired ones aside (0: the
+	// default).
+	Policies int
 }
 
 // DefaultQuotas are the quotas of a tenant unless configured otherwise.
-var DefaultQuotas = Quotas{Users: 100_000, Keys: 100_000, APIs: 1_000, MetadataBytes: 4096}
+var DefaultQuotas = Quotas{Users: 100_000, Keys: 100_000, APIs: 1_000, MetadataBytes: 4096, Policies: 1_000}
 
 // quota refuses creating one more of what (users, keys, apis) when the
 // tenant holds its quota of them.
 func (s *Server) quota(tenant, what string) error {
-	var have [3]int
-	s.cfg.Model.Read(func(c *projections.Catalog) { have[0], have[1], have[2] = c.Counts(tenant) })
-	i := map[string]int{"users": 0, "keys": 1, "apis": 2}[what]
-	limit := [3]int{s.cfg.Quotas.Users, s.cfg.Quotas.Keys, s.cfg.Quotas.APIs}[i]
+	var have [4]int
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		have[0], have[1], have[2] = c.Counts(tenant)
+		have[3] = c.LivePolicies(tenant)
+	})
+	i := map[string]int{"users": 0, "keys": 1, "apis": 2, "policies": 3}[what]
+	policies := s.cfg.Quotas.Policies
+	if policies == 0 {
+		policies = DefaultQuotas.Policies
+	}
+	limit := [4]int{s.cfg.Quotas.Users, s.cfg.Quotas.Keys, s.cfg.Quotas.APIs, policies}[i]
 	if have[i] >= limit {
 		return &control.Error{Code: control.CodeFailedPrecondition,
 			Message: fmt.Sprintf("quota: tenant %s holds %d %s, the most it may; remove some, or ask the operator to raise the quota", tenant, have[i], what)}
@@ -188,6 +198,9 @@ type reqInfo struct {
 	// body is the SHA-256 of the request body as read (of nothing when
 	// there was none): part of what an Idempotency-Key is bound to.
 	body [32]byte
+	// plan is set for a dry run (?dry_run=true): the command records what
+	// it would append there (control.Meta.Plan).
+	plan *control.Plan
 }
 
 func info(r *http.Request) *reqInfo {
@@ -379,6 +392,15 @@ func (s *Server) handleScoped(pattern string, who access, scopes []string, h han
 			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		dry, err := dryRun(r, pattern)
+		if err != nil {
+			writeError(w, r, s.cfg.Log, err)
+			return
+		}
+		if dry {
+			s.dryRun(w, r, p, h)
+			return
+		}
 		if err := h(w, r, p); err != nil {
 			writeError(w, r, s.cfg.Log, err)
 		}
@@ -401,6 +423,11 @@ func (s *Server) meta(r *http.Request, p *principal, reason string, creates bool
 		return m, &control.Error{Code: control.CodeInvalidArgument, Message: "If-Match: a creation has no version to match; send it on writes to an existing object"}
 	}
 	m.IfMatch = v
+	if m.Plan = info(r).plan; m.Plan != nil {
+		// A dry run claims no Idempotency-Key: it appends nothing, and the
+		// real request that follows must be free to use the key.
+		return m, nil
+	}
 	k := r.Header.Get("Idempotency-Key")
 	if k == "" {
 		return m, nil

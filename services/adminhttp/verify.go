@@ -36,12 +36,16 @@ type decisionView struct {
 	// Detail says which check a MALFORMED key failed (prefix, length,
 	// alphabet, checksum): the key is the caller's own, so nothing leaks.
 	Detail string `json:"detail,omitempty"`
+	// Policies are the policies the key references; Because says what they
+	// had to do with the decision (explain).
+	Policies []string `json:"policies,omitempty"`
+	Because  []string `json:"because,omitempty"`
 }
 
 // decisionOf renders a decision with its evidence read from the log.
 func (s *Server) decisionOf(r *http.Request, d projections.Decision) (decisionView, error) {
 	v := decisionView{Code: d.Code, Also: append([]projections.Code{}, d.Also()...), KeyID: d.KeyID, Tenant: d.Tenant,
-		User: d.User, API: d.API, Now: d.Now, Seq: d.Seq, Evidence: []evidenceView{}}
+		User: d.User, API: d.API, Now: d.Now, Seq: d.Seq, Evidence: []evidenceView{}, Policies: d.Policies()}
 	recs, err := s.cfg.Control.Evidence(r.Context(), &d)
 	if err != nil {
 		return v, err
@@ -72,11 +76,12 @@ type keyIssuedView struct {
 	RateLimit   *events.RateLimit `json:"rate_limit,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	RotatedFrom string            `json:"rotated_from,omitempty"`
+	Policies    []string          `json:"policies,omitempty"`
 }
 
 func redacted(p events.Payload) any {
 	if ki, ok := p.(events.KeyIssuedV1); ok {
-		return keyIssuedView{ki.Name, ki.Hint, ki.Scopes, ki.NotBefore, ki.ExpiresAt, ki.RateLimit, ki.Metadata, ki.RotatedFrom}
+		return keyIssuedView{ki.Name, ki.Hint, ki.Scopes, ki.NotBefore, ki.ExpiresAt, ki.RateLimit, ki.Metadata, ki.RotatedFrom, ki.Policies}
 	}
 	return p
 }
@@ -121,6 +126,7 @@ func (s *Server) verifyRoutes() {
 		if err != nil {
 			return err
 		}
+		history = projections.AffectingKey(history, r.PathValue("key"))
 		out := make([]historyEvent, len(history))
 		for i, e := range history {
 			out[i] = historyEvent{Seq: e.Seq, Type: e.Type, At: e.OccurredAt, Actor: e.Actor, Reason: e.Reason, Data: redacted(e.Data)}
@@ -154,14 +160,15 @@ func (s *Server) verifyRoutes() {
 			}
 			as.Scopes = append(as.Scopes, sc)
 		}
-		d, err := c.Explain(r.Context(), r.PathValue("tenant"), r.PathValue("key"), as)
+		x, err := c.Explain(r.Context(), r.PathValue("tenant"), r.PathValue("key"), as)
 		if err != nil {
 			return err
 		}
-		v, err := s.decisionOf(r, d)
+		v, err := s.decisionOf(r, x.Decision)
 		if err != nil {
 			return err
 		}
+		v.Because = x.Because
 		writeJSON(w, http.StatusOK, v)
 		return nil
 	})

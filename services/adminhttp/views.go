@@ -80,7 +80,10 @@ type keyView struct {
 	RotatedFrom string            `json:"rotated_from,omitempty"`
 	RotatedTo   string            `json:"rotated_to,omitempty"`
 	GraceUntil  *time.Time        `json:"grace_until,omitempty"`
-	Version     uint64            `json:"version"`
+	// Policies are the access policies the key references; its effective
+	// scopes and limits are resolved from them when it is verified.
+	Policies []string `json:"policies"`
+	Version  uint64   `json:"version"`
 	// LastUsedAt is the last request that presented the key, as the
 	// gateways' usage reports tell it (null: none reported); LastUsed says
 	// through which gateway, for which API and with which outcome.
@@ -144,7 +147,11 @@ func keyOf(k projections.Key) keyView {
 	if md == nil {
 		md = map[string]string{}
 	}
-	return keyView{ID: k.ID, Tenant: k.Tenant, User: k.User, Name: k.Name, Scopes: scopes, Status: string(k.Status), OwnStatus: string(k.Status),
+	policies := k.Policies
+	if policies == nil {
+		policies = []string{}
+	}
+	return keyView{ID: k.ID, Tenant: k.Tenant, User: k.User, Name: k.Name, Scopes: scopes, Status: string(k.Status), OwnStatus: string(k.Status), Policies: policies,
 		Hint: k.Hint, CreatedAt: k.CreatedAt, NotBefore: k.NotBefore, ExpiresAt: k.ExpiresAt, RateLimit: k.RateLimit,
 		Metadata: md, RotatedFrom: k.RotatedFrom, RotatedTo: k.RotatedTo, GraceUntil: k.GraceUntil, Version: k.Version}
 }

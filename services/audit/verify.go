@@ -434,7 +434,7 @@ func (a *Auditor) ExplainDecision(ctx context.Context, rec events.DecisionRecord
 		x.Derived = c.VerifyHash(k.SecretHash, projections.Request{APITenant: rec.APITenant, API: rec.API}, rec.Now)
 		if api, ok := c.API(rec.APITenant, rec.API); ok && (x.Derived.Code == projections.CodeInsufficientScope ||
 			slices.Contains(x.Derived.Also(), projections.CodeInsufficientScope)) {
-			held := x.Derived.KeyScopes()
+			held := x.Derived.EffectiveScopes(nil)
 			gap := &ScopeGap{Required: api.Scopes, Held: slices.Clone(held)}
 			for _, s := range api.Scopes {
 				if !slices.Contains(held, s) {

@@ -36,18 +36,26 @@ type ExplainAt struct {
 	Scopes []string
 }
 
+// Explanation is a re-derived decision and, in words, what the key's
+// policies had to do with it (projections.Because).
+type Explanation struct {
+	projections.Decision
+	Because []string
+}
+
 // Explain re-derives the decision a key would have received: the events
-// that bear on it, folded as of then, verified as of then.
-func (s *Service) Explain(ctx context.Context, tenant, keyID string, as ExplainAt) (projections.Decision, error) {
+// that bear on it (its policies' included), folded as of then, verified as
+// of then.
+func (s *Service) Explain(ctx context.Context, tenant, keyID string, as ExplainAt) (Explanation, error) {
 	history, err := s.KeyHistory(ctx, tenant, keyID)
 	if err != nil {
-		return projections.Decision{}, err
+		return Explanation{}, err
 	}
 	d, ok := projections.ExplainKey(history, tenant, keyID, as.Seq, as.At, as.Scopes)
 	if !ok {
-		return projections.Decision{}, errorf(CodeNotFound, "key %s did not exist then", keyID)
+		return Explanation{}, errorf(CodeNotFound, "key %s did not exist then", keyID)
 	}
-	return d, nil
+	return Explanation{Decision: d, Because: projections.Because(history, &d, as.Scopes)}, nil
 }
 
 // Evidence reads the events a decision rests on, for their times, actors

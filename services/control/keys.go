@@ -24,6 +24,8 @@ type KeySpec struct {
 	NotBefore *time.Time
 	RateLimit *events.RateLimit
 	Metadata  map[string]string
+	// Policies are the ids of the tenant's policies the key references.
+	Policies []string
 }
 
 // KeyPatch is what UpdateKey changes; nil fields stay as they are.
@@ -33,6 +35,7 @@ type KeyPatch struct {
 	ExpiresAt *time.Time
 	RateLimit *events.RateLimit
 	Metadata  *map[string]string
+	Policies  *[]string
 }
 
 func keyVersion(k projections.Key) uint64 { return k.Version }
@@ -121,7 +124,7 @@ func (s *Service) IssueKey(ctx context.Context, meta Meta, tenant string, spec K
 		return key, sec, res, err
 	}
 	payload := events.KeyIssuedV1{Name: spec.Name, SecretHash: sec.Hash(), Hint: sec.Hint(), Scopes: spec.Scopes,
-		NotBefore: utcPtr(spec.NotBefore), ExpiresAt: expires, RateLimit: spec.RateLimit, Metadata: spec.Metadata}
+		NotBefore: utcPtr(spec.NotBefore), ExpiresAt: expires, RateLimit: spec.RateLimit, Metadata: spec.Metadata, Policies: spec.Policies}
 	if err := checkPayload(payload); err != nil {
 		return key, secret.Secret{}, res, err
 	}
@@ -146,11 +149,14 @@ func (s *Service) IssueKey(ctx context.Context, meta Meta, tenant string, spec K
 		if err := s.requireActive(ctx, tenant, spec.User); err != nil {
 			return err
 		}
+		if err := s.checkKeyPolicies(ctx, tenant, spec.Policies, nil, now, expires); err != nil {
+			return err
+		}
 		e, err := s.event(&meta, now, tenant, agg, payload)
 		if err != nil {
 			return err
 		}
-		recs, err := s.cfg.Store.AppendAtomic(ctx, scope, store.Write{Expect: l.Head, Events: []events.Event{e}})
+		recs, err := s.append(ctx, &meta, scope, store.Write{Expect: l.Head, Events: []events.Event{e}})
 		if err != nil {
 			return err
 		}
@@ -190,6 +196,13 @@ func utcPtr(t *time.Time) *time.Time {
 // keyCommand runs a single-aggregate command on an existing key.
 func (s *Service) keyCommand(ctx context.Context, meta Meta, tenant, keyID string, version *uint64,
 	decide func(k projections.Key, now time.Time) (events.Payload, error)) (projections.Key, Result, error) {
+	return s.checkedKeyCommand(ctx, meta, tenant, keyID, version, decide, nil)
+}
+
+// checkedKeyCommand is keyCommand with a check of the payload against more
+// of the log before it is appended.
+func (s *Service) checkedKeyCommand(ctx context.Context, meta Meta, tenant, keyID string, version *uint64,
+	decide func(k projections.Key, now time.Time) (events.Payload, error), check func(ctx context.Context, p events.Payload) error) (projections.Key, Result, error) {
 	if err := checkKeyID(tenant, keyID); err != nil {
 		return projections.Key{}, Result{}, err
 	}
@@ -201,7 +214,7 @@ func (s *Service) keyCommand(ctx context.Context, meta Meta, tenant, keyID strin
 		return projections.Key{}, Result{}, errorf(CodeNotFound, "no key %s", keyID)
 	}
 	return transition(ctx, s, meta, step[projections.Key]{tenant: tenant, agg: events.KeyAggregate(user, keyID),
-		pinned: version != nil, version: keyVersion, decide: func(k projections.Key, now time.Time) (events.Payload, error) {
+		pinned: version != nil, version: keyVersion, check: check, decide: func(k projections.Key, now time.Time) (events.Payload, error) {
 			if !k.Exists() {
 				return nil, errorf(CodeNotFound, "no key %s", keyID)
 			}
@@ -254,11 +267,26 @@ func (s *Service) UpdateKey(ctx context.Context, meta Meta, tenant, keyID string
 	if patch == (KeyPatch{}) {
 		return projections.Key{}, Result{}, errorf(CodeInvalidArgument, "nothing to update")
 	}
-	return s.keyCommand(ctx, meta, tenant, keyID, version, func(k projections.Key, now time.Time) (events.Payload, error) {
+	var (
+		created time.Time
+		kept    []string
+	)
+	check := func(ctx context.Context, p events.Payload) error {
+		if patch.Policies == nil && patch.ExpiresAt == nil {
+			return nil
+		}
+		u := p.(events.KeyUpdatedV1)
+		return s.checkKeyPolicies(ctx, tenant, u.Policies, kept, created, u.ExpiresAt)
+	}
+	return s.checkedKeyCommand(ctx, meta, tenant, keyID, version, func(k projections.Key, now time.Time) (events.Payload, error) {
 		if err := notRevoked(k); err != nil {
 			return nil, err
 		}
-		p := events.KeyUpdatedV1{Name: k.Name, Scopes: k.Scopes, ExpiresAt: k.ExpiresAt, RateLimit: k.RateLimit, Metadata: k.Metadata}
+		created, kept = k.CreatedAt, k.Policies
+		p := events.KeyUpdatedV1{Name: k.Name, Scopes: k.Scopes, ExpiresAt: k.ExpiresAt, RateLimit: k.RateLimit, Metadata: k.Metadata, Policies: k.Policies}
+		if patch.Policies != nil {
+			p.Policies = *patch.Policies
+		}
 		if patch.Name != nil {
 			p.Name = *patch.Name
 		}
@@ -282,7 +310,7 @@ func (s *Service) UpdateKey(ctx context.Context, meta Meta, tenant, keyID string
 			p.Metadata = *patch.Metadata
 		}
 		return p, nil
-	})
+	}, check)
 }
 
 // Rotation is what RotateKey did.
@@ -374,7 +402,7 @@ func (s *Service) RotateKey(ctx context.Context, meta Meta, tenant, keyID string
 		}
 		issued, err := s.event(&meta, now, tenant, newAgg, events.KeyIssuedV1{
 			Name: k.Name, SecretHash: sec.Hash(), Hint: sec.Hint(), Scopes: k.Scopes, NotBefore: k.NotBefore,
-			ExpiresAt: k.ExpiresAt, RateLimit: k.RateLimit, Metadata: k.Metadata, RotatedFrom: keyID})
+			ExpiresAt: k.ExpiresAt, RateLimit: k.RateLimit, Metadata: k.Metadata, RotatedFrom: keyID, Policies: k.Policies})
 		if err != nil {
 			return err
 		}
@@ -382,7 +410,7 @@ func (s *Service) RotateKey(ctx context.Context, meta Meta, tenant, keyID string
 		if err != nil {
 			return err
 		}
-		recs, err := s.cfg.Store.AppendAtomic(ctx, scope,
+		recs, err := s.append(ctx, &meta, scope,
 			store.Write{Events: []events.Event{issued}},
 			store.Write{Expect: old.Head, Events: []events.Event{rotated}})
 		if err != nil {

@@ -82,6 +82,41 @@ type Meta struct {
 	// to be at (If-Match): a command on another version is refused with a
 	// conflict, and a conflict is not decided again.
 	IfMatch *uint64
+	// Plan, when set, makes the command a dry run: it is decided as ever,
+	// and what it would append is recorded here instead of appended.
+	Plan *Plan
+}
+
+// Plan is what a dry run would have appended.
+type Plan struct {
+	// Events are the events, in order; After is the highest sequence the
+	// decision read (an aggregate's or a scope's): a read model that has
+	// applied it saw what the command saw.
+	Events []events.Event
+	After  uint64
+}
+
+// append appends writes under scope — or, for a dry run, records them in
+// meta's plan and answers as if they had been appended at sequence 0.
+func (s *Service) append(ctx context.Context, meta *Meta, scope *store.Scope, writes ...store.Write) ([]events.Recorded, error) {
+	if meta.Plan == nil {
+		return s.cfg.Store.AppendAtomic(ctx, scope, writes...)
+	}
+	p := meta.Plan
+	p.Events = p.Events[:0]
+	if scope != nil {
+		p.After = max(p.After, scope.Seq)
+	}
+	var recs []events.Recorded
+	for _, w := range writes {
+		p.After = max(p.After, w.Expect.Seq)
+		for _, e := range w.Events {
+			p.Events = append(p.Events, e)
+			subject, _ := events.SubjectOf(&e)
+			recs = append(recs, events.Recorded{Subject: subject, Event: e})
+		}
+	}
+	return recs, nil
 }
 
 // Result is what a command did: the sequence of the last event it appended

@@ -84,7 +84,7 @@ func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, st st
 		if err != nil {
 			return err
 		}
-		recs, err := s.cfg.Store.AppendAtomic(ctx, scope, store.Write{Expect: l.Head, Events: []events.Event{e}})
+		recs, err := s.append(ctx, &meta, scope, store.Write{Expect: l.Head, Events: []events.Event{e}})
 		if err != nil {
 			return err
 		}

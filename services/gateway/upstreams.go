@@ -148,7 +148,7 @@ func (u *upstreams) extra(r *http.Request, x *exchange) []string {
 	}
 	d := &x.decision
 	scopes := ""
-	if s := d.KeyScopes(); len(s) == 1 {
+	if s := d.EffectiveScopes(nil); len(s) == 1 {
 		scopes = s[0]
 	} else if len(s) > 1 {
 		scopes = strings.Join(s, ",")

@@ -1,0 +1,121 @@
+package projections
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/keytrail/keytrail/events"
+)
+
+// AffectingKey keeps, of a key's history (store.KeyHistory), the events
+// that bore on it: its own, its user's and its tenant's, and its policies'
+// while it referenced them — not a policy's changes before the key took it
+// or after it let it go.
+func AffectingKey(history []events.Recorded, keyID string) []events.Recorded {
+	var refs []string
+	out := make([]events.Recorded, 0, len(history))
+	for _, r := range history {
+		switch r.Aggregate.Kind {
+		case events.KindKey:
+			if r.Aggregate.ID == keyID {
+				switch r.Data.(type) {
+				case events.KeyIssuedV1, events.KeyUpdatedV1:
+					refs = events.KeyPolicies(r.Data)
+				}
+			}
+		case events.KindPolicy:
+			if !slices.Contains(refs, r.Aggregate.ID) {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Because says in words what a decision re-derived from a key's history
+// (ExplainKey) owes to the key's policies, for the scopes need (the
+// request's, and the API's): which policy change removed a missing scope,
+// which retirement took it, which policy's lifetime ended the key. Empty
+// when no policy had a say.
+func Because(history []events.Recorded, d *Decision, need []string) []string {
+	pols := d.Policies()
+	if len(pols) == 0 || (d.Code != CodeInsufficientScope && d.Code != CodeExpired) {
+		return nil
+	}
+	type change struct {
+		r        events.Recorded
+		revision int
+	}
+	states := map[string]Policy{}
+	removed := map[[2]string]change{} // policy, scope → the event that last took it away
+	retired := map[string]change{}
+	var granted map[string][]string // a retired policy's scopes before it retired
+	for _, r := range history {
+		if r.Seq > d.Seq || r.Aggregate.Kind != events.KindPolicy {
+			continue
+		}
+		id := r.Aggregate.ID
+		before := states[id]
+		after, err := before.Apply(r)
+		if err != nil {
+			continue
+		}
+		states[id] = after
+		for _, s := range before.Scopes {
+			if !slices.Contains(after.Scopes, s) && after.Status == PolicyActive {
+				removed[[2]string{id, s}] = change{r, after.Revision}
+			}
+		}
+		if after.Status == PolicyRetired && before.Status == PolicyActive {
+			retired[id] = change{r, after.Revision}
+			if granted == nil {
+				granted = map[string][]string{}
+			}
+			granted[id] = before.Scopes
+		}
+	}
+	by := func(c change) string {
+		return fmt.Sprintf("at seq %d by %s", c.r.Seq, c.r.Actor)
+	}
+	var out []string
+	switch d.Code {
+	case CodeInsufficientScope:
+		for _, s := range need {
+			if grants(d.scopes, d.policies, s) {
+				continue
+			}
+			for _, id := range pols {
+				if c, ok := retired[id]; ok && slices.Contains(granted[id], s) {
+					out = append(out, fmt.Sprintf("INSUFFICIENT_SCOPE: %s was granted by policy %s, retired (v%d) %s", s, id, c.revision, by(c)))
+				} else if c, ok := removed[[2]string{id, s}]; ok {
+					out = append(out, fmt.Sprintf("INSUFFICIENT_SCOPE: %s removed from policy %s v%d %s", s, id, c.revision, by(c)))
+				}
+			}
+		}
+		if d.API != "" && !allowedOn(d.policies, d.API) {
+			var confining []string
+			for _, p := range d.policies {
+				if p.Live() {
+					confining = append(confining, fmt.Sprintf("%s v%d (%s)", p.ID, p.Revision, strings.Join(p.APIs, ", ")))
+				}
+			}
+			out = append(out, fmt.Sprintf("INSUFFICIENT_SCOPE: API %s is not among those the key's policies allow: %s", d.API, strings.Join(confining, "; ")))
+		}
+	case CodeExpired:
+		for _, e := range d.Evidence() {
+			if e.Type() != events.PolicyCreated && e.Type() != events.PolicyUpdated {
+				continue
+			}
+			for _, r := range history {
+				if r.Seq == e.Seq() {
+					p := states[r.Aggregate.ID]
+					out = append(out, fmt.Sprintf("EXPIRED: policy %s v%d allows keys %s after their issue, set at seq %d by %s",
+						p.ID, p.Revision, p.MaxTTL, r.Seq, r.Actor))
+				}
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,190 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/keytrail/keytrail/events"
+	"github.com/keytrail/keytrail/projections"
+)
+
+// PolicySpec is what CreatePolicy needs.
+type PolicySpec struct {
+	ID        string
+	Name      string
+	Scopes    []string
+	RateLimit *events.RateLimit
+	// MaxTTL is a duration such as "90d" ("": no bound).
+	MaxTTL string
+	APIs   []string
+}
+
+// PolicyPatch is what UpdatePolicy changes; nil fields stay as they are.
+// An empty MaxTTL, rate limit {"per_second":0} or list removes the value
+// (see the HTTP layer for how a body says so).
+type PolicyPatch struct {
+	Name      *string
+	Scopes    *[]string
+	RateLimit **events.RateLimit
+	MaxTTL    *string
+	APIs      *[]string
+}
+
+func policyVersion(p projections.Policy) uint64 { return p.Version }
+
+func checkPolicyID(tenant, id string) error {
+	if err := checkTenantID(tenant); err != nil {
+		return err
+	}
+	if !events.ValidPolicyID(id) {
+		return errorf(CodeInvalidArgument, "policy id must match ^[a-z0-9][a-z0-9-]{0,62}$")
+	}
+	return nil
+}
+
+func (s *Service) policyStep(tenant, id string, version *uint64, decide func(p projections.Policy) (events.Payload, error)) step[projections.Policy] {
+	return step[projections.Policy]{tenant: tenant, agg: events.PolicyAggregate(id), pinned: version != nil, version: policyVersion,
+		decide: func(p projections.Policy, _ time.Time) (events.Payload, error) {
+			if p.Exists() {
+				if err := ifMatch(version, p.Version); err != nil {
+					return nil, err
+				}
+			}
+			return decide(p)
+		}}
+}
+
+// CreatePolicy defines an access policy of tenant.
+func (s *Service) CreatePolicy(ctx context.Context, meta Meta, tenant string, spec PolicySpec) (projections.Policy, Result, error) {
+	if err := checkPolicyID(tenant, spec.ID); err != nil {
+		return projections.Policy{}, Result{}, err
+	}
+	if _, err := s.Tenant(ctx, tenant); err != nil {
+		return projections.Policy{}, Result{}, err
+	}
+	return transition(ctx, s, meta, s.policyStep(tenant, spec.ID, nil, func(p projections.Policy) (events.Payload, error) {
+		if p.Exists() {
+			return nil, errorf(CodeConflict, "policy %s exists", spec.ID)
+		}
+		return events.PolicyCreatedV1{Name: spec.Name, Scopes: spec.Scopes, RateLimit: spec.RateLimit, MaxTTL: spec.MaxTTL, APIs: spec.APIs}, nil
+	}))
+}
+
+func policyUsable(p projections.Policy, id string) error {
+	switch {
+	case !p.Exists():
+		return errorf(CodeNotFound, "no policy %s", id)
+	case p.Status == projections.PolicyRetired:
+		return errorf(CodeFailedPrecondition, "policy %s is retired, which is final", id)
+	}
+	return nil
+}
+
+// UpdatePolicy changes a policy; every key that references it verifies
+// under the change from the next event the readers apply.
+func (s *Service) UpdatePolicy(ctx context.Context, meta Meta, tenant, id string, patch PolicyPatch, version *uint64) (projections.Policy, Result, error) {
+	if err := checkPolicyID(tenant, id); err != nil {
+		return projections.Policy{}, Result{}, err
+	}
+	if patch == (PolicyPatch{}) {
+		return projections.Policy{}, Result{}, errorf(CodeInvalidArgument, "nothing to update")
+	}
+	return transition(ctx, s, meta, s.policyStep(tenant, id, version, func(p projections.Policy) (events.Payload, error) {
+		if err := policyUsable(p, id); err != nil {
+			return nil, err
+		}
+		u := events.PolicyUpdatedV1{Name: p.Name, Scopes: p.Scopes, RateLimit: p.RateLimit, MaxTTL: TTLText(p.MaxTTL), APIs: p.APIs}
+		if patch.Name != nil {
+			u.Name = *patch.Name
+		}
+		if patch.Scopes != nil {
+			u.Scopes = *patch.Scopes
+		}
+		if patch.RateLimit != nil {
+			u.RateLimit = *patch.RateLimit
+		}
+		if patch.MaxTTL != nil {
+			u.MaxTTL = *patch.MaxTTL
+		}
+		if patch.APIs != nil {
+			u.APIs = *patch.APIs
+		}
+		return u, nil
+	}))
+}
+
+// TTLText writes a policy's lifetime back as the event holds it: whole
+// days as "Nd", anything else as a Go duration.
+func TTLText(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// RetirePolicy retires a policy for good: it grants and limits nothing.
+func (s *Service) RetirePolicy(ctx context.Context, meta Meta, tenant, id string, version *uint64) (projections.Policy, Result, error) {
+	if err := checkPolicyID(tenant, id); err != nil {
+		return projections.Policy{}, Result{}, err
+	}
+	return transition(ctx, s, meta, s.policyStep(tenant, id, version, func(p projections.Policy) (events.Payload, error) {
+		if !p.Exists() {
+			return nil, errorf(CodeNotFound, "no policy %s", id)
+		}
+		if p.Status == projections.PolicyRetired {
+			return nil, nil
+		}
+		return events.PolicyRetiredV1{}, nil
+	}))
+}
+
+// Policy returns a policy's current state.
+func (s *Service) Policy(ctx context.Context, tenant, id string) (projections.Policy, error) {
+	if err := checkPolicyID(tenant, id); err != nil {
+		return projections.Policy{}, err
+	}
+	l, err := load[projections.Policy](ctx, s.cfg.Store, tenant, events.PolicyAggregate(id))
+	if err != nil {
+		return projections.Policy{}, mapStoreError(err)
+	}
+	if !l.State.Exists() {
+		return projections.Policy{}, errorf(CodeNotFound, "no policy %s", id)
+	}
+	return l.State, nil
+}
+
+// checkKeyPolicies checks what a key may reference: policies of its tenant
+// that exist and are not retired (those in kept, which it references
+// already, may be); and that the key's own expiry (from issued, nil: none)
+// does not outlive a live one's lifetime bound, which would shorten it
+// silently.
+func (s *Service) checkKeyPolicies(ctx context.Context, tenant string, ids, kept []string, issued time.Time, expires *time.Time) error {
+	for _, id := range ids {
+		if !events.ValidPolicyID(id) {
+			return errorf(CodeInvalidArgument, "policies: %q is not a policy id", id)
+		}
+		p, err := s.Policy(ctx, tenant, id)
+		if CodeOf(err) == CodeNotFound {
+			return errorf(CodeInvalidArgument, "policies: no policy %s", id)
+		}
+		if err != nil {
+			return err
+		}
+		if p.Status == projections.PolicyRetired {
+			if slices.Contains(kept, id) {
+				continue
+			}
+			return errorf(CodeFailedPrecondition, "policies: policy %s is retired", id)
+		}
+		if p.MaxTTL > 0 && expires != nil && expires.After(issued.Add(p.MaxTTL)) {
+			return errorf(CodeInvalidArgument, "expires_at: %s is beyond what policy %s allows (%s after issue, %s); give an earlier expires_at or none",
+				expires.UTC().Format(time.RFC3339), id, TTLText(p.MaxTTL), issued.Add(p.MaxTTL).UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
