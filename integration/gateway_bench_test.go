@@ -366,10 +366,41 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	_, loadKey := e.key(b)
 	client := loadClient(16)
 
-	measure := func(phase string) {
+	// A change is a key that verifies on every gateway and the admin
+	// request that denies it: a revocation, or (policy-) an update of the
+	// policy the key takes its APIs from.
+	type change struct {
+		prefix string
+		issue  func(i int) (id, sec string)
+		deny   func(i int, id string) *http.Request
+	}
+	revoke := change{"", func(int) (string, string) { return e.key(b) }, func(_ int, id string) *http.Request {
+		req, _ := http.NewRequest("POST", admin.URL+"/v1/tenants/acme/keys/"+id+"/revoke", nil)
+		return req
+	}}
+	policyN := 0
+	policy := change{"policy-", func(i int) (string, string) {
+		policyN++
+		pid := fmt.Sprintf("bench-%d", policyN)
+		if _, _, err := e.svc.CreatePolicy(e.ctx, control.Meta{Actor: "bench"}, "acme", control.PolicySpec{ID: pid, APIs: []string{"bench"}}); err != nil {
+			b.Fatal(err)
+		}
+		k, s, _, err := e.svc.IssueKey(e.ctx, control.Meta{Actor: "bench"}, "acme", control.KeySpec{User: "bob", Policies: []string{pid}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return k.ID, s.Reveal()
+	}, func(int, string) *http.Request {
+		req, _ := http.NewRequest("PATCH", admin.URL+fmt.Sprintf("/v1/tenants/acme/policies/bench-%d", policyN),
+			strings.NewReader(`{"apis":["elsewhere"]}`))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	}}
+
+	measure := func(phase string, c change) {
 		var delays, applied []time.Duration
-		for range samples {
-			id, sec := e.key(b)
+		for i := range samples {
+			id, sec := c.issue(i)
 			for _, gw := range gateways { // every gateway lets it through first
 				testkit.Eventually(b, 5*time.Second, func() error {
 					if s, code := through(gw, "/bench/1", sec); s != 200 {
@@ -378,11 +409,11 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 					return nil
 				})
 			}
-			req, _ := http.NewRequest("POST", admin.URL+"/v1/tenants/acme/keys/"+id+"/revoke", nil)
+			req := c.deny(i, id)
 			req.Header.Set("Authorization", "Bearer "+root.Reveal())
 			resp, err := client.Do(req)
 			if err != nil || resp.StatusCode != 200 {
-				b.Fatalf("revoke: %v %v", err, resp)
+				b.Fatalf("%s: %v %v", req.URL.Path, err, resp)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -421,7 +452,7 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 						}
 						<-tick.C
 					}
-					b.Errorf("%s never denied the revoked key", gw)
+					b.Errorf("%s never denied the key", gw)
 				}()
 			}
 			wg.Wait()
@@ -429,12 +460,13 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 		}
 		for name, d := range map[string][]time.Duration{"denied": delays, "applied": applied} {
 			r := loadResult{latency: d}
-			b.ReportMetric(float64(r.quantile(0.50).Microseconds())/1000, phase+"-"+name+"-p50-ms")
-			b.ReportMetric(float64(r.quantile(0.99).Microseconds())/1000, phase+"-"+name+"-p99-ms")
+			b.ReportMetric(float64(r.quantile(0.50).Microseconds())/1000, c.prefix+phase+"-"+name+"-p50-ms")
+			b.ReportMetric(float64(r.quantile(0.99).Microseconds())/1000, c.prefix+phase+"-"+name+"-p99-ms")
 		}
 	}
 	for b.Loop() {
-		measure("idle")
+		measure("idle", revoke)
+		measure("idle", policy)
 		loadCtx, stopLoad := context.WithCancel(e.ctx)
 		var wg sync.WaitGroup
 		for _, gw := range gateways {
@@ -444,7 +476,8 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 				generate(loadCtx, client, gw+"/bench/1", loadKey, 4, 10*time.Minute, 10_000_000)
 			}()
 		}
-		measure("load")
+		measure("load", revoke)
+		measure("load", policy)
 		stopLoad()
 		wg.Wait()
 	}

@@ -129,6 +129,7 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("POST", "/v1/tenants/acme/keys/"+key+"/resume", nil, 200)
 	rot := ok("POST", "/v1/tenants/acme/keys/"+key+"/rotate", map[string]any{"grace": "1h"}, 201)
 	next := rot.body["key"].(map[string]any)["id"].(string)
+	ok("POST", "/v1/tenants/acme/keys/"+next+"/rotate?dry_run=true", nil, 200)
 	ok("GET", "/v1/tenants/acme/keys/"+key+"/history", nil, 200)
 	ok("GET", "/v1/tenants/acme/keys/"+key+"/explain?seq="+seq, nil, 200)
 	e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": rot.body["secret"]}, "Keytrail-Min-Seq", rot.header.Get("Keytrail-Seq")), 200)
@@ -151,6 +152,15 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("GET", "/v1/tenants/acme/decisions?since=1h", nil, 200)
 	ok("GET", "/v1/gateways", nil, 200)
 	ok("GET", "/v1/tenants/acme/notices?since=1h&type=key.expiring", nil, 200)
+	pol := ok("POST", "/v1/tenants/acme/policies", map[string]any{"id": "readers", "scopes": []string{"orders:read"}, "max_ttl": "90d", "apis": []string{"orders"}}, 201)
+	e.must(e.call("GET", "/v1/tenants/acme/policies", root, nil, "Keytrail-Min-Seq", pol.header.Get("Keytrail-Seq")), 200)
+	ok("GET", "/v1/tenants/acme/policies/readers", nil, 200)
+	ok("PATCH", "/v1/tenants/acme/policies/readers?dry_run=true", map[string]any{"scopes": []string{}}, 200)
+	ok("PATCH", "/v1/tenants/acme/policies/readers", map[string]any{"rate_limit": map[string]any{"per_second": 5, "burst": 5}, "max_ttl": nil}, 200)
+	ok("POST", "/v1/tenants/acme/policies/readers/retire", nil, 200)
+	for _, r := range []string{"orphaned-keys", "retired-policy-keys", "unneeded-scopes"} {
+		ok("GET", "/v1/tenants/acme/reports/"+r, nil, 200)
+	}
 	wh := ok("POST", "/v1/tenants/acme/webhooks", map[string]any{"url": "http://127.0.0.1:9/hook", "types": []string{"key.expiring"}}, 201)
 	hook, whSeq := "/v1/tenants/acme/webhooks/"+wh.body["webhook"].(map[string]any)["id"].(string), wh.header.Get("Keytrail-Seq")
 	e.must(e.call("GET", "/v1/tenants/acme/webhooks", root, nil, "Keytrail-Min-Seq", whSeq), 200)
@@ -173,7 +183,7 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 			continue
 		}
 		concrete := strings.NewReplacer("{tenant}", "acme", "{user}", "ghost", "{key}", "key_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "{api}", "ghost",
-			"{webhook}", "whk_01JDQ8Z6W4M2N9V3X5C7B1D2E3").Replace(path)
+			"{webhook}", "whk_01JDQ8Z6W4M2N9V3X5C7B1D2E3", "{policy}", "ghost").Replace(path)
 		e.call(method, concrete, "", nil)                                                    // 401
 		e.call(method, strings.Replace(concrete, "acme", "nope", 1), root, map[string]any{}) // 404 or 400
 		if method != "GET" {

@@ -69,6 +69,11 @@ func checkShape(dec *json.Decoder, t reflect.Type, at string, top bool) error {
 	// A member whose Go type is not a pointer, slice or map may not be null:
 	// null would read as its zero value.
 	required := t != nil && t.Kind() != reflect.Pointer && t.Kind() != reflect.Slice && t.Kind() != reflect.Map && t.Kind() != reflect.Interface
+	if t != nil && reflect.PointerTo(t).Implements(nullableType) {
+		// null is its own value (remove); a value is checked as the type
+		// it holds.
+		required, t = false, t.Field(1).Type.Elem()
+	}
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -177,6 +182,7 @@ var (
 	unmarshaler  = reflect.TypeFor[json.Unmarshaler]()
 	durationType = reflect.TypeFor[duration]()
 	timeType     = reflect.TypeFor[time.Time]()
+	nullableType = reflect.TypeFor[interface{ acceptsNull() }]()
 )
 
 // fieldCache holds each struct type's JSON member names.

@@ -44,6 +44,8 @@ type nullable[T any] struct {
 	Value *T
 }
 
+func (*nullable[T]) acceptsNull() {}
+
 func (n *nullable[T]) UnmarshalJSON(b []byte) error {
 	n.Set = true
 	if bytes.Equal(b, []byte("null")) {
