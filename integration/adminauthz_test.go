@@ -123,6 +123,7 @@ func TestAdminAPIAuthorization(t *testing.T) {
 	globexKey, _ := issue("globex", "keytrail:admin")
 	revokedID, revokedAdmin := issue("acme", "keytrail:admin")
 	e.must(e.call("POST", "/v1/tenants/acme/keys/"+revokedID+"/revoke", root, nil), 200)
+	e.must(e.call("POST", "/v1/tenants/globex/policies", root, map[string]any{"id": "pol", "scopes": []string{"orders:read"}}), 201)
 	// Admin keys authenticate against the read model: let it catch up.
 	e.must(e.call("GET", "/v1/tenants/acme", root, nil, "Keytrail-Min-Seq", fmt.Sprint(e.last())), 200)
 
@@ -131,7 +132,7 @@ func TestAdminAPIAuthorization(t *testing.T) {
 	e.must(e.call("GET", "/v1/tenants/acme/keys", acmeAdmin, nil), 200)
 
 	before := e.last()
-	params := map[string]string{"{tenant}": "globex", "{user}": "admin", "{key}": globexKey, "{api}": "api"}
+	params := map[string]string{"{tenant}": "globex", "{user}": "admin", "{key}": globexKey, "{api}": "api", "{policy}": "pol"}
 	for _, route := range adminhttp.Routes {
 		method, path, _ := strings.Cut(route, " ")
 		if !strings.HasPrefix(path, "/v1/") {
@@ -146,6 +147,10 @@ func TestAdminAPIAuthorization(t *testing.T) {
 			// API1: another tenant's objects.
 			if strings.Contains(path, "/globex") {
 				e.problem(e.call(method, path, acmeAdmin, "{}"), 404, "not_found")
+				if adminhttp.DryRunnable(route) {
+					// A dry run reveals no more than the write would.
+					e.problem(e.call(method, path+"?dry_run=true", acmeAdmin, "{}"), 404, "not_found")
+				}
 			} else if rootOnly {
 				// API5: a tenant admin on a root-only route.
 				e.problem(e.call(method, path, acmeAdmin, "{}"), 403, "permission_denied")

@@ -10,26 +10,46 @@ import (
 
 // AffectingKey keeps, of a key's history (store.KeyHistory), the events
 // that bore on it: its own, its user's and its tenant's, and its policies'
-// while it referenced them — not a policy's changes before the key took it
-// or after it let it go.
+// up to when it last let them go — a policy's changes before the key took
+// it are kept (they made the policy the key took), those after the key
+// dropped it for good are not.
 func AffectingKey(history []events.Recorded, keyID string) []events.Recorded {
-	var refs []string
-	out := make([]events.Recorded, 0, len(history))
-	for _, r := range history {
-		switch r.Aggregate.Kind {
-		case events.KindKey:
-			if r.Aggregate.ID == keyID {
-				switch r.Data.(type) {
-				case events.KeyIssuedV1, events.KeyUpdatedV1:
-					refs = events.KeyPolicies(r.Data)
-				}
-			}
-		case events.KindPolicy:
-			if !slices.Contains(refs, r.Aggregate.ID) {
-				continue
+	keySets := func(r *events.Recorded) ([]string, bool) {
+		if r.Aggregate.Kind != events.KindKey || r.Aggregate.ID != keyID {
+			return nil, false
+		}
+		switch r.Data.(type) {
+		case events.KeyIssuedV1, events.KeyUpdatedV1:
+			return events.KeyPolicies(r.Data), true
+		}
+		return nil, false
+	}
+	keep := make([]bool, len(history))
+	var now []string // the key's policies as of each event, forwards
+	for i := range history {
+		r := &history[i]
+		if ids, ok := keySets(r); ok {
+			now = ids
+		}
+		keep[i] = r.Aggregate.Kind != events.KindPolicy || slices.Contains(now, r.Aggregate.ID)
+	}
+	will := map[string]bool{} // policies the key takes at some later event, backwards
+	for i := len(history) - 1; i >= 0; i-- {
+		r := &history[i]
+		if ids, ok := keySets(r); ok {
+			for _, id := range ids {
+				will[id] = true
 			}
 		}
-		out = append(out, r)
+		if r.Aggregate.Kind == events.KindPolicy && will[r.Aggregate.ID] {
+			keep[i] = true
+		}
+	}
+	out := make([]events.Recorded, 0, len(history))
+	for i, r := range history {
+		if keep[i] {
+			out = append(out, r)
+		}
 	}
 	return out
 }

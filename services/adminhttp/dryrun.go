@@ -27,6 +27,9 @@ var denying = map[string]bool{
 	"POST /v1/tenants/{tenant}/policies/{policy}/retire": true,
 }
 
+// DryRunnable reports whether a route of Routes takes ?dry_run=true.
+func DryRunnable(route string) bool { return denying[route] }
+
 // dryRun reads ?dry_run: true or false (absent: false), and only on a
 // write that can deny.
 func dryRun(r *http.Request, pattern string) (bool, error) {

@@ -1,0 +1,190 @@
+package integration
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keytrail/keytrail/internal/testkit"
+)
+
+// minSeq is the Keytrail-Min-Seq of a write's answer: a read after it sees it.
+func minSeq(r response) []string { return []string{"Keytrail-Min-Seq", r.header.Get("Keytrail-Seq")} }
+
+// TestPoliciesOverHTTP: a policy's scopes reach the keys that reference it
+// at verification; a change to it reaches every such key at once, already
+// used or not; explain names the change, history shows it; what a key may
+// reference is checked.
+func TestPoliciesOverHTTP(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.givenKey()
+	pol := e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "billing-ro", "name": "Billing, read-only",
+		"scopes": []string{"orders:read", "orders:write"}, "max_ttl": "90d"}), 201)
+	if field(pol, "policy", "revision") != 1.0 || field(pol, "policy", "max_ttl") != "90d" {
+		t.Fatalf("created: %s", pol.raw)
+	}
+	k := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"billing-ro"}}), 201)
+	sec, keyID := fmt.Sprint(field(k, "secret")), fmt.Sprint(field(k, "key", "id"))
+	if fmt.Sprint(field(k, "key", "policies")) != "[billing-ro]" || fmt.Sprint(field(k, "key", "scopes")) != "[]" {
+		t.Fatalf("a key's policies are referenced, never copied into it: %s", k.raw)
+	}
+	verify := func(after response, scopes ...string) response {
+		t.Helper()
+		return e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": sec, "scopes": scopes}, minSeq(after)...), 200)
+	}
+	if v := verify(k, "orders:write"); field(v, "code") != "VALID" || fmt.Sprint(field(v, "policies")) != "[billing-ro]" {
+		t.Fatalf("a scope of the key's policy: %s", v.raw)
+	}
+	// The policy loses orders:write: the key, used already, is denied.
+	u := e.must(e.call("PATCH", "/v1/tenants/acme/policies/billing-ro", root, map[string]any{"scopes": []string{"orders:read"}, "reason": "least privilege"}), 200)
+	if v := verify(u, "orders:write"); field(v, "code") != "INSUFFICIENT_SCOPE" {
+		t.Fatalf("after the policy lost the scope: %s", v.raw)
+	}
+	seq := u.header.Get("Keytrail-Seq")
+	x := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/explain?seq="+seq+"&scope=orders:write", root, nil), 200)
+	want := "INSUFFICIENT_SCOPE: orders:write removed from policy billing-ro v2 at seq " + seq + " by root"
+	if because, _ := field(x, "because").([]any); len(because) != 1 || because[0] != want {
+		t.Fatalf("explain does not name the policy change (want %q): %s", want, x.raw)
+	}
+	if !strings.Contains(x.raw, `"type":"policy.updated"`) || !strings.Contains(x.raw, `"reason":"least privilege"`) {
+		t.Fatalf("explain's evidence lacks the policy's update: %s", x.raw)
+	}
+	// Another policy, which the key never referenced, is not in its history.
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "other", "scopes": []string{"x"}}), 201)
+	e.must(e.call("PATCH", "/v1/tenants/acme/policies/other", root, map[string]any{"scopes": []string{"y"}}), 200)
+	h := e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/history", root, nil), 200)
+	var types []string
+	for _, ev := range field(h, "events").([]any) {
+		types = append(types, fmt.Sprint(ev.(map[string]any)["type"]))
+	}
+	if !slices.Equal(types, []string{"tenant.created", "user.created", "policy.created", "key.issued", "policy.updated"}) {
+		t.Fatalf("history: %v", types)
+	}
+	// Retired, the policy grants nothing; the denial names the retirement.
+	ret := e.must(e.call("POST", "/v1/tenants/acme/policies/billing-ro/retire", root, map[string]any{"reason": "replaced"}), 200)
+	if v := verify(ret, "orders:read"); field(v, "code") != "INSUFFICIENT_SCOPE" {
+		t.Fatalf("after the policy retired: %s", v.raw)
+	}
+	x = e.must(e.call("GET", "/v1/tenants/acme/keys/"+keyID+"/explain?seq="+ret.header.Get("Keytrail-Seq")+"&scope=orders:read", root, nil), 200)
+	if !strings.Contains(x.raw, "orders:read was granted by policy billing-ro, retired (v3) at seq "+ret.header.Get("Keytrail-Seq")) {
+		t.Fatalf("explain after the retirement: %s", x.raw)
+	}
+	r := e.must(e.call("GET", "/v1/tenants/acme/reports/retired-policy-keys", root, nil, minSeq(ret)...), 200)
+	if rows, _ := field(r, "keys").([]any); len(rows) != 1 || rows[0].(map[string]any)["key"] != keyID || rows[0].(map[string]any)["policy"] != "billing-ro" {
+		t.Fatalf("report: %s", r.raw)
+	}
+
+	// What a key may reference, each refused with nothing appended.
+	before := e.last()
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"ghost"}}), 400, "invalid_argument")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"billing-ro"}}), 422, "failed_precondition")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"Bad.Id"}}), 400, "invalid_argument")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"other", "other"}}), 400, "invalid_argument")
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "short", "max_ttl": "1d"}), 201)
+	before = e.last()
+	far := time.Now().Add(48 * time.Hour).UTC().Format(time.RFC3339)
+	p := e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"short"}, "expires_at": far})
+	e.problem(p, 400, "invalid_argument")
+	if !strings.Contains(p.raw, "expires_at") || !strings.Contains(p.raw, "short") {
+		t.Fatalf("the problem names neither the field nor the policy: %s", p.raw)
+	}
+	e.problem(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "bad", "max_ttl": "forever"}), 400, "invalid_argument")
+	e.problem(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "short"}), 409, "conflict")
+	e.problem(e.call("PATCH", "/v1/tenants/acme/policies/billing-ro", root, map[string]any{"scopes": []string{}}), 422, "failed_precondition")
+	if after := e.last(); after != before {
+		t.Fatalf("refused requests appended: %d → %d", before, after)
+	}
+	// A retired policy a key references already does not stop its other
+	// changes.
+	e.must(e.call("PATCH", "/v1/tenants/acme/keys/"+keyID, root, map[string]any{"name": "renamed"}), 200)
+}
+
+// TestATenantAdminGrantsOnlyWhatItHolds: policies grant scopes, so a tenant
+// admin's key may define, and reference, only policies within its own
+// scopes (as it may only issue such keys).
+func TestATenantAdminGrantsOnlyWhatItHolds(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.givenKey()
+	admin := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin", "orders:read"}}), 201)
+	asAdmin := fmt.Sprint(field(admin, "secret"))
+	wide := e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "wide", "scopes": []string{"orders:write"}}), 201)
+	e.must(e.call("GET", "/v1/tenants/acme/policies", root, nil, minSeq(wide)...), 200)
+	before := e.last()
+	e.problem(e.call("POST", "/v1/tenants/acme/policies", asAdmin, map[string]any{"id": "mine", "scopes": []string{"orders:write"}}), 403, "permission_denied")
+	e.problem(e.call("PATCH", "/v1/tenants/acme/policies/wide", asAdmin, map[string]any{"scopes": []string{"orders:write", "orders:delete"}}), 403, "permission_denied")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", asAdmin, map[string]any{"user": "bob", "policies": []string{"wide"}}), 403, "permission_denied")
+	e.problem(e.call("PATCH", "/v1/tenants/acme/keys/"+fmt.Sprint(field(admin, "key", "id")), asAdmin, map[string]any{"policies": []string{"wide"}}), 403, "permission_denied")
+	if after := e.last(); after != before {
+		t.Fatalf("refused requests appended: %d → %d", before, after)
+	}
+	// Within its scopes it may.
+	mine := e.must(e.call("POST", "/v1/tenants/acme/policies", asAdmin, map[string]any{"id": "mine", "scopes": []string{"orders:read"}}), 201)
+	e.must(e.call("GET", "/v1/tenants/acme/policies/mine", root, nil, minSeq(mine)...), 200)
+	e.must(e.call("POST", "/v1/tenants/acme/keys", asAdmin, map[string]any{"user": "bob", "policies": []string{"mine"}}), 201)
+}
+
+// TestPoliciesAreATenantsOwn: a key of globex cannot take a policy of
+// acme's by naming it, and globex's admin sees none of acme's (the routes'
+// isolation is TestAdminAPIAuthorization's).
+func TestPoliciesAreATenantsOwn(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "readers", "scopes": []string{"orders:read"}}), 201)
+	e.must(e.call("POST", "/v1/tenants", root, map[string]any{"id": "globex", "name": "G"}), 201)
+	e.must(e.call("POST", "/v1/tenants/globex/users", root, map[string]any{"id": "svc"}), 201)
+	e.problem(e.call("POST", "/v1/tenants/globex/keys", root, map[string]any{"user": "svc", "policies": []string{"readers"}}), 400, "invalid_argument")
+	g := e.must(e.call("POST", "/v1/tenants/globex/keys", root, map[string]any{"user": "svc", "scopes": []string{"keytrail:admin"}}), 201)
+	list := e.must(e.call("GET", "/v1/tenants/globex/policies", fmt.Sprint(field(g, "secret")), nil, minSeq(g)...), 200)
+	if ps, _ := field(list, "policies").([]any); len(ps) != 0 {
+		t.Fatalf("globex lists acme's policies: %s", list.raw)
+	}
+	e.problem(e.call("GET", "/v1/tenants/acme/policies/readers", fmt.Sprint(field(g, "secret")), nil), 404, "not_found")
+}
+
+// TestAPolicyChangeReachesEveryGateway: a key used through three gateways
+// (the dev one and two `keytrail gateway` processes) is denied by each of
+// them once the policy it takes its scopes from loses the API's scope —
+// the incumbent bug of a policy applied only at a key's first use, or on
+// one node only. Propagation figures: BenchmarkRevocationPropagation
+// (policy-*), docs/benchmarks.md.
+func TestAPolicyChangeReachesEveryGateway(t *testing.T) {
+	e := startAdmin(t)
+	up := upstream(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/apis", e.root, map[string]any{"id": "orders", "path_prefix": "/orders",
+		"upstreams": []string{up.URL}, "scopes": []string{"orders:read"}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/policies", e.root, map[string]any{"id": "readers", "scopes": []string{"orders:read"}}), 201)
+	k := e.must(e.call("POST", "/v1/tenants/acme/keys", e.root, map[string]any{"user": "bob", "policies": []string{"readers"}}), 201)
+	sec := fmt.Sprint(field(k, "secret"))
+	gateways := []string{e.dev.Addresses().Gateway}
+	for range 2 {
+		_, url := startKeytrail(t, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", e.dev.Addresses().NATS, "--data", e.dir, "--gateway-listen", "127.0.0.1:0")
+		gateways = append(gateways, url)
+	}
+	for _, gw := range gateways {
+		testkit.Eventually(t, 20*time.Second, func() error {
+			if s, code := through(gw, "/orders/1", sec); s != 200 {
+				return fmt.Errorf("%s: %d %s", gw, s, code)
+			}
+			return nil
+		})
+	}
+	u := e.must(e.call("PATCH", "/v1/tenants/acme/policies/readers", e.root, map[string]any{"scopes": []string{"invoices:read"}}), 200)
+	for _, gw := range gateways {
+		if s, code := through(gw, "/orders/1", sec, minSeq(u)...); s != 403 || code != "INSUFFICIENT_SCOPE" {
+			t.Fatalf("%s after the policy change: %d %s", gw, s, code)
+		}
+	}
+	// And back: the scope restored on the policy is honoured everywhere.
+	u = e.must(e.call("PATCH", "/v1/tenants/acme/policies/readers", e.root, map[string]any{"scopes": []string{"orders:read"}}), 200)
+	for _, gw := range gateways {
+		if s, code := through(gw, "/orders/1", sec, minSeq(u)...); s != 200 {
+			t.Fatalf("%s after the scope came back: %d %s", gw, s, code)
+		}
+	}
+}
