@@ -195,38 +195,12 @@ func stricter(a, b *events.RateLimit) bool {
 	return a.Burst < b.Burst
 }
 
-// effectiveRate is the rate limit a key verifies under: the strictest of
-// its own and its live policies'.
-func effectiveRate(own *events.RateLimit, policies []*Policy) *events.RateLimit {
-	r := own
-	for _, p := range policies {
-		if p.Live() && stricter(p.RateLimit, r) {
-			r = p.RateLimit
-		}
-	}
-	return r
-}
-
 // addInstant is i+d, saturated at never.
 func addInstant(i instant, d time.Duration) instant {
 	if i > never-instant(d) {
 		return never
 	}
 	return i + instant(d)
-}
-
-// policyExpiry is when the key's live policies stop it verifying (never
-// when none bounds its lifetime), and the policy that does.
-func policyExpiry(created instant, policies []*Policy) (instant, *Policy) {
-	end, by := never, (*Policy)(nil)
-	for _, p := range policies {
-		if p.Live() && p.MaxTTL > 0 {
-			if e := addInstant(created, p.MaxTTL); e < end {
-				end, by = e, p
-			}
-		}
-	}
-	return end, by
 }
 
 // EffectiveScopes appends to dst the scopes the decision's key holds: its

@@ -218,3 +218,34 @@ func TestVerifyWithPoliciesAllocatesNothing(t *testing.T) {
 		t.Fatalf("%v allocations per VALID verification with policies", n)
 	}
 }
+
+// BenchmarkVerifyWithPolicies: BenchmarkVerify for a request to an API
+// requiring a scope, by a key holding it itself (own) and by a key taking
+// it from the second of two policies that also set a rate limit, a
+// lifetime and the APIs allowed (policies): what resolving policies at
+// verification costs, against SHA-256 interleaved (goal: ratio ≤ 2).
+func BenchmarkVerifyWithPolicies(b *testing.B) {
+	w := newPolicyWorld(&testing.T{})
+	w.policy("limits", events.PolicyCreatedV1{RateLimit: &events.RateLimit{PerSecond: 100, Burst: 10}, MaxTTL: "90d", APIs: []string{"orders", "billing"}})
+	w.policy("readers", events.PolicyCreatedV1{Scopes: []string{"invoices:read", "orders:read"}, APIs: []string{"orders"}})
+	w.key("acme", 1, events.KeyIssuedV1{Scopes: []string{"orders:read"}})
+	w.key("acme", 2, events.KeyIssuedV1{Policies: []string{"limits", "readers"}})
+	for i := 3; i < 1000; i++ {
+		w.key("acme", i, events.KeyIssuedV1{Scopes: []string{"orders:read"}, Policies: []string{"readers"}})
+	}
+	for name, i := range map[string]int{"own": 1, "policies": 2} {
+		b.Run(name, func(b *testing.B) {
+			secrets, idx := []string{w.keys[keyID(i)].Reveal()}, make([]int32, verifyBlock)
+			now := t0.Add(time.Minute)
+			verify := func(s string) Code {
+				return w.c.Verify(Request{Secret: s, Prefix: secret.DefaultPrefix, APITenant: "acme", API: "orders"}, now).Code
+			}
+			var m shaVsVerify
+			b.ReportAllocs()
+			for b.Loop() {
+				m.block(b, secrets, idx, verify)
+			}
+			m.report(b)
+		})
+	}
+}

@@ -169,8 +169,29 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	}
 	te, u := k.tenant, k.user
 	d.KeyID, d.Tenant, d.User = k.id, te.id, u.ID
+	// The key's live policies, in one pass: the strictest rate limit, the
+	// earliest end of life, and whether they let the key on q.API.
 	pols := k.policyList()
-	d.scopes, d.policies, d.rate = k.scopeList(), pols, effectiveRate(k.rate, pols)
+	rate, end, endBy, confined, allowed := k.rate, never, (*Policy)(nil), false, false
+	for _, p := range pols {
+		if !p.Live() {
+			continue
+		}
+		if stricter(p.RateLimit, rate) {
+			rate = p.RateLimit
+		}
+		if p.MaxTTL > 0 {
+			if e := addInstant(k.created, p.MaxTTL); e < end {
+				end, endBy = e, p
+			}
+		}
+		if len(p.APIs) == 0 || slices.Contains(p.APIs, q.API) {
+			allowed = true
+		} else {
+			confined = true
+		}
+	}
+	d.scopes, d.policies, d.rate = k.scopeList(), pols, rate
 	if !u.Exists() {
 		u = nil // the key names a user with no events (yet)
 	}
@@ -197,12 +218,10 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	if at >= k.graceUntil {
 		d.fail(CodeExpired, k.rotatedBy)
 	}
-	if len(pols) > 0 {
-		// A policy bounds a key's life; it never extends it: the earlier
-		// of the key's own expiry and its policies' bound holds.
-		if end, p := policyExpiry(k.created, pols); p != nil && at >= end {
-			d.fail(CodeExpired, p.evidence())
-		}
+	// A policy bounds a key's life; it never extends it: the earlier of
+	// the key's own expiry and its policies' bound holds.
+	if endBy != nil && at >= end {
+		d.fail(CodeExpired, endBy.evidence())
 	}
 	switch {
 	case u == nil:
@@ -224,7 +243,11 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	}
 	var api *API
 	if q.API != "" {
-		if at := c.tenants[q.APITenant]; at != nil {
+		at := te // the API is most often the key's own tenant's: one lookup saved
+		if q.APITenant != te.id {
+			at = c.tenants[q.APITenant]
+		}
+		if at != nil {
 			if a := at.apis[q.API]; a != nil && a.Exists() {
 				api = a
 			}
@@ -234,7 +257,7 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 		d.fail(CodeTenantMismatch, k.issued)
 	}
 	scopes := k.scopeList()
-	if lacks(scopes, pols, q.Scopes) || (api != nil && (lacks(scopes, pols, api.Scopes) || !allowedOn(pols, api.ID))) {
+	if lacks(scopes, pols, q.Scopes) || (api != nil && (lacks(scopes, pols, api.Scopes) || (confined && !allowed))) {
 		// The evidence: the key's attributes, the API's, and the policies
 		// that had a say (a scope removed from one, one retired).
 		var ev [maxEvidence]Evidence
