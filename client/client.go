@@ -139,6 +139,10 @@ type Call struct {
 	// MinSeq makes a read wait until the server has applied this sequence
 	// (a Seq from an earlier write).
 	MinSeq uint64
+	// DryRun, when set, makes a write that can deny a dry run
+	// (?dry_run=true): nothing is appended, what the write would append
+	// and deny is decoded into it, and the method's own result stays zero.
+	DryRun *Preview
 }
 
 // Result is what a write returns besides its object: the stream sequence of
@@ -159,6 +163,10 @@ func (c *Client) Do(ctx context.Context, method, path string, body any, call *Ca
 			return 0, fmt.Errorf("keytrail: encode request: %w", err)
 		}
 		rd = bytes.NewReader(b)
+	}
+	if call != nil && call.DryRun != nil {
+		path += "?dry_run=true"
+		out = call.DryRun
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
@@ -298,6 +306,7 @@ type Key struct {
 	RotatedFrom string            `json:"rotated_from,omitempty"`
 	RotatedTo   string            `json:"rotated_to,omitempty"`
 	GraceUntil  *time.Time        `json:"grace_until,omitempty"`
+	Policies    []string          `json:"policies"`
 	Version     uint64            `json:"version"`
 	// LastUsedAt is the last request that presented the key, as the
 	// gateways reported it (nil: none); LastUsed says where and how.
@@ -332,6 +341,9 @@ type KeySpec struct {
 	NotBefore *time.Time        `json:"not_before,omitempty"`
 	RateLimit *RateLimit        `json:"rate_limit,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
+	// Policies are the tenant's policies the key takes scopes and limits
+	// from (resolved when it is verified, never copied into it).
+	Policies []string `json:"policies,omitempty"`
 }
 
 // IssuedKey is a new key and its secret, which Keytrail never shows again.

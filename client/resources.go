@@ -77,6 +77,9 @@ type KeyPatch struct {
 	ExpiresAt *time.Time        `json:"expires_at,omitempty"`
 	RateLimit *RateLimit        `json:"rate_limit,omitempty"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
+	// Policies replaces the key's policies (an empty list: none).
+	Policies *[]string `json:"policies,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
 }
 
 // APIPatch changes an API; nil fields stay as they are.

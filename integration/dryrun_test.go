@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +20,8 @@ import (
 // ?dry_run=true, then for real. The dry run must append nothing and name
 // the events the real write appends (by type and aggregate), and its
 // impact must be exactly what the real write does: for every key and every
-// API (and requests without one), the code the gateway and POST /v1/verify
-// answer afterwards is the predicted one — changed where the preview said,
+// API (and requests without one, asking for each scope or none), the code
+// the gateway and POST /v1/verify answer afterwards is the predicted one — changed where the preview said,
 // unchanged everywhere else. KEYTRAIL_DRYRUN_SEED replays a seed.
 func TestDryRunsPredictTheChange(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
@@ -98,6 +99,10 @@ func TestDryRunsPredictTheChange(t *testing.T) {
 			for _, k := range keys {
 				v := e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": k.secret}, "Keytrail-Min-Seq", seq), 200)
 				out[[2]string{k.id, ""}] = fmt.Sprint(field(v, "code"))
+				for _, sc := range scopePool {
+					v := e.must(e.call("POST", "/v1/verify", root, map[string]any{"key": k.secret, "scopes": []string{sc}}, "Keytrail-Min-Seq", seq), 200)
+					out[[2]string{k.id, "scope:" + sc}] = fmt.Sprint(field(v, "code"))
+				}
 				for _, a := range apis {
 					s, code := through(gw, "/"+ten+"-"+a+"/x", k.secret, "Keytrail-Min-Seq", seq)
 					if s == 200 {
@@ -182,7 +187,7 @@ func TestDryRunsPredictTheChange(t *testing.T) {
 		}
 
 		// The impact: exactly the changes that happened.
-		predicted := map[[2]string]string{}
+		predicted, listed := map[[2]string]string{}, map[[2]string]bool{}
 		for probe, code := range before {
 			predicted[probe] = code
 		}
@@ -194,14 +199,31 @@ func TestDryRunsPredictTheChange(t *testing.T) {
 			for _, c := range m["changes"].([]any) {
 				ch := c.(map[string]any)
 				probe := [2]string{fmt.Sprint(m["key"]), fmt.Sprint(ch["api"])}
+				if sc, ok := ch["scope"].(string); ok {
+					probe[1] = "scope:" + sc
+				}
 				if _, known := before[probe]; !known {
 					continue // a rotation's successor: its id in the dry run is not the real one's
 				}
 				if before[probe] != ch["before"] {
 					t.Fatalf("round %d: %s %s: the preview says %v was %v, it was %s", round, method, path, probe, ch["before"], before[probe])
 				}
-				predicted[probe] = fmt.Sprint(ch["after"])
+				predicted[probe], listed[probe] = fmt.Sprint(ch["after"]), true
 			}
+		}
+		// A request for a scope the key holds neither before nor after is
+		// not listed (docs/policies.md): it is denied before and after, its
+		// code the no-scope request's (INSUFFICIENT_SCOPE where that is
+		// VALID).
+		for probe, was := range before {
+			if !strings.HasPrefix(probe[1], "scope:") || was == "VALID" || listed[probe] {
+				continue
+			}
+			ns := predicted[[2]string{probe[0], ""}]
+			if ns == "VALID" {
+				ns = "INSUFFICIENT_SCOPE"
+			}
+			predicted[probe] = ns
 		}
 		for probe, want := range predicted {
 			if got := after[probe]; got != want {

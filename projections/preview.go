@@ -14,10 +14,12 @@ import (
 // code of verification.
 const CodeAPIRetired Code = "API_RETIRED"
 
-// ProbeChange is how the decision for a key's requests to one API (API ""
-// for requests without one: POST /v1/verify) changes.
+// ProbeChange is how the decision for a key's requests to one API changes
+// — or, with API "", for requests without one (POST /v1/verify), asking
+// for Scope ("": none).
 type ProbeChange struct {
 	API    string `json:"api"`
+	Scope  string `json:"scope,omitempty"`
 	Before Code   `json:"before"`
 	After  Code   `json:"after"`
 }
@@ -42,8 +44,9 @@ type Impact struct {
 func (c ProbeChange) Denies() bool { return c.Before == CodeValid && c.After != CodeValid }
 
 // Preview applies planned events (a dry run's: not yet in the log) to a
-// copy of tenant's part of the catalog and compares, key by key and API by
-// API, the decisions at now before and after. The catalog is not changed;
+// copy of tenant's part of the catalog and compares, key by key, the
+// decisions at now before and after: on each of the tenant's APIs, without
+// an API, and without an API for each scope the key holds before or after. The catalog is not changed;
 // the copy is the tenant's only, so a preview costs what the tenant holds.
 func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) (Impact, error) {
 	after := c.fork(tenant)
@@ -81,15 +84,33 @@ func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) 
 		}
 		var changes []ProbeChange
 		for _, api := range apis {
-			b, a := CodeNotFound, after.probe(ka, tenant, api, now)
+			b, a := CodeNotFound, after.probe(ka, tenant, api, "", now)
 			if kb != nil {
-				b = c.probe(kb, tenant, api, now)
+				b = c.probe(kb, tenant, api, "", now)
 			}
 			if b != a {
 				changes = append(changes, ProbeChange{API: api, Before: b, After: a})
 				if api != "" {
 					touched[api] = true
 				}
+			}
+		}
+		held := (&Decision{scopes: ka.scopeList(), policies: ka.policyList()}).EffectiveScopes(nil)
+		if kb != nil {
+			for _, s := range (&Decision{scopes: kb.scopeList(), policies: kb.policyList()}).EffectiveScopes(nil) {
+				if !slices.Contains(held, s) {
+					held = append(held, s)
+				}
+			}
+		}
+		slices.Sort(held)
+		for _, scope := range held {
+			b, a := CodeNotFound, after.probe(ka, tenant, "", scope, now)
+			if kb != nil {
+				b = c.probe(kb, tenant, "", scope, now)
+			}
+			if b != a {
+				changes = append(changes, ProbeChange{Scope: scope, Before: b, After: a})
 			}
 		}
 		if changes != nil {
@@ -103,9 +124,13 @@ func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) 
 }
 
 // probe is the decision a request with key k to API api of tenant gets at
-// now ("" : a request without an API), CodeAPIRetired for a retired API.
-func (c *Catalog) probe(k *keyState, tenant, api string, now time.Time) Code {
+// now ("": a request without an API, asking for scope unless it is ""),
+// CodeAPIRetired for a retired API.
+func (c *Catalog) probe(k *keyState, tenant, api, scope string, now time.Time) Code {
 	q := Request{}
+	if scope != "" {
+		q.Scopes = []string{scope}
+	}
 	if api != "" {
 		if a := c.tenants[tenant].apis[api]; a == nil || !a.Exists() {
 			return CodeNotFound

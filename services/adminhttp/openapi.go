@@ -186,7 +186,7 @@ func schemas() obj {
 				"reason": str, "data": obj{"type": "object"}})},
 			"impact": object([]string{"keys", "users", "apis", "requests_24h"}, obj{"users": strs, "apis": strs, "requests_24h": integer,
 				"keys": obj{"type": "array", "items": object(nil, obj{"key": str, "user": str, "requests_24h": integer,
-					"changes": obj{"type": "array", "items": object(nil, obj{"api": str, "before": str, "after": str})}})}})}),
+					"changes": obj{"type": "array", "items": object(nil, obj{"api": str, "scope": str, "before": str, "after": str})}})}})}),
 		"OrphanedKeys": object([]string{"report", "keys"}, obj{"report": str, "keys": obj{"type": "array", "items": object(nil, obj{"key": str, "name": str,
 			"user": str, "owner": obj{"enum": []string{"disabled", "deleted", "unknown"}}, "seq": integer})}}),
 		"RetiredPolicyKeys": object([]string{"report", "keys"}, obj{"report": str, "keys": obj{"type": "array", "items": object(nil, obj{"key": str,

@@ -58,7 +58,8 @@ type Noun struct {
 
 // Nouns are the admin nouns, in the order the help lists them.
 func Nouns() []Noun {
-	return []Noun{{"tenant", false, tenantVerbs}, {"user", true, userVerbs}, {"key", true, keyVerbs}, {"api", true, apiVerbs}, {"webhook", true, webhookVerbs}}
+	return []Noun{{"tenant", false, tenantVerbs}, {"user", true, userVerbs}, {"key", true, keyVerbs}, {"api", true, apiVerbs},
+		{"policy", true, policyVerbs}, {"report", true, reportVerbs}, {"webhook", true, webhookVerbs}}
 }
 
 // NounNamed is the noun called name; ok is false when there is none.
@@ -81,7 +82,7 @@ func (n Noun) Flags(verbName string) []string {
 		return nil
 	}
 	fs := flag.NewFlagSet(verbName, flag.ContinueOnError)
-	(&run{}).register(fs, n.Tenant, verbName != "get" && verbName != "list")
+	(&run{}).register(fs, n.Tenant, writes(n.Name, verbName))
 	if v.flags != nil {
 		v.flags(fs)
 	}
@@ -119,6 +120,9 @@ type verb struct {
 	run   func(ctx context.Context, r *run, args []string) error
 }
 
+// writes reports whether a verb writes: all but get, list and reports.
+func writes(noun, verb string) bool { return noun != "report" && verb != "get" && verb != "list" }
+
 // Run runs `keytrail <noun> <verb> [flags] [args]`; args start with the
 // verb.
 func (n Noun) Run(ctx context.Context, env Env, args []string) error {
@@ -144,7 +148,7 @@ func (n Noun) Run(ctx context.Context, env Env, args []string) error {
 	v := verbs[args[0]]
 	fs := flag.NewFlagSet(n.Name+" "+args[0], flag.ContinueOnError)
 	r := &run{env: env, stdout: env.Stdout}
-	r.register(fs, n.Tenant, args[0] != "get" && args[0] != "list") // only get and list read
+	r.register(fs, n.Tenant, writes(n.Name, args[0]))
 	if v.flags != nil {
 		v.flags(fs)
 	}

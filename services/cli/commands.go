@@ -260,6 +260,7 @@ type keyAttrs struct {
 	expiresAt TimeFlag
 	rate      string
 	meta      listFlag
+	policies  listFlag
 }
 
 func (k *keyAttrs) register(fs *flag.FlagSet) {
@@ -268,6 +269,7 @@ func (k *keyAttrs) register(fs *flag.FlagSet) {
 	fs.Var(&k.expiresAt, "expires-at", "expiry, RFC 3339")
 	fs.StringVar(&k.rate, "rate", "", "rate limit PER_SECOND/BURST, such as 5/10")
 	fs.Var(&k.meta, "meta", "metadata KEY=VALUE (repeat for more)")
+	fs.Var(&k.policies, "policy", "a policy the key takes scopes and limits from (repeat for more; --policy '' for none)")
 }
 
 // patch is what the flags given set; nil for what they leave alone.
@@ -284,6 +286,15 @@ func (k *keyAttrs) patch(set map[string]bool) (client.KeyPatch, error) {
 	var err error
 	if p.RateLimit, err = rateFlag(k.rate); err != nil {
 		return p, err
+	}
+	if set["policy"] {
+		ps := []string{}
+		for _, id := range k.policies {
+			if id != "" {
+				ps = append(ps, id)
+			}
+		}
+		p.Policies = &ps
 	}
 	if set["meta"] {
 		p.Metadata = map[string]string{}
@@ -305,7 +316,7 @@ func keyVerbs() map[string]verb {
 	var withUsage bool
 	var notBefore TimeFlag
 	return map[string]verb{
-		"issue": {usage: "--tenant T --user U [--name N] [--scope S]... [--ttl 30d | --expires-at T] [--rate 5/10] [--meta k=v]...",
+		"issue": {usage: "--tenant T --user U [--name N] [--scope S]... [--policy P]... [--ttl 30d | --expires-at T] [--rate 5/10] [--meta k=v]...",
 			flags: func(fs *flag.FlagSet) {
 				attrs.register(fs)
 				fs.StringVar(&user, "user", "", "the key's user (required)")
@@ -324,6 +335,9 @@ func keyVerbs() map[string]verb {
 					RateLimit: p.RateLimit, Metadata: p.Metadata}
 				if p.Scopes != nil {
 					spec.Scopes = *p.Scopes
+				}
+				if p.Policies != nil {
+					spec.Policies = *p.Policies
 				}
 				k, err := r.client.IssueKey(ctx, r.tenant, spec, r.call)
 				if err != nil {
@@ -357,7 +371,7 @@ func keyVerbs() map[string]verb {
 			k, err := r.client.Key(ctx, r.tenant, id, r.call)
 			return showKey(r, client.KeyResult{Key: k}, err)
 		}),
-		"update": {usage: "--tenant T KEY [--name N] [--scope S]... [--expires-at T] [--rate 5/10] [--meta k=v]... [--if-match V]",
+		"update": {usage: "--tenant T KEY [--name N] [--scope S]... [--policy P]... [--expires-at T] [--rate 5/10] [--meta k=v]... [--if-match V] [--dry-run]",
 			flags: attrs.register,
 			run: func(ctx context.Context, r *run, args []string) error {
 				id, err := one(args, "key id")

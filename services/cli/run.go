@@ -24,6 +24,8 @@ type run struct {
 	server, token, data, output string
 	idemKey, ifMatch, minSeq    string
 	tenant                      string
+	// dryRun: --dry-run, a write that only says what it would do.
+	dryRun bool
 
 	client *client.Client
 	call   *client.Call
@@ -37,6 +39,7 @@ func (r *run) register(fs *flag.FlagSet, tenant, writes bool) {
 	if writes {
 		fs.StringVar(&r.idemKey, "idempotency-key", "", "Idempotency-Key for a write")
 		fs.StringVar(&r.ifMatch, "if-match", "", "expected version (If-Match) for a write")
+		fs.BoolVar(&r.dryRun, "dry-run", false, "append nothing: show the events the write would append and the keys, users and APIs it would deny")
 	} else {
 		fs.StringVar(&r.minSeq, "min-seq", "", "Keytrail-Min-Seq for a read")
 	}
@@ -71,6 +74,9 @@ func (r *run) connect() error {
 		return usagef("no admin key: give --token, set KEYTRAIL_TOKEN, or run next to a keytrail dev data directory")
 	}
 	r.call = &client.Call{IdempotencyKey: r.idemKey}
+	if r.dryRun {
+		r.call.DryRun = &client.Preview{}
+	}
 	for _, h := range []struct {
 		flag, value string
 		into        *uint64
@@ -101,6 +107,9 @@ type section struct {
 // show prints an answer: v as JSON with -o json; else its sections, its
 // sequence, and last of all a secret, which is shown once.
 func (r *run) show(v any, seq uint64, secret string, sections ...section) error {
+	if r.call != nil && r.call.DryRun != nil {
+		return r.preview(*r.call.DryRun)
+	}
 	if r.output == "json" {
 		enc := json.NewEncoder(r.stdout)
 		enc.SetIndent("", "  ")
@@ -231,6 +240,9 @@ func keyFields(k client.Key) []field {
 	if k.RotatedTo != "" {
 		f = append(f, field{"rotated_to", k.RotatedTo}, field{"grace_until", whenPtr(k.GraceUntil)})
 	}
+	if len(k.Policies) > 0 {
+		f = append(f, field{"policies", names(k.Policies)})
+	}
 	f = append(f, field{"last_used_at", whenPtr(k.LastUsedAt)})
 	if l := k.LastUsed; l != nil {
 		f = append(f, field{"last_used", fmt.Sprintf("%s via %s on %s (last VALID %s)", l.Code, l.Gateway, text(l.API), whenPtr(l.LastValidAt))})
@@ -245,4 +257,45 @@ func apiFields(a client.API) []field {
 	return []field{{"id", a.ID}, {"tenant", a.Tenant}, {"name", text(a.Name)}, {"path_prefix", a.PathPrefix},
 		{"upstreams", names(a.Upstreams)}, {"scopes", names(a.Scopes)}, {"rate_limit", rate(a.RateLimit)}, {"status", a.Status},
 		{"sunset", whenPtr(a.Sunset)}, {"created_at", when(a.CreatedAt)}, {"version", strconv.FormatUint(a.Version, 10)}}
+}
+
+// preview shows a dry run's answer: what would be appended, and what it
+// would deny.
+func (r *run) preview(p client.Preview) error {
+	if r.output == "json" {
+		enc := json.NewEncoder(r.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(p)
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 2, 2, ' ', 0)
+	fmt.Fprintf(tw, "dry run: nothing was appended\n\nwould append %d event(s):\n", len(p.Events))
+	for _, e := range p.Events {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", e.Type, e.Aggregate, string(e.Data))
+	}
+	im := p.Impact
+	fmt.Fprintf(tw, "\nwould change %d key(s) of %d user(s) on %d API(s); %d request(s) of the last 24 h were VALID and would be denied\n",
+		len(im.Keys), len(im.Users), len(im.APIs), im.Requests24h)
+	if len(im.Keys) > 0 {
+		fmt.Fprintln(tw, "\nKEY\tUSER\tAPI\tSCOPE\tBEFORE\tAFTER\tREQUESTS_24H")
+		for _, k := range im.Keys {
+			for i, c := range k.Changes {
+				reqs := "-"
+				if i == 0 {
+					reqs = strconv.FormatUint(k.Requests24h, 10)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Key, k.User, text(c.API), text(c.Scope), c.Before, c.After, reqs)
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func policyFields(p client.Policy) []field {
+	f := []field{{"id", p.ID}, {"tenant", p.Tenant}, {"name", text(p.Name)}, {"status", p.Status}, {"scopes", names(p.Scopes)},
+		{"rate_limit", rate(p.RateLimit)}, {"max_ttl", text(p.MaxTTL)}, {"apis", names(p.APIs)},
+		{"revision", strconv.Itoa(p.Revision)}, {"created_at", when(p.CreatedAt)}}
+	if p.Keys != nil {
+		f = append(f, field{"keys", strconv.Itoa(*p.Keys)})
+	}
+	return append(f, field{"version", strconv.FormatUint(p.Version, 10)})
 }
