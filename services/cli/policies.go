@@ -22,7 +22,7 @@ func (a *policyAttrs) register(fs *flag.FlagSet) {
 	fs.Var(&a.apis, "api", "an API its keys may be used on (repeat for more; none: any; --api '' for none)")
 }
 
-// nonEmpty drops the ” a flag was given to say "none".
+// nonEmpty drops the empty values a flag was given to say "none".
 func nonEmpty(l listFlag) *[]string {
 	out := []string{}
 	for _, v := range l {
