@@ -216,6 +216,14 @@ func TestConsoleInABrowser(t *testing.T) {
 	if !strings.Contains(b.body(), "disable user bob") {
 		t.Fatalf("no confirmation: %s", b.body())
 	}
+	// The confirmation shows what it would do before it is done: the key
+	// that would stop working, and how.
+	if pv := b.text("#preview-keys"); !strings.Contains(pv, keyID) || !strings.Contains(pv, "VALID") || !strings.Contains(pv, "USER_DISABLED") {
+		t.Fatalf("the preview of disabling bob: %q", pv)
+	}
+	if ev := b.text("#preview-events"); !strings.Contains(ev, "user.disabled") {
+		t.Fatalf("the preview's events: %q", ev)
+	}
 	b.shot("confirm")
 	b.submit("confirm", chromedp.Click(css("button.danger")))
 	if bob := b.text("#user-bob"); !strings.Contains(bob, "disabled") || !strings.Contains(bob, "0 active of 1") {
@@ -260,6 +268,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.submit("revoke", chromedp.Click(css("#revoke")))
 	if !strings.Contains(b.body(), "revoke key "+keyID) {
 		t.Fatalf("no confirmation: %s", b.body())
+	}
+	if pv := b.text("#preview-keys"); !strings.Contains(pv, "USER_DISABLED") || !strings.Contains(pv, "REVOKED") {
+		t.Fatalf("the preview of the revocation: %q", pv)
 	}
 	b.submit("confirm", chromedp.Click(css("button.danger")))
 	if st := b.text("#key-status"); st != "revoked" {

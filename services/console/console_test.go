@@ -21,11 +21,15 @@ import (
 // handlers must turn any answer into a page), or what answer says.
 type problemAPI struct {
 	calls  atomic.Int64
+	writes atomic.Int64 // calls that may change something: not reads, not dry runs
 	answer func(r *http.Request) (int, string)
 }
 
 func (p *problemAPI) RoundTrip(r *http.Request) (*http.Response, error) {
 	p.calls.Add(1)
+	if r.Method != http.MethodGet && r.URL.Query().Get("dry_run") != "true" {
+		p.writes.Add(1)
+	}
 	status, body := 404, `{"type":"about:blank","title":"Not found","status":404,"detail":"not found","code":"not_found"}`
 	if p.answer != nil {
 		status, body = p.answer(r)
@@ -133,8 +137,10 @@ func TestSessions(t *testing.T) {
 	if api.calls.Load() != before {
 		t.Fatal("a refused form reached the API")
 	}
-	if rec := do("POST", "/console/tenants/acme/keys/key_x/revoke", "csrf="+csrf); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "Yes, do it") || api.calls.Load() != before {
-		t.Fatalf("an unconfirmed revoke: %d", rec.Code)
+	writes := api.writes.Load()
+	if rec := do("POST", "/console/tenants/acme/keys/key_x/revoke", "csrf="+csrf); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "Yes, do it") ||
+		!strings.Contains(rec.Body.String(), "No preview") || api.writes.Load() != writes {
+		t.Fatalf("an unconfirmed revoke: %d (only its dry run may reach the API)", rec.Code)
 	}
 	c.t.Add(int64(31 * time.Minute))
 	if rec := do("GET", "/console/tenants/acme/keys", ""); rec.Code != http.StatusSeeOther {

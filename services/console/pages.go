@@ -130,11 +130,17 @@ func (s *Server) users(r *http.Request, ss *session) (page, error) {
 type confirmData struct {
 	Action, What, Reason, Back string
 	Fields                     map[string]string
+	// Preview is what the action would do (its dry run); PreviewErr why
+	// there is none.
+	Preview    *client.Preview
+	PreviewErr string
 }
 
 // confirmed reports whether a destructive action's form was confirmed;
-// when it was not, the page to confirm it.
-func confirmed(r *http.Request, what string, fields ...string) (page, bool) {
+// when it was not, the page to confirm it, which shows what the action
+// would do: dry runs it (the same call with client.Call.DryRun) and lists
+// the events it would append and the keys it would deny.
+func confirmed(r *http.Request, what string, dry func(call *client.Call) error, fields ...string) (page, bool) {
 	if r.PostFormValue("confirm") == "yes" {
 		return page{}, true
 	}
@@ -147,6 +153,12 @@ func confirmed(r *http.Request, what string, fields ...string) (page, bool) {
 	for _, f := range fields {
 		d.Fields[f] = r.PostFormValue(f)
 	}
+	call := &client.Call{DryRun: &client.Preview{}}
+	if err := dry(call); err != nil {
+		d.PreviewErr = problemText(err)
+	} else {
+		d.Preview = call.DryRun
+	}
 	return page{name: "confirm", title: "Confirm: " + what, data: d}, false
 }
 
@@ -156,7 +168,14 @@ func (s *Server) userAction(r *http.Request, ss *session) (page, error) {
 	var err error
 	switch a := r.PathValue("action"); a {
 	case "disable", "delete":
-		if p, ok := confirmed(r, a+" user "+u+" (every key of theirs stops working)"); !ok {
+		if p, ok := confirmed(r, a+" user "+u+" (every key of theirs stops working)", func(call *client.Call) (err error) {
+			if a == "disable" {
+				_, err = ss.api.DisableUser(ctx, t, u, reason, call)
+			} else {
+				_, err = ss.api.DeleteUser(ctx, t, u, reason, call)
+			}
+			return err
+		}); !ok {
 			return p, nil
 		}
 		if a == "disable" {
@@ -398,11 +417,20 @@ func (s *Server) keyAction(r *http.Request, ss *session) (page, error) {
 	var err error
 	switch a := r.PathValue("action"); a {
 	case "suspend":
+		if p, ok := confirmed(r, "suspend key "+id+" (it stops working until resumed)", func(call *client.Call) error {
+			_, err := ss.api.SuspendKey(ctx, t, id, reason, call)
+			return err
+		}); !ok {
+			return p, nil
+		}
 		res, err = ss.api.SuspendKey(ctx, t, id, reason, nil)
 	case "resume":
 		res, err = ss.api.ResumeKey(ctx, t, id, reason, nil)
 	case "revoke":
-		if p, ok := confirmed(r, "revoke key "+id+" for good"); !ok {
+		if p, ok := confirmed(r, "revoke key "+id+" for good", func(call *client.Call) error {
+			_, _, err := ss.api.RevokeKey(ctx, t, id, reason, call)
+			return err
+		}); !ok {
 			return p, nil
 		}
 		var k client.Key
@@ -414,7 +442,10 @@ func (s *Server) keyAction(r *http.Request, ss *session) (page, error) {
 		if g := strings.TrimSpace(r.PostFormValue("grace")); g != "" {
 			grace = "this one works for " + g + " more"
 		}
-		if p, ok := confirmed(r, "rotate key "+id+" (a new key and secret; "+grace+")", "grace"); !ok {
+		if p, ok := confirmed(r, "rotate key "+id+" (a new key and secret; "+grace+")", func(call *client.Call) error {
+			_, err := ss.api.RotateKey(ctx, t, id, r.PostFormValue("grace"), reason, call)
+			return err
+		}, "grace"); !ok {
 			return p, nil
 		}
 		rot, err := ss.api.RotateKey(ctx, t, id, r.PostFormValue("grace"), reason, nil)
@@ -449,7 +480,10 @@ func (s *Server) apiAction(r *http.Request, ss *session) (page, error) {
 		}
 		res, err = ss.api.DeprecateAPI(ctx, t, id, sunset, reason, nil)
 	case "retire":
-		if p, ok := confirmed(r, "retire API "+id+" for good (the gateways answer 410)"); !ok {
+		if p, ok := confirmed(r, "retire API "+id+" for good (the gateways answer 410)", func(call *client.Call) error {
+			_, err := ss.api.RetireAPI(ctx, t, id, reason, call)
+			return err
+		}); !ok {
 			return p, nil
 		}
 		res, err = ss.api.RetireAPI(ctx, t, id, reason, nil)
