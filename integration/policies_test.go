@@ -77,6 +77,17 @@ func TestPoliciesOverHTTP(t *testing.T) {
 		t.Fatalf("report: %s", r.raw)
 	}
 
+	// The audit, reading the log itself, names the policy and its
+	// retirement too.
+	out, code := runCLI("audit", "explain", keyID, "--seq", ret.header.Get("Keytrail-Seq"), "--nats", e.dev.Addresses().NATS, "--data", e.dir)
+	if code != 0 || !strings.Contains(out, "policies: billing-ro") || !strings.Contains(out, "policy.retired at seq "+ret.header.Get("Keytrail-Seq")) {
+		t.Fatalf("audit explain (exit %d): %s", code, out)
+	}
+	out, code = runCLI("audit", "history", keyID, "--nats", e.dev.Addresses().NATS, "--data", e.dir)
+	if code != 0 || !strings.Contains(out, "policy.updated") || !strings.Contains(out, "least privilege") || strings.Contains(out, "policy other") {
+		t.Fatalf("audit history (exit %d): %s", code, out)
+	}
+
 	// What a key may reference, each refused with nothing appended.
 	before := e.last()
 	e.problem(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"ghost"}}), 400, "invalid_argument")

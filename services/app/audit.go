@@ -143,6 +143,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if cmd == "history" {
 			h, err := a.History(ctx, ref)
+			h = projections.AffectingKey(h, ref.ID)
 			if err != nil {
 				return err
 			}
@@ -272,6 +273,9 @@ type explainLine struct {
 	Now      time.Time      `json:"now"`
 	Seq      uint64         `json:"seq"`
 	Evidence []evidenceLine `json:"evidence"`
+	// Policies and Because: the key's policies and what they did.
+	Policies []string `json:"policies,omitempty"`
+	Because  []string `json:"because,omitempty"`
 }
 
 // decisionLine is `audit decision -o json`: the logged decision, what the
@@ -330,6 +334,10 @@ func factOf(data events.Payload) string {
 		scopes("key", e.Scopes)
 		when("expires", e.ExpiresAt)
 		rate(e.RateLimit)
+	case events.PolicyCreatedV1:
+		policyFacts(&parts, e.Scopes, e.RateLimit, e.MaxTTL, e.APIs)
+	case events.PolicyUpdatedV1:
+		policyFacts(&parts, e.Scopes, e.RateLimit, e.MaxTTL, e.APIs)
 	case events.KeyRotatedV1:
 		when("the old key works until", &e.GraceUntil)
 	case events.APICreatedV1:
@@ -351,11 +359,17 @@ func (p printer) explain(ref audit.KeyRef, x audit.Explanation) error {
 	}
 	if p.json {
 		return p.line(explainLine{Code: string(d.Code), Also: also, KeyID: ref.ID, Tenant: ref.Tenant, User: ref.User,
-			Now: d.Now, Seq: d.Seq, Evidence: ev})
+			Now: d.Now, Seq: d.Seq, Evidence: ev, Policies: d.Policies(), Because: x.Because})
 	}
 	fmt.Fprintf(p.w, "%s for key %s (%s/%s) as of seq %d at %s\n", d.Code, ref.ID, ref.Tenant, ref.User, d.Seq, cli.PreciseTime(d.Now))
 	if len(also) > 0 {
 		fmt.Fprintf(p.w, "also: %s\n", strings.Join(also, ", "))
+	}
+	if pols := d.Policies(); len(pols) > 0 {
+		fmt.Fprintf(p.w, "policies: %s\n", strings.Join(pols, ", "))
+	}
+	for _, b := range x.Because {
+		fmt.Fprintf(p.w, "  %s\n", b)
 	}
 	p.because(ev, "")
 	return nil
@@ -374,6 +388,24 @@ func (p printer) because(ev []evidenceLine, suffix string) {
 			fact = " — " + e.Fact
 		}
 		fmt.Fprintf(p.w, "  because: %s at seq %d, by %s, %s before%s%s\n", e.Type, e.Seq, by, e.Before, suffix, fact)
+	}
+}
+
+// policyFacts says what a policy grants and limits.
+func policyFacts(parts *[]string, scopes []string, r *events.RateLimit, maxTTL string, apis []string) {
+	if len(scopes) == 0 {
+		*parts = append(*parts, "policy grants no scopes")
+	} else {
+		*parts = append(*parts, "policy grants "+strings.Join(scopes, ","))
+	}
+	if r != nil {
+		*parts = append(*parts, fmt.Sprintf("rate limit %g/s, burst %d", r.PerSecond, r.Burst))
+	}
+	if maxTTL != "" {
+		*parts = append(*parts, "keys live at most "+maxTTL)
+	}
+	if len(apis) > 0 {
+		*parts = append(*parts, "only on APIs "+strings.Join(apis, ","))
 	}
 }
 

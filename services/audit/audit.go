@@ -115,10 +115,12 @@ func (a *Auditor) judgeReads(ctx context.Context) error {
 	return nil
 }
 
-// Explanation is a decision as of then and the events it rests on.
+// Explanation is a decision as of then, the events it rests on, and what
+// the key's policies had to do with it (projections.Because).
 type Explanation struct {
 	Decision projections.Decision
 	Evidence []events.Recorded
+	Because  []string
 }
 
 // Explain re-derives the decision the key would have received as of seq
@@ -132,7 +134,7 @@ func (a *Auditor) Explain(ctx context.Context, k KeyRef, seq uint64, at time.Tim
 	if !ok {
 		return Explanation{}, fmt.Errorf("%w: %s did not exist then", ErrNoKey, k.ID)
 	}
-	x := Explanation{Decision: d}
+	x := Explanation{Decision: d, Because: projections.Because(history, &d, nil)}
 	bySeq := map[uint64]events.Recorded{}
 	for _, r := range history {
 		bySeq[r.Seq] = r
