@@ -204,11 +204,12 @@ func addInstant(i instant, d time.Duration) instant {
 }
 
 // EffectiveScopes appends to dst the scopes the decision's key holds: its
-// own, then its live policies' not among them. Without policies it returns
-// the key's own list, shared with the catalog (read, never change).
+// own, then its live policies' not among them. With a nil dst and no
+// policies it returns the key's own list, shared with the catalog (read,
+// never change); give a dst to change the result.
 func (d *Decision) EffectiveScopes(dst []string) []string {
 	if len(d.policies) == 0 {
-		if len(dst) == 0 {
+		if dst == nil {
 			return d.scopes
 		}
 		return append(dst, d.scopes...)
@@ -289,6 +290,12 @@ func (c *Catalog) KeyScopes(tenant, id string) []string {
 	if !ok || !k.exists() {
 		return nil
 	}
+	return k.effectiveScopes(make([]string, 0, 8))
+}
+
+// effectiveScopes appends to dst the scopes k holds: its own and its live
+// policies' (Decision.EffectiveScopes).
+func (k *keyState) effectiveScopes(dst []string) []string {
 	d := Decision{scopes: k.scopeList(), policies: k.policyList()}
-	return d.EffectiveScopes(make([]string, 0, 8))
+	return d.EffectiveScopes(dst)
 }

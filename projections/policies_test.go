@@ -249,3 +249,18 @@ func BenchmarkVerifyWithPolicies(b *testing.B) {
 		})
 	}
 }
+
+// A preview sorts the scopes it probes: it must sort a copy, never a key's
+// scope list, which the catalog shares between keys.
+func TestAPreviewLeavesTheCatalogAsItWas(t *testing.T) {
+	w := newPolicyWorld(t)
+	w.key("acme", 1, events.KeyIssuedV1{Scopes: []string{"zeta", "alpha"}})
+	before := w.c.Digest()
+	if _, err := w.c.Preview("acme", []events.Event{{ID: "01JDQ8Z6W4M2N9V3X5C7B1A0ZZ", Type: events.KeySuspended, Tenant: "acme",
+		Aggregate: events.KeyAggregate("bob", keyID(1)), OccurredAt: t0, Data: events.KeySuspendedV1{}}}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := w.c.Key("acme", keyID(1)); !slices.Equal(k.Scopes, []string{"zeta", "alpha"}) || w.c.Digest() != before {
+		t.Fatalf("the preview changed the catalog: scopes %v", k.Scopes)
+	}
+}

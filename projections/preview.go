@@ -83,21 +83,24 @@ func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) 
 			}
 		}
 		var changes []ProbeChange
-		for _, api := range apis {
-			b, a := CodeNotFound, after.probe(ka, tenant, api, "", now)
+		change := func(api, scope string) {
+			b, a := CodeNotFound, after.probe(ka, tenant, api, scope, now)
 			if kb != nil {
-				b = c.probe(kb, tenant, api, "", now)
+				b = c.probe(kb, tenant, api, scope, now)
 			}
 			if b != a {
-				changes = append(changes, ProbeChange{API: api, Before: b, After: a})
+				changes = append(changes, ProbeChange{API: api, Scope: scope, Before: b, After: a})
 				if api != "" {
 					touched[api] = true
 				}
 			}
 		}
-		held := (&Decision{scopes: ka.scopeList(), policies: ka.policyList()}).EffectiveScopes(nil)
+		for _, api := range apis {
+			change(api, "")
+		}
+		held := ka.effectiveScopes(make([]string, 0, 8)) // a copy: sorted below
 		if kb != nil {
-			for _, s := range (&Decision{scopes: kb.scopeList(), policies: kb.policyList()}).EffectiveScopes(nil) {
+			for _, s := range kb.effectiveScopes(nil) {
 				if !slices.Contains(held, s) {
 					held = append(held, s)
 				}
@@ -105,13 +108,7 @@ func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) 
 		}
 		slices.Sort(held)
 		for _, scope := range held {
-			b, a := CodeNotFound, after.probe(ka, tenant, "", scope, now)
-			if kb != nil {
-				b = c.probe(kb, tenant, "", scope, now)
-			}
-			if b != a {
-				changes = append(changes, ProbeChange{Scope: scope, Before: b, After: a})
-			}
+			change("", scope)
 		}
 		if changes != nil {
 			imp.Keys = append(imp.Keys, KeyImpact{Key: id, User: ka.user.ID, Changes: changes})

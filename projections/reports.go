@@ -119,9 +119,8 @@ func (c *Catalog) UnneededScopes(tenant string) []UnneededScopes {
 		}
 	}
 	c.reportKeys(tenant, func(k *keyState) {
-		d := Decision{scopes: k.scopeList(), policies: k.policyList()}
 		row := UnneededScopes{Key: k.id, Name: k.name(), User: k.user.ID, Scopes: []string{}, Own: []string{}}
-		for _, s := range d.EffectiveScopes(nil) {
+		for _, s := range k.effectiveScopes(nil) {
 			if required[s] || strings.HasPrefix(s, "keytrail:") {
 				continue
 			}
