@@ -552,7 +552,7 @@ func (c *Catalog) Keys(tenant string, f KeyFilter) (page []Key, more bool) {
 			}
 		}
 		if f.ExpiringWithin > 0 {
-			end := min(k.expiresAt, k.graceUntil)
+			end := k.end() // a policy's lifetime bound included
 			if end == never || end < from || end > until {
 				continue
 			}

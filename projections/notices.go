@@ -43,7 +43,7 @@ func DueNotices(c *Catalog, sent NoticesSent, now time.Time, thresholds []time.D
 			if !k.exists() || k.status == keyRevoked {
 				continue
 			}
-			end := min(k.expiresAt, k.graceUntil)
+			end := k.end() // a policy's lifetime bound included
 			if end == never {
 				continue
 			}

@@ -225,3 +225,20 @@ func TestTenantNoticeSettings(t *testing.T) {
 	w2.key(2, nil)
 	expect(t, "30 days unused", types(w2.usageNotices(NewUsage(), t0.Add(30*day))), events.NoticeKeyUnused)
 }
+
+// TestAPolicysLifetimeIsWarnedOf: a key without an expiry of its own,
+// bounded by its policy's max_ttl, is warned before that bound as before
+// an expiry of its own — and again, at the new end, when the policy
+// lowers it (the fake clock of the notice world).
+func TestAPolicysLifetimeIsWarnedOf(t *testing.T) {
+	w := newNoticeWorld(t)
+	w.apply(w.h.add("acme", events.PolicyAggregate("short"), t0, events.PolicyCreatedV1{MaxTTL: "60d"}))
+	w.apply(w.h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyIssuedV1{SecretHash: events.SecretHash{1}, Policies: []string{"short"}}))
+	end := t0.Add(60 * day)
+	expect(t, "at issue", w.at(t0))
+	expect(t, "30 days before the policy's bound", w.at(end.Add(-30*day)), "key.expiring 30d")
+	w.apply(w.h.add("acme", events.PolicyAggregate("short"), w.now, events.PolicyUpdatedV1{MaxTTL: "40d"}))
+	expect(t, "the bound lowered to 10 days from now", w.at(w.now.Add(time.Minute)), "key.expiring 30d")
+	expect(t, "a day before the new bound", w.at(t0.Add(39*day)), "key.expiring 1d")
+	expect(t, "at the new bound", w.at(t0.Add(40*day)), "key.expired ")
+}

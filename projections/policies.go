@@ -299,3 +299,16 @@ func (k *keyState) effectiveScopes(dst []string) []string {
 	d := Decision{scopes: k.scopeList(), policies: k.policyList()}
 	return d.EffectiveScopes(dst)
 }
+
+// end is when k stops verifying by time alone: the earliest of its own
+// expiry, the end of a rotation's grace and its live policies' lifetime
+// bound (never when none).
+func (k *keyState) end() instant {
+	end := min(k.expiresAt, k.graceUntil)
+	for _, p := range k.policyList() {
+		if p.Live() && p.MaxTTL > 0 {
+			end = min(end, addInstant(k.created, p.MaxTTL))
+		}
+	}
+	return end
+}
