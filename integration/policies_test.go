@@ -1,9 +1,14 @@
 package integration
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,5 +202,99 @@ func TestAPolicyChangeReachesEveryGateway(t *testing.T) {
 		if s, code := through(gw, "/orders/1", sec, minSeq(u)...); s != 200 {
 			t.Fatalf("%s after the scope came back: %d %s", gw, s, code)
 		}
+	}
+}
+
+// TestATenantAdminCannotEscapeThroughPolicies: what an attacker holding a
+// tenant admin key (keytrail:admin, orders:read) tried, each refused with
+// nothing appended:
+//   - referencing a policy granting billing:admin in the moment after the
+//     root key created it (the read model had not seen it, and the check
+//     that read the model let it through: the command now judges the
+//     policy it reads from the log);
+//   - lifting a policy's lifetime bound off its own key, and issuing keys
+//     that outlive that bound;
+//   - loosening or retiring a policy that limits keys holding billing:admin.
+func TestATenantAdminCannotEscapeThroughPolicies(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/apis", root, map[string]any{"id": "billing", "path_prefix": "/billing",
+		"upstreams": []string{"http://127.0.0.1:9"}, "scopes": []string{"billing:admin"}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "short", "max_ttl": "1h"}), 201)
+	adm := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"keytrail:admin", "orders:read"},
+		"policies": []string{"short"}}), 201)
+	admID, admSecret := fmt.Sprint(field(adm, "key", "id")), fmt.Sprint(field(adm, "secret"))
+	e.must(e.call("GET", "/v1/tenants/acme/keys/"+admID, root, nil, minSeq(adm)...), 200)
+
+	// The race: four writers reference race-N while the root key creates it.
+	patch := func(policy string) int {
+		b, _ := json.Marshal(map[string]any{"policies": []string{policy}})
+		req, _ := http.NewRequest("PATCH", e.base+"/v1/tenants/acme/keys/"+admID, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+admSecret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for round := range 10 {
+		id := fmt.Sprintf("race-%d", round)
+		var wg sync.WaitGroup
+		var accepted atomic.Int32
+		stop := make(chan struct{})
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if patch(id) == 200 {
+						accepted.Add(1)
+					}
+				}
+			}()
+		}
+		e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": id, "scopes": []string{"billing:admin"}}), 201)
+		for range 20 { // a few more attempts once it exists
+			if patch(id) == 200 {
+				accepted.Add(1)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if n := accepted.Load(); n > 0 {
+			t.Fatalf("round %d: a tenant admin took a policy granting billing:admin %d times", round, n)
+		}
+	}
+	if k := e.must(e.call("GET", "/v1/tenants/acme/keys/"+admID, root, nil), 200); fmt.Sprint(field(k, "key", "policies")) != "[short]" {
+		t.Fatalf("the admin key's policies: %s", k.raw)
+	}
+
+	before := e.last()
+	// Its own key, bounded by short (1h): the bound stays.
+	e.problem(e.call("PATCH", "/v1/tenants/acme/keys/"+admID, admSecret, map[string]any{"policies": []string{}}), 403, "permission_denied")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", admSecret, map[string]any{"user": "bob", "scopes": []string{"orders:read"}}), 403, "permission_denied")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys", admSecret, map[string]any{"user": "bob", "ttl": "3650d"}), 403, "permission_denied")
+	// A policy that limits keys holding billing:admin is not its to loosen.
+	lim := e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "billing-limits", "max_ttl": "1d", "apis": []string{"billing"},
+		"rate_limit": map[string]any{"per_second": 1, "burst": 1}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "scopes": []string{"billing:admin"}, "policies": []string{"billing-limits"}}), 201)
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "billing-admin", "scopes": []string{"billing:admin"}, "max_ttl": "1d"}), 201)
+	before = e.last()
+	e.must(e.call("GET", "/v1/tenants/acme/policies", root, nil, minSeq(lim)...), 200)
+	e.must(e.call("GET", "/v1/tenants/acme", root, nil, "Keytrail-Min-Seq", fmt.Sprint(before)), 200)
+	e.problem(e.call("PATCH", "/v1/tenants/acme/policies/billing-limits", admSecret, map[string]any{"apis": []string{}, "max_ttl": nil, "rate_limit": nil}), 403, "permission_denied")
+	e.problem(e.call("POST", "/v1/tenants/acme/policies/billing-limits/retire", admSecret, nil), 403, "permission_denied")
+	e.problem(e.call("PATCH", "/v1/tenants/acme/policies/billing-admin", admSecret, map[string]any{"max_ttl": nil}), 403, "permission_denied")
+	e.problem(e.call("POST", "/v1/tenants/acme/policies/billing-admin/retire", admSecret, nil), 403, "permission_denied")
+	if after := e.last(); after != before {
+		t.Fatalf("refused requests appended: %d → %d", before, after)
 	}
 }

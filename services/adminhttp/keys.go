@@ -49,9 +49,6 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, &spec.Scopes, expires, true); err != nil {
 			return err
 		}
-		if err := s.confinePolicies(p, r.PathValue("tenant"), spec.Policies); err != nil {
-			return err
-		}
 		if err := s.metadataQuota(spec.Metadata); err != nil {
 			return err
 		}
@@ -154,8 +151,8 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, body.Scopes, body.ExpiresAt, false); err != nil {
 			return err
 		}
-		if body.Policies != nil {
-			if err := s.confinePolicies(p, r.PathValue("tenant"), *body.Policies); err != nil {
+		if body.Policies != nil || body.ExpiresAt != nil {
+			if err := s.confineEnd(p, r.PathValue("tenant"), r.PathValue("key"), body.ExpiresAt, body.Policies); err != nil {
 				return err
 			}
 		}
@@ -201,9 +198,6 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, &old.Scopes, old.ExpiresAt, true); err != nil {
 			return err
 		}
-		if err := s.confinePolicies(p, r.PathValue("tenant"), old.Policies); err != nil {
-			return err
-		}
 		m, err := s.meta(r, p, body.Reason, false)
 		if err != nil {
 			return err
@@ -227,12 +221,13 @@ func (s *Server) confine(p *principal, scopes *[]string, expires *time.Time, iss
 	if p.root {
 		return nil
 	}
-	var own projections.Key
 	var found bool
 	var held []string
+	var limit *time.Time
 	s.cfg.Model.Read(func(c *projections.Catalog) {
-		own, found = c.Key(p.tenant, p.keyID)
+		_, found = c.Key(p.tenant, p.keyID)
 		held = c.KeyScopes(p.tenant, p.keyID)
+		limit = c.KeyEnd(p.tenant, p.keyID) // its policies' lifetime bounds included
 	})
 	if !found {
 		return &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
@@ -244,10 +239,6 @@ func (s *Server) confine(p *principal, scopes *[]string, expires *time.Time, iss
 					Message: fmt.Sprintf("scopes: %q is not a scope of the key making this request (%s); a key can grant only scopes it holds", sc, p.keyID)}
 			}
 		}
-	}
-	limit := own.ExpiresAt
-	if own.GraceUntil != nil && (limit == nil || own.GraceUntil.Before(*limit)) {
-		limit = own.GraceUntil
 	}
 	switch {
 	case limit == nil:
@@ -276,25 +267,31 @@ func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, 
 	return written(w, http.StatusOK, res, map[string]any{"key": s.keyView(k)})
 }
 
-// confinePolicies holds what a tenant admin's key references or defines
-// within that key: a key it sets may reference only policies whose scopes
-// it holds itself (policies grant scopes), and a policy it defines may
-// grant only scopes it holds. The root key is not confined.
-func (s *Server) confinePolicies(p *principal, tenant string, ids []string) error {
-	if p.root || len(ids) == 0 {
+// confineEnd holds a tenant admin's change of a key's expiry or policies
+// within its own key's life: the key as the change leaves it (its own
+// expiry, its policies' lifetime bounds) may not outlive the key making
+// the request — so an admin cannot lift a policy's bound off its own key,
+// or any other. The root key is not confined.
+func (s *Server) confineEnd(p *principal, tenant, keyID string, expires *time.Time, policies *[]string) error {
+	if p.root {
 		return nil
 	}
-	for _, id := range ids {
-		var pol projections.Policy
-		var found bool
-		s.cfg.Model.Read(func(c *projections.Catalog) { pol, found = c.Policy(tenant, id) })
-		if !found {
-			continue // the command refuses it, in its own words
+	var limit, after *time.Time
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		limit = c.KeyEnd(p.tenant, p.keyID)
+		after = c.KeyEndWith(tenant, keyID, expires, policies)
+	})
+	switch {
+	case limit == nil:
+		return nil
+	case after == nil || after.After(*limit):
+		end := "never"
+		if after != nil {
+			end = after.UTC().Format(time.RFC3339)
 		}
-		if err := s.confine(p, &pol.Scopes, nil, false); err != nil {
-			return &control.Error{Code: control.CodePermissionDenied,
-				Message: fmt.Sprintf("policies: policy %s grants scopes the key making this request (%s) does not hold; a key can grant only scopes it holds", id, p.keyID)}
-		}
+		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
+			"policies: the key would then stop working at %s, after %s, when the key making this request (%s) does; a key may not outlive the key that set it",
+			end, limit.UTC().Format(time.RFC3339), p.keyID)}
 	}
 	return nil
 }

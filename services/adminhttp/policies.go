@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -93,9 +94,6 @@ func (s *Server) policyRoutes() {
 	c := s.cfg.Control
 	command(s, "POST /v1/tenants/{tenant}/policies", tenantAdmin, true,
 		func(ctx context.Context, r *http.Request, m control.Meta, b createPolicyBody, _ *uint64) (projections.Policy, control.Result, error) {
-			if err := s.confine(info(r).p, &b.Scopes, nil, false); err != nil {
-				return projections.Policy{}, control.Result{}, err
-			}
 			if err := s.quota(r.PathValue("tenant"), "policies"); err != nil {
 				return projections.Policy{}, control.Result{}, err
 			}
@@ -107,7 +105,7 @@ func (s *Server) policyRoutes() {
 	}, policyAny)
 	command(s, "PATCH /v1/tenants/{tenant}/policies/{policy}", tenantAdmin, true,
 		func(ctx context.Context, r *http.Request, m control.Meta, b patchPolicyBody, v *uint64) (projections.Policy, control.Result, error) {
-			if err := s.confine(info(r).p, b.Scopes, nil, false); err != nil {
+			if err := s.confineLoosening(info(r).p, r.PathValue("tenant"), r.PathValue("policy")); err != nil {
 				return projections.Policy{}, control.Result{}, err
 			}
 			patch := control.PolicyPatch{Name: b.Name, Scopes: b.Scopes, APIs: b.APIs}
@@ -125,6 +123,9 @@ func (s *Server) policyRoutes() {
 		}, ok, "policy", policyAny)
 	command(s, "POST /v1/tenants/{tenant}/policies/{policy}/retire", tenantAdmin, false,
 		func(ctx context.Context, r *http.Request, m control.Meta, _ reasonBody, v *uint64) (projections.Policy, control.Result, error) {
+			if err := s.confineLoosening(info(r).p, r.PathValue("tenant"), r.PathValue("policy")); err != nil {
+				return projections.Policy{}, control.Result{}, err
+			}
 			return c.RetirePolicy(ctx, m, r.PathValue("tenant"), r.PathValue("policy"), v)
 		}, ok, "policy", policyAny)
 	listRoute(s, "GET /v1/tenants/{tenant}/policies", tenantAdmin, "policies", events.ValidPolicyID,
@@ -139,6 +140,27 @@ func (s *Server) policyRoutes() {
 				return v
 			}, nil
 		})
+}
+
+// confineLoosening refuses a tenant admin a change to a policy that keys
+// holding scopes beyond its own reference: retiring it, or loosening its
+// limits, would widen keys it could not have issued. (That the policy
+// itself grants only what the admin holds the command checks, against
+// the policy as the log holds it.) The root key is not confined.
+func (s *Server) confineLoosening(p *principal, tenant, policy string) error {
+	if p.root {
+		return nil
+	}
+	var beyond string
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		beyond = c.PolicyKeyBeyond(tenant, policy, c.KeyScopes(p.tenant, p.keyID))
+	})
+	if beyond != "" {
+		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
+			"policy %s limits key %s, which holds scopes the key making this request (%s) does not; only a key holding them (or the root key) may change or retire it",
+			policy, beyond, p.keyID)}
+	}
+	return nil
 }
 
 // Reports: what a tenant admin should look at (docs/policies.md).

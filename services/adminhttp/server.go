@@ -423,6 +423,12 @@ func (s *Server) meta(r *http.Request, p *principal, reason string, creates bool
 		return m, &control.Error{Code: control.CodeInvalidArgument, Message: "If-Match: a creation has no version to match; send it on writes to an existing object"}
 	}
 	m.IfMatch = v
+	if !p.root {
+		// A tenant admin grants only what its key holds: the command
+		// checks the policies it touches against these (control.Confinement).
+		m.Confine = &control.Confinement{KeyID: p.keyID}
+		s.cfg.Model.Read(func(c *projections.Catalog) { m.Confine.Scopes = c.KeyScopes(p.tenant, p.keyID) })
+	}
 	if m.Plan = info(r).plan; m.Plan != nil {
 		// A dry run claims no Idempotency-Key: it appends nothing, and the
 		// real request that follows must be free to use the key.

@@ -149,7 +149,7 @@ func (s *Service) IssueKey(ctx context.Context, meta Meta, tenant string, spec K
 		if err := s.requireActive(ctx, tenant, spec.User); err != nil {
 			return err
 		}
-		if err := s.checkKeyPolicies(ctx, tenant, spec.Policies, nil, now, expires); err != nil {
+		if err := s.checkKeyPolicies(ctx, &meta, tenant, spec.Policies, nil, now, now, expires); err != nil {
 			return err
 		}
 		e, err := s.event(&meta, now, tenant, agg, payload)
@@ -276,7 +276,7 @@ func (s *Service) UpdateKey(ctx context.Context, meta Meta, tenant, keyID string
 			return nil
 		}
 		u := p.(events.KeyUpdatedV1)
-		return s.checkKeyPolicies(ctx, tenant, u.Policies, kept, created, u.ExpiresAt)
+		return s.checkKeyPolicies(ctx, &meta, tenant, u.Policies, kept, created, s.cfg.Now(), u.ExpiresAt)
 	}
 	return s.checkedKeyCommand(ctx, meta, tenant, keyID, version, func(k projections.Key, now time.Time) (events.Payload, error) {
 		if err := notRevoked(k); err != nil {
@@ -389,6 +389,14 @@ func (s *Service) RotateKey(ctx context.Context, meta Meta, tenant, keyID string
 			return errorf(CodeFailedPrecondition, "key %s was rotated to %s already", keyID, k.RotatedTo)
 		case k.ExpiresAt != nil && !k.ExpiresAt.After(now):
 			return errorf(CodeFailedPrecondition, "key %s has expired", keyID)
+		}
+		// Expired by a policy's lifetime bound is expired too: a rotation
+		// does not revive a key (its successor's bound counts from its own
+		// issue: rotating within the bound is how a key complies with it).
+		if end, by, ok, err := s.policyEnd(ctx, tenant, k.Policies, k.CreatedAt); err != nil {
+			return err
+		} else if ok && !end.After(now) {
+			return errorf(CodeFailedPrecondition, "key %s has expired: policy %s allows keys %s after their issue", keyID, by, TTLText(end.Sub(k.CreatedAt)))
 		}
 		if err := ifMatch(version, k.Version); err != nil {
 			return err

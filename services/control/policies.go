@@ -64,6 +64,12 @@ func (s *Service) CreatePolicy(ctx context.Context, meta Meta, tenant string, sp
 	if _, err := s.Tenant(ctx, tenant); err != nil {
 		return projections.Policy{}, Result{}, err
 	}
+	if err := meta.Confine.grants("scopes: the policy", spec.Scopes); err != nil {
+		return projections.Policy{}, Result{}, err
+	}
+	if err := s.checkPolicyAPIs(ctx, tenant, spec.APIs); err != nil {
+		return projections.Policy{}, Result{}, err
+	}
 	return transition(ctx, s, meta, s.policyStep(tenant, spec.ID, nil, func(p projections.Policy) (events.Payload, error) {
 		if p.Exists() {
 			return nil, errorf(CodeConflict, "policy %s exists", spec.ID)
@@ -91,8 +97,24 @@ func (s *Service) UpdatePolicy(ctx context.Context, meta Meta, tenant, id string
 	if patch == (PolicyPatch{}) {
 		return projections.Policy{}, Result{}, errorf(CodeInvalidArgument, "nothing to update")
 	}
+	if patch.Scopes != nil {
+		if err := meta.Confine.grants("scopes: the policy", *patch.Scopes); err != nil {
+			return projections.Policy{}, Result{}, err
+		}
+	}
+	if patch.APIs != nil {
+		if err := s.checkPolicyAPIs(ctx, tenant, *patch.APIs); err != nil {
+			return projections.Policy{}, Result{}, err
+		}
+	}
 	return transition(ctx, s, meta, s.policyStep(tenant, id, version, func(p projections.Policy) (events.Payload, error) {
 		if err := policyUsable(p, id); err != nil {
+			return nil, err
+		}
+		// A policy that grants what the caller lacks is not the caller's
+		// to change: loosening its limits would widen keys it could not
+		// have issued.
+		if err := meta.Confine.grants("policy "+id, p.Scopes); err != nil {
 			return nil, err
 		}
 		u := events.PolicyUpdatedV1{Name: p.Name, Scopes: p.Scopes, RateLimit: p.RateLimit, MaxTTL: TTLText(p.MaxTTL), APIs: p.APIs}
@@ -111,20 +133,52 @@ func (s *Service) UpdatePolicy(ctx context.Context, meta Meta, tenant, id string
 		if patch.APIs != nil {
 			u.APIs = *patch.APIs
 		}
+		if samePolicy(p, u) {
+			return nil, nil // as asked already: nothing appended
+		}
 		return u, nil
 	}))
 }
 
-// TTLText writes a policy's lifetime back as the event holds it: whole
-// days as "Nd", anything else as a Go duration.
+// TTLText writes a policy's lifetime back as it is given: whole days as
+// "90d", whole hours as "12h", whole minutes as "90m", anything else as a
+// Go duration.
 func TTLText(d time.Duration) string {
 	switch {
 	case d == 0:
 		return ""
 	case d%(24*time.Hour) == 0:
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
 	}
 	return d.String()
+}
+
+// samePolicy reports whether an update would leave the policy as it is.
+func samePolicy(p projections.Policy, u events.PolicyUpdatedV1) bool {
+	sameRate := (p.RateLimit == nil) == (u.RateLimit == nil) && (p.RateLimit == nil || *p.RateLimit == *u.RateLimit)
+	return p.Name == u.Name && slices.Equal(p.Scopes, u.Scopes) && sameRate && p.MaxTTL == events.PolicyTTL(u.MaxTTL) && slices.Equal(p.APIs, u.APIs)
+}
+
+// checkPolicyAPIs refuses a policy's apis that name no API of the tenant:
+// a typo would make every key that references the policy unusable.
+func (s *Service) checkPolicyAPIs(ctx context.Context, tenant string, apis []string) error {
+	for _, id := range apis {
+		if !events.ValidAPIID(id) {
+			return errorf(CodeInvalidArgument, "apis: %q is not an API id", id)
+		}
+		l, err := load[projections.API](ctx, s.cfg.Store, tenant, events.APIAggregate(id))
+		if err != nil {
+			return mapStoreError(err)
+		}
+		if !l.State.Exists() {
+			return errorf(CodeInvalidArgument, "apis: no API %s in tenant %s", id, tenant)
+		}
+	}
+	return nil
 }
 
 // RetirePolicy retires a policy for good: it grants and limits nothing.
@@ -138,6 +192,9 @@ func (s *Service) RetirePolicy(ctx context.Context, meta Meta, tenant, id string
 		}
 		if p.Status == projections.PolicyRetired {
 			return nil, nil
+		}
+		if err := meta.Confine.grants("policy "+id, p.Scopes); err != nil {
+			return nil, err
 		}
 		return events.PolicyRetiredV1{}, nil
 	}))
@@ -160,10 +217,11 @@ func (s *Service) Policy(ctx context.Context, tenant, id string) (projections.Po
 
 // checkKeyPolicies checks what a key may reference: policies of its tenant
 // that exist and are not retired (those in kept, which it references
-// already, may be); and that the key's own expiry (from issued, nil: none)
-// does not outlive a live one's lifetime bound, which would shorten it
-// silently.
-func (s *Service) checkKeyPolicies(ctx context.Context, tenant string, ids, kept []string, issued time.Time, expires *time.Time) error {
+// already, may be), that grant only what a confined caller holds, that do
+// not end the key at once (a key issued at issued, checked at now), and
+// whose lifetime bound the key's own expiry (nil: none) does not outlive —
+// which would shorten it silently.
+func (s *Service) checkKeyPolicies(ctx context.Context, meta *Meta, tenant string, ids, kept []string, issued, now time.Time, expires *time.Time) error {
 	for _, id := range ids {
 		if !events.ValidPolicyID(id) {
 			return errorf(CodeInvalidArgument, "policies: %q is not a policy id", id)
@@ -175,16 +233,50 @@ func (s *Service) checkKeyPolicies(ctx context.Context, tenant string, ids, kept
 		if err != nil {
 			return err
 		}
+		known := slices.Contains(kept, id) // referenced already: neither granted nor bounded anew
 		if p.Status == projections.PolicyRetired {
-			if slices.Contains(kept, id) {
+			if known {
 				continue
 			}
 			return errorf(CodeFailedPrecondition, "policies: policy %s is retired", id)
 		}
-		if p.MaxTTL > 0 && expires != nil && expires.After(issued.Add(p.MaxTTL)) {
-			return errorf(CodeInvalidArgument, "expires_at: %s is beyond what policy %s allows (%s after issue, %s); give an earlier expires_at or none",
-				expires.UTC().Format(time.RFC3339), id, TTLText(p.MaxTTL), issued.Add(p.MaxTTL).UTC().Format(time.RFC3339))
+		if !known {
+			if err := meta.Confine.grants("policies: policy "+id, p.Scopes); err != nil {
+				return err
+			}
+		}
+		if p.MaxTTL == 0 {
+			continue
+		}
+		end := issued.Add(p.MaxTTL)
+		switch {
+		case !known && !end.After(now):
+			return errorf(CodeFailedPrecondition, "policies: policy %s allows keys %s after their issue; this key was issued at %s and would stop working at once",
+				id, TTLText(p.MaxTTL), issued.UTC().Format(time.RFC3339))
+		case expires != nil && expires.After(end):
+			return errorf(CodeInvalidArgument, "expires_at: %s (expires_at, or ttl from now) is beyond what policy %s allows (%s after issue, %s); give an earlier one or none",
+				expires.UTC().Format(time.RFC3339), id, TTLText(p.MaxTTL), end.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil
+}
+
+// policyEnd is when a key issued at issued stops verifying by its live
+// policies' lifetime bounds (ok false: none bounds it), and the policy.
+func (s *Service) policyEnd(ctx context.Context, tenant string, ids []string, issued time.Time) (end time.Time, by string, ok bool, err error) {
+	for _, id := range ids {
+		p, err := s.Policy(ctx, tenant, id)
+		if CodeOf(err) == CodeNotFound {
+			continue
+		}
+		if err != nil {
+			return end, by, ok, err
+		}
+		if p.Live() && p.MaxTTL > 0 {
+			if e := issued.Add(p.MaxTTL); !ok || e.Before(end) {
+				end, by, ok = e, id, true
+			}
+		}
+	}
+	return end, by, ok, nil
 }

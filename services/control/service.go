@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,6 +86,31 @@ type Meta struct {
 	// Plan, when set, makes the command a dry run: it is decided as ever,
 	// and what it would append is recorded here instead of appended.
 	Plan *Plan
+	// Confine, when set, holds the command within what the caller's key
+	// holds (a tenant admin's; nil for the root key): a policy it defines,
+	// changes or has a key reference may grant only scopes it holds,
+	// checked against the policy's state the command reads from the log.
+	Confine *Confinement
+}
+
+// Confinement is what a tenant admin's key holds: its effective scopes.
+type Confinement struct {
+	KeyID  string
+	Scopes []string
+}
+
+// grants checks that the caller may grant scopes (what a policy holds).
+func (c *Confinement) grants(what string, scopes []string) error {
+	if c == nil {
+		return nil
+	}
+	for _, sc := range scopes {
+		if !slices.Contains(c.Scopes, sc) {
+			return errorf(CodePermissionDenied, "%s grants %q, which the key making this request (%s) does not hold; a key can grant only scopes it holds",
+				what, sc, c.KeyID)
+		}
+	}
+	return nil
 }
 
 // Plan is what a dry run would have appended.
