@@ -307,7 +307,10 @@ type Key struct {
 	RotatedTo   string            `json:"rotated_to,omitempty"`
 	GraceUntil  *time.Time        `json:"grace_until,omitempty"`
 	Policies    []string          `json:"policies"`
-	Version     uint64            `json:"version"`
+	// EndsAt is when the key stops verifying by time alone: its own expiry,
+	// a rotation's grace or a policy's lifetime bound, whichever is first.
+	EndsAt  *time.Time `json:"ends_at"`
+	Version uint64     `json:"version"`
 	// LastUsedAt is the last request that presented the key, as the
 	// gateways reported it (nil: none); LastUsed says where and how.
 	LastUsedAt *time.Time `json:"last_used_at"`

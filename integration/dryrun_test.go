@@ -276,6 +276,7 @@ func TestADryRunCountsTheTrafficItWouldDeny(t *testing.T) {
 	// A write that cannot deny takes no dry run; a dry run is true or false.
 	e.problem(e.call("POST", "/v1/tenants/acme/keys/"+e.keyID+"/resume?dry_run=true", e.root, nil), 400, "invalid_argument")
 	e.problem(e.call("POST", "/v1/tenants/acme/keys/"+e.keyID+"/revoke?dry_run=maybe", e.root, nil), 400, "invalid_argument")
+	e.problem(e.call("POST", "/v1/tenants/acme/keys/"+e.keyID+"/suspend?dry_run=false&dry_run=true", e.root, nil), 400, "invalid_argument")
 	if after := e.last(); after != before {
 		t.Fatalf("dry runs appended: %d → %d", before, after)
 	}

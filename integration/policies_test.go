@@ -116,6 +116,33 @@ func TestPoliciesOverHTTP(t *testing.T) {
 	// A retired policy a key references already does not stop its other
 	// changes.
 	e.must(e.call("PATCH", "/v1/tenants/acme/keys/"+keyID, root, map[string]any{"name": "renamed"}), 200)
+
+	// Explain for a request to an API: the policy confines the key to
+	// another one, and says so.
+	for _, api := range []string{"orders", "billing"} {
+		e.must(e.call("POST", "/v1/tenants/acme/apis", root, map[string]any{"id": api, "path_prefix": "/" + api, "upstreams": []string{"http://127.0.0.1:9"}}), 201)
+	}
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "orders-only", "scopes": []string{"orders:read"}, "apis": []string{"orders"}}), 201)
+	ko := e.must(e.call("POST", "/v1/tenants/acme/keys", root, map[string]any{"user": "bob", "policies": []string{"orders-only"}}), 201)
+	if ends := field(ko, "key", "ends_at"); ends != nil {
+		t.Fatalf("a key nothing bounds ends at %v", ends)
+	}
+	x = e.must(e.call("GET", "/v1/tenants/acme/keys/"+fmt.Sprint(field(ko, "key", "id"))+"/explain?seq="+ko.header.Get("Keytrail-Seq")+"&api=billing", root, nil), 200)
+	if field(x, "code") != "INSUFFICIENT_SCOPE" || !strings.Contains(x.raw, "API billing is not among those the key's policies allow: orders-only v1 (orders)") {
+		t.Fatalf("explain on another API: %s", x.raw)
+	}
+	x = e.must(e.call("GET", "/v1/tenants/acme/keys/"+fmt.Sprint(field(ko, "key", "id"))+"/explain?seq="+ko.header.Get("Keytrail-Seq")+"&api=orders", root, nil), 200)
+	if field(x, "code") != "VALID" {
+		t.Fatalf("explain on its API: %s", x.raw)
+	}
+	// A key bounded by a policy says when it ends, in the write's answer.
+	e.must(e.call("POST", "/v1/tenants/acme/policies", root, map[string]any{"id": "day", "max_ttl": "1d"}), 201)
+	kd := e.must(e.call("PATCH", "/v1/tenants/acme/keys/"+fmt.Sprint(field(ko, "key", "id")), root, map[string]any{"policies": []string{"orders-only", "day"}}), 200)
+	ends, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(field(kd, "key", "ends_at")))
+	created, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(field(kd, "key", "created_at")))
+	if !ends.Equal(created.Add(24 * time.Hour)) {
+		t.Fatalf("ends_at %v, created %v: %s", ends, created, kd.raw)
+	}
 }
 
 // TestATenantAdminGrantsOnlyWhatItHolds: policies grant scopes, so a tenant

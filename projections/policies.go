@@ -181,20 +181,6 @@ func allowedOn(policies []*Policy, id string) bool {
 	return !restricted
 }
 
-// stricter reports whether rate limit a admits less than b (nil: no
-// limit): a lower sustained rate, or the same rate and a smaller burst.
-func stricter(a, b *events.RateLimit) bool {
-	switch {
-	case a == nil:
-		return false
-	case b == nil:
-		return true
-	case a.PerSecond != b.PerSecond:
-		return a.PerSecond < b.PerSecond
-	}
-	return a.Burst < b.Burst
-}
-
 // addInstant is i+d, saturated at never.
 func addInstant(i instant, d time.Duration) instant {
 	if i > never-instant(d) {

@@ -115,7 +115,7 @@ func TestPolicyPrecedence(t *testing.T) {
 			t.Fatalf("effective scopes after a retirement %v", d.EffectiveScopes(nil))
 		}
 	})
-	t.Run("the strictest rate limit applies", func(t *testing.T) {
+	t.Run("the lowest rate and the lowest burst apply", func(t *testing.T) {
 		w := newPolicyWorld(t)
 		loose, tight := &events.RateLimit{PerSecond: 100, Burst: 100}, &events.RateLimit{PerSecond: 5, Burst: 10}
 		w.policy("loose", events.PolicyCreatedV1{RateLimit: loose})
@@ -126,7 +126,8 @@ func TestPolicyPrecedence(t *testing.T) {
 		w.key("acme", 4, events.KeyIssuedV1{Policies: []string{"loose", "tight"}})                // the stricter policy's
 		w.key("acme", 5, events.KeyIssuedV1{RateLimit: &events.RateLimit{PerSecond: 5, Burst: 3}, // same rate, smaller burst
 			Policies: []string{"tight"}})
-		for i, want := range map[int]events.RateLimit{1: *loose, 2: *tight, 3: *tight, 4: *tight, 5: {PerSecond: 5, Burst: 3}} {
+		w.key("acme", 6, events.KeyIssuedV1{RateLimit: &events.RateLimit{PerSecond: 1, Burst: 20}, Policies: []string{"tight"}}) // each the lower
+		for i, want := range map[int]events.RateLimit{1: *loose, 2: *tight, 3: *tight, 4: *tight, 5: {PerSecond: 5, Burst: 3}, 6: {PerSecond: 1, Burst: 10}} {
 			d := w.verify(i, "", t0)
 			if got := d.KeyRateLimit(); got == nil || *got != want {
 				t.Errorf("key %d: rate limit %+v, want %+v", i, got, want)

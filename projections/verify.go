@@ -61,14 +61,18 @@ type Decision struct {
 	API string
 	// Now is the time the decision used; Seq the sequence of the last event
 	// the catalog had applied.
-	Now       time.Time
-	Seq       uint64
-	also      uint16 // bit i: precedence[i] failed too
-	scopes    []string
-	policies  []*Policy
-	rate      *events.RateLimit
-	evidence  [maxEvidence]Evidence
-	nEvidence int
+	Now      time.Time
+	Seq      uint64
+	also     uint16 // bit i: precedence[i] failed too
+	scopes   []string
+	policies []*Policy
+	rate     *events.RateLimit
+	// rateV, when rateMerged, is the key's limit and its policies' met:
+	// the lowest rate and the lowest burst of them.
+	rateV      events.RateLimit
+	rateMerged bool
+	evidence   [maxEvidence]Evidence
+	nEvidence  int
 }
 
 // precedence is the order of the checks the catalog makes.
@@ -93,10 +97,15 @@ func (d *Decision) Also() []Code {
 // change); EffectiveScopes adds its policies'.
 func (d *Decision) KeyScopes() []string { return d.scopes }
 
-// KeyRateLimit is the rate limit the key verifies under — the strictest of
-// its own and its live policies' — nil when none (shared with the
-// catalog: read, never change).
-func (d *Decision) KeyRateLimit() *events.RateLimit { return d.rate }
+// KeyRateLimit is the rate limit the key verifies under — its own and its
+// live policies' met: the lowest rate and the lowest burst — nil when none
+// (shared with the catalog or the decision: read, never change).
+func (d *Decision) KeyRateLimit() *events.RateLimit {
+	if d.rateMerged {
+		return &d.rateV
+	}
+	return d.rate
+}
 
 // Evidence lists the events that determined the code.
 func (d *Decision) Evidence() []Evidence { return d.evidence[:d.nEvidence] }
@@ -177,8 +186,15 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 		if !p.Live() {
 			continue
 		}
-		if stricter(p.RateLimit, rate) {
-			rate = p.RateLimit
+		switch r := p.RateLimit; {
+		case r == nil:
+		case rate == nil && !d.rateMerged:
+			rate = r
+		default: // a ceiling on both the rate and the burst
+			if !d.rateMerged {
+				d.rateV, d.rateMerged = *rate, true
+			}
+			d.rateV.PerSecond, d.rateV.Burst = min(d.rateV.PerSecond, r.PerSecond), min(d.rateV.Burst, r.Burst)
 		}
 		if p.MaxTTL > 0 {
 			if e := addInstant(k.created, p.MaxTTL); e < end {
@@ -292,7 +308,10 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 // tenant's) folded up to seq (all when 0) and up to those that occurred at
 // or before at (all when zero), verified at at — or, without at, at the time
 // of the last event folded. ok is false when the key did not exist then.
-func ExplainKey(history []events.Recorded, tenant, keyID string, seq uint64, at time.Time, scopes []string) (d Decision, ok bool) {
+//
+// api, when set, is an API of tenant the request is for: its events must be
+// in history.
+func ExplainKey(history []events.Recorded, tenant, keyID string, seq uint64, at time.Time, scopes []string, api string) (d Decision, ok bool) {
 	c := NewCatalog()
 	var last time.Time
 	for _, r := range history {
@@ -311,7 +330,11 @@ func ExplainKey(history []events.Recorded, tenant, keyID string, seq uint64, at 
 	if !ok {
 		return Decision{}, false
 	}
-	return c.VerifyHash(k.SecretHash, Request{Scopes: scopes}, now), true
+	q := Request{Scopes: scopes}
+	if api != "" {
+		q.APITenant, q.API = tenant, api
+	}
+	return c.VerifyHash(k.SecretHash, q, now), true
 }
 
 // effectiveStatuses names what each outcome of a request with no API and no

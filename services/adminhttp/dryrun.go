@@ -37,6 +37,11 @@ func dryRun(r *http.Request, pattern string) (bool, error) {
 	if !q.Has("dry_run") {
 		return false, nil
 	}
+	if len(q["dry_run"]) > 1 {
+		// The first value would win: dry_run=false&dry_run=true would
+		// write for real a request its sender meant as a dry run.
+		return false, &control.Error{Code: control.CodeInvalidArgument, Message: "dry_run: given more than once"}
+	}
 	var dry bool
 	switch v := q.Get("dry_run"); v {
 	case "true", "1":

@@ -59,6 +59,7 @@ func (s *Server) keyRoutes() {
 		if err != nil {
 			return err
 		}
+		s.settle(r, res.Seq)
 		if res.Replayed {
 			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already issued a key; its secret was returned to that request and is never returned again", k.ID)
 			return nil
@@ -206,6 +207,7 @@ func (s *Server) keyRoutes() {
 		if err != nil {
 			return err
 		}
+		s.settle(r, res.Seq)
 		if res.Replayed {
 			writeProblem(w, r, control.CodeConflict, "this Idempotency-Key already rotated the key; the new secret was returned to that request and is never returned again", rot.New.ID)
 			return nil
@@ -264,6 +266,7 @@ func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, 
 	if err != nil {
 		return err
 	}
+	s.settle(r, res.Seq)
 	return written(w, http.StatusOK, res, map[string]any{"key": s.keyView(k)})
 }
 
@@ -294,4 +297,14 @@ func (s *Server) confineEnd(p *principal, tenant, keyID string, expires *time.Ti
 			end, limit.UTC().Format(time.RFC3339), p.keyID)}
 	}
 	return nil
+}
+
+// settle waits, briefly, for the read model to apply a write's sequence:
+// a key's answer tells its effective status and end from the read model,
+// which must hold the write (and the policies it references) first. On a
+// slow model the answer is the model's, as a read without Min-Seq.
+func (s *Server) settle(r *http.Request, seq uint64) {
+	if seq != 0 {
+		s.cfg.Model.WaitFor(r.Context(), seq, s.cfg.MinSeqWait)
+	}
 }

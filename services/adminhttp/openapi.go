@@ -49,7 +49,7 @@ var ops = map[string]op{
 	"POST /v1/tenants/{tenant}/apis/{api}/deprecate":             {"Deprecate an API until a sunset time", "Deprecate", 200, "APIResult"},
 	"POST /v1/tenants/{tenant}/apis/{api}/retire":                {"Retire an API, for good: the gateway answers 410", "Reason", 200, "APIResult"},
 	"GET /v1/tenants/{tenant}/keys/{key}/history":                {"Every event that bears on a key: its own, its user's, its tenant's", "", 200, "History"},
-	"GET /v1/tenants/{tenant}/keys/{key}/explain":                {"The decision a key would have received as of a time (at=) or sequence (seq=), with its evidence", "", 200, "Decision"},
+	"GET /v1/tenants/{tenant}/keys/{key}/explain":                {"The decision a key would have received as of a time (at=) or sequence (seq=), for scopes (scope=) or an API (api=), with its evidence and what its policies did", "", 200, "Decision"},
 	"GET /v1/tenants/{tenant}/usage":                             {"Requests counted by the gateways, by bucket, grouped by code, key, API or user, with the gaps in their reports", "", 200, "Usage"},
 	"GET /v1/tenants/{tenant}/decisions":                         {"The gateways' logged decisions on the tenant's keys and APIs, by key, user, API or code, oldest first (the server filters on the subject)", "", 200, "DecisionList"},
 	"POST /v1/tenants/{tenant}/webhooks":                         {"Add a webhook endpoint for the tenant's notices (types: which; none: all); its signing secret (whsec_…) is in this answer and never again", "CreateWebhook", 201, "CreatedWebhook"},
@@ -123,7 +123,7 @@ func schemas() obj {
 		"Key": object(nil, obj{"id": str, "tenant": str, "user": str, "name": str, "scopes": strs,
 			"status": obj{"enum": projections.EffectiveStatuses()}, "own_status": obj{"enum": []string{"active", "suspended", "revoked"}}, "hint": str, "created_at": dateTime, "not_before": nullTime,
 			"expires_at": nullTime, "rate_limit": nullRate, "metadata": strMap, "rotated_from": str, "rotated_to": str,
-			"grace_until": dateTime, "version": integer, "last_used_at": nullTime, "policies": strs,
+			"grace_until": dateTime, "version": integer, "last_used_at": nullTime, "policies": strs, "ends_at": nullTime,
 			"last_used": object(nil, obj{"gateway": str, "api": str, "code": str, "last_valid_at": nullTime}),
 			"usage":     object(nil, obj{"requests_24h": integer, "requests_30d": integer})}),
 		"DecisionList": object([]string{"decisions"}, obj{"next_cursor": str, "decisions": obj{"type": "array", "items": object(
@@ -348,7 +348,7 @@ func queryOf(method, path string) []obj {
 		return nil
 	case strings.HasSuffix(path, "/explain"):
 		return []obj{{"name": "at", "in": "query", "schema": dateTime}, {"name": "seq", "in": "query", "schema": integer},
-			{"name": "scope", "in": "query", "schema": str}}
+			{"name": "scope", "in": "query", "schema": str}, {"name": "api", "in": "query", "schema": str, "description": "an API of the tenant the request was for"}}
 	case strings.HasSuffix(path, "/keys"):
 		statuses := make([]string, 0, 9)
 		for _, st := range projections.EffectiveStatuses() {

@@ -154,6 +154,7 @@ func (s *Server) verifyRoutes() {
 		if as.At.IsZero() && as.Seq == 0 {
 			return &control.Error{Code: control.CodeInvalidArgument, Message: "give at (RFC 3339) or seq"}
 		}
+		as.API = q.Get("api")
 		for _, sc := range q["scope"] {
 			if !events.ValidScope(sc) {
 				return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid scope"}

@@ -83,7 +83,11 @@ type keyView struct {
 	// Policies are the access policies the key references; its effective
 	// scopes and limits are resolved from them when it is verified.
 	Policies []string `json:"policies"`
-	Version  uint64   `json:"version"`
+	// EndsAt is when the key stops verifying by time alone: the earliest of
+	// its own expiry, a rotation's grace and its policies' lifetime bounds
+	// (null: nothing bounds it).
+	EndsAt  *time.Time `json:"ends_at"`
+	Version uint64     `json:"version"`
 	// LastUsedAt is the last request that presented the key, as the
 	// gateways' usage reports tell it (null: none reported); LastUsed says
 	// through which gateway, for which API and with which outcome.
@@ -117,7 +121,16 @@ func (s *Server) keyView(k projections.Key) keyView {
 func (s *Server) keyViewWith(k projections.Key, withUsage bool) keyView {
 	v := keyOf(k)
 	now := s.cfg.Now()
-	s.cfg.Model.Read(func(c *projections.Catalog) { v.Status = string(c.EffectiveStatus(k, now)) })
+	v.EndsAt = k.ExpiresAt
+	if k.GraceUntil != nil && (v.EndsAt == nil || k.GraceUntil.Before(*v.EndsAt)) {
+		v.EndsAt = k.GraceUntil
+	}
+	s.cfg.Model.Read(func(c *projections.Catalog) {
+		v.Status = string(c.EffectiveStatus(k, now))
+		if end := c.KeyEndWith(k.Tenant, k.ID, nil, &k.Policies); end != nil && (v.EndsAt == nil || end.Before(*v.EndsAt)) {
+			v.EndsAt = end
+		}
+	})
 	if s.cfg.Usage == nil {
 		return v
 	}

@@ -130,7 +130,7 @@ func (a *Auditor) Explain(ctx context.Context, k KeyRef, seq uint64, at time.Tim
 	if err != nil {
 		return Explanation{}, err
 	}
-	d, ok := projections.ExplainKey(history, k.Tenant, k.ID, seq, at, nil)
+	d, ok := projections.ExplainKey(history, k.Tenant, k.ID, seq, at, nil, "")
 	if !ok {
 		return Explanation{}, fmt.Errorf("%w: %s did not exist then", ErrNoKey, k.ID)
 	}

@@ -82,7 +82,7 @@ func (n Noun) Flags(verbName string) []string {
 		return nil
 	}
 	fs := flag.NewFlagSet(verbName, flag.ContinueOnError)
-	(&run{}).register(fs, n.Tenant, writes(n.Name, verbName))
+	(&run{}).register(fs, n.Tenant, writes(n.Name, verbName), dryRunnable[n.Name+" "+verbName])
 	if v.flags != nil {
 		v.flags(fs)
 	}
@@ -120,6 +120,16 @@ type verb struct {
 	run   func(ctx context.Context, r *run, args []string) error
 }
 
+// dryRunnable are the verbs whose write can deny a request that verifies
+// today: they take --dry-run (the server's ?dry_run=true).
+var dryRunnable = map[string]bool{
+	"tenant suspend": true, "tenant revoke-keys": true,
+	"user disable": true, "user delete": true, "user revoke-keys": true,
+	"key update": true, "key suspend": true, "key revoke": true, "key rotate": true,
+	"api update": true, "api retire": true,
+	"policy update": true, "policy retire": true,
+}
+
 // writes reports whether a verb writes: all but get, list and reports.
 func writes(noun, verb string) bool { return noun != "report" && verb != "get" && verb != "list" }
 
@@ -148,7 +158,7 @@ func (n Noun) Run(ctx context.Context, env Env, args []string) error {
 	v := verbs[args[0]]
 	fs := flag.NewFlagSet(n.Name+" "+args[0], flag.ContinueOnError)
 	r := &run{env: env, stdout: env.Stdout}
-	r.register(fs, n.Tenant, writes(n.Name, args[0]))
+	r.register(fs, n.Tenant, writes(n.Name, args[0]), dryRunnable[n.Name+" "+args[0]])
 	if v.flags != nil {
 		v.flags(fs)
 	}

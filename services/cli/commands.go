@@ -521,7 +521,7 @@ func apiVerbs() map[string]verb {
 func Verify(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	r := &run{env: env, stdout: env.Stdout}
-	r.register(fs, false, false) // a question, not a write
+	r.register(fs, false, false, false) // a question, not a write
 	tenant := fs.String("tenant", "", "the tenant the request is for (TENANT_MISMATCH otherwise)")
 	var scopes listFlag
 	fs.Var(&scopes, "scope", "a scope the request needs (repeat for more)")

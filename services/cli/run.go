@@ -31,7 +31,7 @@ type run struct {
 	call   *client.Call
 }
 
-func (r *run) register(fs *flag.FlagSet, tenant, writes bool) {
+func (r *run) register(fs *flag.FlagSet, tenant, writes, dry bool) {
 	fs.StringVar(&r.server, "server", "", "admin API URL (default: <data>/addresses.json, else "+r.env.DefaultServer+")")
 	fs.StringVar(&r.token, "token", "", "admin key (default: $KEYTRAIL_TOKEN, else <data>/root.key)")
 	fs.StringVar(&r.data, "data", r.env.DataDir, "data directory of a local keytrail dev")
@@ -39,7 +39,9 @@ func (r *run) register(fs *flag.FlagSet, tenant, writes bool) {
 	if writes {
 		fs.StringVar(&r.idemKey, "idempotency-key", "", "Idempotency-Key for a write")
 		fs.StringVar(&r.ifMatch, "if-match", "", "expected version (If-Match) for a write")
-		fs.BoolVar(&r.dryRun, "dry-run", false, "append nothing: show the events the write would append and the keys, users and APIs it would deny")
+		if dry {
+			fs.BoolVar(&r.dryRun, "dry-run", false, "append nothing: show the events the write would append and the keys, users and APIs it would deny")
+		}
 	} else {
 		fs.StringVar(&r.minSeq, "min-seq", "", "Keytrail-Min-Seq for a read")
 	}

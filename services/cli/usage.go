@@ -21,7 +21,7 @@ const sparkWidth = 48
 func Usage(ctx context.Context, env Env, args []string) error {
 	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
 	r := &run{env: env, stdout: env.Stdout}
-	r.register(fs, true, false)
+	r.register(fs, true, false, false)
 	var q client.UsageQuery
 	fs.StringVar(&q.Key, "key", "", "one key's requests")
 	fs.StringVar(&q.User, "user", "", "the requests with this user's keys")

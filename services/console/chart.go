@@ -145,6 +145,8 @@ func ago(now, t time.Time) string {
 // of its rotation's grace (nil: never).
 func stops(k client.Key) *time.Time {
 	switch {
+	case k.EndsAt != nil: // the server's word: policies' lifetime bounds included
+		return k.EndsAt
 	case k.GraceUntil != nil && (k.ExpiresAt == nil || k.GraceUntil.Before(*k.ExpiresAt)):
 		return k.GraceUntil
 	}

@@ -1,7 +1,9 @@
 package control
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -34,6 +36,8 @@ type ExplainAt struct {
 	At     time.Time
 	Seq    uint64
 	Scopes []string
+	// API, when set, is an API of the key's tenant the request was for.
+	API string
 }
 
 // Explanation is a re-derived decision and, in words, what the key's
@@ -51,11 +55,36 @@ func (s *Service) Explain(ctx context.Context, tenant, keyID string, as ExplainA
 	if err != nil {
 		return Explanation{}, err
 	}
-	d, ok := projections.ExplainKey(history, tenant, keyID, as.Seq, as.At, as.Scopes)
+	need := as.Scopes
+	if as.API != "" {
+		if !events.ValidAPIID(as.API) {
+			return Explanation{}, errorf(CodeInvalidArgument, "api: not an API id")
+		}
+		l, err := load[projections.API](ctx, s.cfg.Store, tenant, events.APIAggregate(as.API))
+		if err != nil {
+			return Explanation{}, mapStoreError(err)
+		}
+		if !l.State.Exists() {
+			return Explanation{}, errorf(CodeNotFound, "no API %s", as.API)
+		}
+		history = append(history, l.History...)
+		slices.SortFunc(history, func(a, b events.Recorded) int { return cmp.Compare(a.Seq, b.Seq) })
+		for _, r := range l.History { // the API's scopes as of then are needed too
+			if (as.Seq == 0 || r.Seq <= as.Seq) && (as.At.IsZero() || !r.OccurredAt.After(as.At)) {
+				switch p := r.Data.(type) {
+				case events.APICreatedV1:
+					need = append(slices.Clone(as.Scopes), p.Scopes...)
+				case events.APIUpdatedV1:
+					need = append(slices.Clone(as.Scopes), p.Scopes...)
+				}
+			}
+		}
+	}
+	d, ok := projections.ExplainKey(history, tenant, keyID, as.Seq, as.At, as.Scopes, as.API)
 	if !ok {
 		return Explanation{}, errorf(CodeNotFound, "key %s did not exist then", keyID)
 	}
-	return Explanation{Decision: d, Because: projections.Because(history, &d, as.Scopes)}, nil
+	return Explanation{Decision: d, Because: projections.Because(history, &d, need)}, nil
 }
 
 // Evidence reads the events a decision rests on, for their times, actors
