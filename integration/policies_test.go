@@ -325,3 +325,23 @@ func TestATenantAdminCannotEscapeThroughPolicies(t *testing.T) {
 		t.Fatalf("refused requests appended: %d → %d", before, after)
 	}
 }
+
+// A PATCH of a policy says which member it refuses: null is a value only
+// for the limits (rate_limit, max_ttl: removed).
+func TestAPolicyPatchNamesWhatItRefuses(t *testing.T) {
+	e := startAdmin(t)
+	e.givenKey()
+	e.must(e.call("POST", "/v1/tenants/acme/policies", e.root, map[string]any{"id": "p", "scopes": []string{"a"}, "max_ttl": "1d"}), 201)
+	before := e.last()
+	for member, body := range map[string]string{"scopes": `{"scopes":null}`, "apis": `{"apis":null}`, "name": `{"name":null}`,
+		"max_ttl": `{"max_ttl":"0d"}`, "rate_limit": `{"rate_limit":{"per_second":0,"burst":1}}`, "apis[0]": `{"apis":[7]}`} {
+		r := e.call("PATCH", "/v1/tenants/acme/policies/p", e.root, body)
+		e.problem(r, 400, "invalid_argument")
+		if !strings.Contains(fmt.Sprint(field(r, "detail")), strings.TrimSuffix(member, "[0]")) {
+			t.Errorf("%s: the problem does not name it: %s", body, r.raw)
+		}
+	}
+	if after := e.last(); after != before {
+		t.Fatalf("refused requests appended: %d → %d", before, after)
+	}
+}

@@ -26,11 +26,11 @@ type (
 	// patchPolicyBody: a member left out stays as it is; rate_limit and
 	// max_ttl given as null remove the limit.
 	patchPolicyBody struct {
-		Name      *string                    `json:"name"`
-		Scopes    *[]string                  `json:"scopes"`
+		Name      nullable[string]           `json:"name"`
+		Scopes    nullable[[]string]         `json:"scopes"`
 		RateLimit nullable[events.RateLimit] `json:"rate_limit"`
 		MaxTTL    nullable[string]           `json:"max_ttl"`
-		APIs      *[]string                  `json:"apis"`
+		APIs      nullable[[]string]         `json:"apis"`
 		Reason    string                     `json:"reason"`
 	}
 )
@@ -108,7 +108,14 @@ func (s *Server) policyRoutes() {
 			if err := s.confineLoosening(info(r).p, r.PathValue("tenant"), r.PathValue("policy")); err != nil {
 				return projections.Policy{}, control.Result{}, err
 			}
-			patch := control.PolicyPatch{Name: b.Name, Scopes: b.Scopes, APIs: b.APIs}
+			for name, n := range map[string]bool{"name": b.Name.Set && b.Name.Value == nil,
+				"scopes": b.Scopes.Set && b.Scopes.Value == nil, "apis": b.APIs.Set && b.APIs.Value == nil} {
+				if n {
+					return projections.Policy{}, control.Result{}, &control.Error{Code: control.CodeInvalidArgument,
+						Message: name + `: null is not a value here; give "" or [] for none, or leave the member out`}
+				}
+			}
+			patch := control.PolicyPatch{Name: b.Name.Value, Scopes: b.Scopes.Value, APIs: b.APIs.Value}
 			if b.RateLimit.Set {
 				patch.RateLimit = &b.RateLimit.Value
 			}
