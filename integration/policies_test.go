@@ -223,6 +223,15 @@ func TestAPolicyChangeReachesEveryGateway(t *testing.T) {
 			t.Fatalf("%s after the policy change: %d %s", gw, s, code)
 		}
 	}
+	// Each denial the gateways logged is re-derived by the audit from the
+	// log alone: the policy's events are in its fold, and in the evidence.
+	testkit.Eventually(t, 20*time.Second, func() error {
+		out, code := runCLI("audit", "verify-decisions", "--nats", e.dev.Addresses().NATS, "--data", e.dir, "-o", "json")
+		if code != 0 || !strings.Contains(out, `"INSUFFICIENT_SCOPE":3`) {
+			return fmt.Errorf("verify-decisions (exit %d): %s", code, out)
+		}
+		return nil
+	})
 	// And back: the scope restored on the policy is honoured everywhere.
 	u = e.must(e.call("PATCH", "/v1/tenants/acme/policies/readers", e.root, map[string]any{"scopes": []string{"orders:read"}}), 200)
 	for _, gw := range gateways {

@@ -105,7 +105,10 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, p *principal, h 
 	var err error
 	s.cfg.Model.Read(func(c *projections.Catalog) { imp, err = c.Preview(tenant, plan.Events, now) })
 	if err != nil {
-		writeError(w, r, s.cfg.Log, err)
+		// The read model does not hold what the command read (it lags, or
+		// another write came between): the preview would not be the write's.
+		s.cfg.Log.Warn("dry run: the planned events do not apply to the read model", "err", err)
+		writeProblem(w, r, control.CodeUnavailable, "this node's read model could not apply the planned events; retry", "")
 		return
 	}
 	planned := make([]plannedEvent, len(plan.Events))
