@@ -922,6 +922,23 @@ const (
 	MaxPolicyTTL = 10 * 365 * 24 * time.Hour
 )
 
+// FormatTTL writes a lifetime as a policy's max_ttl is given: whole days
+// as "90d", whole hours as "12h", whole minutes as "90m", anything else as
+// a Go duration ("" for 0).
+func FormatTTL(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}
+
 // PolicyTTL is a max_ttl as a duration (0: none). It must be valid.
 func PolicyTTL(s string) time.Duration {
 	d, _ := ParseDuration(s)

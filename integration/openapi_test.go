@@ -152,7 +152,7 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	ok("GET", "/v1/tenants/acme/decisions?since=1h", nil, 200)
 	ok("GET", "/v1/gateways", nil, 200)
 	ok("GET", "/v1/tenants/acme/notices?since=1h&type=key.expiring", nil, 200)
-	pol := ok("POST", "/v1/tenants/acme/policies", map[string]any{"id": "readers", "scopes": []string{"orders:read"}, "max_ttl": "90d", "apis": []string{"orders"}}, 201)
+	pol := ok("POST", "/v1/tenants/acme/policies", map[string]any{"id": "readers", "scopes": []string{"orders:read"}, "max_ttl": "90d"}, 201)
 	e.must(e.call("GET", "/v1/tenants/acme/policies", root, nil, "Keytrail-Min-Seq", pol.header.Get("Keytrail-Seq")), 200)
 	ok("GET", "/v1/tenants/acme/policies/readers", nil, 200)
 	ok("PATCH", "/v1/tenants/acme/policies/readers?dry_run=true", map[string]any{"scopes": []string{}}, 200)

@@ -354,3 +354,70 @@ func TestAPolicyPatchNamesWhatItRefuses(t *testing.T) {
 		t.Fatalf("refused requests appended: %d → %d", before, after)
 	}
 }
+
+// TestATenantAdminMakesOnlyKeysItCouldHaveIssued: the second review's ways
+// around the confinement, each refused with nothing appended — by one rule
+// (projections.Exceeds): a tenant admin's write is judged on its own plan,
+// and no key it changes may end up granted a scope, a later end or an API
+// the admin's own key is not.
+func TestATenantAdminMakesOnlyKeysItCouldHaveIssued(t *testing.T) {
+	e := startAdmin(t)
+	root := e.root
+	e.givenKey()
+	for _, api := range []string{"orders", "billing"} {
+		e.must(e.call("POST", "/v1/tenants/acme/apis", root, map[string]any{"id": api, "path_prefix": "/" + api,
+			"upstreams": []string{"http://127.0.0.1:9"}, "scopes": []string{api + ":read"}}), 201)
+	}
+	policy := func(body map[string]any) { e.must(e.call("POST", "/v1/tenants/acme/policies", root, body), 201) }
+	key := func(body map[string]any) (string, string) {
+		body["user"] = "bob"
+		r := e.must(e.call("POST", "/v1/tenants/acme/keys", root, body), 201)
+		return fmt.Sprint(field(r, "key", "id")), fmt.Sprint(field(r, "secret"))
+	}
+	policy(map[string]any{"id": "billing-adm", "scopes": []string{"billing:read", "billing:admin"}})
+	policy(map[string]any{"id": "short", "max_ttl": "1h"})
+	policy(map[string]any{"id": "ordonly", "scopes": []string{"billing:read"}, "apis": []string{"orders"}})
+	policy(map[string]any{"id": "slow", "rate_limit": map[string]any{"per_second": 1, "burst": 1}})
+	policy(map[string]any{"id": "billonly", "apis": []string{"billing"}})
+	policy(map[string]any{"id": "anyapi"})
+	bobBilling, _ := key(map[string]any{"policies": []string{"billing-adm"}})
+	b2, _ := key(map[string]any{"scopes": []string{"billing:admin", "billing:read"}, "policies": []string{"slow", "billonly"}})
+	b3, _ := key(map[string]any{"scopes": []string{"billing:admin"}, "ttl": "1h"})
+	_, adm := key(map[string]any{"scopes": []string{"keytrail:admin", "orders:read"}, "policies": []string{"short"}})
+	adm2ID, adm2 := key(map[string]any{"scopes": []string{"keytrail:admin"}, "policies": []string{"ordonly"}})
+	e.must(e.call("GET", "/v1/tenants/acme", root, nil, "Keytrail-Min-Seq", fmt.Sprint(e.last())), 200)
+
+	before := e.last()
+	refused := func(why, method, path, token string, body any) {
+		t.Helper()
+		r := e.call(method, path, token, body)
+		if r.status != 403 && r.status != 400 {
+			t.Fatalf("%s: %s %s answered %d: %s", why, method, path, r.status, r.raw)
+		}
+	}
+	// Rotating a key whose policy grants what the admin lacks: the
+	// successor would hold it (and the dry run says so as the write would).
+	refused("rotate", "POST", "/v1/tenants/acme/keys/"+bobBilling+"/rotate", adm, map[string]any{"grace": "1m"})
+	refused("rotate, dry run", "POST", "/v1/tenants/acme/keys/"+bobBilling+"/rotate?dry_run=true", adm, map[string]any{"grace": "1m"})
+	// Lifting the bound of its own key's policy, from the policy's side.
+	refused("max_ttl removed", "PATCH", "/v1/tenants/acme/policies/short", adm, map[string]any{"max_ttl": nil})
+	refused("max_ttl raised", "PATCH", "/v1/tenants/acme/policies/short", adm, map[string]any{"max_ttl": "3650d"})
+	refused("bound retired", "POST", "/v1/tenants/acme/policies/short/retire", adm, nil)
+	// Reaching an API its key may not: another policy, a wider policy, a
+	// key of its own scope.
+	refused("a policy allowing any API", "PATCH", "/v1/tenants/acme/keys/"+adm2ID, adm2, map[string]any{"policies": []string{"ordonly", "anyapi"}})
+	refused("the policy's APIs widened", "PATCH", "/v1/tenants/acme/policies/ordonly", adm2, map[string]any{"apis": []string{}})
+	refused("a key for any API", "POST", "/v1/tenants/acme/keys", adm2, map[string]any{"user": "bob", "scopes": []string{"billing:read"}})
+	// Loosening keys that hold what it lacks, from the key's side.
+	refused("limits detached", "PATCH", "/v1/tenants/acme/keys/"+b2, adm, map[string]any{"policies": []string{}})
+	refused("expiry extended", "PATCH", "/v1/tenants/acme/keys/"+b3, adm, map[string]any{"expires_at": "2036-01-01T00:00:00Z"})
+	// A dry run asked for in a way the query drops.
+	for _, q := range []string{"?dry_run=true;reason=x", "?dry-run=true", "?DRY_RUN=true"} {
+		e.problem(e.call("POST", "/v1/tenants/acme/keys/"+b3+"/revoke"+q, root, nil), 400, "invalid_argument")
+	}
+	if after := e.last(); after != before {
+		t.Fatalf("refused requests appended: %d → %d", before, after)
+	}
+	// Within its own grant it may: a key of its scopes, bounded as it is.
+	e.must(e.call("POST", "/v1/tenants/acme/keys", adm, map[string]any{"user": "bob", "scopes": []string{"orders:read"}, "ttl": "30m"}), 201)
+}

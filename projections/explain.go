@@ -132,7 +132,7 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 				if r.Seq == e.Seq() {
 					p := states[r.Aggregate.ID]
 					out = append(out, fmt.Sprintf("EXPIRED: policy %s v%d allows keys %s after their issue, set at seq %d by %s",
-						p.ID, p.Revision, p.MaxTTL, r.Seq, r.Actor))
+						p.ID, p.Revision, events.FormatTTL(p.MaxTTL), r.Seq, r.Actor))
 				}
 			}
 		}

@@ -46,17 +46,13 @@ func (c ProbeChange) Denies() bool { return c.Before == CodeValid && c.After != 
 // Preview applies planned events (a dry run's: not yet in the log) to a
 // copy of tenant's part of the catalog and compares, key by key, the
 // decisions at now before and after: on each of the tenant's APIs, without
-// an API, and without an API for each scope the key holds before or after. The catalog is not changed;
-// the copy is the tenant's only, so a preview costs what the tenant holds.
+// an API, and without an API for each scope the key holds before or after.
+// The catalog is not changed; the copy is the tenant's only, so a preview
+// costs what the tenant holds.
 func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) (Impact, error) {
-	after := c.fork(tenant)
-	for _, e := range planned {
-		if e.Tenant != tenant {
-			return Impact{}, fmt.Errorf("projections: a planned event of tenant %s in a preview of %s", e.Tenant, tenant)
-		}
-		if err := after.applyPlanned(e); err != nil {
-			return Impact{}, err
-		}
+	after, err := c.after(tenant, planned)
+	if err != nil {
+		return Impact{}, err
 	}
 	imp := Impact{Keys: []KeyImpact{}, Users: []string{}, APIs: []string{}}
 	te, ta := c.tenants[tenant], after.tenants[tenant]
@@ -118,6 +114,21 @@ func (c *Catalog) Preview(tenant string, planned []events.Event, now time.Time) 
 	imp.Users = append(imp.Users, slices.Sorted(maps.Keys(users))...)
 	imp.APIs = append(imp.APIs, slices.Sorted(maps.Keys(touched))...)
 	return imp, nil
+}
+
+// after is a copy of tenant's part of the catalog with planned events
+// applied.
+func (c *Catalog) after(tenant string, planned []events.Event) (*Catalog, error) {
+	after := c.fork(tenant)
+	for _, e := range planned {
+		if e.Tenant != tenant {
+			return nil, fmt.Errorf("projections: a planned event of tenant %s in a preview of %s", e.Tenant, tenant)
+		}
+		if err := after.applyPlanned(e); err != nil {
+			return nil, err
+		}
+	}
+	return after, nil
 }
 
 // probe is the decision a request with key k to API api of tenant gets at

@@ -100,6 +100,22 @@ func (d *Decision) KeyScopes() []string { return d.scopes }
 // KeyRateLimit is the rate limit the key verifies under — its own and its
 // live policies' met: the lowest rate and the lowest burst — nil when none
 // (shared with the catalog or the decision: read, never change).
+// meetRate folds a live policy's limit r into the key's: the first limit
+// is taken as it is (shared with the catalog), and each further one is met
+// in the decision's own copy — the lowest rate, the lowest burst.
+func (d *Decision) meetRate(r *events.RateLimit) {
+	switch {
+	case r == nil:
+	case d.rate == nil && !d.rateMerged:
+		d.rate = r
+	default:
+		if !d.rateMerged {
+			d.rateV, d.rateMerged = *d.rate, true
+		}
+		d.rateV.PerSecond, d.rateV.Burst = min(d.rateV.PerSecond, r.PerSecond), min(d.rateV.Burst, r.Burst)
+	}
+}
+
 func (d *Decision) KeyRateLimit() *events.RateLimit {
 	if d.rateMerged {
 		return &d.rateV
@@ -181,21 +197,13 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	// The key's live policies, in one pass: the strictest rate limit, the
 	// earliest end of life, and whether they let the key on q.API.
 	pols := k.policyList()
-	rate, end, endBy, confined, allowed := k.rate, never, (*Policy)(nil), false, false
+	end, endBy, confined, allowed := never, (*Policy)(nil), false, false
+	d.rate = k.rate
 	for _, p := range pols {
 		if !p.Live() {
 			continue
 		}
-		switch r := p.RateLimit; {
-		case r == nil:
-		case rate == nil && !d.rateMerged:
-			rate = r
-		default: // a ceiling on both the rate and the burst
-			if !d.rateMerged {
-				d.rateV, d.rateMerged = *rate, true
-			}
-			d.rateV.PerSecond, d.rateV.Burst = min(d.rateV.PerSecond, r.PerSecond), min(d.rateV.Burst, r.Burst)
-		}
+		d.meetRate(p.RateLimit)
 		if p.MaxTTL > 0 {
 			if e := addInstant(k.created, p.MaxTTL); e < end {
 				end, endBy = e, p
@@ -207,7 +215,7 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 			confined = true
 		}
 	}
-	d.scopes, d.policies, d.rate = k.scopeList(), pols, rate
+	d.scopes, d.policies = k.scopeList(), pols
 	if !u.Exists() {
 		u = nil // the key names a user with no events (yet)
 	}

@@ -2,6 +2,8 @@ package adminhttp
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -33,7 +35,21 @@ func DryRunnable(route string) bool { return denying[route] }
 // dryRun reads ?dry_run: true or false (absent: false), and only on a
 // write that can deny.
 func dryRun(r *http.Request, pattern string) (bool, error) {
-	q := r.URL.Query()
+	if r.Method == http.MethodGet {
+		return false, nil
+	}
+	// A write whose query does not parse, or names dry_run nearly, is
+	// refused: the parts that do not parse are dropped silently, and a
+	// dry run asked for that way would write for real.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return false, &control.Error{Code: control.CodeInvalidArgument, Message: "the query does not parse (" + clip(err.Error()) + "); a write takes only dry_run"}
+	}
+	for name := range q {
+		if name != "dry_run" && strings.EqualFold(strings.ReplaceAll(name, "-", "_"), "dry_run") {
+			return false, &control.Error{Code: control.CodeInvalidArgument, Message: "query: " + clip(name) + " is not a parameter; did you mean dry_run?"}
+		}
+	}
 	if !q.Has("dry_run") {
 		return false, nil
 	}
@@ -80,7 +96,7 @@ type keyImpact struct {
 // what it would append and what that would do: {"events", "impact"}.
 // Nothing is appended; nothing the handler wrote reaches the client
 // unless it failed.
-func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, p *principal, h handler) {
+func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, p *principal, pattern string, h handler) {
 	plan := &control.Plan{}
 	info(r).plan = plan
 	rec := &recorder{header: http.Header{}}
@@ -96,7 +112,11 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, p *principal, h 
 		w.Write(rec.body.Bytes())
 		return
 	}
-	if err := s.cfg.Model.WaitFor(r.Context(), plan.After, s.cfg.MinSeqWait); err != nil {
+	if !p.root && granting[pattern] && len(plan.Events) > 0 {
+		if !s.judge(w, r, p, plan) { // refused as the write would be
+			return
+		}
+	} else if err := s.cfg.Model.WaitFor(r.Context(), plan.After, s.cfg.MinSeqWait); err != nil {
 		writeProblem(w, r, control.CodeUnavailable, "this node's read model has not caught up with what the change was decided on; retry", "")
 		return
 	}

@@ -152,11 +152,6 @@ func (s *Server) keyRoutes() {
 		if err := s.confine(p, body.Scopes, body.ExpiresAt, false); err != nil {
 			return err
 		}
-		if body.Policies != nil || body.ExpiresAt != nil {
-			if err := s.confineEnd(p, r.PathValue("tenant"), r.PathValue("key"), body.ExpiresAt, body.Policies); err != nil {
-				return err
-			}
-		}
 		if body.Metadata != nil {
 			if err := s.metadataQuota(*body.Metadata); err != nil {
 				return err
@@ -268,35 +263,6 @@ func (s *Server) keyWrite(w http.ResponseWriter, r *http.Request, p *principal, 
 	}
 	s.settle(r, res.Seq)
 	return written(w, http.StatusOK, res, map[string]any{"key": s.keyView(k)})
-}
-
-// confineEnd holds a tenant admin's change of a key's expiry or policies
-// within its own key's life: the key as the change leaves it (its own
-// expiry, its policies' lifetime bounds) may not outlive the key making
-// the request — so an admin cannot lift a policy's bound off its own key,
-// or any other. The root key is not confined.
-func (s *Server) confineEnd(p *principal, tenant, keyID string, expires *time.Time, policies *[]string) error {
-	if p.root {
-		return nil
-	}
-	var limit, after *time.Time
-	s.cfg.Model.Read(func(c *projections.Catalog) {
-		limit = c.KeyEnd(p.tenant, p.keyID)
-		after = c.KeyEndWith(tenant, keyID, expires, policies)
-	})
-	switch {
-	case limit == nil:
-		return nil
-	case after == nil || after.After(*limit):
-		end := "never"
-		if after != nil {
-			end = after.UTC().Format(time.RFC3339)
-		}
-		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
-			"policies: the key would then stop working at %s, after %s, when the key making this request (%s) does; a key may not outlive the key that set it",
-			end, limit.UTC().Format(time.RFC3339), p.keyID)}
-	}
-	return nil
 }
 
 // settle waits, briefly, for the read model to apply a write's sequence:

@@ -198,9 +198,13 @@ type reqInfo struct {
 	// body is the SHA-256 of the request body as read (of nothing when
 	// there was none): part of what an Idempotency-Key is bound to.
 	body [32]byte
-	// plan is set for a dry run (?dry_run=true): the command records what
-	// it would append there (control.Meta.Plan).
+	// plan is set for a dry run (?dry_run=true), and for a tenant admin's
+	// write judged before it is made (guard): the command records what it
+	// would append there (control.Meta.Plan).
 	plan *control.Plan
+	// asOf is the read model's sequence when a tenant admin's write was
+	// judged (guard).
+	asOf uint64
 }
 
 func info(r *http.Request) *reqInfo {
@@ -398,7 +402,10 @@ func (s *Server) handleScoped(pattern string, who access, scopes []string, h han
 			return
 		}
 		if dry {
-			s.dryRun(w, r, p, h)
+			s.dryRun(w, r, p, pattern, h)
+			return
+		}
+		if !s.guard(w, r, p, pattern, h) {
 			return
 		}
 		if err := h(w, r, p); err != nil {
@@ -426,7 +433,7 @@ func (s *Server) meta(r *http.Request, p *principal, reason string, creates bool
 	if !p.root {
 		// A tenant admin grants only what its key holds: the command
 		// checks the policies it touches against these (control.Confinement).
-		m.Confine = &control.Confinement{KeyID: p.keyID}
+		m.Confine = &control.Confinement{KeyID: p.keyID, AsOf: info(r).asOf}
 		s.cfg.Model.Read(func(c *projections.Catalog) { m.Confine.Scopes = c.KeyScopes(p.tenant, p.keyID) })
 	}
 	if m.Plan = info(r).plan; m.Plan != nil {

@@ -154,6 +154,9 @@ func (s *Server) verifyRoutes() {
 		if as.At.IsZero() && as.Seq == 0 {
 			return &control.Error{Code: control.CodeInvalidArgument, Message: "give at (RFC 3339) or seq"}
 		}
+		if len(q["api"]) > 1 {
+			return &control.Error{Code: control.CodeInvalidArgument, Message: "api: given more than once; a request is for one API"}
+		}
 		as.API = q.Get("api")
 		for _, sc := range q["scope"] {
 			if !events.ValidScope(sc) {

@@ -396,7 +396,7 @@ func (s *Service) RotateKey(ctx context.Context, meta Meta, tenant, keyID string
 		if end, by, ok, err := s.policyEnd(ctx, tenant, k.Policies, k.CreatedAt); err != nil {
 			return err
 		} else if ok && !end.After(now) {
-			return errorf(CodeFailedPrecondition, "key %s has expired: policy %s allows keys %s after their issue", keyID, by, TTLText(end.Sub(k.CreatedAt)))
+			return errorf(CodeFailedPrecondition, "key %s has expired: policy %s allows keys %s after their issue", keyID, by, events.FormatTTL(end.Sub(k.CreatedAt)))
 		}
 		if err := ifMatch(version, k.Version); err != nil {
 			return err

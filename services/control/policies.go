@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -44,8 +43,8 @@ func checkPolicyID(tenant, id string) error {
 	return nil
 }
 
-func (s *Service) policyStep(tenant, id string, version *uint64, decide func(p projections.Policy) (events.Payload, error)) step[projections.Policy] {
-	return step[projections.Policy]{tenant: tenant, agg: events.PolicyAggregate(id), pinned: version != nil, version: policyVersion,
+func (s *Service) policyStep(meta *Meta, tenant, id string, version *uint64, decide func(p projections.Policy) (events.Payload, error)) step[projections.Policy] {
+	st := step[projections.Policy]{tenant: tenant, agg: events.PolicyAggregate(id), pinned: version != nil, version: policyVersion,
 		decide: func(p projections.Policy, _ time.Time) (events.Payload, error) {
 			if p.Exists() {
 				if err := ifMatch(version, p.Version); err != nil {
@@ -54,6 +53,15 @@ func (s *Service) policyStep(tenant, id string, version *uint64, decide func(p p
 			}
 			return decide(p)
 		}}
+	if c := meta.Confine; c != nil && c.AsOf != 0 {
+		// The keys the change reaches were judged as of AsOf: the append
+		// expects no key of the tenant to have changed since.
+		// The append covers the whole tenant (the policy's subject must lie
+		// in its scope); what was judged are its keys.
+		st.scope, _ = events.TenantFilter(tenant)
+		st.judged = &judged{filter: events.SubjectRoot + "." + tenant + ".u.*.k.*", asOf: c.AsOf}
+	}
+	return st
 }
 
 // CreatePolicy defines an access policy of tenant.
@@ -70,7 +78,7 @@ func (s *Service) CreatePolicy(ctx context.Context, meta Meta, tenant string, sp
 	if err := s.checkPolicyAPIs(ctx, tenant, spec.APIs); err != nil {
 		return projections.Policy{}, Result{}, err
 	}
-	return transition(ctx, s, meta, s.policyStep(tenant, spec.ID, nil, func(p projections.Policy) (events.Payload, error) {
+	return transition(ctx, s, meta, s.policyStep(&meta, tenant, spec.ID, nil, func(p projections.Policy) (events.Payload, error) {
 		if p.Exists() {
 			return nil, errorf(CodeConflict, "policy %s exists", spec.ID)
 		}
@@ -107,7 +115,7 @@ func (s *Service) UpdatePolicy(ctx context.Context, meta Meta, tenant, id string
 			return projections.Policy{}, Result{}, err
 		}
 	}
-	return transition(ctx, s, meta, s.policyStep(tenant, id, version, func(p projections.Policy) (events.Payload, error) {
+	return transition(ctx, s, meta, s.policyStep(&meta, tenant, id, version, func(p projections.Policy) (events.Payload, error) {
 		if err := policyUsable(p, id); err != nil {
 			return nil, err
 		}
@@ -117,7 +125,7 @@ func (s *Service) UpdatePolicy(ctx context.Context, meta Meta, tenant, id string
 		if err := meta.Confine.grants("policy "+id, p.Scopes); err != nil {
 			return nil, err
 		}
-		u := events.PolicyUpdatedV1{Name: p.Name, Scopes: p.Scopes, RateLimit: p.RateLimit, MaxTTL: TTLText(p.MaxTTL), APIs: p.APIs}
+		u := events.PolicyUpdatedV1{Name: p.Name, Scopes: p.Scopes, RateLimit: p.RateLimit, MaxTTL: events.FormatTTL(p.MaxTTL), APIs: p.APIs}
 		if patch.Name != nil {
 			u.Name = *patch.Name
 		}
@@ -140,23 +148,6 @@ func (s *Service) UpdatePolicy(ctx context.Context, meta Meta, tenant, id string
 	}))
 }
 
-// TTLText writes a policy's lifetime back as it is given: whole days as
-// "90d", whole hours as "12h", whole minutes as "90m", anything else as a
-// Go duration.
-func TTLText(d time.Duration) string {
-	switch {
-	case d == 0:
-		return ""
-	case d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-	return d.String()
-}
-
 // samePolicy reports whether an update would leave the policy as it is.
 func samePolicy(p projections.Policy, u events.PolicyUpdatedV1) bool {
 	sameRate := (p.RateLimit == nil) == (u.RateLimit == nil) && (p.RateLimit == nil || *p.RateLimit == *u.RateLimit)
@@ -177,6 +168,9 @@ func (s *Service) checkPolicyAPIs(ctx context.Context, tenant string, apis []str
 		if !l.State.Exists() {
 			return errorf(CodeInvalidArgument, "apis: no API %s in tenant %s", id, tenant)
 		}
+		if l.State.Status == projections.APIRetired {
+			return errorf(CodeInvalidArgument, "apis: API %s is retired", id)
+		}
 	}
 	return nil
 }
@@ -186,7 +180,7 @@ func (s *Service) RetirePolicy(ctx context.Context, meta Meta, tenant, id string
 	if err := checkPolicyID(tenant, id); err != nil {
 		return projections.Policy{}, Result{}, err
 	}
-	return transition(ctx, s, meta, s.policyStep(tenant, id, version, func(p projections.Policy) (events.Payload, error) {
+	return transition(ctx, s, meta, s.policyStep(&meta, tenant, id, version, func(p projections.Policy) (events.Payload, error) {
 		if !p.Exists() {
 			return nil, errorf(CodeNotFound, "no policy %s", id)
 		}
@@ -252,10 +246,10 @@ func (s *Service) checkKeyPolicies(ctx context.Context, meta *Meta, tenant strin
 		switch {
 		case !known && !end.After(now):
 			return errorf(CodeFailedPrecondition, "policies: policy %s allows keys %s after their issue; this key was issued at %s and would stop working at once",
-				id, TTLText(p.MaxTTL), issued.UTC().Format(time.RFC3339))
+				id, events.FormatTTL(p.MaxTTL), issued.UTC().Format(time.RFC3339))
 		case expires != nil && expires.After(end):
 			return errorf(CodeInvalidArgument, "expires_at: %s (expires_at, or ttl from now) is beyond what policy %s allows (%s after issue, %s); give an earlier one or none",
-				expires.UTC().Format(time.RFC3339), id, TTLText(p.MaxTTL), end.UTC().Format(time.RFC3339))
+				expires.UTC().Format(time.RFC3339), id, events.FormatTTL(p.MaxTTL), end.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keytrail/keytrail/events"
 	"github.com/keytrail/keytrail/projections"
 )
 
@@ -93,7 +94,7 @@ func TestAPolicyUpdateThatChangesNothingAppendsNothing(t *testing.T) {
 	f := newFixture(t)
 	f.givenUser()
 	p := f.policy(PolicySpec{ID: "p", Scopes: []string{"a"}, MaxTTL: "90m"})
-	if got := TTLText(p.MaxTTL); got != "90m" {
+	if got := events.FormatTTL(p.MaxTTL); got != "90m" {
 		t.Fatalf("max_ttl reads back as %q", got)
 	}
 	before := f.last()
@@ -108,4 +109,27 @@ func TestAPolicyUpdateThatChangesNothingAppendsNothing(t *testing.T) {
 	// An API a policy names must exist.
 	_, _, err = f.svc.UpdatePolicy(f.ctx(), meta(""), "acme", "p", PolicyPatch{APIs: &[]string{"nosuch"}}, nil)
 	wantCode(t, err, CodeInvalidArgument)
+}
+
+// A tenant admin's policy change was judged against the keys the read
+// model held at AsOf: if a key of the tenant changed since (one that may
+// have come to reference the policy), the change is a conflict, not made.
+func TestAJudgedPolicyChangeConflictsWithALaterKey(t *testing.T) {
+	f := newFixture(t)
+	f.givenUser()
+	f.policy(PolicySpec{ID: "p", Scopes: []string{"a"}})
+	judgedAt := f.last()
+	f.issue(KeySpec{User: "bob", Policies: []string{"p"}}) // after the judgement
+	admin := meta("")
+	admin.Confine = &Confinement{KeyID: "key_x", Scopes: []string{"a"}, AsOf: judgedAt}
+	before := f.last()
+	_, _, err := f.svc.UpdatePolicy(f.ctx(), admin, "acme", "p", PolicyPatch{MaxTTL: &[]string{"1d"}[0]}, nil)
+	wantCode(t, err, CodeConflict)
+	if f.last() != before {
+		t.Fatal("a conflicting change appended")
+	}
+	admin.Confine.AsOf = f.last()
+	if _, _, err := f.svc.UpdatePolicy(f.ctx(), admin, "acme", "p", PolicyPatch{MaxTTL: &[]string{"1d"}[0]}, nil); err != nil {
+		t.Fatalf("judged on the current keys: %v", err)
+	}
 }

@@ -93,10 +93,14 @@ type Meta struct {
 	Confine *Confinement
 }
 
-// Confinement is what a tenant admin's key holds: its effective scopes.
+// Confinement is what a tenant admin's key holds: its effective scopes;
+// and AsOf, the read model's sequence when its write was judged against
+// the keys it changes (adminhttp's guard; 0: not judged): a policy change
+// is appended only if no key of the tenant changed since.
 type Confinement struct {
 	KeyID  string
 	Scopes []string
+	AsOf   uint64
 }
 
 // grants checks that the caller may grant scopes (what a policy holds).

@@ -8,6 +8,12 @@ import (
 	"github.com/keytrail/keytrail/events/store"
 )
 
+// judged is a filter whose messages up to asOf a command was judged on.
+type judged struct {
+	filter string
+	asOf   uint64
+}
+
 type stateful[T any] interface {
 	Apply(events.Recorded) (T, error)
 }
@@ -20,6 +26,10 @@ type step[T any] struct {
 	// scope, when set, is a filter the append expects nothing to have
 	// changed under since before the aggregate was loaded (see userScope).
 	scope string
+	// judged, when set, is what the command rests on was judged against
+	// elsewhere (a read model): a change under its filter after asOf is a
+	// conflict, not decided again.
+	judged *judged
 	// pinned: the caller gave a version, so a conflict is not retried
 	// (Meta.IfMatch pins every transition, and is checked by it).
 	pinned  bool
@@ -55,6 +65,15 @@ func transition[T stateful[T]](ctx context.Context, s *Service, meta Meta, st st
 				return err
 			}
 			scope = &store.Scope{Filter: scopeFilter, Seq: seq}
+		}
+		if j := st.judged; j != nil {
+			seq, err := s.cfg.Store.LastSeq(ctx, j.filter)
+			if err != nil {
+				return err
+			}
+			if seq > j.asOf {
+				return errorf(CodeConflict, "what this change was judged on changed meanwhile (%s); retry", j.filter)
+			}
 		}
 		l, err := load[T](ctx, s.cfg.Store, tenant, agg)
 		if err != nil {
