@@ -114,7 +114,7 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 				}
 			}
 		}
-		if d.API != "" && !allowedOn(d.policies, d.API) {
+		if apis := allowedAPIs(d.policies); d.API != "" && apis != nil && !slices.Contains(apis, d.API) {
 			var confining []string
 			for _, p := range d.policies {
 				if p.Live() {

@@ -165,22 +165,6 @@ func lacks(scopes []string, policies []*Policy, need []string) bool {
 	return false
 }
 
-// allowedOn reports whether policies let their key be used on API id: yes
-// unless every live one names the APIs it allows and none names id.
-func allowedOn(policies []*Policy, id string) bool {
-	restricted := false
-	for _, p := range policies {
-		if !p.Live() {
-			continue
-		}
-		if len(p.APIs) == 0 || slices.Contains(p.APIs, id) {
-			return true
-		}
-		restricted = true
-	}
-	return !restricted
-}
-
 // addInstant is i+d, saturated at never.
 func addInstant(i instant, d time.Duration) instant {
 	if i > never-instant(d) {

@@ -97,9 +97,6 @@ func (d *Decision) Also() []Code {
 // change); EffectiveScopes adds its policies'.
 func (d *Decision) KeyScopes() []string { return d.scopes }
 
-// KeyRateLimit is the rate limit the key verifies under — its own and its
-// live policies' met: the lowest rate and the lowest burst — nil when none
-// (shared with the catalog or the decision: read, never change).
 // meetRate folds a live policy's limit r into the key's: the first limit
 // is taken as it is (shared with the catalog), and each further one is met
 // in the decision's own copy — the lowest rate, the lowest burst.
@@ -116,6 +113,9 @@ func (d *Decision) meetRate(r *events.RateLimit) {
 	}
 }
 
+// KeyRateLimit is the rate limit the key verifies under — its own and its
+// live policies' met: the lowest rate and the lowest burst — nil when none
+// (shared with the catalog or the decision: read, never change).
 func (d *Decision) KeyRateLimit() *events.RateLimit {
 	if d.rateMerged {
 		return &d.rateV
@@ -194,8 +194,9 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 	}
 	te, u := k.tenant, k.user
 	d.KeyID, d.Tenant, d.User = k.id, te.id, u.ID
-	// The key's live policies, in one pass: the strictest rate limit, the
-	// earliest end of life, and whether they let the key on q.API.
+	// The key's live policies, in one pass: their rate limits met with the
+	// key's, the earliest end of life, and whether they let the key on
+	// q.API (allowedAPIs, without building the list).
 	pols := k.policyList()
 	end, endBy, confined, allowed := never, (*Policy)(nil), false, false
 	d.rate = k.rate
