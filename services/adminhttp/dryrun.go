@@ -36,6 +36,9 @@ func DryRunnable(route string) bool { return denying[route] }
 // write that can deny.
 func dryRun(r *http.Request, pattern string) (bool, error) {
 	if r.Method == http.MethodGet {
+		if r.URL.Query().Has("dry_run") {
+			return false, &control.Error{Code: control.CodeInvalidArgument, Message: "dry_run: a read changes nothing; dry runs are for writes that can deny"}
+		}
 		return false, nil
 	}
 	// A write whose query does not parse, or names dry_run nearly, is
