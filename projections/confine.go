@@ -2,6 +2,7 @@ package projections
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -44,7 +45,6 @@ func (g grant) equal(o grant) bool {
 // (any) unless every live one names the APIs it allows.
 func allowedAPIs(policies []*Policy) []string {
 	var out []string
-	restricted := false
 	for _, p := range policies {
 		if !p.Live() {
 			continue
@@ -52,15 +52,11 @@ func allowedAPIs(policies []*Policy) []string {
 		if len(p.APIs) == 0 {
 			return nil
 		}
-		restricted = true
 		for _, a := range p.APIs {
 			if !slices.Contains(out, a) {
 				out = append(out, a)
 			}
 		}
-	}
-	if !restricted {
-		return nil
 	}
 	return out
 }
@@ -87,12 +83,7 @@ func (c *Catalog) Exceeds(tenant string, planned []events.Event, admin string) (
 	if ta == nil {
 		return "", nil
 	}
-	ids := make([]string, 0, len(ta.keys))
-	for id := range ta.keys {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(ta.keys)) {
 		ka := ta.keys[id]
 		if !ka.exists() || ka.status == keyRevoked {
 			continue
@@ -105,24 +96,24 @@ func (c *Catalog) Exceeds(tenant string, planned []events.Event, admin string) (
 		}
 		for _, s := range g.scopes {
 			if !slices.Contains(bound.scopes, s) {
-				return fmt.Sprintf("key %s would hold %q, which the key making this request (%s) does not", id, s, admin), nil
+				return fmt.Sprintf("scopes: key %s would hold %q, which the key making this request (%s) does not", id, s, admin), nil
 			}
 		}
 		if g.end > bound.end {
 			end := "never"
-			if g.end != never {
-				end = time.Unix(0, int64(g.end)).UTC().Format(time.RFC3339)
+			if t := g.end.timeOr(never); t != nil {
+				end = t.Format(time.RFC3339)
 			}
-			return fmt.Sprintf("key %s would stop working %s, after %s, when the key making this request (%s) does",
-				id, end, time.Unix(0, int64(bound.end)).UTC().Format(time.RFC3339), admin), nil
+			return fmt.Sprintf("expires_at: key %s would stop working %s, after %s, when the key making this request (%s) does",
+				id, end, bound.end.timeOr(never).Format(time.RFC3339), admin), nil
 		}
 		if bound.apis != nil {
 			if g.apis == nil {
-				return fmt.Sprintf("key %s could be used on any API; the key making this request (%s) only on %v", id, admin, bound.apis), nil
+				return fmt.Sprintf("policies: key %s could be used on any API; the key making this request (%s) only on %v", id, admin, bound.apis), nil
 			}
 			for _, a := range g.apis {
 				if !slices.Contains(bound.apis, a) {
-					return fmt.Sprintf("key %s could be used on API %s, which the key making this request (%s) may not", id, a, admin), nil
+					return fmt.Sprintf("policies: key %s could be used on API %s, which the key making this request (%s) may not", id, a, admin), nil
 				}
 			}
 		}

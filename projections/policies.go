@@ -252,12 +252,8 @@ func (c *Catalog) LivePolicies(tenant string) int {
 // KeyScopes are the scopes a key of tenant holds now: its own and its
 // live policies' (nil for no such key).
 func (c *Catalog) KeyScopes(tenant, id string) []string {
-	t, ok := c.tenants[tenant]
-	if !ok {
-		return nil
-	}
-	k, ok := t.keys[id]
-	if !ok || !k.exists() {
+	k := c.keyState(tenant, id)
+	if k == nil {
 		return nil
 	}
 	return k.effectiveScopes(make([]string, 0, 8))
@@ -292,51 +288,6 @@ func (c *Catalog) KeyEnd(tenant, id string) *time.Time {
 		return nil
 	}
 	return k.end().timeOr(never)
-}
-
-// KeyEndWith is KeyEnd for the key as a change would leave it: with its
-// own expiry replaced when expires is set, and its policies replaced when
-// policies is set.
-func (c *Catalog) KeyEndWith(tenant, id string, expires *time.Time, policies *[]string) *time.Time {
-	k := c.keyState(tenant, id)
-	if k == nil {
-		return nil
-	}
-	x := *k
-	if expires != nil {
-		x.expiresAt = instantOf(*expires)
-	}
-	if policies != nil {
-		l := make([]*Policy, 0, len(*policies))
-		for _, pid := range *policies {
-			if p := k.tenant.policies[pid]; p != nil {
-				l = append(l, p)
-			}
-		}
-		x.policies = &l
-	}
-	return x.end().timeOr(never)
-}
-
-// PolicyKeyBeyond is a key (not revoked) of tenant that references policy
-// and holds a scope outside held ("" when there is none): who a tenant
-// admin holding held may not loosen the policy for.
-func (c *Catalog) PolicyKeyBeyond(tenant, policy string, held []string) string {
-	t, ok := c.tenants[tenant]
-	if !ok {
-		return ""
-	}
-	for _, k := range t.keys {
-		if !k.exists() || k.status == keyRevoked || !slices.ContainsFunc(k.policyList(), func(p *Policy) bool { return p.ID == policy }) {
-			continue
-		}
-		for _, s := range k.effectiveScopes(nil) {
-			if !slices.Contains(held, s) {
-				return k.id
-			}
-		}
-	}
-	return ""
 }
 
 func (c *Catalog) keyState(tenant, id string) *keyState {

@@ -22,14 +22,10 @@ import (
 // unknown, nothing after it. An empty body is an empty object when empty is
 // allowed. A problem names the member and the rule, never a Go type.
 func decode(r *http.Request, v any, emptyOK bool) error {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	info(r).body = sha256.Sum256(body)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("the body is over %d bytes", tooBig.Limit)}
-		}
-		return &control.Error{Code: control.CodeInvalidArgument, Message: "the body could not be read"}
+		return err
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if emptyOK {
@@ -60,6 +56,20 @@ func decode(r *http.Request, v any, emptyOK bool) error {
 		return &control.Error{Code: control.CodeInvalidArgument, Message: "invalid JSON: " + jsonProblem(err)}
 	}
 	return nil
+}
+
+// readBody reads a request's body whole, saying why it could not as a
+// problem (over the size limit, or unreadable).
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return body, &control.Error{Code: control.CodeInvalidArgument, Message: fmt.Sprintf("the body is over %d bytes", tooBig.Limit)}
+		}
+		return body, &control.Error{Code: control.CodeInvalidArgument, Message: "the body could not be read"}
+	}
+	return body, nil
 }
 
 // checkShape walks the next JSON value against type t (nil: any): objects

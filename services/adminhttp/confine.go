@@ -35,18 +35,14 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, p *principal, pat
 	if p.root || !granting[pattern] {
 		return true
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
-		writeProblem(w, r, control.CodeInvalidArgument, "the body could not be read", "")
+		writeError(w, r, s.cfg.Log, err)
 		return false
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	plan := &control.Plan{}
-	info(r).plan = plan
-	rec := &recorder{header: http.Header{}}
-	err = h(rec, r, p)
-	info(r).plan = nil
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	plan, rec, err := planned(r, p, h)
+	r.Body = io.NopCloser(bytes.NewReader(body)) // for the write itself
 	if err != nil {
 		writeError(w, r, s.cfg.Log, err)
 		return false
@@ -55,6 +51,16 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request, p *principal, pat
 		return true // refused, replayed or unchanged: the write says so itself
 	}
 	return s.judge(w, r, p, plan)
+}
+
+// planned runs the write h as a plan (control.Meta.Plan): decided as
+// ever, nothing appended, its answer kept in a recorder.
+func planned(r *http.Request, p *principal, h handler) (*control.Plan, *recorder, error) {
+	plan := &control.Plan{}
+	info(r).plan = plan
+	defer func() { info(r).plan = nil }()
+	rec := &recorder{header: http.Header{}}
+	return plan, rec, h(rec, r, p)
 }
 
 // judge applies a tenant admin's plan to a copy of the read model and

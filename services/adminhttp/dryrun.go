@@ -100,10 +100,8 @@ type keyImpact struct {
 // Nothing is appended; nothing the handler wrote reaches the client
 // unless it failed.
 func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, p *principal, pattern string, h handler) {
-	plan := &control.Plan{}
-	info(r).plan = plan
-	rec := &recorder{header: http.Header{}}
-	if err := h(rec, r, p); err != nil {
+	plan, rec, err := planned(r, p, h)
+	if err != nil {
 		writeError(w, r, s.cfg.Log, err)
 		return
 	}
@@ -125,7 +123,6 @@ func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, p *principal, pa
 	}
 	tenant, now := r.PathValue("tenant"), s.cfg.Now()
 	var imp projections.Impact
-	var err error
 	s.cfg.Model.Read(func(c *projections.Catalog) { imp, err = c.Preview(tenant, plan.Events, now) })
 	if err != nil {
 		// The read model does not hold what the command read (it lags, or

@@ -41,14 +41,6 @@ func (s *Server) keyRoutes() {
 				return &control.Error{Code: control.CodeInvalidArgument, Message: "ttl must be positive"}
 			}
 		}
-		expires := spec.ExpiresAt
-		if spec.TTL > 0 {
-			t := s.cfg.Now().Add(spec.TTL)
-			expires = &t
-		}
-		if err := s.confine(p, &spec.Scopes, expires, true); err != nil {
-			return err
-		}
 		if err := s.metadataQuota(spec.Metadata); err != nil {
 			return err
 		}
@@ -149,9 +141,6 @@ func (s *Server) keyRoutes() {
 		if err := decode(r, &body, false); err != nil {
 			return err
 		}
-		if err := s.confine(p, body.Scopes, body.ExpiresAt, false); err != nil {
-			return err
-		}
 		if body.Metadata != nil {
 			if err := s.metadataQuota(*body.Metadata); err != nil {
 				return err
@@ -185,15 +174,6 @@ func (s *Server) keyRoutes() {
 		if body.Grace != nil {
 			grace = time.Duration(*body.Grace)
 		}
-		// The successor takes the key's scopes and expiry: a tenant admin may
-		// rotate only a key it could have issued.
-		old, err := c.Key(r.Context(), r.PathValue("tenant"), r.PathValue("key"))
-		if err != nil {
-			return err
-		}
-		if err := s.confine(p, &old.Scopes, old.ExpiresAt, true); err != nil {
-			return err
-		}
 		m, err := s.meta(r, p, body.Reason, false)
 		if err != nil {
 			return err
@@ -209,45 +189,6 @@ func (s *Server) keyRoutes() {
 		}
 		return written(w, http.StatusCreated, res, map[string]any{"key": s.keyView(rot.New), "secret": rot.Secret.Reveal(), "previous": s.keyView(rot.Previous)})
 	})
-}
-
-// confine holds what a tenant admin's key issues or sets within that key:
-// no scope it lacks, no expiry past its own (issuing without an expiry,
-// when it has one, is refused too). The root key is not confined.
-func (s *Server) confine(p *principal, scopes *[]string, expires *time.Time, issuing bool) error {
-	if p.root {
-		return nil
-	}
-	var found bool
-	var held []string
-	var limit *time.Time
-	s.cfg.Model.Read(func(c *projections.Catalog) {
-		_, found = c.Key(p.tenant, p.keyID)
-		held = c.KeyScopes(p.tenant, p.keyID)
-		limit = c.KeyEnd(p.tenant, p.keyID) // its policies' lifetime bounds included
-	})
-	if !found {
-		return &control.Error{Code: control.CodeUnauthenticated, Message: "invalid or inactive key"}
-	}
-	if scopes != nil {
-		for _, sc := range *scopes {
-			if !slices.Contains(held, sc) {
-				return &control.Error{Code: control.CodePermissionDenied,
-					Message: fmt.Sprintf("scopes: %q is not a scope of the key making this request (%s); a key can grant only scopes it holds", sc, p.keyID)}
-			}
-		}
-	}
-	switch {
-	case limit == nil:
-	case expires == nil && issuing:
-		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
-			"expires_at: the key making this request (%s) expires at %s, and a key it issues may not outlive it: give expires_at or ttl", p.keyID, limit.UTC().Format(time.RFC3339))}
-	case expires != nil && expires.After(*limit):
-		return &control.Error{Code: control.CodePermissionDenied, Message: fmt.Sprintf(
-			"expires_at: %s is after %s, when the key making this request (%s) expires; a key may not outlive the key that set it",
-			expires.UTC().Format(time.RFC3339), limit.UTC().Format(time.RFC3339), p.keyID)}
-	}
-	return nil
 }
 
 // keyWrite runs a key command with the request's meta and If-Match.

@@ -127,7 +127,7 @@ func (s *Server) keyViewWith(k projections.Key, withUsage bool) keyView {
 	}
 	s.cfg.Model.Read(func(c *projections.Catalog) {
 		v.Status = string(c.EffectiveStatus(k, now))
-		if end := c.KeyEndWith(k.Tenant, k.ID, nil, &k.Policies); end != nil && (v.EndsAt == nil || end.Before(*v.EndsAt)) {
+		if end := c.KeyEnd(k.Tenant, k.ID); end != nil && (v.EndsAt == nil || end.Before(*v.EndsAt)) {
 			v.EndsAt = end
 		}
 	})
