@@ -178,6 +178,10 @@ func UserScopeFilter(tenant, user string) (string, error) {
 	return SubjectRoot + "." + tenant + ".u." + user + ".>", nil
 }
 
+// TenantKeysFilter is the subject filter for the events of every key of a
+// tenant (whatever their user). The id is checked before it is called.
+func TenantKeysFilter(tenant string) string { return SubjectRoot + "." + tenant + ".u.*.k.*" }
+
 // AllAPIsFilter matches the events of every API of every tenant: path
 // prefixes are unique across tenants, so creating or moving one checks them
 // all.

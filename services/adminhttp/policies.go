@@ -73,11 +73,8 @@ type policyView struct {
 }
 
 func policyOf(p projections.Policy) policyView {
-	v := policyView{ID: p.ID, Tenant: p.Tenant, Name: p.Name, Scopes: p.Scopes, RateLimit: p.RateLimit, APIs: p.APIs,
-		Status: string(p.Status), Revision: p.Revision, CreatedAt: p.CreatedAt, Version: p.Version}
-	if p.MaxTTL > 0 {
-		v.MaxTTL = events.FormatTTL(p.MaxTTL)
-	}
+	v := policyView{ID: p.ID, Tenant: p.Tenant, Name: p.Name, Scopes: p.Scopes, RateLimit: p.RateLimit, MaxTTL: events.FormatTTL(p.MaxTTL),
+		APIs: p.APIs, Status: string(p.Status), Revision: p.Revision, CreatedAt: p.CreatedAt, Version: p.Version}
 	if v.Scopes == nil {
 		v.Scopes = []string{}
 	}

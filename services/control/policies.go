@@ -21,8 +21,8 @@ type PolicySpec struct {
 }
 
 // PolicyPatch is what UpdatePolicy changes; nil fields stay as they are.
-// An empty MaxTTL, rate limit {"per_second":0} or list removes the value
-// (see the HTTP layer for how a body says so).
+// A RateLimit pointing at nil, an empty MaxTTL or an empty list removes
+// the value.
 type PolicyPatch struct {
 	Name      *string
 	Scopes    *[]string
@@ -54,12 +54,11 @@ func (s *Service) policyStep(meta *Meta, tenant, id string, version *uint64, dec
 			return decide(p)
 		}}
 	if c := meta.Confine; c != nil && c.AsOf != 0 {
-		// The keys the change reaches were judged as of AsOf: the append
-		// expects no key of the tenant to have changed since.
-		// The append covers the whole tenant (the policy's subject must lie
-		// in its scope); what was judged are its keys.
+		// The keys the change reaches were judged as of AsOf: none of the
+		// tenant's may have changed since. The append's scope is the whole
+		// tenant (the policy's subject must lie in it).
 		st.scope, _ = events.TenantFilter(tenant)
-		st.judged = &judged{filter: events.SubjectRoot + "." + tenant + ".u.*.k.*", asOf: c.AsOf}
+		st.judged = &judged{filter: events.TenantKeysFilter(tenant), asOf: c.AsOf}
 	}
 	return st
 }
