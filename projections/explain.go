@@ -67,11 +67,11 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 	type change struct {
 		r        events.Recorded
 		revision int
+		scopes   []string // a retired policy's, before it retired
 	}
 	states := map[string]Policy{}
 	removed := map[[2]string]change{} // policy, scope → the event that last took it away
 	retired := map[string]change{}
-	var granted map[string][]string // a retired policy's scopes before it retired
 	for _, r := range history {
 		if r.Seq > d.Seq || r.Aggregate.Kind != events.KindPolicy {
 			continue
@@ -85,15 +85,11 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 		states[id] = after
 		for _, s := range before.Scopes {
 			if !slices.Contains(after.Scopes, s) && after.Status == PolicyActive {
-				removed[[2]string{id, s}] = change{r, after.Revision}
+				removed[[2]string{id, s}] = change{r: r, revision: after.Revision}
 			}
 		}
 		if after.Status == PolicyRetired && before.Status == PolicyActive {
-			retired[id] = change{r, after.Revision}
-			if granted == nil {
-				granted = map[string][]string{}
-			}
-			granted[id] = before.Scopes
+			retired[id] = change{r, after.Revision, before.Scopes}
 		}
 	}
 	by := func(c change) string {
@@ -107,7 +103,7 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 				continue
 			}
 			for _, id := range pols {
-				if c, ok := retired[id]; ok && slices.Contains(granted[id], s) {
+				if c, ok := retired[id]; ok && slices.Contains(c.scopes, s) {
 					out = append(out, fmt.Sprintf("INSUFFICIENT_SCOPE: %s was granted by policy %s, retired (v%d) %s", s, id, c.revision, by(c)))
 				} else if c, ok := removed[[2]string{id, s}]; ok {
 					out = append(out, fmt.Sprintf("INSUFFICIENT_SCOPE: %s removed from policy %s v%d %s", s, id, c.revision, by(c)))
