@@ -63,7 +63,7 @@ FUZZ_TARGETS = ./events:FuzzDecode ./events:FuzzParseSubject ./events:FuzzDecode
 	./services/adminhttp:FuzzRevocationRoute ./services/gateway:FuzzGateway ./services/natsauth:FuzzParseIdentity \
 	./services/gateway:FuzzCanonicalPathAgainstTheRouter ./services/gateway/h1:FuzzRequests ./services/gateway/h1:FuzzResponses \
 	./projections:FuzzUsageReport ./services/webhooks:FuzzVerify ./services/webhooks:FuzzOpenSealed ./services/webhooks:FuzzParseSecret \
-	./services/console:FuzzConsoleForms ./events:FuzzUnseal ./events:FuzzParseCheckpoint
+	./services/console:FuzzConsoleForms ./events:FuzzUnseal ./events:FuzzParseCheckpoint ./events/store:FuzzDecodeStored
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \

@@ -7,7 +7,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 )
 
 // Signed events (docs/signing.md). A stored event may end with two members,
@@ -32,33 +34,16 @@ const (
 	SealLen = len(sealHead) + SignerIDLen + len(sealMiddle) + sigB64Len + len(sealTail) - 1
 )
 
-// Seal is an event's signature: who signed it, and over what.
+// Seal is an event's signature: who signed it, and over what. It refers
+// to the stored bytes it was read from; the signature is decoded and the
+// digest computed only when it is verified (a reader that a checkpoint
+// vouches for never does: unsealing costs it a split and a copy).
 type Seal struct {
-	Signer string
-	Sig    [ed25519.SignatureSize]byte
-	// digest is what was signed, computed from subject and signed when it
-	// is first asked for (a reader that a checkpoint vouches for never
-	// does).
-	digest  [32]byte
-	hashed  bool
+	Signer  string
 	subject string
-	signed  []byte
-}
-
-// NewSeal is a seal of a digest already computed.
-func NewSeal(signer string, sig []byte, digest [32]byte) *Seal {
-	s := &Seal{Signer: signer, digest: digest, hashed: true}
-	copy(s.Sig[:], sig)
-	return s
-}
-
-// Digest is what the signature is of.
-func (s *Seal) Digest() [32]byte {
-	if !s.hashed {
-		s.digest, s.hashed = sealDigest(s.subject, s.signed), true
-		s.signed = nil
-	}
-	return s.digest
+	// signed is the stored bytes up to the signer member; sig the
+	// signature member's base64 text.
+	signed, sig []byte
 }
 
 // SignerID names a signing key: the first 8 bytes of the SHA-256 of its
@@ -114,71 +99,87 @@ func Sign(subject string, encoded []byte, key ed25519.PrivateKey) ([]byte, error
 
 // Unseal splits a stored event into the event as encoded (without its
 // signature) and its seal; a message that ends without one is returned as
-// it is, with a nil seal. A signature that is there but malformed is an
-// error.
-func Unseal(subject string, data []byte) ([]byte, *Seal, error) { return UnsealTo(nil, subject, data) }
+// it is, with a nil seal. A signature member in the wrong shape (a signer
+// id that could not be one) is an error; a signature that is not base64
+// of 64 bytes is found out when the seal is verified, as any bad signature.
+func Unseal(subject string, data []byte) ([]byte, *Seal, error) {
+	cut, seal, err := SplitSeal(subject, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if seal == nil {
+		return data, nil, nil
+	}
+	return append(data[:cut:cut], '}'), seal, nil
+}
 
-// UnsealTo is Unseal appending the event as encoded to dst (a reader's
-// buffer, used again for the next message) when it was signed; the seal
-// keeps a reference to data.
-func UnsealTo(dst []byte, subject string, data []byte) ([]byte, *Seal, error) {
+// SplitSeal finds the seal of a stored event without copying anything:
+// the event as encoded is data[:cut] followed by a closing brace (data[cut]
+// is the comma before the signer member). cut is len(data) and the seal nil
+// when the event is not signed. The seal keeps a reference to data.
+func SplitSeal(subject string, data []byte) (cut int, seal *Seal, err error) {
 	n := len(data)
 	const suffix = SealLen + 1
 	if n < suffix+2 || !bytes.HasSuffix(data, []byte(sealTail)) {
-		return data, nil, nil
+		return n, nil, nil
 	}
-	cut := n - suffix
+	cut = n - suffix
 	tail := data[cut:]
 	if !bytes.HasPrefix(tail, []byte(sealHead)) {
-		return data, nil, nil
+		return n, nil, nil
 	}
 	rest := tail[len(sealHead):]
 	id, rest := rest[:SignerIDLen], rest[SignerIDLen:]
 	if !bytes.HasPrefix(rest, []byte(sealMiddle)) || !validSignerID(id) {
-		return nil, nil, &DecodeError{ErrMalformed, "a malformed signature"}
+		return n, nil, &DecodeError{ErrMalformed, "a malformed signature"}
 	}
 	rest = rest[len(sealMiddle):]
-	seal := &Seal{Signer: internSigner(id), subject: subject, signed: data[:cut:cut]}
-	var sig [sigB64Len / 4 * 3]byte
-	if m, err := base64.StdEncoding.Decode(sig[:], rest[:sigB64Len]); err != nil || m != ed25519.SignatureSize {
-		return nil, nil, &DecodeError{ErrMalformed, "a malformed signature"}
-	}
-	copy(seal.Sig[:], sig[:])
-	dst = append(dst, data[:cut]...)
-	return append(dst, '}'), seal, nil
+	return cut, &Seal{Signer: internSigner(id), subject: subject, signed: data[:cut:cut], sig: rest[:sigB64Len:sigB64Len]}, nil
 }
 
 // signerIDs interns the signer ids read (a log has a handful): a reader
-// does not allocate one per event. Bounded: ids past the first
-// maxInterned, as a forger could make up, are not kept.
-var signerIDs = struct {
-	sync.RWMutex
-	m map[string]string
-}{m: map[string]string{}}
+// does not allocate one per event, nor take a lock (the map is replaced,
+// never changed). Bounded: ids past the first maxInterned, as a forger
+// could make up, are not kept.
+var signerIDs struct {
+	sync.Mutex // held by writers
+	m          atomic.Pointer[map[string]string]
+}
 
 const maxInterned = 256
 
 func internSigner(id []byte) string {
-	signerIDs.RLock()
-	s, ok := signerIDs.m[string(id)]
-	signerIDs.RUnlock()
-	if ok {
+	if m := signerIDs.m.Load(); m != nil {
+		if s, ok := (*m)[string(id)]; ok {
+			return s
+		}
+	}
+	s := string(id)
+	signerIDs.Lock()
+	defer signerIDs.Unlock()
+	old := signerIDs.m.Load()
+	if old != nil && len(*old) >= maxInterned {
 		return s
 	}
-	s = string(id)
-	signerIDs.Lock()
-	if len(signerIDs.m) < maxInterned {
-		signerIDs.m[s] = s
+	m := make(map[string]string, 1)
+	if old != nil {
+		m = maps.Clone(*old)
 	}
-	signerIDs.Unlock()
+	m[s] = s
+	signerIDs.m.Store(&m)
 	return s
 }
 
-// Verify reports whether the seal is a signature by pub.
+// Verify reports whether the seal is a signature by pub: a malformed
+// signature is one that does not verify.
 func (s *Seal) Verify(pub ed25519.PublicKey) bool {
 	if s == nil || len(pub) != ed25519.PublicKeySize || SignerID(pub) != s.Signer {
 		return false
 	}
-	d := s.Digest()
-	return ed25519.Verify(pub, d[:], s.Sig[:])
+	var sig [sigB64Len / 4 * 3]byte
+	if n, err := base64.StdEncoding.Strict().Decode(sig[:], s.sig); err != nil || n != ed25519.SignatureSize {
+		return false
+	}
+	d := sealDigest(s.subject, s.signed)
+	return ed25519.Verify(pub, d[:], sig[:ed25519.SignatureSize])
 }

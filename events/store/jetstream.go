@@ -868,8 +868,6 @@ type jsSub struct {
 	// floor: the leader's last sequence under the filters when the
 	// subscription began; a delivery before it has something pending.
 	floor uint64
-	// unsealed is where a signed message is unsealed to be decoded.
-	unsealed []byte
 }
 
 func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
@@ -896,7 +894,7 @@ func (s *jsSub) Next(ctx context.Context) (Delivery, error) {
 		if d.Pending == 0 && d.Seq < s.floor {
 			d.Pending = 1 // at least the leader's last message follows
 		}
-		d.Event, d.Err = decodeInto(&s.unsealed, d.Seq, d.Subject, m.Data())
+		d.Event, d.Err = decodeStored(d.Seq, d.Subject, m.Data(), true)
 		d.Raw = rawHash(&d, m.Data())
 		return d, nil
 	}

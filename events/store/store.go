@@ -308,24 +308,31 @@ func rawHash(d *Delivery, data []byte) events.Hash {
 // decodeAt decodes a stored message and checks it sits on its aggregate's
 // subject: an event copied onto another aggregate's subject is refused.
 func decodeAt(seq uint64, subject string, data []byte) (events.Recorded, error) {
-	return decodeInto(nil, seq, subject, data)
+	return decodeStored(seq, subject, data, false)
 }
 
-// decodeInto is decodeAt unsealing into *buf (a subscription's, used again
-// for every message: nothing decoded keeps a reference to it).
-func decodeInto(buf *[]byte, seq uint64, subject string, data []byte) (events.Recorded, error) {
-	var dst []byte
-	if buf != nil {
-		dst = (*buf)[:0]
-	}
-	unsigned, seal, err := events.UnsealTo(dst, subject, data)
+// decodeStored is decodeAt; with owned, data is the caller's alone (a
+// message delivered to a subscription) and a signed event is decoded where
+// it lies — its seal's comma made the closing brace for the decoding and
+// put back after, so that nothing is copied (the decoded event keeps no
+// reference to data).
+func decodeStored(seq uint64, subject string, data []byte, owned bool) (events.Recorded, error) {
+	cut, seal, err := events.SplitSeal(subject, data)
 	if err != nil {
 		return events.Recorded{}, err
 	}
-	if buf != nil && seal != nil {
-		*buf = unsigned[:0]
+	unsigned := data
+	switch {
+	case seal != nil && owned:
+		data[cut] = '}'
+		unsigned = data[:cut+1]
+	case seal != nil:
+		unsigned = append(data[:cut:cut], '}')
 	}
 	e, err := events.Decode(unsigned)
+	if seal != nil && owned {
+		data[cut] = ','
+	}
 	if err != nil {
 		return events.Recorded{}, err
 	}
