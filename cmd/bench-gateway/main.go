@@ -47,6 +47,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
 	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
 	phases := flag.String("phases", "throughput,flood,revocation", "which phases to run, comma-separated")
+	variant := flag.String("variant", "", "environment of a second gateway measured beside the first in the throughput phase, e.g. GOMAXPROCS=1,GOGC=200")
 	flag.Parse()
 	// Interrupted, the run stops what it started before it exits.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,7 +56,11 @@ func main() {
 	for _, p := range strings.Split(*phases, ",") {
 		want[strings.TrimSpace(p)] = true
 	}
-	if err := run(ctx, *bin, *conns, *dur, *passes, want); err != nil {
+	var variantEnv []string
+	if *variant != "" {
+		variantEnv = strings.Split(*variant, ",")
+	}
+	if err := run(ctx, *bin, *conns, *dur, *passes, want, variantEnv); err != nil {
 		stop()
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1) // run has stopped its processes
@@ -76,7 +81,7 @@ type result struct {
 	sys []float64       // read and write system calls per request
 }
 
-func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool) error {
+func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool, variant []string) error {
 	for _, tool := range []string{"nginx", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (make bench-gateway installs it)", tool)
@@ -148,6 +153,14 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 		{name: "nginx", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", proxyPort)},
 		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
 		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}, pid: gw.Process.Pid},
+	}
+	if variant != nil && phases["throughput"] {
+		vgw, vURL, err := e.gatewayWith("gateway-variant", variant)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, target{name: "keytrail gateway " + strings.Join(variant, " "), url: vURL + "/bench/1",
+			headers: []string{"Authorization: Bearer " + secret}, pid: vgw.Process.Pid})
 	}
 	if phases["throughput"] {
 		if err := throughput(ctx, targets, conns, dur, passes); err != nil {
@@ -221,12 +234,20 @@ type env struct {
 // gateway starts a gateway process beside dev, logging to name.log, and
 // returns it and its URL once it serves the bench key.
 func (e *env) gateway(name string, args ...string) (*exec.Cmd, string, error) {
+	return e.gatewayWith(name, nil, args...)
+}
+
+// gatewayWith is gateway with env added to the process's environment.
+func (e *env) gatewayWith(name string, env []string, args ...string) (*exec.Cmd, string, error) {
 	accessLog, err := os.Create(filepath.Join(e.dir, name+".log"))
 	if err != nil {
 		return nil, "", err
 	}
 	gw := exec.Command(e.bin, append([]string{"gateway", "--data", e.data, "--nats-nkey", filepath.Join(e.data, "nats", "gateway.nk"),
 		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--allow-upstream", "127.0.0.0/8"}, args...)...)
+	if env != nil {
+		gw.Env = append(os.Environ(), env...)
+	}
 	gw.Stderr = accessLog
 	out, err := gw.StdoutPipe()
 	if err != nil {
