@@ -168,6 +168,6 @@ type Recorded struct {
 	// Hash is HashOf the stored bytes.
 	Hash Hash
 	Event
-	// Seal is the event's signature, nil when it has none.
-	Seal *Seal
+	// Seal is the event's signature (Signed false when it has none).
+	Seal Seal
 }

@@ -34,16 +34,25 @@ const (
 	SealLen = len(sealHead) + SignerIDLen + len(sealMiddle) + sigB64Len + len(sealTail) - 1
 )
 
-// Seal is an event's signature: who signed it, and over what. It refers
-// to the stored bytes it was read from; the signature is decoded and the
-// digest computed only when it is verified (a reader that a checkpoint
-// vouches for never does: unsealing costs it a split and a copy).
+// Seal is an event's signature: who signed it, and over what; the zero
+// Seal is an unsigned event's. It refers to the stored bytes it was read
+// from; the signature is decoded and the digest computed only when it is
+// verified (a reader that a checkpoint vouches for never does: unsealing
+// costs it a split, and nothing is allocated).
 type Seal struct {
 	Signer  string
 	subject string
-	// signed is the stored bytes up to the signer member; sig the
-	// signature member's base64 text.
-	signed, sig []byte
+	stored  []byte // the stored event, its seal members last
+}
+
+// Signed reports whether the event has a signature.
+func (s *Seal) Signed() bool { return s != nil && s.stored != nil }
+
+// signed is the stored bytes before the signer member; sigText the
+// signature member's base64 text.
+func (s *Seal) signed() []byte { return s.stored[:len(s.stored)-SealLen-1] }
+func (s *Seal) sigText() []byte {
+	return s.stored[len(s.stored)-len(sealTail)-sigB64Len : len(s.stored)-len(sealTail)]
 }
 
 // SignerID names a signing key: the first 8 bytes of the SHA-256 of its
@@ -107,34 +116,34 @@ func Unseal(subject string, data []byte) ([]byte, *Seal, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if seal == nil {
+	if !seal.Signed() {
 		return data, nil, nil
 	}
-	return append(data[:cut:cut], '}'), seal, nil
+	return append(data[:cut:cut], '}'), &seal, nil
 }
 
 // SplitSeal finds the seal of a stored event without copying anything:
 // the event as encoded is data[:cut] followed by a closing brace (data[cut]
-// is the comma before the signer member). cut is len(data) and the seal nil
-// when the event is not signed. The seal keeps a reference to data.
-func SplitSeal(subject string, data []byte) (cut int, seal *Seal, err error) {
+// is the comma before the signer member). cut is len(data) and the seal
+// the zero Seal when the event is not signed. The seal keeps a reference to
+// data.
+func SplitSeal(subject string, data []byte) (cut int, seal Seal, err error) {
 	n := len(data)
 	const suffix = SealLen + 1
 	if n < suffix+2 || !bytes.HasSuffix(data, []byte(sealTail)) {
-		return n, nil, nil
+		return n, Seal{}, nil
 	}
 	cut = n - suffix
 	tail := data[cut:]
 	if !bytes.HasPrefix(tail, []byte(sealHead)) {
-		return n, nil, nil
+		return n, Seal{}, nil
 	}
 	rest := tail[len(sealHead):]
 	id, rest := rest[:SignerIDLen], rest[SignerIDLen:]
 	if !bytes.HasPrefix(rest, []byte(sealMiddle)) || !validSignerID(id) {
-		return n, nil, &DecodeError{ErrMalformed, "a malformed signature"}
+		return n, Seal{}, &DecodeError{ErrMalformed, "a malformed signature"}
 	}
-	rest = rest[len(sealMiddle):]
-	return cut, &Seal{Signer: internSigner(id), subject: subject, signed: data[:cut:cut], sig: rest[:sigB64Len:sigB64Len]}, nil
+	return cut, Seal{Signer: internSigner(id), subject: subject, stored: data[:n:n]}, nil
 }
 
 // signerIDs interns the signer ids read (a log has a handful): a reader
@@ -173,13 +182,13 @@ func internSigner(id []byte) string {
 // Verify reports whether the seal is a signature by pub: a malformed
 // signature is one that does not verify.
 func (s *Seal) Verify(pub ed25519.PublicKey) bool {
-	if s == nil || len(pub) != ed25519.PublicKeySize || SignerID(pub) != s.Signer {
+	if !s.Signed() || len(pub) != ed25519.PublicKeySize || SignerID(pub) != s.Signer {
 		return false
 	}
 	var sig [sigB64Len / 4 * 3]byte
-	if n, err := base64.StdEncoding.Strict().Decode(sig[:], s.sig); err != nil || n != ed25519.SignatureSize {
+	if n, err := base64.StdEncoding.Strict().Decode(sig[:], s.sigText()); err != nil || n != ed25519.SignatureSize {
 		return false
 	}
-	d := sealDigest(s.subject, s.signed)
+	d := sealDigest(s.subject, s.signed())
 	return ed25519.Verify(pub, d[:], sig[:ed25519.SignatureSize])
 }

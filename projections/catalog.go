@@ -131,9 +131,9 @@ func (c *Catalog) TrustedAt(r *events.Recorded) error {
 	switch {
 	case c.trust == nil:
 		return nil
-	case r.Seal == nil && (c.signedFrom == 0 || r.Seq < c.signedFrom) && r.Aggregate.Kind != events.KindTrust:
+	case !r.Seal.Signed() && (c.signedFrom == 0 || r.Seq < c.signedFrom) && r.Aggregate.Kind != events.KindTrust:
 		return nil // history from before signing began
-	case r.Seal == nil:
+	case !r.Seal.Signed():
 		return fmt.Errorf("%w: seq %d %s has no signature", ErrUnsigned, r.Seq, r.Type)
 	case r.Aggregate.Kind == events.KindTrust:
 		if !c.verified(r, c.trust) {

@@ -21,10 +21,11 @@ func seal(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
 	if err != nil {
 		panic(err)
 	}
-	_, r.Seal, err = events.Unseal(r.Subject, stored)
-	if err != nil || r.Seal == nil {
+	_, sl, err := events.Unseal(r.Subject, stored)
+	if err != nil || sl == nil {
 		panic(fmt.Sprint("not unsealed: ", err))
 	}
+	r.Seal = *sl
 	return r
 }
 
@@ -41,7 +42,8 @@ func forge(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
 	} else {
 		stored[at] = 'A'
 	}
-	_, r.Seal, _ = events.Unseal(r.Subject, stored)
+	_, sl, _ := events.Unseal(r.Subject, stored)
+	r.Seal = *sl
 	return r
 }
 

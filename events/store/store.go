@@ -323,14 +323,14 @@ func decodeStored(seq uint64, subject string, data []byte, owned bool) (events.R
 	}
 	unsigned := data
 	switch {
-	case seal != nil && owned:
+	case seal.Signed() && owned:
 		data[cut] = '}'
 		unsigned = data[:cut+1]
-	case seal != nil:
+	case seal.Signed():
 		unsigned = append(data[:cut:cut], '}')
 	}
 	e, err := events.Decode(unsigned)
-	if seal != nil && owned {
+	if seal.Signed() && owned {
 		data[cut] = ','
 	}
 	if err != nil {
