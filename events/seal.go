@@ -108,9 +108,8 @@ func Sign(subject string, encoded []byte, key ed25519.PrivateKey) ([]byte, error
 
 // Unseal splits a stored event into the event as encoded (without its
 // signature) and its seal; a message that ends without one is returned as
-// it is, with a nil seal. A signature member in the wrong shape (a signer
-// id that could not be one) is an error; a signature that is not base64
-// of 64 bytes is found out when the seal is verified, as any bad signature.
+// it is, with a nil seal. A signature that is there but malformed is an
+// error.
 func Unseal(subject string, data []byte) ([]byte, *Seal, error) {
 	cut, seal, err := SplitSeal(subject, data)
 	if err != nil {
@@ -140,11 +139,38 @@ func SplitSeal(subject string, data []byte) (cut int, seal Seal, err error) {
 	}
 	rest := tail[len(sealHead):]
 	id, rest := rest[:SignerIDLen], rest[SignerIDLen:]
-	if !bytes.HasPrefix(rest, []byte(sealMiddle)) || !validSignerID(id) {
+	if !bytes.HasPrefix(rest, []byte(sealMiddle)) || !validSignerID(id) || !validSigText(rest[len(sealMiddle):len(rest)-len(sealTail)]) {
 		return n, Seal{}, &DecodeError{ErrMalformed, "a malformed signature"}
 	}
 	return cut, Seal{Signer: internSigner(id), subject: subject, stored: data[:n:n]}, nil
 }
+
+// validSigText reports whether text is what base64.StdEncoding decodes to
+// exactly a signature's 64 bytes — 86 characters of its alphabet and "==" —
+// without decoding it. A stored event whose signature member is anything
+// else is not an event, as it never was: checkpoints judged that way, and a
+// reader taking their word must too.
+func validSigText(text []byte) bool {
+	if len(text) != sigB64Len || text[sigB64Len-2] != '=' || text[sigB64Len-1] != '=' {
+		return false
+	}
+	var bad byte // no branch per character
+	for _, c := range text[:sigB64Len-2] {
+		bad |= notBase64[c]
+	}
+	return bad == 0
+}
+
+// notBase64 is 1 for a byte outside base64.StdEncoding's alphabet.
+var notBase64 = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 1
+	}
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") {
+		t[c] = 0
+	}
+	return t
+}()
 
 // signerIDs interns the signer ids read (a log has a handful): a reader
 // does not allocate one per event, nor take a lock (the map is replaced,
@@ -179,14 +205,13 @@ func internSigner(id []byte) string {
 	return s
 }
 
-// Verify reports whether the seal is a signature by pub: a malformed
-// signature is one that does not verify.
+// Verify reports whether the seal is a signature by pub.
 func (s *Seal) Verify(pub ed25519.PublicKey) bool {
 	if !s.Signed() || len(pub) != ed25519.PublicKeySize || SignerID(pub) != s.Signer {
 		return false
 	}
 	var sig [sigB64Len / 4 * 3]byte
-	if n, err := base64.StdEncoding.Strict().Decode(sig[:], s.sigText()); err != nil || n != ed25519.SignatureSize {
+	if n, err := base64.StdEncoding.Decode(sig[:], s.sigText()); err != nil || n != ed25519.SignatureSize {
 		return false
 	}
 	d := sealDigest(s.subject, s.signed())

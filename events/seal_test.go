@@ -3,6 +3,7 @@ package events
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -45,14 +46,22 @@ func TestSealRoundTrip(t *testing.T) {
 	if _, _, err := Unseal(subject, bad); err == nil {
 		t.Fatal("a malformed signer id unsealed")
 	}
-	// A signature that is not base64 of 64 bytes, or base64 written
-	// otherwise than Sign writes it, does not verify.
-	for _, sig := range []string{strings.Repeat("!", 88), strings.Repeat("A", 86) + "==", string(stored[len(stored)-90:len(stored)-5]) + "B=="} {
+	// A signature text that is not base64 of 64 bytes is malformed, as
+	// readers and the checkpoints they take the word of always judged it:
+	// not an event, never a signature that merely does not verify.
+	for _, sig := range []string{strings.Repeat("!", 88), strings.Repeat("A", 87) + "=", strings.Repeat("A", 88),
+		strings.Repeat("A", 84) + "A===", strings.Repeat("A", 85) + "\n==", strings.Repeat("A", 85) + "-=="} {
 		odd := append([]byte(nil), stored...)
 		copy(odd[len(odd)-90:], sig)
-		if _, s, err := Unseal(subject, odd); err != nil || s == nil || s.Verify(key.Public().(ed25519.PublicKey)) {
-			t.Fatalf("signature %q: %v, verifies", sig, err)
+		if _, s, err := Unseal(subject, odd); err == nil {
+			t.Fatalf("signature %q unsealed: %v", sig, s)
 		}
+	}
+	// Well formed but not the key's: unsealed, and does not verify.
+	odd := append([]byte(nil), stored...)
+	copy(odd[len(odd)-90:], strings.Repeat("A", 86)+"==")
+	if _, s, err := Unseal(subject, odd); err != nil || s.Verify(key.Public().(ed25519.PublicKey)) {
+		t.Fatalf("a well-formed signature of nothing: %v, or it verifies", err)
 	}
 }
 
@@ -66,10 +75,33 @@ func FuzzUnseal(f *testing.F) {
 	f.Add(stored)
 	f.Add(enc)
 	f.Add([]byte(`,"signer":"0123456789abcdef","sig":"`))
+	for _, bad := range []string{"!", "=", "\n", "-"} {
+		odd := bytes.Clone(stored)
+		odd[len(odd)-20] = bad[0]
+		f.Add(odd)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		u, s, err := Unseal("s", data)
 		if err == nil && s != nil && (len(u) != len(data)-SealLen || !bytes.Equal(u[:len(u)-1], data[:len(u)-1])) {
 			t.Fatalf("unsealed %q from %q", u, data)
+		}
+		// A signature text is accepted exactly when base64 decodes it to
+		// 64 bytes.
+		if s != nil {
+			var sig [66]byte
+			if n, derr := base64.StdEncoding.Decode(sig[:], s.sigText()); derr != nil || n != ed25519.SignatureSize {
+				t.Fatalf("accepted signature text %q", s.sigText())
+			}
+		}
+		if len(data) > SealLen+2 && bytes.HasPrefix(data[len(data)-SealLen-1:], []byte(sealHead)) && err != nil {
+			text := data[len(data)-len(sealTail)-sigB64Len : len(data)-len(sealTail)]
+			var sig [66]byte
+			n, derr := base64.StdEncoding.Decode(sig[:], text)
+			id := data[len(data)-SealLen-1+len(sealHead):][:SignerIDLen]
+			rest := data[len(data)-SealLen-1+len(sealHead)+SignerIDLen:]
+			if derr == nil && n == ed25519.SignatureSize && validSignerID(id) && bytes.HasPrefix(rest, []byte(sealMiddle)) && bytes.HasSuffix(data, []byte(sealTail)) {
+				t.Fatalf("refused signature text %q that base64 decodes", text)
+			}
 		}
 	})
 }
