@@ -16,33 +16,24 @@ func seedKey(b byte) ed25519.PrivateKey {
 
 // seal signs r with key (a stand-in for its stored bytes, naming its seq)
 // as the store would have stored it, and reads the seal back.
-func seal(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
+func seal(r events.Recorded, key ed25519.PrivateKey) events.Recorded { return sealed(r, key, false) }
+
+// forge is seal with a signature that is not the key's over r: one
+// character of its text changed.
+func forge(r events.Recorded, key ed25519.PrivateKey) events.Recorded { return sealed(r, key, true) }
+
+func sealed(r events.Recorded, key ed25519.PrivateKey, forged bool) events.Recorded {
 	stored, err := events.Sign(r.Subject, fmt.Appendf(nil, `{"seq":%d}`, r.Seq), key)
 	if err != nil {
 		panic(err)
+	}
+	if at := bytes.LastIndex(stored, []byte(`"sig":"`)) + len(`"sig":"`); forged {
+		stored[at] = map[bool]byte{true: 'B', false: 'A'}[stored[at] == 'A']
 	}
 	_, sl, err := events.Unseal(r.Subject, stored)
 	if err != nil || sl == nil {
 		panic(fmt.Sprint("not unsealed: ", err))
 	}
-	r.Seal = *sl
-	return r
-}
-
-// forge is seal with a signature that is not the key's over r: one
-// character of its text changed.
-func forge(r events.Recorded, key ed25519.PrivateKey) events.Recorded {
-	stored, err := events.Sign(r.Subject, fmt.Appendf(nil, `{"seq":%d}`, r.Seq), key)
-	if err != nil {
-		panic(err)
-	}
-	at := bytes.LastIndex(stored, []byte(`"sig":"`)) + len(`"sig":"`)
-	if stored[at] == 'A' {
-		stored[at] = 'B'
-	} else {
-		stored[at] = 'A'
-	}
-	_, sl, _ := events.Unseal(r.Subject, stored)
 	r.Seal = *sl
 	return r
 }
