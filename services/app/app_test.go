@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,5 +308,77 @@ func TestNounHelp(t *testing.T) {
 	}
 	if code := Main(ctxFor(t), []string{"audit", "decisions", "--code", "bogus"}, &out, &errb); code != ExitUsage || !strings.Contains(errb.String(), "not an outcome code") {
 		t.Fatalf("audit decisions --code bogus: exit %d\n%s", code, errb.String())
+	}
+}
+
+// TestGatewaysShareAPortWithReusePort: two gateway processes' worth of
+// gateways listen on one address with --reuse-port, and either serves;
+// without it, the second is refused the address.
+func TestGatewaysShareAPortWithReusePort(t *testing.T) {
+	node := natstest.RunServer(t)
+	start := func(ready string, args ...string) (stop func() (int, string)) {
+		ctx, cancel := context.WithCancel(ctxFor(t))
+		done := make(chan int, 1)
+		var errb testkit.Buffer
+		go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
+		testkit.Eventually(t, 20*time.Second, func() error {
+			select {
+			case code := <-done:
+				done <- code
+				return nil
+			default:
+			}
+			if !strings.Contains(errb.String(), ready) {
+				return fmt.Errorf("%v has not logged %q: %s", args, ready, errb.String())
+			}
+			return nil
+		})
+		return func() (int, string) {
+			cancel()
+			return <-done, errb.String()
+		}
+	}
+	stop := start("event stream ensured", "serve", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Control),
+		"--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
+	if code, out := stop(); code != ExitOK {
+		t.Fatalf("serve: exit %d: %s", code, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	gateway := func(extra ...string) func() (int, string) {
+		return start("gateway started", append([]string{"gateway", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway),
+			"--gateway-listen", addr, "--metrics-listen", "127.0.0.1:0"}, extra...)...)
+	}
+	first := gateway("--reuse-port")
+	second := gateway("--reuse-port")
+	healthy := func() error {
+		for range 8 { // new connections each: the kernel spreads them
+			resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + addr + "/_keytrail/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("healthz: %d", resp.StatusCode)
+			}
+		}
+		return nil
+	}
+	testkit.Eventually(t, 10*time.Second, healthy)
+	// Without --reuse-port, the address is taken.
+	if code, out := gateway()(); code == ExitOK || !strings.Contains(out, "address already in use") {
+		t.Fatalf("a third gateway without --reuse-port: exit %d: %s", code, out)
+	}
+	if code, out := first(); code != ExitOK {
+		t.Fatalf("first gateway: exit %d: %s", code, out)
+	}
+	// The other still serves the address alone.
+	testkit.Eventually(t, 10*time.Second, healthy)
+	if code, out := second(); code != ExitOK {
+		t.Fatalf("second gateway: exit %d: %s", code, out)
 	}
 }

@@ -60,6 +60,10 @@ type GatewayConfig struct {
 	Egress *egress.Policy
 	// TLS terminates TLS on the public listener (reloaded on SIGHUP).
 	TLS TLSFiles
+	// ReusePort lets several gateway processes listen on one address
+	// (SO_REUSEPORT: the kernel spreads new connections among them), as
+	// nginx's workers do; docs/operations.md says when that pays.
+	ReusePort bool
 	// FailuresPerSecond and FailureBurst are each client address's budget
 	// of failed authentications (0: no budget); TrustedProxies are the
 	// proxies whose X-Forwarded-For is believed (and who have no budget).
@@ -161,7 +165,11 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	lc := net.ListenConfig{}
+	if cfg.ReusePort {
+		lc.Control = reusePort
+	}
+	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("gateway listen %s: %w", cfg.Listen, err)
 	}

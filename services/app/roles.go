@@ -128,6 +128,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var gf gatewayFlags
 	nf.register(fs, natsauth.Gateway)
 	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
+	fs.BoolVar(&gf.cfg.ReusePort, "reuse-port", false, "share -gateway-listen with other gateway processes of this user on this host (SO_REUSEPORT; Linux): the kernel spreads connections among them (give each its own -metrics-listen)")
 	gf.register(fs)
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold across restarts (default: in memory only)")
 	signingKey := fs.String("signing-key", "", "this gateway's Ed25519 signing key (a trusted signer of decisions): it signs checkpoints of the decisions it writes, so that audits tell them from forgeries (created, mode 0600, if missing; default: none)")
