@@ -2,7 +2,7 @@
 // bench-gateway`): nginx as a plain reverse proxy (the floor), a bare Go
 // httputil.ReverseProxy and the Keytrail gateway (key verification, rate
 // limit, JSON access log to a file), all in front of the same upstream (an
-// nginx server block answering a small body), each loaded in turn by wrk
+// nginx instance of its own answering a small body), each loaded in turn by wrk
 // in interleaved passes. It prints requests per second, the ratio to
 // nginx, p99 and its difference to nginx's, the gateway's CPU time per
 // request and resident memory; then legitimate traffic alone and under a
@@ -47,6 +47,8 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
 	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
 	phases := flag.String("phases", "throughput,flood,revocation", "which phases to run, comma-separated")
+	variantProcs := flag.Int("variant-procs", 1, "how many variant gateway processes share the variant's port (SO_REUSEPORT)")
+	sharedUpstream := flag.Bool("shared-upstream", false, "serve the upstream from the proxy nginx's own workers (the layout before 2026-12-07)")
 	variant := flag.String("variant", "", "environment of a second gateway measured beside the first in the throughput phase, e.g. GOMAXPROCS=1,GOGC=200")
 	flag.Parse()
 	// Interrupted, the run stops what it started before it exits.
@@ -60,7 +62,7 @@ func main() {
 	if *variant != "" {
 		variantEnv = strings.Split(*variant, ",")
 	}
-	if err := run(ctx, *bin, *conns, *dur, *passes, want, variantEnv); err != nil {
+	if err := run(ctx, *bin, *conns, *dur, *passes, want, variantEnv, *sharedUpstream, *variantProcs); err != nil {
 		stop()
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1) // run has stopped its processes
@@ -71,7 +73,8 @@ func main() {
 type target struct {
 	name, url string
 	headers   []string
-	pid       int // the process whose CPU time is reported per request (0: none)
+	pid       int   // the process whose CPU time is reported per request (0: none)
+	more      []int // more processes behind the same port (their CPU time added)
 }
 
 type result struct {
@@ -81,7 +84,7 @@ type result struct {
 	sys []float64       // read and write system calls per request
 }
 
-func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool, variant []string) error {
+func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool, variant []string, sharedUpstream bool, variantProcs int) error {
 	for _, tool := range []string{"nginx", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (make bench-gateway installs it)", tool)
@@ -95,17 +98,32 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 	upPort, proxyPort, barePort := freePort(), freePort(), freePort()
 	upstream := fmt.Sprintf("http://127.0.0.1:%d", upPort)
 
-	// nginx: the upstream and the plain reverse proxy.
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(nginxConf(dir, upPort, proxyPort)), 0o600); err != nil {
-		return err
-	}
+	// nginx: the upstream, and the plain reverse proxy — two instances
+	// (each its own master and workers), so that the proxy is measured as
+	// the gateway is: a process of its own in front of another. In one
+	// instance (-shared-upstream, the layout before 2026-12-07) a worker
+	// often serves both ends of a request itself, with no wake-up of
+	// another process on the upstream leg, which no deployment has.
 	var ps procs
 	defer ps.stop() // before the directory goes: every process we started, stopped and waited for
-	ngx := exec.Command("nginx", "-p", dir, "-c", conf)
-	ngx.Stderr = os.Stderr
-	if _, err := ps.start(ngx); err != nil {
-		return err
+	instances := [][2]string{{"upstream", upstreamServer(upPort)}, {"proxy", proxyServer(dir, upPort, proxyPort)}}
+	if sharedUpstream {
+		instances = [][2]string{{"nginx", upstreamServer(upPort) + proxyServer(dir, upPort, proxyPort)}}
+	}
+	for _, in := range instances {
+		prefix := filepath.Join(dir, in[0])
+		if err := os.MkdirAll(filepath.Join(prefix, "tmp"), 0o700); err != nil {
+			return err
+		}
+		conf := filepath.Join(prefix, "nginx.conf")
+		if err := os.WriteFile(conf, []byte(nginxConf(prefix, in[1])), 0o600); err != nil {
+			return err
+		}
+		ngx := exec.Command("nginx", "-p", prefix, "-c", conf)
+		ngx.Stderr = os.Stderr
+		if _, err := ps.start(ngx); err != nil {
+			return err
+		}
 	}
 
 	// The bare Go proxy, tuned as the gateway's transport is.
@@ -154,13 +172,50 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
 		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}, pid: gw.Process.Pid},
 	}
-	if variant != nil && phases["throughput"] {
-		vgw, vURL, err := e.gatewayWith("gateway-variant", variant)
+	if (variant != nil || variantProcs > 1) && phases["throughput"] {
+		// -variant-procs: that many variant processes on one port.
+		var extra []string
+		name := "keytrail gateway " + strings.Join(variant, " ")
+		if variantProcs > 1 {
+			extra = []string{"--gateway-listen", fmt.Sprintf("127.0.0.1:%d", freePort()), "--reuse-port"}
+			name = fmt.Sprintf("%d × keytrail gateway %s --reuse-port", variantProcs, strings.Join(variant, " "))
+		}
+		vgw, vURL, err := e.gatewayWith("gateway-variant", variant, extra...)
 		if err != nil {
 			return err
 		}
-		targets = append(targets, target{name: "keytrail gateway " + strings.Join(variant, " "), url: vURL + "/bench/1",
-			headers: []string{"Authorization: Bearer " + secret}, pid: vgw.Process.Pid})
+		tg := target{name: name, url: vURL + "/bench/1",
+			headers: []string{"Authorization: Bearer " + secret}, pid: vgw.Process.Pid}
+		for i := 1; i < variantProcs; i++ {
+			v, _, err := e.gatewayWith(fmt.Sprintf("gateway-variant-%d", i), variant, extra...)
+			if err != nil {
+				return err
+			}
+			tg.more = append(tg.more, v.Process.Pid)
+		}
+		if variantProcs > 1 {
+			// Each process ready: new connections, spread by the kernel,
+			// all answered.
+			fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			if err := poll(30*time.Second, func() error {
+				for range 8 * variantProcs {
+					req, _ := http.NewRequest("GET", vURL+"/bench/1", nil)
+					req.Header.Set("Authorization", "Bearer "+secret)
+					resp, err := fresh.Do(req)
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						return fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				return nil
+			}); err != nil {
+				return fmt.Errorf("the variant's processes never all served the key: %w", err)
+			}
+		}
+		targets = append(targets, tg)
 	}
 	if phases["throughput"] {
 		if err := throughput(ctx, targets, conns, dur, passes); err != nil {
@@ -194,13 +249,20 @@ func throughput(ctx context.Context, targets []target, conns string, dur time.Du
 		for range passes {
 			for i, t := range targets {
 				before, sysBefore := cpuTime(t.pid), syscalls(t.pid)
+				for _, p := range t.more {
+					before, sysBefore = before+cpuTime(p), sysBefore+syscalls(p)
+				}
 				rps, p99, err := wrk(ctx, t, n, dur)
 				if err != nil {
 					return fmt.Errorf("%s: %w", t.name, err)
 				}
 				if t.pid != 0 {
-					results[i].cpu = append(results[i].cpu, (cpuTime(t.pid)-before)/time.Duration(rps*dur.Seconds()))
-					results[i].sys = append(results[i].sys, float64(syscalls(t.pid)-sysBefore)/(rps*dur.Seconds()))
+					after, sysAfter := cpuTime(t.pid), syscalls(t.pid)
+					for _, p := range t.more {
+						after, sysAfter = after+cpuTime(p), sysAfter+syscalls(p)
+					}
+					results[i].cpu = append(results[i].cpu, (after-before)/time.Duration(rps*dur.Seconds()))
+					results[i].sys = append(results[i].sys, float64(sysAfter-sysBefore)/(rps*dur.Seconds()))
 				}
 				results[i].rps = append(results[i].rps, rps)
 				results[i].p99 = append(results[i].p99, p99)
@@ -268,7 +330,9 @@ func (e *env) gatewayWith(name string, env []string, args ...string) (*exec.Cmd,
 	return gw, u, nil
 }
 
-func nginxConf(dir string, upPort, proxyPort int) string {
+// nginxConf is an nginx configuration with prefix as its directory and
+// servers as its http block's servers.
+func nginxConf(prefix, servers string) string {
 	return fmt.Sprintf(`daemon off;
 worker_processes auto;
 pid %[1]s/nginx.pid;
@@ -280,13 +344,25 @@ http {
     fastcgi_temp_path %[1]s/tmp;
     uwsgi_temp_path %[1]s/tmp;
     scgi_temp_path %[1]s/tmp;
-    server {
-        listen 127.0.0.1:%[2]d;
+%[2]s}
+`, prefix, servers)
+}
+
+// upstreamServer answers every request with a 12-byte body.
+func upstreamServer(port int) string {
+	return fmt.Sprintf(`    server {
+        listen 127.0.0.1:%d;
         access_log off;
         keepalive_requests 1000000;
         location / { default_type text/plain; return 200 "upstream ok\n"; }
     }
-    upstream origin { server 127.0.0.1:%[2]d; keepalive 256; }
+`, port)
+}
+
+// proxyServer is the plain reverse proxy to the upstream, with keep-alive
+// and an access log to a file.
+func proxyServer(dir string, upPort, proxyPort int) string {
+	return fmt.Sprintf(`    upstream origin { server 127.0.0.1:%[2]d; keepalive 256; }
     server {
         listen 127.0.0.1:%[3]d;
         access_log %[1]s/nginx-access.log;
@@ -297,7 +373,6 @@ http {
             proxy_set_header Connection "";
         }
     }
-}
 `, dir, upPort, proxyPort)
 }
 
