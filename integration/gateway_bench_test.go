@@ -487,6 +487,54 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 // holding 10 000 keys while it carries load (goal < 64 MB).
 func BenchmarkGatewayMemory(b *testing.B) {
 	e := newBenchEnv(b)
+	secrets := issueMemoryKeys(b, e)
+	p, gw := startKeytrail(b, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", e.srv.URL, "--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", "127.0.0.1:0")
+	for b.Loop() {
+		loadForMemory(b, e, gw, secrets)
+	}
+	rss, hwm := procMemory(b, p.cmd.Process.Pid)
+	b.ReportMetric(rss/(1<<20), "rss-MB")
+	b.ReportMetric(hwm/(1<<20), "peak-rss-MB")
+}
+
+// BenchmarkGatewayMemoryTwoProcesses: the same keys and load through two
+// `keytrail gateway` processes of one processor each sharing a port
+// (GOMAXPROCS=1, --reuse-port: docs/operations.md), as the machine pays for
+// them: what each holds alone, plus once what they share (the binary's code
+// above all), beside the sum of their resident sets (which counts shared
+// pages twice).
+func BenchmarkGatewayMemoryTwoProcesses(b *testing.B) {
+	e := newBenchEnv(b)
+	secrets := issueMemoryKeys(b, e)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var procs []*process
+	var gw string
+	for range 2 {
+		p, u := startKeytrailEnv(b, []string{"GOMAXPROCS=1"}, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", e.srv.URL,
+			"--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", addr, "--reuse-port", "--metrics-listen", "127.0.0.1:0")
+		procs, gw = append(procs, p), u
+	}
+	for b.Loop() {
+		loadForMemory(b, e, gw, secrets)
+	}
+	var rss, private, shared float64
+	for _, p := range procs {
+		r, _ := procMemory(b, p.cmd.Process.Pid)
+		own, common := procSharing(b, p.cmd.Process.Pid)
+		rss, private, shared = rss+r, private+own, max(shared, common)
+	}
+	b.ReportMetric((private+shared)/(1<<20), "together-MB")
+	b.ReportMetric(rss/(1<<20), "rss-sum-MB")
+}
+
+// issueMemoryKeys issues the memory benchmarks' 10 000 keys and returns
+// every hundredth secret.
+func issueMemoryKeys(b *testing.B, e *benchEnv) []string {
 	m := control.Meta{Actor: "bench"}
 	var secrets []string
 	for i := range 10_000 {
@@ -500,28 +548,60 @@ func BenchmarkGatewayMemory(b *testing.B) {
 			secrets = append(secrets, s.Reveal())
 		}
 	}
-	p, gw := startKeytrail(b, "gateway ", "gateway", "--allow-upstream", "127.0.0.0/8", "--nats", e.srv.URL, "--nats-nkey", filepath.Join(e.srv.Seeds, natsauth.Gateway.SeedFile()), "--gateway-listen", "127.0.0.1:0")
+	return secrets
+}
+
+// loadForMemory waits for gw to be ready (every process behind it: each
+// readyz is a new connection, which the kernel may give either), then
+// loads it from 32 clients with 100 different keys for 3 s.
+func loadForMemory(b *testing.B, e *benchEnv, gw string, secrets []string) {
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	testkit.Eventually(b, 60*time.Second, func() error {
-		if s := readyz(gw); s != 200 {
-			return fmt.Errorf("readyz %d", s)
+		for range 8 {
+			resp, err := fresh.Get(gw + "/_keytrail/readyz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("readyz %d", resp.StatusCode)
+			}
 		}
 		return nil
 	})
 	client := loadClient(32)
-	for b.Loop() {
-		var wg sync.WaitGroup
-		for i := range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				generate(e.ctx, client, gw+"/bench/1", secrets[i%len(secrets)], 1, 3*time.Second, 1_000_000)
-			}()
-		}
-		wg.Wait()
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			generate(e.ctx, client, gw+"/bench/1", secrets[i%len(secrets)], 1, 3*time.Second, 1_000_000)
+		}()
 	}
-	rss, hwm := procMemory(b, p.cmd.Process.Pid)
-	b.ReportMetric(rss/(1<<20), "rss-MB")
-	b.ReportMetric(hwm/(1<<20), "peak-rss-MB")
+	wg.Wait()
+}
+
+// procSharing reads what of a process's resident set is its alone and what
+// it shares with other processes, from /proc.
+func procSharing(b *testing.B, pid int) (private, shared float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		b.Skip("no /proc:", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "Private_Clean:", "Private_Dirty:":
+			private += kb * 1024
+		case "Shared_Clean:", "Shared_Dirty:":
+			shared += kb * 1024
+		}
+	}
+	return private, shared
 }
 
 // procMemory reads a process's resident set and its peak from /proc.

@@ -154,8 +154,15 @@ type process struct {
 // returning the rest of that line.
 func startKeytrail(tb testing.TB, ready string, args ...string) (*process, string) {
 	tb.Helper()
+	return startKeytrailEnv(tb, nil, ready, args...)
+}
+
+// startKeytrailEnv is startKeytrail with env added to the child's
+// environment.
+func startKeytrailEnv(tb testing.TB, env []string, ready string, args ...string) (*process, string) {
+	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), gatewayEnv+"="+strings.Join(args, "\x1f"))
+	cmd.Env = append(append(os.Environ(), env...), gatewayEnv+"="+strings.Join(args, "\x1f"))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
