@@ -47,7 +47,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
 	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
 	phases := flag.String("phases", "throughput,flood,revocation", "which phases to run, comma-separated")
-	variantProcs := flag.Int("variant-procs", 1, "how many variant gateway processes share the variant's port (SO_REUSEPORT)")
+	variantWorkers := flag.Int("variant-workers", 1, "run the variant gateway with --workers N")
 	sharedUpstream := flag.Bool("shared-upstream", false, "serve the upstream from the proxy nginx's own workers (the layout before 2026-12-07)")
 	variant := flag.String("variant", "", "environment of a second gateway measured beside the first in the throughput phase, e.g. GOMAXPROCS=1,GOGC=200")
 	flag.Parse()
@@ -62,7 +62,7 @@ func main() {
 	if *variant != "" {
 		variantEnv = strings.Split(*variant, ",")
 	}
-	if err := run(ctx, *bin, *conns, *dur, *passes, want, variantEnv, *sharedUpstream, *variantProcs); err != nil {
+	if err := run(ctx, *bin, *conns, *dur, *passes, want, variantEnv, *sharedUpstream, *variantWorkers); err != nil {
 		stop()
 		fmt.Fprintln(os.Stderr, "bench-gateway:", err)
 		os.Exit(1) // run has stopped its processes
@@ -74,7 +74,7 @@ type target struct {
 	name, url string
 	headers   []string
 	pid       int   // the process whose CPU time is reported per request (0: none)
-	more      []int // more processes behind the same port (their CPU time added)
+	more      []int // more processes behind the same port (their CPU time added: --workers)
 }
 
 type result struct {
@@ -84,7 +84,7 @@ type result struct {
 	sys []float64       // read and write system calls per request
 }
 
-func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool, variant []string, sharedUpstream bool, variantProcs int) error {
+func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, phases map[string]bool, variant []string, sharedUpstream bool, variantWorkers int) error {
 	for _, tool := range []string{"nginx", "wrk"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (make bench-gateway installs it)", tool)
@@ -172,13 +172,12 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
 		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}, pid: gw.Process.Pid},
 	}
-	if (variant != nil || variantProcs > 1) && phases["throughput"] {
-		// -variant-procs: that many variant processes on one port.
+	if (variant != nil || variantWorkers > 1) && phases["throughput"] {
 		var extra []string
 		name := "keytrail gateway " + strings.Join(variant, " ")
-		if variantProcs > 1 {
-			extra = []string{"--gateway-listen", fmt.Sprintf("127.0.0.1:%d", freePort()), "--reuse-port"}
-			name = fmt.Sprintf("%d × keytrail gateway %s --reuse-port", variantProcs, strings.Join(variant, " "))
+		if variantWorkers > 1 {
+			extra = []string{"--workers", strconv.Itoa(variantWorkers)}
+			name = fmt.Sprintf("keytrail gateway --workers %d %s", variantWorkers, strings.Join(variant, " "))
 		}
 		vgw, vURL, err := e.gatewayWith("gateway-variant", variant, extra...)
 		if err != nil {
@@ -186,19 +185,12 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 		}
 		tg := target{name: name, url: vURL + "/bench/1",
 			headers: []string{"Authorization: Bearer " + secret}, pid: vgw.Process.Pid}
-		for i := 1; i < variantProcs; i++ {
-			v, _, err := e.gatewayWith(fmt.Sprintf("gateway-variant-%d", i), variant, extra...)
-			if err != nil {
-				return err
-			}
-			tg.more = append(tg.more, v.Process.Pid)
-		}
-		if variantProcs > 1 {
-			// Each process ready: new connections, spread by the kernel,
-			// all answered.
+		if variantWorkers > 1 {
+			// Every worker ready: new connections, spread by the kernel,
+			// all answered; their CPU time counted with the supervisor's.
 			fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 			if err := poll(30*time.Second, func() error {
-				for range 8 * variantProcs {
+				for range 8 * variantWorkers {
 					req, _ := http.NewRequest("GET", vURL+"/bench/1", nil)
 					req.Header.Set("Authorization", "Bearer "+secret)
 					resp, err := fresh.Do(req)
@@ -212,7 +204,11 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 				}
 				return nil
 			}); err != nil {
-				return fmt.Errorf("the variant's processes never all served the key: %w", err)
+				return fmt.Errorf("the variant's workers never all served the key: %w", err)
+			}
+			tg.more = children(vgw.Process.Pid)
+			if len(tg.more) != variantWorkers {
+				return fmt.Errorf("the variant runs %d workers, not %d", len(tg.more), variantWorkers)
 			}
 		}
 		targets = append(targets, tg)
@@ -595,6 +591,26 @@ func syscalls(pid int) int64 {
 		}
 	}
 	return n
+}
+
+// children are the processes whose parent is pid.
+func children(pid int) []int {
+	dirs, _ := os.ReadDir("/proc")
+	var out []int
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // cpuTime is the user and system time a process has used (0 for pid 0 or

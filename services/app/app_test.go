@@ -5,11 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -311,38 +315,50 @@ func TestNounHelp(t *testing.T) {
 	}
 }
 
+// startMain runs Main with args until it logs ready (or exits), and
+// returns what stops it: its exit code and what it logged.
+func startMain(t *testing.T, ready string, args ...string) (stop func() (int, string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	done := make(chan int, 1)
+	var errb testkit.Buffer
+	go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
+	testkit.Eventually(t, 20*time.Second, func() error {
+		select {
+		case code := <-done:
+			done <- code
+			return nil
+		default:
+		}
+		if !strings.Contains(errb.String(), ready) {
+			return fmt.Errorf("%v has not logged %q: %s", args, ready, errb.String())
+		}
+		return nil
+	})
+	return func() (int, string) {
+		cancel()
+		return <-done, errb.String()
+	}
+}
+
+// ensureStream has `keytrail serve` create the event stream on node, as a
+// gateway needs it.
+func ensureStream(t *testing.T, node *natstest.Server) {
+	t.Helper()
+	stop := startMain(t, "event stream ensured", "serve", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Control),
+		"--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
+	if code, out := stop(); code != ExitOK {
+		t.Fatalf("serve: exit %d: %s", code, out)
+	}
+}
+
 // TestGatewaysShareAPortWithReusePort: two gateway processes' worth of
 // gateways listen on one address with --reuse-port, and either serves;
 // without it, the second is refused the address.
 func TestGatewaysShareAPortWithReusePort(t *testing.T) {
 	node := natstest.RunServer(t)
-	start := func(ready string, args ...string) (stop func() (int, string)) {
-		ctx, cancel := context.WithCancel(ctxFor(t))
-		done := make(chan int, 1)
-		var errb testkit.Buffer
-		go func() { done <- Main(ctx, args, &bytes.Buffer{}, &errb) }()
-		testkit.Eventually(t, 20*time.Second, func() error {
-			select {
-			case code := <-done:
-				done <- code
-				return nil
-			default:
-			}
-			if !strings.Contains(errb.String(), ready) {
-				return fmt.Errorf("%v has not logged %q: %s", args, ready, errb.String())
-			}
-			return nil
-		})
-		return func() (int, string) {
-			cancel()
-			return <-done, errb.String()
-		}
-	}
-	stop := start("event stream ensured", "serve", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Control),
-		"--admin-listen", "127.0.0.1:0", "--root-key", filepath.Join(t.TempDir(), "root.key"))
-	if code, out := stop(); code != ExitOK {
-		t.Fatalf("serve: exit %d: %s", code, out)
-	}
+	start := func(ready string, args ...string) func() (int, string) { return startMain(t, ready, args...) }
+	ensureStream(t, node)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -381,4 +397,125 @@ func TestGatewaysShareAPortWithReusePort(t *testing.T) {
 	if code, out := second(); code != ExitOK {
 		t.Fatalf("second gateway: exit %d: %s", code, out)
 	}
+}
+
+// TestGatewayWorkers: `keytrail gateway --workers 2` runs two worker
+// processes on one address, each with its own metrics listener; a worker
+// killed is started again while the other serves; stopping the supervisor
+// stops both. A worker that cannot start stops the command with its error.
+func TestGatewayWorkers(t *testing.T) {
+	node := natstest.RunServer(t)
+	ensureStream(t, node)
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	done := make(chan int, 1)
+	var out, errb testkit.Buffer
+	args := []string{"gateway", "--workers", "2", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway),
+		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--max-staleness", "5s"}
+	go func() { done <- Main(ctx, args, &out, &errb) }()
+	var gw string
+	var metrics []string
+	testkit.Eventually(t, 30*time.Second, func() error {
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		metrics = nil
+		for _, l := range lines {
+			if u, ok := strings.CutPrefix(l, "gateway "); ok {
+				gw = u
+			} else if u, ok := strings.CutPrefix(l, "metrics "); ok {
+				metrics = append(metrics, u)
+			}
+		}
+		if gw == "" || len(metrics) != 2 {
+			return fmt.Errorf("not ready: %q; %s", out.String(), errb.String())
+		}
+		return nil
+	})
+	if metrics[0] == metrics[1] {
+		t.Fatalf("the workers share a metrics listener: %v", metrics)
+	}
+	for _, m := range metrics {
+		resp, err := http.Get(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	healthy := func() error {
+		for range 8 {
+			resp, err := fresh.Get(gw + "/_keytrail/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("healthz %d", resp.StatusCode)
+			}
+		}
+		return nil
+	}
+	testkit.Eventually(t, 10*time.Second, healthy)
+	workers := workerPIDs(t)
+	if len(workers) != 2 {
+		t.Fatalf("worker processes: %v", workers)
+	}
+	// One killed: started again.
+	syscall.Kill(workers[0], syscall.SIGKILL)
+	testkit.Eventually(t, 30*time.Second, func() error {
+		now := workerPIDs(t)
+		if len(now) != 2 || slices.Contains(now, workers[0]) {
+			return fmt.Errorf("workers %v (killed %d)", now, workers[0])
+		}
+		return healthy()
+	})
+	if !strings.Contains(errb.String(), "gateway worker exited; starting it again") {
+		t.Errorf("the restart was not logged: %s", errb.String())
+	}
+	now := workerPIDs(t)
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, pid := range now {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("worker %d outlived its supervisor", pid)
+		}
+	}
+
+	// A worker that cannot start: its error is the command's.
+	var bad testkit.Buffer
+	code := Main(ctxFor(t), []string{"gateway", "--workers", "2", "--nats", node.ClientURL(), "--nats-nkey", filepath.Join(t.TempDir(), "missing.nk"),
+		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}, io.Discard, &bad)
+	if code == ExitOK || !strings.Contains(bad.String(), "exited before it was ready") {
+		t.Fatalf("exit %d: %s", code, bad.String())
+	}
+}
+
+// workerPIDs are this test process's gateway worker children.
+func workerPIDs(t *testing.T) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", d.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, []byte(workerEnv+"=")) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) > 1 && f[0] != "Z" && f[1] == strconv.Itoa(os.Getpid()) {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"io"
 	"sync"
 	"time"
@@ -82,14 +83,33 @@ func (b *LogBatch) write(every time.Duration) {
 	}
 }
 
-// out writes one batch and keeps it for reuse.
+// atomicWrite is how much one write may carry for it to reach a pipe
+// whole (PIPE_BUF): gateway workers (--workers) share their supervisor's
+// stderr, and a longer write into a pipe can interleave with another
+// process's.
+const atomicWrite = 4096
+
+// out writes one batch — in writes of whole records, none longer than
+// atomicWrite unless a record is — and keeps it for reuse.
 func (b *LogBatch) out(q []byte) {
-	if _, err := b.w.Write(q); err != nil {
-		b.errMu.Lock()
-		if b.err == nil {
-			b.err = err
+	for rest := q; len(rest) > 0; {
+		n := len(rest)
+		if n > atomicWrite {
+			if cut := bytes.LastIndexByte(rest[:atomicWrite], '\n'); cut >= 0 {
+				n = cut + 1
+			} else if cut := bytes.IndexByte(rest, '\n'); cut >= 0 {
+				n = cut + 1 // one record longer than atomicWrite
+			}
 		}
-		b.errMu.Unlock()
+		if _, err := b.w.Write(rest[:n]); err != nil {
+			b.errMu.Lock()
+			if b.err == nil {
+				b.err = err
+			}
+			b.errMu.Unlock()
+			break
+		}
+		rest = rest[n:]
 	}
 	if cap(q) == b.limit {
 		select {

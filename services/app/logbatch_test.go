@@ -186,3 +186,43 @@ func TestLogBatchCloseReportsAWriteError(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 }
+
+// A batch reaches the writer in writes of whole records no longer than a
+// pipe takes whole (atomicWrite), so that processes sharing one stderr pipe
+// (gateway workers) never interleave inside a line; a longer record goes
+// alone.
+func TestLogBatchWritesAPipeTakesWhole(t *testing.T) {
+	w := newGatedWriter(true)
+	b := newBatch(w, 64<<10, time.Hour)
+	var want bytes.Buffer
+	for i := range 600 {
+		size := 100 + (i*53)%400
+		if i == 300 {
+			size = atomicWrite + 904
+		}
+		r := record(i, size)
+		want.Write(r)
+		b.Write(r)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.all(); got != want.String() {
+		t.Fatal("records lost or out of order")
+	}
+	long := 0
+	for _, p := range w.writes {
+		if !bytes.HasSuffix(p, []byte("\n")) || !bytes.HasPrefix(p, []byte("record ")) {
+			t.Fatalf("a write splits a record: %q…", p[:min(len(p), 40)])
+		}
+		if len(p) > atomicWrite {
+			long++
+			if bytes.Count(p, []byte("\n")) != 1 {
+				t.Errorf("a write of %d bytes, more than a pipe takes whole, holds more than one record", len(p))
+			}
+		}
+	}
+	if long != 1 {
+		t.Errorf("%d writes beyond %d bytes, want the one long record's", long, atomicWrite)
+	}
+}

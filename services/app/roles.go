@@ -9,7 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -128,6 +130,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var gf gatewayFlags
 	nf.register(fs, natsauth.Gateway)
 	fs.StringVar(&gf.cfg.Listen, "gateway-listen", DefaultGatewayListen, "gateway address")
+	workers := fs.Int("workers", 1, "run this many gateway processes on -gateway-listen, each with one processor (GOMAXPROCS=1 unless set) and --reuse-port, supervised by this one, as nginx runs a worker per core; for machines shared with other busy processes (Linux; docs/operations.md)")
 	fs.BoolVar(&gf.cfg.ReusePort, "reuse-port", false, "share -gateway-listen with other gateway processes of this user on this host (SO_REUSEPORT; Linux): the kernel spreads connections among them (give each its own -metrics-listen)")
 	gf.register(fs)
 	watermark := fs.String("watermark", "", "file keeping the last sequence this node saw the event stream hold across restarts (default: in memory only)")
@@ -162,6 +165,18 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if gf.cfg.Signer, err = trust.LoadOrCreateKey(*signingKey); err != nil {
 			return err
 		}
+	}
+	switch {
+	case *workers < 1:
+		return usageError{fmt.Errorf("-workers must be at least 1")}
+	case *workers > 1 && runtime.GOOS != "linux":
+		return usageError{fmt.Errorf("-workers needs Linux (its workers share the port with SO_REUSEPORT)")}
+	case *workers > 1 && os.Getenv(workerEnv) == "":
+		log, err := lf.logger(stderr)
+		if err != nil {
+			return err
+		}
+		return superviseGateway(ctx, *workers, fs, gf.cfg.Listen, gf.cfg.MetricsListen, stdout, stderr, log.With("component", "workers"))
 	}
 	log, nc, st, err := connectRole(ctx, &nf, &lf, stderr, store.Config{WatermarkFile: *watermark})
 	if err != nil {

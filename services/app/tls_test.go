@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
@@ -173,4 +175,63 @@ func TestTLSOnTheAdminAndGatewayListeners(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestGatewayWorkersReloadCertificatesOnSIGHUP: the supervisor of
+// `keytrail gateway --workers 2` passes SIGHUP on: every worker serves the
+// new certificate.
+func TestGatewayWorkersReloadCertificatesOnSIGHUP(t *testing.T) {
+	node := natstest.RunServer(t)
+	ensureStream(t, node)
+	caFile, cert := testCA(t)
+	certFile, keyFile := writeCert(t, t.TempDir(), cert)
+	ctx, cancel := context.WithCancel(ctxFor(t))
+	defer cancel()
+	var out, errb testkit.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"gateway", "--workers", "2", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway),
+			"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile}, &out, &errb)
+	}()
+	var gw string
+	testkit.Eventually(t, 30*time.Second, func() error {
+		for _, l := range strings.Split(out.String(), "\n") {
+			if u, ok := strings.CutPrefix(l, "gateway "); ok {
+				gw = u
+				return nil
+			}
+		}
+		return fmt.Errorf("not ready: %s", errb.String())
+	})
+	// Every connection a new one, which the kernel gives either worker.
+	allServe := func(caFile string) func() error {
+		return func() error {
+			c := trusting(t, caFile) // no keep-alive
+			for range 16 {
+				resp, err := c.Get(gw + "/_keytrail/healthz")
+				if err != nil {
+					return err
+				}
+				resp.Body.Close()
+			}
+			return nil
+		}
+	}
+	testkit.Eventually(t, 10*time.Second, allServe(caFile))
+	ca2, cert2 := testCA(t)
+	c2, k2 := writeCert(t, t.TempDir(), cert2)
+	for from, to := range map[string]string{c2: certFile, k2: keyFile} {
+		b, _ := os.ReadFile(from)
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, allServe(ca2))
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
 }
