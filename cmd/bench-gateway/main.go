@@ -189,21 +189,7 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 			// Every worker ready: new connections, spread by the kernel,
 			// all answered; their CPU time counted with the supervisor's.
 			fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-			if err := poll(30*time.Second, func() error {
-				for range 8 * variantWorkers {
-					req, _ := http.NewRequest("GET", vURL+"/bench/1", nil)
-					req.Header.Set("Authorization", "Bearer "+secret)
-					resp, err := fresh.Do(req)
-					if err != nil {
-						return err
-					}
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						return fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				return nil
-			}); err != nil {
+			if err := waitOKOn(fresh, 8*variantWorkers, vURL+"/bench/1", "Authorization", "Bearer "+secret); err != nil {
 				return fmt.Errorf("the variant's workers never all served the key: %w", err)
 			}
 			tg.more = children(vgw.Process.Pid)
@@ -499,18 +485,25 @@ func readyLine(out io.Reader, prefix string) (string, error) {
 }
 
 func waitOK(u string, header ...string) error {
+	return waitOKOn(http.DefaultClient, 1, u, header...)
+}
+
+// waitOKOn is waitOK through c, until n requests in a row are answered 200.
+func waitOKOn(c *http.Client, n int, u string, header ...string) error {
 	return poll(30*time.Second, func() error {
-		req, _ := http.NewRequest("GET", u, nil)
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
+		for range n {
+			req, _ := http.NewRequest("GET", u, nil)
+			for i := 0; i+1 < len(header); i += 2 {
+				req.Header.Set(header[i], header[i+1])
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
 		}
 		return nil
 	})

@@ -341,6 +341,26 @@ func startMain(t *testing.T, ready string, args ...string) (stop func() (int, st
 	}
 }
 
+// healthyOnNewConnections checks that a gateway at base answers healthz on
+// eight new connections, which the kernel spreads among the processes
+// sharing its port.
+func healthyOnNewConnections(base string) func() error {
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	return func() error {
+		for range 8 {
+			resp, err := fresh.Get(base + "/_keytrail/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("healthz: %d", resp.StatusCode)
+			}
+		}
+		return nil
+	}
+}
+
 // ensureStream has `keytrail serve` create the event stream on node, as a
 // gateway needs it.
 func ensureStream(t *testing.T, node *natstest.Server) {
@@ -371,19 +391,7 @@ func TestGatewaysShareAPortWithReusePort(t *testing.T) {
 	}
 	first := gateway("--reuse-port")
 	second := gateway("--reuse-port")
-	healthy := func() error {
-		for range 8 { // new connections each: the kernel spreads them
-			resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + addr + "/_keytrail/healthz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("healthz: %d", resp.StatusCode)
-			}
-		}
-		return nil
-	}
+	healthy := healthyOnNewConnections("http://" + addr)
 	testkit.Eventually(t, 10*time.Second, healthy)
 	// Without --reuse-port, the address is taken.
 	if code, out := gateway()(); code == ExitOK || !strings.Contains(out, "address already in use") {
@@ -439,20 +447,7 @@ func TestGatewayWorkers(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	healthy := func() error {
-		for range 8 {
-			resp, err := fresh.Get(gw + "/_keytrail/healthz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("healthz %d", resp.StatusCode)
-			}
-		}
-		return nil
-	}
+	healthy := healthyOnNewConnections(gw)
 	testkit.Eventually(t, 10*time.Second, healthy)
 	workers := workerPIDs(t)
 	if len(workers) != 2 {

@@ -126,6 +126,24 @@ func trusting(t *testing.T, caFile string) *http.Client {
 		ForceAttemptHTTP2: true, DisableKeepAlives: true}}
 }
 
+// renewCertificate writes a certificate of a new CA into certFile and
+// keyFile, sends this process SIGHUP and returns the new CA's file.
+func renewCertificate(t *testing.T, certFile, keyFile string) (caFile string) {
+	t.Helper()
+	ca, cert := testCA(t)
+	c, k := writeCert(t, t.TempDir(), cert)
+	for from, to := range map[string]string{c: certFile, k: keyFile} {
+		b, _ := os.ReadFile(from)
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
 // TestTLSOnTheAdminAndGatewayListeners: keytrail dev terminates TLS on both
 // listeners, speaks HTTP/2 to clients that negotiate it, and serves a new
 // certificate after SIGHUP without a restart.
@@ -154,17 +172,7 @@ func TestTLSOnTheAdminAndGatewayListeners(t *testing.T) {
 		}
 	}
 	// A new certificate (another CA) in the same files, then SIGHUP.
-	ca2, cert2 := testCA(t)
-	c2, k2 := writeCert(t, t.TempDir(), cert2)
-	for from, to := range map[string]string{c2: certFile, k2: keyFile} {
-		b, _ := os.ReadFile(from)
-		if err := os.WriteFile(to, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	ca2 := renewCertificate(t, certFile, keyFile)
 	testkit.Eventually(t, 10*time.Second, func() error {
 		for _, u := range []string{a.Admin + "/healthz", a.Gateway + "/_keytrail/healthz"} {
 			resp, err := trusting(t, ca2).Get(u)
@@ -218,17 +226,7 @@ func TestGatewayWorkersReloadCertificatesOnSIGHUP(t *testing.T) {
 		}
 	}
 	testkit.Eventually(t, 10*time.Second, allServe(caFile))
-	ca2, cert2 := testCA(t)
-	c2, k2 := writeCert(t, t.TempDir(), cert2)
-	for from, to := range map[string]string{c2: certFile, k2: keyFile} {
-		b, _ := os.ReadFile(from)
-		if err := os.WriteFile(to, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
+	ca2 := renewCertificate(t, certFile, keyFile)
 	testkit.Eventually(t, 10*time.Second, allServe(ca2))
 	cancel()
 	if code := <-done; code != ExitOK {
