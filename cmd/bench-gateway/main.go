@@ -484,6 +484,7 @@ func readyLine(out io.Reader, prefix string) (string, error) {
 	}
 }
 
+// waitOK polls u (with header: name, value, …) until it answers 200.
 func waitOK(u string, header ...string) error {
 	return waitOKOn(http.DefaultClient, 1, u, header...)
 }
