@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -462,9 +463,49 @@ func TestGatewayWorkers(t *testing.T) {
 		}
 		return healthy()
 	})
-	if !strings.Contains(errb.String(), "gateway worker exited; starting it again") {
-		t.Errorf("the restart was not logged: %s", errb.String())
+	testkit.Eventually(t, 5*time.Second, func() error { // the supervisor's log is written every 100 ms
+		if !strings.Contains(errb.String(), "gateway worker exited; starting it again") {
+			return fmt.Errorf("the restart was not logged: %s", errb.String())
+		}
+		return nil
+	})
+	// SIGHUP without TLS: passed on, and no worker's end.
+	before := workerPIDs(t)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
 	}
+	select {
+	case <-time.After(300 * time.Millisecond): // a worker ended by it would be gone by now
+	case <-done:
+		t.Fatalf("the supervisor exited on SIGHUP: %s", errb.String())
+	}
+	if err := healthy(); err != nil {
+		t.Fatal(err)
+	}
+	if after := workerPIDs(t); !slices.Equal(after, before) {
+		t.Fatalf("SIGHUP ended a worker: %v, then %v: %s", before, after, errb.String())
+	}
+	// Every worker down at once: the port stays the supervisor's (no one
+	// else can listen on it) until they are back.
+	for _, pid := range before {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	testkit.Eventually(t, 10*time.Second, func() error {
+		if now := workerPIDs(t); slices.ContainsFunc(now, func(p int) bool { return slices.Contains(before, p) }) {
+			return fmt.Errorf("workers %v not yet gone", now)
+		}
+		return nil
+	})
+	if ln, err := net.Listen("tcp", strings.TrimPrefix(gw, "http://")); err == nil {
+		ln.Close()
+		t.Fatal("with every worker down, another listener took the gateway's port")
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if now := workerPIDs(t); len(now) != 2 {
+			return fmt.Errorf("workers %v", now)
+		}
+		return healthy()
+	})
 	now := workerPIDs(t)
 	cancel()
 	if code := <-done; code != ExitOK {
@@ -473,6 +514,14 @@ func TestGatewayWorkers(t *testing.T) {
 	for _, pid := range now {
 		if err := syscall.Kill(pid, 0); err == nil {
 			t.Errorf("worker %d outlived its supervisor", pid)
+		}
+	}
+
+	// More workers than processors, or fewer than one: refused.
+	for _, n := range []int{0, runtime.NumCPU() + 1} {
+		var usage testkit.Buffer
+		if code := Main(ctxFor(t), []string{"gateway", "--workers", strconv.Itoa(n)}, io.Discard, &usage); code != ExitUsage {
+			t.Errorf("--workers %d: exit %d: %s", n, code, usage.String())
 		}
 	}
 

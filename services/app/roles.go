@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -123,6 +125,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if os.Getenv(workerEnv) != "" {
+		// A worker's SIGHUP is its supervisor's, passed on to reload
+		// certificates: never the worker's end, before it serves or
+		// without TLS (reloadOnSIGHUP takes it back when there is TLS).
+		signal.Ignore(syscall.SIGHUP)
+	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	var nf natsFlags
 	var lf logFlags
@@ -167,8 +175,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	switch {
-	case *workers < 1:
-		return usageError{fmt.Errorf("-workers must be at least 1")}
+	case *workers < 1 || *workers > runtime.NumCPU():
+		return usageError{fmt.Errorf("-workers must be between 1 and the number of processors (%d)", runtime.NumCPU())}
 	case *workers > 1 && runtime.GOOS != "linux":
 		return usageError{fmt.Errorf("-workers needs Linux (its workers share the port with SO_REUSEPORT)")}
 	case *workers > 1 && os.Getenv(workerEnv) == "":
@@ -183,6 +191,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer closeConn(nc)
+	if w := os.Getenv(workerEnv); w != "" {
+		log = log.With("worker", w)
+	}
 	if gf.cfg.Signer != nil && gf.cfg.Trust != nil {
 		if err := checkDecisionSigner(ctx, st, gf.cfg.Signer.Public().(ed25519.PublicKey)); err != nil {
 			return err

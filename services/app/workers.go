@@ -56,19 +56,14 @@ type workerEvent struct {
 // superviseGateway runs n workers with the flags fs was given (but
 // --workers), until ctx ends.
 func superviseGateway(ctx context.Context, n int, fs *flag.FlagSet, listen, metrics string, stdout, stderr io.Writer, log *slog.Logger) error {
-	_, port, err := net.SplitHostPort(listen)
+	// The port is this process's for as long as it runs (port 0: chosen
+	// once), even while every worker is down: no other user can take it
+	// and the connections meant for the gateway.
+	held, listen, err := holdPort(listen)
 	if err != nil {
-		return usageError{fmt.Errorf("-gateway-listen %q: %w", listen, err)}
+		return fmt.Errorf("gateway listen: %w", err)
 	}
-	if port == "0" {
-		// The workers share one address: pick it once.
-		ln, err := net.Listen("tcp", listen)
-		if err != nil {
-			return fmt.Errorf("gateway listen %s: %w", listen, err)
-		}
-		listen = ln.Addr().String()
-		ln.Close()
-	}
+	defer held.Close()
 	mhost, mport, err := net.SplitHostPort(metrics)
 	if err != nil {
 		return usageError{fmt.Errorf("-metrics-listen %q: %w", metrics, err)}
@@ -115,12 +110,20 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	procs := make([]*os.Process, w.n+1) // running workers by number
+	// serving: the worker has said it is ready, and takes SIGHUP (a
+	// process just started would die of it); hupLater: one came while it
+	// was starting, to be passed on once it is ready.
+	serving, hupLater := make([]bool, w.n+1), make([]bool, w.n+1)
 	backoff := make([]time.Duration, w.n+1)
 	restart := make(chan int, w.n)
 	stopping := make(chan struct{})
 	defer close(stopping)
 	running := 0
 	for i := 1; i <= w.n; i++ {
+		if ctx.Err() != nil {
+			w.stop(procs, running)
+			return nil
+		}
 		if err := w.start(i); err != nil {
 			w.stop(procs, running)
 			return err
@@ -135,9 +138,12 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 			w.stop(procs, running)
 			return nil
 		case <-hup:
-			for _, p := range procs {
-				if p != nil {
+			for i, p := range procs {
+				switch {
+				case p != nil && serving[i]:
 					p.Signal(syscall.SIGHUP)
+				case p != nil:
+					hupLater[i] = true
 				}
 			}
 		case i := <-restart:
@@ -152,11 +158,11 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 			case e.proc != nil:
 				procs[e.i] = e.proc
 			case e.exited:
-				procs[e.i] = nil
+				procs[e.i], serving[e.i], hupLater[e.i] = nil, false, false // a new one reads the certificate anew
 				running--
 				if len(ready) < w.n {
 					w.stop(procs, running)
-					return fmt.Errorf("gateway worker %d exited before it was ready: %v", e.i, e.err)
+					return fmt.Errorf("gateway worker %d exited before it was ready (%v); its log above says why", e.i, e.err)
 				}
 				w.log.Error("gateway worker exited; starting it again", "worker", e.i, "err", e.err, "ran_for", e.ranFor.Round(time.Millisecond).String())
 				if e.ranFor > time.Minute {
@@ -164,6 +170,11 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 				}
 				w.later(e.i, backoff, restart, stopping)
 			case e.gateway != "":
+				serving[e.i] = true
+				if hupLater[e.i] && procs[e.i] != nil {
+					hupLater[e.i] = false
+					procs[e.i].Signal(syscall.SIGHUP)
+				}
 				if len(ready) == w.n {
 					w.log.Info("gateway worker ready again", "worker", e.i, "metrics", e.metrics)
 					continue

@@ -1,12 +1,72 @@
 package app
 
 import (
+	"io"
+	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // endWithParent has the kernel send a worker SIGTERM when its supervisor
 // dies, even by SIGKILL: no worker outlives it holding the port.
 func endWithParent(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+}
+
+// holdPort binds a socket to addr with SO_REUSEPORT, without listening on
+// it, and returns it and the address it holds (the port chosen, for port
+// 0). Workers of the same user bind the port beside it; while it is held,
+// no other user can bind the port, even when every worker is down. Not
+// listening, it is given no connection.
+func holdPort(addr string) (io.Closer, string, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, "", err
+	}
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	var sa unix.Sockaddr
+	family := unix.AF_INET6
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		family = unix.AF_INET
+		a := &unix.SockaddrInet4{Port: ta.Port}
+		copy(a.Addr[:], ip4)
+		sa = a
+	} else {
+		a := &unix.SockaddrInet6{Port: ta.Port}
+		copy(a.Addr[:], ta.IP.To16()) // nil: [::], every address, as net.Listen binds ":port"
+		sa = a
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", err
+	}
+	f := os.NewFile(uintptr(fd), "gateway-port")
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		f.Close()
+		return nil, "", &net.OpError{Op: "listen", Net: "tcp", Addr: ta, Err: os.NewSyscallError("bind", err)}
+	}
+	got, err := unix.Getsockname(fd)
+	if err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	port := 0
+	switch a := got.(type) {
+	case *unix.SockaddrInet4:
+		port = a.Port
+	case *unix.SockaddrInet6:
+		port = a.Port
+	}
+	return f, net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

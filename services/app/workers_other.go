@@ -2,7 +2,16 @@
 
 package app
 
-import "os/exec"
+import (
+	"errors"
+	"io"
+	"os/exec"
+)
 
 // endWithParent: only Linux can; --workers needs Linux anyway (--reuse-port).
 func endWithParent(*exec.Cmd) {}
+
+// holdPort is Linux's only, as --workers is.
+func holdPort(string) (io.Closer, string, error) {
+	return nil, "", errors.New("-workers is supported on Linux only")
+}

@@ -39,14 +39,20 @@ type accessEntry struct {
 	duration, upstream                                time.Duration
 }
 
+// maxLoggedMethod bounds the method an access-log line shows (the path is
+// bounded by maxLoggedPath, as in the decision log): whatever a client
+// sends, a line stays under 4 KiB, which a pipe takes in one piece, so that
+// gateway workers sharing one stderr never interleave inside a line.
+const maxLoggedMethod = 32
+
 func (l *accessLog) write(e *accessEntry) {
 	bp := lineBuffers.Get().(*[]byte)
 	b := append((*bp)[:0], `{"time":"`...)
 	b = e.at.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, l.prefix...)
 	b = appendField(b, "request_id", e.requestID)
-	b = appendField(b, "method", e.method)
-	b = appendField(b, "path", e.path)
+	b = appendField(b, "method", clip(e.method, maxLoggedMethod))
+	b = appendField(b, "path", clip(e.path, maxLoggedPath))
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	b = appendField(b, "code", e.code)
@@ -65,6 +71,14 @@ func (l *accessLog) write(e *accessEntry) {
 	l.w.Write(b)
 	*bp = b
 	lineBuffers.Put(bp)
+}
+
+// clip is s's first n bytes.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func appendField(b []byte, key, value string) []byte {

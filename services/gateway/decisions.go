@@ -337,12 +337,8 @@ func (g *Gateway) logDecision(r *http.Request, x *exchange, denied bool) {
 		return
 	}
 	d := &x.decision
-	p := r.URL.Path
-	if len(p) > maxLoggedPath {
-		p = p[:maxLoggedPath]
-	}
 	rec := &events.DecisionRecord{Code: string(d.Code), KeyID: d.KeyID, Tenant: d.Tenant, User: d.User, API: x.api.ID,
-		APITenant: x.api.Tenant, Method: r.Method, Path: p, Node: g.cfg.Node, RequestID: x.id, Now: d.Now, Seq: d.Seq,
+		APITenant: x.api.Tenant, Method: r.Method, Path: clip(r.URL.Path, maxLoggedPath), Node: g.cfg.Node, RequestID: x.id, Now: d.Now, Seq: d.Seq,
 		FailOpen: x.failOpen}
 	for _, c := range d.Also() {
 		rec.Also = append(rec.Also, string(c))

@@ -1362,3 +1362,40 @@ func (f *fixture) bobOn(id, prefix, upstream string) (string, string) {
 	f.sync()
 	return kid, sec
 }
+
+// TestAccessLogLinesStayUnderAPipesWrite: whatever path and method a client
+// sends (here 16 KiB of characters that JSON escapes six-fold, and a 2 KiB
+// method), its access-log line stays under 4 KiB — what a pipe takes in one
+// piece, so that gateway workers sharing one stderr never interleave inside
+// a line — and shows the start of both.
+func TestAccessLogLinesStayUnderAPipesWrite(t *testing.T) {
+	f := newFixture(t)
+	f.tenant("acme")
+	f.user("acme", "bob")
+	f.api("acme", "orders", "/orders", nil, nil)
+	f.sync()
+	method := strings.Repeat("M", 2048)
+	for _, path := range []string{"/orders/" + strings.Repeat("\x01", 16<<10), "/orders/" + strings.Repeat("a", 16<<10)} {
+		req := httptest.NewRequest(method, "/", nil)
+		req.URL.Path = path
+		f.gw.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if n := strings.Count(f.access.String(), "\n"); n < 2 {
+			return fmt.Errorf("%d access-log lines", n)
+		}
+		return nil
+	})
+	for _, line := range strings.Split(strings.TrimSpace(f.access.String()), "\n") {
+		if len(line) >= 4096 {
+			t.Errorf("an access-log line of %d bytes", len(line))
+		}
+		var e struct{ Method, Path string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%v: %.200s", err, line)
+		}
+		if !strings.HasPrefix(method, e.Method) || len(e.Method) == 0 || !strings.HasPrefix(e.Path, "/orders/") {
+			t.Errorf("method %.40q, path %.40q", e.Method, e.Path)
+		}
+	}
+}
