@@ -253,7 +253,7 @@ func startAdmin(ctx context.Context, st *store.JetStream, cfg adminConfig, log *
 		api.ServeHTTP(w, r)
 	})
 	a.srv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10, ErrorLog: serverErrorLog(log)}
 	restoreSnapshot(ctx, st, a.model, nil, log)
 	revocations, err := api.ServeRevocations(st.JetStream().Conn())
 	if err != nil {

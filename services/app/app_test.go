@@ -418,8 +418,9 @@ func TestGatewayWorkers(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctxFor(t))
 	done := make(chan int, 1)
 	var out, errb testkit.Buffer
+	mport := freePortPair(t)
 	args := []string{"gateway", "--workers", "2", "--nats", node.ClientURL(), "--nats-nkey", node.SeedFile(t, natsauth.Gateway),
-		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--max-staleness", "5s"}
+		"--gateway-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:" + strconv.Itoa(mport), "--max-staleness", "5s"}
 	go func() { done <- Main(ctx, args, &out, &errb) }()
 	var gw string
 	var metrics []string
@@ -496,9 +497,11 @@ func TestGatewayWorkers(t *testing.T) {
 		}
 		return nil
 	})
-	if ln, err := net.Listen("tcp", strings.TrimPrefix(gw, "http://")); err == nil {
-		ln.Close()
-		t.Fatal("with every worker down, another listener took the gateway's port")
+	for _, addr := range []string{strings.TrimPrefix(gw, "http://"), "127.0.0.1:" + strconv.Itoa(mport), "127.0.0.1:" + strconv.Itoa(mport+1)} {
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			t.Fatalf("with every worker down, another listener took %s (gateway %s)", addr, gw)
+		}
 	}
 	testkit.Eventually(t, 30*time.Second, func() error {
 		if now := workerPIDs(t); len(now) != 2 {
@@ -532,6 +535,26 @@ func TestGatewayWorkers(t *testing.T) {
 	if code == ExitOK || !strings.Contains(bad.String(), "exited before it was ready") {
 		t.Fatalf("exit %d: %s", code, bad.String())
 	}
+}
+
+// freePortPair is a port P of 127.0.0.1 with P+1 free too (at the time).
+func freePortPair(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := ln.Addr().(*net.TCPAddr).Port
+		next, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
+		ln.Close()
+		if err == nil {
+			next.Close()
+			return p
+		}
+	}
+	t.Fatal("no two free ports in a row")
+	return 0
 }
 
 // workerPIDs are this test process's gateway worker children.

@@ -60,6 +60,9 @@ type GatewayConfig struct {
 	Egress *egress.Policy
 	// TLS terminates TLS on the public listener (reloaded on SIGHUP).
 	TLS TLSFiles
+	// ReuseMetricsPort: the metrics listener too (a worker of --workers,
+	// whose supervisor holds its metrics port while it restarts).
+	ReuseMetricsPort bool
 	// ReusePort lets several gateway processes listen on one address
 	// (SO_REUSEPORT: the kernel spreads new connections among them), as
 	// nginx's workers do; docs/operations.md says when that pays.
@@ -96,6 +99,10 @@ type gatewayRole struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	errc    chan error
+	// listening is closed once the gateway listens (with ReusePort, when
+	// its read model is ready); held is its bound socket until then.
+	listening chan struct{}
+	held      io.Closer
 }
 
 // DefaultMaxStaleness is how long a gateway serves without confirming its
@@ -165,21 +172,41 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	if err != nil {
 		return nil, err
 	}
-	lc := net.ListenConfig{}
+	// Sharing the port (--reuse-port), the gateway listens only once its
+	// read model is ready: the processes beside it serve meanwhile, where
+	// it would answer STALE. Alone, it listens at once (and answers STALE,
+	// readyz 503, until ready).
+	var ln net.Listener
+	var listenLater func() (net.Listener, error)
+	var held io.Closer
+	addr := ""
 	if cfg.ReusePort {
-		lc.Control = reusePort
+		addr, listenLater, held, err = listenWhenReady(cfg.Listen)
+	} else if ln, err = net.Listen("tcp", cfg.Listen); err == nil {
+		addr = ln.Addr().String()
 	}
-	ln, err := lc.Listen(ctx, "tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("gateway listen %s: %w", cfg.Listen, err)
 	}
-	mln, err := net.Listen("tcp", cfg.MetricsListen)
+	closeGateway := func() {
+		if ln != nil {
+			ln.Close()
+		}
+		if held != nil {
+			held.Close()
+		}
+	}
+	mlc := net.ListenConfig{}
+	if cfg.ReuseMetricsPort {
+		mlc.Control = reusePort
+	}
+	mln, err := mlc.Listen(ctx, "tcp", cfg.MetricsListen)
 	if err != nil {
-		ln.Close()
+		closeGateway()
 		return nil, fmt.Errorf("metrics listen %s: %w", cfg.MetricsListen, err)
 	}
 	node := nodeName()
-	g := &gatewayRole{addr: ln.Addr().String(), maddr: mln.Addr().String(), cert: cert, errc: make(chan error, 8)}
+	g := &gatewayRole{addr: addr, maddr: mln.Addr().String(), cert: cert, errc: make(chan error, 8), listening: make(chan struct{}), held: held}
 	if cfg.Egress == nil {
 		cfg.Egress = &egress.Policy{}
 	}
@@ -220,7 +247,9 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	// with HTTP/2, is net/http's, serving the same handler. No write
 	// timeout: responses may stream for as long as the upstream sends.
 	if cert != nil {
-		g.srv = g.gw.TLSServer()
+		hs := g.gw.TLSServer()
+		hs.ErrorLog = serverErrorLog(log)
+		g.srv = hs
 	} else {
 		g.srv = g.gw.Server()
 	}
@@ -240,12 +269,35 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 	g.run(func() error { reporter.Run(runCtx); return nil })
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", g.gw.MetricsHandler())
-	g.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	g.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: serverErrorLog(log)}
 	if cert != nil {
 		reloadOnSIGHUP(runCtx, log, cert)
 	}
-	g.run(func() error { return serve(g.srv, ln, cert) })
 	g.run(func() error { return serve(g.metrics, mln, nil) })
+	if listenLater == nil {
+		close(g.listening)
+		g.run(func() error { return serve(g.srv, ln, cert) })
+		return g, nil
+	}
+	g.run(func() error {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for !g.model.Ready() {
+			select {
+			case <-runCtx.Done():
+				return nil
+			case <-tick.C:
+			}
+		}
+		ln, err := listenLater()
+		held.Close() // the listener has its own descriptor
+		if err != nil {
+			return fmt.Errorf("gateway listen %s: %w", addr, err)
+		}
+		close(g.listening)
+		return serve(g.srv, ln, cert)
+	})
 	return g, nil
 }
 
@@ -270,5 +322,8 @@ func (g *gatewayRole) MetricsURL() string { return "http://" + g.maddr + "/metri
 func (g *gatewayRole) Close() {
 	g.metrics.Close()
 	stopRole(g.srv, g.cancel, &g.wg)
+	if g.held != nil {
+		g.held.Close() // closed already once it listened: no harm
+	}
 	g.gw.Close()
 }

@@ -200,11 +200,19 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	gf.cfg.AccessLog = lf.accessLog()
+	gf.cfg.ReuseMetricsPort = os.Getenv(workerEnv) != "" // its supervisor holds it
 	g, err := startGateway(ctx, nc, st, gf.cfg, log)
 	if err != nil {
 		return err
 	}
 	defer g.Close()
+	select { // with --reuse-port, it listens once its read model is ready
+	case <-g.listening:
+	case <-ctx.Done():
+		return nil
+	case err := <-g.errc:
+		return err
+	}
 	fmt.Fprintf(stdout, "gateway %s\nmetrics %s\n", g.URL(), g.MetricsURL())
 	log.Info("gateway started", "nats", nc.ConnectedUrlRedacted(), "filters", gf.cfg.Filters, "gateway", g.URL(), "metrics", g.MetricsURL())
 	select {

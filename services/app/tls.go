@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 )
@@ -113,4 +115,26 @@ func scheme(cert *certificate) string {
 		return "https://"
 	}
 	return "http://"
+}
+
+// maxServerError bounds what of one net/http error line a role logs.
+const maxServerError = 512
+
+// serverErrorLog is net/http's error log for a role's server: its lines
+// (TLS handshake errors above all, which quote what a client offered —
+// 200 KB of protocol names, say) become the role's log records, clipped,
+// instead of raw lines of any length on stderr.
+func serverErrorLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(serverLogWriter{log}, "", 0)
+}
+
+type serverLogWriter struct{ log *slog.Logger }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p[:min(len(p), maxServerError+1)]))
+	if len(p) > maxServerError {
+		msg = msg[:min(len(msg), maxServerError)] + "…"
+	}
+	w.log.Warn("http server", "err", msg)
+	return len(p), nil
 }

@@ -9,8 +9,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -231,5 +233,22 @@ func TestGatewayWorkersReloadCertificatesOnSIGHUP(t *testing.T) {
 	cancel()
 	if code := <-done; code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// TestServerErrorsAreClippedRecords: what net/http logs about a client (a
+// TLS handshake error quoting 200 KB of protocol names, say) becomes one
+// JSON record of at most maxServerError bytes of it, not a raw line.
+func TestServerErrorsAreClippedRecords(t *testing.T) {
+	var out bytes.Buffer
+	l := serverErrorLog(slog.New(slog.NewJSONHandler(&out, nil)))
+	l.Printf("http: TLS handshake error from 127.0.0.1:1: tls: client requested unsupported application protocols (%q)", strings.Repeat("\x01", 200<<10))
+	line := strings.TrimSpace(out.String())
+	if strings.Count(line, "\n") != 0 || len(line) > 4096 {
+		t.Fatalf("%d bytes in %d lines", len(line), strings.Count(line, "\n")+1)
+	}
+	var rec struct{ Msg, Err string }
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Msg != "http server" || !strings.HasPrefix(rec.Err, "http: TLS handshake error") {
+		t.Fatalf("%v: %s", err, line)
 	}
 }

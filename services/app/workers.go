@@ -72,6 +72,20 @@ func superviseGateway(ctx context.Context, n int, fs *flag.FlagSet, listen, metr
 	if err != nil {
 		return usageError{fmt.Errorf("-metrics-listen %q: the port must be a number", metrics)}
 	}
+	if mbase != 0 {
+		if mbase+n-1 > 65535 {
+			return usageError{fmt.Errorf("-metrics-listen %q: %d workers need ports %d to %d", metrics, n, mbase, mbase+n-1)}
+		}
+		// Fixed metrics ports are held too: while a worker restarts, no one
+		// else can answer the scraper on its port.
+		for i := range n {
+			m, _, err := holdPort(net.JoinHostPort(mhost, strconv.Itoa(mbase+i)))
+			if err != nil {
+				return fmt.Errorf("metrics listen: %w", err)
+			}
+			defer m.Close()
+		}
+	}
 	var shared []string
 	watermark := ""
 	fs.Visit(func(f *flag.Flag) {
