@@ -40,7 +40,6 @@ type gatewayWorkers struct {
 	args           func(i int) []string // a worker's flags
 	stdout, stderr io.Writer
 	log            *slog.Logger
-	listen         string
 	events         chan workerEvent
 }
 
@@ -97,7 +96,7 @@ func superviseGateway(ctx context.Context, n int, fs *flag.FlagSet, listen, metr
 			shared = append(shared, "--"+f.Name+"="+f.Value.String())
 		}
 	})
-	w := &gatewayWorkers{n: n, stdout: stdout, stderr: stderr, log: log, listen: listen, events: make(chan workerEvent, 4*n)}
+	w := &gatewayWorkers{n: n, stdout: stdout, stderr: stderr, log: log, events: make(chan workerEvent, 4*n)}
 	w.args = func(i int) []string {
 		args := append([]string{"gateway"}, shared...)
 		// Each its own metrics port (the next ports after the one given) and
