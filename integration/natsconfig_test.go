@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -44,39 +45,63 @@ func TestClusterFromNATSConfig(t *testing.T) {
 		t.Fatal("a second nats-config changed the fragment")
 	}
 
-	clientPorts, routePorts := natstest.FreePorts(t, 3), natstest.FreePorts(t, 3)
-	var routes, urls []string
-	for i := range 3 {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i]))
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
-	}
+	// The ports are chosen free, then bound by the servers: another process
+	// may take one in between (a server then fails to listen, and a client
+	// of "the cluster" may reach that other process). Each node must listen
+	// where configured; if one does not, the cluster starts again on other
+	// ports.
 	var servers []*server.Server
-	for i := range 3 {
-		conf := filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
-		text := fmt.Sprintf(`server_name: n%d
+	var routes, urls []string
+	for attempt := 0; ; attempt++ {
+		clientPorts, routePorts := natstest.FreePorts(t, 3), natstest.FreePorts(t, 3)
+		servers, routes, urls = nil, nil, nil
+		for i := range 3 {
+			routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i]))
+			urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]))
+		}
+		for i := range 3 {
+			conf := filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
+			text := fmt.Sprintf(`server_name: n%d
 listen: 127.0.0.1:%d
 jetstream { store_dir: %q, sync_interval: always }
 cluster { name: keytrail, listen: 127.0.0.1:%d, routes: [%s] }
 include ./%s
 `, i+1, clientPorts[i], t.TempDir(), routePorts[i], strings.Join(routes, ", "), app.AuthFragment)
-		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			opts, err := server.ProcessConfigFile(conf)
+			if err != nil {
+				t.Fatalf("nats-server's loader on the fragment: %v", err)
+			}
+			opts.NoLog, opts.NoSigs = true, true
+			if i == 0 {
+				checkFragmentPermissions(t, opts, dir)
+			}
+			s, err := server.NewServer(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go s.Start()
+			t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+			servers = append(servers, s)
 		}
-		opts, err := server.ProcessConfigFile(conf)
-		if err != nil {
-			t.Fatalf("nats-server's loader on the fragment: %v", err)
+		listening := true
+		for i, s := range servers {
+			if !s.ReadyForConnections(10*time.Second) || s.Addr() == nil || s.Addr().(*net.TCPAddr).Port != clientPorts[i] {
+				listening = false
+			}
 		}
-		opts.NoLog, opts.NoSigs = true, true
-		if i == 0 {
-			checkFragmentPermissions(t, opts, dir)
+		if listening {
+			break
 		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
+		for _, s := range servers {
+			s.Shutdown()
+			s.WaitForShutdown()
 		}
-		go s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		servers = append(servers, s)
+		if attempt == 2 {
+			t.Fatal("the cluster never listened on the ports chosen for it")
+		}
 	}
 	testkit.Eventually(t, 30*time.Second, func() error {
 		leaders := 0
