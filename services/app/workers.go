@@ -31,7 +31,8 @@ const workerStopWait = 30 * time.Second
 // GOMAXPROCS=1 (unless the environment sets it). On a machine shared with
 // other busy processes, processes of one processor answer with a shorter
 // tail than one process of several (docs/operations.md). Workers get SIGHUP
-// when this process does (certificates reloaded), SIGTERM when it stops; one
+// when this process does, once they are ready (certificates reloaded),
+// SIGTERM when it stops; one
 // that exits is started again, after a pause that grows while it keeps
 // failing. A worker that exits before it is ready stops them all: its
 // error is the command's.
@@ -45,8 +46,7 @@ type gatewayWorkers struct {
 
 type workerEvent struct {
 	i                int
-	proc             *os.Process // started
-	gateway, metrics string      // ready
+	gateway, metrics string // ready
 	exited           bool
 	err              error
 	ranFor           time.Duration
@@ -137,10 +137,12 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 			w.stop(procs, running)
 			return nil
 		}
-		if err := w.start(i); err != nil {
+		p, err := w.start(i)
+		if err != nil {
 			w.stop(procs, running)
 			return err
 		}
+		procs[i] = p
 		running++
 	}
 	ready := map[int]string{}
@@ -160,16 +162,16 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 				}
 			}
 		case i := <-restart:
-			if err := w.start(i); err != nil {
+			p, err := w.start(i)
+			if err != nil {
 				w.log.Error("gateway worker not started", "worker", i, "err", err)
 				w.later(i, backoff, restart, stopping)
 				continue
 			}
+			procs[i] = p
 			running++
 		case e := <-w.events:
 			switch {
-			case e.proc != nil:
-				procs[e.i] = e.proc
 			case e.exited:
 				procs[e.i], serving[e.i], hupLater[e.i] = nil, false, false // a new one reads the certificate anew
 				running--
@@ -220,12 +222,11 @@ func (w *gatewayWorkers) later(i int, backoff []time.Duration, restart chan<- in
 	})
 }
 
-// start starts worker i; its events (started, ready, exited) come on
-// w.events.
-func (w *gatewayWorkers) start(i int) error {
+// start starts worker i; its events (ready, exited) come on w.events.
+func (w *gatewayWorkers) start(i int) (*os.Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cmd := exec.Command(exe, w.args(i)...)
 	cmd.Env = append(os.Environ(), workerEnv+"="+strconv.Itoa(i))
@@ -236,13 +237,12 @@ func (w *gatewayWorkers) start(i int) error {
 	endWithParent(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("gateway worker %d: %w", i, err)
+		return nil, fmt.Errorf("gateway worker %d: %w", i, err)
 	}
 	began := time.Now()
-	w.events <- workerEvent{i: i, proc: cmd.Process}
 	go func() {
 		br := bufio.NewReader(out)
 		var gw, metrics string
@@ -264,7 +264,7 @@ func (w *gatewayWorkers) start(i int) error {
 		err := cmd.Wait()
 		w.events <- workerEvent{i: i, exited: true, err: err, ranFor: time.Since(began)}
 	}()
-	return nil
+	return cmd.Process, nil
 }
 
 // stop sends SIGTERM to the running workers and waits for them, killing
@@ -280,11 +280,7 @@ func (w *gatewayWorkers) stop(procs []*os.Process, running int) {
 	for running > 0 {
 		select {
 		case e := <-w.events:
-			switch {
-			case e.proc != nil:
-				procs[e.i] = e.proc // started as we stopped
-				e.proc.Signal(syscall.SIGTERM)
-			case e.exited:
+			if e.exited {
 				procs[e.i] = nil
 				running--
 			}
