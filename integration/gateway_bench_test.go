@@ -31,6 +31,7 @@ import (
 	"github.com/keytrail/keytrail/services/control"
 	"github.com/keytrail/keytrail/services/gateway"
 	"github.com/keytrail/keytrail/services/natsauth"
+	"github.com/keytrail/keytrail/services/natsnode/natstest"
 	"github.com/keytrail/keytrail/services/readmodel"
 	"github.com/keytrail/keytrail/services/trust"
 )
@@ -506,12 +507,7 @@ func BenchmarkGatewayMemory(b *testing.B) {
 func BenchmarkGatewayMemoryTwoProcesses(b *testing.B) {
 	e := newBenchEnv(b)
 	secrets := issueMemoryKeys(b, e)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", natstest.FreePorts(b, 1)[0])
 	var procs []*process
 	var gw string
 	for range 2 {
