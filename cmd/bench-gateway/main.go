@@ -46,7 +46,7 @@ func main() {
 	conns := flag.String("c", "8,32", "wrk connections, comma-separated")
 	dur := flag.Duration("d", 10*time.Second, "length of one wrk pass")
 	passes := flag.Int("passes", 3, "interleaved passes per target and concurrency")
-	phases := flag.String("phases", "throughput,flood,revocation", "which phases to run, comma-separated")
+	phases := flag.String("phases", "throughput,flood,revocation", "which phases to run, comma-separated (hold: set everything up, print the targets and wait for an interrupt — for perf and pprof by hand)")
 	variantWorkers := flag.Int("variant-workers", 1, "run the variant gateway with --workers N")
 	sharedUpstream := flag.Bool("shared-upstream", false, "serve the upstream from the proxy nginx's own workers (the layout before 2026-12-07)")
 	variant := flag.String("variant", "", "environment of a second gateway measured beside the first in the throughput phase, e.g. GOMAXPROCS=1,GOGC=200")
@@ -198,6 +198,14 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 			}
 		}
 		targets = append(targets, tg)
+	}
+	if phases["hold"] {
+		for _, t := range targets {
+			fmt.Printf("%s: %s %q pid %d %v\n", t.name, t.url, t.headers, t.pid, t.more)
+		}
+		fmt.Println("holding; interrupt to stop")
+		<-ctx.Done()
+		return nil
 	}
 	if phases["throughput"] {
 		if err := throughput(ctx, targets, conns, dur, passes); err != nil {
