@@ -14,9 +14,12 @@ run:
 	$(GO) run ./cmd/keytrail dev
 
 ## test: formatting, vet, then every test with the race detector (the
-## console's tests drive a headless Chromium: `browser` installs it)
+## console's tests drive a headless Chromium: `browser` installs it); the
+## gateway's again with one processor, the path its workers take (raw reads
+## and writes, services/gateway/h1/conn_linux.go)
 test: lint browser
 	$(GO) test -race -count=1 -timeout 15m ./...
+	GOMAXPROCS=1 $(GO) test -race -count=1 -timeout 5m ./services/gateway/...
 
 ## browser: Debian's chromium for the console's browser tests, when missing
 browser:

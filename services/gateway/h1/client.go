@@ -165,6 +165,7 @@ func (t *Transport) get(ctx context.Context, key upstreamKey, fresh, body bool) 
 	if err != nil {
 		return nil, err
 	}
+	nc = plain(nc)
 	if key.tls {
 		cfg := &tls.Config{}
 		if t.TLS != nil {

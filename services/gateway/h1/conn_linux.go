@@ -1,8 +1,12 @@
 package h1
 
 import (
+	"io"
 	"net"
+	"os"
+	"runtime"
 	"syscall"
+	"unsafe"
 )
 
 // quiet reports whether nothing can be read from an idle connection: an
@@ -29,4 +33,107 @@ func quiet(c net.Conn) bool {
 		return true                                // never wait
 	})
 	return !readable
+}
+
+// plain is the connection the server and the transport read and write: in
+// a process with one processor (GOMAXPROCS=1, as every worker of
+// `keytrail gateway --workers` has), a TCP connection whose reads and
+// writes are raw system calls; otherwise c itself.
+//
+// Why. Go enters every read and write of a socket as a system call that
+// might block: the runtime marks its processor as lent, and its monitor
+// thread, which sleeps 20 µs at a time while that happens often, takes the
+// processor from a thread that stays in one for two of its ticks and hands
+// it to another thread. With one processor there is no other work to run
+// meanwhile that the kernel would not run anyway, yet a busy worker spent
+// a seventh of its CPU time in that monitor's wake-ups, and more in waking
+// threads to take the processor over (docs/benchmarks.md). A socket here is
+// non-blocking: a read or a write returns at once, having moved what it
+// could, and waiting is left to the poller, as before.
+func plain(c net.Conn) net.Conn {
+	if runtime.GOMAXPROCS(0) != 1 {
+		return c
+	}
+	return raw(c)
+}
+
+// raw is c with raw reads and writes (rawConn), if c is a TCP connection.
+func raw(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	return &rawConn{TCPConn: tc, rc: rc}
+}
+
+// rawConn is a TCP connection whose Read and Write are raw system calls on
+// its non-blocking socket; waits (for data, for room to write), deadlines
+// and Close are the poller's, through syscall.RawConn.
+type rawConn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+}
+
+func (c *rawConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var errno syscall.Errno
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case syscall.EINTR:
+				continue
+			case syscall.EAGAIN:
+				return false // the poller waits for data
+			}
+			n, errno = int(r), e
+			return true
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case errno != 0:
+		return 0, c.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *rawConn) Write(p []byte) (int, error) {
+	var n int
+	var errno syscall.Errno
+	err := c.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			switch e {
+			case 0:
+				n += int(r)
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // the poller waits for room
+			default:
+				errno = e
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil && errno != 0 {
+		err = c.opError("write", errno)
+	}
+	return n, err
+}
+
+// opError is what net's own Read and Write return for a failed call.
+func (c *rawConn) opError(op string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
 }

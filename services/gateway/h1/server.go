@@ -201,6 +201,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	if s.closing.Load() {
 		return nil
 	}
+	nc = plain(nc)
 	c := &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}
 	c.head = newHead(c.br)
 	// Requests' context ends with the connection, with Close, and when a
