@@ -172,7 +172,7 @@ func run(ctx context.Context, bin, conns string, dur time.Duration, passes int, 
 		{name: "bare Go proxy", url: fmt.Sprintf("http://127.0.0.1:%d/bench/1", barePort)},
 		{name: "keytrail gateway", url: gwURL + "/bench/1", headers: []string{"Authorization: Bearer " + secret}, pid: gw.Process.Pid},
 	}
-	if (variant != nil || variantWorkers > 1) && phases["throughput"] {
+	if (variant != nil || variantWorkers > 1) && (phases["throughput"] || phases["hold"]) {
 		var extra []string
 		name := "keytrail gateway " + strings.Join(variant, " ")
 		if variantWorkers > 1 {
