@@ -1,12 +1,13 @@
 package h1
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
-	"unsafe"
 )
 
 // quiet reports whether nothing can be read from an idle connection: an
@@ -57,7 +58,9 @@ func plain(c net.Conn) net.Conn {
 	return raw(c)
 }
 
-// raw is c with raw reads and writes (rawConn), if c is a TCP connection.
+// raw is c with raw reads and writes (rawConn), if c is a TCP connection
+// whose socket is non-blocking (as net's are unless File or Fd made them
+// blocking): a blocking read would hold the processor in the kernel.
 func raw(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
@@ -65,6 +68,14 @@ func raw(c net.Conn) net.Conn {
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
+		return c
+	}
+	nonblocking := false
+	rc.Control(func(fd uintptr) {
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+		nonblocking = errno == 0 && flags&syscall.O_NONBLOCK != 0
+	})
+	if !nonblocking {
 		return c
 	}
 	return &rawConn{TCPConn: tc, rc: rc}
@@ -80,26 +91,30 @@ type rawConn struct {
 
 func (c *rawConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
+		// As net's: nothing read, but a closed connection says so.
+		if err := c.rc.Read(func(uintptr) bool { return true }); errors.Is(err, net.ErrClosed) {
+			return 0, c.netError(err)
+		}
 		return 0, nil
 	}
 	var n int
 	var errno syscall.Errno
 	err := c.rc.Read(func(fd uintptr) bool {
 		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			r, e := sysRead(fd, p)
 			switch e {
 			case syscall.EINTR:
 				continue
 			case syscall.EAGAIN:
 				return false // the poller waits for data
 			}
-			n, errno = int(r), e
+			n, errno = r, e
 			return true
 		}
 	})
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, c.netError(err)
 	case errno != 0:
 		return 0, c.opError("read", errno)
 	case n == 0:
@@ -113,10 +128,10 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	var errno syscall.Errno
 	err := c.rc.Write(func(fd uintptr) bool {
 		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
+			r, e := sysWrite(fd, p[n:])
 			switch e {
 			case 0:
-				n += int(r)
+				n += r
 			case syscall.EINTR:
 			case syscall.EAGAIN:
 				return false // the poller waits for room
@@ -127,13 +142,28 @@ func (c *rawConn) Write(p []byte) (int, error) {
 		}
 		return true
 	})
-	if err == nil && errno != 0 {
-		err = c.opError("write", errno)
+	switch {
+	case err != nil:
+		return n, c.netError(err)
+	case errno != 0:
+		return n, c.opError("write", errno)
 	}
-	return n, err
+	return n, nil
 }
 
 // opError is what net's own Read and Write return for a failed call.
 func (c *rawConn) opError(op string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, errno)}
+}
+
+// netError names a wait's error (a deadline, a close) as net's Read and
+// Write do: "read" and "write", not syscall.RawConn's "raw-read" and
+// "raw-write".
+func (c *rawConn) netError(err error) error {
+	if oe, ok := err.(*net.OpError); ok && strings.HasPrefix(oe.Op, "raw-") {
+		named := *oe
+		named.Op = strings.TrimPrefix(oe.Op, "raw-")
+		return &named
+	}
+	return err
 }

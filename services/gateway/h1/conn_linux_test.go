@@ -76,8 +76,12 @@ func TestRawReadsWaitAndEndAsNetsDo(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 	n, err := c.Read(make([]byte, 4))
 	var ne net.Error
+	var op *net.OpError
 	if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("read past its deadline: %d, %v; want a timeout", n, err)
+	}
+	if !errors.As(err, &op) || op.Op != "read" {
+		t.Fatalf("a read's timeout %v; want it named as net names it (read)", err)
 	}
 	c.SetReadDeadline(time.Time{})
 
@@ -104,6 +108,9 @@ func TestRawReadsWaitAndEndAsNetsDo(t *testing.T) {
 	time.AfterFunc(10*time.Millisecond, func() { c2.Close() })
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("a read across Close: %v; want net.ErrClosed", err)
+	}
+	if n, err := c2.Read(nil); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("an empty read of a closed connection: %d, %v; want net.ErrClosed", n, err)
 	}
 }
 
@@ -133,11 +140,16 @@ func TestRawWritesDeliverEverythingOrTimeOut(t *testing.T) {
 		t.Fatal("the peer read other bytes than were written")
 	}
 
+	big := make([]byte, 64<<20) // made before the deadline starts: under -race that takes a while
 	c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-	n, err = c.Write(make([]byte, 64<<20)) // nobody reads
+	n, err = c.Write(big) // nobody reads
 	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() || n <= 0 || n >= 64<<20 {
-		t.Fatalf("a write nobody takes: %d, %v; want part of it and a timeout", n, err)
+	var op *net.OpError
+	if !errors.As(err, &ne) || !ne.Timeout() || n >= len(big) {
+		t.Fatalf("a write nobody takes: %d, %v; want at most part of it and a timeout", n, err)
+	}
+	if !errors.As(err, &op) || op.Op != "write" {
+		t.Fatalf("a write's timeout %v; want it named as net names it (write)", err)
 	}
 }
 
@@ -202,6 +214,21 @@ func TestPlainIsRawWithOneProcessorOnly(t *testing.T) {
 	if _, ok := plain(a).(*rawConn); !ok {
 		t.Fatal("with one processor a connection was not made raw")
 	}
+
+	// A socket made blocking (File and Fd do that, for the connection's
+	// other descriptors too) would hold the processor in the kernel: left
+	// as it is.
+	b, _ := tcpPair(t)
+	f, err := b.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Fd()
+	if _, ok := plain(b).(*rawConn); ok {
+		t.Fatal("a blocking socket was made raw")
+	}
+
 	u, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
