@@ -38,7 +38,7 @@ type Catalog struct {
 	rates  map[events.RateLimit]*events.RateLimit
 	// policyLists are the interned lists of policies keys reference, by
 	// tenant and joined ids.
-	policyLists map[string]*[]*Policy
+	policyLists map[string]*policyList
 	// keyBlock is where newKey takes key states from.
 	keyBlock []keyState
 	// verifyOnly: keep what verification reads, not the keys' admin-only
@@ -222,7 +222,7 @@ type tenantEntry struct {
 // side's.
 func NewCatalog() *Catalog {
 	return &Catalog{tenants: map[string]*tenantEntry{}, prefix: map[string]*API{}, folded: map[string]int{}, scopes: map[string]*[]string{},
-		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]*signerSpan{}, policyLists: map[string]*[]*Policy{}}
+		rates: map[events.RateLimit]*events.RateLimit{}, signers: map[string]*signerSpan{}, policyLists: map[string]*policyList{}}
 }
 
 // NewVerificationCatalog returns an empty catalog that keeps what
@@ -342,7 +342,9 @@ func (c *Catalog) Apply(r events.Recorded) error {
 	case events.KindPolicy:
 		p := policyEntry(t, id)
 		if err = link(&r, &p.Head); err == nil {
-			err = applyState(p, &r, func(s *Policy) { s.Head = r.Hash })
+			if err = applyState(p, &r, func(s *Policy) { s.Head = r.Hash }); err == nil {
+				c.policyChanged(p)
+			}
 		}
 	default:
 		err = impossible(r, "unknown aggregate kind")

@@ -95,11 +95,19 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 	by := func(c change) string {
 		return fmt.Sprintf("at seq %d by %s", c.r.Seq, c.r.Actor)
 	}
+	// The key's policies as they were at the decision (states holds them
+	// as of d.Seq).
+	var live []*Policy
+	for _, id := range pols {
+		if p, ok := states[id]; ok && p.Live() {
+			live = append(live, &p)
+		}
+	}
 	var out []string
 	switch d.Code {
 	case CodeInsufficientScope:
 		for _, s := range need {
-			if grants(d.scopes, d.policies, s) {
+			if grants(d.scopes, live, s) {
 				continue
 			}
 			for _, id := range pols {
@@ -110,12 +118,10 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 				}
 			}
 		}
-		if apis := allowedAPIs(d.policies); d.API != "" && apis != nil && !slices.Contains(apis, d.API) {
+		if apis := allowedAPIs(live); d.API != "" && apis != nil && !slices.Contains(apis, d.API) {
 			var confining []string
-			for _, p := range d.policies {
-				if p.Live() {
-					confining = append(confining, fmt.Sprintf("%s v%d (%s)", p.ID, p.Revision, strings.Join(p.APIs, ", ")))
-				}
+			for _, p := range live {
+				confining = append(confining, fmt.Sprintf("%s v%d (%s)", p.ID, p.Revision, strings.Join(p.APIs, ", ")))
 			}
 			out = append(out, fmt.Sprintf("INSUFFICIENT_SCOPE: API %s is not among those the key's policies allow: %s", d.API, strings.Join(confining, "; ")))
 		}

@@ -86,7 +86,7 @@ type keyState struct {
 	scopes *[]string
 	rate   *events.RateLimit
 	// policies are the policies the key references (interned, shared).
-	policies *[]*Policy
+	policies *policyList
 
 	notBefore, expiresAt, graceUntil, created instant
 	issued, attrsBy, statusBy, rotatedBy      Evidence

@@ -104,10 +104,22 @@ func policyEntry(t *tenantEntry, id string) *Policy {
 	return p
 }
 
+// policyList is a list of policies keys reference, interned: keys that
+// reference the same policies share one.
+type policyList struct {
+	// states are the policies' states in the catalog, changed in place as
+	// their events apply: read them only while the catalog is held.
+	states []*Policy
+	// ids are the policies' ids, and scopes their live ones' scopes in
+	// order without repeats: never changed once made (a change of one of
+	// the policies replaces scopes), so that a Decision keeps them.
+	ids    []string
+	scopes []string
+}
+
 // internPolicies returns the catalog's list of the tenant's policy states
-// ids name (placeholders for those without events yet): keys that
-// reference the same policies share one list.
-func (c *Catalog) internPolicies(t *tenantEntry, ids []string) *[]*Policy {
+// ids name (placeholders for those without events yet).
+func (c *Catalog) internPolicies(t *tenantEntry, ids []string) *policyList {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -115,19 +127,47 @@ func (c *Catalog) internPolicies(t *tenantEntry, ids []string) *[]*Policy {
 	if l, ok := c.policyLists[joined]; ok {
 		return l
 	}
-	l := make([]*Policy, len(ids))
+	l := &policyList{states: make([]*Policy, len(ids)), ids: slices.Clone(ids)}
 	for i, id := range ids {
-		l[i] = policyEntry(t, id)
+		l.states[i] = policyEntry(t, id)
 	}
-	c.policyLists[joined] = &l
-	return &l
+	l.scopes = liveScopes(l.states)
+	c.policyLists[joined] = l
+	return l
+}
+
+// policyChanged makes the scopes of the lists that hold p anew, after an
+// event of p applied.
+func (c *Catalog) policyChanged(p *Policy) {
+	for _, l := range c.policyLists {
+		if slices.Contains(l.states, p) {
+			l.scopes = liveScopes(l.states)
+		}
+	}
+}
+
+// liveScopes are the scopes of the live policies of states, in order,
+// without repeats (nil when none).
+func liveScopes(states []*Policy) []string {
+	var out []string
+	for _, p := range states {
+		if !p.Live() {
+			continue
+		}
+		for _, s := range p.Scopes {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 func (k *keyState) policyList() []*Policy {
 	if k.policies == nil {
 		return nil
 	}
-	return *k.policies
+	return k.policies.states
 }
 
 func policyIDs(l []*Policy) []string {
@@ -173,33 +213,32 @@ func addInstant(i instant, d time.Duration) instant {
 	return i + instant(d)
 }
 
-// EffectiveScopes appends to dst the scopes the decision's key holds: its
-// own, then its live policies' not among them. With a nil dst and no
-// policies it returns the key's own list, shared with the catalog (read,
-// never change); give a dst to change the result.
+// EffectiveScopes appends to dst the scopes the decision's key held when
+// it was made: its own, then its live policies' not among them. With a nil
+// dst and no policy scopes it returns the key's own list, shared with the
+// catalog (read, never change); give a dst to change the result.
 func (d *Decision) EffectiveScopes(dst []string) []string {
-	if len(d.policies) == 0 {
+	return effectiveScopes(dst, d.scopes, d.policyScopes)
+}
+
+func effectiveScopes(dst, own, policies []string) []string {
+	if len(policies) == 0 {
 		if dst == nil {
-			return d.scopes
+			return own
 		}
-		return append(dst, d.scopes...)
+		return append(dst, own...)
 	}
-	dst = append(dst, d.scopes...)
-	for _, p := range d.policies {
-		if !p.Live() {
-			continue
-		}
-		for _, s := range p.Scopes {
-			if !slices.Contains(dst, s) {
-				dst = append(dst, s)
-			}
+	dst = append(dst, own...)
+	for _, s := range policies {
+		if !slices.Contains(own, s) {
+			dst = append(dst, s)
 		}
 	}
 	return dst
 }
 
 // Policies are the ids of the policies the decision's key references.
-func (d *Decision) Policies() []string { return policyIDs(d.policies) }
+func (d *Decision) Policies() []string { return slices.Clone(d.policyIDs) }
 
 // Policy returns a policy of a tenant (a retired one too).
 func (c *Catalog) Policy(tenant, id string) (Policy, bool) {
@@ -262,8 +301,11 @@ func (c *Catalog) KeyScopes(tenant, id string) []string {
 // effectiveScopes appends to dst the scopes k holds: its own and its live
 // policies' (Decision.EffectiveScopes).
 func (k *keyState) effectiveScopes(dst []string) []string {
-	d := Decision{scopes: k.scopeList(), policies: k.policyList()}
-	return d.EffectiveScopes(dst)
+	var policies []string
+	if k.policies != nil {
+		policies = k.policies.scopes
+	}
+	return effectiveScopes(dst, k.scopeList(), policies)
 }
 
 // end is when k stops verifying by time alone: the earliest of its own

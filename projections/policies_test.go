@@ -2,6 +2,8 @@ package projections
 
 import (
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,5 +265,52 @@ func TestAPreviewLeavesTheCatalogAsItWas(t *testing.T) {
 	}
 	if k, _ := w.c.Key("acme", keyID(1)); !slices.Equal(k.Scopes, []string{"zeta", "alpha"}) || w.c.Digest() != before {
 		t.Fatalf("the preview changed the catalog: scopes %v", k.Scopes)
+	}
+}
+
+// A decision is kept after the catalog is released (the gateway reads its
+// scopes to set Keytrail-Scopes, the admin API its policies to answer):
+// what it says of its key's policies is what they were when it was made,
+// however the catalog changes afterwards — and reading it while the
+// catalog applies a policy's change is no data race (go test -race).
+func TestADecisionKeepsItsPoliciesAsTheyWere(t *testing.T) {
+	w := newPolicyWorld(t)
+	w.policy("readers", events.PolicyCreatedV1{Scopes: []string{"orders:read"}, APIs: []string{"orders"}})
+	w.policy("writers", events.PolicyCreatedV1{Scopes: []string{"orders:write"}})
+	w.key("acme", 1, events.KeyIssuedV1{Scopes: []string{"own"}, Policies: []string{"readers", "writers"}})
+	d := w.verify(1, "orders", t0)
+	w.expect(d, CodeValid)
+	want := []string{"own", "orders:read", "orders:write"}
+
+	var mu sync.RWMutex // the read model's lock: the catalog changes under it, the decision is read outside it
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			mu.Lock()
+			w.policy("readers", events.PolicyUpdatedV1{Scopes: []string{"other:" + strconv.Itoa(i)}})
+			mu.Unlock()
+		}
+		mu.Lock()
+		w.policy("writers", events.PolicyRetiredV1{})
+		mu.Unlock()
+	}()
+	for range 200 {
+		if got := d.EffectiveScopes(nil); !slices.Equal(got, want) {
+			t.Fatalf("while the policies change, the decision's scopes are %v, want %v", got, want)
+		}
+		if got := d.Policies(); !slices.Equal(got, []string{"readers", "writers"}) {
+			t.Fatalf("the decision's policies %v", got)
+		}
+	}
+	<-done
+	if got := d.EffectiveScopes(nil); !slices.Equal(got, want) {
+		t.Fatalf("after its policies changed, the decision's scopes are %v, want %v as they were", got, want)
+	}
+	mu.RLock()
+	now := w.verify(1, "", t0)
+	mu.RUnlock()
+	if got := now.EffectiveScopes(nil); !slices.Equal(got, []string{"own", "other:49"}) {
+		t.Fatalf("a new decision's scopes %v", got)
 	}
 }

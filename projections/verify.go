@@ -61,12 +61,16 @@ type Decision struct {
 	API string
 	// Now is the time the decision used; Seq the sequence of the last event
 	// the catalog had applied.
-	Now      time.Time
-	Seq      uint64
-	also     uint16 // bit i: precedence[i] failed too
-	scopes   []string
-	policies []*Policy
-	rate     *events.RateLimit
+	Now    time.Time
+	Seq    uint64
+	also   uint16 // bit i: precedence[i] failed too
+	scopes []string
+	// policyIDs and policyScopes are the key's policies' ids and their
+	// live ones' scopes as they were when the decision was made (the
+	// catalog's, never changed: the decision may be kept after the catalog
+	// is released and changes).
+	policyIDs, policyScopes []string
+	rate                    *events.RateLimit
 	// rateV, when rateMerged, is the key's limit and its policies' met:
 	// the lowest rate and the lowest burst of them.
 	rateV      events.RateLimit
@@ -216,7 +220,10 @@ func (c *Catalog) verifyHash(d *Decision, h events.SecretHash, q *Request, now t
 			confined = true
 		}
 	}
-	d.scopes, d.policies = k.scopeList(), pols
+	d.scopes = k.scopeList()
+	if l := k.policies; l != nil {
+		d.policyIDs, d.policyScopes = l.ids, l.scopes
+	}
 	if !u.Exists() {
 		u = nil // the key names a user with no events (yet)
 	}
