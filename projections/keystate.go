@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/keytrail/keytrail/events"
@@ -126,7 +127,7 @@ func (k *keyState) expand() Key {
 		return Key{ID: k.id, Head: k.head}
 	}
 	out := Key{ID: k.id, Scopes: k.scopeList(), Status: keyStatuses[k.status],
-		SecretHash: k.hash, RateLimit: k.rate, Version: k.version(), Policies: policyIDs(k.policyList()),
+		SecretHash: k.hash, RateLimit: k.rate, Version: k.version(), Policies: slices.Clone(k.policyIDs()),
 		Issued: k.issued, AttrsBy: k.attrsBy, StatusBy: k.statusBy, RotatedBy: k.rotatedBy, Head: k.head}
 	if k.tenant != nil {
 		out.Tenant, out.User = k.tenant.id, k.user.ID

@@ -170,15 +170,13 @@ func (k *keyState) policyList() []*Policy {
 	return k.policies.states
 }
 
-func policyIDs(l []*Policy) []string {
-	if len(l) == 0 {
+// policyIDs are the ids of the policies k references (the interned list's:
+// read, never change).
+func (k *keyState) policyIDs() []string {
+	if k.policies == nil {
 		return nil
 	}
-	ids := make([]string, len(l))
-	for i, p := range l {
-		ids[i] = p.ID
-	}
-	return ids
+	return k.policies.ids
 }
 
 // grants reports whether a key with scopes and policies holds scope s: its

@@ -194,7 +194,7 @@ func (c *Catalog) fork(tenant string) *Catalog {
 			continue
 		}
 		nk.tenant, nk.user = nt, userEntry(nt, k.user.ID)
-		nk.policies = f.internPolicies(nt, policyIDs(k.policyList()))
+		nk.policies = f.internPolicies(nt, k.policyIDs())
 		f.byHash.add(nk)
 	}
 	return f

@@ -273,7 +273,7 @@ func (e *encoder) tenant(t *tenantEntry) {
 		e.str(k.user.ID)
 		e.bytes(k.hash[:])
 		e.uint(scopeIndex[k.scopes])
-		e.strs(policyIDs(k.policyList()))
+		e.strs(k.policyIDs())
 		e.rate(k.rate)
 		e.int(int64(k.notBefore))
 		e.int(int64(k.expiresAt))
