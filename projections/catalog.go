@@ -216,6 +216,9 @@ type tenantEntry struct {
 	// policies are the tenant's access policies, and placeholders for
 	// those keys reference before they have events.
 	policies map[string]*Policy
+	// listsOf are the interned policy lists that hold a policy, by its id
+	// (policyChanged).
+	listsOf map[string][]*policyList
 }
 
 // NewCatalog returns an empty catalog that keeps everything: the admin
@@ -343,7 +346,7 @@ func (c *Catalog) Apply(r events.Recorded) error {
 		p := policyEntry(t, id)
 		if err = link(&r, &p.Head); err == nil {
 			if err = applyState(p, &r, func(s *Policy) { s.Head = r.Hash }); err == nil {
-				c.policyChanged(p)
+				t.policyChanged(id)
 			}
 		}
 	default:

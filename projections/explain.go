@@ -73,7 +73,8 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 	removed := map[[2]string]change{} // policy, scope → the event that last took it away
 	retired := map[string]change{}
 	for _, r := range history {
-		if r.Seq > d.Seq || r.Aggregate.Kind != events.KindPolicy {
+		// What ExplainKey folded: up to the decision's sequence and time.
+		if r.Seq > d.Seq || r.OccurredAt.After(d.Now) || r.Aggregate.Kind != events.KindPolicy {
 			continue
 		}
 		id := r.Aggregate.ID
@@ -95,8 +96,8 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 	by := func(c change) string {
 		return fmt.Sprintf("at seq %d by %s", c.r.Seq, c.r.Actor)
 	}
-	// The key's policies as they were at the decision (states holds them
-	// as of d.Seq).
+	// The key's live policies as the decision saw them (its scopes are the
+	// decision's own; states holds the rest as of its sequence and time).
 	var live []*Policy
 	for _, id := range pols {
 		if p, ok := states[id]; ok && p.Live() {
@@ -107,7 +108,7 @@ func Because(history []events.Recorded, d *Decision, need []string) []string {
 	switch d.Code {
 	case CodeInsufficientScope:
 		for _, s := range need {
-			if grants(d.scopes, live, s) {
+			if slices.Contains(d.EffectiveScopes(nil), s) {
 				continue
 			}
 			for _, id := range pols {

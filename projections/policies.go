@@ -128,21 +128,25 @@ func (c *Catalog) internPolicies(t *tenantEntry, ids []string) *policyList {
 		return l
 	}
 	l := &policyList{states: make([]*Policy, len(ids)), ids: slices.Clone(ids)}
+	if t.listsOf == nil {
+		t.listsOf = map[string][]*policyList{}
+	}
 	for i, id := range ids {
 		l.states[i] = policyEntry(t, id)
+		if !slices.Contains(t.listsOf[id], l) { // a list may name a policy twice
+			t.listsOf[id] = append(t.listsOf[id], l)
+		}
 	}
 	l.scopes = liveScopes(l.states)
 	c.policyLists[joined] = l
 	return l
 }
 
-// policyChanged makes the scopes of the lists that hold p anew, after an
-// event of p applied.
-func (c *Catalog) policyChanged(p *Policy) {
-	for _, l := range c.policyLists {
-		if slices.Contains(l.states, p) {
-			l.scopes = liveScopes(l.states)
-		}
+// policyChanged makes the scopes of the lists that hold policy id anew,
+// after an event of it applied.
+func (t *tenantEntry) policyChanged(id string) {
+	for _, l := range t.listsOf[id] {
+		l.scopes = liveScopes(l.states)
 	}
 }
 

@@ -314,3 +314,55 @@ func TestADecisionKeepsItsPoliciesAsTheyWere(t *testing.T) {
 		t.Fatalf("a new decision's scopes %v", got)
 	}
 }
+
+// Because explains the decision ExplainKey made, from the same events: a
+// policy's retirement after the time asked about is not why a scope is
+// missing, even when an event with an earlier time but a later sequence
+// was folded (clocks of control nodes differ).
+func TestBecauseSeesThePoliciesTheDecisionSaw(t *testing.T) {
+	var h chain
+	sec := mustSecret(t)
+	h.add("acme", events.TenantAggregate("acme"), t0, events.TenantCreatedV1{Name: "Acme"})
+	h.add("acme", events.UserAggregate("bob"), t0, events.UserCreatedV1{})
+	h.add("acme", events.PolicyAggregate("p"), t0, events.PolicyCreatedV1{Scopes: []string{"a"}})
+	h.add("acme", events.KeyAggregate("bob", keyID(1)), t0, events.KeyIssuedV1{SecretHash: sec.Hash(), Hint: sec.Hint(), Policies: []string{"p"}})
+	h.add("acme", events.PolicyAggregate("p"), t0.Add(2*time.Hour), events.PolicyRetiredV1{})
+	h.add("acme", events.PolicyAggregate("q"), t0.Add(30*time.Minute), events.PolicyCreatedV1{Scopes: []string{"c"}})
+
+	d, ok := ExplainKey(h.out, "acme", keyID(1), 0, t0.Add(time.Hour), []string{"a", "b"}, "")
+	if !ok || d.Code != CodeInsufficientScope || !slices.Contains(d.EffectiveScopes(nil), "a") {
+		t.Fatalf("the decision an hour in: %s, scopes %v; want INSUFFICIENT_SCOPE holding a", d.Code, d.EffectiveScopes(nil))
+	}
+	if why := Because(h.out, &d, []string{"a", "b"}); len(why) != 0 {
+		t.Fatalf("Because %q: the key held a then, and no policy ever granted b", why)
+	}
+}
+
+// A policy's change remakes the scopes of the lists that hold it, and only
+// those: the work of a policy event does not grow with the catalog's other
+// lists.
+func TestAPolicyChangeTouchesOnlyItsLists(t *testing.T) {
+	w := newPolicyWorld(t)
+	for _, id := range []string{"p", "q", "r"} {
+		w.policy(id, events.PolicyCreatedV1{Scopes: []string{id + ":1"}})
+	}
+	w.key("acme", 1, events.KeyIssuedV1{Policies: []string{"p", "q"}})
+	w.key("acme", 2, events.KeyIssuedV1{Policies: []string{"q", "r"}})
+	w.key("acme", 3, events.KeyIssuedV1{Policies: []string{"r"}})
+	te := w.c.tenants["acme"]
+	if n := []int{len(te.listsOf["p"]), len(te.listsOf["q"]), len(te.listsOf["r"])}; !slices.Equal(n, []int{1, 2, 2}) {
+		t.Fatalf("lists holding p, q, r: %v, want [1 2 2]", n)
+	}
+	others := te.listsOf["r"] // {q, r} and {r}: neither holds p
+	kept := []*string{&others[0].scopes[0], &others[1].scopes[0]}
+	w.policy("p", events.PolicyUpdatedV1{Scopes: []string{"p:2"}})
+	d := w.verify(1, "", t0)
+	if got := d.EffectiveScopes(nil); !slices.Equal(got, []string{"p:2", "q:1"}) {
+		t.Fatalf("key 1's scopes after p changed: %v", got)
+	}
+	for i, l := range others {
+		if &l.scopes[0] != kept[i] {
+			t.Fatalf("list %v, which does not hold p, was made anew on p's change", l.ids)
+		}
+	}
+}
