@@ -45,10 +45,12 @@ func quiet(c net.Conn) bool {
 // might block: the runtime marks its processor as lent, and its monitor
 // thread, which sleeps 20 µs at a time while that happens often, takes the
 // processor from a thread that stays in one for two of its ticks and hands
-// it to another thread. With one processor there is no other work to run
-// meanwhile that the kernel would not run anyway, yet a busy worker spent
-// a seventh of its CPU time in that monitor's wake-ups, and more in waking
-// threads to take the processor over (docs/benchmarks.md). A socket here is
+// it to another thread. With one processor that hand-off lets a second
+// thread run Go code while the first is in the kernel, but a busy worker
+// spent a seventh of its CPU time in the monitor's wake-ups, and more in
+// waking threads to take the processor over: more than the overlap gained
+// (docs/benchmarks.md: less CPU a request, more throughput, a tail no
+// longer). A socket here is
 // non-blocking: a read or a write returns at once, having moved what it
 // could, and waiting is left to the poller, as before.
 func plain(c net.Conn) net.Conn {
