@@ -50,9 +50,9 @@ func quiet(c net.Conn) bool {
 // spent a seventh of its CPU time in the monitor's wake-ups, and more in
 // waking threads to take the processor over: more than the overlap gained
 // (docs/benchmarks.md: less CPU a request, more throughput, a tail no
-// longer). A socket here is
-// non-blocking: a read or a write returns at once, having moved what it
-// could, and waiting is left to the poller, as before.
+// longer). A socket here is non-blocking: a read or a write returns at
+// once, having moved what it could, and waiting is left to the poller, as
+// before.
 func plain(c net.Conn) net.Conn {
 	if runtime.GOMAXPROCS(0) != 1 {
 		return c
