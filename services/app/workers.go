@@ -131,26 +131,24 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 	restart := make(chan int, w.n)
 	stopping := make(chan struct{})
 	defer close(stopping)
-	running := 0
 	for i := 1; i <= w.n; i++ {
 		if ctx.Err() != nil {
-			w.stop(procs, running)
+			w.stop(procs)
 			return nil
 		}
 		p, err := w.start(i)
 		if err != nil {
-			w.stop(procs, running)
+			w.stop(procs)
 			return err
 		}
 		procs[i] = p
-		running++
 	}
 	ready := map[int]string{}
 	var gatewayURL string
 	for {
 		select {
 		case <-ctx.Done():
-			w.stop(procs, running)
+			w.stop(procs)
 			return nil
 		case <-hup:
 			for i, p := range procs {
@@ -169,14 +167,12 @@ func (w *gatewayWorkers) run(ctx context.Context) error {
 				continue
 			}
 			procs[i] = p
-			running++
 		case e := <-w.events:
 			switch {
 			case e.exited:
 				procs[e.i], serving[e.i], hupLater[e.i] = nil, false, false // a new one reads the certificate anew
-				running--
 				if len(ready) < w.n {
-					w.stop(procs, running)
+					w.stop(procs)
 					return fmt.Errorf("gateway worker %d exited before it was ready (%v); its log above says why", e.i, e.err)
 				}
 				w.log.Error("gateway worker exited; starting it again", "worker", e.i, "err", e.err, "ran_for", e.ranFor.Round(time.Millisecond).String())
@@ -267,12 +263,14 @@ func (w *gatewayWorkers) start(i int) (*os.Process, error) {
 	return cmd.Process, nil
 }
 
-// stop sends SIGTERM to the running workers and waits for them, killing
-// those still running after workerStopWait.
-func (w *gatewayWorkers) stop(procs []*os.Process, running int) {
+// stop sends SIGTERM to the running workers (procs not nil) and waits for
+// them, killing those still running after workerStopWait.
+func (w *gatewayWorkers) stop(procs []*os.Process) {
+	running := 0
 	for _, p := range procs {
 		if p != nil {
 			p.Signal(syscall.SIGTERM)
+			running++
 		}
 	}
 	kill := time.NewTimer(workerStopWait)
