@@ -281,14 +281,8 @@ func startGateway(ctx context.Context, nc *nats.Conn, st *store.JetStream, cfg G
 		return g, nil
 	}
 	g.run(func() error {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for !g.model.Ready() {
-			select {
-			case <-runCtx.Done():
-				return nil
-			case <-tick.C:
-			}
+		if g.model.WaitReady(runCtx) != nil {
+			return nil // stopped before it was ready
 		}
 		ln, err := listenLater()
 		held.Close() // the listener has its own descriptor

@@ -459,6 +459,7 @@ func (m *Model) markReady(seq uint64) {
 	}
 	m.confirm(m.now())
 	m.ready.Store(true)
+	m.wake(&m.changed) // WaitReady
 	m.log.Info("read model caught up", "seq", seq)
 }
 
@@ -477,12 +478,21 @@ func (m *Model) WaitFor(ctx context.Context, seq uint64, max time.Duration) erro
 	return m.await(ctx, max, &m.changed, func() bool { return m.applied.Load() >= seq })
 }
 
+// WaitReady blocks until the model is Ready or ctx ends.
+func (m *Model) WaitReady(ctx context.Context) error {
+	return m.await(ctx, 0, &m.changed, m.Ready)
+}
+
 // await checks done each time the channel *ch (closed and replaced under
-// chMu) is closed, until done holds (nil), max passes (ErrBehind) or ctx
-// ends.
+// chMu) is closed, until done holds (nil), max passes (ErrBehind; 0: no
+// bound) or ctx ends.
 func (m *Model) await(ctx context.Context, max time.Duration, sig *signal, done func() bool) error {
-	deadline := time.NewTimer(max)
-	defer deadline.Stop()
+	var deadline <-chan time.Time
+	if max > 0 {
+		t := time.NewTimer(max)
+		defer t.Stop()
+		deadline = t.C
+	}
 	for {
 		// The channel first: a change after the check below closes it.
 		m.chMu.Lock()
@@ -493,7 +503,7 @@ func (m *Model) await(ctx context.Context, max time.Duration, sig *signal, done 
 		}
 		select {
 		case <-changed:
-		case <-deadline.C:
+		case <-deadline:
 			return ErrBehind
 		case <-ctx.Done():
 			return ctx.Err()

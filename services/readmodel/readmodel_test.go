@@ -63,16 +63,19 @@ func TestModelCatchesUpThenFollows(t *testing.T) {
 
 func TestEmptyLogIsReadyAtOnce(t *testing.T) {
 	m := New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	early, stopEarly := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer stopEarly()
+	if err := m.WaitReady(early); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitReady on a model not running: %v, want its context's end", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx, store.NewMemory(), nil) }()
-	deadline := time.After(5 * time.Second)
-	for !m.Ready() {
-		select {
-		case <-deadline:
-			t.Fatal("an empty log never became ready")
-		case <-time.After(time.Millisecond):
-		}
+	wait, stopWait := context.WithTimeout(ctx, 5*time.Second)
+	defer stopWait()
+	// Ready with no event applied: WaitReady is woken all the same.
+	if err := m.WaitReady(wait); err != nil || !m.Ready() {
+		t.Fatalf("an empty log never became ready: %v", err)
 	}
 	cancel()
 	<-done

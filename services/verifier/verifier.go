@@ -93,21 +93,27 @@ func (v *Verifier) Ready() bool { return v.model.Ready() }
 
 // WaitReady blocks until Ready or ctx ends.
 func (v *Verifier) WaitReady(ctx context.Context) error {
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for !v.model.Ready() {
+	waitCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // following the log has ended: the model will not get ready
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
 		case <-v.stopped:
-			if v.runErr == nil {
-				return errors.New("verifier: stopped")
-			}
-			return v.runErr
-		case <-t.C:
+			cancel()
+		case <-waitCtx.Done():
 		}
+	}()
+	if v.model.WaitReady(waitCtx) == nil {
+		return nil
 	}
-	return nil
+	select {
+	case <-v.stopped:
+		if v.runErr == nil {
+			return errors.New("verifier: stopped")
+		}
+		return v.runErr
+	default:
+		return ctx.Err()
+	}
 }
 
 // Verify decides a request now. Only Secret, Tenant, API and Scopes of q are
